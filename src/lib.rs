@@ -1,0 +1,38 @@
+//! # ctmr-skill
+//!
+//! A stdio MCP tool-server and CLI that runs NVIDIA's NV-Segment-CTMR MONAI bundle
+//! through its documented entry point and returns *evidence*: JSON that a separate
+//! verifier can check without trusting us. **Not for clinical use.**
+//!
+//! ## Layout
+//! Each concern has its own module, with a pure, testable core and I/O at the edges:
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`cli`] | argument parsing into a config, subcommand dispatch, exit codes |
+//! | [`nifti`] | streaming NIfTI-1/-2 reader with nibabel's semantics (affine, zooms, scaling) |
+//! | [`inspect`] | one-pass label-map statistics, components, intensities, two-map confusion, geometry |
+//! | [`labels`] | the upstream label table, everything-sets, prompt expansion, name resolution, sidecars |
+//! | [`manifest`] | `skill_manifest.yaml`: argument gates, JSON Schema generation, sanity checks |
+//! | [`upstream`] | bundle-root resolution, the documented argv, the supervised child process |
+//! | [`evidence`] | the evidence document and the on-disk evidence pack |
+//! | [`tools`] | one file per tool (`run_script`, `inspect_label_map`, ...): parse, execute, document |
+//! | [`server`] | the MCP stdio server (rmcp), confined to one module |
+//! | [`verifier`] | the paired verifier `ct_segmentation_quality_v1` |
+//! | [`atomic`] | write-then-rename so no evidence file is ever half-written |
+
+pub mod atomic;
+pub mod cli;
+pub mod evidence;
+pub mod inspect;
+pub mod labels;
+pub mod manifest;
+pub mod nifti;
+pub mod server;
+pub mod tools;
+pub mod upstream;
+pub mod verifier;
+
+/// The statement every output carries.
+pub const NOT_FOR_CLINICAL_USE: &str = "Research and benchmarking use only. Not for clinical use: \
+outputs are not diagnoses and have no diagnostic validity.";

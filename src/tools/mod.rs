@@ -1,0 +1,1 @@
+//! One file per tool: argument parsing, execution and the documentation agents see.
