@@ -1,1 +1,91 @@
 //! One file per tool: argument parsing, execution and the documentation agents see.
+//!
+//! The protocol layer ([`crate::server`]) knows tools only through [`ToolBox`]: it
+//! lists [`ToolSpec`]s and forwards calls with a [`CallContext`] (progress sink and
+//! cancellation). Tool failures come back as [`ToolOutcome::Failure`] (an `isError`
+//! result the model can read and correct); protocol faults as [`ToolCallError`].
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+/// What `tools/list` shows for one tool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    /// JSON Schema 2020-12, root `type: object`, flat, `additionalProperties: false`.
+    pub input_schema: Value,
+    /// JSON Schema of `structuredContent`, when the tool returns structured content.
+    pub output_schema: Option<Value>,
+    /// The tool only reads (MCP `readOnlyHint`).
+    pub read_only: bool,
+}
+
+/// One progress report; forwarded as `notifications/progress` when the request
+/// carried a `progressToken`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub progress: f64,
+    pub total: Option<f64>,
+    pub message: Option<String>,
+}
+
+/// Where a running tool reports progress. Cheap to clone.
+pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// What a tool call gets besides its arguments.
+#[derive(Clone)]
+pub struct CallContext {
+    pub progress: ProgressSink,
+    /// Cancelled when the client sends `notifications/cancelled` or the server shuts down.
+    pub cancel: CancellationToken,
+}
+
+impl CallContext {
+    /// A context that drops progress and is never cancelled (CLI use, tests).
+    pub fn detached() -> Self {
+        CallContext {
+            progress: Arc::new(|_| {}),
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// The result of a tool call that reached the tool.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolOutcome {
+    /// `isError: false`: `structured` conforms to the tool's output schema.
+    Success { structured: Value, summary: String },
+    /// `isError: true`: `message` names the argument, the rule and the fix;
+    /// `structured` carries evidence when there is some (e.g. a failed upstream run).
+    Failure {
+        message: String,
+        structured: Option<Value>,
+    },
+}
+
+/// Faults that are the protocol's business, not the model's.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ToolCallError {
+    /// JSON-RPC -32602.
+    #[error("unknown tool '{0}'")]
+    UnknownTool(String),
+    /// JSON-RPC -32603, for this request only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The set of tools a server exposes.
+pub trait ToolBox: Send + Sync + 'static {
+    fn list(&self) -> Vec<ToolSpec>;
+    fn call(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+        ctx: CallContext,
+    ) -> BoxFuture<'static, Result<ToolOutcome, ToolCallError>>;
+}
