@@ -341,6 +341,21 @@ def main():
     record_ok("trailing_bytes", write_bytes("trailing_bytes.nii", blob), "bytes after the data are ignored")
     record_ok("trailing_bytes_gz", write_bytes("trailing_bytes.nii.gz", blob, "gzip"), "gzip with bytes after the data")
 
+    # Oddities nibabel tolerates: pair magic with in-file data, a wrong
+    # sizeof_hdr (recognised by magic), zero padding and junk after gzip members,
+    # a long run of zeros after the data inside the member.
+    pair_magic = bytearray(blob)
+    pair_magic[344:348] = b"ni1\0"
+    record_ok("pair_magic_in_file", write_bytes("pair_magic_in_file.nii", bytes(pair_magic)), "ni1 magic, data at vox_offset 352")
+    record_ok("wrong_sizeof_hdr", write_bytes("wrong_sizeof_hdr.nii", b"\x00\x01\x02\x03" + blob[4:]), "sizeof_hdr garbage, NIfTI-1 magic")
+    hdr = make_header(1, ">", "float32")
+    hdr.set_qform(lps, code=1)
+    be = raw_file_bytes(hdr, rng_data("float32", seed=9))
+    record_ok("wrong_sizeof_hdr_be", write_bytes("wrong_sizeof_hdr_be.nii", b"\x07\x07\x07\x07" + be[4:]), "big-endian, sizeof_hdr garbage")
+    record_ok("gz_zero_padding", write_bytes("gz_zero_padding.nii.gz", gzip.compress(be[:200]) + b"\0" * 512 + gzip.compress(be[200:]) + b"\0" * 1000), "zero padding between and after gzip members")
+    record_ok("gz_trailing_junk", write_bytes("gz_trailing_junk.nii.gz", gzip.compress(be) + b"not gzip at all"), "junk after the last gzip member is never read")
+    record_ok("gz_long_zero_tail", write_bytes("gz_long_zero_tail.nii.gz", be + b"\0" * (16 << 20), "gzip"), "16 MiB of zeros after the data in the same member")
+
     # A realistic file through the ordinary nib.save path.
     img = nib.Nifti1Image(label_data((33, 29, 17), np.uint8), lps)
     nib.save(img, os.path.join(OUT, "nib_save.nii.gz"))
@@ -359,10 +374,10 @@ def main():
     bad_magic = bytearray(good)
     bad_magic[344:348] = b"xyz\0"
     record_error("wrong_magic", write_bytes("wrong_magic.nii", bytes(bad_magic)), "not_nifti", "magic xyz")
-    pair_magic = bytearray(good)
-    pair_magic[344:348] = b"ni1\0"
-    record_error("pair_magic", write_bytes("pair_magic.nii", bytes(pair_magic)), "not_nifti", "ni1: .hdr/.img pair header")
-    record_error("wrong_sizeof_hdr", write_bytes("wrong_sizeof_hdr.nii", b"\x00\x01\x02\x03" + good[4:]), "not_nifti", "sizeof_hdr garbage")
+    pair_header = bytearray(good[:348])
+    pair_header[344:348] = b"ni1\0"
+    pair_header[108:112] = np.array(0, dtype="<f4").tobytes()
+    record_error("pair_header", write_bytes("pair_header.hdr", bytes(pair_header)), "not_nifti", "ni1 header of a .hdr/.img pair")
     record_error("text_file", write_bytes("text_file.nii", b"this is not an image at all\n" * 20), "not_nifti", "plain text")
     record_error("gzip_garbage", write_bytes("gzip_garbage.nii.gz", b"\x1f\x8b" + bytes(range(256)) * 4), "gzip", "gzip magic then garbage")
     corrupt = bytearray(gzip.compress(good, compresslevel=1))
