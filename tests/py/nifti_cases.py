@@ -147,7 +147,8 @@ def record_ok(name, path, description):
                 "scl_inter": enc(raw_hdr["scl_inter"]),
                 "applied_slope_inter": [enc(img.dataobj.slope), enc(img.dataobj.inter)],
                 "vox_offset": int(img.dataobj.offset),
-                "descrip": hdr["descrip"].item().decode("latin1"),
+                "descrip": raw_hdr["descrip"].item().decode("latin1"),
+                "xyz_units": raw_hdr.get_xyzt_units()[0],
                 "sum": enc(finite.sum()) if finite.size else 0.0,
                 "min": enc(finite.min()) if finite.size else None,
                 "max": enc(finite.max()) if finite.size else None,
@@ -356,6 +357,13 @@ def main():
     record_ok("gz_trailing_junk", write_bytes("gz_trailing_junk.nii.gz", gzip.compress(be) + b"not gzip at all"), "junk after the last gzip member is never read")
     record_ok("gz_long_zero_tail", write_bytes("gz_long_zero_tail.nii.gz", be + b"\0" * (16 << 20), "gzip"), "16 MiB of zeros after the data in the same member")
 
+    for version, unit in [(1, "meter"), (2, "micron")]:
+        hdr = make_header(version, "<", "uint8")
+        hdr.set_sform(np.diag([0.001, 0.001, 0.002, 1.0]), code=1)
+        hdr.set_xyzt_units(unit, "sec")
+        name = f"units_{unit}_v{version}"
+        record_ok(name, write_bytes(name + ".nii", raw_file_bytes(hdr, label_data())), f"xyzt_units {unit}")
+
     # A realistic file through the ordinary nib.save path.
     img = nib.Nifti1Image(label_data((33, 29, 17), np.uint8), lps)
     nib.save(img, os.path.join(OUT, "nib_save.nii.gz"))
@@ -444,6 +452,11 @@ def main():
         blob[8:12] = b"\r\n\n\n"
 
     mutated(2, "<", "int16", [3, 7, 6, 5], "bad_eol_v2.nii", "invalid_header", "NIfTI-2 eol_check damaged", bad_eol)
+
+    # A tiny .nii.gz claiming one 2 GiB float64 slice: must fail at the end of
+    # the real data, never allocating the claim.
+    h = make_header(1, "<", "float64", (16000, 16000, 1))
+    record_error("huge_slice_claim", write_bytes("huge_slice_claim.nii.gz", raw_file_bytes(h, np.zeros(1000)), "gzip"), "truncated", "2 GiB slice claimed, 8 KB present")
 
     # A gzip "bomb": a tiny compressed file whose header claims an absurd volume.
     h = make_header(1, "<", "uint8")
