@@ -162,6 +162,15 @@ fn check_ok_case(root: &Path, case: &Value) {
             "{name}: diff without both"
         ),
     }
+    assert_eq!(
+        h.sform_qform_disagree(),
+        nib["sform_qform_disagree"].as_bool().unwrap(),
+        "{name}: sform/qform disagreement flag ({:?})",
+        h.sform_qform_max_abs_diff
+    );
+    if name == "sform_qform_disagree" {
+        assert!(h.sform_qform_disagree(), "the sheared case must be flagged");
+    }
 
     let axcodes: Vec<char> = nib["axcodes"]
         .as_array()

@@ -142,6 +142,9 @@ def record_ok(name, path, description):
                 "qform_code": int(qcode),
                 "sform": enc_matrix(sform),
                 "qform": enc_matrix(qform),
+                "sform_qform_disagree": bool(
+                    sform is not None and qform is not None and np.abs(sform - qform).max() > 1e-4
+                ),
                 "axcodes": [c if c is not None else "?" for c in nib.aff2axcodes(img.affine)],
                 "scl_slope": enc(raw_hdr["scl_slope"]),
                 "scl_inter": enc(raw_hdr["scl_inter"]),
