@@ -29,6 +29,15 @@ pub enum NiftiVersion {
     Nifti2,
 }
 
+impl std::fmt::Display for NiftiVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NiftiVersion::Nifti1 => "NIfTI-1",
+            NiftiVersion::Nifti2 => "NIfTI-2",
+        })
+    }
+}
+
 impl NiftiVersion {
     /// Size of the fixed header in bytes (`sizeof_hdr`).
     pub fn header_size(&self) -> usize {
@@ -358,7 +367,7 @@ impl Header {
             return Err(NiftiError::Truncated {
                 path: path.to_path_buf(),
                 detail: format!(
-                    "the {:?} header needs {header_size} bytes but the file holds only {}",
+                    "the {} header needs {header_size} bytes but the file holds only {}",
                     version,
                     raw.len()
                 ),
@@ -488,7 +497,7 @@ impl Header {
         }
         if vox_offset < min_offset {
             return Err(invalid(format!(
-                "vox_offset is {vox_offset}, but a single-file {version:?} image keeps its voxels at or after byte {min_offset}"
+                "vox_offset is {vox_offset}, but a single-file {version} image keeps its voxels at or after byte {min_offset}"
             )));
         }
 
@@ -659,8 +668,9 @@ fn check_magic(f: &Fields, version: NiftiVersion) -> Result<bool, String> {
         Ok(true)
     } else {
         Err(format!(
-            "magic is {magic:?}, expected {:?} for a {version:?} header",
-            String::from_utf8_lossy(&single[..3])
+            "magic is \"{}\", expected \"{}\" for a {version} header",
+            magic.escape_ascii(),
+            single.escape_ascii()
         ))
     }
 }

@@ -278,11 +278,10 @@ fn open_stream(path: &Path) -> Result<(Header, Stream), NiftiError> {
             return Err(NiftiError::Truncated {
                 path: path.to_path_buf(),
                 detail: format!(
-                    "the header promises {} bytes of {} voxels from byte {} (file size {}), but the file has {file_len} bytes",
+                    "the header promises {} bytes of {} voxels from byte {}, so the file should hold at least {needed} bytes, but it has {file_len}",
                     header.data_bytes(),
                     header.datatype.name(),
                     header.vox_offset,
-                    needed
                 ),
             });
         }
@@ -347,6 +346,12 @@ fn decode(raw: &[u8], datatype: DataType, little_endian: bool, out: &mut [f64]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reader_can_move_to_a_worker_thread() {
+        fn is_send<T: Send>() {}
+        is_send::<VolumeReader>();
+    }
 
     #[test]
     fn decode_big_and_little_endian() {

@@ -314,6 +314,11 @@ def main():
         name = f"shape_{label}"
         record_ok(name, write_bytes(name + ".nii", raw_file_bytes(hdr, data)), f"shape {shape}")
 
+    # NIfTI-2 dims beyond NIfTI-1's int16 range.
+    hdr = make_header(2, ">", "uint8", (40000, 2, 3))
+    hdr.set_sform(lps, code=1)
+    record_ok("v2_wide_dim", write_bytes("v2_wide_dim.nii.gz", raw_file_bytes(hdr, rng_data("uint8", shape=(40000, 2, 3))), "gzip"), "NIfTI-2, dim 40000")
+
     # Containers: gzip, multi-member gzip, padding, extensions, trailing bytes.
     hdr = make_header(1, "<", "float32")
     hdr.set_sform(oblique_affine(), code=1)
