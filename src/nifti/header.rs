@@ -17,7 +17,7 @@
 
 use std::path::Path;
 
-use super::{orientation, Affine, NiftiError, MAX_SLICE_VOXELS, MAX_TOTAL_VOXELS};
+use super::{orientation, Affine, NiftiError, MAX_SLICE_VOXELS, MAX_TOTAL_VOXELS, MAX_VOX_OFFSET};
 
 /// Which NIfTI flavour the file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -485,6 +485,16 @@ impl Header {
             }
         };
         let min_offset = header_size as u64 + 4;
+        if vox_offset > MAX_VOX_OFFSET {
+            return Err(NiftiError::TooLarge {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "vox_offset {vox_offset} puts over {} MiB of extensions before the voxels (at most {} MiB accepted)",
+                    vox_offset >> 20,
+                    MAX_VOX_OFFSET >> 20
+                ),
+            });
+        }
         if pair_magic {
             if vox_offset < min_offset {
                 return Err(not_nifti(format!(

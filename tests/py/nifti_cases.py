@@ -446,6 +446,7 @@ def main():
     mutated(1, "<", "int16", [3, 7, 6, 5], "vox_offset_low.nii", "invalid_header", "vox_offset 100", set_f32(108, 100.0))
     mutated(1, "<", "int16", [3, 7, 6, 5], "vox_offset_nan.nii", "invalid_header", "vox_offset NaN", set_f32(108, float("nan")))
     mutated(1, "<", "int16", [3, 7, 6, 5], "vox_offset_huge.nii", "truncated", "vox_offset far past the end", set_f32(108, 1e9))
+    mutated(1, "<", "int16", [3, 7, 6, 5], "vox_offset_absurd.nii", "too_large", "vox_offset 1e12", set_f32(108, 1e12))
     mutated(1, "<", "int16", [3, 7, 6, 5], "inter_inf.nii", "invalid_header", "valid slope, infinite intercept", lambda b: (set_f32(112, 2.0)(b), set_f32(116, float("inf"))(b)))
 
     def bad_quaternion(blob):
