@@ -1,5 +1,6 @@
-//! Streaming voxel access: one z-slice at a time, so memory stays at one slice
-//! of raw bytes plus one slice of `f64` whatever the volume size.
+//! Streaming voxel access: one z-slice at a time, so memory stays at one chunk
+//! (≤ 1 MiB) of raw bytes plus the caller's one slice of `f64`, whatever the
+//! volume size. nibabel's `get_fdata()` materialises the volume; we never do.
 //!
 //! gzip is recognised by its magic bytes (not the file name) and decoded member
 //! by member (see `gz`), because some writers (pigz, concatenation) emit several
