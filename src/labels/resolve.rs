@@ -134,6 +134,42 @@ fn is_sub_multiset(query: &[String], name: &[String]) -> bool {
         })
 }
 
+/// A query prepared once for every stage.
+struct Query {
+    lower: String,
+    tokens: Vec<String>,
+    sorted: Vec<String>,
+    joined: String,
+}
+
+impl Query {
+    fn new(text: &str) -> Query {
+        let tokens = tokens(text);
+        Query {
+            lower: text.to_lowercase(),
+            sorted: sorted(tokens.clone()),
+            joined: tokens.join(" "),
+            tokens,
+        }
+    }
+
+    fn matches(&self, kind: MatchKind, class: &LabelClass) -> bool {
+        match kind {
+            MatchKind::Id => false,
+            MatchKind::Exact => class.name.to_lowercase() == self.lower,
+            MatchKind::Normalised => {
+                !self.tokens.is_empty() && sorted(name_tokens(class)) == self.sorted
+            }
+            MatchKind::Substring => {
+                let name = name_tokens(class);
+                !self.tokens.is_empty()
+                    && (name.join(" ").contains(&self.joined)
+                        || is_sub_multiset(&self.tokens, &name))
+            }
+        }
+    }
+}
+
 pub(super) fn resolve(table: &LabelTable, query: &str) -> Result<Resolution, ResolveError> {
     let found = |class: &LabelClass, matched_by| Resolution {
         id: class.id,
@@ -143,44 +179,27 @@ pub(super) fn resolve(table: &LabelTable, query: &str) -> Result<Resolution, Res
     };
     let trimmed = query.trim();
     if let Ok(id) = trimmed.parse::<u32>() {
-        if let Some(class) = table.get(id) {
-            return Ok(found(class, MatchKind::Id));
-        }
+        // A number is an id or nothing: "0" must not substring-match "vertebrae T10".
+        return match table.get(id) {
+            Some(class) => Ok(found(class, MatchKind::Id)),
+            None => Err(ResolveError {
+                query: query.to_string(),
+                kind: ResolveErrorKind::Unknown,
+                candidates: Vec::new(),
+            }),
+        };
     }
 
-    let stages: [(MatchKind, Box<dyn Fn(&LabelClass) -> bool>); 3] = {
-        let lower = trimmed.to_lowercase();
-        let query_tokens = tokens(trimmed);
-        let query_sorted = sorted(query_tokens.clone());
-        let query_joined = query_tokens.join(" ");
-        let qt = query_tokens.clone();
-        [
-            (
-                MatchKind::Exact,
-                Box::new(move |c| c.name.to_lowercase() == lower),
-            ),
-            (
-                MatchKind::Normalised,
-                Box::new(move |c| {
-                    !query_sorted.is_empty() && sorted(name_tokens(c)) == query_sorted
-                }),
-            ),
-            (
-                MatchKind::Substring,
-                Box::new(move |c| {
-                    let name = name_tokens(c);
-                    !qt.is_empty()
-                        && (name.join(" ").contains(&query_joined) || is_sub_multiset(&qt, &name))
-                }),
-            ),
-        ]
-    };
-
-    for (kind, matches) in &stages {
-        let hits: Vec<&LabelClass> = table.iter().filter(|c| matches(c)).collect();
+    let prepared = Query::new(trimmed);
+    for kind in [
+        MatchKind::Exact,
+        MatchKind::Normalised,
+        MatchKind::Substring,
+    ] {
+        let hits: Vec<&LabelClass> = table.iter().filter(|c| prepared.matches(kind, c)).collect();
         match hits.as_slice() {
             [] => continue,
-            [one] => return Ok(found(one, *kind)),
+            [one] => return Ok(found(one, kind)),
             many => {
                 let mut ranked: Vec<&LabelClass> = many.to_vec();
                 rank(&mut ranked, trimmed);

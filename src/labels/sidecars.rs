@@ -15,7 +15,10 @@
 //!                       "datasets": [...], "modalities": [...], "dataset_labels": [...] } } }
 //! ```
 //! An id in the mask that the vocabulary does not define is still listed (so a
-//! viewer shows it) with `in_vocabulary: false`; upstream writes 255 for NaN.
+//! viewer shows it) with `in_vocabulary: false`. Upstream post-processing writes
+//! NaN voxels as 255, which in NV-Segment-CTMR is also a class
+//! (`Left-AnG---angular-gyrus`, an MRI_BRAIN id): when 255 is present and defined,
+//! a `warnings` entry says that such voxels may be either.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -50,6 +53,8 @@ struct LabelsJson {
     note: String,
     source: SourceSection,
     mask: Option<MaskSection>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
     labels: BTreeMap<u32, SidecarLabel>,
 }
 
@@ -164,6 +169,13 @@ pub fn write_sidecars(
         .chain(ids.iter().copied())
         .map(|id| (id, entry_for(table, id)))
         .collect();
+    let mut warnings = Vec::new();
+    if let (true, Some(name)) = (ids.contains(&NAN_MARKER), table.name(NAN_MARKER)) {
+        warnings.push(format!(
+            "id {NAN_MARKER} is the class '{name}' and also the value upstream post-processing \
+             writes for NaN voxels: its voxels may be either"
+        ));
+    }
     let document = LabelsJson {
         format: LABELS_JSON_FORMAT.into(),
         note: crate::NOT_FOR_CLINICAL_USE.into(),
@@ -177,6 +189,7 @@ pub fn write_sidecars(
                 .unwrap_or_else(|| path.display().to_string()),
             sha256: sha256.to_string(),
         }),
+        warnings,
         labels,
     };
     let sidecars = Sidecars {
