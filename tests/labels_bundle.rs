@@ -463,6 +463,13 @@ fn unsupported_expressions_are_errors_naming_the_key() {
     let err = load_err(serde_json::json!({"a": "$@b", "b": "$@a", "ct_body": "$@a"}));
     assert!(err.to_string().contains("circular reference"), "{err}");
 
+    // As in MONAI, `#` navigates the raw config, never an expression's result.
+    let err = load_err(serde_json::json!({
+        "label_mapping": "$json.loads(pathlib.Path(@bundle_root + '/configs/label_mappings.json').read_text())",
+        "ct_body": "$[i[1] for i in @label_mapping#LUMIR]"
+    }));
+    assert!(err.to_string().contains("no config item 'LUMIR'"), "{err}");
+
     let err = load_err(serde_json::json!({"ct_body": "$@nowhere"}));
     assert!(err.to_string().contains("@nowhere is not a key"), "{err}");
 }

@@ -647,26 +647,32 @@ impl Config<'_> {
 }
 
 impl Resolver for Config<'_> {
+    /// MONAI semantics: `@a#b#0` names the raw config item `a` → `b` → `[0]`,
+    /// which is then evaluated; `#` never indexes into an expression's result.
     fn resolve(&mut self, name: &str, path: &[String]) -> Result<Val, String> {
-        if self.stack.iter().any(|n| n == name) {
-            return Err(format!("circular reference to @{name}"));
+        let id = std::iter::once(name)
+            .chain(path.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join("#");
+        if self.stack.contains(&id) {
+            return Err(format!("circular reference to @{id}"));
         }
-        let raw = self
+        let mut raw = self
             .map
             .get(name)
             .ok_or_else(|| format!("@{name} is not a key of inference.json"))?;
-        self.stack.push(name.to_string());
+        for part in path {
+            raw = match raw {
+                Value::Object(map) => map.get(part),
+                Value::Array(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
+                _ => None,
+            }
+            .ok_or_else(|| format!("@{id}: no config item '{part}' there"))?;
+        }
+        self.stack.push(id);
         let value = self.value(raw);
         self.stack.pop();
-        let mut value = value?;
-        for part in path {
-            let index = match part.parse::<i64>() {
-                Ok(i) if matches!(value, Val::List(_)) => Val::Int(i),
-                _ => Val::Str(part.clone()),
-            };
-            value = expr::subscript(value, &index)?;
-        }
-        Ok(value)
+        value
     }
 }
 
