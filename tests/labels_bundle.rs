@@ -330,9 +330,15 @@ fn unknown_names_list_the_closest_real_names() {
         table.resolve("").unwrap_err().kind,
         ResolveErrorKind::Unknown
     );
+    let err = table.resolve("0").unwrap_err();
+    assert_eq!(err.kind, ResolveErrorKind::Unknown);
+    assert!(
+        err.candidates.is_empty(),
+        "a number is an id, never a substring"
+    );
     assert_eq!(
-        table.resolve("0").unwrap_err().kind,
-        ResolveErrorKind::Unknown
+        err.to_string(),
+        "no class has id 0; pass a defined class id or a class name"
     );
 }
 

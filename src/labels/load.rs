@@ -563,15 +563,14 @@ impl Config<'_> {
                     format!("`subclass` expands id {parent_id}, which channel_def does not define"),
                 ));
             }
-            let set = self.id_set(&key, &raw.to_string(), &children, ids)?;
-            // Keep upstream's order; the set check above already rejected bad ids.
+            // Validate every id, then keep upstream's order (the order prompts are sent in).
+            self.id_set(&key, &raw.to_string(), &children, ids)?;
             let ordered: Vec<u32> = children
                 .as_ints()
                 .map_err(|e| bad(self.path, &key, e))?
                 .into_iter()
-                .map(|i| i as u32)
+                .filter_map(|i| u32::try_from(i).ok())
                 .collect();
-            debug_assert_eq!(ordered.iter().copied().collect::<BTreeSet<_>>(), set);
             out.insert(parent_id, ordered);
         }
         Ok(out)

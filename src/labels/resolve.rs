@@ -69,13 +69,16 @@ impl fmt::Display for ResolveError {
             Ok(())
         };
         match self.kind {
-            ResolveErrorKind::Unknown if self.candidates.is_empty() => {
-                write!(
-                    f,
-                    "no class named '{}'; pass a class name or id",
-                    self.query
-                )
-            }
+            ResolveErrorKind::Unknown if self.query.trim().parse::<u32>().is_ok() => write!(
+                f,
+                "no class has id {}; pass a defined class id or a class name",
+                self.query.trim()
+            ),
+            ResolveErrorKind::Unknown if self.candidates.is_empty() => write!(
+                f,
+                "no class named '{}'; pass a class name or id",
+                self.query
+            ),
             ResolveErrorKind::Unknown => {
                 write!(f, "no class named '{}'; closest: ", self.query)?;
                 list(f, UNKNOWN_CANDIDATES)?;
@@ -232,13 +235,29 @@ pub(super) fn resolve(table: &LabelTable, query: &str) -> Result<Resolution, Res
 /// Closest first; ties by id so the order is deterministic.
 fn rank(classes: &mut [&LabelClass], query: &str) {
     let query_tokens = tokens(query);
-    let mut scored: Vec<(f64, u32)> = classes
-        .iter()
-        .map(|c| (similarity(&query_tokens, &name_tokens(c)), c.id))
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let order: Vec<u32> = scored.into_iter().map(|(_, id)| id).collect();
-    classes.sort_by_key(|c| order.iter().position(|&id| id == c.id));
+    classes.sort_by_cached_key(|c| {
+        let score = similarity(&query_tokens, &name_tokens(c));
+        // Higher score first: order by the negated score's total order.
+        (std::cmp::Reverse(OrderedScore(score)), c.id)
+    });
+}
+
+/// `f64` ordered by `total_cmp`, for sort keys.
+#[derive(PartialEq)]
+struct OrderedScore(f64);
+
+impl Eq for OrderedScore {}
+
+impl PartialOrd for OrderedScore {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrderedScore {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
 }
 
 /// A similarity in [0, 1]: how well the query's words are covered by the
