@@ -481,14 +481,100 @@ fn unsupported_expressions_are_errors_naming_the_key() {
 }
 
 #[test]
-fn ids_the_bundle_does_not_define_are_errors() {
-    let err = load_err(serde_json::json!({"ct_body": [1, 999]}));
-    assert!(matches!(err, LabelError::Inconsistent { .. }), "{err}");
-    assert!(err.to_string().contains("[999]"), "{err}");
-    let err = load_err(serde_json::json!({"subclass": {"2": [14, 0]}}));
-    assert!(err.to_string().contains("[0]"), "{err}");
-    let err = load_err(serde_json::json!({"subclass": {"777": [14]}}));
-    assert!(err.to_string().contains("777"), "{err}");
+fn ids_the_bundle_does_not_define_are_kept_and_noted() {
+    let bundle = temp_bundle();
+    write_inference(
+        bundle.path(),
+        &serde_json::json!({"ct_body": [1, 999], "subclass": {"777": [14, 5]}}),
+    );
+    let table = LabelTable::load_bundle(bundle.path()).unwrap();
+    assert_eq!(
+        table.everything_set(Modality::CtBody).unwrap(),
+        &BTreeSet::from([1, 999]),
+        "what the config runs with, not a filtered guess"
+    );
+    assert_eq!(table.expand_prompts(&[777]), BTreeSet::from([5, 14]));
+    let notes = table.notes().join("\n");
+    assert!(
+        notes.contains("`ct_body` names 1 id(s)") && notes.contains("(999)"),
+        "{notes}"
+    );
+    assert!(notes.contains("(777)"), "{notes}");
+}
+
+#[test]
+fn values_that_cannot_be_ids_are_errors() {
+    for config in [
+        serde_json::json!({"subclass": {"2": [14, 0]}}),
+        serde_json::json!({"ct_body": [1, -3]}),
+        serde_json::json!({"ct_body": [1, 4294967296_u64]}),
+    ] {
+        let err = load_err(config.clone());
+        assert!(
+            matches!(err, LabelError::BadValue { .. }),
+            "{config}: {err}"
+        );
+        assert!(err.to_string().contains("cannot be class ids"), "{err}");
+    }
+}
+
+#[test]
+fn the_demo_bundle_yields_its_own_vocabulary_and_the_upstream_sets() {
+    let root = common::repo_root().join("examples/demo-bundle");
+    let table = LabelTable::load_bundle(&root).unwrap();
+    let metadata = read_json(&root.join("configs/metadata.json"));
+    let def = metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
+        .as_object()
+        .unwrap();
+    assert_eq!(table.len(), def.len() - 1);
+    assert_eq!(table.name(14), Some("left kidney"));
+    assert!(table.get(2).is_none(), "the demo does not define kidney");
+
+    assert_eq!(
+        table.everything_set(Modality::CtBody).unwrap(),
+        &ct_body_expected()
+    );
+    let mappings = read_json(&root.join("configs/label_mappings.json"));
+    for (modality, dataset) in [
+        (Modality::MriBody, "TotalSegmentatorMR"),
+        (Modality::MriBrain, "LUMIR"),
+    ] {
+        let expected: BTreeSet<u32> = mappings[dataset]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| pair[1].as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            table.everything_set(modality),
+            Some(&expected),
+            "{modality}"
+        );
+        assert!(table
+            .everything_set_source(modality)
+            .unwrap()
+            .starts_with("configs/inference.json"));
+    }
+    assert_eq!(table.expand_prompts(&[2]), BTreeSet::from([5, 14]));
+    assert_eq!(table.resolve("kidney_left"), Ok(14));
+    let err = table.resolve("kidney").unwrap_err();
+    assert_eq!(
+        err.kind,
+        ResolveErrorKind::Ambiguous,
+        "only right and left kidney exist"
+    );
+    assert!(
+        table
+            .notes()
+            .iter()
+            .any(|n| n.contains("@ct_body` names 110 id(s)")),
+        "{:?}",
+        table.notes()
+    );
+    assert!(table
+        .sources()
+        .iter()
+        .any(|s| s.path.ends_with("configs/inference.json")));
 }
 
 #[test]

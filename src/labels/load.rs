@@ -66,6 +66,21 @@ fn inconsistent(path: &Path, reason: impl Into<String>) -> LabelError {
     }
 }
 
+/// A note that `what` names ids which channel_def does not define. They are
+/// kept as configured (that is what the bundle runs with), not dropped or guessed.
+fn undefined_note(what: &str, undefined: &BTreeSet<u32>) -> String {
+    const SHOWN: usize = 12;
+    let mut listed: Vec<String> = undefined.iter().take(SHOWN).map(u32::to_string).collect();
+    if undefined.len() > SHOWN {
+        listed.push(format!("... {} more", undefined.len() - SHOWN));
+    }
+    format!(
+        "{what} names {} id(s) that metadata.json channel_def does not define ({}); kept as configured",
+        undefined.len(),
+        listed.join(", ")
+    )
+}
+
 fn parse_id(path: &Path, key: &str, text: &str) -> Result<u32, LabelError> {
     text.trim().parse::<u32>().map_err(|_| {
         bad(
@@ -96,7 +111,7 @@ pub(super) fn load_bundle(root: &Path) -> Result<LabelTable, LabelError> {
     if label_dict_path.is_file() {
         let (dict, source) = read_json(&label_dict_path)?;
         sources.push(source);
-        apply_label_dict(&label_dict_path, &dict, &mut classes)?;
+        apply_label_dict(&label_dict_path, &dict, &mut classes, &mut notes)?;
     } else {
         notes.push(format!(
             "{} absent: classes carry no training datasets",
@@ -108,7 +123,7 @@ pub(super) fn load_bundle(root: &Path) -> Result<LabelTable, LabelError> {
     let mappings = if mappings_path.is_file() {
         let (mappings, source) = read_json(&mappings_path)?;
         sources.push(source);
-        let parsed = parse_label_mappings(&mappings_path, &mappings, &classes)?;
+        let parsed = parse_label_mappings(&mappings_path, &mappings, &classes, &mut notes)?;
         for (dataset, pairs) in &parsed {
             for &(local_id, global) in pairs {
                 if let Some(class) = classes.get_mut(&global) {
@@ -160,6 +175,7 @@ pub(super) fn load_bundle(root: &Path) -> Result<LabelTable, LabelError> {
         map,
         loaded: Vec::new(),
         stack: Vec::new(),
+        notes: Vec::new(),
     });
 
     let mut everything_sets = BTreeMap::new();
@@ -195,23 +211,29 @@ pub(super) fn load_bundle(root: &Path) -> Result<LabelTable, LabelError> {
             } else {
                 "configs/inference.json absent"
             };
-            if builtin.values().flatten().all(|id| ids.contains(id)) {
-                (
-                    builtin,
-                    Some(format!(
-                        "built-in: the upstream inference.json `subclass` ({why})"
-                    )),
-                )
-            } else {
-                notes.push(format!(
-                    "{why}, and the upstream sub-classes name ids this bundle does not define: no prompt expansion"
+            let named: BTreeSet<u32> = builtin
+                .iter()
+                .flat_map(|(parent, children)| std::iter::once(parent).chain(children))
+                .copied()
+                .collect();
+            let undefined: BTreeSet<u32> = named.difference(&ids).copied().collect();
+            if !undefined.is_empty() {
+                notes.push(undefined_note(
+                    "the built-in upstream `subclass`",
+                    &undefined,
                 ));
-                (BTreeMap::new(), None)
             }
+            (
+                builtin,
+                Some(format!(
+                    "built-in: the upstream inference.json `subclass` ({why})"
+                )),
+            )
         }
     };
 
     if let Some(config) = config {
+        notes.extend(config.notes);
         for source in config.loaded {
             if !sources.iter().any(|s| s.path == source.path) {
                 sources.push(source);
@@ -317,7 +339,9 @@ fn apply_label_dict(
     path: &Path,
     dict: &Value,
     classes: &mut BTreeMap<u32, LabelClass>,
+    notes: &mut Vec<String>,
 ) -> Result<(), LabelError> {
+    let mut undefined = BTreeSet::new();
     let entries = dict.as_object().ok_or_else(|| {
         bad(
             path,
@@ -331,12 +355,10 @@ fn apply_label_dict(
             .and_then(Value::as_u64)
             .and_then(|i| u32::try_from(i).ok())
             .ok_or_else(|| bad(path, &format!("{name}.index"), "missing or not an id"))?;
-        let class = classes.get_mut(&index).ok_or_else(|| {
-            inconsistent(
-                path,
-                format!("'{name}' has index {index}, which channel_def does not define"),
-            )
-        })?;
+        let Some(class) = classes.get_mut(&index) else {
+            undefined.insert(index);
+            continue;
+        };
         if class.name != name.trim() {
             return Err(inconsistent(
                 path,
@@ -357,6 +379,9 @@ fn apply_label_dict(
         }
         class.datasets = datasets.into_iter().collect();
     }
+    if !undefined.is_empty() {
+        notes.push(undefined_note("configs/label_dict.json", &undefined));
+    }
     Ok(())
 }
 
@@ -366,6 +391,7 @@ fn parse_label_mappings(
     path: &Path,
     value: &Value,
     classes: &BTreeMap<u32, LabelClass>,
+    notes: &mut Vec<String>,
 ) -> Result<Mappings, LabelError> {
     let datasets = value.as_object().ok_or_else(|| {
         bad(
@@ -380,6 +406,7 @@ fn parse_label_mappings(
             .as_array()
             .ok_or_else(|| bad(path, dataset, "expected a list of [local, global] pairs"))?;
         let mut parsed = Vec::with_capacity(pairs.len());
+        let mut undefined = BTreeSet::new();
         for pair in pairs {
             let (local, global) = match pair.as_array().map(Vec::as_slice) {
                 Some([local, global]) => (local.as_i64(), global.as_u64()),
@@ -394,12 +421,15 @@ fn parse_label_mappings(
                 ));
             };
             if global != 0 && !classes.contains_key(&global) {
-                return Err(inconsistent(
-                    path,
-                    format!("dataset '{dataset}' maps label {local} to id {global}, which channel_def does not define"),
-                ));
+                undefined.insert(global);
             }
             parsed.push((local, global));
+        }
+        if !undefined.is_empty() {
+            notes.push(undefined_note(
+                &format!("configs/label_mappings.json '{dataset}'"),
+                &undefined,
+            ));
         }
         out.insert(dataset.clone(), parsed);
     }
@@ -423,19 +453,19 @@ fn fallback_everything_set(
             let set: BTreeSet<u32> = (1..=CT_BODY_MAX)
                 .filter(|id| !CT_BODY_EXCLUDED.contains(id))
                 .collect();
-            if set.is_subset(ids) {
-                Some(EverythingSet {
-                    ids: set,
-                    source: format!(
-                        "built-in: the upstream inference.json `ct_body` (ids 1..=132 minus {CT_BODY_EXCLUDED:?}) ({why})"
-                    ),
-                })
-            } else {
-                notes.push(format!(
-                    "{why}, and the upstream CT_BODY set names ids this bundle does not define: no CT_BODY set"
+            let undefined: BTreeSet<u32> = set.difference(ids).copied().collect();
+            if !undefined.is_empty() {
+                notes.push(undefined_note(
+                    "the built-in upstream `ct_body`",
+                    &undefined,
                 ));
-                None
             }
+            Some(EverythingSet {
+                ids: set,
+                source: format!(
+                    "built-in: the upstream inference.json `ct_body` (ids 1..=132 minus {CT_BODY_EXCLUDED:?}) ({why})"
+                ),
+            })
         }
         Modality::MriBody | Modality::MriBrain => {
             let dataset = if modality == Modality::MriBody {
@@ -471,6 +501,8 @@ struct Config<'a> {
     loaded: Vec<SourceFile>,
     /// Keys being resolved, to reject circular references.
     stack: Vec<String>,
+    /// Notes on ids the config names that channel_def does not define.
+    notes: Vec<String>,
 }
 
 impl Config<'_> {
@@ -554,14 +586,12 @@ impl Config<'_> {
             ));
         };
         let mut out = BTreeMap::new();
+        let mut undefined_parents = BTreeSet::new();
         for (parent, children) in entries {
             let key = format!("subclass.{parent}");
             let parent_id = parse_id(self.path, &key, &parent)?;
             if !ids.contains(&parent_id) {
-                return Err(inconsistent(
-                    self.path,
-                    format!("`subclass` expands id {parent_id}, which channel_def does not define"),
-                ));
+                undefined_parents.insert(parent_id);
             }
             // Validate every id, then keep upstream's order (the order prompts are sent in).
             self.id_set(&key, &raw.to_string(), &children, ids)?;
@@ -573,12 +603,17 @@ impl Config<'_> {
                 .collect();
             out.insert(parent_id, ordered);
         }
+        if !undefined_parents.is_empty() {
+            let what = "configs/inference.json `subclass` (its keys)";
+            self.notes.push(undefined_note(what, &undefined_parents));
+        }
         Ok(out)
     }
 
-    /// Integers of `value` as class ids, each defined by channel_def.
+    /// Integers of `value` as class ids. Values that cannot be class ids (0,
+    /// negative, too large) are errors; ids channel_def lacks are noted.
     fn id_set(
-        &self,
+        &mut self,
         key: &str,
         expr_text: &str,
         value: &Val,
@@ -588,22 +623,26 @@ impl Config<'_> {
             .as_ints()
             .map_err(|e| self.unsupported(key, expr_text, e))?;
         let mut set = BTreeSet::new();
-        let mut undefined = Vec::new();
+        let mut not_ids = Vec::new();
         for i in ints {
             match u32::try_from(i) {
-                Ok(id) if id != 0 && ids.contains(&id) => {
+                Ok(id) if id != 0 => {
                     set.insert(id);
                 }
-                _ => undefined.push(i),
+                _ => not_ids.push(i),
             }
         }
-        if !undefined.is_empty() {
-            return Err(inconsistent(
+        if !not_ids.is_empty() {
+            return Err(bad(
                 self.path,
-                format!(
-                    "`{key}` names ids {undefined:?}, which channel_def does not define as classes"
-                ),
+                key,
+                format!("{not_ids:?} cannot be class ids (ids are 1 and up)"),
             ));
+        }
+        let undefined: BTreeSet<u32> = set.difference(ids).copied().collect();
+        if !undefined.is_empty() {
+            let what = format!("configs/inference.json `{key}`");
+            self.notes.push(undefined_note(&what, &undefined));
         }
         Ok(set)
     }

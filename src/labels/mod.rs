@@ -5,16 +5,20 @@
 //! Why a module of its own: every id we report, prompt we send and colour we
 //! draw must come from the bundle's own files, so that a verifier can recompute
 //! it from the same bytes. Each file read is recorded with its sha256
-//! ([`LabelTable::sources`]); nothing is guessed, and an id that the bundle does
-//! not define is an error, never a fallback.
+//! ([`LabelTable::sources`]) and nothing is guessed. Sets are kept exactly as the
+//! bundle's config defines them (that is what the bundle runs with); ids they
+//! name that `channel_def` lacks are recorded in [`LabelTable::notes`], as the
+//! demo bundle does (7 classes, upstream's everything-sets). Values that cannot
+//! be ids, unsupported expressions and names that contradict `channel_def` are
+//! errors.
 //!
 //! # What is read from a bundle root (`LabelTable::load_bundle`)
 //!
 //! | file (under the bundle root) | required | keys read |
 //! |---|---|---|
 //! | `configs/metadata.json` | yes | `network_data_format.outputs.pred.channel_def`: `{"<id>": "<name>"}`; id `0` is background and not a class |
-//! | `configs/label_dict.json` | no | `{"<name>": {"index": id, "datasets": ["CT","MRI"], "CT": [dataset...], "MRI": [dataset...]}}`; `index` and name must agree with `channel_def` |
-//! | `configs/label_mappings.json` | no | `{"<dataset>": [[local_id, global_id], ...]}`; every `global_id` (except 0) must be in `channel_def` |
+//! | `configs/label_dict.json` | no | `{"<name>": {"index": id, "datasets": ["CT","MRI"], "CT": [dataset...], "MRI": [dataset...]}}`; an `index` that `channel_def` has must carry the same name |
+//! | `configs/label_mappings.json` | no | `{"<dataset>": [[local_id, global_id], ...]}`; attached to the classes `channel_def` has |
 //! | `configs/inference.json` | no | `everything_labels`, the keys it references (upstream: `ct_body`, `mri_body`, `mri_brain`, `label_mapping`), and `subclass` |
 //!
 //! A class is *deprecated* when its `channel_def` name ends with `(deprecated)`
