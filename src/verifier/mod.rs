@@ -2,4 +2,6 @@
 //! in the evidence pack, recomputes everything from the files, and fails closed.
 
 pub mod bounds;
+pub mod report;
 pub mod surface;
+pub mod verdict;
