@@ -321,13 +321,29 @@ impl Header {
             )));
         }
         let first4 = [raw[0], raw[1], raw[2], raw[3]];
-        let (version, little_endian) = detect_version(first4).ok_or_else(|| {
-            not_nifti(format!(
-                "sizeof_hdr is {} (little-endian) / {} (big-endian), expected 348 (NIfTI-1) or 540 (NIfTI-2)",
-                i32::from_le_bytes(first4),
-                i32::from_be_bytes(first4)
-            ))
-        })?;
+        let mut notes = Vec::new();
+        let (version, little_endian) = match detect_version(first4) {
+            Some(found) => found,
+            None => {
+                // nibabel recognises NIfTI-1 by its magic alone and fixes sizeof_hdr.
+                let found = sniff_nifti1_by_magic(raw).ok_or_else(|| {
+                    not_nifti(format!(
+                        "sizeof_hdr is {} (little-endian) / {} (big-endian), expected 348 (NIfTI-1) or 540 (NIfTI-2), and there is no NIfTI-1 magic",
+                        i32::from_le_bytes(first4),
+                        i32::from_be_bytes(first4)
+                    ))
+                })?;
+                notes.push(format!(
+                    "sizeof_hdr is {}, not 348; recognised by the NIfTI-1 magic as nibabel does",
+                    if found.1 {
+                        i32::from_le_bytes(first4)
+                    } else {
+                        i32::from_be_bytes(first4)
+                    }
+                ));
+                found
+            }
+        };
         let header_size = version.header_size();
         if raw.len() < header_size {
             return Err(NiftiError::Truncated {
@@ -347,9 +363,7 @@ impl Header {
             NiftiVersion::Nifti1 => &LAYOUT_V1,
             NiftiVersion::Nifti2 => &LAYOUT_V2,
         };
-        let mut notes = Vec::new();
-
-        check_magic(&f, version).map_err(not_nifti)?;
+        let pair_magic = check_magic(&f, version).map_err(not_nifti)?;
         if version == NiftiVersion::Nifti2 {
             let eol = f.array::<4>(8);
             if eol == [0, 0, 0, 0] {
@@ -453,6 +467,16 @@ impl Header {
             }
         };
         let min_offset = header_size as u64 + 4;
+        if pair_magic {
+            if vox_offset < min_offset {
+                return Err(not_nifti(format!(
+                    "the magic marks the header of a .hdr/.img pair (vox_offset {vox_offset}, data in a separate .img file); only single-file .nii/.nii.gz images are supported"
+                )));
+            }
+            notes.push(format!(
+                "pair magic in a single file; voxels read from vox_offset {vox_offset} as nibabel does"
+            ));
+        }
         if vox_offset < min_offset {
             return Err(invalid(format!(
                 "vox_offset is {vox_offset}, but a single-file {version:?} image keeps its voxels at or after byte {min_offset}"
@@ -590,25 +614,34 @@ impl Header {
     }
 }
 
-fn check_magic(f: &Fields, version: NiftiVersion) -> Result<(), String> {
+/// `Ok(false)` for single-file magic, `Ok(true)` for the magic of a .hdr/.img pair.
+fn check_magic(f: &Fields, version: NiftiVersion) -> Result<bool, String> {
     let (offset, single, pair) = match version {
         NiftiVersion::Nifti1 => (344, b"n+1\0", b"ni1\0"),
         NiftiVersion::Nifti2 => (4, b"n+2\0", b"ni2\0"),
     };
     let magic = f.array::<4>(offset);
     if &magic == single {
-        Ok(())
+        Ok(false)
     } else if &magic == pair {
-        Err(format!(
-            "magic {:?} marks the header of a .hdr/.img pair; only single-file .nii/.nii.gz images are supported",
-            String::from_utf8_lossy(&magic[..3])
-        ))
+        Ok(true)
     } else {
         Err(format!(
             "magic is {magic:?}, expected {:?} for a {version:?} header",
             String::from_utf8_lossy(&single[..3])
         ))
     }
+}
+
+/// nibabel's NIfTI-1 sniffing when `sizeof_hdr` is wrong: the magic at byte 344,
+/// byte order from `dim[0]` (1..=7 when read the right way round).
+fn sniff_nifti1_by_magic(raw: &[u8]) -> Option<(NiftiVersion, bool)> {
+    let magic = raw.get(344..348)?;
+    if magic != b"n+1\0" && magic != b"ni1\0" {
+        return None;
+    }
+    let ndim_le = i16::from_le_bytes([raw[40], raw[41]]);
+    Some((NiftiVersion::Nifti1, (1..=7).contains(&ndim_le)))
 }
 
 /// Drop trailing singleton dimensions beyond the third; anything but three left is not a volume.

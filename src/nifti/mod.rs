@@ -16,6 +16,7 @@
 //! allocate is one slice), a volume at most [`MAX_TOTAL_VOXELS`].
 
 pub mod error;
+mod gz;
 pub mod header;
 pub mod orientation;
 pub mod reader;

@@ -1,20 +1,40 @@
 //! Streaming voxel access: one z-slice at a time, so memory stays at one slice
 //! of raw bytes plus one slice of `f64` whatever the volume size.
 //!
-//! gzip is recognised by its magic bytes (not the file name) and decoded with
-//! `MultiGzDecoder`, because some writers (pigz, concatenation) emit several
+//! gzip is recognised by its magic bytes (not the file name) and decoded member
+//! by member (see `gz`), because some writers (pigz, concatenation) emit several
 //! gzip members. The stream is read strictly forward: the header, then the
 //! bytes up to `vox_offset` (extensions, padding) are skipped, then slices.
 //! A stream that ends before the header's promise is a `Truncated` error.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
-use flate2::read::MultiGzDecoder;
-
+use super::gz::Members;
 use super::header::{DataType, Header, MAX_HEADER_BYTES};
 use super::NiftiError;
+
+/// The byte stream of the image: the file itself, or its inflated contents.
+enum Stream {
+    Plain(BufReader<File>),
+    Gzip(Box<Members<BufReader<File>>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(r) => r.read(buf),
+            Stream::Gzip(r) => r.read(buf),
+        }
+    }
+}
+
+impl Stream {
+    fn is_gzip(&self) -> bool {
+        matches!(self, Stream::Gzip(_))
+    }
+}
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
@@ -27,8 +47,7 @@ const GZIP_TAIL_CHECK_BYTES: u64 = 64 * 1024;
 pub struct VolumeReader {
     path: PathBuf,
     header: Header,
-    stream: Box<dyn Read + Send>,
-    gzip: bool,
+    stream: Stream,
     next_z: usize,
     raw: Vec<u8>,
 }
@@ -37,7 +56,7 @@ impl std::fmt::Debug for VolumeReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VolumeReader")
             .field("path", &self.path)
-            .field("gzip", &self.gzip)
+            .field("gzip", &self.stream.is_gzip())
             .field("next_z", &self.next_z)
             .finish_non_exhaustive()
     }
@@ -47,12 +66,11 @@ impl VolumeReader {
     /// Open `path` (`.nii` or `.nii.gz`), decode and validate the header, and
     /// position the stream at the first voxel.
     pub fn open(path: &Path) -> Result<VolumeReader, NiftiError> {
-        let (header, stream, gzip) = open_stream(path)?;
+        let (header, stream) = open_stream(path)?;
         Ok(VolumeReader {
             path: path.to_path_buf(),
             header,
             stream,
-            gzip,
             next_z: 0,
             raw: Vec::new(),
         })
@@ -68,7 +86,7 @@ impl VolumeReader {
 
     /// True when the file is gzip-compressed.
     pub fn is_gzip(&self) -> bool {
-        self.gzip
+        self.stream.is_gzip()
     }
 
     /// Fill `out` (cleared, resized to nx*ny) with the next z-slice, x fastest;
@@ -111,26 +129,28 @@ impl VolumeReader {
             }
         }
         self.next_z += 1;
-        if self.next_z == nz && self.gzip {
+        if self.next_z == nz {
             self.check_gzip_tail()?;
         }
         Ok(true)
     }
 
-    /// Inflate a bounded tail so a corrupted member's CRC is noticed.
+    /// Inflate the rest of the last member (bounded) so a corrupted member's CRC
+    /// is noticed. Bytes after that member are never read, as in nibabel.
     fn check_gzip_tail(&mut self) -> Result<(), NiftiError> {
-        let mut tail = (&mut self.stream).take(GZIP_TAIL_CHECK_BYTES);
-        match io::copy(&mut tail, &mut io::sink()) {
+        let Stream::Gzip(members) = &mut self.stream else {
+            return Ok(());
+        };
+        match members.finish_member(GZIP_TAIL_CHECK_BYTES) {
             Ok(_) => Ok(()),
-            // A stream cut right after the voxel data: the voxels are complete, and
-            // nibabel (which stops reading there) accepts it too.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(()),
-            Err(e) => Err(self.stream_error(e, || "after the voxel data".into())),
+            Err(e) => Err(classify(&self.path, true, e, || {
+                "in the gzip member holding the last voxels".into()
+            })),
         }
     }
 
     fn stream_error(&self, e: io::Error, context: impl FnOnce() -> String) -> NiftiError {
-        classify(&self.path, self.gzip, e, context)
+        classify(&self.path, self.stream.is_gzip(), e, context)
     }
 }
 
@@ -183,10 +203,8 @@ fn read_up_to(stream: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-type Opened = (Header, Box<dyn Read + Send>, bool);
-
 /// Open, sniff gzip, decode the header, skip to `vox_offset`.
-fn open_stream(path: &Path) -> Result<Opened, NiftiError> {
+fn open_stream(path: &Path) -> Result<(Header, Stream), NiftiError> {
     let io_err = |source: io::Error| NiftiError::Io {
         path: path.to_path_buf(),
         source,
@@ -200,25 +218,25 @@ fn open_stream(path: &Path) -> Result<Opened, NiftiError> {
     let mut magic = [0u8; 2];
     let got = read_up_to(&mut file, &mut magic).map_err(io_err)?;
     let gzip = got == 2 && magic == GZIP_MAGIC;
-    let prefix = io::Cursor::new(magic[..got].to_vec());
-    let plain = prefix.chain(BufReader::with_capacity(1 << 16, file));
-    let mut stream: Box<dyn Read + Send> = if gzip {
-        Box::new(MultiGzDecoder::new(plain))
+    file.rewind().map_err(io_err)?;
+    let buffered = BufReader::with_capacity(1 << 16, file);
+    let mut stream = if gzip {
+        Stream::Gzip(Box::new(Members::new(buffered)))
     } else {
-        Box::new(plain)
+        Stream::Plain(buffered)
     };
 
     // Read enough for either header version, then decode.
     let mut buf = [0u8; MAX_HEADER_BYTES];
-    let first = read_up_to(&mut *stream, &mut buf[..4])
+    let first = read_up_to(&mut stream, &mut buf[..4])
         .map_err(|e| classify(path, gzip, e, || "inside the header".into()))?;
     let mut have = first;
     if first == 4 {
-        if let Some((version, _)) = super::header::detect_version([buf[0], buf[1], buf[2], buf[3]])
-        {
-            have += read_up_to(&mut *stream, &mut buf[4..version.header_size()])
-                .map_err(|e| classify(path, gzip, e, || "inside the header".into()))?;
-        }
+        // Unrecognised sizeof_hdr: read a NIfTI-1 header's worth, for sniffing by magic.
+        let size = super::header::detect_version([buf[0], buf[1], buf[2], buf[3]])
+            .map_or(348, |(version, _)| version.header_size());
+        have += read_up_to(&mut stream, &mut buf[4..size])
+            .map_err(|e| classify(path, gzip, e, || "inside the header".into()))?;
     }
     let header = Header::parse(&buf[..have], path)?;
 
@@ -256,12 +274,12 @@ fn open_stream(path: &Path) -> Result<Opened, NiftiError> {
             ),
         });
     }
-    Ok((header, stream, gzip))
+    Ok((header, stream))
 }
 
 /// Decode and read just the header of `path`.
 pub(crate) fn read_header(path: &Path) -> Result<Header, NiftiError> {
-    open_stream(path).map(|(header, _, _)| header)
+    open_stream(path).map(|(header, _)| header)
 }
 
 /// Raw bytes of one slice to `f64`, honouring byte order.
