@@ -20,7 +20,10 @@ pub struct ClassObservation {
 }
 
 /// Per-class bounds, component caps, and the cross-class rules.
-pub fn anatomy_plausibility(observed: &[ClassObservation], bounds: &AnatomyBounds) -> AnatomyPlausibility {
+pub fn anatomy_plausibility(
+    observed: &[ClassObservation],
+    bounds: &AnatomyBounds,
+) -> AnatomyPlausibility {
     let mut per_class = Vec::with_capacity(observed.len());
     for o in observed {
         let b = bounds.class(o.label_id).cloned();
@@ -45,8 +48,11 @@ pub fn anatomy_plausibility(observed: &[ClassObservation], bounds: &AnatomyBound
             voxel_count: o.voxels,
         });
     }
-    let failing_volume: Vec<String> =
-        per_class.iter().filter(|r| r.volume_bounds_ok == Some(false)).map(|r| r.name.clone()).collect();
+    let failing_volume: Vec<String> = per_class
+        .iter()
+        .filter(|r| r.volume_bounds_ok == Some(false))
+        .map(|r| r.name.clone())
+        .collect();
     let fragmented: Vec<String> = per_class
         .iter()
         .filter(|r| r.components_ok == Some(false) || r.largest_cc_fraction_ok == Some(false))
@@ -59,7 +65,11 @@ pub fn anatomy_plausibility(observed: &[ClassObservation], bounds: &AnatomyBound
             .iter()
             .filter(|r| names.contains(&r.name))
             .map(|r| {
-                let b = r.bounds.as_ref().map(|b| format!("{}–{} mL", b.volume_ml_min, b.volume_ml_max)).unwrap_or_default();
+                let b = r
+                    .bounds
+                    .as_ref()
+                    .map(|b| format!("{}–{} mL", b.volume_ml_min, b.volume_ml_max))
+                    .unwrap_or_default();
                 format!("{} {:.1} mL (bounds {b})", r.name, r.volume_ml)
             })
             .collect::<Vec<_>>()
@@ -69,17 +79,28 @@ pub fn anatomy_plausibility(observed: &[ClassObservation], bounds: &AnatomyBound
         .iter()
         .filter(|r| fragmented.contains(&r.name))
         .map(|r| {
-            let b = r.bounds.as_ref().expect("only bounded classes can be fragmented");
+            let b = r
+                .bounds
+                .as_ref()
+                .expect("only bounded classes can be fragmented");
             format!(
                 "{}: {} components (max {}), largest {:.3} of voxels (min {})",
-                r.name, r.component_count, b.max_components, r.largest_cc_fraction, b.largest_cc_fraction_min
+                r.name,
+                r.component_count,
+                b.max_components,
+                r.largest_cc_fraction,
+                b.largest_cc_fraction_min
             )
         })
         .collect::<Vec<_>>()
         .join("; ");
     let present_ids: Vec<u32> = per_class.iter().map(|r| r.label_id).collect();
     let checks = vec![
-        Check::new("any_class_present", !per_class.is_empty(), format!("label ids present in the mask: {present_ids:?}")),
+        Check::new(
+            "any_class_present",
+            !per_class.is_empty(),
+            format!("label ids present in the mask: {present_ids:?}"),
+        ),
         Check::new(
             "all_classes_within_volume_bounds",
             failing_volume.is_empty(),
@@ -109,8 +130,13 @@ pub fn anatomy_plausibility(observed: &[ClassObservation], bounds: &AnatomyBound
             cross_class.bilateral_symmetry.reason.clone(),
         ),
     ];
-    let verdict = if checks.iter().all(Check::passed) { Verdict::Pass } else { Verdict::Fail };
-    let reason = failed_reasons(&checks).unwrap_or_else(|| "all anatomy plausibility checks pass".to_string());
+    let verdict = if checks.iter().all(Check::passed) {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    let reason = failed_reasons(&checks)
+        .unwrap_or_else(|| "all anatomy plausibility checks pass".to_string());
     AnatomyPlausibility {
         checks,
         classes_failing_volume_bounds: failing_volume,
@@ -124,7 +150,12 @@ pub fn anatomy_plausibility(observed: &[ClassObservation], bounds: &AnatomyBound
 
 /// The block for a pack whose mask could not be judged (unreadable, or a modality
 /// no verifier covers): its verdict and one check saying why.
-pub fn anatomy_not_judged(verdict: Verdict, check_name: &str, reason: &str, bounds: &AnatomyBounds) -> AnatomyPlausibility {
+pub fn anatomy_not_judged(
+    verdict: Verdict,
+    check_name: &str,
+    reason: &str,
+    bounds: &AnatomyBounds,
+) -> AnatomyPlausibility {
     let skipped = |what: &str| format!("{what} not evaluated: {reason}");
     AnatomyPlausibility {
         checks: vec![Check::new(check_name, false, reason)],
@@ -170,12 +201,19 @@ pub fn cross_class(rows: &[ClassPlausibility], bounds: &AnatomyBounds) -> CrossC
                     s.volume_ml
                 ),
                 spleen_volume_ml: Some(s.volume_ml),
-                status: if ok { RuleStatus::Pass } else { RuleStatus::Fail },
+                status: if ok {
+                    RuleStatus::Pass
+                } else {
+                    RuleStatus::Fail
+                },
             }
         }
         _ => LiverGtSpleen {
             liver_volume_ml: liver.map(|r| r.volume_ml),
-            reason: format!("skipped: ids {} and {} are not both present", rule.larger_id, rule.smaller_id),
+            reason: format!(
+                "skipped: ids {} and {} are not both present",
+                rule.larger_id, rule.smaller_id
+            ),
             spleen_volume_ml: spleen.map(|r| r.volume_ml),
             status: RuleStatus::Skipped,
         },
@@ -185,15 +223,23 @@ pub fn cross_class(rows: &[ClassPlausibility], bounds: &AnatomyBounds) -> CrossC
     let mut pairs = Vec::new();
     let mut seen = BTreeSet::new();
     for row in rows {
-        let Some(partner_id) = row.bounds.as_ref().and_then(|b| b.bilateral_partner_id) else { continue };
+        let Some(partner_id) = row.bounds.as_ref().and_then(|b| b.bilateral_partner_id) else {
+            continue;
+        };
         let key = (row.label_id.min(partner_id), row.label_id.max(partner_id));
         if !seen.insert(key) {
             continue;
         }
-        let Some(partner) = find(partner_id) else { continue };
+        let Some(partner) = find(partner_id) else {
+            continue;
+        };
         let (a, b) = (row.volume_ml, partner.volume_ml);
         let mean = (a + b) / 2.0;
-        let rel = if mean > 0.0 { (a - b).abs() / mean } else { 0.0 };
+        let rel = if mean > 0.0 {
+            (a - b).abs() / mean
+        } else {
+            0.0
+        };
         pairs.push(BilateralPair {
             label_ids: [row.label_id, partner_id],
             names: [row.name.clone(), partner.name.clone()],
@@ -202,7 +248,12 @@ pub fn cross_class(rows: &[ClassPlausibility], bounds: &AnatomyBounds) -> CrossC
             volumes_ml: [a, b],
         });
     }
-    let worst = pairs.iter().map(|p| p.relative_diff).fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.max(v))));
+    let worst = pairs
+        .iter()
+        .map(|p| p.relative_diff)
+        .fold(None, |acc: Option<f64>, v| {
+            Some(acc.map_or(v, |a| a.max(v)))
+        });
     let bilateral_symmetry = match worst {
         None => BilateralSymmetry {
             max_relative_diff: max_diff,
@@ -226,11 +277,18 @@ pub fn cross_class(rows: &[ClassPlausibility], bounds: &AnatomyBounds) -> CrossC
                     if ok { "<=" } else { ">" }
                 ),
                 relative_diff: Some(w),
-                status: if ok { RuleStatus::Pass } else { RuleStatus::Fail },
+                status: if ok {
+                    RuleStatus::Pass
+                } else {
+                    RuleStatus::Fail
+                },
             }
         }
     };
-    CrossClass { bilateral_symmetry, liver_gt_spleen }
+    CrossClass {
+        bilateral_symmetry,
+        liver_gt_spleen,
+    }
 }
 
 /// The set the mask is allowed to contain, and where it came from.
@@ -243,7 +301,12 @@ pub struct ExpectedSet {
 }
 
 /// Present labels must be a subset of the expected set (within `tolerance` extras).
-pub fn label_set_subset(present: &[u32], prompts: &[u32], expected: Option<&ExpectedSet>, tolerance: u32) -> LabelSetSubset {
+pub fn label_set_subset(
+    present: &[u32],
+    prompts: &[u32],
+    expected: Option<&ExpectedSet>,
+    tolerance: u32,
+) -> LabelSetSubset {
     let present_set: BTreeSet<u32> = present.iter().copied().collect();
     let Some(expected) = expected else {
         return LabelSetSubset {
@@ -268,7 +331,10 @@ pub fn label_set_subset(present: &[u32], prompts: &[u32], expected: Option<&Expe
     };
     let ok = extras.len() as u64 <= u64::from(tolerance);
     let reason = if extras.is_empty() {
-        format!("every present label is in the expected set ({})", expected.basis)
+        format!(
+            "every present label is in the expected set ({})",
+            expected.basis
+        )
     } else {
         let shown: Vec<u32> = extras.iter().take(20).copied().collect();
         format!(
@@ -311,7 +377,10 @@ pub fn dice_iou(pred: u64, gt: u64, intersection: u64) -> (Option<f64>, Option<f
         return (None, None);
     }
     let union = pred + gt - intersection;
-    (Some(2.0 * intersection as f64 / (pred + gt) as f64), Some(intersection as f64 / union as f64))
+    (
+        Some(2.0 * intersection as f64 / (pred + gt) as f64),
+        Some(intersection as f64 / union as f64),
+    )
 }
 
 /// The conventions every gt_metrics block names.
@@ -368,7 +437,11 @@ pub fn gt_rows(
             iou,
             label_id: o.label_id,
             name: o.name.clone(),
-            nsd: if one_empty { Some(0.0) } else { s.and_then(|m| m.nsd) },
+            nsd: if one_empty {
+                Some(0.0)
+            } else {
+                s.and_then(|m| m.nsd)
+            },
             pred_voxels: o.pred_voxels,
             scored,
             status,
@@ -378,16 +451,29 @@ pub fn gt_rows(
     let below: Vec<String> = scored
         .iter()
         .filter(|r| r.dice_ok == Some(false))
-        .map(|r| format!("{} Dice {:.4} < {}", r.name, r.dice.unwrap_or(0.0), r.dice_floor.unwrap_or(0.0)))
+        .map(|r| {
+            format!(
+                "{} Dice {:.4} < {}",
+                r.name,
+                r.dice.unwrap_or(0.0),
+                r.dice_floor.unwrap_or(0.0)
+            )
+        })
         .collect();
-    let missed: Vec<String> =
-        scored.iter().filter(|r| r.status == EmptyStatus::PredEmpty).map(|r| format!("{} ({} GT voxels)", r.name, r.gt_voxels)).collect();
+    let missed: Vec<String> = scored
+        .iter()
+        .filter(|r| r.status == EmptyStatus::PredEmpty)
+        .map(|r| format!("{} ({} GT voxels)", r.name, r.gt_voxels))
+        .collect();
     let checks = vec![
         Check::new(
             "all_scored_classes_meet_dice_floor",
             below.is_empty(),
             if below.is_empty() {
-                format!("{} scored class(es); every floored class meets its Dice floor", scored.len())
+                format!(
+                    "{} scored class(es); every floored class meets its Dice floor",
+                    scored.len()
+                )
             } else {
                 format!("below Dice floor: {}", below.join(", "))
             },
@@ -398,7 +484,10 @@ pub fn gt_rows(
             if missed.is_empty() {
                 "every scored ground-truth class is present in the prediction".to_string()
             } else {
-                format!("ground-truth classes with no predicted voxel: {}", missed.join(", "))
+                format!(
+                    "ground-truth classes with no predicted voxel: {}",
+                    missed.join(", ")
+                )
             },
         ),
     ];
@@ -407,7 +496,11 @@ pub fn gt_rows(
 
 /// First failing check reasons joined, or `None` when all pass.
 pub fn failed_reasons(checks: &[Check]) -> Option<String> {
-    let failed: Vec<String> = checks.iter().filter(|c| !c.passed()).map(|c| format!("{}: {}", c.name, c.reason)).collect();
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.passed())
+        .map(|c| format!("{}: {}", c.name, c.reason))
+        .collect();
     (!failed.is_empty()).then(|| failed.join("; "))
 }
 
@@ -433,15 +526,34 @@ pub fn overall(
         }
     }
     if anatomy.verdict != Verdict::Pass {
-        reasons.push(format!("anatomy_plausibility ({}): {}", verdict_str(anatomy.verdict), anatomy.reason));
+        reasons.push(format!(
+            "anatomy_plausibility ({}): {}",
+            verdict_str(anatomy.verdict),
+            anatomy.reason
+        ));
     }
     if !matches!(subset.verdict, Verdict::Pass | Verdict::Skipped) {
-        reasons.push(format!("label_set_subset ({}): {}", verdict_str(subset.verdict), subset.reason));
+        reasons.push(format!(
+            "label_set_subset ({}): {}",
+            verdict_str(subset.verdict),
+            subset.reason
+        ));
     }
     if !gt.acceptable {
-        reasons.push(format!("gt_metrics ({}): {}", verdict_str(gt.verdict), gt.reason));
+        reasons.push(format!(
+            "gt_metrics ({}): {}",
+            verdict_str(gt.verdict),
+            gt.reason
+        ));
     }
-    (if reasons.is_empty() { Overall::Pass } else { Overall::Fail }, reasons)
+    (
+        if reasons.is_empty() {
+            Overall::Pass
+        } else {
+            Overall::Fail
+        },
+        reasons,
+    )
 }
 
 #[cfg(test)]
@@ -487,7 +599,14 @@ mod tests {
         let a = anatomy_plausibility(&o, &AnatomyBounds::embedded());
         assert_eq!(a.verdict, Verdict::Pass, "{}", a.reason);
         let unbounded = a.per_class.iter().find(|r| r.label_id == 62).unwrap();
-        assert_eq!((unbounded.volume_bounds_ok, unbounded.components_ok, unbounded.bounds.as_ref()), (None, None, None));
+        assert_eq!(
+            (
+                unbounded.volume_bounds_ok,
+                unbounded.components_ok,
+                unbounded.bounds.as_ref()
+            ),
+            (None, None, None)
+        );
 
         o[0].volume_ml = 799.9;
         let a = anatomy_plausibility(&o, &AnatomyBounds::embedded());
@@ -503,11 +622,18 @@ mod tests {
         o[1].largest_fraction = 0.9;
         let a = anatomy_plausibility(&o, &AnatomyBounds::embedded());
         assert_eq!(a.classes_overfragmented, vec!["spleen"]);
-        assert!(a.reason.contains("spleen: 2 components (max 1)"), "{}", a.reason);
+        assert!(
+            a.reason.contains("spleen: 2 components (max 1)"),
+            "{}",
+            a.reason
+        );
         // Pancreas allows a largest share down to 0.70 but still one component.
         let mut o = plausible();
         o.push(obs(4, "pancreas", 60.0, 1, 1.0));
-        assert_eq!(anatomy_plausibility(&o, &AnatomyBounds::embedded()).verdict, Verdict::Pass);
+        assert_eq!(
+            anatomy_plausibility(&o, &AnatomyBounds::embedded()).verdict,
+            Verdict::Pass
+        );
     }
 
     #[test]
@@ -521,7 +647,10 @@ mod tests {
         o[2].volume_ml = 85.0; // |290-85| / 187.5 = 1.09 > 0.5
         let a = anatomy_plausibility(&o, &AnatomyBounds::embedded());
         assert_eq!(a.cross_class.bilateral_symmetry.status, RuleStatus::Fail);
-        assert!(a.checks.iter().any(|c| c.name == "bilateral_symmetry" && !c.passed()));
+        assert!(a
+            .checks
+            .iter()
+            .any(|c| c.name == "bilateral_symmetry" && !c.passed()));
         let a = anatomy_plausibility(&o[..1], &AnatomyBounds::embedded());
         assert_eq!(a.cross_class.liver_gt_spleen.status, RuleStatus::Skipped);
         assert_eq!(a.cross_class.bilateral_symmetry.status, RuleStatus::Skipped);
@@ -532,12 +661,22 @@ mod tests {
 
     #[test]
     fn label_subset_relation() {
-        let expected = ExpectedSet { basis: "prompts".into(), ids: [3, 5, 14].into_iter().collect(), source: None };
+        let expected = ExpectedSet {
+            basis: "prompts".into(),
+            ids: [3, 5, 14].into_iter().collect(),
+            source: None,
+        };
         let s = label_set_subset(&[3, 5], &[3, 2], Some(&expected), 0);
-        assert_eq!((s.verdict, s.extras.clone(), s.missing.clone()), (Verdict::Pass, vec![], vec![14]));
+        assert_eq!(
+            (s.verdict, s.extras.clone(), s.missing.clone()),
+            (Verdict::Pass, vec![], vec![14])
+        );
         let s = label_set_subset(&[1, 3, 5], &[3, 2], Some(&expected), 0);
         assert_eq!((s.verdict, s.extras.clone()), (Verdict::Fail, vec![1]));
-        assert_eq!(label_set_subset(&[1, 3, 5], &[3, 2], Some(&expected), 1).verdict, Verdict::Pass);
+        assert_eq!(
+            label_set_subset(&[1, 3, 5], &[3, 2], Some(&expected), 1).verdict,
+            Verdict::Pass
+        );
         let s = label_set_subset(&[1], &[], None, 0);
         assert_eq!(s.verdict, Verdict::Skipped);
     }
@@ -553,14 +692,46 @@ mod tests {
     #[test]
     fn gt_rows_score_missed_classes_and_not_unannotated_ones() {
         let overlaps = vec![
-            ClassOverlap { label_id: 1, name: "liver".into(), pred_voxels: 100, gt_voxels: 100, intersection: 95, surface: None },
-            ClassOverlap { label_id: 3, name: "spleen".into(), pred_voxels: 0, gt_voxels: 50, intersection: 0, surface: None },
-            ClassOverlap { label_id: 6, name: "aorta".into(), pred_voxels: 40, gt_voxels: 0, intersection: 0, surface: None },
+            ClassOverlap {
+                label_id: 1,
+                name: "liver".into(),
+                pred_voxels: 100,
+                gt_voxels: 100,
+                intersection: 95,
+                surface: None,
+            },
+            ClassOverlap {
+                label_id: 3,
+                name: "spleen".into(),
+                pred_voxels: 0,
+                gt_voxels: 50,
+                intersection: 0,
+                surface: None,
+            },
+            ClassOverlap {
+                label_id: 6,
+                name: "aorta".into(),
+                pred_voxels: 40,
+                gt_voxels: 0,
+                intersection: 0,
+                surface: None,
+            },
         ];
         let (rows, checks) = gt_rows(&overlaps, None, &AnatomyBounds::embedded());
         assert_eq!(rows[0].dice_ok, Some(true));
-        assert_eq!((rows[1].status, rows[1].dice, rows[1].dice_ok, rows[1].scored), (EmptyStatus::PredEmpty, Some(0.0), Some(false), true));
-        assert_eq!((rows[2].status, rows[2].scored, rows[2].dice_ok), (EmptyStatus::GtEmpty, false, None));
+        assert_eq!(
+            (
+                rows[1].status,
+                rows[1].dice,
+                rows[1].dice_ok,
+                rows[1].scored
+            ),
+            (EmptyStatus::PredEmpty, Some(0.0), Some(false), true)
+        );
+        assert_eq!(
+            (rows[2].status, rows[2].scored, rows[2].dice_ok),
+            (EmptyStatus::GtEmpty, false, None)
+        );
         assert_eq!(rows[1].nsd, Some(0.0));
         assert!(checks.iter().all(|c| !c.passed()));
         // Outside the expected set, a GT class is not scored.
