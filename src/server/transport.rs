@@ -28,10 +28,13 @@ pub(crate) const PARSE_ERROR: i64 = -32700;
 pub(crate) const INVALID_REQUEST: i64 = -32600;
 pub(crate) const INVALID_PARAMS: i64 = -32602;
 
+/// The output stream; `None` once closed.
+type SharedOutput = Arc<Mutex<Option<Pin<Box<dyn AsyncWrite + Send>>>>>;
+
 /// Writes whole lines; one lock per line keeps concurrent writers from interleaving.
 #[derive(Clone)]
 pub(crate) struct LineWriter {
-    inner: Arc<Mutex<Option<Pin<Box<dyn AsyncWrite + Send>>>>>,
+    inner: SharedOutput,
 }
 
 impl LineWriter {
