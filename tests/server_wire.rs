@@ -341,6 +341,26 @@ async fn stateless_2026_discover_list_and_call() {
         "{echo}"
     );
     assert_eq!(echo["result"]["isError"], false);
+
+    // Progress and cancellation work the same way without a session.
+    let mut meta = meta_2026();
+    meta["progressToken"] = json!(77);
+    c.request(
+        json!(5),
+        "tools/call",
+        json!({"_meta": meta, "name": "slow", "arguments": {"reports": [2]}}),
+    )
+    .await;
+    assert_eq!(c.event().await, Event::Started("slow".into()));
+    let m = c.next().await;
+    assert_eq!(progress_of(&m), Some((json!(77), 2.0)), "{m}");
+    c.send(json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/cancelled",
+        "params": {"requestId": 5}
+    }))
+    .await;
+    assert_eq!(c.event().await, Event::Cancelled("slow".into()));
 }
 
 #[tokio::test]
