@@ -85,8 +85,18 @@ impl ToolBox for NoisyBox {
                         .status()
                         .await
                         .map_err(|e| ToolCallError::Internal(e.to_string()))?;
+                    // A child that reads its inherited stdin must not see protocol bytes.
+                    let cat = tokio::process::Command::new("cat")
+                        .stdin(std::process::Stdio::inherit())
+                        .stdout(std::process::Stdio::piped())
+                        .output()
+                        .await
+                        .map_err(|e| ToolCallError::Internal(e.to_string()))?;
                     Ok(ToolOutcome::Success {
-                        structured: json!({"child_ok": status.success()}),
+                        structured: json!({
+                            "child_ok": status.success(),
+                            "child_read_from_stdin": String::from_utf8_lossy(&cat.stdout),
+                        }),
                         summary: "made noise".into(),
                     })
                 }
@@ -219,7 +229,7 @@ fn raw_pipes() {
     let noisy = response(json!(2), &mut every_line);
     assert_eq!(
         noisy["result"]["structuredContent"],
-        json!({"child_ok": true}),
+        json!({"child_ok": true, "child_read_from_stdin": ""}),
         "{noisy}"
     );
 

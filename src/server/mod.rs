@@ -82,23 +82,26 @@ pub enum ServerError {
     /// The SDK's service task died.
     #[error("MCP service task failed: {0}")]
     Service(String),
-    /// stdout could not be reserved for the protocol.
-    #[error("cannot reserve stdout for the MCP protocol: {0}; run the server with stdout open")]
+    /// stdin/stdout could not be reserved for the protocol.
+    #[error(
+        "cannot reserve stdin/stdout for the MCP protocol: {0}; run the server with both open"
+    )]
     Stdio(#[source] std::io::Error),
 }
 
 /// Serve MCP over the process's stdin/stdout until stdin EOF; then cancel
 /// in-flight calls and return within about [`Tuning::shutdown_grace`].
 ///
-/// On Unix the protocol gets a private copy of stdout and file descriptor 1 is
-/// pointed at stderr, so a stray `println!` or a child process that inherits
-/// stdout can never corrupt the protocol stream.
+/// On Unix the protocol gets private copies of stdin and stdout; descriptor 0
+/// then reads `/dev/null` and descriptor 1 writes to stderr, so a stray
+/// `println!` or a child process that inherits the standard streams can neither
+/// corrupt the protocol output nor consume protocol input.
 pub async fn serve_stdio(
     toolbox: Arc<dyn ToolBox>,
     opts: ServerOptions,
 ) -> Result<(), ServerError> {
-    let out = protocol_stdout().map_err(ServerError::Stdio)?;
-    serve(toolbox, opts, tokio::io::stdin(), out).await
+    let (input, output) = protocol_streams().map_err(ServerError::Stdio)?;
+    serve(toolbox, opts, input, output).await
 }
 
 /// [`serve_stdio`] over any byte streams (tests use `tokio::io::duplex` or pipes).
@@ -182,30 +185,48 @@ where
     outcome
 }
 
-/// Reserve stdout for the protocol: return a private handle to it and point
-/// descriptor 1 at stderr.
+/// Take the standard streams for the protocol: private copies of stdin and
+/// stdout (close-on-exec, so child processes never inherit them), with
+/// descriptor 0 pointed at `/dev/null` and descriptor 1 at stderr. A stray
+/// `println!` or a child process that inherits the standard streams can then
+/// neither corrupt the protocol output nor steal protocol input.
 #[cfg(unix)]
-fn protocol_stdout() -> std::io::Result<tokio::fs::File> {
+fn protocol_streams() -> std::io::Result<(tokio::fs::File, tokio::fs::File)> {
     use std::io::Write;
-    use std::os::fd::FromRawFd;
+    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+
+    fn private_copy(fd: RawFd) -> std::io::Result<std::fs::File> {
+        // SAFETY: duplicating a standard descriptor; the new descriptor is owned
+        // by the returned File and by nothing else.
+        let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if copy < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(unsafe { std::fs::File::from_raw_fd(copy) })
+    }
+    fn point(fd: RawFd, at: RawFd) -> std::io::Result<()> {
+        // SAFETY: `at` is a valid open descriptor; dup2 atomically replaces `fd`.
+        if unsafe { libc::dup2(at, fd) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
 
     std::io::stdout().flush()?;
-    // SAFETY: plain descriptor calls on the process's standard descriptors; the
-    // duplicate is owned by the File below and by nothing else.
-    let fd = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 3) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let file = unsafe { std::fs::File::from_raw_fd(fd) };
-    if unsafe { libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(tokio::fs::File::from_std(file))
+    let input = private_copy(libc::STDIN_FILENO)?;
+    let output = private_copy(libc::STDOUT_FILENO)?;
+    let null = std::fs::File::open("/dev/null")?;
+    point(libc::STDIN_FILENO, null.as_raw_fd())?;
+    point(libc::STDOUT_FILENO, libc::STDERR_FILENO)?;
+    Ok((
+        tokio::fs::File::from_std(input),
+        tokio::fs::File::from_std(output),
+    ))
 }
 
 #[cfg(not(unix))]
-fn protocol_stdout() -> std::io::Result<tokio::io::Stdout> {
-    Ok(tokio::io::stdout())
+fn protocol_streams() -> std::io::Result<(tokio::io::Stdin, tokio::io::Stdout)> {
+    Ok((tokio::io::stdin(), tokio::io::stdout()))
 }
 
 /// Log to stderr through `tracing`, filtered by `RUST_LOG` (default `warn`).
