@@ -308,7 +308,10 @@ mod tests {
             std::fs::create_dir_all(&out).unwrap();
             std::os::unix::fs::symlink(t.path().join("data"), out.join("ct")).unwrap();
             let err = check_output_location(&alias, &out, &root).unwrap_err();
-            assert!(matches!(err, UpstreamError::MaskWouldOverwriteInput { .. }), "{err}");
+            assert!(
+                matches!(err, UpstreamError::MaskWouldOverwriteInput { .. }),
+                "{err}"
+            );
             assert!(err.to_string().contains("input file itself"));
         }
         // Writing into the input's own directory is fine.
