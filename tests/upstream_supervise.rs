@@ -485,3 +485,60 @@ async fn ticks_reach_the_hook_and_supervise_runs_any_invocation() {
     );
     assert_eq!(res.mask, None);
 }
+
+#[tokio::test]
+async fn batch_run_wiring_and_refusal() {
+    let w = World::new();
+    let record = w.path("record.json");
+    let opts = w.options(&[("FAKE_RECORD", record.display().to_string())]);
+    let mut req = ctmr_skill::upstream::BatchRequest {
+        python: fake_python(),
+        bundle_root: w.bundle.clone(),
+        input_dir: w.input.parent().unwrap().to_path_buf(),
+        output_dir: w.out.clone(),
+        modality: "MRI_BODY".into(),
+        overrides: vec![("input_suffix".into(), "*.nii.gz".into())],
+        device: DeviceRequest::Auto,
+    };
+    let res = ctmr_skill::upstream::run_batch(&req, &cpu_probe(), &opts)
+        .await
+        .unwrap();
+    assert!(res.succeeded());
+    let seen: Vec<String> = serde_json::from_value(read_json(&record)["argv"].clone()).unwrap();
+    assert_eq!(seen, res.command[1..]);
+    assert_eq!(seen[..4], ["-m", "monai.bundle", "run", "--config_file"]);
+    assert_eq!(read_json(&record)["cwd"], w.bundle.display().to_string());
+    assert!(
+        !res.env_set.contains_key("CUDA_VISIBLE_DEVICES"),
+        "auto leaves devices alone"
+    );
+
+    req.output_dir = w.bundle.join("eval");
+    let err = ctmr_skill::upstream::run_batch(&req, &cpu_probe(), &opts)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, UpstreamError::OutputInsideBundle { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn probe_for_request_uses_the_runs_environment() {
+    let w = World::new();
+    let record = w.path("record.json");
+    // The fake answers no probe: it records what it was given, then fails the probe.
+    let opts = w.options(&[("FAKE_RECORD", record.display().to_string())]);
+    let err = ctmr_skill::upstream::probe_for_request(&w.request(), &opts, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UpstreamError::ProbeFailed { .. }), "{err}");
+    let rec = read_json(&record);
+    assert_eq!(rec["argv"][0], "-c");
+    assert_eq!(rec["cwd"], w.bundle.display().to_string());
+    assert_eq!(rec["env"]["CUDA_VISIBLE_DEVICES"], "");
+    assert_eq!(
+        rec["env"]["MONAI_DATA_DIRECTORY"],
+        w.out.join("_monai_data").display().to_string()
+    );
+}

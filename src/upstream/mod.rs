@@ -10,12 +10,12 @@
 //!
 //! | step | function | module |
 //! |---|---|---|
-//! | find the bundle | [`resolve_root`] → [`RootResolution::require`], [`inventory`], [`weights_provenance`] | `root` |
-//! | find Python | [`find_python`] | `python` |
-//! | check the runtime | [`probe_environment`] → [`EnvProbe`], [`check_device`] | `python` |
+//! | find the bundle | [`resolve_root`] (or [`resolve_root_here`]) → [`RootResolution::require`], [`inventory`], [`weights_provenance`] | `root` |
+//! | find Python | [`find_python`] (or [`find_python_here`]) | `python` |
+//! | check the runtime | [`probe_for_request`] / [`probe_environment`] → [`EnvProbe`], [`check_device`] | `python` |
 //! | build the command | [`build_argv`], [`build_batch_argv`] (pure) | `argv` |
-//! | guard the output | [`check_output_location`], [`expected_mask_path`], [`move_aside_stale`] | `output` |
-//! | run it | [`run`] / [`supervise`] → [`RunResult`] | `supervise` |
+//! | guard the output | [`check_output_dir`], [`check_output_location`], [`expected_mask_path`], [`move_aside_stale`] | `output` |
+//! | run it | [`run`] / [`run_batch`] / [`supervise`] → [`RunResult`] | `supervise` |
 //! | adopt the mask | [`adopt_mask`] | `output` |
 //! | provenance | [`git_commit`], [`sha256_file`] | `root`, `hash` |
 //!
@@ -37,19 +37,20 @@ pub use argv::{
 pub use error::{install_hint, UpstreamError};
 pub use hash::sha256_file;
 pub use output::{
-    adopt_mask, check_output_location, expected_mask_path, move_aside_stale, nifti_stem,
-    MaskAdoption, StaleOutput,
+    adopt_mask, check_output_dir, check_output_location, expected_mask_path, move_aside_stale,
+    nifti_stem, MaskAdoption, StaleOutput,
 };
 pub use python::{
-    check_device, child_env, find_python, probe_environment, CheckedPython, ChildEnv,
-    DeviceRequest, EnvProbe, PythonChoice, PythonSource, DEFAULT_PROBE_TIMEOUT, PROBE_SCRIPT,
+    check_device, child_env, find_python, find_python_here, probe_environment, CheckedPython,
+    ChildEnv, DeviceRequest, EnvProbe, PythonChoice, PythonSource, DEFAULT_PROBE_TIMEOUT,
+    ENV_PYTHON, PROBE_SCRIPT,
 };
 pub use root::{
-    git_commit, inventory, resolve_root, weights_provenance, BundleInventory, CheckedRoot,
-    LabelFile, RootResolution, RootSource, StandInMarker, WeightsProvenance, ENV_ROOT,
-    WORKBENCH_ROOT,
+    git_commit, inventory, resolve_root, resolve_root_here, weights_provenance, BundleInventory,
+    CheckedRoot, LabelFile, RootRejection, RootResolution, RootSource, StandInMarker,
+    WeightsProvenance, ENV_ROOT, WORKBENCH_ROOT,
 };
 pub use supervise::{
-    run, run_batch, supervise, Invocation, ProgressEvent, ProgressHook, RunOptions, RunOutcome,
-    RunResult, Stream, TAIL_CHARS,
+    probe_for_request, run, run_batch, supervise, Invocation, ProgressEvent, ProgressHook,
+    RunOptions, RunOutcome, RunResult, Stream, TAIL_CHARS,
 };

@@ -94,22 +94,28 @@ pub fn move_aside_stale(
     }))
 }
 
-/// Refuse output locations that would write into the upstream checkout or over the
-/// input; returns the expected mask path otherwise. Paths are compared after resolving
-/// symlinks of their existing parts, so `..` and links cannot sneak past.
-pub fn check_output_location(
-    input: &Path,
-    output_dir: &Path,
-    bundle_root: &Path,
-) -> Result<PathBuf, UpstreamError> {
-    let out = resolve_existing_prefix(output_dir);
-    let root = resolve_existing_prefix(bundle_root);
-    if out.starts_with(&root) {
+/// Refuse an output directory inside the upstream checkout (which is never written
+/// into). Paths are compared after resolving symlinks of their existing parts, so `..`
+/// and links cannot sneak past.
+pub fn check_output_dir(output_dir: &Path, bundle_root: &Path) -> Result<(), UpstreamError> {
+    if resolve_existing_prefix(output_dir).starts_with(resolve_existing_prefix(bundle_root)) {
         return Err(UpstreamError::OutputInsideBundle {
             output_dir: output_dir.to_path_buf(),
             root: bundle_root.to_path_buf(),
         });
     }
+    Ok(())
+}
+
+/// [`check_output_dir`], and refuse when the expected mask path resolves to the input
+/// itself (possible only through links, since the mask's name adds `_trans`: the
+/// move-aside would otherwise rename the real input). Returns the expected mask path.
+pub fn check_output_location(
+    input: &Path,
+    output_dir: &Path,
+    bundle_root: &Path,
+) -> Result<PathBuf, UpstreamError> {
+    check_output_dir(output_dir, bundle_root)?;
     let mask = expected_mask_path(output_dir, input);
     if resolve_existing_prefix(&mask) == resolve_existing_prefix(input) {
         return Err(UpstreamError::MaskWouldOverwriteInput { path: mask });

@@ -17,6 +17,9 @@ use super::error::UpstreamError;
 /// How long the probe may take by default: importing torch is slow on a cold cache.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Environment variable naming the interpreter.
+pub const ENV_PYTHON: &str = "CTMR_SKILL_PYTHON";
+
 /// Where the chosen interpreter came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,6 +134,24 @@ pub fn find_python(
         }
     }
     Err(UpstreamError::PythonNotFound { checked })
+}
+
+/// [`find_python`] with `$CTMR_SKILL_PYTHON`, the running executable and `$PATH` taken
+/// from this process.
+pub fn find_python_here(
+    explicit: Option<&Path>,
+    cwd: &Path,
+) -> Result<PythonChoice, UpstreamError> {
+    let env_value = std::env::var_os(ENV_PYTHON);
+    let exe = std::env::current_exe().ok();
+    let path_var = std::env::var_os("PATH");
+    find_python(
+        explicit,
+        env_value.as_deref(),
+        cwd,
+        exe.as_deref(),
+        path_var.as_deref(),
+    )
 }
 
 fn executable_problem(path: &Path) -> Option<String> {

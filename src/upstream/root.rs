@@ -158,6 +158,11 @@ pub fn resolve_root(
     }
 }
 
+/// [`resolve_root`] with `$NV_SEGMENT_CTMR_ROOT` taken from this process.
+pub fn resolve_root_here(explicit: Option<&Path>, base: &Path) -> RootResolution {
+    resolve_root(explicit, std::env::var_os(ENV_ROOT).as_deref(), base)
+}
+
 /// A label file the bundle may carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LabelFile {

@@ -24,9 +24,12 @@ use tokio_util::sync::CancellationToken;
 use super::argv::{build_argv, build_batch_argv, BatchRequest, UpstreamRequest};
 use super::error::UpstreamError;
 use super::output::{
-    adopt_mask, check_output_location, move_aside_stale, MaskAdoption, StaleOutput,
+    adopt_mask, check_output_dir, check_output_location, move_aside_stale, MaskAdoption,
+    StaleOutput,
 };
-use super::python::{check_device, child_env, ChildEnv, DeviceRequest, EnvProbe};
+use super::python::{
+    check_device, child_env, probe_environment, ChildEnv, DeviceRequest, EnvProbe,
+};
 
 /// Characters of each stream kept as a tail (the reference wrapper's 4000).
 pub const TAIL_CHARS: usize = 4000;
@@ -185,6 +188,17 @@ pub async fn run(
     Ok(result)
 }
 
+/// Probe the environment exactly as [`run`] will start `req` (same base environment,
+/// output-derived variables, device setting and working directory).
+pub async fn probe_for_request(
+    req: &UpstreamRequest,
+    opts: &RunOptions,
+    timeout: Duration,
+) -> Result<EnvProbe, UpstreamError> {
+    let env = child_env(opts.base_env.clone(), &req.output_dir, req.device);
+    probe_environment(&req.python, &env, &req.bundle_root, timeout).await
+}
+
 /// Run a batch request (the same refusals, minus the per-file ones; the upstream's own
 /// resume logic decides which volumes it writes).
 pub async fn run_batch(
@@ -194,8 +208,7 @@ pub async fn run_batch(
 ) -> Result<RunResult, UpstreamError> {
     let argv = build_batch_argv(req)?;
     check_device(req.device, probe)?;
-    // Reuse the location check with a placeholder input inside the input directory.
-    check_output_location(&req.input_dir.join(" "), &req.output_dir, &req.bundle_root)?;
+    check_output_dir(&req.output_dir, &req.bundle_root)?;
     create_dir(&req.output_dir)?;
     let inv = Invocation {
         argv,
