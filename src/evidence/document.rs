@@ -1,0 +1,307 @@
+//! Types of `output.json`. Field docs become the descriptions of the JSON Schema.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::sanity::SanityResult;
+
+pub const EVIDENCE_SCHEMA_VERSION: &str = "ctmr-skill.evidence/1";
+pub const SKILL_NAME: &str = "nv_segment_ctmr";
+pub const MODEL_NAME: &str = "NVIDIA-Medtech/NV-Segment-CTMR (VISTA3D CT/MRI)";
+pub const MODEL_REPO: &str =
+    "https://github.com/NVIDIA-Medtech/NV-Segment-CTMR/tree/main/NV-Segment-CTMR";
+pub const LICENSE: &str = "Wrapper Apache-2.0; upstream model and repository licenses apply.";
+pub const OFFICIAL_ENTRYPOINT: &str = "python -m monai.bundle run";
+pub const DISCLAIMER: &str = "Engineering verification only. Not for clinical use: output is NOT clinically \
+meaningful and has no diagnostic validity. This tool invokes the upstream MONAI bundle entry point documented \
+by NVIDIA-Medtech/NV-Segment-CTMR; it does not modify inference, preprocessing, or postprocessing.";
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// The upstream exited 0 and its mask was read.
+    Succeeded,
+    /// The upstream exited non-zero, or produced no readable mask.
+    UpstreamFailed,
+    /// The upstream ran past `timeout_seconds`; its process group was killed.
+    TimedOut,
+    /// The caller cancelled; the process group was killed.
+    Cancelled,
+    /// A gate refused the arguments; nothing ran.
+    Refused,
+}
+
+/// Where the model weights came from. Output of stand-in or demo weights is never a
+/// real segmentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightsProvenance {
+    /// Weights as installed for the upstream bundle (presumed the published ones).
+    Upstream,
+    /// Randomly initialised stand-in weights (scripts/make-standin-weights.py): NOT a segmentation.
+    StandInRandomInit,
+    /// The project's demo bundle: synthetic intensity-based labels, NOT NV-Segment-CTMR.
+    DemoBundle,
+    /// No weights file was found.
+    Missing,
+}
+
+/// The model file used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Weights {
+    pub provenance: WeightsProvenance,
+    pub path: Option<String>,
+    pub sha256: Option<String>,
+    /// Plain words on what the output means given the provenance.
+    pub note: String,
+}
+
+/// The input volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InputInfo {
+    /// Absolute path.
+    pub path: String,
+    pub shape: Vec<usize>,
+    pub ndim: usize,
+    /// Voxel spacing in mm (nibabel zooms, rounded to 6 decimals as the reference).
+    pub spacing: Vec<f64>,
+    pub modality: String,
+    pub ground_truth_path: Option<String>,
+    pub sha256: Option<String>,
+    /// The 4x4 voxel-to-world affine (nibabel `img.affine`).
+    pub affine: Option<Vec<Vec<f64>>>,
+    /// Axis codes such as ["R", "A", "S"].
+    pub orientation: Option<Vec<String>>,
+}
+
+/// Mask geometry against the input (the reference's 8 fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Geometry {
+    pub input_shape: Vec<usize>,
+    pub output_shape: Vec<usize>,
+    pub shape_match: bool,
+    pub input_spacing: Vec<f64>,
+    pub output_spacing: Vec<f64>,
+    pub spacing_match: bool,
+    pub affine_max_abs_diff: Option<f64>,
+    /// `affine_max_abs_diff <= 1e-4`.
+    pub affine_match: bool,
+}
+
+/// One class present in the mask, keyed by its upstream id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClassRow {
+    pub id: i64,
+    pub name: String,
+    pub voxels: u64,
+    pub volume_ml: f64,
+    /// Inclusive voxel-index bounding box.
+    pub bbox_min: Vec<usize>,
+    pub bbox_max: Vec<usize>,
+    /// Touches a face of the volume (reported; nothing is zeroed).
+    pub touches_border: bool,
+    /// In the expected set (everything-set of the modality, or the expanded prompts).
+    pub expected: bool,
+}
+
+/// A mask that predated the run and was moved aside, never adopted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StaleOutput {
+    pub original: String,
+    pub moved_to: String,
+}
+
+/// The produced label map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OutputInfo {
+    /// Absolute path of `<output_dir>/<stem>/<stem>_trans.nii.gz`, null when none was produced.
+    pub path: Option<String>,
+    pub shape: Vec<usize>,
+    pub label_prompts_requested: Option<Vec<u32>>,
+    /// Non-zero integer values present (including 255 when present).
+    pub label_ids_present: Vec<i64>,
+    /// Present ids outside the expected set or the label table.
+    pub unexpected_label_ids: Vec<i64>,
+    pub label_set_valid: bool,
+    pub label_map_loaded: bool,
+    pub label_map_source: Option<String>,
+    /// Voxel count per class name (reference field; see `classes` for id-keyed rows).
+    pub class_counts: BTreeMap<String, u64>,
+    pub voxel_volume_ml: Option<f64>,
+    pub class_volumes_ml: BTreeMap<String, f64>,
+    pub any_label_present: bool,
+    pub geometry: Geometry,
+    pub sha256: Option<String>,
+    /// On-disk datatype of the mask (the upstream writes float32).
+    pub dtype: Option<String>,
+    /// The ids this run may produce: the modality's everything-set, or the expanded prompts.
+    pub expected_label_ids: Vec<u32>,
+    pub classes: Vec<ClassRow>,
+    /// Voxels whose value is not an integer (never truncated into a class).
+    pub non_integer_voxels: u64,
+    pub nan_voxels: u64,
+    /// Voxels equal to 255: the upstream's NaN sentinel, and also a real MRI-brain class id.
+    pub nan_sentinel_255_voxels: u64,
+    pub stale_output: Option<StaleOutput>,
+}
+
+/// Model files found under the bundle root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModelInventory {
+    pub model_pt_present: bool,
+    pub model_pt_path: String,
+    pub label_map_present: bool,
+    pub label_map_path: Option<String>,
+}
+
+/// A bundle root that was considered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CheckedRoot {
+    pub path: String,
+    /// `flag`, `env` or `default`.
+    pub source: String,
+    pub valid: bool,
+    pub reason: Option<String>,
+}
+
+/// How the upstream was invoked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Invocation {
+    /// Always `python -m monai.bundle run`.
+    pub official_entrypoint: String,
+    pub upstream_root: Option<String>,
+    pub upstream_commit: Option<String>,
+    pub config_file: Option<String>,
+    pub output_dir: String,
+    pub modality: String,
+    pub label_prompts: Option<Vec<u32>>,
+    /// The exact argv (no shell).
+    pub command: Vec<String>,
+    /// Exit code of the upstream process; 124 on timeout, null when it never ran.
+    pub exit_code: Option<i32>,
+    pub model_inventory: ModelInventory,
+    pub checked_roots: Vec<CheckedRoot>,
+    /// The Python interpreter and why it was chosen.
+    pub python: Option<String>,
+    pub python_source: Option<String>,
+    /// Documented overrides passed to the bundle (patch_size, sw_batch_size).
+    pub overrides: BTreeMap<String, String>,
+}
+
+/// Where and how long the upstream ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RuntimeInfo {
+    pub subprocess_seconds: f64,
+    /// The device the run actually used (`cuda` or `cpu`), probed under the run's environment.
+    pub device: String,
+    pub device_requested: String,
+    pub python_version: Option<String>,
+    pub monai_version: Option<String>,
+    pub torch_version: Option<String>,
+    pub cuda_available: Option<bool>,
+}
+
+/// Upstream output: full logs on disk, tails here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Logs {
+    pub stdout_tail: String,
+    pub stderr_tail: String,
+    pub stdout_log: Option<String>,
+    pub stderr_log: Option<String>,
+}
+
+/// Outcome of one gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GateResult {
+    /// The gate id declared in skill_manifest.yaml.
+    pub name: String,
+    /// `passed`, `failed` or `skipped`.
+    pub status: String,
+    pub message: String,
+}
+
+/// `output.json`: the evidence of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Evidence {
+    /// `ctmr-skill.evidence/1`.
+    pub schema_version: String,
+    pub status: RunStatus,
+    /// One sentence on what happened, for people and models.
+    pub summary: String,
+    pub run_id: String,
+    /// The evidence pack directory (the run's output_dir).
+    pub pack_dir: String,
+    pub skill: String,
+    pub skill_id: String,
+    pub skill_version: String,
+    pub model: String,
+    pub model_repo: String,
+    pub license: String,
+    pub weights: Weights,
+    pub input: InputInfo,
+    pub output: OutputInfo,
+    pub invocation: Invocation,
+    pub runtime: RuntimeInfo,
+    pub logs: Logs,
+    pub gates: Vec<GateResult>,
+    #[schemars(with = "Vec<SanityResultSchema>")]
+    pub sanity_checks: Vec<SanityResult>,
+    pub intended_use_disclaimer: String,
+}
+
+/// Schema stand-in for [`SanityResult`] (which lives in the manifest module).
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct SanityResultSchema {
+    path: String,
+    op: String,
+    expected: serde_json::Value,
+    actual: serde_json::Value,
+    /// `passed` or `failed`.
+    status: String,
+    reason: String,
+}
+
+/// The JSON Schema of [`Evidence`]: 2020-12, subschemas inlined (no `$ref`).
+pub fn evidence_schema() -> serde_json::Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator();
+    let schema = generator.into_root_schema_for::<Evidence>();
+    serde_json::to_value(schema).expect("schema serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn evidence_schema_is_flat_and_closed_over_the_reference_fields() {
+        let schema = super::evidence_schema();
+        let text = serde_json::to_string(&schema).unwrap();
+        assert!(!text.contains("$ref"), "subschemas must be inlined");
+        assert_eq!(schema["type"], "object");
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        for field in [
+            "skill",
+            "model",
+            "model_repo",
+            "license",
+            "input",
+            "output",
+            "invocation",
+            "runtime",
+            "logs",
+        ] {
+            assert!(required.contains(&field), "{field}");
+        }
+        let geometry = &schema["properties"]["output"]["properties"]["geometry"]["properties"];
+        assert_eq!(geometry.as_object().unwrap().len(), 8);
+    }
+}

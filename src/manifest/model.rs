@@ -1,0 +1,216 @@
+//! Typed view of the parts of `skill_manifest.yaml` the code acts on. The rest of the
+//! document (upstream refs, intended use, costs) is kept as raw YAML for the evidence.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A manifest that failed to parse or is internally inconsistent.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("skill_manifest.yaml does not parse: {0}")]
+    Parse(#[from] serde_yaml::Error),
+    #[error("skill_manifest.yaml is inconsistent: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    pub id: String,
+    pub version: String,
+    pub license: String,
+    pub runtime: Runtime,
+    pub paired_verifiers: Vec<PairedVerifier>,
+    pub interface: Interface,
+    pub validation: Validation,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Runtime {
+    pub entrypoint: String,
+    pub official_entrypoint: String,
+    pub config_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PairedVerifier {
+    pub id: String,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Interface {
+    pub tools: Vec<ToolDecl>,
+    pub gates: Vec<GateSpec>,
+}
+
+/// One tool as declared: its documentation and every argument.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ToolDecl {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub read_only: bool,
+    pub output_schema: Option<String>,
+    pub arguments: Vec<ArgSpec>,
+}
+
+/// The JSON type of an argument (or of an array's items).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArgType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    Array,
+}
+
+impl ArgType {
+    pub fn json_name(self) -> &'static str {
+        match self {
+            ArgType::String => "string",
+            ArgType::Integer => "integer",
+            ArgType::Number => "number",
+            ArgType::Boolean => "boolean",
+            ArgType::Array => "array",
+        }
+    }
+}
+
+/// The constraints on one value (an argument, or the items of an array argument).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ValueSpec {
+    #[serde(rename = "type")]
+    pub ty: ArgType,
+    #[serde(default, rename = "enum")]
+    pub allowed: Option<Vec<String>>,
+    pub minimum: Option<f64>,
+    pub maximum: Option<f64>,
+    pub min_length: Option<usize>,
+}
+
+/// One declared argument.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ArgSpec {
+    pub name: String,
+    /// The `ctmr-skill run` flag carrying the same argument, if any.
+    pub cli: Option<String>,
+    #[serde(flatten)]
+    pub value: ValueSpec,
+    pub items: Option<ValueSpec>,
+    pub min_items: Option<usize>,
+    pub max_items: Option<usize>,
+    pub default: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub required: bool,
+    pub description: String,
+    #[serde(default)]
+    pub gates: Vec<String>,
+}
+
+impl ArgSpec {
+    /// The default as JSON, for schemas and for filling in absent arguments.
+    pub fn default_json(&self) -> Option<Value> {
+        self.default
+            .as_ref()
+            .and_then(|v| serde_json::to_value(v).ok())
+    }
+}
+
+/// A gate: a rule checked before anything runs, and the fix a refusal suggests.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GateSpec {
+    pub id: String,
+    pub rule: String,
+    pub fix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Validation {
+    pub sanity_checks: Vec<serde_yaml::Value>,
+}
+
+impl Manifest {
+    /// Parse and check internal consistency: unique tool and argument names, every gate
+    /// an argument cites is declared, every output schema is embedded.
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        let manifest: Manifest = serde_yaml::from_str(text)?;
+        let mut tool_names = std::collections::BTreeSet::new();
+        for tool in &manifest.interface.tools {
+            if !tool_names.insert(tool.name.as_str()) {
+                return Err(ManifestError::Invalid(format!(
+                    "tool '{}' declared twice",
+                    tool.name
+                )));
+            }
+            let mut arg_names = std::collections::BTreeSet::new();
+            for arg in &tool.arguments {
+                if !arg_names.insert(arg.name.as_str()) {
+                    return Err(ManifestError::Invalid(format!(
+                        "tool '{}': argument '{}' declared twice",
+                        tool.name, arg.name
+                    )));
+                }
+                if arg.value.ty == ArgType::Array && arg.items.is_none() {
+                    return Err(ManifestError::Invalid(format!(
+                        "tool '{}': array argument '{}' lacks `items`",
+                        tool.name, arg.name
+                    )));
+                }
+                for gate in &arg.gates {
+                    if manifest.gate(gate).is_none() {
+                        return Err(ManifestError::Invalid(format!(
+                            "tool '{}': argument '{}' cites undeclared gate '{gate}'",
+                            tool.name, arg.name
+                        )));
+                    }
+                }
+            }
+            if let Some(path) = &tool.output_schema {
+                if embedded_schema(path).is_none() {
+                    return Err(ManifestError::Invalid(format!(
+                        "tool '{}': output schema '{path}' is not embedded in the binary",
+                        tool.name
+                    )));
+                }
+            }
+        }
+        crate::manifest::sanity::SanityCheck::parse_all(&manifest.validation.sanity_checks)
+            .map_err(ManifestError::Invalid)?;
+        Ok(manifest)
+    }
+
+    pub fn tool(&self, name: &str) -> Option<&ToolDecl> {
+        self.interface.tools.iter().find(|t| t.name == name)
+    }
+
+    pub fn gate(&self, id: &str) -> Option<&GateSpec> {
+        self.interface.gates.iter().find(|g| g.id == id)
+    }
+
+    /// The declared sanity checks, parsed (consistency was checked in [`Manifest::parse`]).
+    pub fn sanity_checks(&self) -> Vec<crate::manifest::sanity::SanityCheck> {
+        crate::manifest::sanity::SanityCheck::parse_all(&self.validation.sanity_checks)
+            .unwrap_or_default()
+    }
+}
+
+impl ToolDecl {
+    pub fn argument(&self, name: &str) -> Option<&ArgSpec> {
+        self.arguments.iter().find(|a| a.name == name)
+    }
+}
+
+/// Where the generated evidence schema is written.
+pub const EVIDENCE_SCHEMA_PATH: &str = "schemas/evidence.schema.json";
+
+/// An embedded schema document by its manifest path.
+pub fn embedded_schema(path: &str) -> Option<Value> {
+    if path == EVIDENCE_SCHEMA_PATH {
+        return Some(crate::evidence::evidence_schema());
+    }
+    crate::manifest::EMBEDDED_SCHEMAS
+        .iter()
+        .find(|(p, _)| *p == path)
+        .and_then(|(_, text)| serde_json::from_str(text).ok())
+}

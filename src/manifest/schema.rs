@@ -1,0 +1,198 @@
+//! JSON Schema generation from the manifest's argument declarations.
+//!
+//! Schemas are JSON Schema 2020-12, root `type: object`, flat (no top-level
+//! oneOf/anyOf, no `$ref`) and `additionalProperties: false`, because that is what
+//! every MCP client (and the models behind them) handles reliably.
+
+use serde_json::{json, Map, Value};
+
+use super::model::{embedded_schema, ArgSpec, Manifest, ToolDecl, ValueSpec};
+use crate::tools::ToolSpec;
+
+pub const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
+
+/// The `inputSchema` of one tool.
+pub fn input_schema(tool: &ToolDecl) -> Value {
+    let properties: Map<String, Value> = tool
+        .arguments
+        .iter()
+        .map(|arg| (arg.name.clone(), property(arg)))
+        .collect();
+    let required: Vec<&str> = tool
+        .arguments
+        .iter()
+        .filter(|a| a.required)
+        .map(|a| a.name.as_str())
+        .collect();
+    let mut schema = json!({
+        "$schema": DIALECT,
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": false,
+    });
+    if !required.is_empty() {
+        schema["required"] = json!(required);
+    }
+    schema
+}
+
+fn value_schema(spec: &ValueSpec) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("type".into(), json!(spec.ty.json_name()));
+    if let Some(allowed) = &spec.allowed {
+        out.insert("enum".into(), json!(allowed));
+    }
+    if let Some(min) = spec.minimum {
+        out.insert("minimum".into(), number(min));
+    }
+    if let Some(max) = spec.maximum {
+        out.insert("maximum".into(), number(max));
+    }
+    if let Some(min) = spec.min_length {
+        out.insert("minLength".into(), json!(min));
+    }
+    out
+}
+
+fn property(arg: &ArgSpec) -> Value {
+    let mut out = value_schema(&arg.value);
+    out.insert("description".into(), json!(arg.description.trim()));
+    if let Some(items) = &arg.items {
+        out.insert("items".into(), Value::Object(value_schema(items)));
+    }
+    if let Some(n) = arg.min_items {
+        out.insert("minItems".into(), json!(n));
+    }
+    if let Some(n) = arg.max_items {
+        out.insert("maxItems".into(), json!(n));
+    }
+    if let Some(default) = arg.default_json() {
+        out.insert("default".into(), default);
+    }
+    Value::Object(out)
+}
+
+/// Integral bounds print as integers (`1`, not `1.0`), which is what people write.
+fn number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        json!(x as i64)
+    } else {
+        json!(x)
+    }
+}
+
+/// The tools as `tools/list` shows them.
+pub fn tool_specs(manifest: &Manifest) -> Vec<ToolSpec> {
+    manifest
+        .interface
+        .tools
+        .iter()
+        .map(|tool| ToolSpec {
+            name: tool.name.clone(),
+            title: tool.title.clone(),
+            description: tool.description.trim().to_string(),
+            input_schema: input_schema(tool),
+            output_schema: tool.output_schema.as_deref().and_then(embedded_schema),
+            read_only: tool.read_only,
+        })
+        .collect()
+}
+
+/// The generated files of `ctmr-skill schema`: (relative path, pretty JSON). The same
+/// list is compared with the checked-in copies by a test, so drift fails CI.
+pub fn generated_files(manifest: &Manifest) -> Vec<(String, String)> {
+    let mut files = vec![(
+        super::model::EVIDENCE_SCHEMA_PATH.to_string(),
+        pretty(&crate::evidence::evidence_schema()),
+    )];
+    let mut listing = Vec::new();
+    for spec in tool_specs(manifest) {
+        files.push((
+            format!("schemas/tools/{}.input.json", spec.name),
+            pretty(&spec.input_schema),
+        ));
+        if let Some(output) = &spec.output_schema {
+            files.push((
+                format!("schemas/tools/{}.output.json", spec.name),
+                pretty(output),
+            ));
+        }
+        listing.push(tool_json(&spec));
+    }
+    files.push((
+        "schemas/tools/tools_list.json".to_string(),
+        pretty(&json!({ "tools": listing })),
+    ));
+    files
+}
+
+/// A tool as the MCP wire format spells it (camelCase keys).
+pub fn tool_json(spec: &ToolSpec) -> Value {
+    let mut tool = json!({
+        "name": spec.name,
+        "title": spec.title,
+        "description": spec.description,
+        "inputSchema": spec.input_schema,
+        "annotations": {"title": spec.title, "readOnlyHint": spec.read_only},
+    });
+    if let Some(output) = &spec.output_schema {
+        tool["outputSchema"] = output.clone();
+    }
+    tool
+}
+
+fn pretty(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("JSON values serialise");
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tool_schema_is_flat_closed_and_object_rooted() {
+        let manifest = crate::manifest::embedded().unwrap();
+        for spec in tool_specs(&manifest) {
+            let schema = &spec.input_schema;
+            assert_eq!(schema["type"], "object", "{}", spec.name);
+            assert_eq!(schema["$schema"], DIALECT);
+            assert_eq!(schema["additionalProperties"], false);
+            for key in ["oneOf", "anyOf", "allOf", "$ref"] {
+                assert!(schema.get(key).is_none(), "{}: top-level {key}", spec.name);
+            }
+            assert!(!serde_json::to_string(schema).unwrap().contains("$ref"));
+            let output = spec
+                .output_schema
+                .as_ref()
+                .expect("every tool declares an output schema");
+            assert_eq!(output["type"], "object", "{} output", spec.name);
+        }
+    }
+
+    #[test]
+    fn run_script_declares_the_reference_flags() {
+        let manifest = crate::manifest::embedded().unwrap();
+        let schema = input_schema(manifest.tool("run_script").unwrap());
+        let props = schema["properties"].as_object().unwrap();
+        for name in [
+            "script",
+            "args",
+            "input",
+            "modality",
+            "output_dir",
+            "label_prompts",
+            "structures",
+            "device",
+        ] {
+            assert!(props.contains_key(name), "{name}");
+        }
+        assert_eq!(
+            props["modality"]["enum"],
+            json!(["CT_BODY", "MRI_BODY", "MRI_BRAIN"])
+        );
+        assert_eq!(props["timeout_seconds"]["maximum"], json!(86400));
+        assert_eq!(props["patch_size"]["items"]["minimum"], json!(16));
+    }
+}
