@@ -1,19 +1,24 @@
-//! Command-line interface: parse once into a typed command, dispatch, map every
-//! outcome to a documented exit code.
+//! Command-line interface: parse once into a typed command, dispatch, and map every
+//! outcome to a documented exit code. This is the one choke point where errors meet
+//! the user.
 //!
 //! Exit codes:
-//! - 0: success (for `verify`: the verdict is pass)
-//! - 1: an internal or I/O error (for `verify`: the verdict is fail)
-//! - 2: usage error or a gate refused the arguments
-//! - 3: the upstream run failed (evidence is still written)
-//! - 4: the upstream run timed out (evidence is still written)
-//! - 5: the run was cancelled (evidence is still written)
+//! - 0: success (`verify`: the verdict is pass)
+//! - 1: an internal or I/O error (`verify`: the verdict is fail)
+//! - 2: usage error, or a gate refused the arguments (nothing ran)
+//! - 3: the upstream run failed (the evidence is still written)
+//! - 4: the upstream run timed out (the evidence is still written)
+//! - 5: the run was cancelled (the evidence is still written)
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-/// ctmr-skill: run NV-Segment-CTMR and return verifiable evidence. Not for clinical use.
+use crate::config::Config;
+
+/// Run NV-Segment-CTMR through its documented MONAI entry point and return verifiable
+/// evidence. Research and benchmarking only: not for clinical use.
 #[derive(Debug, Parser)]
 #[command(name = "ctmr-skill", version, about, long_about = None)]
 pub struct Cli {
@@ -25,6 +30,126 @@ pub struct Cli {
 pub enum Command {
     /// Serve the tools over MCP on stdio (JSON-RPC 2.0, one message per line).
     Serve,
+    /// Run the upstream bundle on one volume; evidence JSON on stdout, pack in --output-dir.
+    Run(RunArgs),
+    /// Statistics and geometry of a label map (one streamed pass).
+    Inspect(InspectArgs),
+    /// List the upstream label table, or resolve names to ids.
+    Labels(LabelsArgs),
+    /// Verify an evidence pack with ct_segmentation_quality_v1 (exit 0 pass, 1 fail, 2 usage).
+    Verify(VerifyArgs),
+    /// Write the JSON Schemas generated from skill_manifest.yaml (or check they are current).
+    Schema(SchemaArgs),
+    /// Report the Python runtime, MONAI, torch, CUDA, the bundle root and the model file.
+    Doctor(DoctorArgs),
+}
+
+/// The flags of the reference `scripts/run_ctmr.py`; `run_script`'s argv form parses
+/// its `args` with this same grammar.
+#[derive(Debug, Clone, Args, Default)]
+pub struct RunArgs {
+    /// The CT or MRI NIfTI volume.
+    #[arg(value_name = "IMAGE")]
+    pub input: PathBuf,
+    /// CT_BODY | MRI_BODY | MRI_BRAIN.
+    #[arg(long, default_value = "CT_BODY")]
+    pub modality: String,
+    /// Directory for the mask and the evidence pack.
+    #[arg(long, short = 'o')]
+    pub output_dir: Option<PathBuf>,
+    /// Comma-separated class ids, e.g. 3,14.
+    #[arg(long, value_delimiter = ',')]
+    pub label_prompts: Option<Vec<u32>>,
+    /// Class names resolved from the label table (repeatable), e.g. --structure liver.
+    #[arg(long = "structure")]
+    pub structures: Vec<String>,
+    /// Reference label map, recorded for the paired verifier.
+    #[arg(long)]
+    pub ground_truth: Option<PathBuf>,
+    /// auto | cuda | cpu.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Bundle root (default: $NV_SEGMENT_CTMR_ROOT, then .workbench_data/...).
+    #[arg(long)]
+    pub upstream_root: Option<PathBuf>,
+    /// Wall-clock limit for the upstream run, in seconds.
+    #[arg(long, default_value_t = 3600.0)]
+    pub timeout_seconds: f64,
+    /// Acknowledge that an MRI_BRAIN input is already preprocessed.
+    #[arg(long)]
+    pub preprocessed_brain_input: bool,
+    /// Sliding-window patch size, e.g. 64,64,64.
+    #[arg(long, value_delimiter = ',')]
+    pub patch_size: Option<Vec<u32>>,
+    /// Sliding-window batch size.
+    #[arg(long)]
+    pub sw_batch_size: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The label map.
+    pub mask: PathBuf,
+    /// An image on the same grid: intensity statistics per label and a geometry comparison.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// A reference label map: per-label Dice and IoU.
+    #[arg(long)]
+    pub ground_truth: Option<PathBuf>,
+    /// Bundle root whose label table names the ids.
+    #[arg(long, conflicts_with = "labels")]
+    pub upstream_root: Option<PathBuf>,
+    /// A labels.json sidecar naming the ids.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Count 26-connected components per label.
+    #[arg(long)]
+    pub components: bool,
+    /// JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LabelsArgs {
+    /// Case-insensitive substring filter.
+    pub query: Option<String>,
+    /// Resolve these names to ids (repeatable).
+    #[arg(long)]
+    pub resolve: Vec<String>,
+    /// Restrict to a modality's everything-set.
+    #[arg(long)]
+    pub modality: Option<String>,
+    #[arg(long)]
+    pub upstream_root: Option<PathBuf>,
+    /// JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The evidence pack directory (holds output.json).
+    pub pack_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Repository root to write schemas/ into.
+    #[arg(long, default_value = ".")]
+    pub root: PathBuf,
+    /// Only check that the files on disk are current (exit 1 when they drifted).
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[arg(long)]
+    pub upstream_root: Option<PathBuf>,
+    /// JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Parse the process arguments, run, and map the outcome to an exit code.
@@ -40,10 +165,13 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    match cli.command {
-        Command::Serve => {
-            eprintln!("ctmr-skill serve: not implemented yet");
-            ExitCode::from(1)
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("ctmr-skill: {err}");
+            return ExitCode::from(2);
         }
-    }
+    };
+    let code = crate::commands::dispatch(cli.command, config);
+    ExitCode::from(code)
 }

@@ -9,7 +9,9 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`cli`] | argument parsing into a config, subcommand dispatch, exit codes |
+//! | [`cli`] | argument parsing, exit codes |
+//! | [`config`] | what the process learns from its environment, read once |
+//! | [`commands`] | the CLI subcommands, each a thin face over the library |
 //! | [`nifti`] | streaming NIfTI-1/-2 reader with nibabel's semantics (affine, zooms, scaling) |
 //! | [`inspect`] | one-pass label-map statistics, components, intensities, two-map confusion, geometry |
 //! | [`labels`] | the upstream label table, everything-sets, prompt expansion, name resolution, sidecars |
@@ -23,6 +25,8 @@
 
 pub mod atomic;
 pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod evidence;
 pub mod inspect;
 pub mod labels;

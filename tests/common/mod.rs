@@ -28,7 +28,11 @@ pub fn python() -> PathBuf {
 
 /// Run a Python script from the repo with arguments; panic with its stderr on failure.
 pub fn run_python(script: &Path, args: &[&str]) -> String {
-    let out = Command::new(python()).arg(script).args(args).output().expect("spawn python");
+    let out = Command::new(python())
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("spawn python");
     assert!(
         out.status.success(),
         "{} failed: {}\n{}",

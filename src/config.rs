@@ -1,0 +1,145 @@
+//! Everything the process learns from its environment, read once at start-up and
+//! passed down, so no module reaches for `std::env` on its own.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Environment variable naming extra directories runs may write into (`:`-separated).
+pub const ALLOWED_DIRS_ENV: &str = "CTMR_SKILL_ALLOWED_DIRS";
+/// Environment variable naming the upstream bundle root.
+pub const ROOT_ENV: &str = "NV_SEGMENT_CTMR_ROOT";
+/// Environment variable naming the Python interpreter for the upstream.
+pub const PYTHON_ENV: &str = "CTMR_SKILL_PYTHON";
+/// Environment variable for how many upstream runs may execute at once.
+pub const MAX_RUNS_ENV: &str = "CTMR_SKILL_MAX_CONCURRENT_RUNS";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The working directory; relative paths in arguments resolve against it.
+    pub cwd: PathBuf,
+    /// Directories a run may write into (canonical): cwd, the temp dir, and `CTMR_SKILL_ALLOWED_DIRS`.
+    pub allowed_dirs: Vec<PathBuf>,
+    /// `$NV_SEGMENT_CTMR_ROOT`, if set and non-empty.
+    pub env_root: Option<String>,
+    /// `$CTMR_SKILL_PYTHON`, if set and non-empty.
+    pub python: Option<PathBuf>,
+    /// Upstream runs allowed at once; further runs queue.
+    pub max_concurrent_runs: usize,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, String> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| format!("cannot read the working directory: {e}"))?;
+        let extra = std::env::var(ALLOWED_DIRS_ENV).unwrap_or_default();
+        let max_runs = match std::env::var(MAX_RUNS_ENV) {
+            Ok(v) if !v.trim().is_empty() => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or(format!("{MAX_RUNS_ENV}={v:?} is not a positive integer"))?,
+            _ => 1,
+        };
+        Ok(Config::new(
+            cwd,
+            extra
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            non_empty(std::env::var(ROOT_ENV).ok()),
+            non_empty(std::env::var(PYTHON_ENV).ok()).map(PathBuf::from),
+            max_runs,
+        ))
+    }
+
+    /// Build a config from explicit parts (tests build fresh worlds this way).
+    pub fn new(
+        cwd: PathBuf,
+        extra_allowed: Vec<PathBuf>,
+        env_root: Option<String>,
+        python: Option<PathBuf>,
+        max_concurrent_runs: usize,
+    ) -> Config {
+        let mut allowed_dirs = vec![
+            canonical_or_self(&cwd),
+            canonical_or_self(&std::env::temp_dir()),
+        ];
+        allowed_dirs.extend(
+            extra_allowed
+                .iter()
+                .map(|p| canonical_or_self(&cwd.join(p))),
+        );
+        allowed_dirs.dedup();
+        Config {
+            cwd,
+            allowed_dirs,
+            env_root,
+            python,
+            max_concurrent_runs: max_concurrent_runs.max(1),
+        }
+    }
+
+    /// An argument path made absolute against the working directory.
+    pub fn absolute(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.cwd.join(path)
+        }
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The canonical form of a path that may not exist yet: components are applied one by
+/// one, resolving symlinks of every existing prefix, so `..` and links cannot escape a
+/// containment check.
+pub fn canonical_or_self(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => {
+                out.push(other);
+                if let Ok(resolved) = out.canonicalize() {
+                    out = resolved;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_form_of_missing_paths_resolves_dot_dot() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        let p = canonical_or_self(&dir.path().join("a/b/../c"));
+        assert_eq!(p, base.join("a/c"));
+    }
+
+    #[test]
+    fn allowed_dirs_include_cwd_and_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(dir.path().to_path_buf(), vec![], None, None, 0);
+        assert!(config
+            .allowed_dirs
+            .contains(&dir.path().canonicalize().unwrap()));
+        assert!(config
+            .allowed_dirs
+            .contains(&std::env::temp_dir().canonicalize().unwrap()));
+        assert_eq!(config.max_concurrent_runs, 1);
+    }
+}
