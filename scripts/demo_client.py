@@ -149,14 +149,18 @@ def print_evidence(ev: dict[str, Any]) -> None:
 
 
 def print_verdict(report: dict[str, Any]) -> None:
-    verdict = report.get("verdict", report.get("overall", report.get("status")))
-    print(f"\nVerifier {report.get('verifier', 'ct_segmentation_quality_v1')}: {str(verdict).upper()}")
-    for check in report.get("checks") or []:
-        status = str(check.get("status", "")).lower()
-        if status not in ("pass", "passed", "skip", "skipped"):
-            name = check.get("name") or check.get("id")
-            print(f"  {status.upper()}: {name}: {check.get('reason') or check.get('message') or check.get('detail')}")
-    for reason in report.get("reasons") or []:
+    """The paired verifier's verdict: overall pass/fail, each block's verdict, and why."""
+    verifier = report.get("verifier") or {}
+    print(f"\nVerifier {verifier.get('id', 'ct_segmentation_quality_v1')} {verifier.get('version', '')}: "
+          f"{str(report.get('overall')).upper()}")
+    for block in ("artifact_inventory", "anatomy_plausibility", "label_set_subset", "gt_metrics"):
+        section = report.get(block) or {}
+        if "verdict" in section:
+            print(f"  {block}: {section['verdict']}")
+        for check in section.get("checks") or []:
+            if check.get("status") == "fail":
+                print(f"    FAIL {check.get('name')}: {check.get('reason')}")
+    for reason in report.get("overall_reasons") or []:
         print(f"  reason: {reason}")
 
 
