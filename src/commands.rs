@@ -47,11 +47,17 @@ pub fn dispatch(command: Command, config: Config) -> u8 {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts")
 }
 
 fn print_json(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialise"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values serialise")
+    );
 }
 
 /// `ctmr-skill serve`: MCP over stdio until stdin closes.
@@ -68,7 +74,12 @@ fn serve(config: Config, manifest: Manifest) -> u8 {
         ),
     };
     let tools = Arc::new(CtmrTools::new(config, manifest));
-    match runtime().block_on(crate::server::serve_stdio(tools, options)) {
+    let rt = runtime();
+    let served = rt.block_on(crate::server::serve_stdio(tools, options));
+    // A tool that ignores cancellation must not keep the process alive after stdin
+    // closed; upstream process groups are killed by their supervisors' drop guards.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    match served {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("ctmr-skill serve: {e}");
@@ -79,12 +90,17 @@ fn serve(config: Config, manifest: Manifest) -> u8 {
 
 /// `ctmr-skill run`: one upstream run; evidence JSON on stdout, progress on stderr.
 fn run(args: &RunArgs, config: Config, manifest: Manifest) -> u8 {
-    let tool = manifest.tool("run_script").expect("manifest declares run_script").clone();
+    let tool = manifest
+        .tool("run_script")
+        .expect("manifest declares run_script")
+        .clone();
     let request = match request::from_run_args(&tool, args, &config) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ctmr-skill run: {e}");
-            print_json(&json!({"status": RunStatus::Refused, "message": e.to_string(), "argument": e.argument}));
+            print_json(
+                &json!({"status": RunStatus::Refused, "message": e.to_string(), "argument": e.argument}),
+            );
             return EXIT_USAGE;
         }
     };
@@ -149,25 +165,35 @@ fn inspect(args: &InspectArgs, config: &Config) -> u8 {
         }
     };
     let table = match (&args.labels, &args.upstream_root) {
-        (Some(file), _) => match crate::labels::LabelTable::load_labels_json(&config.absolute(file)) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("ctmr-skill inspect: {e}");
-                return EXIT_USAGE;
+        (Some(file), _) => {
+            match crate::labels::LabelTable::load_labels_json(&config.absolute(file)) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("ctmr-skill inspect: {e}");
+                    return EXIT_USAGE;
+                }
             }
-        },
-        (None, Some(root)) => match crate::tools::inspect_label_map::load_table(Some(&config.absolute(root)), config) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("ctmr-skill inspect: {e}");
-                return EXIT_USAGE;
+        }
+        (None, Some(root)) => {
+            match crate::tools::inspect_label_map::load_table(Some(&config.absolute(root)), config)
+            {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("ctmr-skill inspect: {e}");
+                    return EXIT_USAGE;
+                }
             }
-        },
+        }
         // Without an explicit source, name ids when a default bundle root exists.
         (None, None) => crate::tools::inspect_label_map::load_table(None, config).ok(),
     };
     if let Some(table) = &table {
-        report.attach_names(|id| u32::try_from(id).ok().and_then(|i| table.name(i)).map(str::to_string));
+        report.attach_names(|id| {
+            u32::try_from(id)
+                .ok()
+                .and_then(|i| table.name(i))
+                .map(str::to_string)
+        });
     }
     if args.json {
         print_json(&report);
@@ -179,7 +205,11 @@ fn inspect(args: &InspectArgs, config: &Config) -> u8 {
 
 /// `ctmr-skill labels`.
 fn labels(args: &LabelsArgs, config: &Config) -> u8 {
-    let modality = match args.modality.as_deref().map(str::parse::<crate::labels::Modality>) {
+    let modality = match args
+        .modality
+        .as_deref()
+        .map(str::parse::<crate::labels::Modality>)
+    {
         None => None,
         Some(Ok(m)) => Some(m),
         Some(Err(_)) => {
@@ -204,17 +234,37 @@ fn labels(args: &LabelsArgs, config: &Config) -> u8 {
         print_json(&doc);
     } else {
         for label in doc["labels"].as_array().into_iter().flatten() {
-            let deprecated = if label["deprecated"] == json!(true) { "  (deprecated)" } else { "" };
-            println!("{:>4}  {}{deprecated}", label["id"], label["name"].as_str().unwrap_or(""));
+            let deprecated = if label["deprecated"] == json!(true) {
+                "  (deprecated)"
+            } else {
+                ""
+            };
+            println!(
+                "{:>4}  {}{deprecated}",
+                label["id"],
+                label["name"].as_str().unwrap_or("")
+            );
         }
         for r in doc["resolved"].as_array().into_iter().flatten() {
             match r["id"].as_u64() {
-                Some(id) => println!("{} -> {id} {}", r["query"], r["name"].as_str().unwrap_or("")),
-                None => println!("{} -> {}", r["query"], r["error"].as_str().unwrap_or("unresolved")),
+                Some(id) => println!(
+                    "{} -> {id} {}",
+                    r["query"],
+                    r["name"].as_str().unwrap_or("")
+                ),
+                None => println!(
+                    "{} -> {}",
+                    r["query"],
+                    r["error"].as_str().unwrap_or("unresolved")
+                ),
             }
         }
     }
-    let unresolved = doc["resolved"].as_array().into_iter().flatten().any(|r| r["id"].is_null());
+    let unresolved = doc["resolved"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["id"].is_null());
     if unresolved {
         EXIT_USAGE
     } else {
@@ -224,7 +274,10 @@ fn labels(args: &LabelsArgs, config: &Config) -> u8 {
 
 /// `ctmr-skill verify`: report on stdout with sorted keys; exit 0 pass, 1 fail, 2 usage.
 fn verify(args: &VerifyArgs, config: &Config) -> u8 {
-    match crate::verifier::verify_pack(&config.absolute(&args.pack_dir), &crate::verifier::VerifyOptions::default()) {
+    match crate::verifier::verify_pack(
+        &config.absolute(&args.pack_dir),
+        &crate::verifier::VerifyOptions::default(),
+    ) {
         Err(e) => {
             print_json(&json!({"error": e.to_string()}));
             EXIT_USAGE
@@ -257,12 +310,31 @@ fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
         std::env::var_os("PATH").as_deref(),
     );
     match &python {
-        Ok(choice) => add("python", true, format!("{} ({:?})", choice.path.display(), choice.source), ""),
-        Err(e) => add("python", false, e.to_string(), "run scripts/setup-python.sh or set CTMR_SKILL_PYTHON"),
+        Ok(choice) => add(
+            "python",
+            true,
+            format!("{} ({:?})", choice.path.display(), choice.source),
+            "",
+        ),
+        Err(e) => add(
+            "python",
+            false,
+            e.to_string(),
+            "run scripts/setup-python.sh or set CTMR_SKILL_PYTHON",
+        ),
     }
     if let Ok(choice) = &python {
-        let env = crate::upstream::child_env(std::env::vars_os(), &config.cwd, crate::upstream::DeviceRequest::Auto);
-        let probe = runtime().block_on(crate::upstream::probe_environment(&choice.path, &env, &config.cwd, Duration::from_secs(120)));
+        let env = crate::upstream::child_env(
+            std::env::vars_os(),
+            &config.cwd,
+            crate::upstream::DeviceRequest::Auto,
+        );
+        let probe = runtime().block_on(crate::upstream::probe_environment(
+            &choice.path,
+            &env,
+            &config.cwd,
+            Duration::from_secs(120),
+        ));
         match probe {
             Ok(p) => {
                 add("monai", true, p.monai_version.clone(), "");
@@ -270,7 +342,9 @@ fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
                 add(
                     "cuda",
                     p.cuda_available,
-                    p.cuda_device_name.clone().unwrap_or_else(|| "not available: runs use the CPU".into()),
+                    p.cuda_device_name
+                        .clone()
+                        .unwrap_or_else(|| "not available: runs use the CPU".into()),
                     "optional: a CUDA GPU with a CUDA build of torch makes runs ~100x faster",
                 );
             }
@@ -278,7 +352,10 @@ fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
         }
     }
     let resolution = crate::upstream::resolve_root(
-        args.upstream_root.as_ref().map(|p| config.absolute(p)).as_deref(),
+        args.upstream_root
+            .as_ref()
+            .map(|p| config.absolute(p))
+            .as_deref(),
         config.env_root.as_deref().map(std::ffi::OsStr::new),
         &config.cwd,
     );
@@ -288,26 +365,59 @@ fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
             let inventory = crate::upstream::inventory(root);
             match inventory.require_model() {
                 Ok(model) => {
-                    let sha = crate::upstream::sha256_file(model).unwrap_or_else(|e| format!("unreadable: {e}"));
+                    let sha = crate::upstream::sha256_file(model)
+                        .unwrap_or_else(|e| format!("unreadable: {e}"));
                     let provenance = crate::upstream::weights_provenance(&inventory, Some(&sha));
-                    add("model", true, format!("{} sha256 {sha} ({provenance:?})", model.display()), "");
+                    add(
+                        "model",
+                        true,
+                        format!("{} sha256 {sha} ({provenance:?})", model.display()),
+                        "",
+                    );
                 }
-                Err(e) => add("model", false, e.to_string(), crate::upstream::install_hint()),
+                Err(e) => add(
+                    "model",
+                    false,
+                    e.to_string(),
+                    crate::upstream::install_hint(),
+                ),
             }
             match crate::labels::LabelTable::load_bundle(root) {
                 Ok(t) => add("label_table", true, format!("{} classes", t.len()), ""),
-                Err(e) => add("label_table", false, e.to_string(), "the bundle's configs/metadata.json must be readable"),
+                Err(e) => add(
+                    "label_table",
+                    false,
+                    e.to_string(),
+                    "the bundle's configs/metadata.json must be readable",
+                ),
             }
         }
-        Err(e) => add("bundle_root", false, e.to_string(), crate::upstream::install_hint()),
+        Err(e) => add(
+            "bundle_root",
+            false,
+            e.to_string(),
+            crate::upstream::install_hint(),
+        ),
     }
-    let ok = checks.iter().all(|c| c["ok"] == json!(true) || c["check"] == json!("cuda"));
+    let ok = checks
+        .iter()
+        .all(|c| c["ok"] == json!(true) || c["check"] == json!("cuda"));
     if args.json {
-        print_json(&json!({"ok": ok, "checks": checks, "not_for_clinical_use": crate::NOT_FOR_CLINICAL_USE}));
+        print_json(
+            &json!({"ok": ok, "checks": checks, "not_for_clinical_use": crate::NOT_FOR_CLINICAL_USE}),
+        );
     } else {
         for c in &checks {
-            let mark = if c["ok"] == json!(true) { "ok  " } else { "FAIL" };
-            println!("{mark} {:<12} {}", c["check"].as_str().unwrap_or(""), c["detail"].as_str().unwrap_or(""));
+            let mark = if c["ok"] == json!(true) {
+                "ok  "
+            } else {
+                "FAIL"
+            };
+            println!(
+                "{mark} {:<12} {}",
+                c["check"].as_str().unwrap_or(""),
+                c["detail"].as_str().unwrap_or("")
+            );
             if let Some(fix) = c["fix"].as_str() {
                 println!("     fix: {fix}");
             }

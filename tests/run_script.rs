@@ -34,7 +34,11 @@ impl World {
         std::fs::create_dir_all(root.join("models")).unwrap();
         std::fs::write(root.join("configs/inference.json"), "{}").unwrap();
         for file in ["metadata.json", "label_dict.json", "label_mappings.json"] {
-            std::fs::copy(common::upstream_configs().join(file), root.join("configs").join(file)).unwrap();
+            std::fs::copy(
+                common::upstream_configs().join(file),
+                root.join("configs").join(file),
+            )
+            .unwrap();
         }
         std::fs::write(root.join("models/model.pt"), b"not real weights").unwrap();
         std::fs::write(root.join("standin_mode.txt"), mode).unwrap();
@@ -46,7 +50,9 @@ impl World {
             format!(
                 "#!/bin/sh\nexec '{}' '{}' \"$@\"\n",
                 common::python().display(),
-                common::repo_root().join("tests/fixtures/run_script/standin_upstream.py").display()
+                common::repo_root()
+                    .join("tests/fixtures/run_script/standin_upstream.py")
+                    .display()
             ),
         )
         .unwrap();
@@ -54,7 +60,12 @@ impl World {
         std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
         let config = Config::new(base.clone(), vec![], None, Some(wrapper), 1);
         let manifest = ctmr_skill::manifest::embedded().unwrap();
-        World { runner: RunScript::new(Arc::new(config), Arc::new(manifest)), dir, root, input }
+        World {
+            runner: RunScript::new(Arc::new(config), Arc::new(manifest)),
+            dir,
+            root,
+            input,
+        }
     }
 
     fn base(&self) -> PathBuf {
@@ -83,7 +94,10 @@ impl World {
     }
 
     fn call_with(&self, extra: Value, ctx: CallContext) -> RunCall {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(self.runner.call_tool(self.args(extra), ctx))
     }
 }
@@ -91,7 +105,10 @@ impl World {
 fn make_volume(path: &Path, extra: &[&str]) {
     let mut args = vec![path.to_str().unwrap()];
     args.extend_from_slice(extra);
-    common::run_python(&common::repo_root().join("tests/fixtures/run_script/make_volume.py"), &args);
+    common::run_python(
+        &common::repo_root().join("tests/fixtures/run_script/make_volume.py"),
+        &args,
+    );
 }
 
 fn ran(call: RunCall) -> Evidence {
@@ -116,10 +133,18 @@ fn read_json(path: &Path) -> Value {
 fn success_writes_a_complete_pack_whose_numbers_match_the_mask() {
     let world = World::new("ok");
     let evidence = ran(world.call(json!({})));
-    assert_eq!(evidence.status, RunStatus::Succeeded, "{}", evidence.summary);
+    assert_eq!(
+        evidence.status,
+        RunStatus::Succeeded,
+        "{}",
+        evidence.summary
+    );
     let out = world.base().join("out");
     let mask = out.join("case 1/case 1_trans.nii.gz");
-    assert_eq!(evidence.output.path.as_deref(), Some(mask.to_str().unwrap()));
+    assert_eq!(
+        evidence.output.path.as_deref(),
+        Some(mask.to_str().unwrap())
+    );
 
     // Recount the mask independently with nibabel.
     let script = world.base().join("count.py");
@@ -129,40 +154,98 @@ fn success_writes_a_complete_pack_whose_numbers_match_the_mask() {
          u, c = np.unique(a, return_counts=True)\nprint(json.dumps({str(int(k)): int(v) for k, v in zip(u, c) if k != 0}))\n",
     )
     .unwrap();
-    let counts: Value = serde_json::from_str(&common::run_python(&script, &[mask.to_str().unwrap()])).unwrap();
+    let counts: Value =
+        serde_json::from_str(&common::run_python(&script, &[mask.to_str().unwrap()])).unwrap();
     assert_eq!(evidence.output.label_ids_present, vec![1, 3]);
     for class in &evidence.output.classes {
-        assert_eq!(counts[class.id.to_string()], json!(class.voxels), "class {}", class.id);
+        assert_eq!(
+            counts[class.id.to_string()],
+            json!(class.voxels),
+            "class {}",
+            class.id
+        );
         assert!((class.volume_ml - class.voxels as f64 * 2.0 * 2.5 * 3.0 / 1000.0).abs() < 1e-9);
     }
     assert_eq!(evidence.output.classes[0].name, "liver");
     assert_eq!(evidence.output.classes[1].name, "spleen");
-    assert_eq!(evidence.output.class_counts["liver"], evidence.output.classes[0].voxels);
+    assert_eq!(
+        evidence.output.class_counts["liver"],
+        evidence.output.classes[0].voxels
+    );
     assert!(evidence.output.geometry.shape_match && evidence.output.geometry.affine_match);
     assert!(evidence.output.geometry.spacing_match);
     assert_eq!(evidence.output.geometry.input_spacing, vec![2.0, 2.5, 3.0]);
-    assert!(evidence.output.label_set_valid, "{:?}", evidence.output.unexpected_label_ids);
+    assert!(
+        evidence.output.label_set_valid,
+        "{:?}",
+        evidence.output.unexpected_label_ids
+    );
     assert_eq!(evidence.invocation.exit_code, Some(0));
     assert_eq!(evidence.weights.provenance, WeightsProvenance::Upstream);
-    assert!(evidence.sanity_checks.iter().all(|c| c.status == ctmr_skill::manifest::sanity::CheckStatus::Passed),
-        "{:#?}", evidence.sanity_checks);
+    assert!(
+        evidence
+            .sanity_checks
+            .iter()
+            .all(|c| c.status == ctmr_skill::manifest::sanity::CheckStatus::Passed),
+        "{:#?}",
+        evidence.sanity_checks
+    );
     assert_eq!(evidence.input.sha256.as_ref().unwrap().len(), 64);
 
     // The exact documented argv, cwd = bundle root.
-    let calls: Value = serde_json::from_str(std::fs::read_to_string(out.join("standin_calls.jsonl")).unwrap().lines().next().unwrap()).unwrap();
-    let argv: Vec<&str> = calls["argv"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert_eq!(&argv[..6], ["-m", "monai.bundle", "run", "--config_file", "configs/inference.json", "--input_dict"]);
+    let calls: Value = serde_json::from_str(
+        std::fs::read_to_string(out.join("standin_calls.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let argv: Vec<&str> = calls["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &argv[..6],
+        [
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            "configs/inference.json",
+            "--input_dict"
+        ]
+    );
     assert_eq!(calls["input_dict"], json!({"image": world.input}));
-    assert_eq!(&argv[7..], ["--output_dir", out.to_str().unwrap(), "--modality", "CT_BODY"]);
+    assert_eq!(
+        &argv[7..],
+        [
+            "--output_dir",
+            out.to_str().unwrap(),
+            "--modality",
+            "CT_BODY"
+        ]
+    );
     assert_eq!(calls["cwd"], json!(world.root));
-    assert_eq!(evidence.invocation.command[1..], argv.iter().map(|s| s.to_string()).collect::<Vec<_>>()[..]);
+    assert_eq!(
+        evidence.invocation.command[1..],
+        argv.iter().map(|s| s.to_string()).collect::<Vec<_>>()[..]
+    );
 
     // The pack on disk says the same.
-    assert_eq!(read_json(&out.join("output.json")), serde_json::to_value(&evidence).unwrap());
+    assert_eq!(
+        read_json(&out.join("output.json")),
+        serde_json::to_value(&evidence).unwrap()
+    );
     let summary = read_json(&out.join("validation_summary.json"));
     assert_eq!(summary["overall_status"], "passed");
     let manifest = read_json(&out.join("manifest.json"));
-    assert_eq!(manifest["hashes"]["mask_sha256"], json!(evidence.output.sha256));
+    assert_eq!(
+        manifest["hashes"]["mask_sha256"],
+        json!(evidence.output.sha256)
+    );
     assert_eq!(manifest["skill_id"], "medagent.nv_segment_ctmr");
     assert!(out.join("logs/upstream.stdout.log").exists());
     let labels = read_json(&out.join("labels.json"));
@@ -171,8 +254,17 @@ fn success_writes_a_complete_pack_whose_numbers_match_the_mask() {
     // Nothing was written into the bundle.
     let mut entries: Vec<String> = walk(&world.root);
     entries.sort();
-    assert_eq!(entries, ["configs/inference.json", "configs/label_dict.json", "configs/label_mappings.json",
-        "configs/metadata.json", "models/model.pt", "standin_mode.txt"]);
+    assert_eq!(
+        entries,
+        [
+            "configs/inference.json",
+            "configs/label_dict.json",
+            "configs/label_mappings.json",
+            "configs/metadata.json",
+            "models/model.pt",
+            "standin_mode.txt"
+        ]
+    );
 }
 
 fn walk(root: &Path) -> Vec<String> {
@@ -198,7 +290,11 @@ fn argv_form_runs_the_same_request() {
     let args = json!({"script": "scripts/run_ctmr.py", "args": [
         world.input, "--modality", "CT_BODY", "--output-dir", out, "--upstream-root", world.root, "--label-prompts", "1,3"]});
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let evidence = ran(rt.block_on(world.runner.call_tool(args.as_object().unwrap().clone(), CallContext::detached())));
+    let evidence = ran(rt.block_on(
+        world
+            .runner
+            .call_tool(args.as_object().unwrap().clone(), CallContext::detached()),
+    ));
     assert_eq!(evidence.status, RunStatus::Succeeded);
     assert_eq!(evidence.output.label_prompts_requested, Some(vec![1, 3]));
     assert_eq!(evidence.output.expected_label_ids, vec![1, 3]);
@@ -263,11 +359,20 @@ fn a_timeout_kills_the_whole_process_group() {
     let evidence = ran(world.call(json!({"timeout_seconds": 2})));
     assert_eq!(evidence.status, RunStatus::TimedOut);
     assert_eq!(evidence.invocation.exit_code, Some(124));
-    let grandchild: i32 =
-        std::fs::read_to_string(world.base().join("out/standin_grandchild.pid")).unwrap().trim().parse().unwrap();
+    let grandchild: i32 = std::fs::read_to_string(world.base().join("out/standin_grandchild.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!pid_alive(grandchild), "grandchild {grandchild} survived the timeout");
-    assert_eq!(read_json(&world.base().join("out/output.json"))["status"], "timed_out");
+    assert!(
+        !pid_alive(grandchild),
+        "grandchild {grandchild} survived the timeout"
+    );
+    assert_eq!(
+        read_json(&world.base().join("out/output.json"))["status"],
+        "timed_out"
+    );
 }
 
 #[test]
@@ -277,7 +382,7 @@ fn cancellation_kills_the_group_and_marks_the_pack() {
     let cancel = ctx.cancel.clone();
     let grandchild_file = world.base().join("out/standin_grandchild.pid");
     let watcher = std::thread::spawn(move || {
-        for _ in 0..200 {
+        for _ in 0..2400 {
             if grandchild_file.exists() {
                 break;
             }
@@ -288,11 +393,17 @@ fn cancellation_kills_the_group_and_marks_the_pack() {
     let evidence = ran(world.call_with(json!({}), ctx));
     watcher.join().unwrap();
     assert_eq!(evidence.status, RunStatus::Cancelled);
-    let grandchild: i32 =
-        std::fs::read_to_string(world.base().join("out/standin_grandchild.pid")).unwrap().trim().parse().unwrap();
+    let grandchild: i32 = std::fs::read_to_string(world.base().join("out/standin_grandchild.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(!pid_alive(grandchild));
-    assert_eq!(read_json(&world.base().join("out/output.json"))["status"], "cancelled");
+    assert_eq!(
+        read_json(&world.base().join("out/output.json"))["status"],
+        "cancelled"
+    );
 }
 
 #[test]
@@ -302,8 +413,15 @@ fn a_stale_mask_is_moved_aside_and_never_adopted() {
     std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
     make_volume(&stale, &[]);
     let evidence = ran(world.call(json!({})));
-    assert_eq!(evidence.status, RunStatus::UpstreamFailed, "a mask this run did not write must not count");
-    let moved = evidence.output.stale_output.expect("the stale mask is reported");
+    assert_eq!(
+        evidence.status,
+        RunStatus::UpstreamFailed,
+        "a mask this run did not write must not count"
+    );
+    let moved = evidence
+        .output
+        .stale_output
+        .expect("the stale mask is reported");
     assert_eq!(moved.original, stale.display().to_string());
     assert!(Path::new(&moved.moved_to).exists());
     assert!(!stale.exists());
@@ -321,28 +439,67 @@ fn gates_refuse_with_the_argument_rule_and_fix() {
     std::fs::create_dir_all(empty_root.join("configs")).unwrap();
     std::fs::write(empty_root.join("configs/inference.json"), "{}").unwrap();
     let cases: Vec<(Value, &[&str])> = vec![
-        (json!({"input": base.join("missing.nii.gz")}), &["input_exists", "argument 'input'", "does not exist"]),
-        (json!({"input": not_nifti}), &["input_is_nifti", "notes.nii.gz"]),
+        (
+            json!({"input": base.join("missing.nii.gz")}),
+            &["input_exists", "argument 'input'", "does not exist"],
+        ),
+        (
+            json!({"input": not_nifti}),
+            &["input_is_nifti", "notes.nii.gz"],
+        ),
         (json!({"input": four_d}), &["input_is_3d", "four_d.nii.gz"]),
-        (json!({"modality": "MRI_BRAIN"}), &["brain_preprocessing_acknowledged", "preprocessed_brain_input"]),
-        (json!({"output_dir": "/proc/ctmr-out"}), &["output_dir_allowed", "not inside an allowed directory"]),
-        (json!({"output_dir": world.root.join("out")}), &["output_dir_allowed", "argument 'output_dir'"]),
-        (json!({"label_prompts": [9999]}), &["label_prompts_known", "9999 is not a class"]),
-        (json!({"structures": ["hepar"]}), &["structures_resolve", "hepar"]),
-        (json!({"ground_truth": not_nifti}), &["ground_truth_readable"]),
-        (json!({"upstream_root": base.join("nowhere")}), &["upstream_root_valid"]),
-        (json!({"upstream_root": empty_root}), &["model_weights_present", "model.pt"]),
+        (
+            json!({"modality": "MRI_BRAIN"}),
+            &[
+                "brain_preprocessing_acknowledged",
+                "preprocessed_brain_input",
+            ],
+        ),
+        (
+            json!({"output_dir": "/proc/ctmr-out"}),
+            &["output_dir_allowed", "not inside an allowed directory"],
+        ),
+        (
+            json!({"output_dir": world.root.join("out")}),
+            &["output_dir_allowed", "argument 'output_dir'"],
+        ),
+        (
+            json!({"label_prompts": [9999]}),
+            &["label_prompts_known", "9999 is not a class"],
+        ),
+        (
+            json!({"structures": ["hepar"]}),
+            &["structures_resolve", "hepar"],
+        ),
+        (
+            json!({"ground_truth": not_nifti}),
+            &["ground_truth_readable"],
+        ),
+        (
+            json!({"upstream_root": base.join("nowhere")}),
+            &["upstream_root_valid"],
+        ),
+        (
+            json!({"upstream_root": empty_root}),
+            &["model_weights_present", "model.pt"],
+        ),
     ];
     for (extra, needles) in cases {
         let message = refused(world.call(extra.clone()));
         for needle in needles {
-            assert!(message.contains(needle), "{extra}: missing {needle:?} in\n{message}");
+            assert!(
+                message.contains(needle),
+                "{extra}: missing {needle:?} in\n{message}"
+            );
         }
         assert!(message.contains("Fix:"), "{message}");
     }
     // A deprecated class cannot be prompted.
     let table = ctmr_skill::labels::LabelTable::load_bundle(&world.root).unwrap();
-    let deprecated = table.iter().find(|c| c.deprecated).expect("the upstream has deprecated classes");
+    let deprecated = table
+        .iter()
+        .find(|c| c.deprecated)
+        .expect("the upstream has deprecated classes");
     let message = refused(world.call(json!({"label_prompts": [deprecated.id]})));
     assert!(message.contains("deprecated"), "{message}");
     // Nothing ran for any refusal.
@@ -360,6 +517,9 @@ fn schema_level_refusals_name_the_argument() {
         (json!({"bogus": 1}), "bogus"),
     ] {
         let message = refused(world.call(extra.clone()));
-        assert!(message.contains(&format!("argument '{argument}'")), "{extra}: {message}");
+        assert!(
+            message.contains(&format!("argument '{argument}'")),
+            "{extra}: {message}"
+        );
     }
 }

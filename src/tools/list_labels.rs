@@ -17,18 +17,37 @@ pub struct LabelsRequest {
     pub upstream_root: Option<std::path::PathBuf>,
 }
 
-pub fn parse(manifest: &Manifest, args: &Map<String, Value>, config: &Config) -> Result<LabelsRequest, String> {
-    let tool = manifest.tool("list_labels").expect("manifest declares list_labels");
+pub fn parse(
+    manifest: &Manifest,
+    args: &Map<String, Value>,
+    config: &Config,
+) -> Result<LabelsRequest, String> {
+    let tool = manifest
+        .tool("list_labels")
+        .expect("manifest declares list_labels");
     let args = validate(tool, args).map_err(|e| e.to_string())?;
     Ok(LabelsRequest {
-        query: args.get("query").and_then(Value::as_str).map(str::to_string),
+        query: args
+            .get("query")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         resolve: args
             .get("resolve")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default(),
-        modality: args.get("modality").and_then(Value::as_str).and_then(|m| m.parse().ok()),
-        upstream_root: args.get("upstream_root").and_then(Value::as_str).map(|p| config.absolute(std::path::Path::new(p))),
+        modality: args
+            .get("modality")
+            .and_then(Value::as_str)
+            .and_then(|m| m.parse().ok()),
+        upstream_root: args
+            .get("upstream_root")
+            .and_then(Value::as_str)
+            .map(|p| config.absolute(std::path::Path::new(p))),
     })
 }
 
@@ -44,7 +63,11 @@ pub fn document(table: &LabelTable, request: &LabelsRequest) -> Value {
     let allowed = request.modality.and_then(|m| table.everything_set(m));
     let labels: Vec<Value> = table
         .iter()
-        .filter(|c| needle.as_deref().is_none_or(|n| c.name.to_lowercase().contains(n)))
+        .filter(|c| {
+            needle
+                .as_deref()
+                .is_none_or(|n| c.name.to_lowercase().contains(n))
+        })
         .filter(|c| allowed.is_none_or(|set| set.contains(&c.id)))
         .map(|c| json!({"id": c.id, "name": c.name, "deprecated": c.deprecated}))
         .collect();
@@ -74,17 +97,30 @@ pub fn document(table: &LabelTable, request: &LabelsRequest) -> Value {
 
 pub fn outcome(result: Result<Value, String>) -> ToolOutcome {
     match result {
-        Err(message) => ToolOutcome::Failure { message, structured: None },
+        Err(message) => ToolOutcome::Failure {
+            message,
+            structured: None,
+        },
         Ok(doc) => {
             let listed = doc["labels"].as_array().map_or(0, Vec::len);
             let mut summary = format!("{listed} of {} classes listed.", doc["total_classes"]);
             for r in doc["resolved"].as_array().into_iter().flatten() {
                 match r["id"].as_u64() {
-                    Some(id) => summary.push_str(&format!(" '{}' -> {id} ({}).", r["query"].as_str().unwrap_or(""), r["name"].as_str().unwrap_or(""))),
-                    None => summary.push_str(&format!(" {}.", r["error"].as_str().unwrap_or("unresolved"))),
+                    Some(id) => summary.push_str(&format!(
+                        " '{}' -> {id} ({}).",
+                        r["query"].as_str().unwrap_or(""),
+                        r["name"].as_str().unwrap_or("")
+                    )),
+                    None => summary.push_str(&format!(
+                        " {}.",
+                        r["error"].as_str().unwrap_or("unresolved")
+                    )),
                 }
             }
-            ToolOutcome::Success { structured: doc, summary }
+            ToolOutcome::Success {
+                structured: doc,
+                summary,
+            }
         }
     }
 }

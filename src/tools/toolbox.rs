@@ -37,8 +37,12 @@ impl CtmrTools {
 }
 
 /// Blocking file work runs off the async workers, so the server keeps answering.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ToolCallError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ToolCallError::Internal(format!("tool task failed: {e}")))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ToolCallError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ToolCallError::Internal(format!("tool task failed: {e}")))
 }
 
 impl ToolBox for CtmrTools {
@@ -62,7 +66,9 @@ impl ToolBox for CtmrTools {
             "inspect_label_map" => async move {
                 blocking(move || {
                     let request = inspect_label_map::parse(&manifest, &arguments, &config);
-                    inspect_label_map::outcome(request.and_then(|r| inspect_label_map::execute(&r, &config)))
+                    inspect_label_map::outcome(
+                        request.and_then(|r| inspect_label_map::execute(&r, &config)),
+                    )
                 })
                 .await
             }
@@ -76,10 +82,15 @@ impl ToolBox for CtmrTools {
             }
             .boxed(),
             "verify_evidence" => async move {
-                blocking(move || match verify_evidence::parse(&manifest, &arguments, &config) {
-                    Ok(dir) => verify_evidence::execute(&dir),
-                    Err(message) => ToolOutcome::Failure { message, structured: None },
-                })
+                blocking(
+                    move || match verify_evidence::parse(&manifest, &arguments, &config) {
+                        Ok(dir) => verify_evidence::execute(&dir),
+                        Err(message) => ToolOutcome::Failure {
+                            message,
+                            structured: None,
+                        },
+                    },
+                )
                 .await
             }
             .boxed(),

@@ -68,5 +68,10 @@ pub fn upstream_configs() -> PathBuf {
         .iter()
         .find(|p| p.join("metadata.json").exists())
         .cloned()
-        .unwrap_or_else(|| panic!("upstream data files not found at {:?}; set CTMR_SKILL_UPSTREAM_DATA", candidates))
+        .unwrap_or_else(|| {
+            panic!(
+                "upstream data files not found at {:?}; set CTMR_SKILL_UPSTREAM_DATA",
+                candidates
+            )
+        })
 }

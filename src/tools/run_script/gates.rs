@@ -44,18 +44,37 @@ struct Recorder<'a> {
 
 impl Recorder<'_> {
     fn pass(&mut self, id: &str, message: impl Into<String>) {
-        self.results.push(GateResult { name: id.into(), status: "passed".into(), message: message.into() });
+        self.results.push(GateResult {
+            name: id.into(),
+            status: "passed".into(),
+            message: message.into(),
+        });
     }
     fn skip(&mut self, id: &str, message: impl Into<String>) {
-        self.results.push(GateResult { name: id.into(), status: "skipped".into(), message: message.into() });
+        self.results.push(GateResult {
+            name: id.into(),
+            status: "skipped".into(),
+            message: message.into(),
+        });
     }
     fn fail(&mut self, id: &str, argument: &str, problem: impl Into<String>) {
-        let fix = self.manifest.gate(id).map(|g| g.fix.clone()).unwrap_or_default();
-        let rule = self.manifest.gate(id).map(|g| g.rule.clone()).unwrap_or_default();
+        let fix = self
+            .manifest
+            .gate(id)
+            .map(|g| g.fix.clone())
+            .unwrap_or_default();
+        let rule = self
+            .manifest
+            .gate(id)
+            .map(|g| g.rule.clone())
+            .unwrap_or_default();
         self.results.push(GateResult {
             name: id.into(),
             status: "failed".into(),
-            message: format!("argument '{argument}': {}. Rule: {rule}. Fix: {fix}", problem.into()),
+            message: format!(
+                "argument '{argument}': {}. Rule: {rule}. Fix: {fix}",
+                problem.into()
+            ),
         });
     }
     fn failed(&self) -> bool {
@@ -64,8 +83,15 @@ impl Recorder<'_> {
 }
 
 /// Evaluate every gate of `request`.
-pub fn evaluate(request: RunRequest, config: &Config, manifest: &Manifest) -> Result<Gated, Box<Refusal>> {
-    let mut rec = Recorder { manifest, results: Vec::new() };
+pub fn evaluate(
+    request: RunRequest,
+    config: &Config,
+    manifest: &Manifest,
+) -> Result<Gated, Box<Refusal>> {
+    let mut rec = Recorder {
+        manifest,
+        results: Vec::new(),
+    };
 
     let input_header = check_volume(&mut rec, &request.input);
 
@@ -77,11 +103,20 @@ pub fn evaluate(request: RunRequest, config: &Config, manifest: &Manifest) -> Re
             "MRI_BRAIN needs an input already preprocessed by the upstream brain pipeline, and the call did not say so",
         );
     } else if request.modality == Modality::MriBrain {
-        rec.pass("brain_preprocessing_acknowledged", "the caller acknowledged preprocessed brain input");
+        rec.pass(
+            "brain_preprocessing_acknowledged",
+            "the caller acknowledged preprocessed brain input",
+        );
     } else {
-        rec.skip("brain_preprocessing_acknowledged", "only MRI_BRAIN needs it");
+        rec.skip(
+            "brain_preprocessing_acknowledged",
+            "only MRI_BRAIN needs it",
+        );
     }
-    rec.pass("timeout_in_bounds", format!("{} s", request.timeout.as_secs_f64()));
+    rec.pass(
+        "timeout_in_bounds",
+        format!("{} s", request.timeout.as_secs_f64()),
+    );
 
     let resolution = upstream::resolve_root(
         request.upstream_root.as_deref(),
@@ -91,10 +126,16 @@ pub fn evaluate(request: RunRequest, config: &Config, manifest: &Manifest) -> Re
     let mut root_inventory = None;
     match resolution.require() {
         Ok(root) => {
-            rec.pass("upstream_root_valid", format!("bundle root {}", root.display()));
+            rec.pass(
+                "upstream_root_valid",
+                format!("bundle root {}", root.display()),
+            );
             let inventory = upstream::inventory(root);
             match inventory.require_model() {
-                Ok(model) => rec.pass("model_weights_present", format!("weights {}", model.display())),
+                Ok(model) => rec.pass(
+                    "model_weights_present",
+                    format!("weights {}", model.display()),
+                ),
                 Err(e) => rec.fail("model_weights_present", "upstream_root", e.to_string()),
             }
             root_inventory = Some((root.to_path_buf(), inventory));
@@ -105,7 +146,12 @@ pub fn evaluate(request: RunRequest, config: &Config, manifest: &Manifest) -> Re
         }
     }
 
-    let mask_path = check_output_dir(&mut rec, &request, config, root_inventory.as_ref().map(|(r, _)| r.as_path()));
+    let mask_path = check_output_dir(
+        &mut rec,
+        &request,
+        config,
+        root_inventory.as_ref().map(|(r, _)| r.as_path()),
+    );
 
     // Labels: prompts and structures are checked against the bundle's own table.
     let (labels, label_error) = match &root_inventory {
@@ -120,16 +166,26 @@ pub fn evaluate(request: RunRequest, config: &Config, manifest: &Manifest) -> Re
     match &request.ground_truth {
         None => rec.skip("ground_truth_readable", "no ground truth given"),
         Some(gt) => match read_header(gt) {
-            Ok(_) => rec.pass("ground_truth_readable", format!("ground truth {}", gt.display())),
+            Ok(_) => rec.pass(
+                "ground_truth_readable",
+                format!("ground truth {}", gt.display()),
+            ),
             Err(e) => rec.fail("ground_truth_readable", "ground_truth", e.to_string()),
         },
     }
 
     if rec.failed() {
-        let failures: Vec<String> =
-            rec.results.iter().filter(|g| g.status == "failed").map(|g| format!("- {}: {}", g.name, g.message)).collect();
+        let failures: Vec<String> = rec
+            .results
+            .iter()
+            .filter(|g| g.status == "failed")
+            .map(|g| format!("- {}: {}", g.name, g.message))
+            .collect();
         return Err(Box::new(Refusal {
-            message: format!("run_script refused before running anything:\n{}", failures.join("\n")),
+            message: format!(
+                "run_script refused before running anything:\n{}",
+                failures.join("\n")
+            ),
             gates: rec.results,
             resolution: Some(resolution),
         }));
@@ -151,7 +207,11 @@ pub fn evaluate(request: RunRequest, config: &Config, manifest: &Manifest) -> Re
 
 fn check_volume(rec: &mut Recorder, input: &Path) -> Option<Header> {
     if !input.is_file() {
-        rec.fail("input_exists", "input", format!("{} does not exist or is not a file", input.display()));
+        rec.fail(
+            "input_exists",
+            "input",
+            format!("{} does not exist or is not a file", input.display()),
+        );
         rec.skip("input_is_nifti", "no input file");
         rec.skip("input_is_3d", "no input file");
         return None;
@@ -159,7 +219,10 @@ fn check_volume(rec: &mut Recorder, input: &Path) -> Option<Header> {
     rec.pass("input_exists", format!("{}", input.display()));
     match read_header(input) {
         Ok(header) => {
-            rec.pass("input_is_nifti", format!("{:?} {}", header.version, header.datatype.name()));
+            rec.pass(
+                "input_is_nifti",
+                format!("{:?} {}", header.version, header.datatype.name()),
+            );
             rec.pass("input_is_3d", format!("shape {:?}", header.shape));
             Some(header)
         }
@@ -176,14 +239,31 @@ fn check_volume(rec: &mut Recorder, input: &Path) -> Option<Header> {
     }
 }
 
-fn check_output_dir(rec: &mut Recorder, request: &RunRequest, config: &Config, root: Option<&Path>) -> Option<PathBuf> {
+fn check_output_dir(
+    rec: &mut Recorder,
+    request: &RunRequest,
+    config: &Config,
+    root: Option<&Path>,
+) -> Option<PathBuf> {
     let out = crate::config::canonical_or_self(&request.output_dir);
-    if !config.allowed_dirs.iter().any(|allowed| out.starts_with(allowed)) {
-        let allowed: Vec<String> = config.allowed_dirs.iter().map(|d| d.display().to_string()).collect();
+    if !config
+        .allowed_dirs
+        .iter()
+        .any(|allowed| out.starts_with(allowed))
+    {
+        let allowed: Vec<String> = config
+            .allowed_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
         rec.fail(
             "output_dir_allowed",
             "output_dir",
-            format!("{} is not inside an allowed directory ({})", request.output_dir.display(), allowed.join(", ")),
+            format!(
+                "{} is not inside an allowed directory ({})",
+                request.output_dir.display(),
+                allowed.join(", ")
+            ),
         );
         return None;
     }
@@ -193,7 +273,10 @@ fn check_output_dir(rec: &mut Recorder, request: &RunRequest, config: &Config, r
     };
     match upstream::check_output_location(&request.input, &request.output_dir, root) {
         Ok(mask) => {
-            rec.pass("output_dir_allowed", format!("{}", request.output_dir.display()));
+            rec.pass(
+                "output_dir_allowed",
+                format!("{}", request.output_dir.display()),
+            );
             Some(mask)
         }
         Err(e) => {
@@ -214,10 +297,18 @@ fn check_labels(
         if wants_labels {
             let why = label_error.unwrap_or("the label table is unavailable");
             if request.label_prompts.is_some() {
-                rec.fail("label_prompts_known", "label_prompts", format!("cannot check prompts: {why}"));
+                rec.fail(
+                    "label_prompts_known",
+                    "label_prompts",
+                    format!("cannot check prompts: {why}"),
+                );
             }
             if !request.structures.is_empty() {
-                rec.fail("structures_resolve", "structures", format!("cannot resolve names: {why}"));
+                rec.fail(
+                    "structures_resolve",
+                    "structures",
+                    format!("cannot resolve names: {why}"),
+                );
             }
         } else {
             rec.skip("label_prompts_known", "no prompts: segment everything");

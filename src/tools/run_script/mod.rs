@@ -42,13 +42,25 @@ pub enum RunCall {
 impl RunScript {
     pub fn new(config: Arc<Config>, manifest: Arc<Manifest>) -> Self {
         let slots = Arc::new(Semaphore::new(config.max_concurrent_runs));
-        RunScript { config, manifest, slots, waiting: Arc::new(AtomicUsize::new(0)) }
+        RunScript {
+            config,
+            manifest,
+            slots,
+            waiting: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     /// Tool arguments in either form → a finished call.
     pub async fn call_tool(&self, args: Map<String, Value>, ctx: CallContext) -> RunCall {
-        (ctx.progress)(Progress { progress: 0.0, total: Some(100.0), message: Some("validating".into()) });
-        let tool = self.manifest.tool("run_script").expect("manifest declares run_script");
+        (ctx.progress)(Progress {
+            progress: 0.0,
+            total: Some(100.0),
+            message: Some("validating".into()),
+        });
+        let tool = self
+            .manifest
+            .tool("run_script")
+            .expect("manifest declares run_script");
         match request::from_tool_arguments(tool, &args, &self.config) {
             Ok(request) => self.run(request, ctx).await,
             Err(e) => refused_by_argument(e),
@@ -93,9 +105,17 @@ impl RunScript {
         (ctx.progress)(Progress {
             progress: 1.0,
             total: Some(100.0),
-            message: Some(format!("queued: position {position}; {} run(s) at a time", self.config.max_concurrent_runs)),
+            message: Some(format!(
+                "queued: position {position}; {} run(s) at a time",
+                self.config.max_concurrent_runs
+            )),
         });
-        let permit = self.slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         permit
     }
@@ -120,7 +140,10 @@ impl RunCall {
     pub fn into_outcome(self) -> ToolOutcome {
         match self {
             RunCall::Refused { message, .. } | RunCall::NotStarted { message } => {
-                ToolOutcome::Failure { message, structured: None }
+                ToolOutcome::Failure {
+                    message,
+                    structured: None,
+                }
             }
             RunCall::Ran(evidence) => {
                 let structured = serde_json::to_value(&*evidence).expect("evidence serialises");
@@ -129,9 +152,15 @@ impl RunCall {
                     evidence.summary, evidence.pack_dir
                 );
                 if evidence.status == RunStatus::Succeeded {
-                    ToolOutcome::Success { structured, summary }
+                    ToolOutcome::Success {
+                        structured,
+                        summary,
+                    }
                 } else {
-                    ToolOutcome::Failure { message: summary, structured: Some(structured) }
+                    ToolOutcome::Failure {
+                        message: summary,
+                        structured: Some(structured),
+                    }
                 }
             }
         }

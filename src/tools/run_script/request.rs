@@ -40,39 +40,59 @@ pub const REFERENCE_SCRIPT: &str = "scripts/run_ctmr.py";
 
 /// The argv form's grammar: exactly the flags of `ctmr-skill run`.
 #[derive(Debug, Parser)]
-#[command(name = "scripts/run_ctmr.py", no_binary_name = false, disable_help_flag = true, disable_version_flag = true)]
+#[command(
+    name = "scripts/run_ctmr.py",
+    no_binary_name = false,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 struct ArgvForm {
     #[command(flatten)]
     run: RunArgs,
 }
 
 /// Normalise tool arguments of either form into a request.
-pub fn from_tool_arguments(tool: &ToolDecl, args: &Map<String, Value>, config: &Config) -> Result<RunRequest, ArgError> {
+pub fn from_tool_arguments(
+    tool: &ToolDecl,
+    args: &Map<String, Value>,
+    config: &Config,
+) -> Result<RunRequest, ArgError> {
     let structured = if args.contains_key("script") || args.contains_key("args") {
-        let mixed: Vec<&str> =
-            args.keys().map(String::as_str).filter(|k| *k != "script" && *k != "args").collect();
+        let mixed: Vec<&str> = args
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "script" && *k != "args")
+            .collect();
         if !mixed.is_empty() {
             return Err(ArgError::new(
                 "args",
-                format!("the argv form (script + args) cannot be combined with structured fields ({})", mixed.join(", ")),
+                format!(
+                    "the argv form (script + args) cannot be combined with structured fields ({})",
+                    mixed.join(", ")
+                ),
                 "pass either script + args, or the structured fields alone",
             ));
         }
         let checked = validate(tool, args)?;
         let argv = argv_strings(&checked)?;
-        let parsed = ArgvForm::try_parse_from(std::iter::once(REFERENCE_SCRIPT.to_string()).chain(argv)).map_err(
-            |e| {
-                let text = e.render().to_string();
-                let first = text.lines().next().unwrap_or("cannot parse").trim_start_matches("error: ").to_string();
-                ArgError::new(
+        let parsed =
+            ArgvForm::try_parse_from(std::iter::once(REFERENCE_SCRIPT.to_string()).chain(argv))
+                .map_err(|e| {
+                    let text = e.render().to_string();
+                    let first = text
+                        .lines()
+                        .next()
+                        .unwrap_or("cannot parse")
+                        .trim_start_matches("error: ")
+                        .to_string();
+                    ArgError::new(
                     "args",
                     first,
                     "use the flags of scripts/run_ctmr.py: IMAGE --modality M --output-dir DIR \
                      [--label-prompts 3,14] [--ground-truth GT] [--device auto|cuda|cpu] \
                      [--upstream-root DIR] [--timeout-seconds N]",
                 )
-            },
-        )?;
+                })?;
         structured_from_run_args(&parsed.run)
     } else {
         args.clone()
@@ -82,7 +102,11 @@ pub fn from_tool_arguments(tool: &ToolDecl, args: &Map<String, Value>, config: &
 }
 
 /// `ctmr-skill run`: the same path as the tool.
-pub fn from_run_args(tool: &ToolDecl, run: &RunArgs, config: &Config) -> Result<RunRequest, ArgError> {
+pub fn from_run_args(
+    tool: &ToolDecl,
+    run: &RunArgs,
+    config: &Config,
+) -> Result<RunRequest, ArgError> {
     let checked = validate(tool, &structured_from_run_args(run))?;
     typed(&checked, config)
 }
@@ -99,9 +123,16 @@ fn argv_strings(args: &Map<String, Value>) -> Result<Vec<String>, ArgError> {
         }
     }
     let items = args.get("args").and_then(Value::as_array).ok_or_else(|| {
-        ArgError::new("args", "is required with script", "pass the reference CLI arguments as an array of strings")
+        ArgError::new(
+            "args",
+            "is required with script",
+            "pass the reference CLI arguments as an array of strings",
+        )
     })?;
-    Ok(items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+    Ok(items
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect())
 }
 
 /// The CLI grammar's result as structured fields (absent flags stay absent, so the
@@ -145,22 +176,40 @@ fn structured_from_run_args(run: &RunArgs) -> Map<String, Value> {
 fn typed(args: &Map<String, Value>, config: &Config) -> Result<RunRequest, ArgError> {
     let string = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
     let input = string("input").ok_or_else(|| {
-        ArgError::new("input", "is required", "pass the path of a CT or MRI NIfTI volume (.nii or .nii.gz)")
+        ArgError::new(
+            "input",
+            "is required",
+            "pass the path of a CT or MRI NIfTI volume (.nii or .nii.gz)",
+        )
     })?;
     let input = config.absolute(std::path::Path::new(&input));
     let modality: Modality = string("modality")
         .unwrap_or_else(|| "CT_BODY".into())
         .parse()
-        .map_err(|_| ArgError::new("modality", "must be CT_BODY, MRI_BODY or MRI_BRAIN", "choose one of the three"))?;
+        .map_err(|_| {
+            ArgError::new(
+                "modality",
+                "must be CT_BODY, MRI_BODY or MRI_BRAIN",
+                "choose one of the three",
+            )
+        })?;
     let output_dir = match string("output_dir") {
         Some(dir) => config.absolute(std::path::Path::new(&dir)),
         None => {
             let stem = crate::upstream::nifti_stem(&input);
-            input.parent().unwrap_or(&config.cwd).join(format!("{stem}_nv_segment_ctmr_out"))
+            input
+                .parent()
+                .unwrap_or(&config.cwd)
+                .join(format!("{stem}_nv_segment_ctmr_out"))
         }
     };
     let u32_list = |k: &str| -> Option<Vec<u32>> {
-        args.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_f64()).map(|f| f as u32).collect())
+        args.get(k).and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_f64())
+                .map(|f| f as u32)
+                .collect()
+        })
     };
     let device = match string("device").as_deref().unwrap_or("auto") {
         "cuda" => DeviceRequest::Cuda,
@@ -175,15 +224,29 @@ fn typed(args: &Map<String, Value>, config: &Config) -> Result<RunRequest, ArgEr
         structures: args
             .get("structures")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default(),
         ground_truth: string("ground_truth").map(|p| config.absolute(std::path::Path::new(&p))),
         device,
         upstream_root: string("upstream_root").map(|p| config.absolute(std::path::Path::new(&p))),
-        timeout: Duration::from_secs_f64(args.get("timeout_seconds").and_then(Value::as_f64).unwrap_or(3600.0)),
-        preprocessed_brain_input: args.get("preprocessed_brain_input").and_then(Value::as_bool).unwrap_or(false),
+        timeout: Duration::from_secs_f64(
+            args.get("timeout_seconds")
+                .and_then(Value::as_f64)
+                .unwrap_or(3600.0),
+        ),
+        preprocessed_brain_input: args
+            .get("preprocessed_brain_input")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         patch_size: u32_list("patch_size"),
-        sw_batch_size: args.get("sw_batch_size").and_then(Value::as_f64).map(|f| f as u32),
+        sw_batch_size: args
+            .get("sw_batch_size")
+            .and_then(Value::as_f64)
+            .map(|f| f as u32),
     })
 }
 
@@ -194,7 +257,11 @@ mod tests {
     fn world() -> (tempfile::TempDir, Config, ToolDecl) {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::new(dir.path().to_path_buf(), vec![], None, None, 1);
-        let tool = crate::manifest::embedded().unwrap().tool("run_script").unwrap().clone();
+        let tool = crate::manifest::embedded()
+            .unwrap()
+            .tool("run_script")
+            .unwrap()
+            .clone();
         (dir, config, tool)
     }
 
@@ -216,7 +283,8 @@ mod tests {
     #[test]
     fn mixing_forms_is_refused() {
         let (_dir, config, tool) = world();
-        let args = json!({"script": "scripts/run_ctmr.py", "args": ["/x.nii.gz"], "modality": "CT_BODY"});
+        let args =
+            json!({"script": "scripts/run_ctmr.py", "args": ["/x.nii.gz"], "modality": "CT_BODY"});
         let e = from_tool_arguments(&tool, args.as_object().unwrap(), &config).unwrap_err();
         assert_eq!(e.argument, "args");
         assert!(e.rule.contains("modality"), "{e}");
@@ -225,16 +293,23 @@ mod tests {
     #[test]
     fn argv_form_errors_name_the_flag() {
         let (_dir, config, tool) = world();
-        let args = json!({"script": "scripts/run_ctmr.py", "args": ["/x.nii.gz", "--modalty", "CT_BODY"]});
+        let args =
+            json!({"script": "scripts/run_ctmr.py", "args": ["/x.nii.gz", "--modalty", "CT_BODY"]});
         let e = from_tool_arguments(&tool, args.as_object().unwrap(), &config).unwrap_err();
         assert_eq!(e.argument, "args");
         assert!(e.rule.contains("--modalty"), "{e}");
         // Values parsed from argv still meet the manifest's rules.
-        let args = json!({"script": "scripts/run_ctmr.py", "args": ["/x.nii.gz", "--modality", "PET"]});
+        let args =
+            json!({"script": "scripts/run_ctmr.py", "args": ["/x.nii.gz", "--modality", "PET"]});
         let e = from_tool_arguments(&tool, args.as_object().unwrap(), &config).unwrap_err();
         assert_eq!(e.argument, "modality");
         let args = json!({"script": "other.py", "args": []});
-        assert_eq!(from_tool_arguments(&tool, args.as_object().unwrap(), &config).unwrap_err().argument, "script");
+        assert_eq!(
+            from_tool_arguments(&tool, args.as_object().unwrap(), &config)
+                .unwrap_err()
+                .argument,
+            "script"
+        );
     }
 
     #[test]
@@ -242,7 +317,10 @@ mod tests {
         let (_dir, config, tool) = world();
         let args = json!({"input": "/data/case 7.nii.gz"});
         let r = from_tool_arguments(&tool, args.as_object().unwrap(), &config).unwrap();
-        assert_eq!(r.output_dir, PathBuf::from("/data/case 7_nv_segment_ctmr_out"));
+        assert_eq!(
+            r.output_dir,
+            PathBuf::from("/data/case 7_nv_segment_ctmr_out")
+        );
         assert_eq!(r.modality, Modality::CtBody);
         assert_eq!(r.device, DeviceRequest::Auto);
     }

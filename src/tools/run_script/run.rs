@@ -16,16 +16,29 @@ use crate::tools::{CallContext, Progress};
 use crate::upstream::{self, MaskAdoption, RunOutcome, RunResult, UpstreamRequest};
 
 /// Progress phases, as fractions of a run (inference takes most of it).
-const PHASES: &[(&str, f64)] =
-    &[("validating", 0.0), ("starting upstream", 0.05), ("inference", 0.1), ("writing", 0.85), ("inspecting", 0.9)];
+const PHASES: &[(&str, f64)] = &[
+    ("validating", 0.0),
+    ("starting upstream", 0.05),
+    ("inference", 0.1),
+    ("writing", 0.85),
+    ("inspecting", 0.9),
+];
 
 fn report(ctx: &CallContext, phase: &str, detail: Option<String>) {
-    let progress = PHASES.iter().find(|(p, _)| *p == phase).map(|(_, f)| *f).unwrap_or(0.0);
+    let progress = PHASES
+        .iter()
+        .find(|(p, _)| *p == phase)
+        .map(|(_, f)| *f)
+        .unwrap_or(0.0);
     let message = match detail {
         Some(d) => format!("{phase}: {d}"),
         None => phase.to_string(),
     };
-    (ctx.progress)(Progress { progress: progress * 100.0, total: Some(100.0), message: Some(message) });
+    (ctx.progress)(Progress {
+        progress: progress * 100.0,
+        total: Some(100.0),
+        message: Some(message),
+    });
 }
 
 /// A run that could not start for a reason found after the gates (no Python, no CUDA).
@@ -41,7 +54,11 @@ pub async fn execute(
     ctx: &CallContext,
 ) -> Result<Evidence, StartFailure> {
     let request = &gated.request;
-    let run_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let run_id = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let created_at = chrono::Utc::now().to_rfc3339();
     report(ctx, "starting upstream", None);
 
@@ -55,9 +72,10 @@ pub async fn execute(
     )
     .map_err(|e| StartFailure(e.to_string()))?;
     let env = upstream::child_env(std::env::vars_os(), &request.output_dir, request.device);
-    let probe = upstream::probe_environment(&python.path, &env, &gated.root, Duration::from_secs(120))
-        .await
-        .map_err(|e| StartFailure(e.to_string()))?;
+    let probe =
+        upstream::probe_environment(&python.path, &env, &gated.root, Duration::from_secs(120))
+            .await
+            .map_err(|e| StartFailure(e.to_string()))?;
 
     let overrides = overrides_of(request);
     let upstream_request = UpstreamRequest {
@@ -77,19 +95,26 @@ pub async fn execute(
     options.progress = Some(Arc::new(move |event| {
         let detail = match event {
             upstream::ProgressEvent::Line { line, .. } => line.chars().take(160).collect(),
-            upstream::ProgressEvent::Tick { .. } => format!("{:.0} s elapsed", started.elapsed().as_secs_f64()),
+            upstream::ProgressEvent::Tick { .. } => {
+                format!("{:.0} s elapsed", started.elapsed().as_secs_f64())
+            }
         };
         report(&hook_ctx, "inference", Some(detail));
     }));
-    let result = upstream::run(&upstream_request, &probe, &options).await.map_err(|e| StartFailure(e.to_string()))?;
+    let result = upstream::run(&upstream_request, &probe, &options)
+        .await
+        .map_err(|e| StartFailure(e.to_string()))?;
 
     report(ctx, "writing", None);
-    let mask = result.mask.as_ref().and_then(MaskAdoption::path).map(Path::to_path_buf);
+    let mask = result
+        .mask
+        .as_ref()
+        .and_then(MaskAdoption::path)
+        .map(Path::to_path_buf);
     report(ctx, "inspecting", None);
-    let inspection = match &mask {
-        Some(path) => Some(inspect::inspect(path, &InspectOptions::default()).map_err(|e| e.to_string())),
-        None => None,
-    };
+    let inspection = mask
+        .as_ref()
+        .map(|path| inspect::inspect(path, &InspectOptions::default()).map_err(|e| e.to_string()));
     let model_sha = upstream::sha256_file(&gated.inventory.model_pt_path).ok();
     let input_sha = upstream::sha256_file(&request.input).ok();
     let mask_sha = mask.as_deref().and_then(|m| upstream::sha256_file(m).ok());
@@ -98,7 +123,11 @@ pub async fn execute(
         &gated,
         &result,
         inspection.as_ref(),
-        Hashes { input: input_sha, mask: mask_sha, model: model_sha },
+        Hashes {
+            input: input_sha,
+            mask: mask_sha,
+            model: model_sha,
+        },
         &probe,
         &python,
         &run_id,
@@ -108,7 +137,11 @@ pub async fn execute(
     evidence.sanity_checks = evaluate_all(&manifest.sanity_checks(), &doc);
 
     if let (Some(table), Some(Ok(report))) = (&gated.labels, &inspection) {
-        let ids: BTreeSet<u32> = report.labels.iter().filter_map(|l| u32::try_from(l.id).ok()).collect();
+        let ids: BTreeSet<u32> = report
+            .labels
+            .iter()
+            .filter_map(|l| u32::try_from(l.id).ok())
+            .collect();
         let mask_ref = mask.as_deref().zip(evidence.output.sha256.as_deref());
         if let Err(e) = crate::labels::write_sidecars(table, &ids, mask_ref, &request.output_dir) {
             tracing::warn!("label sidecars not written: {e}");
@@ -123,13 +156,31 @@ pub async fn execute(
         finished_at: result.finished_at.clone(),
         command: result.command.clone(),
         environment: BTreeMap::from([
-            ("python".to_string(), Some(python.path.display().to_string())),
-            ("python_version".to_string(), Some(probe.python_version.clone())),
-            ("monai_version".to_string(), Some(probe.monai_version.clone())),
-            ("torch_version".to_string(), Some(probe.torch_version.clone())),
-            ("cuda_available".to_string(), Some(probe.cuda_available.to_string())),
+            (
+                "python".to_string(),
+                Some(python.path.display().to_string()),
+            ),
+            (
+                "python_version".to_string(),
+                Some(probe.python_version.clone()),
+            ),
+            (
+                "monai_version".to_string(),
+                Some(probe.monai_version.clone()),
+            ),
+            (
+                "torch_version".to_string(),
+                Some(probe.torch_version.clone()),
+            ),
+            (
+                "cuda_available".to_string(),
+                Some(probe.cuda_available.to_string()),
+            ),
             ("platform".to_string(), Some(probe.platform.clone())),
-            ("ctmr_skill_version".to_string(), Some(env!("CARGO_PKG_VERSION").to_string())),
+            (
+                "ctmr_skill_version".to_string(),
+                Some(env!("CARGO_PKG_VERSION").to_string()),
+            ),
         ]),
         hashes: BTreeMap::from([
             ("input_sha256".to_string(), evidence.input.sha256.clone()),
@@ -137,7 +188,10 @@ pub async fn execute(
             ("model_sha256".to_string(), evidence.weights.sha256.clone()),
             (
                 "ground_truth_sha256".to_string(),
-                request.ground_truth.as_deref().and_then(|p| upstream::sha256_file(p).ok()),
+                request
+                    .ground_truth
+                    .as_deref()
+                    .and_then(|p| upstream::sha256_file(p).ok()),
             ),
         ]),
         not_for_clinical_use: crate::NOT_FOR_CLINICAL_USE.into(),
@@ -156,7 +210,10 @@ pub async fn execute(
 fn overrides_of(request: &super::request::RunRequest) -> Vec<(String, String)> {
     let mut overrides = Vec::new();
     if let Some(patch) = &request.patch_size {
-        overrides.push(("patch_size".to_string(), format!("{patch:?}").replace(' ', "")));
+        overrides.push((
+            "patch_size".to_string(),
+            format!("{patch:?}").replace(' ', ""),
+        ));
     }
     if let Some(n) = request.sw_batch_size {
         overrides.push(("sw_batch_size".to_string(), n.to_string()));
@@ -209,7 +266,10 @@ fn build(
 
     let expected: BTreeSet<u32> = match (&gated.labels, &gated.prompts) {
         (Some(table), Some(prompts)) if !prompts.is_empty() => table.expand_prompts(prompts),
-        (Some(table), _) => table.everything_set(request.modality).cloned().unwrap_or_default(),
+        (Some(table), _) => table
+            .everything_set(request.modality)
+            .cloned()
+            .unwrap_or_default(),
         _ => BTreeSet::new(),
     };
     let name_of = |id: i64| -> String {
@@ -220,10 +280,17 @@ fn build(
             .map(str::to_string)
             .unwrap_or_else(|| format!("label_id_{id}"))
     };
-    let in_table = |id: i64| gated.labels.as_ref().is_some_and(|t| u32::try_from(id).ok().and_then(|i| t.get(i)).is_some());
+    let in_table = |id: i64| {
+        gated
+            .labels
+            .as_ref()
+            .is_some_and(|t| u32::try_from(id).ok().and_then(|i| t.get(i)).is_some())
+    };
     let is_expected = |id: i64| -> bool {
         match &gated.labels {
-            Some(_) if !expected.is_empty() => u32::try_from(id).is_ok_and(|i| expected.contains(&i)),
+            Some(_) if !expected.is_empty() => {
+                u32::try_from(id).is_ok_and(|i| expected.contains(&i))
+            }
             Some(_) => in_table(id),
             None => id > 0,
         }
@@ -237,7 +304,11 @@ fn build(
         unexpected_label_ids: Vec::new(),
         label_set_valid: false,
         label_map_loaded: gated.labels.is_some(),
-        label_map_source: gated.labels.as_ref().and_then(|t| t.sources().first()).map(|s| s.path.display().to_string()),
+        label_map_source: gated
+            .labels
+            .as_ref()
+            .and_then(|t| t.sources().first())
+            .map(|s| s.path.display().to_string()),
         class_counts: BTreeMap::new(),
         voxel_volume_ml: None,
         class_volumes_ml: BTreeMap::new(),
@@ -280,7 +351,8 @@ fn build(
                 output.unexpected_label_ids.push(label.id);
             }
             *output.class_counts.entry(name.clone()).or_default() += label.voxels;
-            *output.class_volumes_ml.entry(name.clone()).or_default() += (label.volume_ml * 1e4).round() / 1e4;
+            *output.class_volumes_ml.entry(name.clone()).or_default() +=
+                (label.volume_ml * 1e4).round() / 1e4;
             output.classes.push(ClassRow {
                 id: label.id,
                 name,
@@ -296,7 +368,8 @@ fn build(
         output.any_label_present = !output.label_ids_present.is_empty();
         if let Some(mask_header) = &mask_header {
             let geometry = inspect::compare_geometry(header, mask_header, 1e-4);
-            let output_spacing: Vec<f64> = mask_header.spacing.iter().copied().map(round6).collect();
+            let output_spacing: Vec<f64> =
+                mask_header.spacing.iter().copied().map(round6).collect();
             output.geometry = Geometry {
                 input_shape: header.shape.to_vec(),
                 output_shape: mask_header.shape.to_vec(),
@@ -346,7 +419,10 @@ fn build(
             ndim: 3,
             spacing: input_spacing,
             modality: request.modality.as_str().into(),
-            ground_truth_path: request.ground_truth.as_ref().map(|p| p.display().to_string()),
+            ground_truth_path: request
+                .ground_truth
+                .as_ref()
+                .map(|p| p.display().to_string()),
             sha256: hashes.input,
             affine: Some(header.affine.iter().map(|row| row.to_vec()).collect()),
             orientation: Some(header.orientation().iter().map(|c| c.to_string()).collect()),
@@ -366,7 +442,11 @@ fn build(
                 model_pt_present: gated.inventory.model_pt_present,
                 model_pt_path: model_path,
                 label_map_present: gated.inventory.label_map_path.is_some(),
-                label_map_path: gated.inventory.label_map_path.as_ref().map(|p| p.display().to_string()),
+                label_map_path: gated
+                    .inventory
+                    .label_map_path
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
             },
             checked_roots: checked_roots(&gated.resolution),
             python: Some(python.path.display().to_string()),
@@ -375,7 +455,10 @@ fn build(
         },
         runtime: RuntimeInfo {
             subprocess_seconds: (result.seconds * 1000.0).round() / 1000.0,
-            device: result.device.clone().unwrap_or_else(|| probe.device.clone()),
+            device: result
+                .device
+                .clone()
+                .unwrap_or_else(|| probe.device.clone()),
             device_requested: format!("{:?}", request.device).to_lowercase(),
             python_version: Some(probe.python_version.clone()),
             monai_version: Some(probe.monai_version.clone()),
@@ -443,4 +526,3 @@ fn summarise(
         },
     }
 }
-
