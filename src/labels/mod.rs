@@ -230,7 +230,9 @@ pub enum LabelError {
     },
     #[error("{path} has no `{key}`; restore the file from the upstream bundle")]
     MissingKey { path: PathBuf, key: String },
-    #[error("{path}: `{key}` is malformed: {reason}")]
+    #[error(
+        "{path}: `{key}` is malformed: {reason}; correct it or restore the file from the bundle"
+    )]
     BadValue {
         path: PathBuf,
         key: String,
