@@ -138,6 +138,7 @@ impl ToolBox for NoisyBox {
 }
 
 fn child(markers: PathBuf) {
+    ctmr_skill::server::init_stderr_logging();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let result = runtime.block_on(serve_stdio(
         Arc::new(NoisyBox { markers }),
@@ -167,6 +168,7 @@ fn raw_pipes() {
     let markers = tempfile::tempdir().unwrap();
     let mut server = Command::new(std::env::current_exe().unwrap())
         .env(CHILD_ENV, markers.path())
+        .env("RUST_LOG", "debug") // every log line must go to stderr, none to stdout
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -272,6 +274,10 @@ fn raw_pipes() {
     assert!(
         stderr.contains("NOISE from println") && stderr.contains("NOISE from a child process"),
         "stray output did not reach stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("MCP input closed"),
+        "RUST_LOG=debug logs did not reach stderr:\n{stderr}"
     );
     eprintln!("server_stdio: ok ({} protocol lines)", every_line.len());
 }
