@@ -30,6 +30,16 @@ fn main() {
     match std::env::var_os(CHILD_ENV) {
         Some(dir) => child(PathBuf::from(dir)),
         None => {
+            // Behave like a libtest binary towards `cargo test <filter>` and `--list`.
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            if args.iter().any(|a| a == "--list") {
+                println!("server_stdio: test");
+                return;
+            }
+            let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+            if !filters.is_empty() && !filters.iter().any(|f| "server_stdio".contains(f.as_str())) {
+                return;
+            }
             raw_pipes();
             python_sdk_client();
         }
