@@ -8,6 +8,9 @@
 //! Every attempt that fails is noted in the report.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::labels::{LabelTable, Modality};
 
 /// Prompt sub-classes as upstream's `VistaPreTransformd` expands them, used only when
 /// no label table provides its own map (e.g. a `labels.json` sidecar, which carries
@@ -75,26 +78,76 @@ impl Vocabulary {
     }
 }
 
-// Loading from the project's label table (crate::labels): wired when that module lands.
-/// Vocabulary of a bundle root.
-pub fn from_bundle(root: &std::path::Path) -> Result<Vocabulary, String> {
-    Err(format!(
-        "{}: label tables are not available in this build yet",
-        root.display()
+/// Vocabulary of a loaded label table. A table without sub-classes (a sidecar) gets
+/// the built-in map; a table without everything-sets simply has none.
+pub fn from_table(table: &LabelTable, source: String) -> Vocabulary {
+    let names = table.iter().map(|c| (c.id, c.name.clone())).collect();
+    let (subclasses, subclass_source) = if table.subclasses().is_empty() {
+        let v = Vocabulary::ids_only(Vec::new());
+        (v.subclasses, v.subclass_source)
+    } else {
+        (
+            table.subclasses().clone(),
+            table.subclass_source().unwrap_or("label table").to_string(),
+        )
+    };
+    let everything_sets = Modality::ALL
+        .into_iter()
+        .filter_map(|m| {
+            let set = table.everything_set(m)?;
+            let src = table
+                .everything_set_source(m)
+                .unwrap_or("label table")
+                .to_string();
+            Some((m.as_str().to_string(), (set.clone(), src)))
+        })
+        .collect();
+    Vocabulary {
+        source,
+        names,
+        subclasses,
+        subclass_source,
+        everything_sets,
+        notes: Vec::new(),
+    }
+}
+
+/// Vocabulary of a bundle root (its `configs/`).
+pub fn from_bundle(root: &Path) -> Result<Vocabulary, String> {
+    let table = LabelTable::load_bundle(root).map_err(|e| e.to_string())?;
+    Ok(from_table(
+        &table,
+        format!("label table of bundle {}", root.display()),
     ))
 }
 
-/// Vocabulary of a `labels.json` sidecar.
-pub fn from_labels_json(path: &std::path::Path) -> Result<Vocabulary, String> {
-    Err(format!(
-        "{}: label tables are not available in this build yet",
-        path.display()
+/// Vocabulary of a `labels.json` sidecar (names only).
+pub fn from_labels_json(path: &Path) -> Result<Vocabulary, String> {
+    let table = LabelTable::load_labels_json(path).map_err(|e| e.to_string())?;
+    Ok(from_table(
+        &table,
+        format!("labels sidecar {}", path.display()),
     ))
 }
 
-/// Vocabulary from a path recorded in the pack: a bundle root, a file in its `configs/`, or a sidecar.
-pub fn from_recorded_path(path: &std::path::Path) -> Result<Vocabulary, String> {
-    from_bundle(path)
+/// Vocabulary from a path recorded in the pack: a bundle root, a file inside the
+/// bundle's `configs/` (the reference records the label dictionary it read), or a
+/// `labels.json` sidecar.
+pub fn from_recorded_path(path: &Path) -> Result<Vocabulary, String> {
+    if path.is_dir() {
+        return from_bundle(path);
+    }
+    if !path.exists() {
+        return Err(format!("{} does not exist", path.display()));
+    }
+    let parent = path.parent();
+    if let Some(root) = parent
+        .filter(|p| p.file_name().is_some_and(|n| n == "configs"))
+        .and_then(Path::parent)
+    {
+        return from_bundle(root);
+    }
+    from_labels_json(path)
 }
 
 #[cfg(test)]
@@ -118,5 +171,38 @@ mod tests {
                 && !bone.contains(&57)
         );
         assert_eq!(v.name(7), "label_id_7");
+    }
+
+    fn upstream_root() -> std::path::PathBuf {
+        let beside = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/upstream-data/NV-Segment-CTMR");
+        if beside.join("configs/metadata.json").exists() {
+            beside
+        } else {
+            std::path::PathBuf::from("/work/shared/upstream-data/NV-Segment-CTMR")
+        }
+    }
+
+    #[test]
+    fn the_real_table_gives_names_subclasses_and_the_ct_everything_set() {
+        let root = upstream_root();
+        let v = from_bundle(&root).unwrap();
+        assert_eq!(
+            (v.name(1), v.name(5), v.name(14)),
+            (
+                "liver".to_string(),
+                "right kidney".to_string(),
+                "left kidney".to_string()
+            )
+        );
+        assert_eq!(v.expand_prompts(&[2]), [5, 14].into_iter().collect());
+        let (ct, _) = &v.everything_sets["CT_BODY"];
+        assert!(ct.contains(&1) && !ct.contains(&2) && !ct.contains(&255));
+        // A recorded file inside configs/ leads to the same bundle.
+        let via_file = from_recorded_path(&root.join("configs/metadata.json")).unwrap();
+        assert_eq!(via_file.names, v.names);
+        assert!(from_recorded_path(&root.join("configs/nope.json"))
+            .unwrap_err()
+            .contains("does not exist"));
     }
 }
