@@ -532,12 +532,15 @@ impl TailBuffer {
     fn finish(self) -> String {
         let (a, b) = self.bytes.as_slices();
         let text = String::from_utf8_lossy(&[a, b].concat()).into_owned();
-        let cut = tail_of(&text, TAIL_CHARS);
-        if self.dropped && !cut.starts_with("...") {
-            format!("...{cut}")
-        } else {
-            cut
+        let count = text.chars().count();
+        if !self.dropped && count <= TAIL_CHARS {
+            return text;
         }
+        let start = text
+            .char_indices()
+            .nth(count.saturating_sub(TAIL_CHARS))
+            .map_or(text.len(), |(i, _)| i);
+        format!("...{}", &text[start..])
     }
 }
 
