@@ -328,8 +328,12 @@ pub async fn supervise(inv: &Invocation, opts: &RunOptions) -> Result<RunResult,
     );
 
     let watch = async {
-        let mut ticker =
-            tokio::time::interval_at(tokio::time::Instant::now() + opts.tick, opts.tick);
+        // Clamped: a zero period panics in tokio, a huge one overflows the clock.
+        let period = opts
+            .tick
+            .clamp(Duration::from_millis(10), Duration::from_secs(86_400));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let deadline = tokio::time::sleep(opts.timeout);
         tokio::pin!(deadline);
         let ended = loop {
