@@ -66,7 +66,7 @@ pub use argv::{
     build_argv, build_batch_argv, python_repr_str, BatchRequest, UpstreamRequest,
     BATCH_CONFIG_FILES, CONFIG_FILE, SUPPORTED_MODALITIES,
 };
-pub use error::{install_hint, UpstreamError};
+pub use error::{install_hint, weights_hint, UpstreamError};
 pub use hash::sha256_file;
 pub use output::{
     adopt_mask, check_output_dir, check_output_location, expected_mask_path, move_aside_stale,
