@@ -162,6 +162,15 @@ fn check_ok_case(root: &Path, case: &Value) {
             "{name}: diff without both"
         ),
     }
+    assert_eq!(
+        h.sform_qform_disagree(),
+        nib["sform_qform_disagree"].as_bool().unwrap(),
+        "{name}: sform/qform disagreement flag ({:?})",
+        h.sform_qform_max_abs_diff
+    );
+    if name == "sform_qform_disagree" {
+        assert!(h.sform_qform_disagree(), "the sheared case must be flagged");
+    }
 
     let axcodes: Vec<char> = nib["axcodes"]
         .as_array()
@@ -334,4 +343,34 @@ fn reader_agrees_with_nibabel_on_every_generated_case() {
         failures.join("\n---\n")
     );
     assert!(ok > 40 && errors > 20, "ok {ok}, errors {errors}");
+    check_failed_reader_stays_failed(&g);
+}
+
+#[test]
+fn missing_file_and_directory_are_io_errors_naming_the_path() {
+    let dir = common::fresh_dir();
+    let missing = dir.path().join("no_such_scan.nii.gz");
+    let err = VolumeReader::open(&missing).unwrap_err();
+    assert_eq!(err.kind(), "io");
+    assert!(err.to_string().contains("no_such_scan.nii.gz"), "{err}");
+    let err = read_header(dir.path()).unwrap_err();
+    assert_eq!(err.kind(), "io");
+    assert!(err.to_string().contains("directory"), "{err}");
+}
+
+fn check_failed_reader_stays_failed(g: &Generated) {
+    let path = g.root.join("truncated_gz_content.nii.gz");
+    let mut reader = VolumeReader::open(&path).unwrap();
+    let mut slice = Vec::new();
+    let first_error = loop {
+        match reader.read_slice(&mut slice) {
+            Ok(true) => continue,
+            Ok(false) => panic!("truncated file read to the end"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(first_error.kind(), "truncated");
+    assert!(slice.is_empty(), "no partial slice is handed out");
+    let again = reader.read_slice(&mut slice).unwrap_err();
+    assert!(again.to_string().contains("earlier read"), "{again}");
 }

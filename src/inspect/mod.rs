@@ -26,3 +26,234 @@ pub use confusion::{ConfusionEntry, LabelOverlap, OverlapStatus};
 pub use geometry::{GeometryComparison, GeometryFacts, DEFAULT_GEOMETRY_TOLERANCE};
 pub use intensity::IntensityStats;
 pub use report::{Comparison, InspectReport, LabelStats, MaskInfo, SCHEMA_VERSION};
+
+use std::path::{Path, PathBuf};
+
+use crate::nifti::{Header, NiftiError, VolumeReader};
+use pass::{InspectPass, PassPlan};
+
+/// What to compute besides the per-label counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InspectOptions {
+    /// Count 26-connected components per label.
+    pub components: bool,
+    /// An image on the mask's grid: intensity statistics per label, geometry check.
+    pub reference: Option<PathBuf>,
+    /// A ground-truth label map on the mask's grid: joint histogram, Dice and IoU.
+    pub ground_truth: Option<PathBuf>,
+    /// Affine / spacing tolerance of the geometry comparisons.
+    pub geometry_tolerance: f64,
+}
+
+impl Default for InspectOptions {
+    fn default() -> Self {
+        InspectOptions {
+            components: false,
+            reference: None,
+            ground_truth: None,
+            geometry_tolerance: DEFAULT_GEOMETRY_TOLERANCE,
+        }
+    }
+}
+
+/// Why an inspection could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// A file could not be read as a NIfTI volume (the error names the file).
+    #[error(transparent)]
+    Nifti(#[from] NiftiError),
+    /// A second image is not on the label map's voxel grid, so the two cannot be
+    /// streamed voxel by voxel together.
+    #[error(
+        "{}: shape {other_shape:?} differs from the label map {} with shape {mask_shape:?}; \
+         the {role} must be on the label map's voxel grid (resample it first, \
+         nearest-neighbour for a label map)",
+        other.display(),
+        mask.display()
+    )]
+    ShapeMismatch {
+        /// "reference image" or "ground truth".
+        role: &'static str,
+        mask: PathBuf,
+        mask_shape: [usize; 3],
+        other: PathBuf,
+        other_shape: [usize; 3],
+    },
+    /// The reader delivered fewer slices (or shorter ones) than its header promises.
+    #[error("{}: {detail} (the file is inconsistent; re-create it)", path.display())]
+    ShortVolume { path: PathBuf, detail: String },
+}
+
+/// Compare the geometry of two headers (a = the label map, b = the other image).
+pub fn compare_geometry(a: &Header, b: &Header, tolerance: f64) -> GeometryComparison {
+    geometry::compare_facts(&facts(a), &facts(b), tolerance)
+}
+
+fn facts(h: &Header) -> GeometryFacts {
+    GeometryFacts {
+        shape: h.shape,
+        spacing: h.spacing,
+        affine: h.affine,
+        orientation: h.orientation(),
+    }
+}
+
+/// The identity and geometry block of a report for `path` with header `h`.
+pub fn mask_info(path: &Path, h: &Header) -> MaskInfo {
+    MaskInfo {
+        path: path.display().to_string(),
+        shape: h.shape,
+        spacing: h.spacing,
+        affine: h.affine,
+        sform_code: h.sform_code,
+        qform_code: h.qform_code,
+        orientation: h.orientation().iter().collect(),
+        dtype: h.datatype.name().to_string(),
+    }
+}
+
+/// Inspect a label map in one streamed pass, together with the optional reference
+/// image and ground truth (read in lockstep, slice by slice).
+pub fn inspect(mask: &Path, opts: &InspectOptions) -> Result<InspectReport, InspectError> {
+    let mut mask_reader = VolumeReader::open(mask)?;
+    let header = mask_reader.header().clone();
+    let mut reference = opts
+        .reference
+        .as_deref()
+        .map(|p| open_on_grid(p, "reference image", mask, &header))
+        .transpose()?;
+    let mut ground_truth = opts
+        .ground_truth
+        .as_deref()
+        .map(|p| open_on_grid(p, "ground truth", mask, &header))
+        .transpose()?;
+
+    let plan = PassPlan {
+        components: opts.components,
+        reference: reference.is_some(),
+        ground_truth: ground_truth.is_some(),
+    };
+    let mut pass = InspectPass::new(header.shape, plan);
+    let (mut mask_buf, mut ref_buf, mut gt_buf) = (Vec::new(), Vec::new(), Vec::new());
+    for z in 0..header.shape[2] {
+        next_slice(&mut mask_reader, &mut mask_buf, z, pass.slice_len())?;
+        if let Some(r) = &mut reference {
+            next_slice(r, &mut ref_buf, z, pass.slice_len())?;
+        }
+        if let Some(r) = &mut ground_truth {
+            next_slice(r, &mut gt_buf, z, pass.slice_len())?;
+        }
+        pass.push(
+            &mask_buf,
+            reference.is_some().then_some(ref_buf.as_slice()),
+            ground_truth.is_some().then_some(gt_buf.as_slice()),
+        );
+    }
+    let result = pass.finish();
+
+    let voxel_volume_ml = header.voxel_volume_ml();
+    let labels = report::label_stats(
+        &result.tally,
+        voxel_volume_ml,
+        &header.affine,
+        result.components.as_ref(),
+        result.intensity.as_ref(),
+    );
+    let reference_geometry = reference
+        .as_ref()
+        .map(|r| compare_geometry(&header, r.header(), opts.geometry_tolerance));
+    let comparison = match (ground_truth, result.confusion) {
+        (Some(gt), Some(tally)) => Some(Comparison::from_tally(
+            mask.display().to_string(),
+            gt.path().display().to_string(),
+            compare_geometry(&header, gt.header(), opts.geometry_tolerance),
+            tally,
+        )),
+        _ => None,
+    };
+    let t = result.tally;
+    Ok(InspectReport {
+        schema_version: SCHEMA_VERSION.to_string(),
+        mask: mask_info(mask, &header),
+        voxel_volume_ml,
+        total_voxels: t.total_voxels,
+        background_voxels: t.background_voxels,
+        non_integer_voxels: t.non_integer_voxels,
+        nan_voxels: t.nan_voxels,
+        value_255_voxels: t.value_255_voxels,
+        integer_valued: t.non_integer_voxels == 0 && t.nan_voxels == 0,
+        labels,
+        reference_path: opts.reference.as_ref().map(|p| p.display().to_string()),
+        reference_geometry,
+        ground_truth: comparison,
+        not_for_clinical_use: crate::NOT_FOR_CLINICAL_USE.to_string(),
+    })
+}
+
+/// Compare a predicted label map with a ground truth in one streamed pass over both:
+/// joint histogram, per-label Dice and IoU, geometry (default tolerance).
+pub fn compare_label_maps(pred: &Path, gt: &Path) -> Result<Comparison, InspectError> {
+    let mut pred_reader = VolumeReader::open(pred)?;
+    let header = pred_reader.header().clone();
+    let mut gt_reader = open_on_grid(gt, "ground truth", pred, &header)?;
+    let slice_len = header.shape[0] * header.shape[1];
+    let mut acc = confusion::ConfusionAccumulator::new();
+    let (mut pred_buf, mut gt_buf) = (Vec::new(), Vec::new());
+    for z in 0..header.shape[2] {
+        next_slice(&mut pred_reader, &mut pred_buf, z, slice_len)?;
+        next_slice(&mut gt_reader, &mut gt_buf, z, slice_len)?;
+        acc.push_slice(&pred_buf, &gt_buf);
+    }
+    Ok(Comparison::from_tally(
+        pred.display().to_string(),
+        gt.display().to_string(),
+        compare_geometry(&header, gt_reader.header(), DEFAULT_GEOMETRY_TOLERANCE),
+        acc.finish(),
+    ))
+}
+
+/// Open a second image and insist it has the label map's shape.
+fn open_on_grid(
+    path: &Path,
+    role: &'static str,
+    mask: &Path,
+    mask_header: &Header,
+) -> Result<VolumeReader, InspectError> {
+    let reader = VolumeReader::open(path)?;
+    if reader.header().shape != mask_header.shape {
+        return Err(InspectError::ShapeMismatch {
+            role,
+            mask: mask.to_path_buf(),
+            mask_shape: mask_header.shape,
+            other: path.to_path_buf(),
+            other_shape: reader.header().shape,
+        });
+    }
+    Ok(reader)
+}
+
+/// Read slice `z`, insisting it is there and has `len` values.
+fn next_slice(
+    reader: &mut VolumeReader,
+    buf: &mut Vec<f64>,
+    z: usize,
+    len: usize,
+) -> Result<(), InspectError> {
+    let short = |reader: &VolumeReader, detail: String| InspectError::ShortVolume {
+        path: reader.path().to_path_buf(),
+        detail,
+    };
+    if !reader.read_slice(buf)? {
+        return Err(short(
+            reader,
+            format!("no z-slice {z} although the header promises it"),
+        ));
+    }
+    if buf.len() != len {
+        return Err(short(
+            reader,
+            format!("z-slice {z} holds {} values, expected {len}", buf.len()),
+        ));
+    }
+    Ok(())
+}

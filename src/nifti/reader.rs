@@ -1,5 +1,6 @@
-//! Streaming voxel access: one z-slice at a time, so memory stays at one slice
-//! of raw bytes plus one slice of `f64` whatever the volume size.
+//! Streaming voxel access: one z-slice at a time, so memory stays at one chunk
+//! (≤ 1 MiB) of raw bytes plus the caller's one slice of `f64`, whatever the
+//! volume size. nibabel's `get_fdata()` materialises the volume; we never do.
 //!
 //! gzip is recognised by its magic bytes (not the file name) and decoded member
 //! by member (see `gz`), because some writers (pigz, concatenation) emit several
@@ -36,6 +37,9 @@ impl Stream {
     }
 }
 
+/// Voxel bytes are read and decoded in chunks of at most this size.
+const READ_CHUNK_BYTES: usize = 1 << 20;
+
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// After the last slice of a gzip stream we read this much further so that the
@@ -49,7 +53,9 @@ pub struct VolumeReader {
     header: Header,
     stream: Stream,
     next_z: usize,
+    /// Raw bytes of one read chunk (at most `READ_CHUNK_BYTES`).
     raw: Vec<u8>,
+    failed: bool,
 }
 
 impl std::fmt::Debug for VolumeReader {
@@ -73,6 +79,7 @@ impl VolumeReader {
             stream,
             next_z: 0,
             raw: Vec::new(),
+            failed: false,
         })
     }
 
@@ -91,48 +98,73 @@ impl VolumeReader {
 
     /// Fill `out` (cleared, resized to nx*ny) with the next z-slice, x fastest;
     /// scaled exactly as nibabel's `get_fdata()`. `Ok(false)` after the last slice.
+    ///
+    /// After an error the reader is spent: later calls fail too (reopen to retry).
     pub fn read_slice(&mut self, out: &mut Vec<f64>) -> Result<bool, NiftiError> {
         let [nx, ny, nz] = self.header.shape;
         out.clear();
+        if self.failed {
+            return Err(NiftiError::Io {
+                path: self.path.clone(),
+                source: io::Error::other("an earlier read of this file failed; open it again"),
+            });
+        }
         if self.next_z >= nz {
             return Ok(false);
         }
-        let count = nx * ny;
-        let item = self.header.datatype.size_bytes();
-        self.raw.resize(count * item, 0);
-        if let Err(e) = read_full(&mut self.stream, &mut self.raw) {
+        if let Err(e) = self.fill_slice(nx * ny, out) {
+            self.failed = true;
+            out.clear();
             let z = self.next_z;
+            let datatype = self.header.datatype.name();
             return Err(self.stream_error(e, || {
                 format!(
-                    "voxel data ends inside z-slice {z} of {nz} (shape {:?}, {})",
-                    [nx, ny, nz],
-                    self.header.datatype.name()
+                    "voxel data ends inside z-slice {z} of {nz} (shape {:?}, {datatype})",
+                    [nx, ny, nz]
                 )
             }));
         }
-        out.resize(count, 0.0);
-        decode(
-            &self.raw,
-            self.header.datatype,
-            self.header.little_endian,
-            out,
-        );
-        if let Some((slope, inter)) = self.header.scaling {
-            // Same operations, same order as nibabel's apply_read_scaling in float64.
-            for v in out.iter_mut() {
-                if slope != 1.0 {
-                    *v *= slope;
-                }
-                if inter != 0.0 {
-                    *v += inter;
-                }
-            }
-        }
         self.next_z += 1;
         if self.next_z == nz {
-            self.check_gzip_tail()?;
+            if let Err(e) = self.check_gzip_tail() {
+                self.failed = true;
+                out.clear();
+                return Err(e);
+            }
         }
         Ok(true)
+    }
+
+    /// Read `count` voxels in bounded chunks, so `out` only grows as far as data
+    /// actually arrives: a small file whose header claims a huge slice fails at
+    /// its end instead of allocating the claim up front.
+    fn fill_slice(&mut self, count: usize, out: &mut Vec<f64>) -> io::Result<()> {
+        let datatype = self.header.datatype;
+        let item = datatype.size_bytes();
+        let per_chunk = (READ_CHUNK_BYTES / item).max(1);
+        let mut remaining = count;
+        while remaining > 0 {
+            let n = remaining.min(per_chunk);
+            self.raw.resize(n * item, 0);
+            read_full(&mut self.stream, &mut self.raw)?;
+            let start = out.len();
+            out.resize(start + n, 0.0);
+            let chunk = &mut out[start..];
+            decode(&self.raw, datatype, self.header.little_endian, chunk);
+            if let Some((slope, inter)) = self.header.scaling {
+                // Same operations in the same order as nibabel's apply_read_scaling (float64).
+                for v in chunk.iter_mut() {
+                    if slope != 1.0 {
+                        *v *= slope;
+                    }
+                    if inter != 0.0 {
+                        *v += inter;
+                    }
+                }
+            }
+            remaining -= n;
+        }
+        Ok(())
     }
 
     /// Inflate the rest of the last member (bounded) so a corrupted member's CRC
@@ -247,11 +279,10 @@ fn open_stream(path: &Path) -> Result<(Header, Stream), NiftiError> {
             return Err(NiftiError::Truncated {
                 path: path.to_path_buf(),
                 detail: format!(
-                    "the header promises {} bytes of {} voxels from byte {} (file size {}), but the file has {file_len} bytes",
+                    "the header promises {} bytes of {} voxels from byte {}, so the file should hold at least {needed} bytes, but it has {file_len}",
                     header.data_bytes(),
                     header.datatype.name(),
                     header.vox_offset,
-                    needed
                 ),
             });
         }
@@ -316,6 +347,12 @@ fn decode(raw: &[u8], datatype: DataType, little_endian: bool, out: &mut [f64]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reader_can_move_to_a_worker_thread() {
+        fn is_send<T: Send>() {}
+        is_send::<VolumeReader>();
+    }
 
     #[test]
     fn decode_big_and_little_endian() {

@@ -60,7 +60,15 @@ pub struct Check {
 
 impl Check {
     pub fn new(name: &str, passed: bool, reason: impl Into<String>) -> Check {
-        Check { name: name.to_string(), reason: reason.into(), status: if passed { CheckStatus::Pass } else { CheckStatus::Fail } }
+        Check {
+            name: name.to_string(),
+            reason: reason.into(),
+            status: if passed {
+                CheckStatus::Pass
+            } else {
+                CheckStatus::Fail
+            },
+        }
     }
 
     pub fn passed(&self) -> bool {
@@ -312,13 +320,20 @@ impl VerifierReport {
         if self.passed() {
             format!("{}: pass ({blocks})", self.verifier.id)
         } else {
-            format!("{}: fail ({blocks}): {}", self.verifier.id, self.overall_reasons.join("; "))
+            format!(
+                "{}: fail ({blocks}): {}",
+                self.verifier.id,
+                self.overall_reasons.join("; ")
+            )
         }
     }
 
     /// The report as a JSON value with every object's keys sorted.
     pub fn to_value(&self) -> serde_json::Value {
-        sort_keys(serde_json::to_value(self).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })))
+        sort_keys(
+            serde_json::to_value(self)
+                .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
+        )
     }
 
     /// Pretty JSON with sorted keys.
@@ -342,9 +357,16 @@ pub fn sort_keys(v: serde_json::Value) -> serde_json::Value {
         serde_json::Value::Object(map) => {
             let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sort_keys(v))).collect())
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sort_keys(v)))
+                    .collect(),
+            )
         }
-        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(sort_keys).collect()),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(sort_keys).collect())
+        }
         other => other,
     }
 }

@@ -44,7 +44,10 @@ pub struct BoolGrid {
 impl BoolGrid {
     /// An all-false grid.
     pub fn new(shape: [usize; 3]) -> BoolGrid {
-        BoolGrid { shape, data: vec![false; shape[0] * shape[1] * shape[2]] }
+        BoolGrid {
+            shape,
+            data: vec![false; shape[0] * shape[1] * shape[2]],
+        }
     }
 
     /// Build from a predicate over voxel indices.
@@ -159,7 +162,11 @@ pub struct SurfaceMetrics {
 
 /// Surfel area (mm²) of every neighbour code at the given spacing (axes 0, 1, 2).
 pub fn surfel_area_table(spacing: [f64; 3]) -> [f64; 256] {
-    let scale = [spacing[1] * spacing[2], spacing[0] * spacing[2], spacing[0] * spacing[1]];
+    let scale = [
+        spacing[1] * spacing[2],
+        spacing[0] * spacing[2],
+        spacing[0] * spacing[1],
+    ];
     let mut table = [0.0; 256];
     for (code, slot) in table.iter_mut().enumerate() {
         let mut area = 0.0;
@@ -201,11 +208,16 @@ fn code_loops(code: u8) -> Vec<Vec<[f64; 3]>> {
                 })
                 .collect();
             let inside: Vec<bool> = cycle.iter().map(|&c| corner_inside(code, c)).collect();
-            let crossing: Vec<usize> = (0..4).filter(|&i| inside[i] != inside[(i + 1) % 4]).collect();
+            let crossing: Vec<usize> = (0..4)
+                .filter(|&i| inside[i] != inside[(i + 1) % 4])
+                .collect();
             match crossing.len() {
                 2 => {
                     let (i, j) = (crossing[0], crossing[1]);
-                    segments.push((edge(cycle[i], cycle[(i + 1) % 4]), edge(cycle[j], cycle[(j + 1) % 4])));
+                    segments.push((
+                        edge(cycle[i], cycle[(i + 1) % 4]),
+                        edge(cycle[j], cycle[(j + 1) % 4]),
+                    ));
                 }
                 4 => {
                     for i in 0..4 {
@@ -242,7 +254,11 @@ fn code_loops(code: u8) -> Vec<Vec<[f64; 3]>> {
         while cur != start {
             poly.push(midpoint(cur));
             visited.push(cur);
-            let next = adjacency[&cur].iter().copied().find(|&n| n != prev).unwrap_or(start);
+            let next = adjacency[&cur]
+                .iter()
+                .copied()
+                .find(|&n| n != prev)
+                .unwrap_or(start);
             prev = cur;
             cur = next;
         }
@@ -252,7 +268,11 @@ fn code_loops(code: u8) -> Vec<Vec<[f64; 3]>> {
 }
 
 fn cross(u: [f64; 3], v: [f64; 3]) -> [f64; 3] {
-    [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]]
+    [
+        u[1] * v[2] - u[2] * v[1],
+        u[2] * v[0] - u[0] * v[2],
+        u[0] * v[1] - u[1] * v[0],
+    ]
 }
 
 fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
@@ -261,7 +281,11 @@ fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
 
 fn scaled_triangle_area(p: [f64; 3], q: [f64; 3], r: [f64; 3], scale: [f64; 3]) -> f64 {
     let n = cross(sub(q, p), sub(r, p));
-    let s = [n[0] * scale[0] / 2.0, n[1] * scale[1] / 2.0, n[2] * scale[2] / 2.0];
+    let s = [
+        n[0] * scale[0] / 2.0,
+        n[1] * scale[1] / 2.0,
+        n[2] * scale[2] / 2.0,
+    ];
     (s[0] * s[0] + s[1] * s[1] + s[2] * s[2]).sqrt()
 }
 
@@ -280,7 +304,9 @@ fn max_area_triangulation(poly: &[[f64; 3]]) -> Vec<(usize, usize, usize)> {
             let j = i + len;
             let mut choice = (f64::NEG_INFINITY, usize::MAX);
             for k in i + 1..j {
-                let area = best[i][k].0 + best[k][j].0 + scaled_triangle_area(poly[i], poly[k], poly[j], unit);
+                let area = best[i][k].0
+                    + best[k][j].0
+                    + scaled_triangle_area(poly[i], poly[k], poly[j], unit);
                 if area > choice.0 + 1e-12 {
                     choice = (area, k);
                 }
@@ -349,7 +375,10 @@ fn corner_codes(mask: &BoolGrid, lo: [usize; 3], hi: [usize; 3]) -> CornerCodes 
 /// spacing (Felzenszwalb & Huttenlocher, separable lower envelope of parabolas).
 /// Points with no feature anywhere get `f64::INFINITY`.
 pub fn squared_edt(feature: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Vec<f64> {
-    let mut d: Vec<f64> = feature.iter().map(|&f| if f { 0.0 } else { f64::INFINITY }).collect();
+    let mut d: Vec<f64> = feature
+        .iter()
+        .map(|&f| if f { 0.0 } else { f64::INFINITY })
+        .collect();
     let stride = [1, dims[0], dims[0] * dims[1]];
     let mut line = Vec::new();
     let mut out = Vec::new();
@@ -396,7 +425,8 @@ fn lower_envelope(f: &[f64], s: f64, out: &mut Vec<f64>) {
                     break;
                 }
                 Some(&v) => {
-                    let x = ((f[q] + pos(q) * pos(q)) - (f[v] + pos(v) * pos(v))) / (2.0 * (pos(q) - pos(v)));
+                    let x = ((f[q] + pos(q) * pos(q)) - (f[v] + pos(v) * pos(v)))
+                        / (2.0 * (pos(q) - pos(v)));
                     if x <= *bounds.last().unwrap_or(&f64::NEG_INFINITY) && sites.len() > 1 {
                         sites.pop();
                         bounds.pop();
@@ -433,11 +463,17 @@ fn lower_envelope(f: &[f64], s: f64, out: &mut Vec<f64>) {
 
 /// DeepMind's `compute_surface_distances` for two same-shaped masks.
 pub fn surface_distances(gt: &BoolGrid, pred: &BoolGrid, spacing: [f64; 3]) -> SurfaceDistances {
-    assert_eq!(gt.shape, pred.shape, "surface_distances needs same-shaped masks");
+    assert_eq!(
+        gt.shape, pred.shape,
+        "surface_distances needs same-shaped masks"
+    );
     let bbox = match (gt.bbox(), pred.bbox()) {
         (None, None) => return SurfaceDistances::default(),
         (Some(a), None) | (None, Some(a)) => a,
-        (Some(a), Some(b)) => ([0, 1, 2].map(|k| a.0[k].min(b.0[k])), [0, 1, 2].map(|k| a.1[k].max(b.1[k]))),
+        (Some(a), Some(b)) => (
+            [0, 1, 2].map(|k| a.0[k].min(b.0[k])),
+            [0, 1, 2].map(|k| a.1[k].max(b.1[k])),
+        ),
     };
     let (lo, hi) = bbox;
     let table = surfel_area_table(spacing);
@@ -493,7 +529,12 @@ pub fn robust_hausdorff(sd: &SurfaceDistances, percent: f64) -> f64 {
 
 /// Surface Dice at `tolerance_mm`.
 pub fn surface_dice(sd: &SurfaceDistances, tolerance_mm: f64) -> f64 {
-    let within = |v: &[(f64, f64)]| v.iter().filter(|p| p.0 <= tolerance_mm).map(|p| p.1).sum::<f64>();
+    let within = |v: &[(f64, f64)]| {
+        v.iter()
+            .filter(|p| p.0 <= tolerance_mm)
+            .map(|p| p.1)
+            .sum::<f64>()
+    };
     let total = |v: &[(f64, f64)]| v.iter().map(|p| p.1).sum::<f64>();
     let denom = total(&sd.gt_to_pred) + total(&sd.pred_to_gt);
     if denom <= 0.0 {
@@ -504,15 +545,37 @@ pub fn surface_dice(sd: &SurfaceDistances, tolerance_mm: f64) -> f64 {
 
 /// Average symmetric surface distance: area-weighted mean over both surfaces.
 pub fn average_symmetric_surface_distance(sd: &SurfaceDistances) -> f64 {
-    let weighted: f64 = sd.gt_to_pred.iter().chain(&sd.pred_to_gt).map(|p| p.0 * p.1).sum();
-    let area: f64 = sd.gt_to_pred.iter().chain(&sd.pred_to_gt).map(|p| p.1).sum();
+    let weighted: f64 = sd
+        .gt_to_pred
+        .iter()
+        .chain(&sd.pred_to_gt)
+        .map(|p| p.0 * p.1)
+        .sum();
+    let area: f64 = sd
+        .gt_to_pred
+        .iter()
+        .chain(&sd.pred_to_gt)
+        .map(|p| p.1)
+        .sum();
     weighted / area
 }
 
 /// All surface metrics of one class, with the empty-mask convention applied.
-pub fn surface_metrics(gt: &BoolGrid, pred: &BoolGrid, spacing: [f64; 3], tolerance_mm: f64) -> SurfaceMetrics {
+pub fn surface_metrics(
+    gt: &BoolGrid,
+    pred: &BoolGrid,
+    spacing: [f64; 3],
+    tolerance_mm: f64,
+) -> SurfaceMetrics {
     let status = EmptyStatus::of(pred.count(), gt.count());
-    let mut m = SurfaceMetrics { status, hd95_mm: None, hausdorff_mm: None, assd_mm: None, nsd: None, tolerance_mm };
+    let mut m = SurfaceMetrics {
+        status,
+        hd95_mm: None,
+        hausdorff_mm: None,
+        assd_mm: None,
+        nsd: None,
+        tolerance_mm,
+    };
     match status {
         EmptyStatus::BothEmpty => {}
         EmptyStatus::PredEmpty | EmptyStatus::GtEmpty => m.nsd = Some(0.0),
@@ -624,12 +687,33 @@ mod tests {
         let total = 4.0 * (150.0 + 30.0 * r2 + r3);
         assert!((at0 + at2 + at4 - total).abs() < 1e-9);
         assert_eq!(sd.gt_to_pred.len(), 218);
-        let area_at = |d: f64| sd.gt_to_pred.iter().filter(|p| (p.0 - d).abs() < 1e-9).map(|p| p.1).sum::<f64>();
-        assert!((area_at(0.0) - at0).abs() < 1e-9, "{} vs {at0}", area_at(0.0));
-        assert!((area_at(2.0) - at2).abs() < 1e-9, "{} vs {at2}", area_at(2.0));
-        assert!((area_at(4.0) - at4).abs() < 1e-9, "{} vs {at4}", area_at(4.0));
+        let area_at = |d: f64| {
+            sd.gt_to_pred
+                .iter()
+                .filter(|p| (p.0 - d).abs() < 1e-9)
+                .map(|p| p.1)
+                .sum::<f64>()
+        };
+        assert!(
+            (area_at(0.0) - at0).abs() < 1e-9,
+            "{} vs {at0}",
+            area_at(0.0)
+        );
+        assert!(
+            (area_at(2.0) - at2).abs() < 1e-9,
+            "{} vs {at2}",
+            area_at(2.0)
+        );
+        assert!(
+            (area_at(4.0) - at4).abs() < 1e-9,
+            "{} vs {at4}",
+            area_at(4.0)
+        );
         for (p, q) in sd.gt_to_pred.iter().zip(&sd.pred_to_gt) {
-            assert!((p.0 - q.0).abs() < 1e-12 && (p.1 - q.1).abs() < 1e-12, "directions mirror");
+            assert!(
+                (p.0 - q.0).abs() < 1e-12 && (p.1 - q.1).abs() < 1e-12,
+                "directions mirror"
+            );
         }
         // Cumulative share reaches 0.95 only at 4 mm; the maximum is 4 mm.
         assert_eq!(robust_hausdorff(&sd, 95.0), 4.0);
@@ -639,7 +723,10 @@ mod tests {
         assert_eq!(robust_hausdorff(&sd, 70.0), 2.0);
         assert!((surface_dice(&sd, 1.0) - at0 / total).abs() < 1e-12);
         assert!((surface_dice(&sd, 2.0) - (at0 + at2) / total).abs() < 1e-12);
-        assert!((average_symmetric_surface_distance(&sd) - (2.0 * at2 + 4.0 * at4) / total).abs() < 1e-12);
+        assert!(
+            (average_symmetric_surface_distance(&sd) - (2.0 * at2 + 4.0 * at4) / total).abs()
+                < 1e-12
+        );
     }
 
     #[test]
@@ -649,7 +736,9 @@ mod tests {
         let shape = [26, 30, 26];
         let ball = |c: [f64; 3]| {
             BoolGrid::from_fn(shape, move |x, y, z| {
-                let d2 = (x as f64 - c[0]).powi(2) + (y as f64 - c[1]).powi(2) + (z as f64 - c[2]).powi(2);
+                let d2 = (x as f64 - c[0]).powi(2)
+                    + (y as f64 - c[1]).powi(2)
+                    + (z as f64 - c[2]).powi(2);
                 d2 <= 64.0
             })
         };

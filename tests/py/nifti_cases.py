@@ -142,12 +142,16 @@ def record_ok(name, path, description):
                 "qform_code": int(qcode),
                 "sform": enc_matrix(sform),
                 "qform": enc_matrix(qform),
+                "sform_qform_disagree": bool(
+                    sform is not None and qform is not None and np.abs(sform - qform).max() > 1e-4
+                ),
                 "axcodes": [c if c is not None else "?" for c in nib.aff2axcodes(img.affine)],
                 "scl_slope": enc(raw_hdr["scl_slope"]),
                 "scl_inter": enc(raw_hdr["scl_inter"]),
                 "applied_slope_inter": [enc(img.dataobj.slope), enc(img.dataobj.inter)],
                 "vox_offset": int(img.dataobj.offset),
-                "descrip": hdr["descrip"].item().decode("latin1"),
+                "descrip": raw_hdr["descrip"].item().decode("latin1"),
+                "xyz_units": raw_hdr.get_xyzt_units()[0],
                 "sum": enc(finite.sum()) if finite.size else 0.0,
                 "min": enc(finite.min()) if finite.size else None,
                 "max": enc(finite.max()) if finite.size else None,
@@ -310,6 +314,11 @@ def main():
         name = f"shape_{label}"
         record_ok(name, write_bytes(name + ".nii", raw_file_bytes(hdr, data)), f"shape {shape}")
 
+    # NIfTI-2 dims beyond NIfTI-1's int16 range.
+    hdr = make_header(2, ">", "uint8", (40000, 2, 3))
+    hdr.set_sform(lps, code=1)
+    record_ok("v2_wide_dim", write_bytes("v2_wide_dim.nii.gz", raw_file_bytes(hdr, rng_data("uint8", shape=(40000, 2, 3))), "gzip"), "NIfTI-2, dim 40000")
+
     # Containers: gzip, multi-member gzip, padding, extensions, trailing bytes.
     hdr = make_header(1, "<", "float32")
     hdr.set_sform(oblique_affine(), code=1)
@@ -355,6 +364,13 @@ def main():
     record_ok("gz_zero_padding", write_bytes("gz_zero_padding.nii.gz", gzip.compress(be[:200]) + b"\0" * 512 + gzip.compress(be[200:]) + b"\0" * 1000), "zero padding between and after gzip members")
     record_ok("gz_trailing_junk", write_bytes("gz_trailing_junk.nii.gz", gzip.compress(be) + b"not gzip at all"), "junk after the last gzip member is never read")
     record_ok("gz_long_zero_tail", write_bytes("gz_long_zero_tail.nii.gz", be + b"\0" * (16 << 20), "gzip"), "16 MiB of zeros after the data in the same member")
+
+    for version, unit in [(1, "meter"), (2, "micron")]:
+        hdr = make_header(version, "<", "uint8")
+        hdr.set_sform(np.diag([0.001, 0.001, 0.002, 1.0]), code=1)
+        hdr.set_xyzt_units(unit, "sec")
+        name = f"units_{unit}_v{version}"
+        record_ok(name, write_bytes(name + ".nii", raw_file_bytes(hdr, label_data())), f"xyzt_units {unit}")
 
     # A realistic file through the ordinary nib.save path.
     img = nib.Nifti1Image(label_data((33, 29, 17), np.uint8), lps)
@@ -430,6 +446,7 @@ def main():
     mutated(1, "<", "int16", [3, 7, 6, 5], "vox_offset_low.nii", "invalid_header", "vox_offset 100", set_f32(108, 100.0))
     mutated(1, "<", "int16", [3, 7, 6, 5], "vox_offset_nan.nii", "invalid_header", "vox_offset NaN", set_f32(108, float("nan")))
     mutated(1, "<", "int16", [3, 7, 6, 5], "vox_offset_huge.nii", "truncated", "vox_offset far past the end", set_f32(108, 1e9))
+    mutated(1, "<", "int16", [3, 7, 6, 5], "vox_offset_absurd.nii", "too_large", "vox_offset 1e12", set_f32(108, 1e12))
     mutated(1, "<", "int16", [3, 7, 6, 5], "inter_inf.nii", "invalid_header", "valid slope, infinite intercept", lambda b: (set_f32(112, 2.0)(b), set_f32(116, float("inf"))(b)))
 
     def bad_quaternion(blob):
@@ -444,6 +461,11 @@ def main():
         blob[8:12] = b"\r\n\n\n"
 
     mutated(2, "<", "int16", [3, 7, 6, 5], "bad_eol_v2.nii", "invalid_header", "NIfTI-2 eol_check damaged", bad_eol)
+
+    # A tiny .nii.gz claiming one 2 GiB float64 slice: must fail at the end of
+    # the real data, never allocating the claim.
+    h = make_header(1, "<", "float64", (16000, 16000, 1))
+    record_error("huge_slice_claim", write_bytes("huge_slice_claim.nii.gz", raw_file_bytes(h, np.zeros(1000)), "gzip"), "truncated", "2 GiB slice claimed, 8 KB present")
 
     # A gzip "bomb": a tiny compressed file whose header claims an absurd volume.
     h = make_header(1, "<", "uint8")
