@@ -270,3 +270,73 @@ def test_real_upstream_bundle_runs_with_standin_weights(tmp_path):
     out = tmp_path / "out"
     single(root, image, out, "CT_BODY", [1, 3], patch_size="[64,64,64]")
     assert ids_present(load_mask_checked(mask_path(out, image), image)) <= {1, 3}
+
+
+# --- the bundle's Python components, in process (fast) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_scripts():
+    """The bundle's `scripts` package, imported under a private name so it cannot
+    shadow anything else called `scripts`."""
+    import importlib
+    import importlib.util
+
+    name = "ctmr_demo_bundle_scripts"
+    spec = importlib.util.spec_from_file_location(
+        name, DEMO_BUNDLE / "scripts" / "__init__.py", submodule_search_locations=[str(DEMO_BUNDLE / "scripts")]
+    )
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    spec.loader.exec_module(package)
+    return {
+        "network": importlib.import_module(f"{name}.network"),
+        "evaluator": importlib.import_module(f"{name}.evaluator"),
+    }
+
+
+def test_prompt_normalisation_accepts_collated_forms(demo_scripts):
+    import torch
+
+    prompt_ids = demo_scripts["evaluator"].prompt_ids
+    assert prompt_ids(None) is None
+    assert prompt_ids([1, 3]) == [1, 3]
+    assert prompt_ids([torch.tensor([1]), torch.tensor([3])]) == [1, 3]  # what the DataLoader collates
+    assert prompt_ids(torch.tensor([[1], [3]])) == [1, 3]
+    with pytest.raises(ValueError, match="flat list"):
+        prompt_ids([[1, 2]])
+    with pytest.raises(ValueError, match="list of label ids"):
+        prompt_ids("liver")
+
+
+@pytest.mark.parametrize(
+    "prompt, message",
+    [([], "empty"), ([0], "outside the label vocabulary"), ([346], "outside the label vocabulary"),
+     ([1, 16], "not a supported class prompt")],
+)
+def test_prompt_validation_refuses_what_upstream_refuses(demo_scripts, prompt, message):
+    with pytest.raises(ValueError, match=message):
+        demo_scripts["evaluator"].validate_prompt(prompt)
+
+
+def test_band_network_labels_bands_and_drops_one_voxel_shells(demo_scripts):
+    import torch
+
+    net = demo_scripts["network"].IntensityBandNet(class_ids=[1, 3])
+    net.load_state_dict({"class_ids": torch.tensor([1, 3]), "bands": torch.tensor([[50.0, 70.0], [40.0, 50.0]])})
+    image = torch.zeros(1, 1, 12, 12, 12)
+    image[..., 2:8, 2:8, 2:8] = 60.0  # a 6-voxel cube in band 1
+    image[..., 9, 2:8, 2:8] = 45.0  # a one-voxel-thick sheet in band 3, as interpolation leaves
+    logits = net(image, class_vector=torch.tensor([[3], [1], [6]]))
+    assert logits.shape == (1, 3, 12, 12, 12)
+    assert bool((logits[0, 1] > 0).sum() == 6**3) and bool((logits[0, 1][2:8, 2:8, 2:8] > 0).all())
+    assert not bool((logits[0, 0] > 0).any()), "the thin sheet must be removed by the opening"
+    assert bool((logits[0, 2] == net.background_logit).all()), "an id the demo does not know is never positive"
+
+
+def test_band_network_refuses_a_checkpoint_for_other_ids(demo_scripts):
+    import torch
+
+    net = demo_scripts["network"].IntensityBandNet(class_ids=[1, 3])
+    with pytest.raises(ValueError, match="make-demo-weights"):
+        net.load_state_dict({"class_ids": torch.tensor([1, 5]), "bands": torch.zeros(2, 2)})
