@@ -32,6 +32,9 @@ pub enum Command {
     Serve,
     /// Run the upstream bundle on one volume; evidence JSON on stdout, pack in --output-dir.
     Run(RunArgs),
+    /// Run the upstream's batch config once over a cohort; one evidence pack per volume
+    /// and cohort.json / cohort_volumes.csv in --output-root (resumable).
+    RunBatch(RunBatchArgs),
     /// Statistics and geometry of a label map (one streamed pass).
     Inspect(InspectArgs),
     /// List the upstream label table, or resolve names to ids.
@@ -82,6 +85,47 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     pub patch_size: Option<Vec<u32>>,
     /// Sliding-window batch size.
+    #[arg(long)]
+    pub sw_batch_size: Option<u32>,
+}
+
+/// `ctmr-skill run-batch`: the flags of the `run_batch` tool.
+#[derive(Debug, Clone, Args)]
+pub struct RunBatchArgs {
+    /// The volumes (or use --input-dir).
+    #[arg(value_name = "INPUT", required_unless_present = "input_dir")]
+    pub inputs: Vec<PathBuf>,
+    /// A directory searched recursively for inputs.
+    #[arg(long, conflicts_with = "inputs")]
+    pub input_dir: Option<PathBuf>,
+    /// With --input-dir: the file-name ending that selects inputs.
+    #[arg(long, requires = "input_dir")]
+    pub suffix: Option<String>,
+    /// CT_BODY | MRI_BODY | MRI_BRAIN.
+    #[arg(long, default_value = "CT_BODY")]
+    pub modality: String,
+    /// Directory for the per-volume packs and the cohort summary.
+    #[arg(long, short = 'o')]
+    pub output_root: PathBuf,
+    /// Comma-separated class ids for every volume, e.g. 3,14.
+    #[arg(long, value_delimiter = ',')]
+    pub label_prompts: Option<Vec<u32>>,
+    /// Class names resolved from the label table (repeatable).
+    #[arg(long = "structure")]
+    pub structures: Vec<String>,
+    /// auto | cuda | cpu.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    #[arg(long)]
+    pub upstream_root: Option<PathBuf>,
+    /// Wall-clock limit per volume, in seconds.
+    #[arg(long)]
+    pub timeout_seconds: Option<f64>,
+    #[arg(long)]
+    pub preprocessed_brain_input: bool,
+    /// Sliding-window patch size, e.g. 64,64,64.
+    #[arg(long, value_delimiter = ',')]
+    pub patch_size: Option<Vec<u32>>,
     #[arg(long)]
     pub sw_batch_size: Option<u32>,
 }

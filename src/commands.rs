@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::cli::{Command, DoctorArgs, InspectArgs, LabelsArgs, RunArgs, SchemaArgs, VerifyArgs};
+use crate::cli::{
+    Command, DoctorArgs, InspectArgs, LabelsArgs, RunArgs, RunBatchArgs, SchemaArgs, VerifyArgs,
+};
 use crate::config::Config;
 use crate::evidence::RunStatus;
 use crate::manifest::Manifest;
@@ -38,6 +40,7 @@ pub fn dispatch(command: Command, config: Config) -> u8 {
     match command {
         Command::Serve => serve(config, manifest),
         Command::Run(args) => run(&args, config, manifest),
+        Command::RunBatch(args) => run_batch(&args, config, manifest),
         Command::Inspect(args) => inspect(&args, &config),
         Command::Labels(args) => labels(&args, &config),
         Command::Verify(args) => verify(&args, &config),
@@ -144,6 +147,97 @@ fn run(args: &RunArgs, config: Config, manifest: Manifest) -> u8 {
                 RunStatus::Cancelled => EXIT_CANCELLED,
                 RunStatus::Refused => EXIT_USAGE,
                 RunStatus::UpstreamFailed => EXIT_UPSTREAM_FAILED,
+            }
+        }
+    }
+}
+
+/// `ctmr-skill run-batch`: cohort JSON on stdout, one progress line per change on stderr.
+fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest) -> u8 {
+    use crate::tools::run_batch::{request as batch_request, BatchCall, RunBatch};
+    let arguments = batch_request::arguments_from_cli(
+        &args.inputs,
+        args.input_dir.as_deref(),
+        args.suffix.as_deref(),
+        &args.modality,
+        &args.output_root,
+        args.label_prompts.as_deref(),
+        &args.structures,
+        &args.device,
+        args.upstream_root.as_deref(),
+        args.timeout_seconds,
+        args.preprocessed_brain_input,
+        args.patch_size.as_deref(),
+        args.sw_batch_size,
+    );
+    let tool = manifest
+        .tool("run_batch")
+        .expect("manifest declares run_batch")
+        .clone();
+    let request = match batch_request::from_tool_arguments(&tool, &arguments, &config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ctmr-skill run-batch: {e}");
+            print_json(
+                &json!({"status": RunStatus::Refused, "message": e.to_string(), "argument": e.argument}),
+            );
+            return EXIT_USAGE;
+        }
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_runs));
+    let runner = RunBatch::new(Arc::new(config), Arc::new(manifest), slots);
+    // Plain lines, one each time the count or the volume in flight changes.
+    let last = std::sync::Mutex::new(String::new());
+    let ctx = CallContext {
+        progress: Arc::new(move |p: Progress| {
+            let Some(message) = p.message else { return };
+            // Elapsed time and the estimate change every tick; the rest is the news.
+            let key: Vec<&str> = message
+                .split("; ")
+                .filter(|part| !part.ends_with(" elapsed") && !part.ends_with(" left"))
+                .collect();
+            let key = key.join("; ");
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            if *last != key {
+                eprintln!("ctmr-skill run-batch: {message}");
+                *last = key;
+            }
+        }),
+        cancel: tokio_util::sync::CancellationToken::new(),
+    };
+    let cancel = ctx.cancel.clone();
+    let call = runtime().block_on(async move {
+        let interrupt = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("ctmr-skill run-batch: interrupted; stopping the upstream process group");
+                interrupt.cancel();
+            }
+        });
+        runner.run(request, ctx).await
+    });
+    match call {
+        BatchCall::Refused { message, document } => {
+            eprintln!("ctmr-skill run-batch: {message}");
+            print_json(&document);
+            EXIT_USAGE
+        }
+        BatchCall::NotStarted { message } => {
+            eprintln!("ctmr-skill run-batch: {message}");
+            print_json(&json!({"status": "not_started", "message": message}));
+            EXIT_ERROR
+        }
+        BatchCall::Ran(cohort) => {
+            eprintln!("{}", cohort.summary);
+            for f in &cohort.failures {
+                eprintln!("  {} ({:?}): {}", f.id, f.status, f.reason);
+            }
+            print_json(&cohort);
+            match cohort.status.as_str() {
+                "succeeded" => EXIT_OK,
+                "timed_out" => EXIT_TIMED_OUT,
+                "cancelled" => EXIT_CANCELLED,
+                _ => EXIT_UPSTREAM_FAILED,
             }
         }
     }

@@ -209,6 +209,9 @@ pub fn embedded_schema(path: &str) -> Option<Value> {
     if path == EVIDENCE_SCHEMA_PATH {
         return Some(crate::evidence::evidence_schema());
     }
+    if path == crate::tools::run_batch::cohort::COHORT_SCHEMA_PATH {
+        return Some(crate::tools::run_batch::cohort::cohort_schema());
+    }
     crate::manifest::EMBEDDED_SCHEMAS
         .iter()
         .find(|(p, _)| *p == path)

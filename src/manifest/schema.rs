@@ -101,10 +101,16 @@ pub fn tool_specs(manifest: &Manifest) -> Vec<ToolSpec> {
 /// The generated files of `ctmr-skill schema`: (relative path, pretty JSON). The same
 /// list is compared with the checked-in copies by a test, so drift fails CI.
 pub fn generated_files(manifest: &Manifest) -> Vec<(String, String)> {
-    let mut files = vec![(
-        super::model::EVIDENCE_SCHEMA_PATH.to_string(),
-        pretty(&crate::evidence::evidence_schema()),
-    )];
+    let mut files = vec![
+        (
+            super::model::EVIDENCE_SCHEMA_PATH.to_string(),
+            pretty(&crate::evidence::evidence_schema()),
+        ),
+        (
+            crate::tools::run_batch::cohort::COHORT_SCHEMA_PATH.to_string(),
+            pretty(&crate::tools::run_batch::cohort::cohort_schema()),
+        ),
+    ];
     let mut listing = Vec::new();
     for spec in tool_specs(manifest) {
         files.push((

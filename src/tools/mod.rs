@@ -7,6 +7,7 @@
 
 pub mod inspect_label_map;
 pub mod list_labels;
+pub mod run_batch;
 pub mod run_script;
 mod toolbox;
 pub mod verify_evidence;

@@ -6,7 +6,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::{Map, Value};
 
-use super::{inspect_label_map, list_labels, run_script, verify_evidence};
+use super::{inspect_label_map, list_labels, run_batch, run_script, verify_evidence};
 use super::{CallContext, ToolBox, ToolCallError, ToolOutcome, ToolSpec};
 use crate::config::Config;
 use crate::manifest::Manifest;
@@ -17,15 +17,23 @@ pub struct CtmrTools {
     manifest: Arc<Manifest>,
     specs: Vec<ToolSpec>,
     run_script: Arc<run_script::RunScript>,
+    run_batch: Arc<run_batch::RunBatch>,
 }
 
 impl CtmrTools {
     pub fn new(config: Config, manifest: Manifest) -> Self {
         let config = Arc::new(config);
         let manifest = Arc::new(manifest);
+        let run_script = Arc::new(run_script::RunScript::new(config.clone(), manifest.clone()));
+        let run_batch = Arc::new(run_batch::RunBatch::new(
+            config.clone(),
+            manifest.clone(),
+            run_script.slots(),
+        ));
         CtmrTools {
             specs: crate::manifest::schema::tool_specs(&manifest),
-            run_script: Arc::new(run_script::RunScript::new(config.clone(), manifest.clone())),
+            run_script,
+            run_batch,
             config,
             manifest,
         }
@@ -33,6 +41,10 @@ impl CtmrTools {
 
     pub fn run_script(&self) -> &run_script::RunScript {
         &self.run_script
+    }
+
+    pub fn run_batch(&self) -> &run_batch::RunBatch {
+        &self.run_batch
     }
 }
 
@@ -61,6 +73,10 @@ impl ToolBox for CtmrTools {
         match name {
             "run_script" => {
                 let tool = self.run_script.clone();
+                async move { Ok(tool.call_tool(arguments, ctx).await.into_outcome()) }.boxed()
+            }
+            "run_batch" => {
+                let tool = self.run_batch.clone();
                 async move { Ok(tool.call_tool(arguments, ctx).await.into_outcome()) }.boxed()
             }
             "inspect_label_map" => async move {

@@ -50,6 +50,11 @@ impl RunScript {
         }
     }
 
+    /// The run slots, shared with `run_batch` so the concurrency limit covers both.
+    pub fn slots(&self) -> Arc<Semaphore> {
+        self.slots.clone()
+    }
+
     /// Tool arguments in either form → a finished call.
     pub async fn call_tool(&self, args: Map<String, Value>, ctx: CallContext) -> RunCall {
         (ctx.progress)(Progress {

@@ -54,23 +54,11 @@ pub async fn execute(
     ctx: &CallContext,
 ) -> Result<Evidence, StartFailure> {
     let request = &gated.request;
-    let run_id = format!(
-        "{}-{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let run_id = new_run_id();
     let created_at = chrono::Utc::now().to_rfc3339();
     report(ctx, "starting upstream", None);
 
-    let exe = std::env::current_exe().ok();
-    let python = upstream::find_python(
-        config.python.as_deref(),
-        None,
-        &config.cwd,
-        exe.as_deref(),
-        std::env::var_os("PATH").as_deref(),
-    )
-    .map_err(|e| StartFailure(e.to_string()))?;
+    let python = find_python(config)?;
     let upstream_request = UpstreamRequest {
         python: python.path.clone(),
         bundle_root: gated.root.clone(),
@@ -104,12 +92,65 @@ pub async fn execute(
         .map_err(|e| StartFailure(e.to_string()))?;
 
     report(ctx, "writing", None);
+    report(ctx, "inspecting", None);
+    write_evidence(
+        &gated,
+        &result,
+        &probe,
+        &python,
+        &RunIds { run_id, created_at },
+        manifest,
+    )
+}
+
+/// A fresh run id: UTC time and a random suffix.
+pub fn new_run_id() -> String {
+    format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// The interpreter a run uses ($CTMR_SKILL_PYTHON, the project venv, PATH).
+pub fn find_python(config: &Config) -> Result<upstream::PythonChoice, StartFailure> {
+    let exe = std::env::current_exe().ok();
+    upstream::find_python(
+        config.python.as_deref(),
+        None,
+        &config.cwd,
+        exe.as_deref(),
+        std::env::var_os("PATH").as_deref(),
+    )
+    .map_err(|e| StartFailure(e.to_string()))
+}
+
+/// Identity of one run's evidence.
+#[derive(Debug, Clone)]
+pub struct RunIds {
+    pub run_id: String,
+    /// RFC 3339, when the run was created.
+    pub created_at: String,
+}
+
+/// Build the evidence of a finished upstream run from the files it left (the adopted
+/// mask in `result.mask`) and write the pack into `gated.request.output_dir`. Shared by
+/// `run_script` and `run_batch` (one call per volume), so both write the same document.
+pub fn write_evidence(
+    gated: &Gated,
+    result: &RunResult,
+    probe: &upstream::EnvProbe,
+    python: &upstream::PythonChoice,
+    ids: &RunIds,
+    manifest: &Manifest,
+) -> Result<Evidence, StartFailure> {
+    let request = &gated.request;
+    let run_id = &ids.run_id;
     let mask = result
         .mask
         .as_ref()
         .and_then(MaskAdoption::path)
         .map(Path::to_path_buf);
-    report(ctx, "inspecting", None);
     let inspection = mask
         .as_ref()
         .map(|path| inspect::inspect(path, &InspectOptions::default()).map_err(|e| e.to_string()));
@@ -118,17 +159,17 @@ pub async fn execute(
     let mask_sha = mask.as_deref().and_then(|m| upstream::sha256_file(m).ok());
 
     let mut evidence = build(
-        &gated,
-        &result,
+        gated,
+        result,
         inspection.as_ref(),
         Hashes {
             input: input_sha,
             mask: mask_sha,
             model: model_sha,
         },
-        &probe,
-        &python,
-        &run_id,
+        probe,
+        python,
+        run_id,
         manifest,
     );
     let doc = serde_json::to_value(&evidence).expect("evidence serialises");
@@ -150,7 +191,7 @@ pub async fn execute(
         run_id: run_id.clone(),
         skill_id: manifest.id.clone(),
         skill_version: manifest.version.clone(),
-        created_at,
+        created_at: ids.created_at.clone(),
         finished_at: result.finished_at.clone(),
         command: result.command.clone(),
         environment: BTreeMap::from([
@@ -205,7 +246,7 @@ pub async fn execute(
 }
 
 /// The documented memory/speed overrides passed to the bundle as `--key value`.
-fn overrides_of(request: &super::request::RunRequest) -> Vec<(String, String)> {
+pub fn overrides_of(request: &super::request::RunRequest) -> Vec<(String, String)> {
     let mut overrides = Vec::new();
     if let Some(patch) = &request.patch_size {
         overrides.push((
@@ -511,6 +552,11 @@ fn summarise(
         ),
         RunStatus::TimedOut => format!("The upstream run timed out after {:.0} s; its process group was killed.", result.seconds),
         RunStatus::Cancelled => "The run was cancelled; the upstream process group was killed.".into(),
+        _ if crate::tools::run_batch::oom::is_cuda_oom(&result.stderr_tail) => format!(
+            "The upstream run failed (exit code {}): {}",
+            result.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()),
+            crate::tools::run_batch::oom::OOM_FIX
+        ),
         _ => match inspect_error {
             Some(e) => format!("The upstream exited but its mask could not be read: {e}"),
             None => format!(

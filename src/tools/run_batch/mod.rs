@@ -1,0 +1,818 @@
+//! `run_batch`: a cohort through the upstream's documented batch entry point, one
+//! model load per attempt instead of one per volume, and one evidence pack per volume.
+//!
+//! Flow:
+//! 1. [`request`] validates the call; inputs come as a list or a directory.
+//! 2. Every input goes through `run_script`'s gates (pack dir `<output_root>/<id>`)
+//!    before anything runs. A refusal that is not about the input itself (root,
+//!    weights, modality, output location, prompts) refuses the whole batch; a bad
+//!    input is reported and left out.
+//! 3. Resume: a volume whose earlier pack succeeded for the same input bytes,
+//!    modality and prompts, with its mask intact, is reused ([`plan::reusable`]).
+//! 4. Attempts: the pending inputs are staged as symlinks `<id>.nii.gz` in a fresh
+//!    directory and the batch config runs once over them
+//!    (`--input_dir STAGE --input_list [...]`, plus `--input_dicts` when prompts are
+//!    given, since the batch config otherwise prompts everything). Both the upstream
+//!    and the demo bundle then write `<masks>/<id>/<id>_trans.nii.gz`; each mask is
+//!    adopted (written after the attempt started) and moved into its pack. The
+//!    upstream processes its list in order, so if an attempt stops early (a crash, or
+//!    a loader error that ends the data loader quietly with exit 0) the first volume
+//!    without a mask was in flight: it is reported failed and the rest run again
+//!    without it. Two attempts in a row that write nothing stop the batch: that
+//!    failure is not one volume's.
+//! 5. Each volume's evidence is written by `run_script`'s own writer
+//!    ([`crate::tools::run_script::run::write_evidence`]), then `cohort.json` and
+//!    `cohort_volumes.csv` ([`cohort`]).
+//!
+//! A volume's evidence records the batch command and the attempt's real exit code;
+//! its status is `succeeded` when the attempt wrote and we read its mask, even if the
+//! process stopped later on another volume (`attempts` in cohort.json tells that story).
+
+pub mod cohort;
+pub mod oom;
+pub mod plan;
+pub mod progress;
+pub mod request;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use tokio::sync::Semaphore;
+
+use self::cohort::{Attempt, Cohort, Failure, VolumeRow, VolumeStatus};
+use self::plan::{Verdict, Volume};
+use self::request::{BatchInputs, BatchRunRequest};
+use crate::config::Config;
+use crate::evidence::{Evidence, RunStatus};
+use crate::manifest::Manifest;
+use crate::tools::run_script::gates::{self, Gated, Refusal};
+use crate::tools::run_script::request::RunRequest;
+use crate::tools::run_script::run::{self as single, RunIds, StartFailure};
+use crate::tools::{CallContext, Progress, ToolOutcome};
+use crate::upstream::{self, MaskAdoption, RunOutcome, RunResult};
+
+/// Gates about the input file itself: failing one leaves that input out.
+const INPUT_GATES: [&str; 3] = ["input_exists", "input_is_nifti", "input_is_3d"];
+
+/// The tool, sharing the run slots of `run_script` (one upstream process at a time
+/// per slot, whichever tool starts it).
+pub struct RunBatch {
+    config: Arc<Config>,
+    manifest: Arc<Manifest>,
+    slots: Arc<Semaphore>,
+}
+
+/// What a call ended as.
+#[derive(Debug)]
+pub enum BatchCall {
+    /// Arguments or gates refused the batch; nothing ran.
+    Refused { message: String, document: Value },
+    /// The batch could not start (no Python runtime, probe failed, unwritable root).
+    NotStarted { message: String },
+    /// The batch ran (fully or not): packs and the cohort summary are on disk.
+    Ran(Box<Cohort>),
+}
+
+/// One volume through the batch.
+struct Entry {
+    volume: Volume,
+    gated: Gated,
+    input_sha: Option<String>,
+    /// Set once the volume's fate is known.
+    row: Option<VolumeRow>,
+    stale: Option<upstream::StaleOutput>,
+}
+
+impl RunBatch {
+    pub fn new(config: Arc<Config>, manifest: Arc<Manifest>, slots: Arc<Semaphore>) -> Self {
+        RunBatch {
+            config,
+            manifest,
+            slots,
+        }
+    }
+
+    /// Tool arguments → a finished call.
+    pub async fn call_tool(&self, args: Map<String, Value>, ctx: CallContext) -> BatchCall {
+        let tool = self
+            .manifest
+            .tool("run_batch")
+            .expect("manifest declares run_batch");
+        match request::from_tool_arguments(tool, &args, &self.config) {
+            Ok(r) => self.run(r, ctx).await,
+            Err(e) => BatchCall::Refused {
+                message: format!("run_batch refused before running anything: {e}"),
+                document: json!({
+                    "status": RunStatus::Refused,
+                    "message": e.to_string(),
+                    "argument": e.argument,
+                    "rule": e.rule,
+                    "fix": e.fix,
+                    "intended_use_disclaimer": crate::evidence::DISCLAIMER,
+                }),
+            },
+        }
+    }
+
+    /// A validated request → a finished call.
+    pub async fn run(&self, request: BatchRunRequest, ctx: CallContext) -> BatchCall {
+        let t0 = Instant::now();
+        let created_at = chrono::Utc::now().to_rfc3339();
+        let run_id = single::new_run_id();
+        let inputs = match collect_inputs(&request) {
+            Ok(i) => i,
+            Err(message) => return refused(message, json!(null)),
+        };
+        report(&ctx, 0.0, inputs.len(), "checking gates".into());
+
+        // Gates, per input, before anything runs.
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut rows: Vec<VolumeRow> = Vec::new();
+        for volume in plan::assign_ids(&inputs) {
+            let single_request = per_volume_request(&request, &volume);
+            match gates::evaluate(single_request, &self.config, &self.manifest) {
+                Ok(gated) => entries.push(Entry {
+                    volume,
+                    gated,
+                    input_sha: None,
+                    row: None,
+                    stale: None,
+                }),
+                Err(refusal) => {
+                    if let Some(general) = not_about_the_input(&refusal) {
+                        return refused(
+                            format!(
+                                "run_batch refused before running anything (checked on {}):\n{general}",
+                                volume.input.display()
+                            ),
+                            json!(refusal.gates),
+                        );
+                    }
+                    rows.push(refused_row(&volume, &refusal));
+                }
+            }
+        }
+        if entries.is_empty() {
+            let reasons: Vec<String> = rows
+                .iter()
+                .map(|r| format!("- {}: {}", r.input, r.reason.clone().unwrap_or_default()))
+                .collect();
+            return refused(
+                format!(
+                    "run_batch refused: every input failed its gates; nothing ran:\n{}",
+                    reasons.join("\n")
+                ),
+                json!(rows),
+            );
+        }
+
+        let _slot = tokio::select! {
+            slot = self.slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = ctx.cancel.cancelled() => {
+                return BatchCall::NotStarted { message: "cancelled while waiting for a run slot; nothing ran".into() }
+            }
+        };
+
+        let root = entries[0].gated.root.clone();
+        let batch_dir = request.output_root.join(".batch").join(&run_id);
+        let python = match single::find_python(&self.config) {
+            Ok(p) => p,
+            Err(StartFailure(message)) => return BatchCall::NotStarted { message },
+        };
+        let base_env: Vec<_> = std::env::vars_os().collect();
+        let env = upstream::child_env(
+            base_env.clone(),
+            &batch_dir.join("attempt-1/masks"),
+            request.device,
+        );
+        let probe = match upstream::probe_environment(
+            &python.path,
+            &env,
+            &root,
+            upstream::DEFAULT_PROBE_TIMEOUT,
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                return BatchCall::NotStarted {
+                    message: e.to_string(),
+                }
+            }
+        };
+        if let Err(e) = upstream::check_device(request.device, &probe) {
+            return BatchCall::NotStarted {
+                message: e.to_string(),
+            };
+        }
+
+        // Resume: keep complete earlier packs.
+        let prompts = entries[0].gated.prompts.clone().filter(|p| !p.is_empty());
+        for entry in entries.iter_mut() {
+            entry.input_sha = upstream::sha256_file(&entry.volume.input).ok();
+            if let Some(row) = reuse(entry, request.modality.as_str(), prompts.as_deref()) {
+                entry.row = Some(row);
+            }
+        }
+        let reused = entries.iter().filter(|e| e.row.is_some()).count();
+        let total = entries.len();
+
+        let ctx_run = RunContext {
+            python: &python,
+            probe: &probe,
+            root: &root,
+            batch_dir: &batch_dir,
+            base_env,
+            run_id: &run_id,
+            created_at: &created_at,
+            prompts: prompts.as_deref(),
+            total,
+            reused,
+            t0,
+        };
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut pending: Vec<usize> = (0..entries.len())
+            .filter(|i| entries[*i].row.is_none())
+            .collect();
+        let mut stopped: Option<VolumeStatus> = None;
+        let mut previous_wrote_nothing = false;
+        while !pending.is_empty() {
+            let number = attempts.len() + 1;
+            let outcome = self
+                .attempt(number, &pending, &mut entries, &request, &ctx_run, &ctx)
+                .await;
+            let (result, written, mut attempt) = match outcome {
+                Ok(o) => o,
+                Err(StartFailure(message)) => {
+                    for &i in &pending {
+                        let v = &entries[i].volume;
+                        entries[i].row = Some(failed_row(v, &entries[i].gated, &message));
+                    }
+                    break;
+                }
+            };
+            let verdict = plan::judge(&pending, &written);
+            let mut next = Vec::new();
+            let stop_status = match &result.outcome {
+                RunOutcome::TimedOut => Some(VolumeStatus::TimedOut),
+                RunOutcome::Cancelled => Some(VolumeStatus::Cancelled),
+                _ => None,
+            };
+            match verdict {
+                Verdict::AllWritten => {}
+                Verdict::StoppedAt { .. } if stop_status.is_some() => {
+                    stopped = stop_status;
+                    for &i in pending.iter().filter(|i| !written.contains(i)) {
+                        self.volume_failed(&mut entries[i], &result, number, None, &ctx_run);
+                    }
+                }
+                Verdict::StoppedAt {
+                    suspect,
+                    rest,
+                    wrote_any,
+                } => {
+                    attempt.stopped_at = Some(entries[suspect].volume.id.clone());
+                    let why = format!(
+                        "the upstream batch process stopped while this volume was in flight \
+                         (attempt {number}, {}){}. See logs.stderr_tail.",
+                        describe(&result),
+                        if rest.is_empty() {
+                            ""
+                        } else {
+                            "; it was left out and the volumes after it were run again"
+                        }
+                    );
+                    self.volume_failed(&mut entries[suspect], &result, number, Some(why), &ctx_run);
+                    if !wrote_any && previous_wrote_nothing {
+                        let why = format!(
+                            "two attempts in a row wrote no mask at all (attempt {number}, {}): the failure \
+                             is not specific to one volume; not retried. See logs.stderr_tail.",
+                            describe(&result)
+                        );
+                        for &i in &rest {
+                            self.volume_failed(
+                                &mut entries[i],
+                                &result,
+                                number,
+                                Some(why.clone()),
+                                &ctx_run,
+                            );
+                        }
+                    } else {
+                        next = rest;
+                    }
+                    previous_wrote_nothing = !wrote_any;
+                }
+            }
+            attempts.push(attempt);
+            pending = next;
+        }
+
+        rows.extend(entries.into_iter().filter_map(|e| e.row));
+        rows.sort_by(|a, b| a.input.cmp(&b.input).then(a.id.cmp(&b.id)));
+        let cohort = summarise(
+            &request,
+            rows,
+            attempts,
+            stopped,
+            &run_id,
+            &created_at,
+            &root,
+            t0,
+        );
+        if let Err(e) = std::fs::create_dir_all(&request.output_root)
+            .and_then(|_| cohort::write(&request.output_root, &cohort))
+        {
+            return BatchCall::NotStarted {
+                message: format!(
+                    "the batch ran but its cohort summary could not be written to {}: {e}",
+                    request.output_root.display()
+                ),
+            };
+        }
+        report(
+            &ctx,
+            total as f64,
+            total,
+            format!("{total}/{total} done: {}", cohort.summary),
+        );
+        BatchCall::Ran(Box::new(cohort))
+    }
+
+    /// One run of the batch config over `order`; writes the packs of the volumes it
+    /// segmented and returns which they were.
+    async fn attempt(
+        &self,
+        number: usize,
+        order: &[usize],
+        entries: &mut [Entry],
+        request: &BatchRunRequest,
+        rc: &RunContext<'_>,
+        ctx: &CallContext,
+    ) -> Result<(RunResult, BTreeSet<usize>, Attempt), StartFailure> {
+        let dir = rc.batch_dir.join(format!("attempt-{number}"));
+        let staging = dir.join("inputs");
+        let masks = dir.join("masks");
+        let io = |what: &str, path: &Path, e: std::io::Error| {
+            StartFailure(format!("{what} {}: {e}", path.display()))
+        };
+        std::fs::create_dir_all(&staging).map_err(|e| io("cannot create", &staging, e))?;
+        let mut staged: Vec<(usize, PathBuf, PathBuf)> = Vec::new();
+        for &i in order {
+            let entry = &mut entries[i];
+            let link = staging.join(entry.volume.staged_name());
+            std::os::unix::fs::symlink(&entry.volume.input, &link)
+                .map_err(|e| io("cannot stage the input as", &link, e))?;
+            entry.stale = upstream::move_aside_stale(&entry.gated.mask_path, chrono::Utc::now())
+                .map_err(|e| StartFailure(e.to_string()))?;
+            let scratch_mask = upstream::expected_mask_path(&masks, &link);
+            staged.push((i, link, scratch_mask));
+        }
+        let mut overrides = vec![(
+            "input_list".to_string(),
+            py_list(staged.iter().map(|s| &s.1)),
+        )];
+        if let Some(prompts) = rc.prompts {
+            let ids: Vec<String> = prompts.iter().map(u32::to_string).collect();
+            let dicts: Vec<String> = staged
+                .iter()
+                .map(|(_, link, _)| {
+                    format!(
+                        "{{'image': {}, 'label_prompt': [{}]}}",
+                        upstream::python_repr_str(&link.to_string_lossy()),
+                        ids.join(", ")
+                    )
+                })
+                .collect();
+            overrides.push(("input_dicts".into(), format!("[{}]", dicts.join(", "))));
+        }
+        overrides.extend(single::overrides_of(&entries[order[0]].gated.request));
+        let upstream_request = upstream::BatchRequest {
+            python: rc.python.path.clone(),
+            bundle_root: rc.root.to_path_buf(),
+            input_dir: staging.clone(),
+            output_dir: masks.clone(),
+            modality: request.modality.as_str().to_string(),
+            overrides,
+            device: request.device,
+        };
+        let per_volume = request.timeout.as_secs_f64();
+        let mut options = upstream::RunOptions::new(
+            dir.join("logs"),
+            Duration::from_secs_f64((per_volume * order.len() as f64).min(30.0 * 86_400.0)),
+        );
+        options.base_env = rc.base_env.clone();
+        options.cancel = ctx.cancel.clone();
+        options.tick = Duration::from_secs(2);
+        let names: Vec<(String, PathBuf)> = staged
+            .iter()
+            .map(|(i, _, mask)| (entries[*i].volume.id.clone(), mask.clone()))
+            .collect();
+        let done_before = rc.total - rc.reused - entries.iter().filter(|e| e.row.is_none()).count();
+        let tracker = progress::Tracker::new(
+            names,
+            rc.total,
+            rc.reused + done_before,
+            done_before,
+            rc.t0,
+            ctx.progress.clone(),
+        );
+        options.progress = Some(Arc::new(move |_event| tracker.poll()));
+
+        let result = upstream::run_batch(&upstream_request, rc.probe, &options)
+            .await
+            .map_err(|e| StartFailure(e.to_string()))?;
+        let _ = std::fs::remove_dir_all(&staging);
+
+        let mut written = BTreeSet::new();
+        for (i, _, scratch_mask) in &staged {
+            let entry = &mut entries[*i];
+            if let MaskAdoption::Adopted { bytes, .. } =
+                upstream::adopt_mask(scratch_mask, result.started)
+            {
+                let target = &entry.gated.mask_path;
+                let moved = target
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|_| std::fs::rename(scratch_mask, target));
+                match moved {
+                    Ok(()) => {
+                        written.insert(*i);
+                        let mut own = result.clone();
+                        // The volume finished: its own outcome, whatever came later.
+                        own.outcome = RunOutcome::Exited {
+                            code: 0,
+                            signal: None,
+                        };
+                        own.mask = Some(MaskAdoption::Adopted {
+                            path: target.clone(),
+                            bytes,
+                        });
+                        let row = self.volume_evidence(entry, own, number, None, rc);
+                        entry.row = Some(row);
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "cannot move {} to {}: {e}",
+                            scratch_mask.display(),
+                            target.display()
+                        );
+                    }
+                }
+            }
+        }
+        let attempt = Attempt {
+            number,
+            command: result.command.clone(),
+            volumes: order
+                .iter()
+                .map(|i| entries[*i].volume.id.clone())
+                .collect(),
+            outcome: match &result.outcome {
+                RunOutcome::Exited { .. } => "exited",
+                RunOutcome::TimedOut => "timed_out",
+                RunOutcome::Cancelled => "cancelled",
+                RunOutcome::SpawnFailed { .. } => "spawn_failed",
+            }
+            .into(),
+            exit_code: result.exit_code,
+            seconds: result.seconds,
+            written: order
+                .iter()
+                .filter(|i| written.contains(i))
+                .map(|i| entries[*i].volume.id.clone())
+                .collect(),
+            stopped_at: None,
+            stdout_log: result.stdout_log.display().to_string(),
+            stderr_log: result.stderr_log.display().to_string(),
+        };
+        let _ = std::fs::remove_dir_all(&masks);
+        Ok((result, written, attempt))
+    }
+
+    /// Record a volume the attempt did not segment.
+    fn volume_failed(
+        &self,
+        entry: &mut Entry,
+        result: &RunResult,
+        number: usize,
+        reason: Option<String>,
+        rc: &RunContext<'_>,
+    ) {
+        let mut own = result.clone();
+        own.mask = Some(MaskAdoption::Missing {
+            path: entry.gated.mask_path.clone(),
+        });
+        entry.row = Some(self.volume_evidence(entry, own, number, reason, rc));
+    }
+
+    /// Write one volume's pack (logs copied in, evidence from run_script's writer).
+    fn volume_evidence(
+        &self,
+        entry: &Entry,
+        mut own: RunResult,
+        number: usize,
+        reason: Option<String>,
+        rc: &RunContext<'_>,
+    ) -> VolumeRow {
+        own.stale_output = entry.stale.clone();
+        let logs = entry.gated.request.output_dir.join("logs");
+        if std::fs::create_dir_all(&logs).is_ok() {
+            for (from, name) in [
+                (&own.stdout_log, "upstream.stdout.log"),
+                (&own.stderr_log, "upstream.stderr.log"),
+            ] {
+                let _ = std::fs::copy(from, logs.join(name));
+            }
+            own.stdout_log = logs.join("upstream.stdout.log");
+            own.stderr_log = logs.join("upstream.stderr.log");
+        }
+        let ids = RunIds {
+            run_id: format!("{}-{}", rc.run_id, entry.volume.id),
+            created_at: rc.created_at.to_string(),
+        };
+        match single::write_evidence(
+            &entry.gated,
+            &own,
+            rc.probe,
+            rc.python,
+            &ids,
+            &self.manifest,
+        ) {
+            Ok(evidence) => {
+                let status = VolumeStatus::from_run(evidence.status);
+                let reason = if status.ok() {
+                    None
+                } else if oom::is_cuda_oom(&own.stderr_tail) {
+                    Some(
+                        format!("{} {}", reason.unwrap_or_default(), oom::OOM_FIX)
+                            .trim()
+                            .to_string(),
+                    )
+                } else {
+                    reason.or_else(|| Some(evidence.summary.clone()))
+                };
+                cohort::row_from_evidence(&entry.volume.id, &evidence, status, Some(number), reason)
+            }
+            Err(StartFailure(message)) => failed_row(&entry.volume, &entry.gated, &message),
+        }
+    }
+}
+
+/// What every attempt of one batch shares.
+struct RunContext<'a> {
+    python: &'a upstream::PythonChoice,
+    probe: &'a upstream::EnvProbe,
+    root: &'a Path,
+    batch_dir: &'a Path,
+    base_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    run_id: &'a str,
+    created_at: &'a str,
+    prompts: Option<&'a [u32]>,
+    total: usize,
+    reused: usize,
+    t0: Instant,
+}
+
+fn report(ctx: &CallContext, done: f64, total: usize, message: String) {
+    (ctx.progress)(Progress {
+        progress: done,
+        total: Some(total as f64),
+        message: Some(message),
+    });
+}
+
+fn refused(message: String, gates: Value) -> BatchCall {
+    BatchCall::Refused {
+        document: json!({
+            "status": RunStatus::Refused,
+            "message": message,
+            "gates": gates,
+            "intended_use_disclaimer": crate::evidence::DISCLAIMER,
+        }),
+        message,
+    }
+}
+
+fn collect_inputs(request: &BatchRunRequest) -> Result<Vec<PathBuf>, String> {
+    match &request.inputs {
+        BatchInputs::List(list) => Ok(list.clone()),
+        BatchInputs::Dir { dir, suffix } => {
+            if !dir.is_dir() {
+                return Err(format!(
+                    "run_batch refused: argument 'input_dir': {} is not a directory. Fix: pass an existing directory of NIfTI volumes, or pass `inputs`",
+                    dir.display()
+                ));
+            }
+            let found = plan::discover(dir, suffix, &request.output_root).map_err(|e| {
+                format!(
+                    "run_batch refused: argument 'input_dir': cannot list {}: {e}",
+                    dir.display()
+                )
+            })?;
+            if found.is_empty() {
+                return Err(format!(
+                    "run_batch refused: argument 'input_dir': no file ending in '{suffix}' under {}. Fix: check the directory, or pass suffix (e.g. \".nii\")",
+                    dir.display()
+                ));
+            }
+            Ok(found)
+        }
+    }
+}
+
+fn per_volume_request(request: &BatchRunRequest, volume: &Volume) -> RunRequest {
+    RunRequest {
+        input: volume.input.clone(),
+        modality: request.modality,
+        output_dir: request.output_root.join(&volume.id),
+        label_prompts: request.label_prompts.clone(),
+        structures: request.structures.clone(),
+        ground_truth: None,
+        device: request.device,
+        upstream_root: request.upstream_root.clone(),
+        timeout: request.timeout,
+        preprocessed_brain_input: request.preprocessed_brain_input,
+        patch_size: request.patch_size.clone(),
+        sw_batch_size: request.sw_batch_size,
+    }
+}
+
+/// The failures of a refusal that are not about the input file, as one message.
+fn not_about_the_input(refusal: &Refusal) -> Option<String> {
+    let general: Vec<String> = refusal
+        .gates
+        .iter()
+        .filter(|g| g.status == "failed" && !INPUT_GATES.contains(&g.name.as_str()))
+        .map(|g| format!("- {}: {}", g.name, g.message))
+        .collect();
+    (!general.is_empty()).then(|| general.join("\n"))
+}
+
+fn refused_row(volume: &Volume, refusal: &Refusal) -> VolumeRow {
+    let reasons: Vec<String> = refusal
+        .gates
+        .iter()
+        .filter(|g| g.status == "failed")
+        .map(|g| format!("{}: {}", g.name, g.message))
+        .collect();
+    VolumeRow {
+        id: volume.id.clone(),
+        input: volume.input.display().to_string(),
+        input_sha256: None,
+        pack_dir: None,
+        status: VolumeStatus::Refused,
+        reason: Some(reasons.join("; ")),
+        attempt: None,
+        mask: None,
+        class_volumes_ml: Default::default(),
+    }
+}
+
+fn failed_row(volume: &Volume, gated: &Gated, message: &str) -> VolumeRow {
+    VolumeRow {
+        id: volume.id.clone(),
+        input: volume.input.display().to_string(),
+        input_sha256: None,
+        pack_dir: Some(gated.request.output_dir.display().to_string()),
+        status: VolumeStatus::UpstreamFailed,
+        reason: Some(message.to_string()),
+        attempt: None,
+        mask: None,
+        class_volumes_ml: Default::default(),
+    }
+}
+
+/// The earlier pack of `entry`, when it can stand.
+fn reuse(entry: &Entry, modality: &str, prompts: Option<&[u32]>) -> Option<VolumeRow> {
+    let pack = &entry.gated.request.output_dir;
+    let text = std::fs::read_to_string(pack.join("output.json")).ok()?;
+    let previous: Evidence = serde_json::from_str(&text).ok()?;
+    let sha = entry.input_sha.as_deref()?;
+    match plan::reusable(&previous, sha, modality, prompts, |p| {
+        upstream::sha256_file(p).ok()
+    }) {
+        Ok(()) => Some(cohort::row_from_evidence(
+            &entry.volume.id,
+            &previous,
+            VolumeStatus::Reused,
+            None,
+            None,
+        )),
+        Err(why) => {
+            tracing::info!("{}: earlier pack not reused: {why}", entry.volume.id);
+            None
+        }
+    }
+}
+
+/// A Python list literal of absolute paths.
+fn py_list<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> String {
+    let items: Vec<String> = paths
+        .map(|p| upstream::python_repr_str(&p.to_string_lossy()))
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn describe(result: &RunResult) -> String {
+    match &result.outcome {
+        RunOutcome::Exited {
+            code,
+            signal: Some(s),
+        } => format!("killed by signal {s}, exit code {code}"),
+        RunOutcome::Exited { code, .. } => format!("exit code {code}"),
+        RunOutcome::TimedOut => "timed out".into(),
+        RunOutcome::Cancelled => "cancelled".into(),
+        RunOutcome::SpawnFailed { reason } => format!("could not start: {reason}"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarise(
+    request: &BatchRunRequest,
+    rows: Vec<VolumeRow>,
+    attempts: Vec<Attempt>,
+    stopped: Option<VolumeStatus>,
+    run_id: &str,
+    created_at: &str,
+    root: &Path,
+    t0: Instant,
+) -> Cohort {
+    let (status, counts) = cohort::overall(&rows, stopped);
+    let failures: Vec<Failure> = rows
+        .iter()
+        .filter(|r| !r.status.ok())
+        .map(|r| Failure {
+            id: r.id.clone(),
+            input: r.input.clone(),
+            status: r.status,
+            reason: r.reason.clone().unwrap_or_default(),
+        })
+        .collect();
+    let ok = rows.iter().filter(|r| r.status.ok()).count();
+    let reused = counts.get("reused").copied().unwrap_or(0);
+    let summary = format!(
+        "{ok} of {} volumes segmented ({reused} reused from earlier packs) in {} upstream attempt(s); {} failed or refused. Not for clinical use.",
+        rows.len(),
+        attempts.len(),
+        failures.len()
+    );
+    Cohort {
+        schema_version: cohort::COHORT_SCHEMA_VERSION.into(),
+        run_id: run_id.into(),
+        status,
+        summary,
+        output_root: request.output_root.display().to_string(),
+        modality: request.modality.as_str().into(),
+        label_prompts: request.label_prompts.clone(),
+        upstream_root: root.display().to_string(),
+        created_at: created_at.into(),
+        finished_at: chrono::Utc::now().to_rfc3339(),
+        seconds: (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        counts,
+        classes: cohort::class_summaries(&rows),
+        volumes_csv: cohort::volumes_csv(&rows),
+        volumes: rows,
+        attempts,
+        failures,
+        intended_use_disclaimer: crate::evidence::DISCLAIMER.into(),
+    }
+}
+
+impl BatchCall {
+    /// The MCP shape: the cohort as structuredContent; isError when nothing succeeded.
+    pub fn into_outcome(self) -> ToolOutcome {
+        match self {
+            BatchCall::Refused { message, .. } | BatchCall::NotStarted { message } => {
+                ToolOutcome::Failure {
+                    message,
+                    structured: None,
+                }
+            }
+            BatchCall::Ran(cohort) => {
+                let structured = serde_json::to_value(&*cohort).expect("cohort serialises");
+                let mut summary = format!(
+                    "{} Cohort summary: {}/cohort.json and cohort_volumes.csv; one evidence pack per volume under {}.",
+                    cohort.summary, cohort.output_root, cohort.output_root
+                );
+                for f in &cohort.failures {
+                    summary.push_str(&format!("\n- {} ({:?}): {}", f.id, f.status, f.reason));
+                }
+                if cohort.status == "succeeded" || cohort.status == "partial" {
+                    ToolOutcome::Success {
+                        structured,
+                        summary,
+                    }
+                } else {
+                    ToolOutcome::Failure {
+                        message: summary,
+                        structured: Some(structured),
+                    }
+                }
+            }
+        }
+    }
+}

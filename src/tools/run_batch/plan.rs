@@ -1,0 +1,248 @@
+//! The pure parts of a batch: naming volumes, finding inputs, deciding what a
+//! finished attempt means, and whether an earlier pack can be reused.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::evidence::{Evidence, RunStatus};
+
+/// One volume of the cohort.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// Position in the cohort (sorted input order).
+    pub index: usize,
+    /// Unique, filesystem-safe name: the pack directory under the output root and
+    /// the name the input is staged under for the upstream.
+    pub id: String,
+    /// Absolute input path.
+    pub input: PathBuf,
+}
+
+impl Volume {
+    /// The file name the input is staged under (`<id>.nii.gz` or `<id>.nii`), so the
+    /// upstream writes `<masks>/<id>/<id>_trans.nii.gz` whatever the input was called.
+    pub fn staged_name(&self) -> String {
+        let name = self.input.to_string_lossy().to_ascii_lowercase();
+        if name.ends_with(".nii") {
+            format!("{}.nii", self.id)
+        } else {
+            format!("{}.nii.gz", self.id)
+        }
+    }
+}
+
+/// Ids from input stems: characters outside `[A-Za-z0-9._-]` become `_`, a leading
+/// dot is dropped, and repeats get `-2`, `-3`, ... in input order, so the same list
+/// of inputs always gets the same ids (which is what makes a re-run find its packs).
+pub fn assign_ids(inputs: &[PathBuf]) -> Vec<Volume> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(index, input)| {
+            let stem = crate::upstream::nifti_stem(input);
+            let mut base: String = stem
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            base = base.trim_start_matches('.').to_string();
+            if base.is_empty() {
+                base = format!("volume_{index}");
+            }
+            let mut id = base.clone();
+            while taken.contains(&id) {
+                let n = seen.entry(base.clone()).or_insert(1);
+                *n += 1;
+                id = format!("{base}-{n}");
+            }
+            taken.insert(id.clone());
+            Volume {
+                index,
+                id,
+                input: input.clone(),
+            }
+        })
+        .collect()
+}
+
+/// Files under `dir` (recursively, like the upstream's `**/*.nii.gz`) whose names end
+/// with `suffix`, sorted; hidden directories and anything under `exclude` (the output
+/// root, when it lies inside the input directory) are skipped.
+pub fn discover(dir: &Path, suffix: &str, exclude: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.starts_with(exclude) || name.starts_with('.') {
+                continue;
+            }
+            let kind = std::fs::metadata(&path)?;
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() && name.ends_with(suffix) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What one batch attempt left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every volume of the attempt has its mask.
+    AllWritten,
+    /// The process stopped (died, or ended early) at `suspect`, the first volume in
+    /// attempt order without a mask: the one in flight. `rest` comes after it.
+    StoppedAt {
+        suspect: usize,
+        rest: Vec<usize>,
+        wrote_any: bool,
+    },
+}
+
+/// Judge an attempt over `order` given which volumes got a mask. The upstream
+/// processes its list in order (no shuffle), so the first gap is where it stopped.
+pub fn judge(order: &[usize], written: &BTreeSet<usize>) -> Verdict {
+    match order.iter().position(|i| !written.contains(i)) {
+        None => Verdict::AllWritten,
+        Some(at) => Verdict::StoppedAt {
+            suspect: order[at],
+            rest: order[at + 1..]
+                .iter()
+                .copied()
+                .filter(|i| !written.contains(i))
+                .collect(),
+            wrote_any: order.iter().any(|i| written.contains(i)),
+        },
+    }
+}
+
+/// Whether an earlier pack of this volume can stand: it succeeded, for the same input
+/// bytes, modality and prompts, and its mask is still there with the recorded hash.
+/// `Err` says why not (for the log); `mask_sha` hashes the recorded mask.
+pub fn reusable(
+    previous: &Evidence,
+    input_sha: &str,
+    modality: &str,
+    prompts: Option<&[u32]>,
+    mask_sha: impl FnOnce(&Path) -> Option<String>,
+) -> Result<(), String> {
+    if previous.status != RunStatus::Succeeded {
+        return Err(format!("the earlier run ended {:?}", previous.status));
+    }
+    if previous.input.sha256.as_deref() != Some(input_sha) {
+        return Err("the input changed since the earlier run (sha256 differs)".into());
+    }
+    if previous.input.modality != modality {
+        return Err(format!(
+            "the earlier run used modality {}",
+            previous.input.modality
+        ));
+    }
+    let earlier = previous.invocation.label_prompts.as_deref().unwrap_or(&[]);
+    if earlier != prompts.unwrap_or(&[]) {
+        return Err(format!("the earlier run used prompts {earlier:?}"));
+    }
+    let Some(mask) = previous.output.path.as_deref() else {
+        return Err("the earlier run recorded no mask".into());
+    };
+    match mask_sha(Path::new(mask)) {
+        Some(sha) if Some(&sha) == previous.output.sha256.as_ref() => Ok(()),
+        Some(_) => Err(format!("the mask {mask} changed since the earlier run")),
+        None => Err(format!("the mask {mask} is gone")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(inputs: &[&str]) -> Vec<String> {
+        let inputs: Vec<PathBuf> = inputs.iter().map(PathBuf::from).collect();
+        assign_ids(&inputs).into_iter().map(|v| v.id).collect()
+    }
+
+    #[test]
+    fn ids_are_unique_safe_and_stable() {
+        assert_eq!(
+            ids(&["/a/ct.nii.gz", "/b/ct.nii.gz", "/c/ct.nii", "/d/x y.nii.gz"]),
+            ["ct", "ct-2", "ct-3", "x_y"]
+        );
+        assert_eq!(ids(&["/a/.hidden.nii.gz", "/a/日本.nii"]), ["hidden", "__"]);
+        assert_eq!(
+            ids(&["/a/ct-2.nii.gz", "/b/ct.nii.gz", "/c/ct.nii.gz"]),
+            ["ct-2", "ct", "ct-3"]
+        );
+        let v = &assign_ids(&[PathBuf::from("/a/B.NII")])[0];
+        assert_eq!(v.staged_name(), "B.nii");
+        let v = &assign_ids(&[PathBuf::from("/a/c.nii.gz")])[0];
+        assert_eq!(v.staged_name(), "c.nii.gz");
+    }
+
+    #[test]
+    fn the_first_gap_is_the_suspect() {
+        let written = |v: &[usize]| v.iter().copied().collect::<BTreeSet<_>>();
+        assert_eq!(judge(&[0, 1, 2], &written(&[0, 1, 2])), Verdict::AllWritten);
+        assert_eq!(
+            judge(&[0, 1, 2], &written(&[0])),
+            Verdict::StoppedAt {
+                suspect: 1,
+                rest: vec![2],
+                wrote_any: true
+            }
+        );
+        assert_eq!(
+            judge(&[3, 5, 7], &written(&[])),
+            Verdict::StoppedAt {
+                suspect: 3,
+                rest: vec![5, 7],
+                wrote_any: false
+            }
+        );
+        // A mask past the gap (out-of-order writing) is kept, not re-run.
+        assert_eq!(
+            judge(&[0, 1, 2, 3], &written(&[0, 2])),
+            Verdict::StoppedAt {
+                suspect: 1,
+                rest: vec![3],
+                wrote_any: true
+            }
+        );
+    }
+
+    #[test]
+    fn discovery_is_recursive_sorted_and_skips_the_output_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        for f in [
+            "b.nii.gz",
+            "a.nii.gz",
+            "sub/c.nii.gz",
+            "notes.txt",
+            ".hid/d.nii.gz",
+            "out/e.nii.gz",
+        ] {
+            let p = base.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        let found = discover(base, ".nii.gz", &base.join("out")).unwrap();
+        let names: Vec<String> = found
+            .iter()
+            .map(|p| p.strip_prefix(base).unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["a.nii.gz", "b.nii.gz", "sub/c.nii.gz"]);
+    }
+}

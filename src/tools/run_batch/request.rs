@@ -1,0 +1,279 @@
+//! Normalising a `run_batch` call (tool arguments or `ctmr-skill run-batch`) into one
+//! validated request. Values are checked against the manifest once.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::Config;
+use crate::labels::Modality;
+use crate::manifest::args::{validate, ArgError};
+use crate::manifest::ToolDecl;
+use crate::upstream::DeviceRequest;
+
+/// Where the cohort comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchInputs {
+    /// Absolute paths, in the caller's order (the order the upstream processes them).
+    List(Vec<PathBuf>),
+    /// Absolute directory, searched recursively for names ending in `suffix`.
+    Dir { dir: PathBuf, suffix: String },
+}
+
+/// A validated `run_batch` request (gates not yet evaluated).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRunRequest {
+    pub inputs: BatchInputs,
+    pub modality: Modality,
+    /// Absolute.
+    pub output_root: PathBuf,
+    pub label_prompts: Option<Vec<u32>>,
+    pub structures: Vec<String>,
+    pub device: DeviceRequest,
+    pub upstream_root: Option<PathBuf>,
+    /// Per volume.
+    pub timeout: Duration,
+    pub preprocessed_brain_input: bool,
+    pub patch_size: Option<Vec<u32>>,
+    pub sw_batch_size: Option<u32>,
+}
+
+/// Tool arguments → request.
+pub fn from_tool_arguments(
+    tool: &ToolDecl,
+    args: &Map<String, Value>,
+    config: &Config,
+) -> Result<BatchRunRequest, ArgError> {
+    let checked = validate(tool, args)?;
+    typed(&checked, config)
+}
+
+/// The flags of `ctmr-skill run-batch`, as tool arguments (absent flags stay absent so
+/// the manifest's defaults apply).
+#[allow(clippy::too_many_arguments)]
+pub fn arguments_from_cli(
+    inputs: &[PathBuf],
+    input_dir: Option<&Path>,
+    suffix: Option<&str>,
+    modality: &str,
+    output_root: &Path,
+    label_prompts: Option<&[u32]>,
+    structures: &[String],
+    device: &str,
+    upstream_root: Option<&Path>,
+    timeout_seconds: Option<f64>,
+    preprocessed_brain_input: bool,
+    patch_size: Option<&[u32]>,
+    sw_batch_size: Option<u32>,
+) -> Map<String, Value> {
+    let mut map = Map::new();
+    let path = |p: &Path| json!(p.to_string_lossy());
+    if !inputs.is_empty() {
+        map.insert(
+            "inputs".into(),
+            Value::Array(inputs.iter().map(|p| path(p)).collect()),
+        );
+    }
+    if let Some(dir) = input_dir {
+        map.insert("input_dir".into(), path(dir));
+    }
+    if let Some(s) = suffix {
+        map.insert("suffix".into(), json!(s));
+    }
+    map.insert("modality".into(), json!(modality));
+    map.insert("output_root".into(), path(output_root));
+    if let Some(p) = label_prompts {
+        map.insert("label_prompts".into(), json!(p));
+    }
+    if !structures.is_empty() {
+        map.insert("structures".into(), json!(structures));
+    }
+    map.insert("device".into(), json!(device));
+    if let Some(root) = upstream_root {
+        map.insert("upstream_root".into(), path(root));
+    }
+    if let Some(t) = timeout_seconds {
+        map.insert("timeout_seconds".into(), json!(t));
+    }
+    if preprocessed_brain_input {
+        map.insert("preprocessed_brain_input".into(), json!(true));
+    }
+    if let Some(p) = patch_size {
+        map.insert("patch_size".into(), json!(p));
+    }
+    if let Some(n) = sw_batch_size {
+        map.insert("sw_batch_size".into(), json!(n));
+    }
+    map
+}
+
+fn typed(args: &Map<String, Value>, config: &Config) -> Result<BatchRunRequest, ArgError> {
+    let string = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
+    let abs = |s: String| config.absolute(Path::new(&s));
+    let list: Option<Vec<PathBuf>> = args.get("inputs").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(|v| v.as_str().map(|s| abs(s.to_string())))
+            .collect()
+    });
+    let inputs = match (list, string("input_dir")) {
+        (Some(_), Some(_)) => {
+            return Err(ArgError::new(
+                "input_dir",
+                "cannot be combined with inputs",
+                "pass either inputs (a list of volumes) or input_dir (a directory), not both",
+            ))
+        }
+        (Some(list), None) => BatchInputs::List(list),
+        (None, Some(dir)) => BatchInputs::Dir {
+            dir: abs(dir),
+            suffix: string("suffix").unwrap_or_else(|| ".nii.gz".into()),
+        },
+        (None, None) => {
+            return Err(ArgError::new(
+                "inputs",
+                "is required (or input_dir)",
+                "pass inputs: [\"/data/a.nii.gz\", ...] or input_dir: \"/data/cohort\"",
+            ))
+        }
+    };
+    let output_root = string("output_root").map(abs).ok_or_else(|| {
+        ArgError::new(
+            "output_root",
+            "is required",
+            "pass the directory for the per-volume packs and the cohort summary",
+        )
+    })?;
+    let modality: Modality = string("modality")
+        .unwrap_or_else(|| "CT_BODY".into())
+        .parse()
+        .map_err(|_| {
+            ArgError::new(
+                "modality",
+                "must be CT_BODY, MRI_BODY or MRI_BRAIN",
+                "choose one of the three",
+            )
+        })?;
+    let u32_list = |k: &str| -> Option<Vec<u32>> {
+        args.get(k).and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_f64())
+                .map(|f| f as u32)
+                .collect()
+        })
+    };
+    Ok(BatchRunRequest {
+        inputs,
+        modality,
+        output_root,
+        label_prompts: u32_list("label_prompts"),
+        structures: args
+            .get("structures")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        device: match string("device").as_deref().unwrap_or("auto") {
+            "cuda" => DeviceRequest::Cuda,
+            "cpu" => DeviceRequest::Cpu,
+            _ => DeviceRequest::Auto,
+        },
+        upstream_root: string("upstream_root").map(abs),
+        timeout: Duration::from_secs_f64(
+            args.get("timeout_seconds")
+                .and_then(Value::as_f64)
+                .unwrap_or(3600.0),
+        ),
+        preprocessed_brain_input: args
+            .get("preprocessed_brain_input")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        patch_size: u32_list("patch_size"),
+        sw_batch_size: args
+            .get("sw_batch_size")
+            .and_then(Value::as_f64)
+            .map(|f| f as u32),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn world() -> (tempfile::TempDir, Config, ToolDecl) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(dir.path().to_path_buf(), vec![], None, None, 1);
+        let tool = crate::manifest::embedded()
+            .unwrap()
+            .tool("run_batch")
+            .unwrap()
+            .clone();
+        (dir, config, tool)
+    }
+
+    #[test]
+    fn list_or_directory_not_both() {
+        let (_d, config, tool) = world();
+        let args =
+            json!({"inputs": ["a.nii.gz", "/x/b.nii"], "output_root": "out", "label_prompts": [3]});
+        let r = from_tool_arguments(&tool, args.as_object().unwrap(), &config).unwrap();
+        assert_eq!(
+            r.inputs,
+            BatchInputs::List(vec![config.cwd.join("a.nii.gz"), PathBuf::from("/x/b.nii")])
+        );
+        assert_eq!(r.output_root, config.cwd.join("out"));
+        assert_eq!(r.label_prompts, Some(vec![3]));
+        assert_eq!(r.modality, Modality::CtBody);
+
+        let args = json!({"input_dir": "/data", "output_root": "/o"});
+        let r = from_tool_arguments(&tool, args.as_object().unwrap(), &config).unwrap();
+        assert_eq!(
+            r.inputs,
+            BatchInputs::Dir {
+                dir: PathBuf::from("/data"),
+                suffix: ".nii.gz".into()
+            }
+        );
+
+        let both = json!({"input_dir": "/data", "inputs": ["/a.nii.gz"], "output_root": "/o"});
+        let e = from_tool_arguments(&tool, both.as_object().unwrap(), &config).unwrap_err();
+        assert_eq!(e.argument, "input_dir");
+        let neither = json!({"output_root": "/o"});
+        let e = from_tool_arguments(&tool, neither.as_object().unwrap(), &config).unwrap_err();
+        assert_eq!(e.argument, "inputs");
+        let no_root = json!({"inputs": ["/a.nii.gz"]});
+        let e = from_tool_arguments(&tool, no_root.as_object().unwrap(), &config).unwrap_err();
+        assert_eq!(e.argument, "output_root");
+        let empty = json!({"inputs": [], "output_root": "/o"});
+        let e = from_tool_arguments(&tool, empty.as_object().unwrap(), &config).unwrap_err();
+        assert_eq!(e.argument, "inputs");
+    }
+
+    #[test]
+    fn cli_flags_map_to_the_same_request() {
+        let (_d, config, tool) = world();
+        let map = arguments_from_cli(
+            &[PathBuf::from("/a.nii.gz")],
+            None,
+            None,
+            "MRI_BODY",
+            Path::new("/o"),
+            Some(&[3, 14]),
+            &[],
+            "cpu",
+            None,
+            Some(60.0),
+            false,
+            Some(&[64, 64, 64]),
+            None,
+        );
+        let r = from_tool_arguments(&tool, &map, &config).unwrap();
+        assert_eq!(r.modality, Modality::MriBody);
+        assert_eq!(r.device, DeviceRequest::Cpu);
+        assert_eq!(r.timeout, Duration::from_secs(60));
+        assert_eq!(r.patch_size, Some(vec![64, 64, 64]));
+    }
+}
