@@ -29,6 +29,7 @@ pub mod commands;
 pub mod config;
 pub mod evidence;
 pub mod inspect;
+pub mod jobs;
 pub mod labels;
 pub mod manifest;
 pub mod nifti;

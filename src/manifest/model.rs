@@ -209,8 +209,11 @@ pub fn embedded_schema(path: &str) -> Option<Value> {
     if path == EVIDENCE_SCHEMA_PATH {
         return Some(crate::evidence::evidence_schema());
     }
-    if path == crate::tools::run_batch::cohort::COHORT_SCHEMA_PATH {
-        return Some(crate::tools::run_batch::cohort::cohort_schema());
+    if let Some((_, schema)) = crate::jobs::extra_schemas()
+        .into_iter()
+        .find(|(p, _)| *p == path)
+    {
+        return Some(schema);
     }
     crate::manifest::EMBEDDED_SCHEMAS
         .iter()

@@ -101,16 +101,13 @@ pub fn tool_specs(manifest: &Manifest) -> Vec<ToolSpec> {
 /// The generated files of `ctmr-skill schema`: (relative path, pretty JSON). The same
 /// list is compared with the checked-in copies by a test, so drift fails CI.
 pub fn generated_files(manifest: &Manifest) -> Vec<(String, String)> {
-    let mut files = vec![
-        (
-            super::model::EVIDENCE_SCHEMA_PATH.to_string(),
-            pretty(&crate::evidence::evidence_schema()),
-        ),
-        (
-            crate::tools::run_batch::cohort::COHORT_SCHEMA_PATH.to_string(),
-            pretty(&crate::tools::run_batch::cohort::cohort_schema()),
-        ),
-    ];
+    let mut files = vec![(
+        super::model::EVIDENCE_SCHEMA_PATH.to_string(),
+        pretty(&crate::evidence::evidence_schema()),
+    )];
+    for (path, schema) in crate::jobs::extra_schemas() {
+        files.push((path.to_string(), pretty(&schema)));
+    }
     let mut listing = Vec::new();
     for spec in tool_specs(manifest) {
         files.push((

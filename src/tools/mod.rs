@@ -9,6 +9,7 @@ pub mod inspect_label_map;
 pub mod list_labels;
 pub mod run_batch;
 pub mod run_script;
+pub mod runs;
 mod toolbox;
 pub mod verify_evidence;
 

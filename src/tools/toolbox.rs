@@ -6,9 +6,10 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::{Map, Value};
 
-use super::{inspect_label_map, list_labels, run_batch, run_script, verify_evidence};
+use super::{inspect_label_map, list_labels, run_batch, run_script, runs, verify_evidence};
 use super::{CallContext, ToolBox, ToolCallError, ToolOutcome, ToolSpec};
 use crate::config::Config;
+use crate::jobs::JobTable;
 use crate::manifest::Manifest;
 
 /// The product's tools, as declared in the manifest.
@@ -18,10 +19,25 @@ pub struct CtmrTools {
     specs: Vec<ToolSpec>,
     run_script: Arc<run_script::RunScript>,
     run_batch: Arc<run_batch::RunBatch>,
+    jobs: Arc<JobTable>,
 }
 
 impl CtmrTools {
+    /// The runs index comes from `CTMR_SKILL_RUNS_DIR`, `XDG_STATE_HOME` or `HOME`
+    /// (see [`crate::jobs`]).
     pub fn new(config: Config, manifest: Manifest) -> Self {
+        let var = |k: &str| std::env::var(k).ok();
+        let index = crate::jobs::index_dir(
+            var(crate::jobs::RUNS_DIR_ENV).as_deref(),
+            var("XDG_STATE_HOME").as_deref(),
+            var("HOME").as_deref(),
+            &config.cwd,
+        );
+        Self::with_jobs(config, manifest, JobTable::new(index))
+    }
+
+    /// With an explicit job table (tests).
+    pub fn with_jobs(config: Config, manifest: Manifest, jobs: JobTable) -> Self {
         let config = Arc::new(config);
         let manifest = Arc::new(manifest);
         let run_script = Arc::new(run_script::RunScript::new(config.clone(), manifest.clone()));
@@ -34,6 +50,7 @@ impl CtmrTools {
             specs: crate::manifest::schema::tool_specs(&manifest),
             run_script,
             run_batch,
+            jobs: Arc::new(jobs),
             config,
             manifest,
         }
@@ -45,6 +62,77 @@ impl CtmrTools {
 
     pub fn run_batch(&self) -> &run_batch::RunBatch {
         &self.run_batch
+    }
+
+    pub fn jobs(&self) -> &Arc<JobTable> {
+        &self.jobs
+    }
+}
+
+impl CtmrTools {
+    /// `run_script` / `run_batch`: waited (the default), or with `wait: false` started in
+    /// the background under a run record, once the arguments parse (a bad call is
+    /// answered at once, like a waited one).
+    fn call_run(
+        &self,
+        name: &str,
+        mut arguments: Map<String, Value>,
+        ctx: CallContext,
+    ) -> BoxFuture<'static, Result<ToolOutcome, ToolCallError>> {
+        let wait = match runs::take_wait(&mut arguments) {
+            Ok(w) => w,
+            Err(message) => {
+                return async move {
+                    Ok(ToolOutcome::Failure {
+                        message,
+                        structured: None,
+                    })
+                }
+                .boxed()
+            }
+        };
+        let script = self.run_script.clone();
+        let batch = self.run_batch.clone();
+        let is_batch = name == "run_batch";
+        let run = move |arguments: Map<String, Value>,
+                        ctx: CallContext|
+              -> BoxFuture<'static, ToolOutcome> {
+            if is_batch {
+                async move { batch.call_tool(arguments, ctx).await.into_outcome() }.boxed()
+            } else {
+                async move { script.call_tool(arguments, ctx).await.into_outcome() }.boxed()
+            }
+        };
+        if wait {
+            return async move { Ok(run(arguments, ctx).await) }.boxed();
+        }
+        let tool = self
+            .manifest
+            .tool(name)
+            .expect("manifest declares the run tools");
+        let place = if is_batch {
+            run_batch::request::from_tool_arguments(tool, &arguments, &self.config)
+                .map(|r| (r.output_root, "cohort.json"))
+        } else {
+            run_script::request::from_tool_arguments(tool, &arguments, &self.config)
+                .map(|r| (r.output_dir, "output.json"))
+        };
+        let Ok((pack_dir, result_file)) = place else {
+            // The waited call gives the precise refusal without running anything.
+            return async move { Ok(run(arguments, ctx).await) }.boxed();
+        };
+        let jobs = self.jobs.clone();
+        let name = name.to_string();
+        async move {
+            Ok(runs::start_detached(
+                jobs,
+                &name,
+                pack_dir,
+                result_file,
+                move |ctx| run(arguments, ctx),
+            ))
+        }
+        .boxed()
     }
 }
 
@@ -71,13 +159,14 @@ impl ToolBox for CtmrTools {
         let config = self.config.clone();
         let manifest = self.manifest.clone();
         match name {
-            "run_script" => {
-                let tool = self.run_script.clone();
-                async move { Ok(tool.call_tool(arguments, ctx).await.into_outcome()) }.boxed()
+            "run_script" | "run_batch" => self.call_run(name, arguments, ctx),
+            "get_run" => {
+                let jobs = self.jobs.clone();
+                async move { blocking(move || runs::get_run(&jobs, &arguments)).await }.boxed()
             }
-            "run_batch" => {
-                let tool = self.run_batch.clone();
-                async move { Ok(tool.call_tool(arguments, ctx).await.into_outcome()) }.boxed()
+            "list_runs" => {
+                let jobs = self.jobs.clone();
+                async move { blocking(move || runs::list_runs(&jobs)).await }.boxed()
             }
             "inspect_label_map" => async move {
                 blocking(move || {
