@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig,
-    Tool, ToolsCapability,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
+    CreateTaskResult, GetTaskParams, GetTaskResult, Implementation, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
+    ToolsCapability,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -18,6 +19,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::progress;
+use super::tasks::TaskTable;
 use crate::tools::{CallContext, ToolBox, ToolCallError, ToolOutcome, ToolSpec};
 
 /// The revisions this server speaks: three with the `initialize` handshake and
@@ -37,6 +39,8 @@ pub(crate) struct Handler {
     /// Cancelled when the input ends: every running call's token descends from it.
     pub shutdown: CancellationToken,
     pub keepalive: Duration,
+    /// Tool calls running as tasks (the tasks extension).
+    pub tasks: TaskTable,
 }
 
 /// The instructions as sent: the caller's text, with the clinical-use statement
@@ -113,6 +117,13 @@ pub(crate) fn result_from_outcome(outcome: ToolOutcome) -> CallToolResult {
     }
 }
 
+fn unknown_task(id: &str) -> ErrorData {
+    ErrorData::invalid_params(
+        format!("unknown task '{id}': tasks live as long as the server process; runs started with wait: false are found with get_run"),
+        Some(json!({ "taskId": id })),
+    )
+}
+
 impl Handler {
     fn unknown_tool(&self, name: &str) -> ErrorData {
         let known: Vec<String> = self.toolbox.list().into_iter().map(|t| t.name).collect();
@@ -167,9 +178,18 @@ impl Handler {
         }
         link.abort();
 
+        self.map_joined(&name, joined)
+    }
+
+    /// A finished call as the protocol answers it.
+    fn map_joined(
+        &self,
+        name: &str,
+        joined: Result<Result<ToolOutcome, ToolCallError>, tokio::task::JoinError>,
+    ) -> Result<CallToolResult, ErrorData> {
         match joined {
             Ok(Ok(outcome)) => Ok(result_from_outcome(outcome)),
-            Ok(Err(ToolCallError::UnknownTool(name))) => Err(self.unknown_tool(&name)),
+            Ok(Err(ToolCallError::UnknownTool(other))) => Err(self.unknown_tool(&other)),
             Ok(Err(ToolCallError::Internal(message))) => {
                 tracing::error!(tool = %name, detail = %message, "tool failed internally");
                 Err(ErrorData::internal_error(
@@ -188,12 +208,73 @@ impl Handler {
     }
 }
 
+impl Handler {
+    /// Whether this call runs as a task: the request declared the tasks extension
+    /// and the tool writes (a long run). Read-only tools answer at once anyway.
+    fn runs_as_task(&self, name: &str, context: &RequestContext<RoleServer>) -> bool {
+        context
+            .client_capabilities()
+            .is_some_and(|caps| caps.supports_tasks())
+            && self
+                .toolbox
+                .list()
+                .iter()
+                .any(|t| t.name == name && !t.read_only)
+    }
+
+    /// Start the call as a task and answer with its handle.
+    fn start_task(&self, request: CallToolRequestParams) -> CreateTaskResult {
+        let name = request.name.to_string();
+        let arguments = request.arguments.unwrap_or_default();
+        let cancel = self.shutdown.child_token();
+        let task = self.tasks.create(cancel.clone());
+        let id = task.task_id.clone();
+        let table = self.tasks.clone();
+        let progress_id = id.clone();
+        let sink: crate::tools::ProgressSink = Arc::new(move |p: crate::tools::Progress| {
+            if let Some(message) = p.message {
+                table.status_message(&progress_id, message);
+            }
+        });
+        let call = self.toolbox.call(
+            &name,
+            arguments,
+            CallContext {
+                progress: sink,
+                cancel,
+            },
+        );
+        let this = Handler {
+            toolbox: self.toolbox.clone(),
+            name: self.name.clone(),
+            version: self.version.clone(),
+            instructions: self.instructions.clone(),
+            shutdown: self.shutdown.clone(),
+            keepalive: self.keepalive,
+            tasks: self.tasks.clone(),
+        };
+        tokio::spawn(async move {
+            let joined = tokio::spawn(call).await;
+            let outcome = this.map_joined(&name, joined);
+            this.tasks.finish(&id, outcome);
+        });
+        CreateTaskResult::new(task)
+    }
+}
+
 impl ServerHandler for Handler {
     fn get_info(&self) -> ServerConfig {
         let mut capabilities = ServerCapabilities::default();
         let mut tools = ToolsCapability::default();
         tools.list_changed = Some(false);
         capabilities.tools = Some(tools);
+        capabilities
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert(
+                rmcp::model::TASKS_EXTENSION_ID.to_string(),
+                Default::default(),
+            );
         ServerConfig::new(capabilities)
             .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
             .with_server_info(Implementation::new(&self.name, &self.version))
@@ -224,7 +305,33 @@ impl ServerHandler for Handler {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if self.runs_as_task(&request.name, &context) {
+            return Ok(CallToolResponse::Task(self.start_task(request)));
+        }
         self.run_tool(request, context).await.map(Into::into)
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        self.tasks
+            .get(&request.task_id)
+            .map(GetTaskResult::new)
+            .ok_or_else(|| unknown_task(&request.task_id))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if self.tasks.cancel(&request.task_id) {
+            Ok(())
+        } else {
+            Err(unknown_task(&request.task_id))
+        }
     }
 }
 

@@ -24,6 +24,7 @@
 
 mod handler;
 mod progress;
+mod tasks;
 mod transport;
 
 use std::sync::Arc;
@@ -149,6 +150,7 @@ where
         instructions: opts.instructions,
         shutdown: input_closed.clone(),
         keepalive: tuning.keepalive,
+        tasks: Default::default(),
     };
     let transport = LineTransport::new(incoming, writer);
 
