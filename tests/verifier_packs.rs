@@ -616,3 +616,60 @@ fn verification_is_reproducible() {
     let (_, b) = verify("gt_shifted_pack");
     assert_eq!(a, b);
 }
+
+#[test]
+fn misaligned_ground_truth_fails_with_the_difference() {
+    let (report, v) = verify("gt_misaligned_pack");
+    assert!(!report.passed());
+    let g = &v["gt_metrics"];
+    let reason = failed(g, "ground_truth_aligned");
+    assert!(
+        reason.contains("not on the same grid") && reason.contains("affine"),
+        "{reason}"
+    );
+    assert_eq!(g["geometry"]["affine_match"], false);
+    assert_eq!(g["geometry"]["shape_match"], true);
+    assert!(
+        g["per_class"].as_array().unwrap().is_empty(),
+        "nothing is scored across grids"
+    );
+    assert!(
+        report.summary().contains("gt_metrics"),
+        "{}",
+        report.summary()
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_pack() {
+    let dir = common::fresh_dir();
+    let p = copy_pack("pass_pack", dir.path());
+    edit_json(&p.join("output.json"), |v| {
+        v["output"]["path"] = Value::String("synthetic_ct/synthetic_ct_trans.nii.gz".into())
+    });
+    let (report, v) = verify_dir(&p, &VerifyOptions::default());
+    assert!(report.passed(), "{}", reasons(&v));
+    assert_eq!(
+        v["artifact_inventory"]["label_map_path"].as_str().unwrap(),
+        p.join("synthetic_ct/synthetic_ct_trans.nii.gz")
+            .display()
+            .to_string()
+    );
+}
+
+#[test]
+fn a_missing_input_image_fails_geometry_instead_of_trusting_the_pack() {
+    let dir = common::fresh_dir();
+    let p = copy_pack("pass_pack", dir.path());
+    edit_json(&p.join("output.json"), |v| {
+        v["input"]["path"] = Value::String("/nonexistent/ct.nii.gz".into())
+    });
+    let (report, v) = verify_dir(&p, &VerifyOptions::default());
+    assert!(!report.passed());
+    let inv = &v["artifact_inventory"];
+    assert_eq!(inv["input_image_readable"], false);
+    assert!(failed(inv, "input_image_readable").contains("/nonexistent/ct.nii.gz does not exist"));
+    // The pack claims a match; the verifier does not repeat it.
+    assert_eq!(inv["claimed"]["affine_match"], true);
+    assert_eq!(inv["affine_match"], false);
+}

@@ -337,34 +337,48 @@ struct CornerCodes {
 /// Neighbour codes on the corner grid of the crop `lo..=hi` of `mask`. Corner
 /// `(i, j, k)` sees voxels `lo + (i−1, j−1, k−1) ..= lo + (i, j, k)`.
 fn corner_codes(mask: &BoolGrid, lo: [usize; 3], hi: [usize; 3]) -> CornerCodes {
-    let dims = [hi[0] - lo[0] + 2, hi[1] - lo[1] + 2, hi[2] - lo[2] + 2];
-    let mut codes = vec![0u8; dims[0] * dims[1] * dims[2]];
-    let inside = |x: isize, y: isize, z: isize| -> bool {
-        let p = [x, y, z];
-        for axis in 0..3 {
-            if p[axis] < lo[axis] as isize || p[axis] > hi[axis] as isize {
-                return false;
+    // Copy the crop into a zero-padded byte grid so every corner reads its eight
+    // voxels without bounds checks.
+    let crop = [hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1];
+    let pad = [crop[0] + 2, crop[1] + 2, crop[2] + 2];
+    let (sy, sz) = (pad[0], pad[0] * pad[1]);
+    let mut padded = vec![0u8; pad[0] * pad[1] * pad[2]];
+    for z in 0..crop[2] {
+        for y in 0..crop[1] {
+            let src = mask.index(lo[0], lo[1] + y, lo[2] + z);
+            let dst = 1 + sy * (y + 1) + sz * (z + 1);
+            for (d, &v) in padded[dst..dst + crop[0]]
+                .iter_mut()
+                .zip(&mask.data[src..src + crop[0]])
+            {
+                *d = u8::from(v);
             }
         }
-        mask.get(x as usize, y as usize, z as usize)
-    };
+    }
+    let dims = [crop[0] + 1, crop[1] + 1, crop[2] + 1];
+    let mut codes = vec![0u8; dims[0] * dims[1] * dims[2]];
+    // Offsets of voxel (a, b, c) relative to the corner's lowest voxel, by bit.
+    let mut offsets = [(0usize, 0u8); 8];
+    for a in 0..2 {
+        for b in 0..2 {
+            for c in 0..2 {
+                let bit = 7 - (4 * a + 2 * b + c);
+                offsets[4 * a + 2 * b + c] = (a + sy * b + sz * c, bit as u8);
+            }
+        }
+    }
+    let mut out = 0;
     for k in 0..dims[2] {
         for j in 0..dims[1] {
+            let row = sy * j + sz * k;
             for i in 0..dims[0] {
+                let base = row + i;
                 let mut code = 0u8;
-                for a in 0..2 {
-                    for b in 0..2 {
-                        for c in 0..2 {
-                            let x = lo[0] as isize + i as isize - 1 + a;
-                            let y = lo[1] as isize + j as isize - 1 + b;
-                            let z = lo[2] as isize + k as isize - 1 + c;
-                            if inside(x, y, z) {
-                                code |= 1 << (7 - (4 * a + 2 * b + c));
-                            }
-                        }
-                    }
+                for &(off, bit) in &offsets {
+                    code |= padded[base + off] << bit;
                 }
-                codes[i + dims[0] * (j + dims[1] * k)] = code;
+                codes[out] = code;
+                out += 1;
             }
         }
     }
