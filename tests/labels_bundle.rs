@@ -271,6 +271,25 @@ fn resolves_exact_normalised_and_substring_names() {
 }
 
 #[test]
+fn every_class_resolves_from_its_name_in_any_spelling() {
+    let table = upstream();
+    for class in table.iter() {
+        let exact = table.resolve_match(&class.name).unwrap();
+        assert_eq!((exact.id, exact.matched_by), (class.id, MatchKind::Exact));
+        let shouted = class.name.to_uppercase().replace(' ', "_");
+        assert_eq!(table.resolve(&shouted), Ok(class.id), "{shouted}");
+        let words: Vec<&str> = class
+            .name
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
+        let reversed = words.iter().rev().copied().collect::<Vec<_>>().join("-");
+        assert_eq!(table.resolve(&reversed), Ok(class.id), "{reversed}");
+        assert_eq!(table.resolve(&class.id.to_string()), Ok(class.id));
+    }
+}
+
+#[test]
 fn deprecated_classes_resolve_and_are_flagged() {
     let table = upstream();
     let tumour = table.resolve_match("liver tumor").unwrap();

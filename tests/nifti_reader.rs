@@ -178,7 +178,28 @@ fn check_ok_case(root: &Path, case: &Value) {
         .iter()
         .map(|v| v.as_str().unwrap().chars().next().unwrap())
         .collect();
-    assert_eq!(h.orientation().to_vec(), axcodes, "{name}: orientation");
+    let codes = h.orientation();
+    if nib["axcodes_tie"].as_bool().unwrap() {
+        // An exact tie (45 degrees in float32): nibabel's pick hangs on LAPACK's
+        // last-bit rounding; any consistent pick is as right. Check consistency.
+        let mut axes: Vec<usize> = codes
+            .iter()
+            .map(|c| match c {
+                'L' | 'R' => 0,
+                'P' | 'A' => 1,
+                'I' | 'S' => 2,
+                other => panic!("{name}: axis code {other}"),
+            })
+            .collect();
+        axes.sort();
+        assert_eq!(
+            axes,
+            [0, 1, 2],
+            "{name}: codes {codes:?} reuse a world axis"
+        );
+    } else {
+        assert_eq!(codes.to_vec(), axcodes, "{name}: orientation");
+    }
 
     for (got, key) in [(h.scl_slope, "scl_slope"), (h.scl_inter, "scl_inter")] {
         let want = num(&nib[key]);

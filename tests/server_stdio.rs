@@ -30,6 +30,16 @@ fn main() {
     match std::env::var_os(CHILD_ENV) {
         Some(dir) => child(PathBuf::from(dir)),
         None => {
+            // Behave like a libtest binary towards `cargo test <filter>` and `--list`.
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            if args.iter().any(|a| a == "--list") {
+                println!("server_stdio: test");
+                return;
+            }
+            let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+            if !filters.is_empty() && !filters.iter().any(|f| "server_stdio".contains(f.as_str())) {
+                return;
+            }
             raw_pipes();
             python_sdk_client();
         }
@@ -138,6 +148,7 @@ impl ToolBox for NoisyBox {
 }
 
 fn child(markers: PathBuf) {
+    ctmr_skill::server::init_stderr_logging();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let result = runtime.block_on(serve_stdio(
         Arc::new(NoisyBox { markers }),
@@ -167,6 +178,7 @@ fn raw_pipes() {
     let markers = tempfile::tempdir().unwrap();
     let mut server = Command::new(std::env::current_exe().unwrap())
         .env(CHILD_ENV, markers.path())
+        .env("RUST_LOG", "debug") // every log line must go to stderr, none to stdout
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -272,6 +284,10 @@ fn raw_pipes() {
     assert!(
         stderr.contains("NOISE from println") && stderr.contains("NOISE from a child process"),
         "stray output did not reach stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("MCP input closed"),
+        "RUST_LOG=debug logs did not reach stderr:\n{stderr}"
     );
     eprintln!("server_stdio: ok ({} protocol lines)", every_line.len());
 }

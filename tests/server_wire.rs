@@ -759,3 +759,38 @@ async fn notifications_before_initialize_do_not_break_the_handshake() {
     let r = c.initialize("2025-06-18").await;
     assert_eq!(r["result"]["protocolVersion"], "2025-06-18", "{r}");
 }
+
+#[tokio::test]
+async fn many_concurrent_calls_each_get_their_own_answer() {
+    let mut c = start();
+    c.initialize("2025-06-18").await;
+    // One write carrying 200 requests: responses come back in any order, each
+    // on its own line and matched to its id.
+    let mut batch = Vec::new();
+    for i in 0..200 {
+        let m = if i % 5 == 0 {
+            json!({"jsonrpc": "2.0", "id": i, "method": "ping"})
+        } else {
+            json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                   "params": {"name": "echo", "arguments": {"text": format!("n{i}")}}})
+        };
+        batch.extend(serde_json::to_vec(&m).unwrap());
+        batch.push(b'\n');
+    }
+    c.send_raw(&batch).await;
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < 200 {
+        let m = c.next().await;
+        let id = m["id"].as_i64().unwrap_or_else(|| panic!("{m}"));
+        if id % 5 == 0 {
+            assert_eq!(m["result"], json!({}), "{m}");
+        } else {
+            assert_eq!(
+                m["result"]["structuredContent"]["echo"]["text"],
+                format!("n{id}"),
+                "{m}"
+            );
+        }
+        assert!(answered.insert(id), "answered twice: {id}");
+    }
+}

@@ -12,11 +12,14 @@ use ctmr_skill::upstream::{
     child_env, probe_environment, DeviceRequest, UpstreamError, DEFAULT_PROBE_TIMEOUT,
 };
 
-fn python_says(code: &str, env: &[(&str, &str)]) -> String {
+/// What the interpreter itself says, asked directly (one launch: importing torch is slow).
+fn python_says() -> Vec<String> {
+    let code = "import platform, monai, torch\n\
+print(monai.__version__); print(torch.__version__); print(platform.python_version()); \
+print(torch.cuda.is_available())";
     let out = Command::new(common::python())
         .arg("-c")
         .arg(code)
-        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(
@@ -24,31 +27,28 @@ fn python_says(code: &str, env: &[(&str, &str)]) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[tokio::test]
 async fn real_probe_reports_versions_and_the_device_that_will_be_used() {
     let dir = common::fresh_dir();
     let python = common::python();
+    let said = python_says();
+    let (monai, torch, version, cuda) = (&said[0], &said[1], &said[2], said[3] == "True");
 
     let cpu_env = child_env(std::env::vars_os(), dir.path(), DeviceRequest::Cpu);
     let p = probe_environment(&python, &cpu_env, dir.path(), DEFAULT_PROBE_TIMEOUT)
         .await
         .unwrap();
     assert_eq!(p.python, python);
-    assert_eq!(
-        p.monai_version,
-        python_says("import monai; print(monai.__version__)", &[])
-    );
-    assert_eq!(
-        p.torch_version,
-        python_says("import torch; print(torch.__version__)", &[])
-    );
-    assert_eq!(
-        p.python_version,
-        python_says("import platform; print(platform.python_version())", &[])
-    );
+    assert_eq!(&p.monai_version, monai);
+    assert_eq!(&p.torch_version, torch);
+    assert_eq!(&p.python_version, version);
     assert!(!p.platform.is_empty());
     // device=cpu hides every GPU, so the bundle will run on the CPU.
     assert!(!p.cuda_available);
@@ -59,7 +59,6 @@ async fn real_probe_reports_versions_and_the_device_that_will_be_used() {
     let p = probe_environment(&python, &auto_env, dir.path(), DEFAULT_PROBE_TIMEOUT)
         .await
         .unwrap();
-    let cuda = python_says("import torch; print(torch.cuda.is_available())", &[]) == "True";
     assert_eq!(p.cuda_available, cuda);
     assert_eq!(p.device, if cuda { "cuda" } else { "cpu" });
 }

@@ -542,3 +542,19 @@ async fn probe_for_request_uses_the_runs_environment() {
         w.out.join("_monai_data").display().to_string()
     );
 }
+
+#[tokio::test]
+async fn extreme_tick_and_timeout_values_are_accepted() {
+    let w = World::new();
+    let mut opts = w.options(&[]);
+    opts.tick = Duration::ZERO;
+    opts.timeout = Duration::MAX;
+    let env = ctmr_skill::upstream::child_env(opts.base_env.clone(), &w.out, DeviceRequest::Auto);
+    let inv = Invocation {
+        argv: vec![fake_python().display().to_string()],
+        cwd: w.root.clone(),
+        env,
+    };
+    let res = supervise(&inv, &opts).await.unwrap();
+    assert!(res.succeeded(), "{:?}", res.outcome);
+}

@@ -183,7 +183,11 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, String> {
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    depth: usize,
 }
+
+/// Nesting deeper than this is refused, so hostile input cannot overflow the stack.
+const MAX_DEPTH: usize = 64;
 
 impl Parser {
     fn peek(&self) -> Option<&Tok> {
@@ -248,6 +252,17 @@ impl Parser {
     }
 
     fn atom(&mut self) -> Result<Expr, String> {
+        self.depth += 1;
+        let result = if self.depth > MAX_DEPTH {
+            Err(format!("nested deeper than {MAX_DEPTH} levels"))
+        } else {
+            self.atom_inner()
+        };
+        self.depth -= 1;
+        result
+    }
+
+    fn atom_inner(&mut self) -> Result<Expr, String> {
         match self.next() {
             Some(Tok::Int(n)) => Ok(Expr::Int(n)),
             Some(Tok::Str(s)) => Ok(Expr::Str(s)),
@@ -371,6 +386,7 @@ pub fn parse(src: &str) -> Result<Expr, String> {
     let mut p = Parser {
         toks: tokenize(src)?,
         pos: 0,
+        depth: 0,
     };
     let e = p.expr()?;
     if p.pos < p.toks.len() {
@@ -621,6 +637,7 @@ mod tests {
             "x * 2",
             "set([1]) + set([2])",
             "[1] - [1]",
+            &format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000)),
         ] {
             let result = parse(bad).and_then(|e| eval(&e, &mut NoRefs));
             assert!(result.is_err(), "{bad} should be rejected, got {result:?}");

@@ -33,7 +33,11 @@
 //! `mri_brain` = the same for `["LUMIR"]` (`label_mapping` is `json.loads` of
 //! `configs/label_mappings.json`). These expressions are evaluated by a small,
 //! closed evaluator ([`expr`]) that never runs bundle code and rejects any form it
-//! does not know (an error naming the key, never a guess). Per modality:
+//! does not know (an error naming the key, never a guess). References follow
+//! MONAI: `@key#a#0` names a raw config item, then evaluates it; the one file
+//! idiom understood is `json.loads(pathlib.Path(@bundle_root + '/<relative path>').read_text())`
+//! (read from the bundle root and hashed into the sources). `tests/labels_monai.rs`
+//! checks the results against MONAI's own `ConfigParser`. Per modality:
 //!
 //! 1. `inference.json` `everything_labels` as a dict literal (optionally indexed by
 //!    `[@modality]`) whose entry for `CT_BODY`/`MRI_BODY`/`MRI_BRAIN` is evaluated;
@@ -41,7 +45,10 @@
 //! 3. else the documented definition: CT_BODY the built-in set above; MRI_BODY and
 //!    MRI_BRAIN from `label_mappings.json` `TotalSegmentatorMR` / `LUMIR`.
 //!
-//! [`LabelTable::everything_set_source`] says which of these was used. A demo
+//! [`LabelTable::everything_set_source`] says which of these was used, e.g.
+//! `configs/inference.json: everything_labels['CT_BODY'] = @ct_body`,
+//! `configs/inference.json: ct_body`, `built-in: ...` or
+//! `configs/label_mappings.json: TotalSegmentatorMR ...`. A demo
 //! bundle that mirrors the upstream layout (the same keys, same expression forms,
 //! or plain JSON integer lists) yields its own sets.
 //!
@@ -53,14 +60,26 @@
 //!
 //! `inference.json` `subclass` (`{"2": [14, 5], "20": [28..32], "21": "$list(range(33, 57)) + ..."}`)
 //! is passed upstream to `VistaPreTransformd`, which replaces a prompt that is a
-//! key by its sub-classes (one level). Without `inference.json` the upstream
-//! definition is used and recorded as built-in.
+//! key by its sub-classes (one level). Without `inference.json` (or without its
+//! `subclass`) the upstream definition is used and recorded as built-in
+//! ([`LabelTable::subclass_source`]).
+//!
+//! # Name resolution
+//!
+//! [`LabelTable::resolve_match`]: a number is an id (or unknown); then the exact
+//! name ignoring case; then the same words in any order and with any separators
+//! ("kidney_left" → left kidney; the `(deprecated)` marker is ignored); then the
+//! one class whose name contains the query or all its words. Several matches at
+//! the first stage that matches are ambiguous; none is unknown, with the five
+//! closest names by word and edit similarity. Never a guessed id.
 //!
 //! # Sidecars
 //!
 //! [`write_sidecars`] writes `labels.json` (the source of truth), a 3D Slicer
 //! colour table `labels.ctbl` and an ITK-SNAP label description
-//! `labels_itksnap.txt`, for the ids present in a mask plus background.
+//! `labels_itksnap.txt`, for the ids present in a mask plus background. Note
+//! that upstream fills NaN voxels with 255, which in NV-Segment-CTMR is also a
+//! class (`Left-AnG---angular-gyrus`); `labels.json` warns when 255 is present.
 
 pub mod expr;
 mod load;
@@ -211,7 +230,9 @@ pub enum LabelError {
     },
     #[error("{path} has no `{key}`; restore the file from the upstream bundle")]
     MissingKey { path: PathBuf, key: String },
-    #[error("{path}: `{key}` is malformed: {reason}")]
+    #[error(
+        "{path}: `{key}` is malformed: {reason}; correct it or restore the file from the bundle"
+    )]
     BadValue {
         path: PathBuf,
         key: String,

@@ -147,7 +147,12 @@ struct Query {
 
 impl Query {
     fn new(text: &str) -> Query {
-        let tokens = tokens(text);
+        let mut tokens = tokens(text);
+        // Names are compared without the `(deprecated)` marker; so are queries,
+        // wherever they put the word (unless it is all they say).
+        if tokens.iter().any(|t| t != "deprecated") {
+            tokens.retain(|t| t != "deprecated");
+        }
         Query {
             lower: text.to_lowercase(),
             sorted: sorted(tokens.clone()),

@@ -171,7 +171,7 @@ impl Handler {
             Ok(Ok(outcome)) => Ok(result_from_outcome(outcome)),
             Ok(Err(ToolCallError::UnknownTool(name))) => Err(self.unknown_tool(&name)),
             Ok(Err(ToolCallError::Internal(message))) => {
-                tracing::error!(tool = %name, %message, "tool failed internally");
+                tracing::error!(tool = %name, detail = %message, "tool failed internally");
                 Err(ErrorData::internal_error(
                     format!("tool '{name}' failed internally: {message}"),
                     None,

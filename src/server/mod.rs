@@ -2,16 +2,16 @@
 //! change touches one module. stdout belongs to the protocol; logs go to stderr.
 //!
 //! ## Shape
-//! - [`transport`]: our own line framing in front of the SDK. The SDK's stdio
+//! - `transport`: our own line framing in front of the SDK. The SDK's stdio
 //!   transport silently drops unparsable and oversized lines and answers
 //!   ill-shaped requests without their id; we answer each with a JSON-RPC error
 //!   (`-32700`, `-32600`, `-32602`) and keep serving.
-//! - [`handler`]: a hand-written `rmcp::ServerHandler` that maps `tools/list` and
-//!   `tools/call` onto [`ToolBox`](crate::tools::ToolBox); the SDK does version
+//! - `handler`: a hand-written `rmcp::ServerHandler` that maps `tools/list` and
+//!   `tools/call` onto [`crate::tools::ToolBox`]; the SDK does version
 //!   negotiation (`initialize` for 2025-03-26/2025-06-18/2025-11-25, `server/discover`
 //!   and per-request `_meta` for 2026-07-28), `ping`, cancellation bookkeeping and
 //!   concurrency (each request runs in its own task).
-//! - [`progress`]: progress notifications that strictly increase, with a heartbeat
+//! - `progress`: progress notifications that strictly increase, with a heartbeat
 //!   every few seconds while a tool is quiet.
 //!
 //! ## Shutdown
@@ -19,7 +19,8 @@
 //! then cancels every running call's token at once; the SDK writes the responses
 //! that are ready, and [`serve`] returns as soon as the SDK loop ends or at most
 //! [`Tuning::shutdown_grace`] after end of input, whichever comes first, so a tool
-//! that ignores cancellation cannot keep the process alive.
+//! that ignores cancellation cannot keep the process alive. A client that pipes
+//! requests in must therefore read their responses before closing stdin.
 
 mod handler;
 mod progress;
@@ -229,13 +230,17 @@ fn protocol_streams() -> std::io::Result<(tokio::io::Stdin, tokio::io::Stdout)> 
     Ok((tokio::io::stdin(), tokio::io::stdout()))
 }
 
-/// Log to stderr through `tracing`, filtered by `RUST_LOG` (default `warn`).
+/// Log to stderr through `tracing`, filtered by `RUST_LOG`. The default,
+/// `warn,rmcp=error`, keeps our warnings and drops the SDK's one warning per
+/// error response (those are the client's mistakes, already answered on the
+/// wire; internal tool failures are logged by us as errors).
 /// Safe to call more than once; later calls do nothing.
 pub fn init_stderr_logging() {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rmcp=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

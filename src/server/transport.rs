@@ -154,13 +154,46 @@ fn params_problem(method: &str, params: Option<&Value>) -> String {
     }
 }
 
-/// Classify one line (without its `\n`). Pure: no I/O.
+/// Classify one line (without its `\n`). Pure: no I/O. The common case costs
+/// one parse; the generic JSON value is only built to explain a failure.
 pub(crate) fn classify_line(line: &[u8]) -> Verdict {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
         return Verdict::Ignore("blank line");
     }
+    let sdk_error = match serde_json::from_slice::<ClientJsonRpcMessage>(line) {
+        // The SDK reads a known method whose params do not fit as a custom
+        // request, which would be answered "method not found": say what is wrong.
+        Ok(JsonRpcMessage::Request(request)) => match request.request {
+            ClientRequest::CustomRequest(custom) if is_known_request_method(&custom.method) => {
+                return Verdict::Reply(error_response(
+                    serde_json::to_value(&request.id).unwrap_or(Value::Null),
+                    INVALID_PARAMS,
+                    format!(
+                        "invalid params for `{}`: {}",
+                        custom.method,
+                        params_problem(&custom.method, custom.params.as_ref())
+                    ),
+                ));
+            }
+            other => {
+                return Verdict::Forward(Box::new(JsonRpcMessage::Request(
+                    rmcp::model::JsonRpcRequest {
+                        request: other,
+                        ..request
+                    },
+                )))
+            }
+        },
+        Ok(message) => return Verdict::Forward(Box::new(message)),
+        Err(e) => e,
+    };
+    explain_unusable(line, &sdk_error)
+}
+
+/// The reply (or silence) for a line the SDK cannot read.
+fn explain_unusable(line: &[u8], sdk_error: &serde_json::Error) -> Verdict {
     let value: Value = match serde_json::from_slice(line) {
         Ok(value) => value,
         Err(e) => {
@@ -179,67 +212,42 @@ pub(crate) fn classify_line(line: &[u8]) -> Verdict {
         };
         return Verdict::Reply(error_response(Value::Null, INVALID_REQUEST, what));
     };
-    let method = object
-        .get("method")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let has_id = object.contains_key("id");
-    match serde_json::from_value::<ClientJsonRpcMessage>(value.clone()) {
-        // The SDK reads a known method whose params do not fit as a custom
-        // request, which would be answered "method not found": say what is wrong.
-        Ok(JsonRpcMessage::Request(request))
-            if matches!(&request.request, ClientRequest::CustomRequest(custom)
-                if is_known_request_method(&custom.method)) =>
-        {
-            let method = method.unwrap_or_default();
-            Verdict::Reply(error_response(
-                serde_json::to_value(&request.id).unwrap_or(Value::Null),
-                INVALID_PARAMS,
-                format!(
-                    "invalid params for `{method}`: {}",
-                    params_problem(&method, object.get("params"))
-                ),
-            ))
-        }
-        Ok(message) => Verdict::Forward(Box::new(message)),
-        Err(e) => {
-            if !has_id {
-                // A notification (or an id-less response): JSON-RPC forbids a reply.
-                return Verdict::Ignore("malformed notification");
-            }
-            let Some(id) = echoable_id(object) else {
-                return Verdict::Reply(error_response(
-                    Value::Null,
-                    INVALID_REQUEST,
-                    "invalid request: `id` must be a string or an integer",
-                ));
-            };
-            if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-                return Verdict::Reply(error_response(
-                    id,
-                    INVALID_REQUEST,
-                    "invalid request: `jsonrpc` must be \"2.0\"",
-                ));
-            }
-            match method {
-                Some(method) if is_known_request_method(&method) => Verdict::Reply(error_response(
-                    id,
-                    INVALID_PARAMS,
-                    format!("invalid params for `{method}`: {e}"),
-                )),
-                Some(method) => Verdict::Reply(error_response(
-                    id,
-                    INVALID_REQUEST,
-                    format!("invalid request `{method}`: {e}"),
-                )),
-                None => Verdict::Reply(error_response(
-                    id,
-                    INVALID_REQUEST,
-                    format!("invalid request: no `method` and not a valid response ({e})"),
-                )),
-            }
-        }
+    if !object.contains_key("id") {
+        // A notification (or an id-less response): JSON-RPC forbids a reply.
+        return Verdict::Ignore("malformed notification");
     }
+    let Some(id) = echoable_id(object) else {
+        return Verdict::Reply(error_response(
+            Value::Null,
+            INVALID_REQUEST,
+            "invalid request: `id` must be a string or an integer",
+        ));
+    };
+    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Verdict::Reply(error_response(
+            id,
+            INVALID_REQUEST,
+            "invalid request: `jsonrpc` must be \"2.0\"",
+        ));
+    }
+    let reply = match object.get("method").and_then(Value::as_str) {
+        Some(method) if is_known_request_method(method) => error_response(
+            id,
+            INVALID_PARAMS,
+            format!("invalid params for `{method}`: {sdk_error}"),
+        ),
+        Some(method) => error_response(
+            id,
+            INVALID_REQUEST,
+            format!("invalid request `{method}`: {sdk_error}"),
+        ),
+        None => error_response(
+            id,
+            INVALID_REQUEST,
+            format!("invalid request: no `method` and not a valid response ({sdk_error})"),
+        ),
+    };
+    Verdict::Reply(reply)
 }
 
 /// Tracks whether the SDK has left its pre-lifecycle phase. Before that, the SDK

@@ -6,14 +6,18 @@ use std::path::PathBuf;
 use super::python::CheckedPython;
 use super::root::CheckedRoot;
 
-/// How to obtain the bundle and its weights; appended to "not found" errors.
+/// How to obtain the bundle; appended to "root not found" errors (with [`weights_hint`]).
 pub fn install_hint() -> &'static str {
     "Install the upstream bundle: `git clone https://github.com/NVIDIA-Medtech/NV-Segment-CTMR` and \
 `export NV_SEGMENT_CTMR_ROOT=<clone>/NV-Segment-CTMR` (the nested bundle directory), or pass the \
-bundle root explicitly, or place the clone at .workbench_data/upstreams/NV-Segment-CTMR. Weights: \
-`hf download nvidia/NV-Segment-CTMR --local-dir $NV_SEGMENT_CTMR_ROOT/models/` then move \
+bundle root explicitly, or place the clone at .workbench_data/upstreams/NV-Segment-CTMR."
+}
+
+/// How to obtain weights for the bundle.
+pub fn weights_hint() -> &'static str {
+    "Weights: `hf download nvidia/NV-Segment-CTMR --local-dir $NV_SEGMENT_CTMR_ROOT/models/`, then move \
 models/vista3d_pretrained_model/model.pt to models/model.pt; or run scripts/make-standin-weights.py \
-for random stand-in weights (engineering checks only)."
+for random stand-in weights (engineering checks only, the segmentation is meaningless)."
 }
 
 fn roots_list(checked: &[CheckedRoot]) -> String {
@@ -57,23 +61,25 @@ fn pythons_list(checked: &[CheckedPython]) -> String {
 pub enum UpstreamError {
     /// No candidate directory exists at all.
     #[error(
-        "NV-Segment-CTMR bundle root not found; checked: {}. {}",
+        "NV-Segment-CTMR bundle root not found; checked: {}. {} {}",
         roots_list(checked),
-        install_hint()
+        install_hint(),
+        weights_hint()
     )]
     RootNotFound { checked: Vec<CheckedRoot> },
 
     /// A candidate directory exists but is not a bundle root.
     #[error(
         "no configs/inference.json in any checked NV-Segment-CTMR root ({}): the bundle root is the nested \
-NV-Segment-CTMR directory of the clone, the one that holds configs/inference.json. {}",
+NV-Segment-CTMR directory of the clone, the one that holds configs/inference.json. {} {}",
         roots_list(checked),
-        install_hint()
+        install_hint(),
+        weights_hint()
     )]
     ConfigMissing { checked: Vec<CheckedRoot> },
 
     /// The bundle has no `models/model.pt`.
-    #[error("model weights missing: {} does not exist. {}", model_path.display(), install_hint())]
+    #[error("model weights missing: {} does not exist. {}", model_path.display(), weights_hint())]
     ModelMissing { model_path: PathBuf },
 
     /// A path that must be passed to Python as text is not valid UTF-8.

@@ -19,6 +19,38 @@
 //! | adopt the mask | [`adopt_mask`] | `output` |
 //! | provenance | [`git_commit`], [`sha256_file`] | `root`, `hash` |
 //!
+//! A single-volume run, end to end:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ctmr_skill::upstream::UpstreamError> {
+//! use std::time::Duration;
+//! use ctmr_skill::upstream::*;
+//!
+//! let cwd = std::env::current_dir().unwrap();
+//! let roots = resolve_root_here(None, &cwd); // keep `roots.checked` for the evidence
+//! let root = roots.require()?.to_path_buf();
+//! let inv = inventory(&root);
+//! inv.require_model()?;
+//! let python = find_python_here(None, &cwd)?;
+//! let req = UpstreamRequest {
+//!     python: python.path,
+//!     bundle_root: root,
+//!     input: "/data/ct.nii.gz".into(),
+//!     output_dir: "/runs/ct".into(),
+//!     modality: "CT_BODY".into(),
+//!     label_prompts: Some(vec![3, 14]),
+//!     overrides: vec![],
+//!     device: DeviceRequest::Auto,
+//! };
+//! let opts = RunOptions::new("/runs/ct/logs", Duration::from_secs(3600));
+//! let probe = probe_for_request(&req, &opts, DEFAULT_PROBE_TIMEOUT).await?;
+//! let result = run(&req, &probe, &opts).await?;
+//! if let Some(mask) = result.mask.as_ref().and_then(MaskAdoption::path) {
+//!     let _digest = sha256_file(mask);
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! Nothing here prints to stdout: stdout belongs to the MCP protocol, and the child's
 //! stdout/stderr go to log files, never to ours.
 
@@ -34,7 +66,7 @@ pub use argv::{
     build_argv, build_batch_argv, python_repr_str, BatchRequest, UpstreamRequest,
     BATCH_CONFIG_FILES, CONFIG_FILE, SUPPORTED_MODALITIES,
 };
-pub use error::{install_hint, UpstreamError};
+pub use error::{install_hint, weights_hint, UpstreamError};
 pub use hash::sha256_file;
 pub use output::{
     adopt_mask, check_output_dir, check_output_location, expected_mask_path, move_aside_stale,

@@ -328,8 +328,12 @@ pub async fn supervise(inv: &Invocation, opts: &RunOptions) -> Result<RunResult,
     );
 
     let watch = async {
-        let mut ticker =
-            tokio::time::interval_at(tokio::time::Instant::now() + opts.tick, opts.tick);
+        // Clamped: a zero period panics in tokio, a huge one overflows the clock.
+        let period = opts
+            .tick
+            .clamp(Duration::from_millis(10), Duration::from_secs(86_400));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let deadline = tokio::time::sleep(opts.timeout);
         tokio::pin!(deadline);
         let ended = loop {
@@ -532,12 +536,15 @@ impl TailBuffer {
     fn finish(self) -> String {
         let (a, b) = self.bytes.as_slices();
         let text = String::from_utf8_lossy(&[a, b].concat()).into_owned();
-        let cut = tail_of(&text, TAIL_CHARS);
-        if self.dropped && !cut.starts_with("...") {
-            format!("...{cut}")
-        } else {
-            cut
+        let count = text.chars().count();
+        if !self.dropped && count <= TAIL_CHARS {
+            return text;
         }
+        let start = text
+            .char_indices()
+            .nth(count.saturating_sub(TAIL_CHARS))
+            .map_or(text.len(), |(i, _)| i);
+        format!("...{}", &text[start..])
     }
 }
 

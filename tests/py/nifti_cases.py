@@ -146,6 +146,7 @@ def record_ok(name, path, description):
                     sform is not None and qform is not None and np.abs(sform - qform).max() > 1e-4
                 ),
                 "axcodes": [c if c is not None else "?" for c in nib.aff2axcodes(img.affine)],
+                "axcodes_tie": orientation_is_tie(img.affine),
                 "scl_slope": enc(raw_hdr["scl_slope"]),
                 "scl_inter": enc(raw_hdr["scl_inter"]),
                 "applied_slope_inter": [enc(img.dataobj.slope), enc(img.dataobj.inter)],
@@ -179,6 +180,22 @@ def record_error(name, path, kind, description):
             "nibabel_error": nib_said,
         }
     )
+
+
+def orientation_is_tie(affine, gap=1e-9):
+    """True when aff2axcodes decides between exactly tied candidates (an exact
+    45-degree rotation stored in float32): the answer then hangs on the last
+    bit of LAPACK's SVD rounding, which no other implementation reproduces."""
+    rzs = np.asarray(affine)[:3, :3]
+    zooms = np.sqrt((rzs * rzs).sum(0))
+    zooms[zooms == 0] = 1
+    p, s, qs = np.linalg.svd(rzs / zooms)
+    r = p @ qs
+    for col in np.abs(r).T:
+        top = np.sort(col)[::-1]
+        if top[0] - top[1] < gap:
+            return True
+    return False
 
 
 def oblique_affine(shear=0.0, flip=False):
@@ -318,6 +335,25 @@ def main():
     hdr = make_header(2, ">", "uint8", (40000, 2, 3))
     hdr.set_sform(lps, code=1)
     record_ok("v2_wide_dim", write_bytes("v2_wide_dim.nii.gz", raw_file_bytes(hdr, rng_data("uint8", shape=(40000, 2, 3))), "gzip"), "NIfTI-2, dim 40000")
+
+    # Orientation coverage: random rotations, permutations and flips, plus exact 45-degree ties.
+    from nibabel.eulerangles import euler2mat
+
+    orng = np.random.default_rng(42)
+    for i in range(16):
+        if i < 2:
+            rot = euler2mat(np.pi / 4 if i == 0 else 0.0, 0.0, np.pi / 4 if i == 1 else 0.0)
+        else:
+            rot = euler2mat(*orng.uniform(-np.pi, np.pi, 3))
+        perm = np.eye(3)[orng.permutation(3)] @ np.diag(orng.choice([-1.0, 1.0], 3))
+        aff = np.eye(4)
+        aff[:3, :3] = rot @ perm @ np.diag(orng.uniform(0.3, 3.0, 3))
+        aff[:3, 3] = orng.uniform(-200, 200, 3)
+        hdr = make_header(1, "<", "uint8", (3, 2, 2))
+        hdr.set_sform(aff, code=1)
+        hdr.set_qform(aff, code=1)
+        name = f"orient_{i:02d}"
+        record_ok(name, write_bytes(name + ".nii", raw_file_bytes(hdr, np.arange(12, dtype=np.uint8).reshape(3, 2, 2))), "orientation coverage")
 
     # Containers: gzip, multi-member gzip, padding, extensions, trailing bytes.
     hdr = make_header(1, "<", "float32")

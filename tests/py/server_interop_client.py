@@ -23,7 +23,7 @@ EXE, MARKERS = sys.argv[1], sys.argv[2]
 
 async def session(mode):
     params = StdioServerParameters(
-        command=EXE, env={"CTMR_SERVER_STDIO_CHILD": MARKERS, "RUST_LOG": "warn"}
+        command=EXE, env={"CTMR_SERVER_STDIO_CHILD": MARKERS}
     )
     report = {"mode": mode}
     async with Client(params, mode=mode, read_timeout_seconds=30) as client:
