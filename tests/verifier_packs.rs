@@ -673,3 +673,33 @@ fn a_missing_input_image_fails_geometry_instead_of_trusting_the_pack() {
     assert_eq!(inv["claimed"]["affine_match"], true);
     assert_eq!(inv["affine_match"], false);
 }
+
+#[test]
+fn cli_verify_prints_the_report_and_exits_by_verdict() {
+    let run = |dir: &Path| {
+        std::process::Command::new(common::binary())
+            .arg("verify")
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let out = run(&pack("pass_pack"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["overall"], "pass");
+    validate_against_schema(&v);
+    let out = run(&pack("fragmented_pack"));
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["overall"], "fail");
+    let dir = common::fresh_dir();
+    let out = run(&dir.path().join("absent"));
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("absent"), "{v}");
+}

@@ -29,7 +29,7 @@ pub mod surface;
 pub mod verdict;
 pub mod vocabulary;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::inspect::geometry::{compare_facts, DEFAULT_GEOMETRY_TOLERANCE};
@@ -40,7 +40,7 @@ use load::{LabelVoxels, MaskScan};
 use pack::{resolve_recorded_path, PackDoc, PackFacts};
 pub use report::VerifierReport;
 use report::*;
-use surface::{BoolGrid, EmptyStatus};
+use surface::BoolGrid;
 use verdict::{ClassObservation, ClassOverlap, ExpectedSet};
 use vocabulary::Vocabulary;
 
@@ -894,27 +894,43 @@ impl Context<'_> {
             );
         }
         let spacing = mask.header.as_ref().map(|h| h.spacing).unwrap_or([1.0; 3]);
-        let overlaps: Vec<ClassOverlap> = confusion
-            .overlaps()
-            .into_iter()
-            .filter_map(|o| {
-                let id = u32::try_from(o.label_id).ok()?;
-                let surface = match (&s.pred_voxels, &s.gt_voxels) {
-                    (Some(p), Some(g)) if o.pred_voxels > 0 && o.gt_voxels > 0 => {
-                        Some(class_surface(p, g, id, spacing, self.surface_tolerance))
-                    }
-                    _ => None,
-                };
-                Some(ClassOverlap {
-                    label_id: id,
-                    name: self.vocab.name(id),
-                    pred_voxels: o.pred_voxels,
-                    gt_voxels: o.gt_voxels,
-                    intersection: o.intersection,
-                    surface,
-                })
-            })
-            .collect();
+        let boxes = match (&s.pred_voxels, &s.gt_voxels) {
+            (Some(p), Some(g)) => union_bboxes(p, g),
+            _ => BTreeMap::new(),
+        };
+        let mut overlaps = Vec::new();
+        for o in confusion.overlaps() {
+            let Ok(id) = u32::try_from(o.label_id) else {
+                continue;
+            };
+            let surface = match (
+                &s.pred_voxels,
+                &s.gt_voxels,
+                u16::try_from(id)
+                    .ok()
+                    .and_then(|i| boxes.get(&i).map(|b| (i, *b))),
+            ) {
+                (Some(p), Some(g), Some((id16, bbox))) if o.pred_voxels > 0 && o.gt_voxels > 0 => {
+                    Some(class_surface(
+                        p,
+                        g,
+                        id16,
+                        bbox,
+                        spacing,
+                        self.surface_tolerance,
+                    ))
+                }
+                _ => None,
+            };
+            overlaps.push(ClassOverlap {
+                label_id: id,
+                name: self.vocab.name(id),
+                pred_voxels: o.pred_voxels,
+                gt_voxels: o.gt_voxels,
+                intersection: o.intersection,
+                surface,
+            });
+        }
         let scope: Option<BTreeSet<u32>> = expected.map(|e| e.ids.clone());
         let (rows, checks) = verdict::gt_rows(&overlaps, scope.as_ref(), self.bounds);
         m.checks.extend(checks);
@@ -942,45 +958,43 @@ impl Context<'_> {
     }
 }
 
-/// Surface metrics of one class, on the crop of the union bounding box.
-fn class_surface(
-    pred: &LabelVoxels,
-    gt: &LabelVoxels,
-    id: u32,
-    spacing: [f64; 3],
-    tolerance: f64,
-) -> surface::SurfaceMetrics {
-    let shape = pred.shape;
-    let Ok(id) = u16::try_from(id) else {
-        return surface::SurfaceMetrics {
-            status: EmptyStatus::BothEmpty,
-            hd95_mm: None,
-            hausdorff_mm: None,
-            assd_mm: None,
-            nsd: None,
-            tolerance_mm: tolerance,
-        };
+/// Inclusive bounding box per label id over the union of both label maps, in one
+/// pass (so many classes cost one scan, not one scan each).
+fn union_bboxes(pred: &LabelVoxels, gt: &LabelVoxels) -> BTreeMap<u16, ([usize; 3], [usize; 3])> {
+    let [nx, ny, _] = pred.shape;
+    let mut boxes: BTreeMap<u16, ([usize; 3], [usize; 3])> = BTreeMap::new();
+    let mut grow = |id: u16, c: [usize; 3]| {
+        let b = boxes.entry(id).or_insert((c, c));
+        for (k, &v) in c.iter().enumerate() {
+            b.0[k] = b.0[k].min(v);
+            b.1[k] = b.1[k].max(v);
+        }
     };
-    let mut lo = [usize::MAX; 3];
-    let mut hi = [0usize; 3];
-    let (nx, ny) = (shape[0], shape[1]);
     for (i, (&p, &g)) in pred.ids.iter().zip(&gt.ids).enumerate() {
-        if p == id || g == id {
+        if p != 0 || g != 0 {
             let c = [i % nx, (i / nx) % ny, i / (nx * ny)];
-            for k in 0..3 {
-                lo[k] = lo[k].min(c[k]);
-                hi[k] = hi[k].max(c[k]);
+            if p != 0 {
+                grow(p, c);
+            }
+            if g != 0 && g != p {
+                grow(g, c);
             }
         }
     }
-    if lo[0] == usize::MAX {
-        return surface::surface_metrics(
-            &BoolGrid::new([1, 1, 1]),
-            &BoolGrid::new([1, 1, 1]),
-            spacing,
-            tolerance,
-        );
-    }
+    boxes
+}
+
+/// Surface metrics of one class, on the crop of its union bounding box.
+fn class_surface(
+    pred: &LabelVoxels,
+    gt: &LabelVoxels,
+    id: u16,
+    bbox: ([usize; 3], [usize; 3]),
+    spacing: [f64; 3],
+    tolerance: f64,
+) -> surface::SurfaceMetrics {
+    let (lo, hi) = bbox;
+    let [nx, ny, _] = pred.shape;
     let crop = [hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1];
     let at = |v: &LabelVoxels, x: usize, y: usize, z: usize| {
         v.ids[(lo[0] + x) + nx * ((lo[1] + y) + ny * (lo[2] + z))] == id
