@@ -703,3 +703,45 @@ fn cli_verify_prints_the_report_and_exits_by_verdict() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["error"].as_str().unwrap().contains("absent"), "{v}");
 }
+
+#[test]
+fn every_recorded_hash_and_skill_id_is_checked() {
+    let dir = common::fresh_dir();
+    let p = copy_pack("gt_identical_pack", dir.path());
+    let zeros = "0".repeat(64);
+    edit_json(&p.join("manifest.json"), |v| {
+        v["hashes"]["ground_truth_sha256"] = Value::String(zeros.clone());
+        v["hashes"]["input_sha256"] = Value::String(zeros.clone());
+        v["skill_id"] = Value::String("medagent.some_other_skill".into());
+    });
+    let (report, v) = verify_dir(&p, &VerifyOptions::default());
+    assert!(!report.passed());
+    let gt = failed(&v["gt_metrics"], "ground_truth_hash_matches_claims");
+    assert!(
+        gt.contains("manifest.json hashes.ground_truth_sha256 records 0000"),
+        "{gt}"
+    );
+    let input = failed(&v["artifact_inventory"], "input_hash_matches_claims");
+    assert!(
+        input.contains("manifest.json hashes.input_sha256")
+            && !input.contains("output.json input.sha256"),
+        "{input}"
+    );
+    let ids = failed(&v["target"], "skill_ids_agree");
+    assert!(
+        ids.contains("medagent.some_other_skill") && ids.contains("nv_segment_ctmr"),
+        "{ids}"
+    );
+    // Untouched, the same pack's hashes all check out.
+    let (_, v) = verify("gt_identical_pack");
+    assert_eq!(
+        check(&v["gt_metrics"], "ground_truth_hash_matches_claims")["status"],
+        "pass"
+    );
+    assert!(
+        check(&v["artifact_inventory"], "input_hash_matches_claims")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("equals 2 recorded")
+    );
+}

@@ -37,7 +37,7 @@ use crate::nifti::Header;
 
 use bounds::{AnatomyBounds, BoundsError};
 use load::{LabelVoxels, MaskScan};
-use pack::{resolve_recorded_path, PackDoc, PackFacts};
+use pack::{resolve_recorded_path, HashedFile, PackDoc, PackFacts};
 pub use report::VerifierReport;
 use report::*;
 use surface::BoolGrid;
@@ -255,6 +255,46 @@ fn open_recorded(pack_dir: &Path, raw: Option<&str>, what: &str, field: &str) ->
     }
 }
 
+/// Compare a file's SHA-256 with every hash the pack records for it; `None` when the
+/// pack records none.
+fn hash_check<'c>(
+    name: &str,
+    path: &Path,
+    claims: impl Iterator<Item = &'c pack::HashClaim>,
+) -> Option<Check> {
+    let claims: Vec<&pack::HashClaim> = claims.collect();
+    if claims.is_empty() {
+        return None;
+    }
+    Some(match load::sha256_file(path) {
+        Err(e) => Check::new(name, false, format!("cannot hash {}: {e}", path.display())),
+        Ok(sha) => {
+            let wrong: Vec<String> = claims
+                .iter()
+                .filter(|c| c.sha256 != sha)
+                .map(|c| format!("{} records {}", c.field, c.sha256))
+                .collect();
+            if wrong.is_empty() {
+                Check::new(
+                    name,
+                    true,
+                    format!("sha256 {sha} equals {} recorded hash(es)", claims.len()),
+                )
+            } else {
+                Check::new(
+                    name,
+                    false,
+                    format!(
+                        "{} has sha256 {sha}, but {}",
+                        path.display(),
+                        wrong.join(", ")
+                    ),
+                )
+            }
+        }
+    })
+}
+
 fn rounded(v: f64) -> f64 {
     // Report geometry at the precision the header carries, without float noise.
     (v * 1e9).round() / 1e9
@@ -329,6 +369,23 @@ impl Context<'_> {
                 modality_note.clone(),
             ),
         ];
+        let normalised: BTreeSet<&str> = facts
+            .skill_id_claims
+            .iter()
+            .map(|(_, id)| id.strip_prefix("medagent.").unwrap_or(id))
+            .collect();
+        if normalised.len() > 1 {
+            let listed: Vec<String> = facts
+                .skill_id_claims
+                .iter()
+                .map(|(f, id)| format!("{f} = {id:?}"))
+                .collect();
+            target_checks.push(Check::new(
+                "skill_ids_agree",
+                false,
+                format!("the documents name different skills: {}", listed.join(", ")),
+            ));
+        }
         if !facts.prompt_problems.is_empty() {
             target_checks.push(Check::new(
                 "label_prompts_readable",
@@ -636,20 +693,13 @@ impl Context<'_> {
             )),
             (Err(_), Ok(_)) => {}
         }
-        if let (Some(claimed), Some(path)) = (&facts.claimed_input_sha256, &input.path) {
-            if input.header.is_ok() {
-                match load::sha256_file(path) {
-                    Ok(sha) => checks.push(Check::new(
-                        "input_hash_matches_claim",
-                        &sha == claimed,
-                        format!("input sha256 {sha}, recorded {claimed}"),
-                    )),
-                    Err(e) => checks.push(Check::new(
-                        "input_hash_matches_claim",
-                        false,
-                        format!("cannot hash the input: {e}"),
-                    )),
-                }
+        if let (Some(path), true) = (&input.path, input.header.is_ok()) {
+            if let Some(c) = hash_check(
+                "input_hash_matches_claims",
+                path,
+                facts.hashes_of(HashedFile::Input),
+            ) {
+                checks.push(c);
             }
         }
         if inv.label_map_readable {
@@ -696,9 +746,16 @@ impl Context<'_> {
                 }
             }
         }
-        if let (Some(claimed), Some(found)) = (&c.mask_sha256, &inv.label_map_sha256) {
-            if claimed != found {
-                diffs.push(format!("mask sha256 claimed {claimed}, file has {found}"));
+        if let Some(found) = &inv.label_map_sha256 {
+            for claim in self
+                .facts
+                .hashes_of(HashedFile::Mask)
+                .filter(|c| &c.sha256 != found)
+            {
+                diffs.push(format!(
+                    "mask sha256 claimed {} ({}), file has {found}",
+                    claim.sha256, claim.field
+                ));
             }
         }
         if let (Some(claimed), Some(found)) = (c.voxel_volume_ml, inv.voxel_volume_ml) {
@@ -811,27 +868,17 @@ impl Context<'_> {
             true,
             format!("header of {} read", gt.shown.as_deref().unwrap_or("?")),
         ));
-        if let (Some(claimed), Some(path)) = (&self.facts.claimed_ground_truth_sha256, &gt.path) {
-            match load::sha256_file(path) {
-                Ok(sha) if &sha == claimed => m.checks.push(Check::new(
-                    "ground_truth_hash_matches_claim",
-                    true,
-                    format!("sha256 {sha}"),
-                )),
-                Ok(sha) => {
-                    return fail(
-                        m,
-                        "ground_truth_hash_matches_claim",
-                        format!("ground truth sha256 {sha}, recorded {claimed}"),
-                    )
+        if let Some(path) = &gt.path {
+            match hash_check(
+                "ground_truth_hash_matches_claims",
+                path,
+                self.facts.hashes_of(HashedFile::GroundTruth),
+            ) {
+                Some(c) if !c.passed() => {
+                    return fail(m, "ground_truth_hash_matches_claims", c.reason)
                 }
-                Err(e) => {
-                    return fail(
-                        m,
-                        "ground_truth_hash_matches_claim",
-                        format!("cannot hash the ground truth: {e}"),
-                    )
-                }
+                Some(c) => m.checks.push(c),
+                None => {}
             }
         }
         let Some(geometry) = geometry else {

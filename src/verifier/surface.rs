@@ -418,54 +418,40 @@ pub fn squared_edt(feature: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Vec
     d
 }
 
-/// One 1-D pass: `out[p] = min_q f[q] + (s·(p−q))²`.
+/// One 1-D pass: `out[p] = min_q f[q] + (s·(p−q))²` (lower envelope of parabolas).
 fn lower_envelope(f: &[f64], s: f64, out: &mut Vec<f64>) {
     let n = f.len();
     out.clear();
     out.resize(n, f64::INFINITY);
-    let mut sites: Vec<usize> = Vec::with_capacity(n);
-    let mut bounds: Vec<f64> = Vec::with_capacity(n + 1);
     let pos = |q: usize| q as f64 * s;
-    for q in 0..n {
-        if !f[q].is_finite() {
-            continue;
-        }
+    // sites[k] owns the envelope from bounds[k] to bounds[k + 1].
+    let mut sites: Vec<usize> = Vec::with_capacity(n);
+    let mut bounds: Vec<f64> = Vec::with_capacity(n);
+    for q in (0..n).filter(|&q| f[q].is_finite()) {
+        let height_q = f[q] + pos(q) * pos(q);
         loop {
-            match sites.last() {
-                None => {
-                    sites.push(q);
-                    bounds.clear();
-                    bounds.push(f64::NEG_INFINITY);
-                    break;
-                }
-                Some(&v) => {
-                    let x = ((f[q] + pos(q) * pos(q)) - (f[v] + pos(v) * pos(v)))
-                        / (2.0 * (pos(q) - pos(v)));
-                    if x <= *bounds.last().unwrap_or(&f64::NEG_INFINITY) && sites.len() > 1 {
-                        sites.pop();
-                        bounds.pop();
-                        continue;
-                    }
-                    if x <= *bounds.last().unwrap_or(&f64::NEG_INFINITY) {
-                        // Only one site and the new one dominates everywhere.
-                        sites.pop();
-                        bounds.pop();
-                        sites.push(q);
-                        bounds.push(f64::NEG_INFINITY);
-                        break;
-                    }
-                    sites.push(q);
-                    bounds.push(x);
-                    break;
-                }
+            let Some(&v) = sites.last() else {
+                sites.push(q);
+                bounds.push(f64::NEG_INFINITY);
+                break;
+            };
+            // Where parabola q starts to lie below parabola v (finite: both finite).
+            let x = (height_q - (f[v] + pos(v) * pos(v))) / (2.0 * (pos(q) - pos(v)));
+            if sites.len() > 1 && x <= bounds[bounds.len() - 1] {
+                sites.pop();
+                bounds.pop();
+                continue;
             }
+            sites.push(q);
+            bounds.push(x);
+            break;
         }
-    }
-    if sites.is_empty() {
-        return;
     }
     let mut k = 0;
     for (p, slot) in out.iter_mut().enumerate() {
+        if sites.is_empty() {
+            break;
+        }
         let x = pos(p);
         while k + 1 < sites.len() && bounds[k + 1] < x {
             k += 1;
@@ -516,24 +502,19 @@ pub fn surface_distances(gt: &BoolGrid, pred: &BoolGrid, spacing: [f64; 3]) -> S
 }
 
 /// Percentile of one direction: first distance whose normalised cumulative area
-/// reaches `percent/100` (DeepMind's `searchsorted`, left side).
+/// reaches `percent/100` (DeepMind's `searchsorted`, left side); the largest
+/// distance when rounding keeps the cumulative share just below the target.
 fn directed_percentile(sorted: &[(f64, f64)], percent: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::INFINITY;
-    }
     let total: f64 = sorted.iter().map(|p| p.1).sum();
     let target = percent / 100.0;
     let mut cum = 0.0;
-    for (i, &(d, a)) in sorted.iter().enumerate() {
+    for &(d, a) in sorted {
         cum += a;
         if cum / total >= target {
             return d;
         }
-        if i == sorted.len() - 1 {
-            return d;
-        }
     }
-    f64::INFINITY
+    sorted.last().map_or(f64::INFINITY, |p| p.0)
 }
 
 /// Robust Hausdorff distance at `percent` (symmetric: max of both directions).
@@ -664,6 +645,49 @@ mod tests {
         }
         let none = squared_edt(&[false; 8], [2, 2, 2], [1.0; 3]);
         assert!(none.iter().all(|v| v.is_infinite()));
+    }
+
+    #[test]
+    fn edt_matches_brute_force_on_random_sparse_features() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for (dims, spacing) in [
+            ([9, 4, 6], [1.0, 2.5, 0.5]),
+            ([3, 11, 5], [0.8, 0.8, 3.0]),
+            ([6, 6, 6], [1.0, 1.0, 1.0]),
+        ] {
+            let n = dims[0] * dims[1] * dims[2];
+            let feature: Vec<bool> = (0..n).map(|_| next() % 17 == 0).collect();
+            let d = squared_edt(&feature, dims, spacing);
+            let coord = |i: usize| {
+                [
+                    i % dims[0],
+                    (i / dims[0]) % dims[1],
+                    i / (dims[0] * dims[1]),
+                ]
+            };
+            for (p, &got) in d.iter().enumerate() {
+                let best = (0..n)
+                    .filter(|&q| feature[q])
+                    .map(|q| {
+                        let (a, b) = (coord(p), coord(q));
+                        (0..3)
+                            .map(|k| ((a[k] as f64 - b[k] as f64) * spacing[k]).powi(2))
+                            .sum::<f64>()
+                    })
+                    .fold(f64::INFINITY, f64::min);
+                assert!(
+                    (d[p] - best).abs() < 1e-9 || (d[p].is_infinite() && best.is_infinite()),
+                    "{dims:?} point {p}: {} vs {best}",
+                    d[p]
+                );
+            }
+        }
     }
 
     #[test]
