@@ -682,9 +682,8 @@ mod tests {
                     })
                     .fold(f64::INFINITY, f64::min);
                 assert!(
-                    (d[p] - best).abs() < 1e-9 || (d[p].is_infinite() && best.is_infinite()),
-                    "{dims:?} point {p}: {} vs {best}",
-                    d[p]
+                    (got - best).abs() < 1e-9 || (got.is_infinite() && best.is_infinite()),
+                    "{dims:?} point {p}: {got} vs {best}"
                 );
             }
         }
