@@ -978,6 +978,19 @@ impl Context<'_> {
                 surface,
             });
         }
+        // Fail closed: a class present in both maps must have its surfaces measured.
+        let unmeasured: Vec<u32> = overlaps
+            .iter()
+            .filter(|o| o.pred_voxels > 0 && o.gt_voxels > 0 && o.surface.is_none())
+            .map(|o| o.label_id)
+            .collect();
+        if !unmeasured.is_empty() {
+            return fail(
+                m,
+                "surface_metrics_computed",
+                format!("surface metrics could not be computed for label ids {unmeasured:?} (ids above 65535 are not supported)"),
+            );
+        }
         let scope: Option<BTreeSet<u32>> = expected.map(|e| e.ids.clone());
         let (rows, checks) = verdict::gt_rows(&overlaps, scope.as_ref(), self.bounds);
         m.checks.extend(checks);
