@@ -295,11 +295,6 @@ fn hash_check<'c>(
     })
 }
 
-fn rounded(v: f64) -> f64 {
-    // Report geometry at the precision the header carries, without float noise.
-    (v * 1e9).round() / 1e9
-}
-
 impl Context<'_> {
     fn run(
         &self,
@@ -568,14 +563,14 @@ impl Context<'_> {
         };
         if let Ok(h) = &input.header {
             inv.input_shape = h.shape.to_vec();
-            inv.input_spacing = h.spacing.iter().copied().map(rounded).collect();
+            inv.input_spacing = h.spacing.to_vec();
         }
         match &mask.header {
             Err(e) => checks.push(Check::new("label_map_readable", false, e.clone())),
             Ok(h) => {
                 inv.label_map_dtype = Some(h.datatype.name().to_string());
                 inv.label_map_shape = h.shape.to_vec();
-                inv.label_map_spacing = h.spacing.iter().copied().map(rounded).collect();
+                inv.label_map_spacing = h.spacing.to_vec();
                 inv.voxel_volume_ml = Some(h.voxel_volume_ml());
                 match scan {
                     Some(Ok(s)) => {
@@ -898,7 +893,7 @@ impl Context<'_> {
             affine_match: geometry.affine_match,
             affine_max_abs_diff: geometry.affine_max_abs_diff,
             gt_shape: gt_header.shape.to_vec(),
-            gt_spacing: gt_header.spacing.iter().copied().map(rounded).collect(),
+            gt_spacing: gt_header.spacing.to_vec(),
             shape_match: geometry.shape_match,
             spacing_match: geometry.spacing_match,
         });
@@ -988,7 +983,7 @@ impl Context<'_> {
             return fail(
                 m,
                 "surface_metrics_computed",
-                format!("surface metrics could not be computed for label ids {unmeasured:?} (ids above 65535 are not supported)"),
+                format!("surface metrics could not be computed for label ids {unmeasured:?} (ids above 65535, or volumes above {} voxels, are not supported)", load::MAX_SURFACE_VOXELS),
             );
         }
         let scope: Option<BTreeSet<u32>> = expected.map(|e| e.ids.clone());
