@@ -280,28 +280,45 @@ fn shifted_ground_truth_gives_hand_checked_surface_distances() {
 }
 
 #[test]
-fn shifted_ground_truth_surface_metrics_match_an_independent_oracle() {
+fn surface_metrics_match_an_independent_oracle() {
     // The oracle rebuilds DeepMind's computation from MONAI's copy of DeepMind's
-    // surfel table and scipy's exact EDT (tests/py/verifier_surface_oracle.py).
-    let (_, v) = verify("gt_shifted_pack");
-    let out: Value = serde_json::from_str(
-        &std::fs::read_to_string(pack("gt_shifted_pack").join("output.json")).unwrap(),
-    )
-    .unwrap();
-    let mask = out["output"]["path"].as_str().unwrap();
-    let gt = out["input"]["ground_truth_path"].as_str().unwrap();
-    let oracle = common::repo_root().join("tests/py/verifier_surface_oracle.py");
-    let text = common::run_python(&oracle, &[mask, gt, "1,3,5,14", "1.0"]);
-    let expected: Value = serde_json::from_str(&text).unwrap();
-    for r in v["gt_metrics"]["per_class"].as_array().unwrap() {
-        let id = r["label_id"].to_string();
-        let e = &expected[&id];
-        for key in ["hd95_mm", "hausdorff_mm", "nsd", "assd_mm"] {
-            let (got, want) = (r[key].as_f64().unwrap(), e[key].as_f64().unwrap());
-            assert!(
-                (got - want).abs() <= 1e-5 * want.abs().max(1.0),
-                "label {id} {key}: {got} vs oracle {want}"
-            );
+    // surfel table and scipy's exact EDT (tests/py/verifier_surface_oracle.py), on an
+    // isotropic pack and on an anisotropic one with classes moved along each axis.
+    for name in ["gt_shifted_pack", "gt_anisotropic_pack"] {
+        let (_, v) = verify(name);
+        let out: Value =
+            serde_json::from_str(&std::fs::read_to_string(pack(name).join("output.json")).unwrap())
+                .unwrap();
+        let mask = out["output"]["path"].as_str().unwrap();
+        let gt = out["input"]["ground_truth_path"].as_str().unwrap();
+        let oracle = common::repo_root().join("tests/py/verifier_surface_oracle.py");
+        let text = common::run_python(&oracle, &[mask, gt, "1,3,5,14", "1.0"]);
+        let expected: Value = serde_json::from_str(&text).unwrap();
+        let rows = v["gt_metrics"]["per_class"].as_array().unwrap();
+        assert_eq!(rows.len(), 4, "{name}");
+        for r in rows {
+            let id = r["label_id"].to_string();
+            let e = &expected[&id];
+            for key in ["hd95_mm", "hausdorff_mm", "nsd", "assd_mm"] {
+                let (got, want) = (r[key].as_f64().unwrap(), e[key].as_f64().unwrap());
+                assert!(
+                    (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                    "{name} label {id} {key}: {got} vs oracle {want}"
+                );
+            }
+        }
+        if name == "gt_anisotropic_pack" {
+            // Liver moved 2 voxels along axis 1 (2 × 1.25 mm), spleen 1 along axis 2
+            // (2 mm), right kidney 1 along axis 0 (0.8 mm), left kidney not at all: a
+            // translation bounds every surface distance by its length (spacings are float32 in the header).
+            for (id, shift) in [(1, 2.5), (3, 2.0), (5, 0.8), (14, 0.0)] {
+                let r = rows.iter().find(|r| r["label_id"] == id).unwrap();
+                let hd = r["hausdorff_mm"].as_f64().unwrap();
+                assert!(
+                    hd <= shift + 1e-6 && (hd > 0.0) == (shift > 0.0),
+                    "label {id}: {hd} vs shift {shift}"
+                );
+            }
         }
     }
 }
