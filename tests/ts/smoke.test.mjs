@@ -41,7 +41,7 @@ img = nib.load(path)
 ids, counts = np.unique(np.asanyarray(img.dataobj), return_counts=True)
 print(json.dumps({
     "counts": {str(int(i)): int(c) for i, c in zip(ids, counts) if i != 0},
-    "voxel_volume_ml": float(np.prod(img.header.get_zooms()[:3])) / 1000.0,
+    "voxel_volume_ml": float(np.prod(np.asarray(img.header.get_zooms()[:3], dtype=np.float64))) / 1000.0,
     "shape": list(img.shape),
 }))
 `;
