@@ -27,7 +27,9 @@ from conftest import (
     MAKE_DEMO_VOLUME,
     REPO_ROOT,
     Server,
+    live_group_members,
     load_json,
+    process_group_of,
     processes_mentioning,
     server_env,
     sha256_file,
@@ -349,6 +351,7 @@ def test_cancel_kills_upstream_process_group(server: Server, demo_bundle: Path, 
     whole process group dies, the pack says "cancelled", and the server keeps serving."""
     out = tmp_path / "cancelled-run"
     seen_upstream: list[list[tuple[int, str]]] = []
+    groups: set[int] = set()
     progress: list[float] = []
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
@@ -382,6 +385,7 @@ def test_cancel_kills_upstream_process_group(server: Server, demo_bundle: Path, 
                     while not (procs := processes_mentioning(str(out))):
                         await anyio.sleep(0.05)
                 seen_upstream.append(procs)
+                groups.update(g for g in (process_group_of(pid) for pid, _ in procs) if g is not None)
                 # Cancelling the caller's task is how the SDK cancels: it sends notifications/cancelled.
                 tg.cancel_scope.cancel()
             assert not finished, f"run_script finished before it could be cancelled: {finished}"
@@ -391,14 +395,19 @@ def test_cancel_kills_upstream_process_group(server: Server, demo_bundle: Path, 
             with anyio.fail_after(120):
                 while not output_json.is_file():
                     await anyio.sleep(0.1)
-            leftovers = wait_for(lambda: not processes_mentioning(str(out)), timeout_s=30)
+            leftovers = wait_for(
+                lambda: not processes_mentioning(str(out)) and not any(live_group_members(g) for g in groups), timeout_s=30
+            )
             # Still serving after a cancel.
             labels = await client.call_tool("list_labels", {"query": "liver", "upstream_root": str(demo_bundle)})
             return leftovers, labels
 
     leftovers, labels = run_async(body)
     assert seen_upstream, "the upstream process never started"
-    assert leftovers, f"upstream processes survived the cancel: {processes_mentioning(str(out))}"
+    assert groups, f"no process group read for {seen_upstream}"
+    assert os.getpgid(0) not in groups, "the upstream ran in the test's own process group"
+    survivors = {g: live_group_members(g) for g in groups}
+    assert leftovers, f"the cancelled run left processes: {processes_mentioning(str(out))}, groups {survivors}"
     for pid, _ in seen_upstream[0]:
         assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid), f"pid {pid} of the cancelled run is alive"
     ev = load_json(out / "output.json")
@@ -620,7 +629,8 @@ def test_real_upstream_two_prompts(ctmr_binary: Path, python_exe: Path, tmp_path
     assert (root / "models" / "model.pt").is_file(), f"NV_SEGMENT_CTMR_ROOT={root} has no models/model.pt"
     image = tmp_path / "small_ct.nii.gz"
     subprocess.run(
-        [str(python_exe), str(MAKE_DEMO_VOLUME), str(image), "--shape", "64", "64", "48", "--spacing", "5", "5", "6"],
+        # One 64^3 window at the bundle's 1.5 mm grid: small enough for a CPU run.
+        [str(python_exe), str(MAKE_DEMO_VOLUME), str(image), "--shape", "32", "32", "24", "--spacing", "3", "3", "3"],
         check=True,
         timeout=120,
     )
