@@ -419,6 +419,44 @@ def test_cancel_kills_upstream_process_group(server: Server, demo_bundle: Path, 
     assert any(row.get("id") == 1 for row in _label_rows(labels.structured_content)), labels.structured_content
 
 
+def test_client_disconnect_mid_run_leaves_no_upstream(server: Server, demo_bundle: Path, demo_ct: Path, tmp_path: Path):
+    """A host that drops the session mid-run (stdin EOF with no notifications/cancelled, as a
+    crashed host does) must not leave the upstream running. The SDK clients always send a
+    courtesy cancel first, so this speaks raw JSON-RPC lines over the same stdio transport."""
+    out = tmp_path / "abandoned-run"
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw-e2e", "version": "0"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "run_script", "arguments": {
+            "input": str(demo_ct), "output_dir": str(out), "upstream_root": str(demo_bundle), "patch_size": [16, 16, 16]}}},
+    ]
+    with open(server.errlog, "a") as errlog:
+        proc = subprocess.Popen(
+            [str(server.binary), "serve"], cwd=server.cwd, env={**os.environ, **server.env},
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errlog, text=True,
+        )
+        try:
+            for message in messages:
+                proc.stdin.write(json.dumps(message) + "\n")
+            proc.stdin.flush()
+            procs = wait_for(lambda: processes_mentioning(str(out)), timeout_s=CALL_TIMEOUT_S)
+            assert procs, f"the upstream never started\n{server.stderr_tail()}"
+            groups = {g for g in (process_group_of(pid) for pid, _ in procs) if g is not None}
+            proc.stdin.close()  # the host is gone
+            exit_code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    gone = wait_for(lambda: not processes_mentioning(str(out)) and not any(live_group_members(g) for g in groups), timeout_s=30)
+    assert gone, f"upstream left running after the host went away: {processes_mentioning(str(out))}"
+    assert exit_code == 0, f"serve exited {exit_code} on end of input\n{server.stderr_tail()}"
+    # The server had exited: whatever the pack says now is final.
+    assert (out / "output.json").is_file(), f"no evidence written for the abandoned run: {sorted(p.name for p in out.rglob('*'))}"
+    assert load_json(out / "output.json")["status"] == "cancelled"
+
+
 def _is_zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
