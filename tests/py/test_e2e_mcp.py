@@ -41,6 +41,7 @@ TOOLS = {"run_script", "inspect_label_map", "list_labels", "verify_evidence"}
 DEMO_STEM = "demo_ct"
 # Ids the demo bundle labels in the demo volume (real NV-Segment-CTMR ids).
 DEMO_CORE_IDS = {1, 3, 5, 14}  # liver, spleen, right kidney, left kidney
+DEMO_BUNDLE_MODEL = REPO_ROOT / "examples" / "demo-bundle" / "models" / "model.pt"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -202,8 +203,6 @@ def assert_pack_complete(ev: dict[str, Any], out: Path) -> None:
     for name in ("labels.json", "labels.ctbl", "labels_itksnap.txt"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, f"{name} missing or empty"
 
-
-DEMO_BUNDLE_MODEL = REPO_ROOT / "examples" / "demo-bundle" / "models" / "model.pt"
 
 
 async def call_and_check_schema(client, name: str, arguments: dict[str, Any], **kwargs):
