@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Benchmark of the one-pass label-map statistics engine (`inspect`). Prints figures,
+# asserts nothing about time (it fails only when the two methods disagree on counts).
+#
+# 1. generates a realistic whole-body label map (512x512x400 float32, ~100 labels,
+#    ~40% labelled, .nii.gz level 1) and a shifted "ground truth" into bench-out/inspect/
+#    (reused when present; BENCH_REGENERATE=1 forces a new one);
+# 2. builds the release binaries;
+# 3. times, in the same run, with /usr/bin/time -v (wall time, peak RSS):
+#    (a) the reference wrapper's method: nib.load(p).get_fdata().astype(np.int64),
+#        np.unique(..., return_counts=True);
+#    (b) inspect --json (counts); (c) with --components; (d) with --ground-truth
+#        (one pass over both maps); (e) compare_label_maps (pred vs gt only).
+#
+# The `inspect` subcommand of ctmr-skill is used when it works; until it is wired the
+# example binary `inspect_bench` (same library call, JSON on stdout) stands in.
+# Env: BENCH_SHAPE (default 512,512,400), BENCH_LABELS (100), PYTHON (.venv/bin/python).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY="${PYTHON:-.venv/bin/python}"
+OUT="bench-out/inspect"
+SHAPE="${BENCH_SHAPE:-512,512,400}"
+LABELS="${BENCH_LABELS:-100}"
+mkdir -p "$OUT"
+
+if [ ! -x /usr/bin/time ]; then
+  echo "bench-inspect: /usr/bin/time is missing; install it: apt-get update && apt-get install -y time" >&2
+  exit 2
+fi
+
+PRED="$OUT/body_pred.nii.gz"
+GT="$OUT/body_gt.nii.gz"
+STAMP="$OUT/shape-$SHAPE-labels-$LABELS"
+if [ "${BENCH_REGENERATE:-0}" = 1 ] || [ ! -f "$STAMP" ] || [ ! -f "$PRED" ] || [ ! -f "$GT" ]; then
+  rm -f "$OUT"/shape-*
+  "$PY" scripts/bench/generate_body_map.py "$OUT" --shape "$SHAPE" --labels "$LABELS"
+  touch "$STAMP"
+fi
+
+echo "bench-inspect: cargo build --release"
+cargo build --release --quiet --bin ctmr-skill --example inspect_bench
+
+# Prefer the real subcommand once it answers; otherwise the example stands in.
+if target/release/ctmr-skill inspect "$PRED" --json >/dev/null 2>&1; then
+  INSPECT=(target/release/ctmr-skill inspect)
+  COMPARE=()
+else
+  INSPECT=(target/release/examples/inspect_bench)
+  COMPARE=(target/release/examples/inspect_bench --compare)
+  echo "bench-inspect: 'ctmr-skill inspect' is not wired yet; using examples/inspect_bench"
+fi
+
+# Warm the page cache so every method reads the files from memory alike.
+cat "$PRED" "$GT" >/dev/null
+
+timed() { # name, command...
+  local name="$1"; shift
+  /usr/bin/time -v -o "$OUT/$name.time" "$@"
+}
+
+echo "bench-inspect: (a) reference method (nibabel + numpy)"
+timed reference "$PY" scripts/bench/reference_counts.py "$PRED" "$OUT/reference_counts.json"
+echo "bench-inspect: (b) inspect counts"
+timed counts "${INSPECT[@]}" "$PRED" --json >"$OUT/counts.json"
+echo "bench-inspect: (c) inspect --components"
+timed components "${INSPECT[@]}" "$PRED" --json --components >"$OUT/components.json"
+echo "bench-inspect: (d) inspect --ground-truth"
+timed gt "${INSPECT[@]}" "$PRED" --json --ground-truth "$GT" >"$OUT/gt.json"
+if [ ${#COMPARE[@]} -gt 0 ]; then
+  echo "bench-inspect: (e) compare_label_maps"
+  timed compare "${COMPARE[@]}" "$PRED" "$GT" >"$OUT/compare.json"
+fi
+
+echo
+echo "== inspect benchmark: $SHAPE float32, $LABELS labels, $(du -m "$PRED" | cut -f1) MiB .nii.gz; $(nproc) CPUs =="
+"$PY" scripts/bench/summarize.py "$OUT"
