@@ -2,9 +2,17 @@
 //! readable table and returning the documented exit code (see [`crate::cli`]).
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::cli::{Command, SchemaArgs};
+use serde_json::{json, Value};
+
+use crate::cli::{Command, DoctorArgs, InspectArgs, LabelsArgs, RunArgs, SchemaArgs, VerifyArgs};
 use crate::config::Config;
+use crate::evidence::RunStatus;
+use crate::manifest::Manifest;
+use crate::tools::run_script::{request, RunCall, RunScript};
+use crate::tools::{CallContext, CtmrTools, Progress};
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -20,13 +28,405 @@ pub const EXIT_TIMED_OUT: u8 = 4;
 pub const EXIT_CANCELLED: u8 = 5;
 
 pub fn dispatch(command: Command, config: Config) -> u8 {
+    let manifest = match crate::manifest::embedded() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("ctmr-skill: {e}");
+            return EXIT_ERROR;
+        }
+    };
     match command {
+        Command::Serve => serve(config, manifest),
+        Command::Run(args) => run(&args, config, manifest),
+        Command::Inspect(args) => inspect(&args, &config),
+        Command::Labels(args) => labels(&args, &config),
+        Command::Verify(args) => verify(&args, &config),
         Command::Schema(args) => schema(&args),
-        other => {
-            let _ = (other, config);
-            eprintln!("ctmr-skill: this subcommand is being wired");
+        Command::Doctor(args) => doctor(&args, &config),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts")
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values serialise")
+    );
+}
+
+/// `ctmr-skill serve`: MCP over stdio until stdin closes.
+fn serve(config: Config, manifest: Manifest) -> u8 {
+    crate::server::init_stderr_logging();
+    let options = crate::server::ServerOptions {
+        name: "ctmr-skill".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        instructions: format!(
+            "Runs NVIDIA NV-Segment-CTMR (MONAI bundle, 345 CT/MRI classes) on NIfTI volumes via its documented \
+             entry point and returns verifiable evidence. Use list_labels to find class ids, run_script to segment, \
+             inspect_label_map for mask statistics, verify_evidence to check a pack. {}",
+            crate::NOT_FOR_CLINICAL_USE
+        ),
+    };
+    let tools = Arc::new(CtmrTools::new(config, manifest));
+    let rt = runtime();
+    let served = rt.block_on(crate::server::serve_stdio(tools, options));
+    // A tool that ignores cancellation must not keep the process alive after stdin
+    // closed; upstream process groups are killed by their supervisors' drop guards.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    match served {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("ctmr-skill serve: {e}");
             EXIT_ERROR
         }
+    }
+}
+
+/// `ctmr-skill run`: one upstream run; evidence JSON on stdout, progress on stderr.
+fn run(args: &RunArgs, config: Config, manifest: Manifest) -> u8 {
+    let tool = manifest
+        .tool("run_script")
+        .expect("manifest declares run_script")
+        .clone();
+    let request = match request::from_run_args(&tool, args, &config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ctmr-skill run: {e}");
+            print_json(
+                &json!({"status": RunStatus::Refused, "message": e.to_string(), "argument": e.argument}),
+            );
+            return EXIT_USAGE;
+        }
+    };
+    let runner = RunScript::new(Arc::new(config), Arc::new(manifest));
+    let ctx = CallContext {
+        progress: Arc::new(|p: Progress| {
+            if let Some(message) = p.message {
+                eprintln!("[{:>3.0}%] {message}", p.progress);
+            }
+        }),
+        cancel: tokio_util::sync::CancellationToken::new(),
+    };
+    let cancel = ctx.cancel.clone();
+    let call = runtime().block_on(async move {
+        let interrupt = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("ctmr-skill run: interrupted; stopping the upstream process group");
+                interrupt.cancel();
+            }
+        });
+        runner.run(request, ctx).await
+    });
+    match call {
+        RunCall::Refused { message, document } => {
+            eprintln!("ctmr-skill run: {message}");
+            print_json(&document);
+            EXIT_USAGE
+        }
+        RunCall::NotStarted { message } => {
+            eprintln!("ctmr-skill run: {message}");
+            print_json(&json!({"status": "not_started", "message": message}));
+            EXIT_ERROR
+        }
+        RunCall::Ran(evidence) => {
+            eprintln!("{}", evidence.summary);
+            print_json(&evidence);
+            match evidence.status {
+                RunStatus::Succeeded => EXIT_OK,
+                RunStatus::TimedOut => EXIT_TIMED_OUT,
+                RunStatus::Cancelled => EXIT_CANCELLED,
+                RunStatus::Refused => EXIT_USAGE,
+                RunStatus::UpstreamFailed => EXIT_UPSTREAM_FAILED,
+            }
+        }
+    }
+}
+
+/// `ctmr-skill inspect`.
+fn inspect(args: &InspectArgs, config: &Config) -> u8 {
+    let options = crate::inspect::InspectOptions {
+        components: args.components,
+        reference: args.reference.as_ref().map(|p| config.absolute(p)),
+        ground_truth: args.ground_truth.as_ref().map(|p| config.absolute(p)),
+        ..crate::inspect::InspectOptions::default()
+    };
+    let mut report = match crate::inspect::inspect(&config.absolute(&args.mask), &options) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ctmr-skill inspect: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let table = match (&args.labels, &args.upstream_root) {
+        (Some(file), _) => {
+            match crate::labels::LabelTable::load_labels_json(&config.absolute(file)) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("ctmr-skill inspect: {e}");
+                    return EXIT_USAGE;
+                }
+            }
+        }
+        (None, Some(root)) => {
+            match crate::tools::inspect_label_map::load_table(Some(&config.absolute(root)), config)
+            {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("ctmr-skill inspect: {e}");
+                    return EXIT_USAGE;
+                }
+            }
+        }
+        // Without an explicit source, name ids when a default bundle root exists.
+        (None, None) => crate::tools::inspect_label_map::load_table(None, config).ok(),
+    };
+    if let Some(table) = &table {
+        report.attach_names(|id| {
+            u32::try_from(id)
+                .ok()
+                .and_then(|i| table.name(i))
+                .map(str::to_string)
+        });
+    }
+    if args.json {
+        print_json(&report);
+    } else {
+        print!("{}", report.render_table());
+    }
+    EXIT_OK
+}
+
+/// `ctmr-skill labels`.
+fn labels(args: &LabelsArgs, config: &Config) -> u8 {
+    let modality = match args
+        .modality
+        .as_deref()
+        .map(str::parse::<crate::labels::Modality>)
+    {
+        None => None,
+        Some(Ok(m)) => Some(m),
+        Some(Err(_)) => {
+            eprintln!("ctmr-skill labels: --modality must be CT_BODY, MRI_BODY or MRI_BRAIN");
+            return EXIT_USAGE;
+        }
+    };
+    let request = crate::tools::list_labels::LabelsRequest {
+        query: args.query.clone(),
+        resolve: args.resolve.clone(),
+        modality,
+        upstream_root: args.upstream_root.as_ref().map(|p| config.absolute(p)),
+    };
+    let doc = match crate::tools::list_labels::execute(&request, config) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("ctmr-skill labels: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if args.json {
+        print_json(&doc);
+    } else {
+        for label in doc["labels"].as_array().into_iter().flatten() {
+            let deprecated = if label["deprecated"] == json!(true) {
+                "  (deprecated)"
+            } else {
+                ""
+            };
+            println!(
+                "{:>4}  {}{deprecated}",
+                label["id"],
+                label["name"].as_str().unwrap_or("")
+            );
+        }
+        for r in doc["resolved"].as_array().into_iter().flatten() {
+            match r["id"].as_u64() {
+                Some(id) => println!(
+                    "{} -> {id} {}",
+                    r["query"],
+                    r["name"].as_str().unwrap_or("")
+                ),
+                None => println!(
+                    "{} -> {}",
+                    r["query"],
+                    r["error"].as_str().unwrap_or("unresolved")
+                ),
+            }
+        }
+    }
+    let unresolved = doc["resolved"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["id"].is_null());
+    if unresolved {
+        EXIT_USAGE
+    } else {
+        EXIT_OK
+    }
+}
+
+/// `ctmr-skill verify`: report on stdout with sorted keys; exit 0 pass, 1 fail, 2 usage.
+fn verify(args: &VerifyArgs, config: &Config) -> u8 {
+    match crate::verifier::verify_pack(
+        &config.absolute(&args.pack_dir),
+        &crate::verifier::VerifyOptions::default(),
+    ) {
+        Err(e) => {
+            print_json(&json!({"error": e.to_string()}));
+            EXIT_USAGE
+        }
+        Ok(report) => {
+            let value: Value = serde_json::to_value(&report).expect("report serialises");
+            print_json(&value);
+            eprintln!("{}", report.summary());
+            if report.passed() {
+                EXIT_OK
+            } else {
+                EXIT_ERROR
+            }
+        }
+    }
+}
+
+/// `ctmr-skill doctor`: each prerequisite with its status and the fix.
+fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
+    let mut checks: Vec<Value> = Vec::new();
+    let mut add = |name: &str, ok: bool, detail: String, fix: &str| {
+        checks.push(json!({"check": name, "ok": ok, "detail": detail, "fix": if ok { Value::Null } else { json!(fix) }}));
+    };
+    let exe = std::env::current_exe().ok();
+    let python = crate::upstream::find_python(
+        config.python.as_deref(),
+        None,
+        &config.cwd,
+        exe.as_deref(),
+        std::env::var_os("PATH").as_deref(),
+    );
+    match &python {
+        Ok(choice) => add(
+            "python",
+            true,
+            format!("{} ({:?})", choice.path.display(), choice.source),
+            "",
+        ),
+        Err(e) => add(
+            "python",
+            false,
+            e.to_string(),
+            "run scripts/setup-python.sh or set CTMR_SKILL_PYTHON",
+        ),
+    }
+    if let Ok(choice) = &python {
+        let env = crate::upstream::child_env(
+            std::env::vars_os(),
+            &config.cwd,
+            crate::upstream::DeviceRequest::Auto,
+        );
+        let probe = runtime().block_on(crate::upstream::probe_environment(
+            &choice.path,
+            &env,
+            &config.cwd,
+            Duration::from_secs(120),
+        ));
+        match probe {
+            Ok(p) => {
+                add("monai", true, p.monai_version.clone(), "");
+                add("torch", true, p.torch_version.clone(), "");
+                add(
+                    "cuda",
+                    p.cuda_available,
+                    p.cuda_device_name
+                        .clone()
+                        .unwrap_or_else(|| "not available: runs use the CPU".into()),
+                    "optional: a CUDA GPU with a CUDA build of torch makes runs ~100x faster",
+                );
+            }
+            Err(e) => add("monai", false, e.to_string(), "run scripts/setup-python.sh"),
+        }
+    }
+    let resolution = crate::upstream::resolve_root(
+        args.upstream_root
+            .as_ref()
+            .map(|p| config.absolute(p))
+            .as_deref(),
+        config.env_root.as_deref().map(std::ffi::OsStr::new),
+        &config.cwd,
+    );
+    match resolution.require() {
+        Ok(root) => {
+            add("bundle_root", true, root.display().to_string(), "");
+            let inventory = crate::upstream::inventory(root);
+            match inventory.require_model() {
+                Ok(model) => {
+                    let sha = crate::upstream::sha256_file(model)
+                        .unwrap_or_else(|e| format!("unreadable: {e}"));
+                    let provenance = crate::upstream::weights_provenance(&inventory, Some(&sha));
+                    add(
+                        "model",
+                        true,
+                        format!("{} sha256 {sha} ({provenance:?})", model.display()),
+                        "",
+                    );
+                }
+                Err(e) => add(
+                    "model",
+                    false,
+                    e.to_string(),
+                    crate::upstream::install_hint(),
+                ),
+            }
+            match crate::labels::LabelTable::load_bundle(root) {
+                Ok(t) => add("label_table", true, format!("{} classes", t.len()), ""),
+                Err(e) => add(
+                    "label_table",
+                    false,
+                    e.to_string(),
+                    "the bundle's configs/metadata.json must be readable",
+                ),
+            }
+        }
+        Err(e) => add(
+            "bundle_root",
+            false,
+            e.to_string(),
+            crate::upstream::install_hint(),
+        ),
+    }
+    let ok = checks
+        .iter()
+        .all(|c| c["ok"] == json!(true) || c["check"] == json!("cuda"));
+    if args.json {
+        print_json(
+            &json!({"ok": ok, "checks": checks, "not_for_clinical_use": crate::NOT_FOR_CLINICAL_USE}),
+        );
+    } else {
+        for c in &checks {
+            let mark = if c["ok"] == json!(true) {
+                "ok  "
+            } else {
+                "FAIL"
+            };
+            println!(
+                "{mark} {:<12} {}",
+                c["check"].as_str().unwrap_or(""),
+                c["detail"].as_str().unwrap_or("")
+            );
+            if let Some(fix) = c["fix"].as_str() {
+                println!("     fix: {fix}");
+            }
+        }
+    }
+    if ok {
+        EXIT_OK
+    } else {
+        EXIT_ERROR
     }
 }
 

@@ -1,7 +1,7 @@
 //! Everything the process learns from its environment, read once at start-up and
 //! passed down, so no module reaches for `std::env` on its own.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// Environment variable naming extra directories runs may write into (`:`-separated).
 pub const ALLOWED_DIRS_ENV: &str = "CTMR_SKILL_ALLOWED_DIRS";
@@ -96,37 +96,26 @@ fn non_empty(value: Option<String>) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The canonical form of a path that may not exist yet: canonicalise the longest
-/// existing ancestor and append the rest, so `..` and symlinks cannot escape a check.
+/// The canonical form of a path that may not exist yet: components are applied one by
+/// one, resolving symlinks of every existing prefix, so `..` and links cannot escape a
+/// containment check.
 pub fn canonical_or_self(path: &Path) -> PathBuf {
-    if let Ok(p) = path.canonicalize() {
-        return p;
-    }
-    let mut missing = Vec::new();
-    let mut cursor = path.to_path_buf();
-    loop {
-        match cursor.file_name() {
-            Some(name) => {
-                missing.push(name.to_os_string());
-                if !cursor.pop() {
-                    break;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => {
+                out.push(other);
+                if let Ok(resolved) = out.canonicalize() {
+                    out = resolved;
                 }
             }
-            None => break,
-        }
-        if let Ok(base) = cursor.canonicalize() {
-            let mut out = base;
-            for part in missing.iter().rev() {
-                if part == ".." {
-                    out.pop();
-                } else if part != "." {
-                    out.push(part);
-                }
-            }
-            return out;
         }
     }
-    path.to_path_buf()
+    out
 }
 
 #[cfg(test)]

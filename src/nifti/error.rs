@@ -37,7 +37,13 @@ pub enum NiftiError {
     },
 
     /// The header claims a size beyond the documented limits (absurd or hostile).
-    #[error("{}: image too large: {detail} (limits: {} voxels per slice, {} voxels in all)", path.display(), crate::nifti::MAX_SLICE_VOXELS, crate::nifti::MAX_TOTAL_VOXELS)]
+    #[error(
+        "{}: image too large: {detail} (limits: {} voxels per slice, {} voxels in all, voxels starting within {} MiB; the header is corrupt or hostile)",
+        path.display(),
+        crate::nifti::MAX_SLICE_VOXELS,
+        crate::nifti::MAX_TOTAL_VOXELS,
+        crate::nifti::MAX_VOX_OFFSET >> 20
+    )]
     TooLarge { path: PathBuf, detail: String },
 
     /// The voxel data (or the header) ends before what the header claims.

@@ -17,15 +17,25 @@
 
 use std::path::Path;
 
-use super::{orientation, Affine, NiftiError, MAX_SLICE_VOXELS, MAX_TOTAL_VOXELS};
+use super::{orientation, Affine, NiftiError, MAX_SLICE_VOXELS, MAX_TOTAL_VOXELS, MAX_VOX_OFFSET};
 
 /// Which NIfTI flavour the file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NiftiVersion {
     /// 348-byte header, 16-bit dims, 32-bit floats.
     Nifti1,
     /// 540-byte header, 64-bit dims, 64-bit floats.
     Nifti2,
+}
+
+impl std::fmt::Display for NiftiVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NiftiVersion::Nifti1 => "NIfTI-1",
+            NiftiVersion::Nifti2 => "NIfTI-2",
+        })
+    }
 }
 
 impl NiftiVersion {
@@ -40,6 +50,7 @@ impl NiftiVersion {
 
 /// Where [`Header::affine`] comes from, in nibabel's order of preference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AffineSource {
     /// `sform_code > 0`: the `srow_*` rows.
     Sform,
@@ -49,8 +60,9 @@ pub enum AffineSource {
     Fallback,
 }
 
-/// The scalar voxel types this reader handles.
+/// The scalar voxel types this reader handles (serialised as numpy names, "float32").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DataType {
     UInt8,
     Int8,
@@ -172,6 +184,9 @@ pub struct Header {
     /// Byte offset of the voxel data in the (decompressed) stream.
     pub vox_offset: u64,
     pub descrip: String,
+    /// Spatial unit from `xyzt_units`: "unknown", "meter", "mm" or "micron".
+    /// Like nibabel, zooms and spacing are reported as stored, whatever the unit.
+    pub xyz_units: &'static str,
     /// Fixes applied the way nibabel applies them on load, and other remarks.
     pub notes: Vec<String>,
 }
@@ -252,6 +267,7 @@ struct Layout {
     quatern_b: usize,
     srow_x: usize,
     float_width: usize,
+    xyzt_units: usize,
 }
 
 const LAYOUT_V1: Layout = Layout {
@@ -269,6 +285,7 @@ const LAYOUT_V1: Layout = Layout {
     quatern_b: 256,
     srow_x: 280,
     float_width: 4,
+    xyzt_units: 123,
 };
 
 const LAYOUT_V2: Layout = Layout {
@@ -286,6 +303,7 @@ const LAYOUT_V2: Layout = Layout {
     quatern_b: 352,
     srow_x: 400,
     float_width: 8,
+    xyzt_units: 500,
 };
 
 /// Recognise the version and byte order from the first four bytes (`sizeof_hdr`).
@@ -321,19 +339,35 @@ impl Header {
             )));
         }
         let first4 = [raw[0], raw[1], raw[2], raw[3]];
-        let (version, little_endian) = detect_version(first4).ok_or_else(|| {
-            not_nifti(format!(
-                "sizeof_hdr is {} (little-endian) / {} (big-endian), expected 348 (NIfTI-1) or 540 (NIfTI-2)",
-                i32::from_le_bytes(first4),
-                i32::from_be_bytes(first4)
-            ))
-        })?;
+        let mut notes = Vec::new();
+        let (version, little_endian) = match detect_version(first4) {
+            Some(found) => found,
+            None => {
+                // nibabel recognises NIfTI-1 by its magic alone and fixes sizeof_hdr.
+                let found = sniff_nifti1_by_magic(raw).ok_or_else(|| {
+                    not_nifti(format!(
+                        "sizeof_hdr is {} (little-endian) / {} (big-endian), expected 348 (NIfTI-1) or 540 (NIfTI-2), and there is no NIfTI-1 magic",
+                        i32::from_le_bytes(first4),
+                        i32::from_be_bytes(first4)
+                    ))
+                })?;
+                notes.push(format!(
+                    "sizeof_hdr is {}, not 348; recognised by the NIfTI-1 magic as nibabel does",
+                    if found.1 {
+                        i32::from_le_bytes(first4)
+                    } else {
+                        i32::from_be_bytes(first4)
+                    }
+                ));
+                found
+            }
+        };
         let header_size = version.header_size();
         if raw.len() < header_size {
             return Err(NiftiError::Truncated {
                 path: path.to_path_buf(),
                 detail: format!(
-                    "the {:?} header needs {header_size} bytes but the file holds only {}",
+                    "the {} header needs {header_size} bytes but the file holds only {}",
                     version,
                     raw.len()
                 ),
@@ -347,9 +381,7 @@ impl Header {
             NiftiVersion::Nifti1 => &LAYOUT_V1,
             NiftiVersion::Nifti2 => &LAYOUT_V2,
         };
-        let mut notes = Vec::new();
-
-        check_magic(&f, version).map_err(not_nifti)?;
+        let pair_magic = check_magic(&f, version).map_err(not_nifti)?;
         if version == NiftiVersion::Nifti2 {
             let eol = f.array::<4>(8);
             if eol == [0, 0, 0, 0] {
@@ -453,9 +485,29 @@ impl Header {
             }
         };
         let min_offset = header_size as u64 + 4;
+        if vox_offset > MAX_VOX_OFFSET {
+            return Err(NiftiError::TooLarge {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "vox_offset {vox_offset} puts over {} MiB of extensions before the voxels (at most {} MiB accepted)",
+                    vox_offset >> 20,
+                    MAX_VOX_OFFSET >> 20
+                ),
+            });
+        }
+        if pair_magic {
+            if vox_offset < min_offset {
+                return Err(not_nifti(format!(
+                    "the magic marks the header of a .hdr/.img pair (vox_offset {vox_offset}, data in a separate .img file); only single-file .nii/.nii.gz images are supported"
+                )));
+            }
+            notes.push(format!(
+                "pair magic in a single file; voxels read from vox_offset {vox_offset} as nibabel does"
+            ));
+        }
         if vox_offset < min_offset {
             return Err(invalid(format!(
-                "vox_offset is {vox_offset}, but a single-file {version:?} image keeps its voxels at or after byte {min_offset}"
+                "vox_offset is {vox_offset}, but a single-file {version} image keeps its voxels at or after byte {min_offset}"
             )));
         }
 
@@ -534,6 +586,28 @@ impl Header {
             _ => None,
         };
 
+        // NIfTI-1 keeps xyzt_units in one byte, NIfTI-2 in an int32; the spatial bits are the low three.
+        let units = match version {
+            NiftiVersion::Nifti1 => i64::from(f.bytes[layout.xyzt_units]),
+            NiftiVersion::Nifti2 => f.i32(layout.xyzt_units),
+        } & 0x07;
+        let xyz_units = match units {
+            1 => "meter",
+            2 => "mm",
+            3 => "micron",
+            _ => "unknown",
+        };
+        if matches!(xyz_units, "meter" | "micron") {
+            notes.push(format!(
+                "spatial unit is {xyz_units}: spacing and affine are in that unit, not mm (nibabel does not convert either)"
+            ));
+        }
+        if affine.iter().flatten().any(|v| !v.is_finite()) {
+            notes.push(format!(
+                "the {affine_source:?} affine has non-finite entries"
+            ));
+        }
+
         let descrip_bytes = &f.bytes[layout.descrip..layout.descrip + 80];
         let end = descrip_bytes.iter().position(|&b| b == 0).unwrap_or(80);
         let descrip = String::from_utf8_lossy(&descrip_bytes[..end]).into_owned();
@@ -558,6 +632,7 @@ impl Header {
             scaling,
             vox_offset,
             descrip,
+            xyz_units,
             notes,
         })
     }
@@ -590,25 +665,35 @@ impl Header {
     }
 }
 
-fn check_magic(f: &Fields, version: NiftiVersion) -> Result<(), String> {
+/// `Ok(false)` for single-file magic, `Ok(true)` for the magic of a .hdr/.img pair.
+fn check_magic(f: &Fields, version: NiftiVersion) -> Result<bool, String> {
     let (offset, single, pair) = match version {
         NiftiVersion::Nifti1 => (344, b"n+1\0", b"ni1\0"),
         NiftiVersion::Nifti2 => (4, b"n+2\0", b"ni2\0"),
     };
     let magic = f.array::<4>(offset);
     if &magic == single {
-        Ok(())
+        Ok(false)
     } else if &magic == pair {
-        Err(format!(
-            "magic {:?} marks the header of a .hdr/.img pair; only single-file .nii/.nii.gz images are supported",
-            String::from_utf8_lossy(&magic[..3])
-        ))
+        Ok(true)
     } else {
         Err(format!(
-            "magic is {magic:?}, expected {:?} for a {version:?} header",
-            String::from_utf8_lossy(&single[..3])
+            "magic is \"{}\", expected \"{}\" for a {version} header",
+            magic.escape_ascii(),
+            single.escape_ascii()
         ))
     }
+}
+
+/// nibabel's NIfTI-1 sniffing when `sizeof_hdr` is wrong: the magic at byte 344,
+/// byte order from `dim[0]` (1..=7 when read the right way round).
+fn sniff_nifti1_by_magic(raw: &[u8]) -> Option<(NiftiVersion, bool)> {
+    let magic = raw.get(344..348)?;
+    if magic != b"n+1\0" && magic != b"ni1\0" {
+        return None;
+    }
+    let ndim_le = i16::from_le_bytes([raw[40], raw[41]]);
+    Some((NiftiVersion::Nifti1, (1..=7).contains(&ndim_le)))
 }
 
 /// Drop trailing singleton dimensions beyond the third; anything but three left is not a volume.
@@ -689,9 +774,14 @@ pub(crate) fn qform_affine(p: &QformParams) -> Result<Affine, String> {
     let threshold = 3.0 * f64::from(f32::EPSILON);
     let [x, y, z] = p.bcd;
     let w2 = 1.0 - (x * x + y * y + z * z);
+    if !w2.is_finite() {
+        return Err(format!(
+            "quaternion (b, c, d) = ({x}, {y}, {z}) is not finite"
+        ));
+    }
     let w = if w2.abs() < threshold {
         0.0
-    } else if w2 < 0.0 || w2.is_nan() {
+    } else if w2 < 0.0 {
         return Err(format!(
             "quaternion (b, c, d) = ({x}, {y}, {z}) has b²+c²+d² > 1, so it is not a rotation"
         ));

@@ -13,9 +13,11 @@
 //!
 //! Limits (hostile or corrupt headers are refused before anything is allocated):
 //! one z-slice may hold at most [`MAX_SLICE_VOXELS`] voxels (the only buffer we
-//! allocate is one slice), a volume at most [`MAX_TOTAL_VOXELS`].
+//! allocate is one slice, and it grows only as data arrives), a volume at most
+//! [`MAX_TOTAL_VOXELS`], and the voxels must start within [`MAX_VOX_OFFSET`] bytes.
 
 pub mod error;
+mod gz;
 pub mod header;
 pub mod orientation;
 pub mod reader;
@@ -36,6 +38,10 @@ pub const MAX_SLICE_VOXELS: u64 = 1 << 28;
 /// Largest volume accepted: 2^36 voxels (~69 G voxels, 512 GiB of float64).
 /// Anything beyond is a corrupt or hostile header, not a scan.
 pub const MAX_TOTAL_VOXELS: u64 = 1 << 36;
+
+/// Largest `vox_offset` accepted: 1 GiB. Extensions beyond that are not a scan's
+/// metadata but a way to make a small .nii.gz inflate gigabytes before its voxels.
+pub const MAX_VOX_OFFSET: u64 = 1 << 30;
 
 /// Decode the header of `path` (`.nii` or `.nii.gz`) without reading voxels
 /// (for gzip, the stream is inflated up to `vox_offset`, which validates it that far).

@@ -1,20 +1,44 @@
-//! Streaming voxel access: one z-slice at a time, so memory stays at one slice
-//! of raw bytes plus one slice of `f64` whatever the volume size.
+//! Streaming voxel access: one z-slice at a time, so memory stays at one chunk
+//! (≤ 1 MiB) of raw bytes plus the caller's one slice of `f64`, whatever the
+//! volume size. nibabel's `get_fdata()` materialises the volume; we never do.
 //!
-//! gzip is recognised by its magic bytes (not the file name) and decoded with
-//! `MultiGzDecoder`, because some writers (pigz, concatenation) emit several
+//! gzip is recognised by its magic bytes (not the file name) and decoded member
+//! by member (see `gz`), because some writers (pigz, concatenation) emit several
 //! gzip members. The stream is read strictly forward: the header, then the
 //! bytes up to `vox_offset` (extensions, padding) are skipped, then slices.
 //! A stream that ends before the header's promise is a `Truncated` error.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
-use flate2::read::MultiGzDecoder;
-
+use super::gz::Members;
 use super::header::{DataType, Header, MAX_HEADER_BYTES};
 use super::NiftiError;
+
+/// The byte stream of the image: the file itself, or its inflated contents.
+enum Stream {
+    Plain(BufReader<File>),
+    Gzip(Box<Members<BufReader<File>>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(r) => r.read(buf),
+            Stream::Gzip(r) => r.read(buf),
+        }
+    }
+}
+
+impl Stream {
+    fn is_gzip(&self) -> bool {
+        matches!(self, Stream::Gzip(_))
+    }
+}
+
+/// Voxel bytes are read and decoded in chunks of at most this size.
+const READ_CHUNK_BYTES: usize = 1 << 20;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
@@ -27,17 +51,18 @@ const GZIP_TAIL_CHECK_BYTES: u64 = 64 * 1024;
 pub struct VolumeReader {
     path: PathBuf,
     header: Header,
-    stream: Box<dyn Read + Send>,
-    gzip: bool,
+    stream: Stream,
     next_z: usize,
+    /// Raw bytes of one read chunk (at most `READ_CHUNK_BYTES`).
     raw: Vec<u8>,
+    failed: bool,
 }
 
 impl std::fmt::Debug for VolumeReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VolumeReader")
             .field("path", &self.path)
-            .field("gzip", &self.gzip)
+            .field("gzip", &self.stream.is_gzip())
             .field("next_z", &self.next_z)
             .finish_non_exhaustive()
     }
@@ -47,14 +72,14 @@ impl VolumeReader {
     /// Open `path` (`.nii` or `.nii.gz`), decode and validate the header, and
     /// position the stream at the first voxel.
     pub fn open(path: &Path) -> Result<VolumeReader, NiftiError> {
-        let (header, stream, gzip) = open_stream(path)?;
+        let (header, stream) = open_stream(path)?;
         Ok(VolumeReader {
             path: path.to_path_buf(),
             header,
             stream,
-            gzip,
             next_z: 0,
             raw: Vec::new(),
+            failed: false,
         })
     }
 
@@ -68,69 +93,96 @@ impl VolumeReader {
 
     /// True when the file is gzip-compressed.
     pub fn is_gzip(&self) -> bool {
-        self.gzip
+        self.stream.is_gzip()
     }
 
     /// Fill `out` (cleared, resized to nx*ny) with the next z-slice, x fastest;
     /// scaled exactly as nibabel's `get_fdata()`. `Ok(false)` after the last slice.
+    ///
+    /// After an error the reader is spent: later calls fail too (reopen to retry).
     pub fn read_slice(&mut self, out: &mut Vec<f64>) -> Result<bool, NiftiError> {
         let [nx, ny, nz] = self.header.shape;
         out.clear();
+        if self.failed {
+            return Err(NiftiError::Io {
+                path: self.path.clone(),
+                source: io::Error::other("an earlier read of this file failed; open it again"),
+            });
+        }
         if self.next_z >= nz {
             return Ok(false);
         }
-        let count = nx * ny;
-        let item = self.header.datatype.size_bytes();
-        self.raw.resize(count * item, 0);
-        if let Err(e) = read_full(&mut self.stream, &mut self.raw) {
+        if let Err(e) = self.fill_slice(nx * ny, out) {
+            self.failed = true;
+            out.clear();
             let z = self.next_z;
+            let datatype = self.header.datatype.name();
             return Err(self.stream_error(e, || {
                 format!(
-                    "voxel data ends inside z-slice {z} of {nz} (shape {:?}, {})",
-                    [nx, ny, nz],
-                    self.header.datatype.name()
+                    "voxel data ends inside z-slice {z} of {nz} (shape {:?}, {datatype})",
+                    [nx, ny, nz]
                 )
             }));
         }
-        out.resize(count, 0.0);
-        decode(
-            &self.raw,
-            self.header.datatype,
-            self.header.little_endian,
-            out,
-        );
-        if let Some((slope, inter)) = self.header.scaling {
-            // Same operations, same order as nibabel's apply_read_scaling in float64.
-            for v in out.iter_mut() {
-                if slope != 1.0 {
-                    *v *= slope;
-                }
-                if inter != 0.0 {
-                    *v += inter;
-                }
-            }
-        }
         self.next_z += 1;
-        if self.next_z == nz && self.gzip {
-            self.check_gzip_tail()?;
+        if self.next_z == nz {
+            if let Err(e) = self.check_gzip_tail() {
+                self.failed = true;
+                out.clear();
+                return Err(e);
+            }
         }
         Ok(true)
     }
 
-    /// Inflate a bounded tail so a corrupted member's CRC is noticed.
+    /// Read `count` voxels in bounded chunks, so `out` only grows as far as data
+    /// actually arrives: a small file whose header claims a huge slice fails at
+    /// its end instead of allocating the claim up front.
+    fn fill_slice(&mut self, count: usize, out: &mut Vec<f64>) -> io::Result<()> {
+        let datatype = self.header.datatype;
+        let item = datatype.size_bytes();
+        let per_chunk = (READ_CHUNK_BYTES / item).max(1);
+        let mut remaining = count;
+        while remaining > 0 {
+            let n = remaining.min(per_chunk);
+            self.raw.resize(n * item, 0);
+            read_full(&mut self.stream, &mut self.raw)?;
+            let start = out.len();
+            out.resize(start + n, 0.0);
+            let chunk = &mut out[start..];
+            decode(&self.raw, datatype, self.header.little_endian, chunk);
+            if let Some((slope, inter)) = self.header.scaling {
+                // Same operations in the same order as nibabel's apply_read_scaling (float64).
+                for v in chunk.iter_mut() {
+                    if slope != 1.0 {
+                        *v *= slope;
+                    }
+                    if inter != 0.0 {
+                        *v += inter;
+                    }
+                }
+            }
+            remaining -= n;
+        }
+        Ok(())
+    }
+
+    /// Inflate the rest of the last member (bounded) so a corrupted member's CRC
+    /// is noticed. Bytes after that member are never read, as in nibabel.
     fn check_gzip_tail(&mut self) -> Result<(), NiftiError> {
-        let mut tail = (&mut self.stream).take(GZIP_TAIL_CHECK_BYTES);
-        match io::copy(&mut tail, &mut io::sink()) {
+        let Stream::Gzip(members) = &mut self.stream else {
+            return Ok(());
+        };
+        match members.finish_member(GZIP_TAIL_CHECK_BYTES) {
             Ok(_) => Ok(()),
-            // A stream cut right after the voxel data: the voxels are complete, and
-            // nibabel (which stops reading there) accepts it too.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(()),
-            Err(e) => Err(self.stream_error(e, || "after the voxel data".into())),
+            Err(e) => Err(classify(&self.path, true, e, || {
+                "in the gzip member holding the last voxels".into()
+            })),
         }
     }
 
     fn stream_error(&self, e: io::Error, context: impl FnOnce() -> String) -> NiftiError {
-        classify(&self.path, self.gzip, e, context)
+        classify(&self.path, self.stream.is_gzip(), e, context)
     }
 }
 
@@ -183,10 +235,8 @@ fn read_up_to(stream: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-type Opened = (Header, Box<dyn Read + Send>, bool);
-
 /// Open, sniff gzip, decode the header, skip to `vox_offset`.
-fn open_stream(path: &Path) -> Result<Opened, NiftiError> {
+fn open_stream(path: &Path) -> Result<(Header, Stream), NiftiError> {
     let io_err = |source: io::Error| NiftiError::Io {
         path: path.to_path_buf(),
         source,
@@ -200,25 +250,25 @@ fn open_stream(path: &Path) -> Result<Opened, NiftiError> {
     let mut magic = [0u8; 2];
     let got = read_up_to(&mut file, &mut magic).map_err(io_err)?;
     let gzip = got == 2 && magic == GZIP_MAGIC;
-    let prefix = io::Cursor::new(magic[..got].to_vec());
-    let plain = prefix.chain(BufReader::with_capacity(1 << 16, file));
-    let mut stream: Box<dyn Read + Send> = if gzip {
-        Box::new(MultiGzDecoder::new(plain))
+    file.rewind().map_err(io_err)?;
+    let buffered = BufReader::with_capacity(1 << 16, file);
+    let mut stream = if gzip {
+        Stream::Gzip(Box::new(Members::new(buffered)))
     } else {
-        Box::new(plain)
+        Stream::Plain(buffered)
     };
 
     // Read enough for either header version, then decode.
     let mut buf = [0u8; MAX_HEADER_BYTES];
-    let first = read_up_to(&mut *stream, &mut buf[..4])
+    let first = read_up_to(&mut stream, &mut buf[..4])
         .map_err(|e| classify(path, gzip, e, || "inside the header".into()))?;
     let mut have = first;
     if first == 4 {
-        if let Some((version, _)) = super::header::detect_version([buf[0], buf[1], buf[2], buf[3]])
-        {
-            have += read_up_to(&mut *stream, &mut buf[4..version.header_size()])
-                .map_err(|e| classify(path, gzip, e, || "inside the header".into()))?;
-        }
+        // Unrecognised sizeof_hdr: read a NIfTI-1 header's worth, for sniffing by magic.
+        let size = super::header::detect_version([buf[0], buf[1], buf[2], buf[3]])
+            .map_or(348, |(version, _)| version.header_size());
+        have += read_up_to(&mut stream, &mut buf[4..size])
+            .map_err(|e| classify(path, gzip, e, || "inside the header".into()))?;
     }
     let header = Header::parse(&buf[..have], path)?;
 
@@ -229,11 +279,10 @@ fn open_stream(path: &Path) -> Result<Opened, NiftiError> {
             return Err(NiftiError::Truncated {
                 path: path.to_path_buf(),
                 detail: format!(
-                    "the header promises {} bytes of {} voxels from byte {} (file size {}), but the file has {file_len} bytes",
+                    "the header promises {} bytes of {} voxels from byte {}, so the file should hold at least {needed} bytes, but it has {file_len}",
                     header.data_bytes(),
                     header.datatype.name(),
                     header.vox_offset,
-                    needed
                 ),
             });
         }
@@ -256,12 +305,12 @@ fn open_stream(path: &Path) -> Result<Opened, NiftiError> {
             ),
         });
     }
-    Ok((header, stream, gzip))
+    Ok((header, stream))
 }
 
 /// Decode and read just the header of `path`.
 pub(crate) fn read_header(path: &Path) -> Result<Header, NiftiError> {
-    open_stream(path).map(|(header, _, _)| header)
+    open_stream(path).map(|(header, _)| header)
 }
 
 /// Raw bytes of one slice to `f64`, honouring byte order.
@@ -298,6 +347,12 @@ fn decode(raw: &[u8], datatype: DataType, little_endian: bool, out: &mut [f64]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reader_can_move_to_a_worker_thread() {
+        fn is_send<T: Send>() {}
+        is_send::<VolumeReader>();
+    }
 
     #[test]
     fn decode_big_and_little_endian() {

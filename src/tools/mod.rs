@@ -5,6 +5,12 @@
 //! cancellation). Tool failures come back as [`ToolOutcome::Failure`] (an `isError`
 //! result the model can read and correct); protocol faults as [`ToolCallError`].
 
+pub mod inspect_label_map;
+pub mod list_labels;
+pub mod run_script;
+mod toolbox;
+pub mod verify_evidence;
+
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -89,3 +95,5 @@ pub trait ToolBox: Send + Sync + 'static {
         ctx: CallContext,
     ) -> BoxFuture<'static, Result<ToolOutcome, ToolCallError>>;
 }
+
+pub use toolbox::CtmrTools;

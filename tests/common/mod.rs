@@ -52,3 +52,26 @@ pub fn binary() -> PathBuf {
 pub fn fresh_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
+
+/// The real upstream data files (`metadata.json`, `label_dict.json`,
+/// `label_mappings.json`): `<repo>/../shared/upstream-data/NV-Segment-CTMR/configs`, or
+/// `$CTMR_SKILL_UPSTREAM_DATA` when set.
+pub fn upstream_configs() -> PathBuf {
+    if let Some(p) = std::env::var_os("CTMR_SKILL_UPSTREAM_DATA") {
+        return PathBuf::from(p);
+    }
+    let candidates = [
+        repo_root().join("../shared/upstream-data/NV-Segment-CTMR/configs"),
+        PathBuf::from("/work/shared/upstream-data/NV-Segment-CTMR/configs"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.join("metadata.json").exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "upstream data files not found at {:?}; set CTMR_SKILL_UPSTREAM_DATA",
+                candidates
+            )
+        })
+}

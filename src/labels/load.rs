@@ -1,0 +1,774 @@
+//! Reading a bundle's label files into a [`LabelTable`]. Every file read is
+//! hashed from the same bytes that are parsed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::expr::{self, Expr, Resolver, Val};
+use super::{
+    colour_for, DatasetLabel, EverythingSet, LabelClass, LabelError, LabelTable, Modality,
+    SourceFile,
+};
+
+const CHANNEL_DEF: &str = "network_data_format.outputs.pred.channel_def";
+const DEPRECATED_SUFFIX: &str = "(deprecated)";
+
+/// Upstream `ct_body`: ids 1..=132 without these (kidney/lung/bone parents,
+/// deprecated, tumours, vessels, airway; see upstream docs/inference.md).
+const CT_BODY_EXCLUDED: [u32; 15] = [
+    2, 16, 18, 20, 21, 23, 24, 25, 26, 27, 128, 129, 130, 131, 132,
+];
+const CT_BODY_MAX: u32 = 132;
+
+/// Upstream `subclass` (prompt → sub-classes) for when `inference.json` is absent.
+fn builtin_subclasses() -> BTreeMap<u32, Vec<u32>> {
+    let bone: Vec<u32> = (33..57).chain(63..98).chain([114, 120, 122]).collect();
+    BTreeMap::from([(2, vec![14, 5]), (20, (28..=32).collect()), (21, bone)])
+}
+
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Read and parse a JSON file, recording its hash.
+pub(super) fn read_json(path: &Path) -> Result<(Value, SourceFile), LabelError> {
+    let bytes = std::fs::read(path).map_err(|source| LabelError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let value = serde_json::from_slice(&bytes).map_err(|source| LabelError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let source = SourceFile {
+        path: path.to_path_buf(),
+        sha256: sha256_hex(&bytes),
+    };
+    Ok((value, source))
+}
+
+fn bad(path: &Path, key: &str, reason: impl Into<String>) -> LabelError {
+    LabelError::BadValue {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn inconsistent(path: &Path, reason: impl Into<String>) -> LabelError {
+    LabelError::Inconsistent {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// A note that `what` names ids which channel_def does not define. They are
+/// kept as configured (that is what the bundle runs with), not dropped or guessed.
+fn undefined_note(what: &str, undefined: &BTreeSet<u32>) -> String {
+    const SHOWN: usize = 12;
+    let mut listed: Vec<String> = undefined.iter().take(SHOWN).map(u32::to_string).collect();
+    if undefined.len() > SHOWN {
+        listed.push(format!("... {} more", undefined.len() - SHOWN));
+    }
+    format!(
+        "{what} names {} id(s) that metadata.json channel_def does not define ({}); kept as configured",
+        undefined.len(),
+        listed.join(", ")
+    )
+}
+
+fn parse_id(path: &Path, key: &str, text: &str) -> Result<u32, LabelError> {
+    text.trim().parse::<u32>().map_err(|_| {
+        bad(
+            path,
+            key,
+            format!("'{text}' is not a non-negative integer id"),
+        )
+    })
+}
+
+pub(super) fn load_bundle(root: &Path) -> Result<LabelTable, LabelError> {
+    let configs = root.join("configs");
+    let metadata_path = configs.join("metadata.json");
+    if !metadata_path.is_file() {
+        return Err(LabelError::NotABundle {
+            root: root.to_path_buf(),
+            expected: metadata_path,
+        });
+    }
+    let mut sources = Vec::new();
+    let mut notes = Vec::new();
+
+    let (metadata, source) = read_json(&metadata_path)?;
+    sources.push(source);
+    let mut classes = parse_channel_def(&metadata_path, &metadata)?;
+
+    let label_dict_path = configs.join("label_dict.json");
+    if label_dict_path.is_file() {
+        let (dict, source) = read_json(&label_dict_path)?;
+        sources.push(source);
+        apply_label_dict(&label_dict_path, &dict, &mut classes, &mut notes)?;
+    } else {
+        notes.push(format!(
+            "{} absent: classes carry no training datasets",
+            label_dict_path.display()
+        ));
+    }
+
+    let mappings_path = configs.join("label_mappings.json");
+    let mappings = if mappings_path.is_file() {
+        let (mappings, source) = read_json(&mappings_path)?;
+        sources.push(source);
+        let parsed = parse_label_mappings(&mappings_path, &mappings, &classes, &mut notes)?;
+        for (dataset, pairs) in &parsed {
+            for &(local_id, global) in pairs {
+                if let Some(class) = classes.get_mut(&global) {
+                    class.dataset_labels.push(DatasetLabel {
+                        dataset: dataset.clone(),
+                        local_id,
+                    });
+                }
+            }
+        }
+        for class in classes.values_mut() {
+            class.dataset_labels.sort();
+        }
+        Some(parsed)
+    } else {
+        notes.push(format!(
+            "{} absent: MRI everything-sets cannot be derived from it",
+            mappings_path.display()
+        ));
+        None
+    };
+
+    let inference_path = configs.join("inference.json");
+    let inference = if inference_path.is_file() {
+        let (inference, source) = read_json(&inference_path)?;
+        sources.push(source);
+        match inference {
+            Value::Object(map) => Some(map),
+            _ => {
+                return Err(bad(
+                    &inference_path,
+                    "(top level)",
+                    "expected a JSON object",
+                ))
+            }
+        }
+    } else {
+        notes.push(format!(
+            "{} absent: everything-sets and sub-classes use the documented upstream definitions",
+            inference_path.display()
+        ));
+        None
+    };
+
+    let ids: BTreeSet<u32> = classes.keys().copied().collect();
+    let mut config = inference.as_ref().map(|map| Config {
+        root,
+        path: &inference_path,
+        map,
+        loaded: Vec::new(),
+        stack: Vec::new(),
+        notes: Vec::new(),
+    });
+
+    let mut everything_sets = BTreeMap::new();
+    for modality in Modality::ALL {
+        let from_config = match config.as_mut() {
+            Some(config) => config.everything_set(modality, &ids)?,
+            None => None,
+        };
+        let set = match from_config {
+            Some(set) => Some(set),
+            None => fallback_everything_set(
+                modality,
+                inference.is_some(),
+                mappings.as_ref(),
+                &ids,
+                &mut notes,
+            ),
+        };
+        if let Some(set) = set {
+            everything_sets.insert(modality, set);
+        }
+    }
+
+    let (subclasses, subclass_source) = match config.as_mut() {
+        Some(config) if config.map.contains_key("subclass") => (
+            config.subclasses(&ids)?,
+            Some("configs/inference.json: subclass".to_string()),
+        ),
+        _ => {
+            let builtin = builtin_subclasses();
+            let why = if inference.is_some() {
+                "configs/inference.json has no `subclass`"
+            } else {
+                "configs/inference.json absent"
+            };
+            let named: BTreeSet<u32> = builtin
+                .iter()
+                .flat_map(|(parent, children)| std::iter::once(parent).chain(children))
+                .copied()
+                .collect();
+            let undefined: BTreeSet<u32> = named.difference(&ids).copied().collect();
+            if !undefined.is_empty() {
+                notes.push(undefined_note(
+                    "the built-in upstream `subclass`",
+                    &undefined,
+                ));
+            }
+            (
+                builtin,
+                Some(format!(
+                    "built-in: the upstream inference.json `subclass` ({why})"
+                )),
+            )
+        }
+    };
+
+    if let Some(config) = config {
+        notes.extend(config.notes);
+        for source in config.loaded {
+            if !sources.iter().any(|s| s.path == source.path) {
+                sources.push(source);
+            }
+        }
+    }
+
+    Ok(LabelTable {
+        classes,
+        sources,
+        everything_sets,
+        subclasses,
+        subclass_source,
+        notes,
+    })
+}
+
+fn parse_channel_def(
+    path: &Path,
+    metadata: &Value,
+) -> Result<BTreeMap<u32, LabelClass>, LabelError> {
+    let channel_def = metadata
+        .pointer("/network_data_format/outputs/pred/channel_def")
+        .ok_or_else(|| LabelError::MissingKey {
+            path: path.to_path_buf(),
+            key: CHANNEL_DEF.into(),
+        })?
+        .as_object()
+        .ok_or_else(|| {
+            bad(
+                path,
+                CHANNEL_DEF,
+                "expected an object {\"<id>\": \"<name>\"}",
+            )
+        })?;
+    let mut classes = BTreeMap::new();
+    let mut seen_names: BTreeMap<String, u32> = BTreeMap::new();
+    for (key, value) in channel_def {
+        let id = parse_id(path, CHANNEL_DEF, key)?;
+        let name = value
+            .as_str()
+            .ok_or_else(|| {
+                bad(
+                    path,
+                    CHANNEL_DEF,
+                    format!("the name of id {id} is not a string"),
+                )
+            })?
+            .trim()
+            .to_string();
+        if name.is_empty() {
+            return Err(bad(path, CHANNEL_DEF, format!("id {id} has an empty name")));
+        }
+        if id == 0 {
+            continue; // background, not a class
+        }
+        if let Some(other) = seen_names.insert(name.to_lowercase(), id) {
+            return Err(bad(
+                path,
+                CHANNEL_DEF,
+                format!("ids {other} and {id} share the name '{name}'"),
+            ));
+        }
+        classes.insert(
+            id,
+            LabelClass {
+                id,
+                deprecated: is_deprecated(&name),
+                name,
+                datasets: Vec::new(),
+                modalities: Vec::new(),
+                dataset_labels: Vec::new(),
+                colour: colour_for(id),
+            },
+        );
+    }
+    if classes.is_empty() {
+        return Err(bad(path, CHANNEL_DEF, "defines no classes"));
+    }
+    Ok(classes)
+}
+
+pub(super) fn is_deprecated(name: &str) -> bool {
+    name.trim_end().to_lowercase().ends_with(DEPRECATED_SUFFIX)
+}
+
+fn string_list(path: &Path, key: &str, value: Option<&Value>) -> Result<Vec<String>, LabelError> {
+    match value {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| bad(path, key, "expected a list of strings"))
+            })
+            .collect(),
+        Some(_) => Err(bad(path, key, "expected a list of strings")),
+    }
+}
+
+fn apply_label_dict(
+    path: &Path,
+    dict: &Value,
+    classes: &mut BTreeMap<u32, LabelClass>,
+    notes: &mut Vec<String>,
+) -> Result<(), LabelError> {
+    let mut undefined = BTreeSet::new();
+    let entries = dict.as_object().ok_or_else(|| {
+        bad(
+            path,
+            "(top level)",
+            "expected an object {\"<name>\": {...}}",
+        )
+    })?;
+    for (name, entry) in entries {
+        let index = entry
+            .get("index")
+            .and_then(Value::as_u64)
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| bad(path, &format!("{name}.index"), "missing or not an id"))?;
+        let Some(class) = classes.get_mut(&index) else {
+            undefined.insert(index);
+            continue;
+        };
+        if class.name != name.trim() {
+            return Err(inconsistent(
+                path,
+                format!(
+                    "index {index} is '{name}' here but '{}' in channel_def",
+                    class.name
+                ),
+            ));
+        }
+        class.modalities = string_list(path, &format!("{name}.datasets"), entry.get("datasets"))?;
+        let mut datasets = BTreeSet::new();
+        for modality in ["CT", "MRI"] {
+            datasets.extend(string_list(
+                path,
+                &format!("{name}.{modality}"),
+                entry.get(modality),
+            )?);
+        }
+        class.datasets = datasets.into_iter().collect();
+    }
+    if !undefined.is_empty() {
+        notes.push(undefined_note("configs/label_dict.json", &undefined));
+    }
+    Ok(())
+}
+
+type Mappings = BTreeMap<String, Vec<(i64, u32)>>;
+
+fn parse_label_mappings(
+    path: &Path,
+    value: &Value,
+    classes: &BTreeMap<u32, LabelClass>,
+    notes: &mut Vec<String>,
+) -> Result<Mappings, LabelError> {
+    let datasets = value.as_object().ok_or_else(|| {
+        bad(
+            path,
+            "(top level)",
+            "expected an object {\"<dataset>\": [[local, global], ...]}",
+        )
+    })?;
+    let mut out = BTreeMap::new();
+    for (dataset, pairs) in datasets {
+        let pairs = pairs
+            .as_array()
+            .ok_or_else(|| bad(path, dataset, "expected a list of [local, global] pairs"))?;
+        let mut parsed = Vec::with_capacity(pairs.len());
+        let mut undefined = BTreeSet::new();
+        for pair in pairs {
+            let (local, global) = match pair.as_array().map(Vec::as_slice) {
+                Some([local, global]) => (local.as_i64(), global.as_u64()),
+                _ => (None, None),
+            };
+            let (Some(local), Some(global)) = (local, global.and_then(|g| u32::try_from(g).ok()))
+            else {
+                return Err(bad(
+                    path,
+                    dataset,
+                    format!("{pair} is not a [local, global] id pair"),
+                ));
+            };
+            if global != 0 && !classes.contains_key(&global) {
+                undefined.insert(global);
+            }
+            parsed.push((local, global));
+        }
+        if !undefined.is_empty() {
+            notes.push(undefined_note(
+                &format!("configs/label_mappings.json '{dataset}'"),
+                &undefined,
+            ));
+        }
+        out.insert(dataset.clone(), parsed);
+    }
+    Ok(out)
+}
+
+fn fallback_everything_set(
+    modality: Modality,
+    have_inference: bool,
+    mappings: Option<&Mappings>,
+    ids: &BTreeSet<u32>,
+    notes: &mut Vec<String>,
+) -> Option<EverythingSet> {
+    let why = if have_inference {
+        format!("configs/inference.json does not define {modality}")
+    } else {
+        "configs/inference.json absent".to_string()
+    };
+    match modality {
+        Modality::CtBody => {
+            let set: BTreeSet<u32> = (1..=CT_BODY_MAX)
+                .filter(|id| !CT_BODY_EXCLUDED.contains(id))
+                .collect();
+            let undefined: BTreeSet<u32> = set.difference(ids).copied().collect();
+            if !undefined.is_empty() {
+                notes.push(undefined_note(
+                    "the built-in upstream `ct_body`",
+                    &undefined,
+                ));
+            }
+            Some(EverythingSet {
+                ids: set,
+                source: format!(
+                    "built-in: the upstream inference.json `ct_body` (ids 1..=132 minus {CT_BODY_EXCLUDED:?}) ({why})"
+                ),
+            })
+        }
+        Modality::MriBody | Modality::MriBrain => {
+            let dataset = if modality == Modality::MriBody {
+                "TotalSegmentatorMR"
+            } else {
+                "LUMIR"
+            };
+            match mappings.and_then(|m| m.get(dataset)) {
+                Some(pairs) => Some(EverythingSet {
+                    ids: pairs.iter().map(|&(_, g)| g).filter(|&g| g != 0).collect(),
+                    source: format!(
+                        "configs/label_mappings.json: {dataset} (second element of each pair, as the upstream inference.json `{}`) ({why})",
+                        modality.as_str().to_lowercase()
+                    ),
+                }),
+                None => {
+                    notes.push(format!(
+                        "{why}, and configs/label_mappings.json has no '{dataset}': no {modality} set"
+                    ));
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// `inference.json` as a source of MONAI expressions.
+struct Config<'a> {
+    root: &'a Path,
+    path: &'a Path,
+    map: &'a serde_json::Map<String, Value>,
+    /// Files loaded by `json.loads(...)` expressions, hashed.
+    loaded: Vec<SourceFile>,
+    /// Keys being resolved, to reject circular references.
+    stack: Vec<String>,
+    /// Notes on ids the config names that channel_def does not define.
+    notes: Vec<String>,
+}
+
+impl Config<'_> {
+    fn unsupported(&self, key: &str, expr: &str, reason: String) -> LabelError {
+        LabelError::UnsupportedExpression {
+            path: self.path.to_path_buf(),
+            key: key.to_string(),
+            expr: expr.to_string(),
+            reason,
+        }
+    }
+
+    /// The everything-set of `modality` as inference.json defines it, if it does.
+    fn everything_set(
+        &mut self,
+        modality: Modality,
+        ids: &BTreeSet<u32>,
+    ) -> Result<Option<EverythingSet>, LabelError> {
+        let (key, expr_text, expr) = if let Some(raw) = self.map.get("everything_labels") {
+            let text = raw.as_str().unwrap_or_default();
+            let body = text.strip_prefix('$').ok_or_else(|| {
+                self.unsupported(
+                    "everything_labels",
+                    &raw.to_string(),
+                    "expected a `$` expression with a dict of modalities".into(),
+                )
+            })?;
+            let parsed =
+                expr::parse(body).map_err(|e| self.unsupported("everything_labels", text, e))?;
+            // `{...}[@modality]` selects one entry at run time; we want every entry.
+            let dict = match parsed {
+                Expr::Index(base, index) if matches!(*index, Expr::Ref(ref n, _) if n == "modality") => {
+                    *base
+                }
+                other => other,
+            };
+            let Expr::Dict(entries) = dict else {
+                return Err(self.unsupported(
+                    "everything_labels",
+                    text,
+                    "expected a dict literal {'CT_BODY': ..., ...}, optionally indexed by [@modality]".into(),
+                ));
+            };
+            match entries.into_iter().find(|(k, _)| k == modality.as_str()) {
+                Some((_, entry)) => {
+                    let label = match &entry {
+                        Expr::Ref(name, path) if path.is_empty() => {
+                            format!("everything_labels['{modality}'] = @{name}")
+                        }
+                        _ => format!("everything_labels['{modality}']"),
+                    };
+                    (label, text.to_string(), entry)
+                }
+                None => return Ok(None),
+            }
+        } else {
+            let key = modality.as_str().to_lowercase();
+            if !self.map.contains_key(&key) {
+                return Ok(None);
+            }
+            (key.clone(), format!("@{key}"), Expr::Ref(key, Vec::new()))
+        };
+        let value = expr::eval(&expr, self).map_err(|e| self.unsupported(&key, &expr_text, e))?;
+        let set = self.id_set(&key, &expr_text, &value, ids)?;
+        Ok(Some(EverythingSet {
+            ids: set,
+            source: format!("configs/inference.json: {key}"),
+        }))
+    }
+
+    fn subclasses(&mut self, ids: &BTreeSet<u32>) -> Result<BTreeMap<u32, Vec<u32>>, LabelError> {
+        let raw = &self.map["subclass"];
+        let value = self
+            .value(raw)
+            .map_err(|e| self.unsupported("subclass", &raw.to_string(), e))?;
+        let Val::Dict(entries) = value else {
+            return Err(bad(
+                self.path,
+                "subclass",
+                "expected an object {\"<id>\": [ids...]}",
+            ));
+        };
+        let mut out = BTreeMap::new();
+        let mut undefined_parents = BTreeSet::new();
+        for (parent, children) in entries {
+            let key = format!("subclass.{parent}");
+            let parent_id = parse_id(self.path, &key, &parent)?;
+            if !ids.contains(&parent_id) {
+                undefined_parents.insert(parent_id);
+            }
+            // Validate every id, then keep upstream's order (the order prompts are sent in).
+            self.id_set(&key, &raw.to_string(), &children, ids)?;
+            let ordered: Vec<u32> = children
+                .as_ints()
+                .map_err(|e| bad(self.path, &key, e))?
+                .into_iter()
+                .filter_map(|i| u32::try_from(i).ok())
+                .collect();
+            out.insert(parent_id, ordered);
+        }
+        if !undefined_parents.is_empty() {
+            let what = "configs/inference.json `subclass` (its keys)";
+            self.notes.push(undefined_note(what, &undefined_parents));
+        }
+        Ok(out)
+    }
+
+    /// Integers of `value` as class ids. Values that cannot be class ids (0,
+    /// negative, too large) are errors; ids channel_def lacks are noted.
+    fn id_set(
+        &mut self,
+        key: &str,
+        expr_text: &str,
+        value: &Val,
+        ids: &BTreeSet<u32>,
+    ) -> Result<BTreeSet<u32>, LabelError> {
+        let ints = value
+            .as_ints()
+            .map_err(|e| self.unsupported(key, expr_text, e))?;
+        let mut set = BTreeSet::new();
+        let mut not_ids = Vec::new();
+        for i in ints {
+            match u32::try_from(i) {
+                Ok(id) if id != 0 => {
+                    set.insert(id);
+                }
+                _ => not_ids.push(i),
+            }
+        }
+        if !not_ids.is_empty() {
+            return Err(bad(
+                self.path,
+                key,
+                format!("{not_ids:?} cannot be class ids (ids are 1 and up)"),
+            ));
+        }
+        let undefined: BTreeSet<u32> = set.difference(ids).copied().collect();
+        if !undefined.is_empty() {
+            let what = format!("configs/inference.json `{key}`");
+            self.notes.push(undefined_note(&what, &undefined));
+        }
+        Ok(set)
+    }
+
+    /// A config value: `$` strings are evaluated, containers recursively.
+    fn value(&mut self, raw: &Value) -> Result<Val, String> {
+        match raw {
+            Value::String(s) => match s.strip_prefix('$') {
+                Some(body) => {
+                    if let Some(rel) = json_loads_path(body) {
+                        return self.load_json_file(&rel);
+                    }
+                    let parsed = expr::parse(body)?;
+                    expr::eval(&parsed, self)
+                }
+                None => Ok(Val::Str(s.clone())),
+            },
+            Value::Array(items) => items
+                .iter()
+                .map(|v| self.value(v))
+                .collect::<Result<_, _>>()
+                .map(Val::List),
+            Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), self.value(v)?)))
+                .collect::<Result<_, String>>()
+                .map(Val::Dict),
+            other => Val::from_json(other),
+        }
+    }
+
+    fn load_json_file(&mut self, rel: &str) -> Result<Val, String> {
+        let path: PathBuf = self.root.join(rel);
+        let (value, source) = read_json(&path).map_err(|e| e.to_string())?;
+        if !self.loaded.iter().any(|s| s.path == source.path) {
+            self.loaded.push(source);
+        }
+        Val::from_json(&value)
+    }
+}
+
+impl Resolver for Config<'_> {
+    /// MONAI semantics: `@a#b#0` names the raw config item `a` → `b` → `[0]`,
+    /// which is then evaluated; `#` never indexes into an expression's result.
+    fn resolve(&mut self, name: &str, path: &[String]) -> Result<Val, String> {
+        let id = std::iter::once(name)
+            .chain(path.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join("#");
+        if self.stack.contains(&id) {
+            return Err(format!("circular reference to @{id}"));
+        }
+        let mut raw = self
+            .map
+            .get(name)
+            .ok_or_else(|| format!("@{name} is not a key of inference.json"))?;
+        for part in path {
+            raw = match raw {
+                Value::Object(map) => map.get(part),
+                Value::Array(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
+                _ => None,
+            }
+            .ok_or_else(|| format!("@{id}: no config item '{part}' there"))?;
+        }
+        self.stack.push(id);
+        let value = self.value(raw);
+        self.stack.pop();
+        value
+    }
+}
+
+/// The bundle-relative file of the upstream idiom
+/// `json.loads(pathlib.Path(@bundle_root + '/configs/x.json').read_text())`.
+/// Only plain relative paths inside the bundle are accepted.
+fn json_loads_path(body: &str) -> Option<String> {
+    let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    let inner = compact
+        .strip_prefix("json.loads(pathlib.Path(@bundle_root+")?
+        .strip_suffix(").read_text())")?;
+    let quoted = inner
+        .strip_prefix('\'')
+        .and_then(|s| s.strip_suffix('\''))
+        .or_else(|| inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')))?;
+    let rel = quoted.trim_start_matches('/');
+    let safe = !rel.is_empty()
+        && Path::new(rel)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    safe.then(|| rel.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_the_json_loads_idiom_and_only_paths_inside_the_bundle() {
+        assert_eq!(
+            json_loads_path("json.loads(pathlib.Path(@bundle_root + '/configs/label_mappings.json').read_text())"),
+            Some("configs/label_mappings.json".into())
+        );
+        assert_eq!(
+            json_loads_path(
+                "json.loads(pathlib.Path(@bundle_root + '/../secret.json').read_text())"
+            ),
+            None
+        );
+        assert_eq!(json_loads_path("json.loads(open('x').read())"), None);
+    }
+
+    #[test]
+    fn builtin_subclasses_match_the_documented_upstream_definition() {
+        let sub = builtin_subclasses();
+        assert_eq!(sub[&2], vec![14, 5]);
+        assert_eq!(sub[&20], vec![28, 29, 30, 31, 32]);
+        let bone = &sub[&21];
+        assert_eq!(bone.len(), 24 + 35 + 3);
+        assert_eq!((bone[0], bone[23], bone[24], bone[58]), (33, 56, 63, 97));
+        assert_eq!(&bone[59..], &[114, 120, 122]);
+    }
+
+    #[test]
+    fn sha256_of_known_bytes() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! The `rmcp` [`ServerHandler`], written by hand: `tools/list` and `tools/call`
+//! map onto [`ToolBox`]; everything else keeps the SDK's default answer
+//! (`-32601` for unimplemented methods, `ping`, `server/discover`, version
+//! negotiation).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig,
+    Tool, ToolsCapability,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::progress;
+use crate::tools::{CallContext, ToolBox, ToolCallError, ToolOutcome, ToolSpec};
+
+/// The revisions this server speaks: three with the `initialize` handshake and
+/// the stateless 2026-07-28 one (`server/discover`, per-request `_meta`).
+pub(crate) const SUPPORTED_VERSIONS: &[ProtocolVersion] = &[
+    ProtocolVersion::V_2025_03_26,
+    ProtocolVersion::V_2025_06_18,
+    ProtocolVersion::V_2025_11_25,
+    ProtocolVersion::V_2026_07_28,
+];
+
+pub(crate) struct Handler {
+    pub toolbox: Arc<dyn ToolBox>,
+    pub name: String,
+    pub version: String,
+    pub instructions: String,
+    /// Cancelled when the input ends: every running call's token descends from it.
+    pub shutdown: CancellationToken,
+    pub keepalive: Duration,
+}
+
+/// The instructions as sent: the caller's text, with the clinical-use statement
+/// added when the caller's text does not already say it.
+pub(crate) fn instructions_with_disclaimer(text: &str) -> String {
+    if text.to_lowercase().contains("not for clinical use") {
+        text.to_owned()
+    } else if text.trim().is_empty() {
+        crate::NOT_FOR_CLINICAL_USE.to_owned()
+    } else {
+        format!("{}\n\n{}", text.trim_end(), crate::NOT_FOR_CLINICAL_USE)
+    }
+}
+
+/// `tools/list` entry for one spec. Built through serde so the wire shape is
+/// the one the SDK (de)serializes, whatever its constructors look like.
+pub(crate) fn tool_from_spec(spec: &ToolSpec) -> Result<Tool, String> {
+    if !spec.input_schema.is_object() {
+        return Err(format!(
+            "tool '{}' has an input schema that is not a JSON object",
+            spec.name
+        ));
+    }
+    let mut tool = json!({
+        "name": spec.name,
+        "title": spec.title,
+        "description": spec.description,
+        "inputSchema": spec.input_schema,
+        "annotations": {
+            "title": spec.title,
+            "readOnlyHint": spec.read_only,
+        },
+    });
+    if let Some(schema) = &spec.output_schema {
+        if !schema.is_object() {
+            return Err(format!(
+                "tool '{}' has an output schema that is not a JSON object",
+                spec.name
+            ));
+        }
+        tool["outputSchema"] = schema.clone();
+    }
+    serde_json::from_value(tool).map_err(|e| format!("tool '{}': {e}", spec.name))
+}
+
+/// The `tools/call` result for a tool's outcome. Structured content is also
+/// serialized into a text block, as the spec asks for clients that predate
+/// `structuredContent`.
+pub(crate) fn result_from_outcome(outcome: ToolOutcome) -> CallToolResult {
+    match outcome {
+        ToolOutcome::Success {
+            structured,
+            summary,
+        } => {
+            let mut result = CallToolResult::success(vec![
+                ContentBlock::text(summary),
+                ContentBlock::text(structured.to_string()),
+            ]);
+            result.structured_content = Some(structured);
+            result
+        }
+        ToolOutcome::Failure {
+            message,
+            structured,
+        } => {
+            let mut content = vec![ContentBlock::text(message)];
+            if let Some(s) = &structured {
+                content.push(ContentBlock::text(s.to_string()));
+            }
+            let mut result = CallToolResult::error(content);
+            result.structured_content = structured;
+            result
+        }
+    }
+}
+
+impl Handler {
+    fn unknown_tool(&self, name: &str) -> ErrorData {
+        let known: Vec<String> = self.toolbox.list().into_iter().map(|t| t.name).collect();
+        ErrorData::invalid_params(
+            format!(
+                "unknown tool '{name}'; this server has: {}",
+                known.join(", ")
+            ),
+            Some(json!({ "tool": name, "available": known })),
+        )
+    }
+
+    async fn run_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let name = request.name.to_string();
+        let arguments = request.arguments.unwrap_or_default();
+
+        // The call's token: cancelled by `notifications/cancelled` for this
+        // request (the SDK cancels `context.ct`) or by the end of the input.
+        let cancel = self.shutdown.child_token();
+        let link = {
+            let request_ct = context.ct.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = request_ct.cancelled() => cancel.cancel(),
+                    _ = cancel.cancelled() => {}
+                }
+            })
+        };
+
+        let (sink, pump) = progress::start(
+            context.peer.clone(),
+            context.meta.get_progress_token(),
+            self.keepalive,
+        );
+        let call = self.toolbox.call(
+            &name,
+            arguments,
+            CallContext {
+                progress: sink,
+                cancel,
+            },
+        );
+        // A task of its own, so a panicking tool fails this request, not the server.
+        let joined = tokio::spawn(call).await;
+        if let Some(pump) = pump {
+            pump.finish().await;
+        }
+        link.abort();
+
+        match joined {
+            Ok(Ok(outcome)) => Ok(result_from_outcome(outcome)),
+            Ok(Err(ToolCallError::UnknownTool(name))) => Err(self.unknown_tool(&name)),
+            Ok(Err(ToolCallError::Internal(message))) => {
+                tracing::error!(tool = %name, detail = %message, "tool failed internally");
+                Err(ErrorData::internal_error(
+                    format!("tool '{name}' failed internally: {message}"),
+                    None,
+                ))
+            }
+            Err(join_error) => {
+                tracing::error!(tool = %name, error = %join_error, "tool task panicked");
+                Err(ErrorData::internal_error(
+                    format!("tool '{name}' crashed: {join_error}"),
+                    None,
+                ))
+            }
+        }
+    }
+}
+
+impl ServerHandler for Handler {
+    fn get_info(&self) -> ServerConfig {
+        let mut capabilities = ServerCapabilities::default();
+        let mut tools = ToolsCapability::default();
+        tools.list_changed = Some(false);
+        capabilities.tools = Some(tools);
+        ServerConfig::new(capabilities)
+            .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+            .with_server_info(Implementation::new(&self.name, &self.version))
+            .with_instructions(instructions_with_disclaimer(&self.instructions))
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(SUPPORTED_VERSIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let tools = self
+            .toolbox
+            .list()
+            .iter()
+            .map(tool_from_spec)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ErrorData::internal_error(e, None))?;
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.run_tool(request, context).await.map(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn spec() -> ToolSpec {
+        ToolSpec {
+            name: "echo".into(),
+            title: "Echo".into(),
+            description: "Echoes.".into(),
+            input_schema: json!({"type": "object", "properties": {}, "additionalProperties": false}),
+            output_schema: Some(json!({"type": "object"})),
+            read_only: true,
+        }
+    }
+
+    #[test]
+    fn tool_wire_shape() {
+        let tool = serde_json::to_value(tool_from_spec(&spec()).unwrap()).unwrap();
+        assert_eq!(tool["name"], "echo");
+        assert_eq!(tool["title"], "Echo");
+        assert_eq!(tool["description"], "Echoes.");
+        assert_eq!(tool["inputSchema"]["type"], "object");
+        assert_eq!(tool["outputSchema"]["type"], "object");
+        assert_eq!(tool["annotations"]["readOnlyHint"], true);
+    }
+
+    #[test]
+    fn non_object_schema_is_rejected_with_the_tool_name() {
+        let mut s = spec();
+        s.input_schema = json!(true);
+        assert!(tool_from_spec(&s).unwrap_err().contains("'echo'"));
+    }
+
+    #[test]
+    fn success_has_summary_json_text_and_structured() {
+        let r = serde_json::to_value(result_from_outcome(ToolOutcome::Success {
+            structured: json!({"a": 1}),
+            summary: "did it".into(),
+        }))
+        .unwrap();
+        assert_eq!(r["isError"], false);
+        assert_eq!(r["content"][0]["text"], "did it");
+        assert_eq!(
+            serde_json::from_str::<Value>(r["content"][1]["text"].as_str().unwrap()).unwrap(),
+            json!({"a": 1})
+        );
+        assert_eq!(r["structuredContent"], json!({"a": 1}));
+    }
+
+    #[test]
+    fn failure_is_error_with_message() {
+        let r = serde_json::to_value(result_from_outcome(ToolOutcome::Failure {
+            message: "bad `x`".into(),
+            structured: None,
+        }))
+        .unwrap();
+        assert_eq!(r["isError"], true);
+        assert_eq!(r["content"][0]["text"], "bad `x`");
+        assert!(r.get("structuredContent").is_none());
+    }
+
+    #[test]
+    fn disclaimer_is_added_once() {
+        assert!(instructions_with_disclaimer("Use run_script.")
+            .to_lowercase()
+            .contains("not for clinical use"));
+        let already = "Research only. Not for clinical use.";
+        assert_eq!(instructions_with_disclaimer(already), already);
+    }
+}

@@ -1,0 +1,126 @@
+//! `list_labels`: the upstream label table, filtered, and name → id resolution for
+//! agents (exact, normalised, unique substring; never a guessed id).
+
+use serde_json::{json, Map, Value};
+
+use crate::config::Config;
+use crate::labels::{LabelTable, Modality};
+use crate::manifest::args::validate;
+use crate::manifest::Manifest;
+use crate::tools::ToolOutcome;
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LabelsRequest {
+    pub query: Option<String>,
+    pub resolve: Vec<String>,
+    pub modality: Option<Modality>,
+    pub upstream_root: Option<std::path::PathBuf>,
+}
+
+pub fn parse(
+    manifest: &Manifest,
+    args: &Map<String, Value>,
+    config: &Config,
+) -> Result<LabelsRequest, String> {
+    let tool = manifest
+        .tool("list_labels")
+        .expect("manifest declares list_labels");
+    let args = validate(tool, args).map_err(|e| e.to_string())?;
+    Ok(LabelsRequest {
+        query: args
+            .get("query")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        resolve: args
+            .get("resolve")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        modality: args
+            .get("modality")
+            .and_then(Value::as_str)
+            .and_then(|m| m.parse().ok()),
+        upstream_root: args
+            .get("upstream_root")
+            .and_then(Value::as_str)
+            .map(|p| config.absolute(std::path::Path::new(p))),
+    })
+}
+
+/// The `list_labels` document (schemas/labels.schema.json).
+pub fn execute(request: &LabelsRequest, config: &Config) -> Result<Value, String> {
+    let table = super::inspect_label_map::load_table(request.upstream_root.as_deref(), config)?;
+    Ok(document(&table, request))
+}
+
+/// Pure: the document for a loaded table.
+pub fn document(table: &LabelTable, request: &LabelsRequest) -> Value {
+    let needle = request.query.as_deref().map(str::to_lowercase);
+    let allowed = request.modality.and_then(|m| table.everything_set(m));
+    let labels: Vec<Value> = table
+        .iter()
+        .filter(|c| {
+            needle
+                .as_deref()
+                .is_none_or(|n| c.name.to_lowercase().contains(n))
+        })
+        .filter(|c| allowed.is_none_or(|set| set.contains(&c.id)))
+        .map(|c| json!({"id": c.id, "name": c.name, "deprecated": c.deprecated}))
+        .collect();
+    let resolved: Vec<Value> = request
+        .resolve
+        .iter()
+        .map(|q| match table.resolve(q) {
+            Ok(id) => json!({"query": q, "id": id, "name": table.name(id), "error": null, "candidates": []}),
+            Err(e) => json!({
+                "query": q, "id": null, "name": null, "error": e.to_string(),
+                "candidates": e.candidates.iter().map(|(id, name)| json!({"id": id, "name": name})).collect::<Vec<_>>(),
+            }),
+        })
+        .collect();
+    json!({
+        "schema_version": "ctmr-skill.labels/1",
+        "upstream_root": table.sources().first().and_then(|s| s.path.parent()).and_then(|p| p.parent()).map(|p| p.display().to_string()),
+        "sources": table.sources().iter().map(|s| json!({"path": s.path.display().to_string(), "sha256": s.sha256})).collect::<Vec<_>>(),
+        "total_classes": table.len(),
+        "modality": request.modality.map(|m| m.as_str()),
+        "query": request.query,
+        "labels": labels,
+        "resolved": resolved,
+        "not_for_clinical_use": crate::NOT_FOR_CLINICAL_USE,
+    })
+}
+
+pub fn outcome(result: Result<Value, String>) -> ToolOutcome {
+    match result {
+        Err(message) => ToolOutcome::Failure {
+            message,
+            structured: None,
+        },
+        Ok(doc) => {
+            let listed = doc["labels"].as_array().map_or(0, Vec::len);
+            let mut summary = format!("{listed} of {} classes listed.", doc["total_classes"]);
+            for r in doc["resolved"].as_array().into_iter().flatten() {
+                match r["id"].as_u64() {
+                    Some(id) => summary.push_str(&format!(
+                        " '{}' -> {id} ({}).",
+                        r["query"].as_str().unwrap_or(""),
+                        r["name"].as_str().unwrap_or("")
+                    )),
+                    None => summary.push_str(&format!(
+                        " {}.",
+                        r["error"].as_str().unwrap_or("unresolved")
+                    )),
+                }
+            }
+            ToolOutcome::Success {
+                structured: doc,
+                summary,
+            }
+        }
+    }
+}

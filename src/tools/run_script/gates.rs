@@ -1,0 +1,362 @@
+//! The gates of `run_script`, evaluated before anything runs. Every gate the request
+//! touches is evaluated (not just the first failure), so one refusal tells the caller
+//! everything to fix. Gate ids, rules and fixes come from `skill_manifest.yaml`.
+
+use std::path::{Path, PathBuf};
+
+use super::request::RunRequest;
+use crate::config::Config;
+use crate::evidence::GateResult;
+use crate::labels::{LabelTable, Modality};
+use crate::manifest::Manifest;
+use crate::nifti::{read_header, Header, NiftiError};
+use crate::upstream::{self, BundleInventory, RootResolution};
+
+/// A request that passed every gate, with what the gates learned on the way.
+#[derive(Debug)]
+pub struct Gated {
+    pub request: RunRequest,
+    pub input_header: Header,
+    pub resolution: RootResolution,
+    pub root: PathBuf,
+    pub inventory: BundleInventory,
+    /// The bundle's label table; `None` when it could not be loaded (recorded, not fatal).
+    pub labels: Option<LabelTable>,
+    pub label_error: Option<String>,
+    /// Prompts after resolving `structures` (ids, in request order, deduplicated).
+    pub prompts: Option<Vec<u32>>,
+    pub mask_path: PathBuf,
+    pub gates: Vec<GateResult>,
+}
+
+/// A refusal: the gate results (failed ones carry the message) and one message for the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub gates: Vec<GateResult>,
+    pub message: String,
+    pub resolution: Option<RootResolution>,
+}
+
+struct Recorder<'a> {
+    manifest: &'a Manifest,
+    results: Vec<GateResult>,
+}
+
+impl Recorder<'_> {
+    fn pass(&mut self, id: &str, message: impl Into<String>) {
+        self.results.push(GateResult {
+            name: id.into(),
+            status: "passed".into(),
+            message: message.into(),
+        });
+    }
+    fn skip(&mut self, id: &str, message: impl Into<String>) {
+        self.results.push(GateResult {
+            name: id.into(),
+            status: "skipped".into(),
+            message: message.into(),
+        });
+    }
+    fn fail(&mut self, id: &str, argument: &str, problem: impl Into<String>) {
+        let fix = self
+            .manifest
+            .gate(id)
+            .map(|g| g.fix.clone())
+            .unwrap_or_default();
+        let rule = self
+            .manifest
+            .gate(id)
+            .map(|g| g.rule.clone())
+            .unwrap_or_default();
+        self.results.push(GateResult {
+            name: id.into(),
+            status: "failed".into(),
+            message: format!(
+                "argument '{argument}': {}. Rule: {rule}. Fix: {fix}",
+                problem.into()
+            ),
+        });
+    }
+    fn failed(&self) -> bool {
+        self.results.iter().any(|g| g.status == "failed")
+    }
+}
+
+/// Evaluate every gate of `request`.
+pub fn evaluate(
+    request: RunRequest,
+    config: &Config,
+    manifest: &Manifest,
+) -> Result<Gated, Box<Refusal>> {
+    let mut rec = Recorder {
+        manifest,
+        results: Vec::new(),
+    };
+
+    let input_header = check_volume(&mut rec, &request.input);
+
+    rec.pass("modality_known", format!("modality {}", request.modality));
+    if request.modality == Modality::MriBrain && !request.preprocessed_brain_input {
+        rec.fail(
+            "brain_preprocessing_acknowledged",
+            "preprocessed_brain_input",
+            "MRI_BRAIN needs an input already preprocessed by the upstream brain pipeline, and the call did not say so",
+        );
+    } else if request.modality == Modality::MriBrain {
+        rec.pass(
+            "brain_preprocessing_acknowledged",
+            "the caller acknowledged preprocessed brain input",
+        );
+    } else {
+        rec.skip(
+            "brain_preprocessing_acknowledged",
+            "only MRI_BRAIN needs it",
+        );
+    }
+    rec.pass(
+        "timeout_in_bounds",
+        format!("{} s", request.timeout.as_secs_f64()),
+    );
+
+    let resolution = upstream::resolve_root(
+        request.upstream_root.as_deref(),
+        config.env_root.as_deref().map(std::ffi::OsStr::new),
+        &config.cwd,
+    );
+    let mut root_inventory = None;
+    match resolution.require() {
+        Ok(root) => {
+            rec.pass(
+                "upstream_root_valid",
+                format!("bundle root {}", root.display()),
+            );
+            let inventory = upstream::inventory(root);
+            match inventory.require_model() {
+                Ok(model) => rec.pass(
+                    "model_weights_present",
+                    format!("weights {}", model.display()),
+                ),
+                Err(e) => rec.fail("model_weights_present", "upstream_root", e.to_string()),
+            }
+            root_inventory = Some((root.to_path_buf(), inventory));
+        }
+        Err(e) => {
+            rec.fail("upstream_root_valid", "upstream_root", e.to_string());
+            rec.skip("model_weights_present", "no bundle root");
+        }
+    }
+
+    let mask_path = check_output_dir(
+        &mut rec,
+        &request,
+        config,
+        root_inventory.as_ref().map(|(r, _)| r.as_path()),
+    );
+
+    // Labels: prompts and structures are checked against the bundle's own table.
+    let (labels, label_error) = match &root_inventory {
+        Some((root, _)) => match LabelTable::load_bundle(root) {
+            Ok(table) => (Some(table), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        None => (None, Some("no bundle root".to_string())),
+    };
+    let prompts = check_labels(&mut rec, &request, labels.as_ref(), label_error.as_deref());
+
+    match &request.ground_truth {
+        None => rec.skip("ground_truth_readable", "no ground truth given"),
+        Some(gt) => match read_header(gt) {
+            Ok(_) => rec.pass(
+                "ground_truth_readable",
+                format!("ground truth {}", gt.display()),
+            ),
+            Err(e) => rec.fail("ground_truth_readable", "ground_truth", e.to_string()),
+        },
+    }
+
+    if rec.failed() {
+        let failures: Vec<String> = rec
+            .results
+            .iter()
+            .filter(|g| g.status == "failed")
+            .map(|g| format!("- {}: {}", g.name, g.message))
+            .collect();
+        return Err(Box::new(Refusal {
+            message: format!(
+                "run_script refused before running anything:\n{}",
+                failures.join("\n")
+            ),
+            gates: rec.results,
+            resolution: Some(resolution),
+        }));
+    }
+    let (root, inventory) = root_inventory.expect("gates passed, so the root resolved");
+    Ok(Gated {
+        request,
+        input_header: input_header.expect("gates passed, so the input header was read"),
+        resolution,
+        root,
+        inventory,
+        labels,
+        label_error,
+        prompts,
+        mask_path: mask_path.expect("gates passed, so the output location was checked"),
+        gates: rec.results,
+    })
+}
+
+fn check_volume(rec: &mut Recorder, input: &Path) -> Option<Header> {
+    if !input.is_file() {
+        rec.fail(
+            "input_exists",
+            "input",
+            format!("{} does not exist or is not a file", input.display()),
+        );
+        rec.skip("input_is_nifti", "no input file");
+        rec.skip("input_is_3d", "no input file");
+        return None;
+    }
+    rec.pass("input_exists", format!("{}", input.display()));
+    match read_header(input) {
+        Ok(header) => {
+            rec.pass(
+                "input_is_nifti",
+                format!("{:?} {}", header.version, header.datatype.name()),
+            );
+            rec.pass("input_is_3d", format!("shape {:?}", header.shape));
+            Some(header)
+        }
+        Err(e @ NiftiError::NotThreeD { .. }) => {
+            rec.pass("input_is_nifti", "parses as NIfTI");
+            rec.fail("input_is_3d", "input", e.to_string());
+            None
+        }
+        Err(e) => {
+            rec.fail("input_is_nifti", "input", e.to_string());
+            rec.skip("input_is_3d", "not NIfTI");
+            None
+        }
+    }
+}
+
+fn check_output_dir(
+    rec: &mut Recorder,
+    request: &RunRequest,
+    config: &Config,
+    root: Option<&Path>,
+) -> Option<PathBuf> {
+    let out = crate::config::canonical_or_self(&request.output_dir);
+    if !config
+        .allowed_dirs
+        .iter()
+        .any(|allowed| out.starts_with(allowed))
+    {
+        let allowed: Vec<String> = config
+            .allowed_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        rec.fail(
+            "output_dir_allowed",
+            "output_dir",
+            format!(
+                "{} is not inside an allowed directory ({})",
+                request.output_dir.display(),
+                allowed.join(", ")
+            ),
+        );
+        return None;
+    }
+    let Some(root) = root else {
+        rec.skip("output_dir_allowed", "no bundle root to compare with");
+        return None;
+    };
+    match upstream::check_output_location(&request.input, &request.output_dir, root) {
+        Ok(mask) => {
+            rec.pass(
+                "output_dir_allowed",
+                format!("{}", request.output_dir.display()),
+            );
+            Some(mask)
+        }
+        Err(e) => {
+            rec.fail("output_dir_allowed", "output_dir", e.to_string());
+            None
+        }
+    }
+}
+
+fn check_labels(
+    rec: &mut Recorder,
+    request: &RunRequest,
+    labels: Option<&LabelTable>,
+    label_error: Option<&str>,
+) -> Option<Vec<u32>> {
+    let wants_labels = request.label_prompts.is_some() || !request.structures.is_empty();
+    let Some(table) = labels.filter(|_| wants_labels) else {
+        if wants_labels {
+            let why = label_error.unwrap_or("the label table is unavailable");
+            if request.label_prompts.is_some() {
+                rec.fail(
+                    "label_prompts_known",
+                    "label_prompts",
+                    format!("cannot check prompts: {why}"),
+                );
+            }
+            if !request.structures.is_empty() {
+                rec.fail(
+                    "structures_resolve",
+                    "structures",
+                    format!("cannot resolve names: {why}"),
+                );
+            }
+        } else {
+            rec.skip("label_prompts_known", "no prompts: segment everything");
+            rec.skip("structures_resolve", "no structures");
+        }
+        return None;
+    };
+    let mut prompts: Vec<u32> = Vec::new();
+    match &request.label_prompts {
+        None => rec.skip("label_prompts_known", "no prompts"),
+        Some(ids) => {
+            let bad: Vec<String> = ids
+                .iter()
+                .filter_map(|id| match table.get(*id) {
+                    None => Some(format!("{id} is not a class of this bundle")),
+                    Some(c) if c.deprecated => Some(format!("{id} ({}) is deprecated", c.name)),
+                    Some(_) => None,
+                })
+                .collect();
+            if bad.is_empty() {
+                rec.pass("label_prompts_known", format!("prompts {ids:?}"));
+            } else {
+                rec.fail("label_prompts_known", "label_prompts", bad.join("; "));
+            }
+            prompts.extend(ids);
+        }
+    }
+    if request.structures.is_empty() {
+        rec.skip("structures_resolve", "no structures");
+    } else {
+        let mut problems = Vec::new();
+        let mut resolved = Vec::new();
+        for name in &request.structures {
+            match table.resolve(name) {
+                Ok(id) => {
+                    resolved.push(format!("{name} -> {id}"));
+                    prompts.push(id);
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        if problems.is_empty() {
+            rec.pass("structures_resolve", resolved.join(", "));
+        } else {
+            rec.fail("structures_resolve", "structures", problems.join("; "));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    prompts.retain(|id| seen.insert(*id));
+    Some(prompts)
+}

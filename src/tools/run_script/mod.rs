@@ -1,0 +1,168 @@
+//! `run_script`: run the upstream bundle on one volume and return its evidence.
+//!
+//! Flow: [`request`] normalises either call form into one validated request;
+//! [`gates`] evaluates every gate before anything runs; a run slot is taken (queued
+//! calls report their position as progress); [`run`] supervises the upstream and
+//! writes the evidence pack.
+
+pub mod gates;
+pub mod request;
+pub mod run;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::evidence::{Evidence, RunStatus};
+use crate::manifest::Manifest;
+use crate::tools::{CallContext, Progress, ToolOutcome};
+
+/// The tool, with its run slots (the concurrency limit on upstream runs).
+pub struct RunScript {
+    config: Arc<Config>,
+    manifest: Arc<Manifest>,
+    slots: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// What a call ended as, before it is shaped for MCP or the CLI.
+#[derive(Debug)]
+pub enum RunCall {
+    /// The arguments or a gate refused; nothing ran.
+    Refused { message: String, document: Value },
+    /// The run could not start after the gates (e.g. no Python runtime).
+    NotStarted { message: String },
+    /// The upstream ran (or was cancelled / timed out): the evidence is on disk.
+    Ran(Box<Evidence>),
+}
+
+impl RunScript {
+    pub fn new(config: Arc<Config>, manifest: Arc<Manifest>) -> Self {
+        let slots = Arc::new(Semaphore::new(config.max_concurrent_runs));
+        RunScript {
+            config,
+            manifest,
+            slots,
+            waiting: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Tool arguments in either form → a finished call.
+    pub async fn call_tool(&self, args: Map<String, Value>, ctx: CallContext) -> RunCall {
+        (ctx.progress)(Progress {
+            progress: 0.0,
+            total: Some(100.0),
+            message: Some("validating".into()),
+        });
+        let tool = self
+            .manifest
+            .tool("run_script")
+            .expect("manifest declares run_script");
+        match request::from_tool_arguments(tool, &args, &self.config) {
+            Ok(request) => self.run(request, ctx).await,
+            Err(e) => refused_by_argument(e),
+        }
+    }
+
+    /// A parsed request (from the tool or `ctmr-skill run`) → a finished call.
+    pub async fn run(&self, request: request::RunRequest, ctx: CallContext) -> RunCall {
+        let gated = match gates::evaluate(request, &self.config, &self.manifest) {
+            Ok(g) => g,
+            Err(refusal) => {
+                return RunCall::Refused {
+                    document: json!({
+                        "status": RunStatus::Refused,
+                        "message": refusal.message,
+                        "gates": refusal.gates,
+                        "checked_roots": refusal.resolution.as_ref().map(run::checked_roots),
+                        "intended_use_disclaimer": crate::evidence::DISCLAIMER,
+                    }),
+                    message: refusal.message,
+                }
+            }
+        };
+        let _slot = tokio::select! {
+            slot = self.take_slot(&ctx) => slot,
+            _ = ctx.cancel.cancelled() => {
+                return RunCall::NotStarted { message: "cancelled while waiting for a run slot; nothing ran".into() }
+            }
+        };
+        match run::execute(gated, &self.config, &self.manifest, &ctx).await {
+            Ok(evidence) => RunCall::Ran(Box::new(evidence)),
+            Err(run::StartFailure(message)) => RunCall::NotStarted { message },
+        }
+    }
+
+    /// Wait for a run slot, reporting the queue position while waiting.
+    async fn take_slot(&self, ctx: &CallContext) -> tokio::sync::OwnedSemaphorePermit {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return permit;
+        }
+        let position = self.waiting.fetch_add(1, Ordering::SeqCst) + 1;
+        (ctx.progress)(Progress {
+            progress: 1.0,
+            total: Some(100.0),
+            message: Some(format!(
+                "queued: position {position}; {} run(s) at a time",
+                self.config.max_concurrent_runs
+            )),
+        });
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        permit
+    }
+}
+
+fn refused_by_argument(e: crate::manifest::args::ArgError) -> RunCall {
+    RunCall::Refused {
+        message: format!("run_script refused before running anything: {e}"),
+        document: json!({
+            "status": RunStatus::Refused,
+            "message": e.to_string(),
+            "argument": e.argument,
+            "rule": e.rule,
+            "fix": e.fix,
+            "intended_use_disclaimer": crate::evidence::DISCLAIMER,
+        }),
+    }
+}
+
+impl RunCall {
+    /// The MCP shape: evidence as structuredContent; failures as isError results.
+    pub fn into_outcome(self) -> ToolOutcome {
+        match self {
+            RunCall::Refused { message, .. } | RunCall::NotStarted { message } => {
+                ToolOutcome::Failure {
+                    message,
+                    structured: None,
+                }
+            }
+            RunCall::Ran(evidence) => {
+                let structured = serde_json::to_value(&*evidence).expect("evidence serialises");
+                let summary = format!(
+                    "{} Evidence pack: {} (output.json, manifest.json, validation_summary.json).",
+                    evidence.summary, evidence.pack_dir
+                );
+                if evidence.status == RunStatus::Succeeded {
+                    ToolOutcome::Success {
+                        structured,
+                        summary,
+                    }
+                } else {
+                    ToolOutcome::Failure {
+                        message: summary,
+                        structured: Some(structured),
+                    }
+                }
+            }
+        }
+    }
+}

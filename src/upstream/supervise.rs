@@ -1,0 +1,597 @@
+//! The supervised child process.
+//!
+//! Why each rule:
+//! - never a shell, argv as built: what the evidence records is what ran;
+//! - stdin null, stdout/stderr to log files (tails kept): our stdout is the MCP protocol;
+//! - its own process group: MONAI/torch start helpers (data-loader workers, compilers),
+//!   and timeout, cancellation and a dropped run must end all of them, not just the
+//!   leader: SIGTERM to the group, SIGKILL after a grace period, SIGKILL to any
+//!   stragglers once the leader is gone, and a drop guard that kills the group when the
+//!   run future is dropped (a server that exits never leaves children behind).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::argv::{build_argv, build_batch_argv, BatchRequest, UpstreamRequest};
+use super::error::UpstreamError;
+use super::output::{
+    adopt_mask, check_output_dir, check_output_location, move_aside_stale, MaskAdoption,
+    StaleOutput,
+};
+use super::python::{
+    check_device, child_env, probe_environment, ChildEnv, DeviceRequest, EnvProbe,
+};
+
+/// Characters of each stream kept as a tail (the reference wrapper's 4000).
+pub const TAIL_CHARS: usize = 4000;
+/// Longest line handed to the progress hook; longer lines are split.
+const MAX_LINE_BYTES: usize = 4096;
+/// How long the log pumps may keep reading after the process group is gone (a process
+/// that left the group could otherwise hold the pipes open forever).
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+/// The exit code recorded for a timeout (`timeout(1)`'s and the reference wrapper's).
+const TIMEOUT_EXIT_CODE: i32 = 124;
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// What the progress hook hears.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProgressEvent {
+    /// One line of the child's output (split at `\n` and `\r`, so progress bars count).
+    Line { stream: Stream, line: String },
+    /// The periodic heartbeat.
+    Tick { elapsed: Duration },
+}
+
+/// Called with every line and every tick; must be quick (it runs on the pump).
+pub type ProgressHook = Arc<dyn Fn(ProgressEvent) + Send + Sync>;
+
+/// How to supervise a run.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Wall-clock limit; the group is terminated when it passes.
+    pub timeout: Duration,
+    /// Between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// Cancelling terminates the group like a timeout does.
+    pub cancel: CancellationToken,
+    /// Where `upstream.stdout.log` and `upstream.stderr.log` go (created if missing).
+    pub log_dir: PathBuf,
+    pub progress: Option<ProgressHook>,
+    /// Heartbeat period for [`ProgressEvent::Tick`].
+    pub tick: Duration,
+    /// The environment the child starts from (normally ours); see [`child_env`].
+    pub base_env: Vec<(OsString, OsString)>,
+}
+
+impl RunOptions {
+    /// Defaults: 3 s kill grace, 5 s ticks, no hook, a fresh token, our own environment.
+    pub fn new(log_dir: impl Into<PathBuf>, timeout: Duration) -> Self {
+        RunOptions {
+            timeout,
+            kill_grace: Duration::from_secs(3),
+            cancel: CancellationToken::new(),
+            log_dir: log_dir.into(),
+            progress: None,
+            tick: Duration::from_secs(5),
+            base_env: std::env::vars_os().collect(),
+        }
+    }
+}
+
+/// A command ready to supervise.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// `argv[0]` is the program.
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: ChildEnv,
+}
+
+/// How the child ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// It ended by itself. A death by signal is `code = 128 + signal`, with `signal` set.
+    Exited { code: i32, signal: Option<i32> },
+    /// The timeout passed; the group was killed.
+    TimedOut,
+    /// The cancellation token fired; the group was killed (or the run never started).
+    Cancelled,
+    /// The program could not be started.
+    SpawnFailed { reason: String },
+}
+
+/// Everything about one supervised run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub command: Vec<String>,
+    pub cwd: PathBuf,
+    /// Environment variables we set or replaced for the child.
+    pub env_set: BTreeMap<String, String>,
+    pub outcome: RunOutcome,
+    /// `Exited` → its code; `TimedOut` → 124; `Cancelled`, `SpawnFailed` → `None`.
+    pub exit_code: Option<i32>,
+    pub seconds: f64,
+    pub started_at: String,
+    pub finished_at: String,
+    /// The start as a clock reading, for comparing file times.
+    #[serde(skip)]
+    pub started: SystemTime,
+    /// The last [`TAIL_CHARS`] characters, prefixed with `...` when cut.
+    pub stdout_tail: String,
+    pub stderr_tail: String,
+    pub stdout_log: PathBuf,
+    pub stderr_log: PathBuf,
+    /// Why a log could not be written completely, if it could not.
+    pub log_write_error: Option<String>,
+    /// Set by [`run`]: an earlier mask moved aside before the run.
+    pub stale_output: Option<StaleOutput>,
+    /// Set by [`run`]: whether the expected mask is this run's output.
+    pub mask: Option<MaskAdoption>,
+    pub device_requested: Option<DeviceRequest>,
+    /// Set by [`run`]: the device the probe says will be used.
+    pub device: Option<String>,
+}
+
+impl RunResult {
+    /// The child exited with status 0.
+    pub fn succeeded(&self) -> bool {
+        matches!(self.outcome, RunOutcome::Exited { code: 0, .. })
+    }
+}
+
+/// Run a single-volume request: refuse before starting when `device=cuda` has no CUDA
+/// under `probe`, when the output would land in the bundle or over the input; move a
+/// stale mask aside; supervise; then adopt the mask only if this run wrote it.
+/// `probe` must come from [`super::probe_environment`] under the same environment.
+pub async fn run(
+    req: &UpstreamRequest,
+    probe: &EnvProbe,
+    opts: &RunOptions,
+) -> Result<RunResult, UpstreamError> {
+    let argv = build_argv(req)?;
+    check_device(req.device, probe)?;
+    std::fs::metadata(&req.input).map_err(|source| UpstreamError::Io {
+        action: "cannot read the input",
+        path: req.input.clone(),
+        source,
+    })?;
+    let mask_path = check_output_location(&req.input, &req.output_dir, &req.bundle_root)?;
+    create_dir(&req.output_dir)?;
+    let stale = move_aside_stale(&mask_path, Utc::now())?;
+    let inv = Invocation {
+        argv,
+        cwd: req.bundle_root.clone(),
+        env: child_env(opts.base_env.clone(), &req.output_dir, req.device),
+    };
+    let mut result = supervise(&inv, opts).await?;
+    result.stale_output = stale;
+    result.mask = Some(adopt_mask(&mask_path, result.started));
+    result.device_requested = Some(req.device);
+    result.device = Some(probe.device.clone());
+    Ok(result)
+}
+
+/// Probe the environment exactly as [`run`] will start `req` (same base environment,
+/// output-derived variables, device setting and working directory).
+pub async fn probe_for_request(
+    req: &UpstreamRequest,
+    opts: &RunOptions,
+    timeout: Duration,
+) -> Result<EnvProbe, UpstreamError> {
+    let env = child_env(opts.base_env.clone(), &req.output_dir, req.device);
+    probe_environment(&req.python, &env, &req.bundle_root, timeout).await
+}
+
+/// Run a batch request (the same refusals, minus the per-file ones; the upstream's own
+/// resume logic decides which volumes it writes).
+pub async fn run_batch(
+    req: &BatchRequest,
+    probe: &EnvProbe,
+    opts: &RunOptions,
+) -> Result<RunResult, UpstreamError> {
+    let argv = build_batch_argv(req)?;
+    check_device(req.device, probe)?;
+    check_output_dir(&req.output_dir, &req.bundle_root)?;
+    create_dir(&req.output_dir)?;
+    let inv = Invocation {
+        argv,
+        cwd: req.bundle_root.clone(),
+        env: child_env(opts.base_env.clone(), &req.output_dir, req.device),
+    };
+    let mut result = supervise(&inv, opts).await?;
+    result.device_requested = Some(req.device);
+    result.device = Some(probe.device.clone());
+    Ok(result)
+}
+
+fn create_dir(dir: &Path) -> Result<(), UpstreamError> {
+    std::fs::create_dir_all(dir).map_err(|source| UpstreamError::Io {
+        action: "cannot create the directory",
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Supervise `inv`: spawn it in its own process group with logs, enforce the timeout and
+/// the cancellation token, and clean up the whole group. `Err` only when the log files
+/// cannot be created; a program that cannot start is [`RunOutcome::SpawnFailed`].
+pub async fn supervise(inv: &Invocation, opts: &RunOptions) -> Result<RunResult, UpstreamError> {
+    create_dir(&opts.log_dir)?;
+    let stdout_log = opts.log_dir.join("upstream.stdout.log");
+    let stderr_log = opts.log_dir.join("upstream.stderr.log");
+    let open = |path: &Path| {
+        std::fs::File::create(path)
+            .map(tokio::fs::File::from_std)
+            .map_err(|source| UpstreamError::Io {
+                action: "cannot create the log",
+                path: path.to_path_buf(),
+                source,
+            })
+    };
+    let (out_file, err_file) = (open(&stdout_log)?, open(&stderr_log)?);
+
+    let started = SystemTime::now();
+    let t0 = Instant::now();
+    let mut result = RunResult {
+        command: inv.argv.clone(),
+        cwd: inv.cwd.clone(),
+        env_set: inv.env.set_by_us.clone(),
+        outcome: RunOutcome::Cancelled,
+        exit_code: None,
+        seconds: 0.0,
+        started_at: rfc3339(started),
+        finished_at: String::new(),
+        started,
+        stdout_tail: String::new(),
+        stderr_tail: String::new(),
+        stdout_log,
+        stderr_log,
+        log_write_error: None,
+        stale_output: None,
+        mask: None,
+        device_requested: None,
+        device: None,
+    };
+    let finish = |mut r: RunResult| {
+        r.seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        r.finished_at = rfc3339(SystemTime::now());
+        r
+    };
+    if opts.cancel.is_cancelled() {
+        return Ok(finish(result));
+    }
+    let Some((program, args)) = inv.argv.split_first() else {
+        result.outcome = RunOutcome::SpawnFailed {
+            reason: "empty command".into(),
+        };
+        return Ok(finish(result));
+    };
+
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .current_dir(&inv.cwd)
+        .env_clear()
+        .envs(&inv.env.vars)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    #[cfg(unix)]
+    cmd.process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            result.outcome = RunOutcome::SpawnFailed {
+                reason: format!("cannot start {program} in {}: {e}", inv.cwd.display()),
+            };
+            return Ok(finish(result));
+        }
+    };
+    let pgid = child.id();
+    let mut guard = GroupGuard(pgid);
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+
+    // Fires when the group is gone; the pumps then get DRAIN_GRACE to reach end-of-file.
+    let group_gone = CancellationToken::new();
+    let hook = opts.progress.clone();
+    let pump_out = pump(
+        stdout,
+        out_file,
+        Stream::Stdout,
+        hook.clone(),
+        group_gone.clone(),
+    );
+    let pump_err = pump(
+        stderr,
+        err_file,
+        Stream::Stderr,
+        hook.clone(),
+        group_gone.clone(),
+    );
+
+    let watch = async {
+        // Clamped: a zero period panics in tokio, a huge one overflows the clock.
+        let period = opts
+            .tick
+            .clamp(Duration::from_millis(10), Duration::from_secs(86_400));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let deadline = tokio::time::sleep(opts.timeout);
+        tokio::pin!(deadline);
+        let ended = loop {
+            tokio::select! {
+                status = child.wait() => break Ok(status),
+                _ = &mut deadline => break Err(RunOutcome::TimedOut),
+                _ = opts.cancel.cancelled() => break Err(RunOutcome::Cancelled),
+                _ = ticker.tick() => {
+                    if let Some(h) = &hook {
+                        h(ProgressEvent::Tick { elapsed: t0.elapsed() });
+                    }
+                }
+            }
+        };
+        let outcome = match ended {
+            Ok(Ok(status)) => exited(status),
+            Ok(Err(e)) => RunOutcome::SpawnFailed {
+                reason: format!("lost track of the child: {e}"),
+            },
+            Err(killed) => {
+                terminate(pgid, &mut child, opts.kill_grace).await;
+                killed
+            }
+        };
+        // The leader is gone; helpers it left in the group go too.
+        if let Some(pid) = pgid {
+            kill_group(pid, libc::SIGKILL);
+        }
+        group_gone.cancel();
+        outcome
+    };
+    let ((out_tail, out_err), (err_tail, err_err), outcome) =
+        tokio::join!(pump_out, pump_err, watch);
+    guard.disarm();
+
+    result.exit_code = match &outcome {
+        RunOutcome::Exited { code, .. } => Some(*code),
+        RunOutcome::TimedOut => Some(TIMEOUT_EXIT_CODE),
+        _ => None,
+    };
+    result.outcome = outcome;
+    result.stdout_tail = out_tail;
+    result.stderr_tail = err_tail;
+    result.log_write_error = out_err.or(err_err);
+    Ok(finish(result))
+}
+
+fn exited(status: std::process::ExitStatus) -> RunOutcome {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return RunOutcome::Exited {
+                code: 128 + sig,
+                signal: Some(sig),
+            };
+        }
+    }
+    RunOutcome::Exited {
+        code: status.code().unwrap_or(-1),
+        signal: None,
+    }
+}
+
+/// SIGTERM to the group; SIGKILL if the leader is still there after `grace`.
+async fn terminate(pgid: Option<u32>, child: &mut tokio::process::Child, grace: Duration) {
+    let Some(pid) = pgid else {
+        let _ = child.kill().await;
+        return;
+    };
+    kill_group(pid, libc::SIGTERM);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        kill_group(pid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+}
+
+/// Send `signal` to process group `pgid`; false when no such group is left.
+pub(crate) fn kill_group(pgid: u32, signal: i32) -> bool {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return false;
+    };
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: killpg has no memory-safety preconditions; the id is a group we created.
+    unsafe { libc::killpg(pgid, signal) == 0 }
+}
+
+/// Kills the group with SIGKILL when dropped armed (the run future was dropped mid-run).
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            kill_group(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Copy `reader` to `file`, hand lines to the hook, keep a tail. Returns the tail and
+/// the first log-write error. Keeps draining the pipe even when the log cannot be
+/// written, so the child never blocks on a full pipe.
+async fn pump(
+    reader: Option<impl AsyncRead + Unpin>,
+    mut file: tokio::fs::File,
+    stream: Stream,
+    hook: Option<ProgressHook>,
+    group_gone: CancellationToken,
+) -> (String, Option<String>) {
+    let mut tail = TailBuffer::default();
+    let mut write_error: Option<String> = None;
+    let Some(mut reader) = reader else {
+        return (tail.finish(), None);
+    };
+    let mut line: Vec<u8> = Vec::new();
+    let emit = |line: &mut Vec<u8>| {
+        if let Some(h) = &hook {
+            if !line.is_empty() {
+                h(ProgressEvent::Line {
+                    stream,
+                    line: String::from_utf8_lossy(line).into_owned(),
+                });
+            }
+        }
+        line.clear();
+    };
+    let drain_deadline = async {
+        group_gone.cancelled().await;
+        tokio::time::sleep(DRAIN_GRACE).await;
+    };
+    tokio::pin!(drain_deadline);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = tokio::select! {
+            r = reader.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            _ = &mut drain_deadline => break,
+        };
+        let chunk = &buf[..n];
+        if write_error.is_none() {
+            if let Err(e) = file.write_all(chunk).await {
+                write_error = Some(format!("{stream:?} log: {e}"));
+            }
+        }
+        tail.push(chunk);
+        for &b in chunk {
+            if b == b'\n' || b == b'\r' {
+                emit(&mut line);
+            } else {
+                line.push(b);
+                if line.len() >= MAX_LINE_BYTES {
+                    emit(&mut line);
+                }
+            }
+        }
+    }
+    emit(&mut line);
+    if write_error.is_none() {
+        if let Err(e) = file.flush().await {
+            write_error = Some(format!("{stream:?} log: {e}"));
+        }
+    }
+    (tail.finish(), write_error)
+}
+
+/// The last bytes of a stream, enough for [`TAIL_CHARS`] characters of any UTF-8.
+#[derive(Default)]
+struct TailBuffer {
+    bytes: std::collections::VecDeque<u8>,
+    dropped: bool,
+}
+
+impl TailBuffer {
+    const CAP: usize = TAIL_CHARS * 4 + 4;
+
+    fn push(&mut self, chunk: &[u8]) {
+        let chunk = if chunk.len() > Self::CAP {
+            self.dropped = true;
+            &chunk[chunk.len() - Self::CAP..]
+        } else {
+            chunk
+        };
+        let overflow = (self.bytes.len() + chunk.len()).saturating_sub(Self::CAP);
+        if overflow > 0 {
+            self.dropped = true;
+            self.bytes.drain(..overflow);
+        }
+        self.bytes.extend(chunk);
+    }
+
+    fn finish(self) -> String {
+        let (a, b) = self.bytes.as_slices();
+        let text = String::from_utf8_lossy(&[a, b].concat()).into_owned();
+        let count = text.chars().count();
+        if !self.dropped && count <= TAIL_CHARS {
+            return text;
+        }
+        let start = text
+            .char_indices()
+            .nth(count.saturating_sub(TAIL_CHARS))
+            .map_or(text.len(), |(i, _)| i);
+        format!("...{}", &text[start..])
+    }
+}
+
+/// The last `n` characters of `s`, prefixed with `...` when anything was cut.
+pub(crate) fn tail_of(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    if count <= n {
+        return s.to_string();
+    }
+    let start = s.char_indices().nth(count - n).map_or(0, |(i, _)| i);
+    format!("...{}", &s[start..])
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    DateTime::<Utc>::from(t).to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tails_keep_the_last_characters() {
+        assert_eq!(tail_of("abc", 5), "abc");
+        assert_eq!(tail_of("abcdef", 3), "...def");
+        assert_eq!(tail_of("ééééé", 2), "...éé");
+
+        let mut t = TailBuffer::default();
+        t.push(b"short");
+        assert_eq!(t.finish(), "short");
+
+        let mut t = TailBuffer::default();
+        let long: String = (0..10_000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        for chunk in long.as_bytes().chunks(333) {
+            t.push(chunk);
+        }
+        let tail = t.finish();
+        assert_eq!(tail, format!("...{}", &long[long.len() - TAIL_CHARS..]));
+
+        // Multi-byte characters cut mid-way at the window's start still leave whole
+        // characters at the end.
+        let mut t = TailBuffer::default();
+        let wide = "日".repeat(6000);
+        t.push(wide.as_bytes());
+        let tail = t.finish();
+        assert_eq!(tail, format!("...{}", "日".repeat(TAIL_CHARS)));
+    }
+}

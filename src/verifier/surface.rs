@@ -1,0 +1,772 @@
+//! Surface metrics — 95th-percentile Hausdorff distance and normalised surface Dice —
+//! on the surfaces DeepMind's `surface-distance` library defines, in millimetres.
+//!
+//! What is implemented (and why it is the same surface as DeepMind's):
+//! - **Surface points** live on the *corner grid*: one point per 2×2×2 neighbourhood
+//!   of voxels, i.e. at voxel corners, half a voxel outside the crop on every side.
+//!   Each point gets an 8-bit neighbour code with DeepMind's kernel
+//!   (`[[[128, 64], [32, 16]], [[8, 4], [2, 1]]]`: voxel offset `(a, b, c)` sets bit
+//!   `7 − (4a + 2b + c)`); a point is a *border* point when its code is neither 0 nor 255.
+//! - **Distances** are exact Euclidean distances, with the anisotropic spacing from the
+//!   header, from each border point of one mask to the nearest border point of the
+//!   other (separable exact EDT of Felzenszwalb & Huttenlocher on the corner grid;
+//!   DeepMind uses `scipy.ndimage.distance_transform_edt` on the same grid).
+//! - **Surfel areas** come from a table indexed by the neighbour code. DeepMind ships
+//!   that table as hand-listed marching-cubes triangle normals; we *derive* it: the
+//!   iso-surface of a code joins the midpoints of the cube edges whose ends differ;
+//!   on a face with two diagonal minority corners the segments cut those corners off
+//!   (minority = inside corners when at most 4 are inside, else outside corners, so a
+//!   code and its complement share a surface); the face segments chain into closed
+//!   loops, each loop is triangulated by the triangulation of maximal area in voxel
+//!   units (this picks the crease of piecewise-planar loops), and each triangle's
+//!   normal is scaled by `(s1·s2, s0·s2, s0·s1)` before taking its length — exactly
+//!   how DeepMind scales its normals. A test compares all 256 entries against MONAI's
+//!   copy of DeepMind's table at several anisotropic spacings; no deviation beyond
+//!   float32 rounding is known.
+//! - **HD95**: per direction, distances sorted ascending with their areas, the first
+//!   distance at which the normalised cumulative area reaches 0.95 (DeepMind's
+//!   `searchsorted`), and the maximum of the two directions.
+//! - **NSD at tolerance τ**: surfel area within τ of the other surface (both
+//!   directions) divided by the total surfel area of both surfaces.
+//!
+//! Empty masks: both empty → nothing is defined (`both_empty`); exactly one empty →
+//! HD95 is infinite (reported as `None`) and NSD is 0, as DeepMind's formulas give.
+
+use std::collections::BTreeMap;
+
+/// A boolean volume, `x` fastest: index = `x + nx·(y + ny·z)` (the NIfTI reader's order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoolGrid {
+    pub shape: [usize; 3],
+    pub data: Vec<bool>,
+}
+
+impl BoolGrid {
+    /// An all-false grid.
+    pub fn new(shape: [usize; 3]) -> BoolGrid {
+        BoolGrid {
+            shape,
+            data: vec![false; shape[0] * shape[1] * shape[2]],
+        }
+    }
+
+    /// Build from a predicate over voxel indices.
+    pub fn from_fn(shape: [usize; 3], f: impl Fn(usize, usize, usize) -> bool) -> BoolGrid {
+        let mut g = BoolGrid::new(shape);
+        for z in 0..shape[2] {
+            for y in 0..shape[1] {
+                for x in 0..shape[0] {
+                    let i = g.index(x, y, z);
+                    g.data[i] = f(x, y, z);
+                }
+            }
+        }
+        g
+    }
+
+    #[inline]
+    pub fn index(&self, x: usize, y: usize, z: usize) -> usize {
+        x + self.shape[0] * (y + self.shape[1] * z)
+    }
+
+    #[inline]
+    pub fn get(&self, x: usize, y: usize, z: usize) -> bool {
+        self.data[self.index(x, y, z)]
+    }
+
+    /// Number of true voxels.
+    pub fn count(&self) -> u64 {
+        self.data.iter().filter(|&&v| v).count() as u64
+    }
+
+    /// Inclusive bounding box `(min, max)` of the true voxels, or `None` when empty.
+    pub fn bbox(&self) -> Option<([usize; 3], [usize; 3])> {
+        let mut lo = [usize::MAX; 3];
+        let mut hi = [0usize; 3];
+        let mut any = false;
+        for z in 0..self.shape[2] {
+            for y in 0..self.shape[1] {
+                for x in 0..self.shape[0] {
+                    if self.get(x, y, z) {
+                        any = true;
+                        for (axis, v) in [x, y, z].into_iter().enumerate() {
+                            lo[axis] = lo[axis].min(v);
+                            hi[axis] = hi[axis].max(v);
+                        }
+                    }
+                }
+            }
+        }
+        any.then_some((lo, hi))
+    }
+}
+
+/// Which of the two masks is empty; decides which metrics are defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmptyStatus {
+    /// Both masks non-empty: every metric is defined.
+    Ok,
+    /// Neither mask has a voxel: no metric is defined.
+    BothEmpty,
+    /// The prediction is empty, the ground truth is not.
+    PredEmpty,
+    /// The ground truth is empty, the prediction is not.
+    GtEmpty,
+}
+
+impl EmptyStatus {
+    pub fn of(pred_voxels: u64, gt_voxels: u64) -> EmptyStatus {
+        match (pred_voxels == 0, gt_voxels == 0) {
+            (false, false) => EmptyStatus::Ok,
+            (true, true) => EmptyStatus::BothEmpty,
+            (true, false) => EmptyStatus::PredEmpty,
+            (false, true) => EmptyStatus::GtEmpty,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmptyStatus::Ok => "ok",
+            EmptyStatus::BothEmpty => "both_empty",
+            EmptyStatus::PredEmpty => "pred_empty",
+            EmptyStatus::GtEmpty => "gt_empty",
+        }
+    }
+}
+
+/// Distances from each border point of one surface to the other surface, with the
+/// point's surfel area, sorted by distance.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SurfaceDistances {
+    /// `(distance_mm, area_mm2)` for ground-truth border points, ascending distance.
+    pub gt_to_pred: Vec<(f64, f64)>,
+    /// `(distance_mm, area_mm2)` for predicted border points, ascending distance.
+    pub pred_to_gt: Vec<(f64, f64)>,
+}
+
+/// The surface metrics of one class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SurfaceMetrics {
+    pub status: EmptyStatus,
+    /// 95th-percentile symmetric Hausdorff distance (mm); `None` unless both non-empty.
+    pub hd95_mm: Option<f64>,
+    /// Maximum symmetric surface distance (mm); `None` unless both non-empty.
+    pub hausdorff_mm: Option<f64>,
+    /// Area-weighted mean of both directed mean surface distances (mm).
+    pub assd_mm: Option<f64>,
+    /// Normalised surface Dice at `tolerance_mm`; 0 when exactly one mask is empty.
+    pub nsd: Option<f64>,
+    pub tolerance_mm: f64,
+}
+
+/// Surfel area (mm²) of every neighbour code at the given spacing (axes 0, 1, 2).
+pub fn surfel_area_table(spacing: [f64; 3]) -> [f64; 256] {
+    let scale = [
+        spacing[1] * spacing[2],
+        spacing[0] * spacing[2],
+        spacing[0] * spacing[1],
+    ];
+    let mut table = [0.0; 256];
+    for (code, slot) in table.iter_mut().enumerate() {
+        let mut area = 0.0;
+        for poly in code_loops(code as u8) {
+            for (a, b, c) in max_area_triangulation(&poly) {
+                area += scaled_triangle_area(poly[a], poly[b], poly[c], scale);
+            }
+        }
+        *slot = area;
+    }
+    table
+}
+
+/// Is cube corner `(a, b, c)` inside for this code (DeepMind's bit order)?
+fn corner_inside(code: u8, corner: [u8; 3]) -> bool {
+    let bit = 7 - (4 * corner[0] + 2 * corner[1] + corner[2]);
+    (code >> bit) & 1 == 1
+}
+
+/// The closed iso-surface loops of one code, as polygons of edge midpoints in unit
+/// cube coordinates.
+fn code_loops(code: u8) -> Vec<Vec<[f64; 3]>> {
+    // Separate the minority corners so a code and its complement share one surface.
+    let minority_inside = code.count_ones() <= 4;
+    type Corner = [u8; 3];
+    let mut segments: Vec<((Corner, Corner), (Corner, Corner))> = Vec::new();
+    let edge = |u: Corner, v: Corner| if u <= v { (u, v) } else { (v, u) };
+    for axis in 0..3 {
+        let others: Vec<usize> = (0..3).filter(|&a| a != axis).collect();
+        for val in 0..2u8 {
+            let cycle: Vec<Corner> = [(0u8, 0u8), (1, 0), (1, 1), (0, 1)]
+                .iter()
+                .map(|&(p, q)| {
+                    let mut c = [0u8; 3];
+                    c[axis] = val;
+                    c[others[0]] = p;
+                    c[others[1]] = q;
+                    c
+                })
+                .collect();
+            let inside: Vec<bool> = cycle.iter().map(|&c| corner_inside(code, c)).collect();
+            let crossing: Vec<usize> = (0..4)
+                .filter(|&i| inside[i] != inside[(i + 1) % 4])
+                .collect();
+            match crossing.len() {
+                2 => {
+                    let (i, j) = (crossing[0], crossing[1]);
+                    segments.push((
+                        edge(cycle[i], cycle[(i + 1) % 4]),
+                        edge(cycle[j], cycle[(j + 1) % 4]),
+                    ));
+                }
+                4 => {
+                    for i in 0..4 {
+                        if inside[i] == minority_inside {
+                            let prev = edge(cycle[(i + 3) % 4], cycle[i]);
+                            let next = edge(cycle[i], cycle[(i + 1) % 4]);
+                            segments.push((prev, next));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    // Chain segments into loops: every crossing edge lies on exactly two faces.
+    let mut adjacency: BTreeMap<(Corner, Corner), Vec<(Corner, Corner)>> = BTreeMap::new();
+    for &(a, b) in &segments {
+        adjacency.entry(a).or_default().push(b);
+        adjacency.entry(b).or_default().push(a);
+    }
+    let midpoint = |e: (Corner, Corner)| -> [f64; 3] {
+        [0, 1, 2].map(|k| (f64::from(e.0[k]) + f64::from(e.1[k])) / 2.0)
+    };
+    let mut visited: Vec<(Corner, Corner)> = Vec::new();
+    let mut loops = Vec::new();
+    for &start in adjacency.keys() {
+        if visited.contains(&start) {
+            continue;
+        }
+        let mut poly = vec![midpoint(start)];
+        visited.push(start);
+        let mut prev = start;
+        let mut cur = adjacency[&start][0];
+        while cur != start {
+            poly.push(midpoint(cur));
+            visited.push(cur);
+            let next = adjacency[&cur]
+                .iter()
+                .copied()
+                .find(|&n| n != prev)
+                .unwrap_or(start);
+            prev = cur;
+            cur = next;
+        }
+        loops.push(poly);
+    }
+    loops
+}
+
+fn cross(u: [f64; 3], v: [f64; 3]) -> [f64; 3] {
+    [
+        u[1] * v[2] - u[2] * v[1],
+        u[2] * v[0] - u[0] * v[2],
+        u[0] * v[1] - u[1] * v[0],
+    ]
+}
+
+fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+
+fn scaled_triangle_area(p: [f64; 3], q: [f64; 3], r: [f64; 3], scale: [f64; 3]) -> f64 {
+    let n = cross(sub(q, p), sub(r, p));
+    let s = [
+        n[0] * scale[0] / 2.0,
+        n[1] * scale[1] / 2.0,
+        n[2] * scale[2] / 2.0,
+    ];
+    (s[0] * s[0] + s[1] * s[1] + s[2] * s[2]).sqrt()
+}
+
+/// Triangulation of a polygon with maximal total area in voxel units (dynamic
+/// programming over diagonals); returns vertex index triples.
+fn max_area_triangulation(poly: &[[f64; 3]]) -> Vec<(usize, usize, usize)> {
+    let n = poly.len();
+    if n < 3 {
+        return Vec::new();
+    }
+    let unit = [1.0; 3];
+    // best[i][j]: (area, split k) for the sub-polygon i..=j.
+    let mut best = vec![vec![(0.0f64, usize::MAX); n]; n];
+    for len in 2..n {
+        for i in 0..n - len {
+            let j = i + len;
+            let mut choice = (f64::NEG_INFINITY, usize::MAX);
+            for k in i + 1..j {
+                let area = best[i][k].0
+                    + best[k][j].0
+                    + scaled_triangle_area(poly[i], poly[k], poly[j], unit);
+                if area > choice.0 + 1e-12 {
+                    choice = (area, k);
+                }
+            }
+            best[i][j] = choice;
+        }
+    }
+    let mut triangles = Vec::with_capacity(n - 2);
+    let mut stack = vec![(0usize, n - 1)];
+    while let Some((i, j)) = stack.pop() {
+        if j < i + 2 {
+            continue;
+        }
+        let k = best[i][j].1;
+        triangles.push((i, k, j));
+        stack.push((i, k));
+        stack.push((k, j));
+    }
+    triangles
+}
+
+/// The corner-grid view of one mask inside a crop: neighbour codes of every corner.
+struct CornerCodes {
+    dims: [usize; 3],
+    codes: Vec<u8>,
+}
+
+/// Neighbour codes on the corner grid of the crop `lo..=hi` of `mask`. Corner
+/// `(i, j, k)` sees voxels `lo + (i−1, j−1, k−1) ..= lo + (i, j, k)`.
+fn corner_codes(mask: &BoolGrid, lo: [usize; 3], hi: [usize; 3]) -> CornerCodes {
+    let dims = [hi[0] - lo[0] + 2, hi[1] - lo[1] + 2, hi[2] - lo[2] + 2];
+    let mut codes = vec![0u8; dims[0] * dims[1] * dims[2]];
+    let inside = |x: isize, y: isize, z: isize| -> bool {
+        let p = [x, y, z];
+        for axis in 0..3 {
+            if p[axis] < lo[axis] as isize || p[axis] > hi[axis] as isize {
+                return false;
+            }
+        }
+        mask.get(x as usize, y as usize, z as usize)
+    };
+    for k in 0..dims[2] {
+        for j in 0..dims[1] {
+            for i in 0..dims[0] {
+                let mut code = 0u8;
+                for a in 0..2 {
+                    for b in 0..2 {
+                        for c in 0..2 {
+                            let x = lo[0] as isize + i as isize - 1 + a;
+                            let y = lo[1] as isize + j as isize - 1 + b;
+                            let z = lo[2] as isize + k as isize - 1 + c;
+                            if inside(x, y, z) {
+                                code |= 1 << (7 - (4 * a + 2 * b + c));
+                            }
+                        }
+                    }
+                }
+                codes[i + dims[0] * (j + dims[1] * k)] = code;
+            }
+        }
+    }
+    CornerCodes { dims, codes }
+}
+
+/// Exact squared Euclidean distance transform to the `feature` points, with per-axis
+/// spacing (Felzenszwalb & Huttenlocher, separable lower envelope of parabolas).
+/// Points with no feature anywhere get `f64::INFINITY`.
+pub fn squared_edt(feature: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Vec<f64> {
+    let mut d: Vec<f64> = feature
+        .iter()
+        .map(|&f| if f { 0.0 } else { f64::INFINITY })
+        .collect();
+    let stride = [1, dims[0], dims[0] * dims[1]];
+    let mut line = Vec::new();
+    let mut out = Vec::new();
+    for axis in 0..3 {
+        let n = dims[axis];
+        let (o1, o2) = match axis {
+            0 => (1, 2),
+            1 => (0, 2),
+            _ => (0, 1),
+        };
+        for b in 0..dims[o2] {
+            for a in 0..dims[o1] {
+                let base = a * stride[o1] + b * stride[o2];
+                line.clear();
+                line.extend((0..n).map(|t| d[base + t * stride[axis]]));
+                lower_envelope(&line, spacing[axis], &mut out);
+                for t in 0..n {
+                    d[base + t * stride[axis]] = out[t];
+                }
+            }
+        }
+    }
+    d
+}
+
+/// One 1-D pass: `out[p] = min_q f[q] + (s·(p−q))²`.
+fn lower_envelope(f: &[f64], s: f64, out: &mut Vec<f64>) {
+    let n = f.len();
+    out.clear();
+    out.resize(n, f64::INFINITY);
+    let mut sites: Vec<usize> = Vec::with_capacity(n);
+    let mut bounds: Vec<f64> = Vec::with_capacity(n + 1);
+    let pos = |q: usize| q as f64 * s;
+    for q in 0..n {
+        if !f[q].is_finite() {
+            continue;
+        }
+        loop {
+            match sites.last() {
+                None => {
+                    sites.push(q);
+                    bounds.clear();
+                    bounds.push(f64::NEG_INFINITY);
+                    break;
+                }
+                Some(&v) => {
+                    let x = ((f[q] + pos(q) * pos(q)) - (f[v] + pos(v) * pos(v)))
+                        / (2.0 * (pos(q) - pos(v)));
+                    if x <= *bounds.last().unwrap_or(&f64::NEG_INFINITY) && sites.len() > 1 {
+                        sites.pop();
+                        bounds.pop();
+                        continue;
+                    }
+                    if x <= *bounds.last().unwrap_or(&f64::NEG_INFINITY) {
+                        // Only one site and the new one dominates everywhere.
+                        sites.pop();
+                        bounds.pop();
+                        sites.push(q);
+                        bounds.push(f64::NEG_INFINITY);
+                        break;
+                    }
+                    sites.push(q);
+                    bounds.push(x);
+                    break;
+                }
+            }
+        }
+    }
+    if sites.is_empty() {
+        return;
+    }
+    let mut k = 0;
+    for (p, slot) in out.iter_mut().enumerate() {
+        let x = pos(p);
+        while k + 1 < sites.len() && bounds[k + 1] < x {
+            k += 1;
+        }
+        let dx = x - pos(sites[k]);
+        *slot = dx * dx + f[sites[k]];
+    }
+}
+
+/// DeepMind's `compute_surface_distances` for two same-shaped masks.
+pub fn surface_distances(gt: &BoolGrid, pred: &BoolGrid, spacing: [f64; 3]) -> SurfaceDistances {
+    assert_eq!(
+        gt.shape, pred.shape,
+        "surface_distances needs same-shaped masks"
+    );
+    let bbox = match (gt.bbox(), pred.bbox()) {
+        (None, None) => return SurfaceDistances::default(),
+        (Some(a), None) | (None, Some(a)) => a,
+        (Some(a), Some(b)) => (
+            [0, 1, 2].map(|k| a.0[k].min(b.0[k])),
+            [0, 1, 2].map(|k| a.1[k].max(b.1[k])),
+        ),
+    };
+    let (lo, hi) = bbox;
+    let table = surfel_area_table(spacing);
+    let gt_codes = corner_codes(gt, lo, hi);
+    let pred_codes = corner_codes(pred, lo, hi);
+    let dims = gt_codes.dims;
+    let is_border = |c: u8| c != 0 && c != 255;
+    let gt_border: Vec<bool> = gt_codes.codes.iter().map(|&c| is_border(c)).collect();
+    let pred_border: Vec<bool> = pred_codes.codes.iter().map(|&c| is_border(c)).collect();
+    let to_gt = squared_edt(&gt_border, dims, spacing);
+    let to_pred = squared_edt(&pred_border, dims, spacing);
+    let collect = |border: &[bool], codes: &[u8], dist2: &[f64]| -> Vec<(f64, f64)> {
+        let mut v: Vec<(f64, f64)> = border
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b)
+            .map(|(i, _)| (dist2[i].sqrt(), table[codes[i] as usize]))
+            .collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        v
+    };
+    SurfaceDistances {
+        gt_to_pred: collect(&gt_border, &gt_codes.codes, &to_pred),
+        pred_to_gt: collect(&pred_border, &pred_codes.codes, &to_gt),
+    }
+}
+
+/// Percentile of one direction: first distance whose normalised cumulative area
+/// reaches `percent/100` (DeepMind's `searchsorted`, left side).
+fn directed_percentile(sorted: &[(f64, f64)], percent: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::INFINITY;
+    }
+    let total: f64 = sorted.iter().map(|p| p.1).sum();
+    let target = percent / 100.0;
+    let mut cum = 0.0;
+    for (i, &(d, a)) in sorted.iter().enumerate() {
+        cum += a;
+        if cum / total >= target {
+            return d;
+        }
+        if i == sorted.len() - 1 {
+            return d;
+        }
+    }
+    f64::INFINITY
+}
+
+/// Robust Hausdorff distance at `percent` (symmetric: max of both directions).
+pub fn robust_hausdorff(sd: &SurfaceDistances, percent: f64) -> f64 {
+    directed_percentile(&sd.gt_to_pred, percent).max(directed_percentile(&sd.pred_to_gt, percent))
+}
+
+/// Surface Dice at `tolerance_mm`.
+pub fn surface_dice(sd: &SurfaceDistances, tolerance_mm: f64) -> f64 {
+    let within = |v: &[(f64, f64)]| {
+        v.iter()
+            .filter(|p| p.0 <= tolerance_mm)
+            .map(|p| p.1)
+            .sum::<f64>()
+    };
+    let total = |v: &[(f64, f64)]| v.iter().map(|p| p.1).sum::<f64>();
+    let denom = total(&sd.gt_to_pred) + total(&sd.pred_to_gt);
+    if denom <= 0.0 {
+        return 0.0;
+    }
+    (within(&sd.gt_to_pred) + within(&sd.pred_to_gt)) / denom
+}
+
+/// Average symmetric surface distance: area-weighted mean over both surfaces.
+pub fn average_symmetric_surface_distance(sd: &SurfaceDistances) -> f64 {
+    let weighted: f64 = sd
+        .gt_to_pred
+        .iter()
+        .chain(&sd.pred_to_gt)
+        .map(|p| p.0 * p.1)
+        .sum();
+    let area: f64 = sd
+        .gt_to_pred
+        .iter()
+        .chain(&sd.pred_to_gt)
+        .map(|p| p.1)
+        .sum();
+    weighted / area
+}
+
+/// All surface metrics of one class, with the empty-mask convention applied.
+pub fn surface_metrics(
+    gt: &BoolGrid,
+    pred: &BoolGrid,
+    spacing: [f64; 3],
+    tolerance_mm: f64,
+) -> SurfaceMetrics {
+    let status = EmptyStatus::of(pred.count(), gt.count());
+    let mut m = SurfaceMetrics {
+        status,
+        hd95_mm: None,
+        hausdorff_mm: None,
+        assd_mm: None,
+        nsd: None,
+        tolerance_mm,
+    };
+    match status {
+        EmptyStatus::BothEmpty => {}
+        EmptyStatus::PredEmpty | EmptyStatus::GtEmpty => m.nsd = Some(0.0),
+        EmptyStatus::Ok => {
+            let sd = surface_distances(gt, pred, spacing);
+            m.hd95_mm = Some(robust_hausdorff(&sd, 95.0));
+            m.hausdorff_mm = Some(robust_hausdorff(&sd, 100.0));
+            m.assd_mm = Some(average_symmetric_surface_distance(&sd));
+            m.nsd = Some(surface_dice(&sd, tolerance_mm));
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cube(shape: [usize; 3], lo: [usize; 3], size: usize) -> BoolGrid {
+        BoolGrid::from_fn(shape, |x, y, z| {
+            let p = [x, y, z];
+            (0..3).all(|k| p[k] >= lo[k] && p[k] < lo[k] + size)
+        })
+    }
+
+    #[test]
+    fn area_table_has_the_canonical_planar_values() {
+        let t = surfel_area_table([1.0, 1.0, 1.0]);
+        assert_eq!(t[0], 0.0);
+        assert_eq!(t[255], 0.0);
+        let corner = 3f64.sqrt() / 8.0; // triangle through three edge midpoints
+        for code in [1usize, 2, 4, 8, 16, 32, 64, 128, 254, 127] {
+            assert!((t[code] - corner).abs() < 1e-12, "code {code}: {}", t[code]);
+        }
+        assert!((t[0b0000_1111] - 1.0).abs() < 1e-12, "a face");
+        assert!((t[0b0000_0011] - 0.5f64.sqrt()).abs() < 1e-12, "an edge");
+        // A code and its complement share a surface.
+        for code in 0..256 {
+            assert!((t[code] - t[255 - code]).abs() < 1e-12, "code {code}");
+        }
+        // Anisotropic: a face perpendicular to axis 0 has area s1*s2.
+        let t = surfel_area_table([2.0, 3.0, 5.0]);
+        assert!((t[0b1111_0000] - 15.0).abs() < 1e-12, "{}", t[0b1111_0000]);
+    }
+
+    #[test]
+    fn edt_matches_brute_force_with_anisotropic_spacing() {
+        let dims = [7, 5, 6];
+        let spacing = [0.7, 1.9, 1.3];
+        let mut feature = vec![false; 7 * 5 * 6];
+        for &(x, y, z) in &[(0, 0, 0), (6, 4, 5), (3, 2, 1), (1, 4, 3)] {
+            feature[x + 7 * (y + 5 * z)] = true;
+        }
+        let d = squared_edt(&feature, dims, spacing);
+        for z in 0..6 {
+            for y in 0..5 {
+                for x in 0..7 {
+                    let mut best = f64::INFINITY;
+                    for (i, &f) in feature.iter().enumerate() {
+                        if f {
+                            let (fx, fy, fz) = (i % 7, (i / 7) % 5, i / 35);
+                            let dd = ((x as f64 - fx as f64) * spacing[0]).powi(2)
+                                + ((y as f64 - fy as f64) * spacing[1]).powi(2)
+                                + ((z as f64 - fz as f64) * spacing[2]).powi(2);
+                            best = best.min(dd);
+                        }
+                    }
+                    let got = d[x + 7 * (y + 5 * z)];
+                    assert!((got - best).abs() < 1e-9, "({x},{y},{z}): {got} vs {best}");
+                }
+            }
+        }
+        let none = squared_edt(&[false; 8], [2, 2, 2], [1.0; 3]);
+        assert!(none.iter().all(|v| v.is_infinite()));
+    }
+
+    #[test]
+    fn identical_masks_have_zero_distance_and_full_surface_dice() {
+        let a = cube([12, 12, 12], [2, 3, 4], 5);
+        let m = surface_metrics(&a, &a, [1.5, 1.0, 2.0], 1.0);
+        assert_eq!(m.status, EmptyStatus::Ok);
+        assert_eq!(m.hd95_mm, Some(0.0));
+        assert_eq!(m.hausdorff_mm, Some(0.0));
+        assert_eq!(m.nsd, Some(1.0));
+    }
+
+    #[test]
+    fn offset_cubes_hand_computed() {
+        // Cube A: voxels x∈[2,8), y,z∈[3,9); cube B: A shifted by 2 voxels along axis 0;
+        // 2 mm isotropic. Corner-grid surfaces (voxel units): A is the box
+        // [1.5,7.5]×[2.5,8.5]², B is [3.5,9.5]×[2.5,8.5]², 7 lattice points per edge.
+        // A's 218 border points: 8 corners (area √3/8), 60 edge points (√2/2), 150 face
+        // points (1); times 4 mm². Distances A→B by hand:
+        //  0 mm: side-face points with x ≥ 3.5 (80 face, 16 x-edge), the 20 edge points
+        //        and 4 corners of A's x=7.5 face (they lie on B's side faces);
+        //  2 mm: side-face points at x=2.5 (20 face, 4 x-edge) and the inner ring of
+        //        A's x=7.5 face (16 face points, 1 voxel from B's side faces);
+        //  4 mm: all of A's x=1.5 face (25 face, 20 edge, 4 corners) and the 9 central
+        //        points of the x=7.5 face (B's x=9.5 face is 2 voxels away).
+        // B→A mirrors A→B.
+        let shape = [16, 12, 12];
+        let a = cube(shape, [2, 3, 3], 6);
+        let b = cube(shape, [4, 3, 3], 6);
+        let sd = surface_distances(&a, &b, [2.0; 3]);
+        let (r2, r3) = (2f64.sqrt(), 3f64.sqrt());
+        let at0 = 4.0 * (80.0 + 36.0 / r2 + r3 / 2.0);
+        let at2 = 4.0 * (36.0 + 4.0 / r2);
+        let at4 = 4.0 * (34.0 + 20.0 / r2 + r3 / 2.0);
+        let total = 4.0 * (150.0 + 30.0 * r2 + r3);
+        assert!((at0 + at2 + at4 - total).abs() < 1e-9);
+        assert_eq!(sd.gt_to_pred.len(), 218);
+        let area_at = |d: f64| {
+            sd.gt_to_pred
+                .iter()
+                .filter(|p| (p.0 - d).abs() < 1e-9)
+                .map(|p| p.1)
+                .sum::<f64>()
+        };
+        assert!(
+            (area_at(0.0) - at0).abs() < 1e-9,
+            "{} vs {at0}",
+            area_at(0.0)
+        );
+        assert!(
+            (area_at(2.0) - at2).abs() < 1e-9,
+            "{} vs {at2}",
+            area_at(2.0)
+        );
+        assert!(
+            (area_at(4.0) - at4).abs() < 1e-9,
+            "{} vs {at4}",
+            area_at(4.0)
+        );
+        for (p, q) in sd.gt_to_pred.iter().zip(&sd.pred_to_gt) {
+            assert!(
+                (p.0 - q.0).abs() < 1e-12 && (p.1 - q.1).abs() < 1e-12,
+                "directions mirror"
+            );
+        }
+        // Cumulative share reaches 0.95 only at 4 mm; the maximum is 4 mm.
+        assert_eq!(robust_hausdorff(&sd, 95.0), 4.0);
+        assert_eq!(robust_hausdorff(&sd, 100.0), 4.0);
+        // Below 75% of the area is within 2 mm: the 70th percentile is 2 mm.
+        assert!((at0 + at2) / total < 0.75 && (at0 + at2) / total > 0.70);
+        assert_eq!(robust_hausdorff(&sd, 70.0), 2.0);
+        assert!((surface_dice(&sd, 1.0) - at0 / total).abs() < 1e-12);
+        assert!((surface_dice(&sd, 2.0) - (at0 + at2) / total).abs() < 1e-12);
+        assert!(
+            (average_symmetric_surface_distance(&sd) - (2.0 * at2 + 4.0 * at4) / total).abs()
+                < 1e-12
+        );
+    }
+
+    #[test]
+    fn sphere_against_shifted_sphere() {
+        // Continuous spheres shifted by d are d apart at most; the digitised surfaces
+        // agree within a voxel diagonal. Spacing 1 mm, radius 8 voxels, shift 3 voxels.
+        let shape = [26, 30, 26];
+        let ball = |c: [f64; 3]| {
+            BoolGrid::from_fn(shape, move |x, y, z| {
+                let d2 = (x as f64 - c[0]).powi(2)
+                    + (y as f64 - c[1]).powi(2)
+                    + (z as f64 - c[2]).powi(2);
+                d2 <= 64.0
+            })
+        };
+        let a = ball([12.0, 12.0, 12.0]);
+        let b = ball([12.0, 15.0, 12.0]);
+        let m = surface_metrics(&a, &b, [1.0; 3], 1.0);
+        let hd = m.hausdorff_mm.unwrap();
+        let hd95 = m.hd95_mm.unwrap();
+        assert!((hd - 3.0).abs() <= 1.0, "hausdorff {hd}");
+        assert!(hd95 <= hd && hd95 >= 2.0, "hd95 {hd95}");
+        let nsd = m.nsd.unwrap();
+        assert!(nsd > 0.2 && nsd < 0.8, "nsd {nsd}");
+        // Shifting along an axis with 2 mm spacing doubles every distance.
+        let m2 = surface_metrics(&a, &b, [1.0, 2.0, 1.0], 1.0);
+        assert!(m2.hausdorff_mm.unwrap() > hd + 1.0);
+    }
+
+    #[test]
+    fn one_empty_mask_follows_the_convention() {
+        let a = cube([8, 8, 8], [2, 2, 2], 3);
+        let empty = BoolGrid::new([8, 8, 8]);
+        let m = surface_metrics(&a, &empty, [1.0; 3], 1.0);
+        assert_eq!(m.status, EmptyStatus::PredEmpty);
+        assert_eq!((m.hd95_mm, m.nsd), (None, Some(0.0)));
+        let m = surface_metrics(&empty, &a, [1.0; 3], 1.0);
+        assert_eq!(m.status, EmptyStatus::GtEmpty);
+        let m = surface_metrics(&empty, &empty, [1.0; 3], 1.0);
+        assert_eq!(m.status, EmptyStatus::BothEmpty);
+        assert_eq!((m.hd95_mm, m.nsd), (None, None));
+    }
+}
