@@ -5,7 +5,13 @@
 //! Why one pass: upstream label maps are ~400 MiB of float32 once inflated. Every
 //! statistic here is an accumulator fed one z-slice at a time (split into runs of
 //! equal values along x), so the mask, the reference image and the ground truth are
-//! read once, in lockstep, and memory stays flat whatever the volume size.
+//! read once, in lockstep, and memory stays flat whatever the volume size (each
+//! input is inflated on its own read-ahead thread, see [`stream`]).
+//!
+//! Layout: [`runs`] (classification, runs), the accumulators [`stats`],
+//! [`components`], [`intensity`], [`confusion`], the pure pass driver [`pass`],
+//! [`geometry`], the serialisable [`report`]; this file holds the file-level glue.
+//! The report's JSON Schema is `schemas/inspect_report.schema.json`.
 //!
 //! Value semantics: 0 is background; any other integer is a label id; NaN and
 //! non-integer values are counted apart and never attributed to a label; 255 is
