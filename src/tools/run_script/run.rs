@@ -71,13 +71,6 @@ pub async fn execute(
         std::env::var_os("PATH").as_deref(),
     )
     .map_err(|e| StartFailure(e.to_string()))?;
-    let env = upstream::child_env(std::env::vars_os(), &request.output_dir, request.device);
-    let probe =
-        upstream::probe_environment(&python.path, &env, &gated.root, Duration::from_secs(120))
-            .await
-            .map_err(|e| StartFailure(e.to_string()))?;
-
-    let overrides = overrides_of(request);
     let upstream_request = UpstreamRequest {
         python: python.path.clone(),
         bundle_root: gated.root.clone(),
@@ -85,7 +78,7 @@ pub async fn execute(
         output_dir: request.output_dir.clone(),
         modality: request.modality.as_str().to_string(),
         label_prompts: gated.prompts.clone().filter(|p| !p.is_empty()),
-        overrides,
+        overrides: overrides_of(request),
         device: request.device,
     };
     let mut options = upstream::RunOptions::new(request.output_dir.join("logs"), request.timeout);
@@ -101,6 +94,11 @@ pub async fn execute(
         };
         report(&hook_ctx, "inference", Some(detail));
     }));
+    // The probe runs under exactly the environment the run will get, so the device it
+    // reports is the device the run uses.
+    let probe = upstream::probe_for_request(&upstream_request, &options, Duration::from_secs(120))
+        .await
+        .map_err(|e| StartFailure(e.to_string()))?;
     let result = upstream::run(&upstream_request, &probe, &options)
         .await
         .map_err(|e| StartFailure(e.to_string()))?;
