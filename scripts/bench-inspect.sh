@@ -15,7 +15,8 @@
 # (b)-(d) time `ctmr-skill inspect` when it works (the example binary `inspect_bench`,
 # the same library call with JSON on stdout, stands in otherwise); (e) always runs
 # the example, as compare_label_maps has no subcommand.
-# Env: BENCH_SHAPE (default 512,512,400), BENCH_LABELS (100), PYTHON (.venv/bin/python).
+# Env: BENCH_SHAPE (default 512,512,400), BENCH_LABELS (100), BENCH_REPEAT (3 runs of
+# each inspect method, median reported), PYTHON (.venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,7 @@ PY="${PYTHON:-.venv/bin/python}"
 OUT="bench-out/inspect"
 SHAPE="${BENCH_SHAPE:-512,512,400}"
 LABELS="${BENCH_LABELS:-100}"
+REPEAT="${BENCH_REPEAT:-3}"  # runs of each inspect method; the median is reported
 mkdir -p "$OUT"
 
 if [ ! -x /usr/bin/time ]; then
@@ -56,13 +58,22 @@ fi
 # Warm the page cache so every method reads the files from memory alike.
 cat "$PRED" "$GT" >/dev/null
 
-timed() { # name, command...
+timed() { # name, command... (stdout of the last repeat goes to the caller)
   local name="$1"; shift
-  /usr/bin/time -v -o "$OUT/$name.time" "$@"
+  local i
+  for i in $(seq 1 "$REPEAT"); do
+    if [ "$i" -lt "$REPEAT" ]; then
+      /usr/bin/time -v -o "$OUT/$name.time.$i" "$@" >/dev/null
+    else
+      /usr/bin/time -v -o "$OUT/$name.time.$i" "$@"
+    fi
+  done
 }
 
-echo "bench-inspect: (a) reference method (nibabel + numpy)"
-timed reference "$PY" scripts/bench/reference_counts.py "$PRED" "$OUT/reference_counts.json"
+rm -f "$OUT"/*.time.*
+echo "bench-inspect: (a) reference method (nibabel + numpy), once"
+REPEAT=1 timed reference "$PY" scripts/bench/reference_counts.py "$PRED" "$OUT/reference_counts.json"
+echo "bench-inspect: (b)-(e) $REPEAT runs each"
 echo "bench-inspect: (b) inspect counts"
 timed counts "${INSPECT[@]}" "$PRED" --json >"$OUT/counts.json"
 echo "bench-inspect: (c) inspect --components"
