@@ -1,6 +1,7 @@
-//! Stand-in for `ctmr-skill inspect` used by `scripts/bench-inspect.sh` and the inspect
-//! integration tests until the CLI subcommand is wired: runs `inspect()` and prints
-//! the report (JSON by default, `--table` for the text table).
+//! Benchmark helper for `scripts/bench-inspect.sh`: runs `inspect()` and prints the
+//! report (JSON by default, `--table` for the text table), like `ctmr-skill inspect`
+//! (which the script times when it answers); also the only command-line face of
+//! `compare_label_maps` (`--compare`) and of the bare reader (`--read-only`).
 //!
 //! Usage: inspect_bench MASK [--components] [--reference IMG] [--ground-truth GT]
 //!        [--tolerance T] [--table | --json]
