@@ -404,6 +404,7 @@ def test_cancel_kills_upstream_process_group(server: Server, demo_bundle: Path, 
     leftovers, labels = run_async(body)
     assert seen_upstream, "the upstream process never started"
     assert groups, f"no process group read for {seen_upstream}"
+    assert any("monai.bundle" in cmd for _, cmd in seen_upstream[0]), f"cancelled before the upstream ran: {seen_upstream}"
     assert os.getpgid(0) not in groups, "the upstream ran in the test's own process group"
     survivors = {g: live_group_members(g) for g in groups}
     assert leftovers, f"the cancelled run left processes: {processes_mentioning(str(out))}, groups {survivors}"
