@@ -99,6 +99,15 @@ pub async fn execute(
     let probe = upstream::probe_for_request(&upstream_request, &options, Duration::from_secs(120))
         .await
         .map_err(|e| StartFailure(e.to_string()))?;
+    // Hash the inputs while the upstream runs: the real model file is ~900 MB, and a
+    // client that disconnects right after the run must still get a complete pack.
+    let (model_path, input_path) = (gated.inventory.model_pt_path.clone(), request.input.clone());
+    let hashing = tokio::task::spawn_blocking(move || {
+        (
+            sha256_cached(&model_path),
+            upstream::sha256_file(&input_path).ok(),
+        )
+    });
     let result = upstream::run(&upstream_request, &probe, &options)
         .await
         .map_err(|e| StartFailure(e.to_string()))?;
@@ -113,8 +122,7 @@ pub async fn execute(
     let inspection = mask
         .as_ref()
         .map(|path| inspect::inspect(path, &InspectOptions::default()).map_err(|e| e.to_string()));
-    let model_sha = upstream::sha256_file(&gated.inventory.model_pt_path).ok();
-    let input_sha = upstream::sha256_file(&request.input).ok();
+    let (model_sha, input_sha) = hashing.await.unwrap_or((None, None));
     let mask_sha = mask.as_deref().and_then(|m| upstream::sha256_file(m).ok());
 
     let mut evidence = build(
@@ -202,6 +210,23 @@ pub async fn execute(
         )));
     }
     Ok(evidence)
+}
+
+/// sha256 of a file, remembered per (path, size, mtime) for the life of the process:
+/// the weights are the same file run after run, and hashing them costs seconds.
+fn sha256_cached(path: &Path) -> Option<String> {
+    type Key = (std::path::PathBuf, u64, Option<std::time::SystemTime>);
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<BTreeMap<Key, String>>> =
+        std::sync::OnceLock::new();
+    let meta = std::fs::metadata(path).ok()?;
+    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(hit) = cache.lock().ok()?.get(&key) {
+        return Some(hit.clone());
+    }
+    let digest = upstream::sha256_file(path).ok()?;
+    cache.lock().ok()?.insert(key, digest.clone());
+    Some(digest)
 }
 
 /// The documented memory/speed overrides passed to the bundle as `--key value`.
