@@ -1,10 +1,12 @@
-//! Stand-in for `ctmr-skill inspect` used by `scripts/bench-inspect.sh` and the inspect
-//! integration tests until the CLI subcommand is wired: runs `inspect()` and prints
-//! the report (JSON by default, `--table` for the text table).
+//! Benchmark helper for `scripts/bench-inspect.sh`: runs `inspect()` and prints the
+//! report (JSON by default, `--table` for the text table), like `ctmr-skill inspect`
+//! (which the script times when it answers); also the only command-line face of
+//! `compare_label_maps` (`--compare`) and of the bare reader (`--read-only`).
 //!
 //! Usage: inspect_bench MASK [--components] [--reference IMG] [--ground-truth GT]
-//!        [--tolerance T] [--table]
+//!        [--tolerance T] [--table | --json]
 //!        inspect_bench --compare PRED GT
+//!        inspect_bench --read-only MASK   (only stream the slices: the reader's share)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +31,7 @@ fn run(args: Vec<String>) -> Result<String, String> {
     let mut mask: Option<PathBuf> = None;
     let mut table = false;
     let mut compare = false;
+    let mut read_only = false;
     let mut extra: Vec<PathBuf> = Vec::new();
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -36,7 +39,9 @@ fn run(args: Vec<String>) -> Result<String, String> {
         match arg.as_str() {
             "--components" => opts.components = true,
             "--table" => table = true,
+            "--json" => table = false,
             "--compare" => compare = true,
+            "--read-only" => read_only = true,
             "--reference" => opts.reference = Some(value("--reference")?.into()),
             "--ground-truth" => opts.ground_truth = Some(value("--ground-truth")?.into()),
             "--tolerance" => {
@@ -49,6 +54,9 @@ fn run(args: Vec<String>) -> Result<String, String> {
         }
     }
     let mask = mask.ok_or("usage: inspect_bench MASK [--components] [--reference IMG] [--ground-truth GT] [--table] | --compare PRED GT")?;
+    if read_only {
+        return read_all(&mask);
+    }
     if compare {
         let gt = extra.first().ok_or("--compare needs PRED and GT")?;
         let c = compare_label_maps(&mask, gt).map_err(|e| e.to_string())?;
@@ -60,4 +68,17 @@ fn run(args: Vec<String>) -> Result<String, String> {
     } else {
         serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
     }
+}
+
+/// Stream every slice and do nothing else: the NIfTI reader's share of a pass.
+fn read_all(path: &std::path::Path) -> Result<String, String> {
+    let mut reader = ctmr_skill::nifti::VolumeReader::open(path).map_err(|e| e.to_string())?;
+    let mut slice = Vec::new();
+    let mut sum = 0.0;
+    while reader.read_slice(&mut slice).map_err(|e| e.to_string())? {
+        sum += slice[0];
+    }
+    Ok(format!(
+        "{{\"read_only\": true, \"first_voxel_sum\": {sum}}}"
+    ))
 }

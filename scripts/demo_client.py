@@ -178,9 +178,17 @@ async def session(args: argparse.Namespace, arguments: dict[str, Any], env: dict
         print(f"\nrun_script {json.dumps(arguments)}")
         started = time.monotonic()
 
+        last_message: list[str | None] = [None]
+
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            # Heartbeats repeat the last message: show each new message once, one line each.
+            if message == last_message[0]:
+                return
+            last_message[0] = message
             share = f"{100 * progress / total:5.1f}%" if total else f"{progress:g}"
-            print(f"  [{time.monotonic() - started:6.1f}s {share}] {message or ''}", flush=True)
+            line = " ".join((message or "").split())
+            line = line if len(line) <= 110 else line[:109] + "…"
+            print(f"  [{time.monotonic() - started:6.1f}s {share}] {line}", flush=True)
 
         result = await client.call_tool("run_script", arguments, progress_callback=on_progress)
         ev = result.structured_content

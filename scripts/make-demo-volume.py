@@ -38,11 +38,13 @@ NOISE_SD_HU = 2.0
 # World coordinates are RAS+ (nibabel/NIfTI): +x towards the patient's Right,
 # +y Anterior, +z Superior. Centres are relative to the volume centre.
 # (label id, upstream name, HU, centre mm, semi-axes mm); painted in this order.
+# Sizes sit inside adult volume ranges (liver ~1.1 L, kidneys ~0.1 L) so the paired
+# verifier's anatomy bounds apply meaningfully to the demo.
 ORGANS = [
-    (1, "liver", 60.0, (55.0, 5.0, -5.0), (70.0, 55.0, 50.0)),
+    (1, "liver", 60.0, (55.0, 5.0, -5.0), (85.0, 60.0, 55.0)),
     (3, "spleen", 45.0, (-80.0, -20.0, 10.0), (30.0, 30.0, 40.0)),
-    (5, "right kidney", 32.0, (55.0, -60.0, -45.0), (25.0, 22.0, 40.0)),
-    (14, "left kidney", 20.0, (-55.0, -60.0, -45.0), (25.0, 22.0, 40.0)),
+    (5, "right kidney", 32.0, (55.0, -60.0, -45.0), (27.0, 24.0, 42.0)),
+    (14, "left kidney", 20.0, (-55.0, -60.0, -45.0), (27.0, 24.0, 42.0)),
     (30, "right lung upper lobe", -850.0, (70.0, -5.0, 90.0), (55.0, 65.0, 45.0)),
     (28, "left lung upper lobe", -780.0, (-70.0, -5.0, 90.0), (55.0, 65.0, 45.0)),
 ]

@@ -3,7 +3,8 @@
 # NV-Segment-CTMR, not for clinical use): its weights
 # (examples/demo-bundle/models/model.pt) and the synthetic CT volume
 # (examples/demo-data/demo_ct.nii.gz, plus its ground truth demo_ct_labels.nii.gz).
-# Idempotent: both are deterministic; existing files are kept unless --force.
+# Idempotent: both are deterministic; an existing file is kept unless it is older than
+# what it is made from (its generator script, the bundle's metadata.json) or --force.
 # Needs the project venv from scripts/setup-python.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,15 +31,24 @@ WEIGHTS=examples/demo-bundle/models/model.pt
 VOLUME=examples/demo-data/demo_ct.nii.gz
 LABELS=examples/demo-data/demo_ct_labels.nii.gz
 
-if [ "$FORCE" = 1 ] || [ ! -s "$WEIGHTS" ]; then
+# True when $1 is missing, empty, or older than any of the other arguments.
+stale() {
+  local target="$1"; shift
+  [ "$FORCE" = 1 ] || [ ! -s "$target" ] && return 0
+  local source
+  for source in "$@"; do [ "$source" -nt "$target" ] && return 0; done
+  return 1
+}
+
+if stale "$WEIGHTS" scripts/make-demo-weights.py examples/demo-bundle/configs/metadata.json; then
   "$PY" scripts/make-demo-weights.py --out "$WEIGHTS"
 else
-  echo "setup-demo: $WEIGHTS exists (use --force to rewrite)"
+  echo "setup-demo: $WEIGHTS is up to date (use --force to rewrite)"
 fi
-if [ "$FORCE" = 1 ] || [ ! -s "$VOLUME" ] || [ ! -s "$LABELS" ]; then
+if stale "$VOLUME" scripts/make-demo-volume.py || stale "$LABELS" scripts/make-demo-volume.py; then
   "$PY" scripts/make-demo-volume.py "$VOLUME" --labels-out "$LABELS"
 else
-  echo "setup-demo: $VOLUME exists (use --force to rewrite)"
+  echo "setup-demo: $VOLUME is up to date (use --force to rewrite)"
 fi
 echo "setup-demo: ready. Try:"
 echo "  cd examples/demo-bundle && ../../$PY -m monai.bundle run --config_file configs/inference.json \\"

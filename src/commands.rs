@@ -502,10 +502,10 @@ fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
         );
     } else {
         for c in &checks {
-            let mark = if c["ok"] == json!(true) {
-                "ok  "
-            } else {
-                "FAIL"
+            let mark = match (c["ok"] == json!(true), c["check"] == json!("cuda")) {
+                (true, _) => "ok  ",
+                (false, true) => "note",
+                (false, false) => "FAIL",
             };
             println!(
                 "{mark} {:<12} {}",

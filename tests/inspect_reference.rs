@@ -249,6 +249,38 @@ fn shape_mismatch_and_unreadable_files_are_clear_errors() {
 }
 
 #[test]
+fn a_truncated_input_is_an_error_naming_it_even_mid_stream() {
+    // The read-ahead threads must hand a mid-volume failure back, whichever input fails.
+    let c = case("float32_full");
+    let dir = common::fresh_dir();
+    let cut = |name: &str| {
+        let bytes = std::fs::read(c.file(name).unwrap()).unwrap();
+        let path = dir.path().join(format!("cut_{name}.nii.gz"));
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        path
+    };
+    let mask = c.file("mask").unwrap();
+    let cut_mask = cut("mask");
+    let err = inspect(&cut_mask, &InspectOptions::default()).unwrap_err();
+    assert!(matches!(err, InspectError::Nifti(_)), "{err:?}");
+    assert!(err.to_string().contains("cut_mask.nii.gz"), "{err}");
+
+    let cut_reference = cut("reference");
+    let opts = InspectOptions {
+        components: true,
+        reference: Some(cut_reference),
+        ground_truth: c.file("ground_truth"),
+        ..InspectOptions::default()
+    };
+    let err = inspect(&mask, &opts).unwrap_err();
+    assert!(err.to_string().contains("cut_reference.nii.gz"), "{err}");
+
+    let cut_gt = cut("ground_truth");
+    let err = compare_label_maps(&mask, &cut_gt).unwrap_err();
+    assert!(err.to_string().contains("cut_ground_truth.nii.gz"), "{err}");
+}
+
+#[test]
 fn reports_validate_against_the_published_schema_and_round_trip() {
     let dir = common::fresh_dir();
     let mut paths = Vec::new();

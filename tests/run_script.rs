@@ -29,35 +29,9 @@ impl World {
     fn new(mode: &str) -> World {
         let dir = common::fresh_dir();
         let base = dir.path().canonicalize().unwrap();
-        let root = base.join("bundle");
-        std::fs::create_dir_all(root.join("configs")).unwrap();
-        std::fs::create_dir_all(root.join("models")).unwrap();
-        std::fs::write(root.join("configs/inference.json"), "{}").unwrap();
-        for file in ["metadata.json", "label_dict.json", "label_mappings.json"] {
-            std::fs::copy(
-                common::upstream_configs().join(file),
-                root.join("configs").join(file),
-            )
-            .unwrap();
-        }
-        std::fs::write(root.join("models/model.pt"), b"not real weights").unwrap();
-        std::fs::write(root.join("standin_mode.txt"), mode).unwrap();
+        let (root, wrapper) = common::standin_bundle(&base, mode);
         let input = base.join("case 1.nii.gz");
-        make_volume(&input, &[]);
-        let wrapper = base.join("python");
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\nexec '{}' '{}' \"$@\"\n",
-                common::python().display(),
-                common::repo_root()
-                    .join("tests/fixtures/run_script/standin_upstream.py")
-                    .display()
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        common::make_volume(&input, &[]);
         let config = Config::new(base.clone(), vec![], None, Some(wrapper), 1);
         let manifest = ctmr_skill::manifest::embedded().unwrap();
         World {
@@ -100,15 +74,6 @@ impl World {
             .unwrap();
         rt.block_on(self.runner.call_tool(self.args(extra), ctx))
     }
-}
-
-fn make_volume(path: &Path, extra: &[&str]) {
-    let mut args = vec![path.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    common::run_python(
-        &common::repo_root().join("tests/fixtures/run_script/make_volume.py"),
-        &args,
-    );
 }
 
 fn ran(call: RunCall) -> Evidence {
@@ -411,7 +376,7 @@ fn a_stale_mask_is_moved_aside_and_never_adopted() {
     let world = World::new("no_mask");
     let stale = world.base().join("out/case 1/case 1_trans.nii.gz");
     std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
-    make_volume(&stale, &[]);
+    common::make_volume(&stale, &[]);
     let evidence = ran(world.call(json!({})));
     assert_eq!(
         evidence.status,
@@ -434,7 +399,7 @@ fn gates_refuse_with_the_argument_rule_and_fix() {
     let not_nifti = base.join("notes.nii.gz");
     std::fs::write(&not_nifti, b"plain text").unwrap();
     let four_d = base.join("four_d.nii.gz");
-    make_volume(&four_d, &["--four-d"]);
+    common::make_volume(&four_d, &["--four-d"]);
     let empty_root = base.join("empty-bundle");
     std::fs::create_dir_all(empty_root.join("configs")).unwrap();
     std::fs::write(empty_root.join("configs/inference.json"), "{}").unwrap();

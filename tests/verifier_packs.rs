@@ -280,28 +280,45 @@ fn shifted_ground_truth_gives_hand_checked_surface_distances() {
 }
 
 #[test]
-fn shifted_ground_truth_surface_metrics_match_an_independent_oracle() {
+fn surface_metrics_match_an_independent_oracle() {
     // The oracle rebuilds DeepMind's computation from MONAI's copy of DeepMind's
-    // surfel table and scipy's exact EDT (tests/py/verifier_surface_oracle.py).
-    let (_, v) = verify("gt_shifted_pack");
-    let out: Value = serde_json::from_str(
-        &std::fs::read_to_string(pack("gt_shifted_pack").join("output.json")).unwrap(),
-    )
-    .unwrap();
-    let mask = out["output"]["path"].as_str().unwrap();
-    let gt = out["input"]["ground_truth_path"].as_str().unwrap();
-    let oracle = common::repo_root().join("tests/py/verifier_surface_oracle.py");
-    let text = common::run_python(&oracle, &[mask, gt, "1,3,5,14", "1.0"]);
-    let expected: Value = serde_json::from_str(&text).unwrap();
-    for r in v["gt_metrics"]["per_class"].as_array().unwrap() {
-        let id = r["label_id"].to_string();
-        let e = &expected[&id];
-        for key in ["hd95_mm", "hausdorff_mm", "nsd", "assd_mm"] {
-            let (got, want) = (r[key].as_f64().unwrap(), e[key].as_f64().unwrap());
-            assert!(
-                (got - want).abs() <= 1e-5 * want.abs().max(1.0),
-                "label {id} {key}: {got} vs oracle {want}"
-            );
+    // surfel table and scipy's exact EDT (tests/py/verifier_surface_oracle.py), on an
+    // isotropic pack and on an anisotropic one with classes moved along each axis.
+    for name in ["gt_shifted_pack", "gt_anisotropic_pack"] {
+        let (_, v) = verify(name);
+        let out: Value =
+            serde_json::from_str(&std::fs::read_to_string(pack(name).join("output.json")).unwrap())
+                .unwrap();
+        let mask = out["output"]["path"].as_str().unwrap();
+        let gt = out["input"]["ground_truth_path"].as_str().unwrap();
+        let oracle = common::repo_root().join("tests/py/verifier_surface_oracle.py");
+        let text = common::run_python(&oracle, &[mask, gt, "1,3,5,14", "1.0"]);
+        let expected: Value = serde_json::from_str(&text).unwrap();
+        let rows = v["gt_metrics"]["per_class"].as_array().unwrap();
+        assert_eq!(rows.len(), 4, "{name}");
+        for r in rows {
+            let id = r["label_id"].to_string();
+            let e = &expected[&id];
+            for key in ["hd95_mm", "hausdorff_mm", "nsd", "assd_mm"] {
+                let (got, want) = (r[key].as_f64().unwrap(), e[key].as_f64().unwrap());
+                assert!(
+                    (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                    "{name} label {id} {key}: {got} vs oracle {want}"
+                );
+            }
+        }
+        if name == "gt_anisotropic_pack" {
+            // Liver moved 2 voxels along axis 1 (2 × 1.25 mm), spleen 1 along axis 2
+            // (2 mm), right kidney 1 along axis 0 (0.8 mm), left kidney not at all: a
+            // translation bounds every surface distance by its length (spacings are float32 in the header).
+            for (id, shift) in [(1, 2.5), (3, 2.0), (5, 0.8), (14, 0.0)] {
+                let r = rows.iter().find(|r| r["label_id"] == id).unwrap();
+                let hd = r["hausdorff_mm"].as_f64().unwrap();
+                assert!(
+                    hd <= shift + 1e-6 && (hd > 0.0) == (shift > 0.0),
+                    "label {id}: {hd} vs shift {shift}"
+                );
+            }
         }
     }
 }
@@ -615,4 +632,133 @@ fn verification_is_reproducible() {
     let (_, a) = verify("gt_shifted_pack");
     let (_, b) = verify("gt_shifted_pack");
     assert_eq!(a, b);
+}
+
+#[test]
+fn misaligned_ground_truth_fails_with_the_difference() {
+    let (report, v) = verify("gt_misaligned_pack");
+    assert!(!report.passed());
+    let g = &v["gt_metrics"];
+    let reason = failed(g, "ground_truth_aligned");
+    assert!(
+        reason.contains("not on the same grid") && reason.contains("affine"),
+        "{reason}"
+    );
+    assert_eq!(g["geometry"]["affine_match"], false);
+    assert_eq!(g["geometry"]["shape_match"], true);
+    assert!(
+        g["per_class"].as_array().unwrap().is_empty(),
+        "nothing is scored across grids"
+    );
+    assert!(
+        report.summary().contains("gt_metrics"),
+        "{}",
+        report.summary()
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_pack() {
+    let dir = common::fresh_dir();
+    let p = copy_pack("pass_pack", dir.path());
+    edit_json(&p.join("output.json"), |v| {
+        v["output"]["path"] = Value::String("synthetic_ct/synthetic_ct_trans.nii.gz".into())
+    });
+    let (report, v) = verify_dir(&p, &VerifyOptions::default());
+    assert!(report.passed(), "{}", reasons(&v));
+    assert_eq!(
+        v["artifact_inventory"]["label_map_path"].as_str().unwrap(),
+        p.join("synthetic_ct/synthetic_ct_trans.nii.gz")
+            .display()
+            .to_string()
+    );
+}
+
+#[test]
+fn a_missing_input_image_fails_geometry_instead_of_trusting_the_pack() {
+    let dir = common::fresh_dir();
+    let p = copy_pack("pass_pack", dir.path());
+    edit_json(&p.join("output.json"), |v| {
+        v["input"]["path"] = Value::String("/nonexistent/ct.nii.gz".into())
+    });
+    let (report, v) = verify_dir(&p, &VerifyOptions::default());
+    assert!(!report.passed());
+    let inv = &v["artifact_inventory"];
+    assert_eq!(inv["input_image_readable"], false);
+    assert!(failed(inv, "input_image_readable").contains("/nonexistent/ct.nii.gz does not exist"));
+    // The pack claims a match; the verifier does not repeat it.
+    assert_eq!(inv["claimed"]["affine_match"], true);
+    assert_eq!(inv["affine_match"], false);
+}
+
+#[test]
+fn cli_verify_prints_the_report_and_exits_by_verdict() {
+    let run = |dir: &Path| {
+        std::process::Command::new(common::binary())
+            .arg("verify")
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let out = run(&pack("pass_pack"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["overall"], "pass");
+    validate_against_schema(&v);
+    let out = run(&pack("fragmented_pack"));
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["overall"], "fail");
+    let dir = common::fresh_dir();
+    let out = run(&dir.path().join("absent"));
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("absent"), "{v}");
+}
+
+#[test]
+fn every_recorded_hash_and_skill_id_is_checked() {
+    let dir = common::fresh_dir();
+    let p = copy_pack("gt_identical_pack", dir.path());
+    let zeros = "0".repeat(64);
+    edit_json(&p.join("manifest.json"), |v| {
+        v["hashes"]["ground_truth_sha256"] = Value::String(zeros.clone());
+        v["hashes"]["input_sha256"] = Value::String(zeros.clone());
+        v["skill_id"] = Value::String("medagent.some_other_skill".into());
+    });
+    let (report, v) = verify_dir(&p, &VerifyOptions::default());
+    assert!(!report.passed());
+    let gt = failed(&v["gt_metrics"], "ground_truth_hash_matches_claims");
+    assert!(
+        gt.contains("manifest.json hashes.ground_truth_sha256 records 0000"),
+        "{gt}"
+    );
+    let input = failed(&v["artifact_inventory"], "input_hash_matches_claims");
+    assert!(
+        input.contains("manifest.json hashes.input_sha256")
+            && !input.contains("output.json input.sha256"),
+        "{input}"
+    );
+    let ids = failed(&v["target"], "skill_ids_agree");
+    assert!(
+        ids.contains("medagent.some_other_skill") && ids.contains("nv_segment_ctmr"),
+        "{ids}"
+    );
+    // Untouched, the same pack's hashes all check out.
+    let (_, v) = verify("gt_identical_pack");
+    assert_eq!(
+        check(&v["gt_metrics"], "ground_truth_hash_matches_claims")["status"],
+        "pass"
+    );
+    assert!(
+        check(&v["artifact_inventory"], "input_hash_matches_claims")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("equals 2 recorded")
+    );
 }

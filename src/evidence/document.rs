@@ -271,7 +271,38 @@ pub fn evidence_schema() -> serde_json::Value {
         .with(|s| s.inline_subschemas = true)
         .into_generator();
     let schema = generator.into_root_schema_for::<Evidence>();
-    serde_json::to_value(schema).expect("schema serialises")
+    let mut value = serde_json::to_value(schema).expect("schema serialises");
+    strip_nonstandard_formats(&mut value);
+    value
+}
+
+/// schemars annotates Rust number types (`uint64`, `double`, ...) as `format`s, which
+/// are not JSON Schema formats; validators in MCP clients warn on every one of them.
+fn strip_nonstandard_formats(node: &mut serde_json::Value) {
+    const STANDARD: &[&str] = &[
+        "date-time",
+        "date",
+        "time",
+        "duration",
+        "email",
+        "uri",
+        "uuid",
+        "regex",
+    ];
+    match node {
+        serde_json::Value::Object(map) => {
+            if map
+                .get("format")
+                .and_then(|f| f.as_str())
+                .is_some_and(|f| !STANDARD.contains(&f))
+            {
+                map.remove("format");
+            }
+            map.values_mut().for_each(strip_nonstandard_formats);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nonstandard_formats),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -281,6 +312,10 @@ mod tests {
         let schema = super::evidence_schema();
         let text = serde_json::to_string(&schema).unwrap();
         assert!(!text.contains("$ref"), "subschemas must be inlined");
+        assert!(
+            !text.contains("\"format\""),
+            "Rust number formats are not JSON Schema formats"
+        );
         assert_eq!(schema["type"], "object");
         let required: Vec<&str> = schema["required"]
             .as_array()

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::runs::{classify, VoxelClass};
+use super::runs::{classify, run_end, Run, SliceRuns, VoxelClass};
 
 /// Ids in `0..DENSE_SIDE` on both axes are counted in a flat table (2 MiB).
 const DENSE_SIDE: usize = 512;
@@ -131,49 +131,58 @@ impl ConfusionTally {
 /// Streams pairs of slices and counts (pred id, gt id) pairs.
 #[derive(Debug)]
 pub struct ConfusionAccumulator {
+    nx: usize,
+    ny: usize,
     dense: Vec<u64>,
     sparse: HashMap<(i64, i64), u64>,
     tally: ConfusionTally,
-}
-
-impl Default for ConfusionAccumulator {
-    fn default() -> Self {
-        Self::new()
-    }
+    runs: SliceRuns,
 }
 
 impl ConfusionAccumulator {
-    pub fn new() -> Self {
+    /// An empty histogram for slices of `nx` x `ny` voxels.
+    pub fn new(nx: usize, ny: usize) -> Self {
         ConfusionAccumulator {
+            nx,
+            ny,
             dense: vec![0; DENSE_SIDE * DENSE_SIDE],
             sparse: HashMap::new(),
             tally: ConfusionTally::default(),
+            runs: SliceRuns::default(),
         }
     }
 
-    /// Feed the prediction and ground-truth slices at the same z (same length).
+    /// Feed the prediction and ground-truth slices at the same z (x fastest, both
+    /// `nx * ny` long).
     pub fn push_slice(&mut self, pred: &[f64], gt: &[f64]) {
-        debug_assert_eq!(pred.len(), gt.len());
-        let n = pred.len().min(gt.len());
-        let mut i = 0;
-        while i < n {
-            // Joint run: both values bit-identical to the run's first voxel.
-            let (pb, gb) = (pred[i].to_bits(), gt[i].to_bits());
-            let mut j = i + 1;
-            while j < n && pred[j].to_bits() == pb && gt[j].to_bits() == gb {
-                j += 1;
+        let mut runs = std::mem::take(&mut self.runs);
+        runs.fill(pred, self.nx, self.ny);
+        self.push_runs(runs.runs(), gt);
+        self.runs = runs;
+    }
+
+    /// Feed the prediction's slice as runs (shared with the other accumulators) and
+    /// the ground-truth slice at the same z: each prediction run is split where the
+    /// ground truth changes, so every joint run costs one histogram update.
+    pub fn push_runs(&mut self, pred_runs: &[Run], gt: &[f64]) {
+        for run in pred_runs {
+            let row = run.y as usize * self.nx;
+            let gt_run = &gt[row..=row + run.x1 as usize];
+            let mut start = run.x0 as usize;
+            while start < gt_run.len() {
+                let end = run_end(gt_run, start);
+                self.add(run.class, gt_run[start], (end - start) as u64);
+                start = end;
             }
-            self.add(pred[i], gt[i], (j - i) as u64);
-            i = j;
         }
     }
 
     #[inline]
-    fn add(&mut self, pred: f64, gt: f64, len: u64) {
+    fn add(&mut self, pred: VoxelClass, gt: f64, len: u64) {
         let t = &mut self.tally;
         t.total_voxels += len;
         let p = integer_id(
-            classify(pred),
+            pred,
             &mut t.pred_nan_voxels,
             &mut t.pred_non_integer_voxels,
             len,
@@ -247,7 +256,8 @@ mod tests {
     fn counts_pairs_and_derives_dice_iou_with_statuses() {
         let pred = [0.0, 1.0, 1.0, 1.0, 2.0, 2.0, 0.0, 700.0, f64::NAN, 0.5];
         let gt = [0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 3.0, 700.0, 1.0, 1.0];
-        let mut acc = ConfusionAccumulator::new();
+        // Two slices of 5 x 1 voxels.
+        let mut acc = ConfusionAccumulator::new(5, 1);
         acc.push_slice(&pred[..5], &gt[..5]);
         acc.push_slice(&pred[5..], &gt[5..]);
         let t = acc.finish();

@@ -191,4 +191,13 @@ mod tests {
         check(1, &[10.0, 12.0, 1000.5, 11.0, 13.0, 9.0], 0);
         check(2, &[-3.0, 4.0, 2.0], 1);
     }
+
+    #[test]
+    fn a_label_with_only_non_finite_reference_voxels_has_no_statistics() {
+        let mut acc = IntensityAccumulator::new([3, 1, 1]);
+        acc.push_slice(&[4.0, 4.0, 5.0], &[f64::NAN, f64::INFINITY, 2.0]);
+        let got = acc.finish();
+        assert!(!got.contains_key(&4), "no mean exists for label 4");
+        assert_eq!(got[&5].mean, 2.0);
+    }
 }

@@ -5,7 +5,13 @@
 //! Why one pass: upstream label maps are ~400 MiB of float32 once inflated. Every
 //! statistic here is an accumulator fed one z-slice at a time (split into runs of
 //! equal values along x), so the mask, the reference image and the ground truth are
-//! read once, in lockstep, and memory stays flat whatever the volume size.
+//! read once, in lockstep, and memory stays flat whatever the volume size (each
+//! input is inflated on its own read-ahead thread, see [`stream`]).
+//!
+//! Layout: [`runs`] (classification, runs), the accumulators [`stats`],
+//! [`components`], [`intensity`], [`confusion`], the pure pass driver [`pass`],
+//! [`geometry`], the serialisable [`report`]; this file holds the file-level glue.
+//! The report's JSON Schema is `schemas/inspect_report.schema.json`.
 //!
 //! Value semantics: 0 is background; any other integer is a label id; NaN and
 //! non-integer values are counted apart and never attributed to a label; 255 is
@@ -20,6 +26,7 @@ pub mod pass;
 pub mod report;
 pub mod runs;
 pub mod stats;
+pub mod stream;
 
 pub use components::ComponentStats;
 pub use confusion::{ConfusionEntry, LabelOverlap, OverlapStatus};
@@ -31,6 +38,7 @@ use std::path::{Path, PathBuf};
 
 use crate::nifti::{Header, NiftiError, VolumeReader};
 use pass::{InspectPass, PassPlan};
+use stream::SliceStream;
 
 /// What to compute besides the per-label counts.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +87,13 @@ pub enum InspectError {
         other: PathBuf,
         other_shape: [usize; 3],
     },
+    /// The operating system refused a read-ahead thread.
+    #[error("{}: cannot start a reader thread: {source} (the system is out of threads or memory)", path.display())]
+    Thread {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The reader delivered fewer slices (or shorter ones) than its header promises.
     #[error("{}: {detail} (the file is inconsistent; re-create it)", path.display())]
     ShortVolume { path: PathBuf, detail: String },
@@ -115,8 +130,8 @@ pub fn mask_info(path: &Path, h: &Header) -> MaskInfo {
 /// Inspect a label map in one streamed pass, together with the optional reference
 /// image and ground truth (read in lockstep, slice by slice).
 pub fn inspect(mask: &Path, opts: &InspectOptions) -> Result<InspectReport, InspectError> {
-    let mut mask_reader = VolumeReader::open(mask)?;
-    let header = mask_reader.header().clone();
+    let mut mask_stream = start(VolumeReader::open(mask)?)?;
+    let header = mask_stream.header().clone();
     let mut reference = opts
         .reference
         .as_deref()
@@ -134,20 +149,18 @@ pub fn inspect(mask: &Path, opts: &InspectOptions) -> Result<InspectReport, Insp
         ground_truth: ground_truth.is_some(),
     };
     let mut pass = InspectPass::new(header.shape, plan);
-    let (mut mask_buf, mut ref_buf, mut gt_buf) = (Vec::new(), Vec::new(), Vec::new());
+    let len = pass.slice_len();
     for z in 0..header.shape[2] {
-        next_slice(&mut mask_reader, &mut mask_buf, z, pass.slice_len())?;
-        if let Some(r) = &mut reference {
-            next_slice(r, &mut ref_buf, z, pass.slice_len())?;
-        }
-        if let Some(r) = &mut ground_truth {
-            next_slice(r, &mut gt_buf, z, pass.slice_len())?;
-        }
-        pass.push(
-            &mask_buf,
-            reference.is_some().then_some(ref_buf.as_slice()),
-            ground_truth.is_some().then_some(gt_buf.as_slice()),
-        );
+        let mask_slice = next_slice(&mut mask_stream, z, len)?;
+        let ref_slice = match &mut reference {
+            Some(r) => Some(next_slice(r, z, len)?),
+            None => None,
+        };
+        let gt_slice = match &mut ground_truth {
+            Some(r) => Some(next_slice(r, z, len)?),
+            None => None,
+        };
+        pass.push(mask_slice, ref_slice, gt_slice);
     }
     let result = pass.finish();
 
@@ -193,32 +206,37 @@ pub fn inspect(mask: &Path, opts: &InspectOptions) -> Result<InspectReport, Insp
 /// Compare a predicted label map with a ground truth in one streamed pass over both:
 /// joint histogram, per-label Dice and IoU, geometry (default tolerance).
 pub fn compare_label_maps(pred: &Path, gt: &Path) -> Result<Comparison, InspectError> {
-    let mut pred_reader = VolumeReader::open(pred)?;
-    let header = pred_reader.header().clone();
-    let mut gt_reader = open_on_grid(gt, "ground truth", pred, &header)?;
-    let slice_len = header.shape[0] * header.shape[1];
-    let mut acc = confusion::ConfusionAccumulator::new();
-    let (mut pred_buf, mut gt_buf) = (Vec::new(), Vec::new());
+    let mut pred_stream = start(VolumeReader::open(pred)?)?;
+    let header = pred_stream.header().clone();
+    let mut gt_stream = open_on_grid(gt, "ground truth", pred, &header)?;
+    let len = header.shape[0] * header.shape[1];
+    let mut acc = confusion::ConfusionAccumulator::new(header.shape[0], header.shape[1]);
     for z in 0..header.shape[2] {
-        next_slice(&mut pred_reader, &mut pred_buf, z, slice_len)?;
-        next_slice(&mut gt_reader, &mut gt_buf, z, slice_len)?;
-        acc.push_slice(&pred_buf, &gt_buf);
+        let pred_slice = next_slice(&mut pred_stream, z, len)?;
+        let gt_slice = next_slice(&mut gt_stream, z, len)?;
+        acc.push_slice(pred_slice, gt_slice);
     }
     Ok(Comparison::from_tally(
         pred.display().to_string(),
         gt.display().to_string(),
-        compare_geometry(&header, gt_reader.header(), DEFAULT_GEOMETRY_TOLERANCE),
+        compare_geometry(&header, gt_stream.header(), DEFAULT_GEOMETRY_TOLERANCE),
         acc.finish(),
     ))
 }
 
-/// Open a second image and insist it has the label map's shape.
+/// Start reading a volume ahead on its own thread.
+fn start(reader: VolumeReader) -> Result<SliceStream, InspectError> {
+    let path = reader.path().to_path_buf();
+    SliceStream::spawn(reader).map_err(|source| InspectError::Thread { path, source })
+}
+
+/// Open a second image, insist it has the label map's shape, start reading it.
 fn open_on_grid(
     path: &Path,
     role: &'static str,
     mask: &Path,
     mask_header: &Header,
-) -> Result<VolumeReader, InspectError> {
+) -> Result<SliceStream, InspectError> {
     let reader = VolumeReader::open(path)?;
     if reader.header().shape != mask_header.shape {
         return Err(InspectError::ShapeMismatch {
@@ -229,31 +247,21 @@ fn open_on_grid(
             other_shape: reader.header().shape,
         });
     }
-    Ok(reader)
+    start(reader)
 }
 
 /// Read slice `z`, insisting it is there and has `len` values.
-fn next_slice(
-    reader: &mut VolumeReader,
-    buf: &mut Vec<f64>,
-    z: usize,
-    len: usize,
-) -> Result<(), InspectError> {
-    let short = |reader: &VolumeReader, detail: String| InspectError::ShortVolume {
-        path: reader.path().to_path_buf(),
-        detail,
-    };
-    if !reader.read_slice(buf)? {
-        return Err(short(
-            reader,
-            format!("no z-slice {z} although the header promises it"),
-        ));
+fn next_slice(stream: &mut SliceStream, z: usize, len: usize) -> Result<&[f64], InspectError> {
+    let path = stream.path().to_path_buf();
+    let short = |detail: String| InspectError::ShortVolume { path, detail };
+    match stream.next_slice()? {
+        None => Err(short(format!(
+            "no z-slice {z} although the header promises it"
+        ))),
+        Some(slice) if slice.len() != len => Err(short(format!(
+            "z-slice {z} holds {} values, expected {len}",
+            slice.len()
+        ))),
+        Some(slice) => Ok(slice),
     }
-    if buf.len() != len {
-        return Err(short(
-            reader,
-            format!("z-slice {z} holds {} values, expected {len}", buf.len()),
-        ));
-    }
-    Ok(())
 }

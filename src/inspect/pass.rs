@@ -49,7 +49,9 @@ impl InspectPass {
             stats: LabelStatsAccumulator::new(shape),
             components: plan.components.then(|| ComponentAccumulator::new(shape)),
             intensity: plan.reference.then(|| IntensityAccumulator::new(shape)),
-            confusion: plan.ground_truth.then(ConfusionAccumulator::new),
+            confusion: plan
+                .ground_truth
+                .then(|| ConfusionAccumulator::new(shape[0], shape[1])),
         }
     }
 
@@ -73,7 +75,7 @@ impl InspectPass {
             acc.push_runs(runs, reference);
         }
         if let (Some(acc), Some(gt)) = (&mut self.confusion, ground_truth) {
-            acc.push_slice(mask, gt);
+            acc.push_runs(runs, gt);
         }
     }
 

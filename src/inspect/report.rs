@@ -415,6 +415,49 @@ mod tests {
     }
 
     #[test]
+    fn an_all_background_map_renders_without_labels_or_warnings() {
+        let report = InspectReport {
+            schema_version: SCHEMA_VERSION.into(),
+            mask: MaskInfo {
+                path: "empty.nii.gz".into(),
+                shape: [2, 2, 2],
+                spacing: [1.0, 1.0, 2.5],
+                affine: [
+                    [1.0, 0.0, 0.0, 0.0],
+                    [0.0, 1.0, 0.0, 0.0],
+                    [0.0, 0.0, 2.5, 0.0],
+                    [0.0, 0.0, 0.0, 1.0],
+                ],
+                sform_code: 1,
+                qform_code: 1,
+                orientation: "RAS".into(),
+                dtype: "uint8".into(),
+            },
+            voxel_volume_ml: 0.0025,
+            total_voxels: 8,
+            background_voxels: 8,
+            non_integer_voxels: 0,
+            nan_voxels: 0,
+            value_255_voxels: 0,
+            integer_valued: true,
+            labels: vec![],
+            reference_path: None,
+            reference_geometry: None,
+            ground_truth: None,
+            not_for_clinical_use: crate::NOT_FOR_CLINICAL_USE.into(),
+        };
+        let table = report.render_table();
+        assert!(table.contains("(no labels"), "{table}");
+        assert!(table.contains("spacing 1 x 1 x 2.5 mm"), "{table}");
+        assert!(
+            !table.contains("WARNING") && !table.contains("NOTE"),
+            "{table}"
+        );
+        assert!(!table.contains("ground truth") && !table.contains("reference image"));
+        assert!(table.contains(crate::NOT_FOR_CLINICAL_USE));
+    }
+
+    #[test]
     fn number_rendering_is_short() {
         assert_eq!(fmt_num(1.5), "1.5");
         assert_eq!(fmt_num(3.0), "3");

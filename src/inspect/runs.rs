@@ -75,18 +75,14 @@ impl SliceRuns {
         for (y, row) in values.chunks_exact(nx).take(ny).enumerate() {
             let mut x0 = 0usize;
             while x0 < nx {
-                let bits = row[x0].to_bits();
-                let mut x1 = x0;
-                while x1 + 1 < nx && row[x1 + 1].to_bits() == bits {
-                    x1 += 1;
-                }
+                let end = run_end(row, x0);
                 self.runs.push(Run {
                     y: y as u32,
                     x0: x0 as u32,
-                    x1: x1 as u32,
+                    x1: (end - 1) as u32,
                     class: classify(row[x0]),
                 });
-                x0 = x1 + 1;
+                x0 = end;
             }
         }
     }
@@ -95,6 +91,28 @@ impl SliceRuns {
     pub fn runs(&self) -> &[Run] {
         &self.runs
     }
+}
+
+/// The first index after `start` whose value differs bitwise from `row[start]`
+/// (`row.len()` if none). Label maps are mostly long runs, so whole blocks of 16 are
+/// compared at once (branch-free, vectorised), then the tail voxel by voxel.
+#[inline]
+pub fn run_end(row: &[f64], start: usize) -> usize {
+    const BLOCK: usize = 16;
+    let bits = row[start].to_bits();
+    let mut i = start + 1;
+    while let Some(block) = row.get(i..i + BLOCK) {
+        // OR of XORs is zero iff every value matches: no branch per voxel.
+        let diff = block.iter().fold(0u64, |acc, v| acc | (v.to_bits() ^ bits));
+        if diff != 0 {
+            break;
+        }
+        i += BLOCK;
+    }
+    while i < row.len() && row[i].to_bits() == bits {
+        i += 1;
+    }
+    i
 }
 
 #[cfg(test)]
@@ -112,6 +130,19 @@ mod tests {
         assert_eq!(classify(f64::INFINITY), VoxelClass::NonInteger);
         assert_eq!(classify(1e300), VoxelClass::NonInteger);
         assert_eq!(classify(f64::NAN), VoxelClass::Nan);
+    }
+
+    #[test]
+    fn run_end_handles_blocks_and_tails() {
+        let mut row = vec![1.0; 30];
+        assert_eq!(run_end(&row, 0), 30);
+        for cut in [1, 7, 8, 9, 15, 16, 17, 29] {
+            row[cut] = 2.0;
+            assert_eq!(run_end(&row, 0), cut, "cut at {cut}");
+            assert_eq!(run_end(&row, cut), cut + 1);
+            row[cut] = 1.0;
+        }
+        assert_eq!(run_end(&row, 29), 30);
     }
 
     #[test]

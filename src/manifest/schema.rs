@@ -92,10 +92,55 @@ pub fn tool_specs(manifest: &Manifest) -> Vec<ToolSpec> {
             title: tool.title.clone(),
             description: tool.description.trim().to_string(),
             input_schema: input_schema(tool),
-            output_schema: tool.output_schema.as_deref().and_then(embedded_schema),
+            output_schema: tool
+                .output_schema
+                .as_deref()
+                .and_then(embedded_schema)
+                .map(inline_refs),
             read_only: tool.read_only,
         })
         .collect()
+}
+
+/// Replace every local `{"$ref": "#/$defs/name"}` with the definition itself and drop
+/// `$defs`, so clients that do not resolve references (many do not) see the whole shape.
+/// Hand-written schemas may use `$defs` for readability; agents get them inlined.
+pub fn inline_refs(schema: Value) -> Value {
+    let defs = schema
+        .get("$defs")
+        .or_else(|| schema.get("definitions"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    fn walk(node: Value, defs: &Value, depth: usize) -> Value {
+        match node {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    let name = target.rsplit('/').next().unwrap_or_default();
+                    if let Some(def) = defs.get(name).filter(|_| depth < 32) {
+                        let mut resolved = walk(def.clone(), defs, depth + 1);
+                        // Sibling keywords (e.g. a description) stay beside the inlined definition.
+                        if let Value::Object(target_map) = &mut resolved {
+                            for (k, v) in map.iter().filter(|(k, _)| k.as_str() != "$ref") {
+                                target_map.insert(k.clone(), walk(v.clone(), defs, depth + 1));
+                            }
+                        }
+                        return resolved;
+                    }
+                }
+                Value::Object(
+                    map.into_iter()
+                        .filter(|(k, _)| k != "$defs" && k != "definitions")
+                        .map(|(k, v)| (k, walk(v, defs, depth)))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|v| walk(v, defs, depth)).collect())
+            }
+            other => other,
+        }
+    }
+    walk(schema, &defs, 0)
 }
 
 /// The generated files of `ctmr-skill schema`: (relative path, pretty JSON). The same
@@ -172,6 +217,21 @@ mod tests {
                 .expect("every tool declares an output schema");
             assert_eq!(output["type"], "object", "{} output", spec.name);
         }
+    }
+
+    #[test]
+    fn local_references_are_inlined() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"a": {"$ref": "#/$defs/v", "description": "kept"}, "b": {"items": {"$ref": "#/$defs/v"}}},
+            "$defs": {"v": {"enum": ["pass", "fail"]}}
+        });
+        assert_eq!(
+            inline_refs(schema),
+            json!({"type": "object", "properties": {
+                "a": {"enum": ["pass", "fail"], "description": "kept"},
+                "b": {"items": {"enum": ["pass", "fail"]}}}})
+        );
     }
 
     #[test]

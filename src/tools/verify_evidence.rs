@@ -28,7 +28,9 @@ pub fn parse(
 pub fn execute(pack_dir: &std::path::Path) -> ToolOutcome {
     match verify_pack(pack_dir, &VerifyOptions::default()) {
         Err(e) => ToolOutcome::Failure {
-            message: e.to_string(),
+            message: format!(
+                "argument 'pack_dir': {e}. Fix: pass the output_dir of a run_script call (it holds output.json)"
+            ),
             structured: None,
         },
         Ok(report) => ToolOutcome::Success {

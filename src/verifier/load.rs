@@ -70,9 +70,12 @@ pub struct LabelVoxels {
 
 impl LabelVoxels {
     fn with_capacity(shape: [usize; 3]) -> LabelVoxels {
+        // Grow with the data actually read, so a header that lies about its size
+        // cannot reserve memory up front.
+        let n = shape[0].saturating_mul(shape[1]).saturating_mul(shape[2]);
         LabelVoxels {
             shape,
-            ids: Vec::with_capacity(shape[0] * shape[1] * shape[2]),
+            ids: Vec::with_capacity(n.min(1 << 24)),
         }
     }
 
@@ -95,6 +98,10 @@ pub struct MaskScan {
     pub gt_voxels: Option<LabelVoxels>,
 }
 
+/// Largest volume whose label ids are kept for surface metrics (2 bytes a voxel per
+/// map); beyond it the surfaces are not measured and the verdict says so.
+pub const MAX_SURFACE_VOXELS: usize = 1 << 30;
+
 /// Stream the mask once (components on), with the ground truth in lockstep when
 /// given (its shape must already be known to equal the mask's).
 pub fn scan(
@@ -114,8 +121,9 @@ pub fn scan(
         ground_truth: gt_reader.is_some(),
     };
     let mut pass = InspectPass::new(shape, plan);
-    let mut pred_keep =
-        (keep_voxels && gt_reader.is_some()).then(|| LabelVoxels::with_capacity(shape));
+    let voxels = shape[0].saturating_mul(shape[1]).saturating_mul(shape[2]);
+    let keep = keep_voxels && gt_reader.is_some() && voxels <= MAX_SURFACE_VOXELS;
+    let mut pred_keep = keep.then(|| LabelVoxels::with_capacity(shape));
     let mut gt_keep = pred_keep
         .as_ref()
         .map(|_| LabelVoxels::with_capacity(shape));

@@ -29,7 +29,7 @@ pub mod surface;
 pub mod verdict;
 pub mod vocabulary;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::inspect::geometry::{compare_facts, DEFAULT_GEOMETRY_TOLERANCE};
@@ -37,10 +37,10 @@ use crate::nifti::Header;
 
 use bounds::{AnatomyBounds, BoundsError};
 use load::{LabelVoxels, MaskScan};
-use pack::{resolve_recorded_path, PackDoc, PackFacts};
+use pack::{resolve_recorded_path, HashedFile, PackDoc, PackFacts};
 pub use report::VerifierReport;
 use report::*;
-use surface::{BoolGrid, EmptyStatus};
+use surface::BoolGrid;
 use verdict::{ClassObservation, ClassOverlap, ExpectedSet};
 use vocabulary::Vocabulary;
 
@@ -255,9 +255,44 @@ fn open_recorded(pack_dir: &Path, raw: Option<&str>, what: &str, field: &str) ->
     }
 }
 
-fn rounded(v: f64) -> f64 {
-    // Report geometry at the precision the header carries, without float noise.
-    (v * 1e9).round() / 1e9
+/// Compare a file's SHA-256 with every hash the pack records for it; `None` when the
+/// pack records none.
+fn hash_check<'c>(
+    name: &str,
+    path: &Path,
+    claims: impl Iterator<Item = &'c pack::HashClaim>,
+) -> Option<Check> {
+    let claims: Vec<&pack::HashClaim> = claims.collect();
+    if claims.is_empty() {
+        return None;
+    }
+    Some(match load::sha256_file(path) {
+        Err(e) => Check::new(name, false, format!("cannot hash {}: {e}", path.display())),
+        Ok(sha) => {
+            let wrong: Vec<String> = claims
+                .iter()
+                .filter(|c| c.sha256 != sha)
+                .map(|c| format!("{} records {}", c.field, c.sha256))
+                .collect();
+            if wrong.is_empty() {
+                Check::new(
+                    name,
+                    true,
+                    format!("sha256 {sha} equals {} recorded hash(es)", claims.len()),
+                )
+            } else {
+                Check::new(
+                    name,
+                    false,
+                    format!(
+                        "{} has sha256 {sha}, but {}",
+                        path.display(),
+                        wrong.join(", ")
+                    ),
+                )
+            }
+        }
+    })
 }
 
 impl Context<'_> {
@@ -329,6 +364,23 @@ impl Context<'_> {
                 modality_note.clone(),
             ),
         ];
+        let normalised: BTreeSet<&str> = facts
+            .skill_id_claims
+            .iter()
+            .map(|(_, id)| id.strip_prefix("medagent.").unwrap_or(id))
+            .collect();
+        if normalised.len() > 1 {
+            let listed: Vec<String> = facts
+                .skill_id_claims
+                .iter()
+                .map(|(f, id)| format!("{f} = {id:?}"))
+                .collect();
+            target_checks.push(Check::new(
+                "skill_ids_agree",
+                false,
+                format!("the documents name different skills: {}", listed.join(", ")),
+            ));
+        }
         if !facts.prompt_problems.is_empty() {
             target_checks.push(Check::new(
                 "label_prompts_readable",
@@ -511,14 +563,14 @@ impl Context<'_> {
         };
         if let Ok(h) = &input.header {
             inv.input_shape = h.shape.to_vec();
-            inv.input_spacing = h.spacing.iter().copied().map(rounded).collect();
+            inv.input_spacing = h.spacing.to_vec();
         }
         match &mask.header {
             Err(e) => checks.push(Check::new("label_map_readable", false, e.clone())),
             Ok(h) => {
                 inv.label_map_dtype = Some(h.datatype.name().to_string());
                 inv.label_map_shape = h.shape.to_vec();
-                inv.label_map_spacing = h.spacing.iter().copied().map(rounded).collect();
+                inv.label_map_spacing = h.spacing.to_vec();
                 inv.voxel_volume_ml = Some(h.voxel_volume_ml());
                 match scan {
                     Some(Ok(s)) => {
@@ -636,20 +688,13 @@ impl Context<'_> {
             )),
             (Err(_), Ok(_)) => {}
         }
-        if let (Some(claimed), Some(path)) = (&facts.claimed_input_sha256, &input.path) {
-            if input.header.is_ok() {
-                match load::sha256_file(path) {
-                    Ok(sha) => checks.push(Check::new(
-                        "input_hash_matches_claim",
-                        &sha == claimed,
-                        format!("input sha256 {sha}, recorded {claimed}"),
-                    )),
-                    Err(e) => checks.push(Check::new(
-                        "input_hash_matches_claim",
-                        false,
-                        format!("cannot hash the input: {e}"),
-                    )),
-                }
+        if let (Some(path), true) = (&input.path, input.header.is_ok()) {
+            if let Some(c) = hash_check(
+                "input_hash_matches_claims",
+                path,
+                facts.hashes_of(HashedFile::Input),
+            ) {
+                checks.push(c);
             }
         }
         if inv.label_map_readable {
@@ -696,9 +741,16 @@ impl Context<'_> {
                 }
             }
         }
-        if let (Some(claimed), Some(found)) = (&c.mask_sha256, &inv.label_map_sha256) {
-            if claimed != found {
-                diffs.push(format!("mask sha256 claimed {claimed}, file has {found}"));
+        if let Some(found) = &inv.label_map_sha256 {
+            for claim in self
+                .facts
+                .hashes_of(HashedFile::Mask)
+                .filter(|c| &c.sha256 != found)
+            {
+                diffs.push(format!(
+                    "mask sha256 claimed {} ({}), file has {found}",
+                    claim.sha256, claim.field
+                ));
             }
         }
         if let (Some(claimed), Some(found)) = (c.voxel_volume_ml, inv.voxel_volume_ml) {
@@ -811,27 +863,17 @@ impl Context<'_> {
             true,
             format!("header of {} read", gt.shown.as_deref().unwrap_or("?")),
         ));
-        if let (Some(claimed), Some(path)) = (&self.facts.claimed_ground_truth_sha256, &gt.path) {
-            match load::sha256_file(path) {
-                Ok(sha) if &sha == claimed => m.checks.push(Check::new(
-                    "ground_truth_hash_matches_claim",
-                    true,
-                    format!("sha256 {sha}"),
-                )),
-                Ok(sha) => {
-                    return fail(
-                        m,
-                        "ground_truth_hash_matches_claim",
-                        format!("ground truth sha256 {sha}, recorded {claimed}"),
-                    )
+        if let Some(path) = &gt.path {
+            match hash_check(
+                "ground_truth_hash_matches_claims",
+                path,
+                self.facts.hashes_of(HashedFile::GroundTruth),
+            ) {
+                Some(c) if !c.passed() => {
+                    return fail(m, "ground_truth_hash_matches_claims", c.reason)
                 }
-                Err(e) => {
-                    return fail(
-                        m,
-                        "ground_truth_hash_matches_claim",
-                        format!("cannot hash the ground truth: {e}"),
-                    )
-                }
+                Some(c) => m.checks.push(c),
+                None => {}
             }
         }
         let Some(geometry) = geometry else {
@@ -851,7 +893,7 @@ impl Context<'_> {
             affine_match: geometry.affine_match,
             affine_max_abs_diff: geometry.affine_max_abs_diff,
             gt_shape: gt_header.shape.to_vec(),
-            gt_spacing: gt_header.spacing.iter().copied().map(rounded).collect(),
+            gt_spacing: gt_header.spacing.to_vec(),
             shape_match: geometry.shape_match,
             spacing_match: geometry.spacing_match,
         });
@@ -894,27 +936,56 @@ impl Context<'_> {
             );
         }
         let spacing = mask.header.as_ref().map(|h| h.spacing).unwrap_or([1.0; 3]);
-        let overlaps: Vec<ClassOverlap> = confusion
-            .overlaps()
-            .into_iter()
-            .filter_map(|o| {
-                let id = u32::try_from(o.label_id).ok()?;
-                let surface = match (&s.pred_voxels, &s.gt_voxels) {
-                    (Some(p), Some(g)) if o.pred_voxels > 0 && o.gt_voxels > 0 => {
-                        Some(class_surface(p, g, id, spacing, self.surface_tolerance))
-                    }
-                    _ => None,
-                };
-                Some(ClassOverlap {
-                    label_id: id,
-                    name: self.vocab.name(id),
-                    pred_voxels: o.pred_voxels,
-                    gt_voxels: o.gt_voxels,
-                    intersection: o.intersection,
-                    surface,
-                })
-            })
+        let boxes = match (&s.pred_voxels, &s.gt_voxels) {
+            (Some(p), Some(g)) => union_bboxes(p, g),
+            _ => BTreeMap::new(),
+        };
+        let mut overlaps = Vec::new();
+        for o in confusion.overlaps() {
+            let Ok(id) = u32::try_from(o.label_id) else {
+                continue;
+            };
+            let surface = match (
+                &s.pred_voxels,
+                &s.gt_voxels,
+                u16::try_from(id)
+                    .ok()
+                    .and_then(|i| boxes.get(&i).map(|b| (i, *b))),
+            ) {
+                (Some(p), Some(g), Some((id16, bbox))) if o.pred_voxels > 0 && o.gt_voxels > 0 => {
+                    Some(class_surface(
+                        p,
+                        g,
+                        id16,
+                        bbox,
+                        spacing,
+                        self.surface_tolerance,
+                    ))
+                }
+                _ => None,
+            };
+            overlaps.push(ClassOverlap {
+                label_id: id,
+                name: self.vocab.name(id),
+                pred_voxels: o.pred_voxels,
+                gt_voxels: o.gt_voxels,
+                intersection: o.intersection,
+                surface,
+            });
+        }
+        // Fail closed: a class present in both maps must have its surfaces measured.
+        let unmeasured: Vec<u32> = overlaps
+            .iter()
+            .filter(|o| o.pred_voxels > 0 && o.gt_voxels > 0 && o.surface.is_none())
+            .map(|o| o.label_id)
             .collect();
+        if !unmeasured.is_empty() {
+            return fail(
+                m,
+                "surface_metrics_computed",
+                format!("surface metrics could not be computed for label ids {unmeasured:?} (ids above 65535, or volumes above {} voxels, are not supported)", load::MAX_SURFACE_VOXELS),
+            );
+        }
         let scope: Option<BTreeSet<u32>> = expected.map(|e| e.ids.clone());
         let (rows, checks) = verdict::gt_rows(&overlaps, scope.as_ref(), self.bounds);
         m.checks.extend(checks);
@@ -942,45 +1013,43 @@ impl Context<'_> {
     }
 }
 
-/// Surface metrics of one class, on the crop of the union bounding box.
-fn class_surface(
-    pred: &LabelVoxels,
-    gt: &LabelVoxels,
-    id: u32,
-    spacing: [f64; 3],
-    tolerance: f64,
-) -> surface::SurfaceMetrics {
-    let shape = pred.shape;
-    let Ok(id) = u16::try_from(id) else {
-        return surface::SurfaceMetrics {
-            status: EmptyStatus::BothEmpty,
-            hd95_mm: None,
-            hausdorff_mm: None,
-            assd_mm: None,
-            nsd: None,
-            tolerance_mm: tolerance,
-        };
+/// Inclusive bounding box per label id over the union of both label maps, in one
+/// pass (so many classes cost one scan, not one scan each).
+fn union_bboxes(pred: &LabelVoxels, gt: &LabelVoxels) -> BTreeMap<u16, ([usize; 3], [usize; 3])> {
+    let [nx, ny, _] = pred.shape;
+    let mut boxes: BTreeMap<u16, ([usize; 3], [usize; 3])> = BTreeMap::new();
+    let mut grow = |id: u16, c: [usize; 3]| {
+        let b = boxes.entry(id).or_insert((c, c));
+        for (k, &v) in c.iter().enumerate() {
+            b.0[k] = b.0[k].min(v);
+            b.1[k] = b.1[k].max(v);
+        }
     };
-    let mut lo = [usize::MAX; 3];
-    let mut hi = [0usize; 3];
-    let (nx, ny) = (shape[0], shape[1]);
     for (i, (&p, &g)) in pred.ids.iter().zip(&gt.ids).enumerate() {
-        if p == id || g == id {
+        if p != 0 || g != 0 {
             let c = [i % nx, (i / nx) % ny, i / (nx * ny)];
-            for k in 0..3 {
-                lo[k] = lo[k].min(c[k]);
-                hi[k] = hi[k].max(c[k]);
+            if p != 0 {
+                grow(p, c);
+            }
+            if g != 0 && g != p {
+                grow(g, c);
             }
         }
     }
-    if lo[0] == usize::MAX {
-        return surface::surface_metrics(
-            &BoolGrid::new([1, 1, 1]),
-            &BoolGrid::new([1, 1, 1]),
-            spacing,
-            tolerance,
-        );
-    }
+    boxes
+}
+
+/// Surface metrics of one class, on the crop of its union bounding box.
+fn class_surface(
+    pred: &LabelVoxels,
+    gt: &LabelVoxels,
+    id: u16,
+    bbox: ([usize; 3], [usize; 3]),
+    spacing: [f64; 3],
+    tolerance: f64,
+) -> surface::SurfaceMetrics {
+    let (lo, hi) = bbox;
+    let [nx, ny, _] = pred.shape;
     let crop = [hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1];
     let at = |v: &LabelVoxels, x: usize, y: usize, z: usize| {
         v.ids[(lo[0] + x) + nx * ((lo[1] + y) + ny * (lo[2] + z))] == id

@@ -81,8 +81,34 @@ pub struct PackFacts {
     pub label_map_source: Option<String>,
     pub upstream_root: Option<String>,
     pub claimed: ClaimedFacts,
-    pub claimed_input_sha256: Option<String>,
-    pub claimed_ground_truth_sha256: Option<String>,
+    /// Every SHA-256 the documents record, with the file it is about and its field.
+    pub hash_claims: Vec<HashClaim>,
+    /// Every skill id the documents record, with its field.
+    pub skill_id_claims: Vec<(String, String)>,
+}
+
+/// Which file a recorded hash is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashedFile {
+    Mask,
+    Input,
+    GroundTruth,
+}
+
+/// One recorded hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HashClaim {
+    pub file: HashedFile,
+    /// Where it was recorded, e.g. `manifest.json hashes.mask_sha256`.
+    pub field: String,
+    pub sha256: String,
+}
+
+impl PackFacts {
+    /// The recorded hashes of one file.
+    pub fn hashes_of(&self, file: HashedFile) -> impl Iterator<Item = &HashClaim> {
+        self.hash_claims.iter().filter(move |c| c.file == file)
+    }
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -159,12 +185,6 @@ impl PackFacts {
             ground_truth_path: str_at(output, &["input", "ground_truth_path"]).map(str::to_string),
             label_map_source: str_at(output, &["output", "label_map_source"]).map(str::to_string),
             upstream_root: str_at(output, &["invocation", "upstream_root"]).map(str::to_string),
-            claimed_input_sha256: str_at(output, &["input", "sha256"])
-                .or_else(|| manifest.and_then(|m| str_at(m, &["hashes", "input_sha256"])))
-                .map(str::to_string),
-            claimed_ground_truth_sha256: manifest
-                .and_then(|m| str_at(m, &["hashes", "ground_truth_sha256"]))
-                .map(str::to_string),
             ..PackFacts::default()
         };
         let mut problems = Vec::new();
@@ -176,6 +196,55 @@ impl PackFacts {
         f.prompts.sort_unstable();
         f.prompts.dedup();
         f.prompt_problems = problems;
+        let mut hash = |file: HashedFile, doc: Option<&Value>, doc_name: &str, path: &[&str]| {
+            if let Some(sha) = doc.and_then(|d| str_at(d, path)) {
+                f.hash_claims.push(HashClaim {
+                    file,
+                    field: format!("{doc_name} {}", path.join(".")),
+                    sha256: sha.to_string(),
+                });
+            }
+        };
+        hash(
+            HashedFile::Mask,
+            Some(output),
+            "output.json",
+            &["output", "sha256"],
+        );
+        hash(
+            HashedFile::Mask,
+            manifest,
+            "manifest.json",
+            &["hashes", "mask_sha256"],
+        );
+        hash(
+            HashedFile::Input,
+            Some(output),
+            "output.json",
+            &["input", "sha256"],
+        );
+        hash(
+            HashedFile::Input,
+            manifest,
+            "manifest.json",
+            &["hashes", "input_sha256"],
+        );
+        hash(
+            HashedFile::GroundTruth,
+            manifest,
+            "manifest.json",
+            &["hashes", "ground_truth_sha256"],
+        );
+        for (doc, doc_name, key) in [
+            (manifest, "manifest.json", "skill_id"),
+            (Some(output), "output.json", "skill_id"),
+            (Some(output), "output.json", "skill"),
+        ] {
+            if let Some(id) = doc.and_then(|d| str_at(d, &[key])) {
+                f.skill_id_claims
+                    .push((format!("{doc_name} {key}"), id.to_string()));
+            }
+        }
         f.claimed = ClaimedFacts {
             affine_match: at(output, &["output", "geometry", "affine_match"])
                 .and_then(Value::as_bool),
@@ -252,6 +321,12 @@ mod tests {
         assert_eq!(f.validation_overall.as_deref(), Some("passed"));
         assert_eq!(f.claimed.shape, Some(vec![4, 5, 6]));
         assert_eq!(f.claimed.mask_sha256.as_deref(), Some("ab"));
+        let masks: Vec<&str> = f
+            .hashes_of(HashedFile::Mask)
+            .map(|c| c.field.as_str())
+            .collect();
+        assert_eq!(masks, vec!["manifest.json hashes.mask_sha256"]);
+        assert_eq!(f.skill_id_claims.len(), 2);
         assert_eq!(f.upstream_root.as_deref(), Some("/bundle"));
 
         let output = json!({"skill": "nv_segment_ctmr", "invocation": {"label_prompts": "1, 2,x"}});

@@ -337,34 +337,48 @@ struct CornerCodes {
 /// Neighbour codes on the corner grid of the crop `lo..=hi` of `mask`. Corner
 /// `(i, j, k)` sees voxels `lo + (i−1, j−1, k−1) ..= lo + (i, j, k)`.
 fn corner_codes(mask: &BoolGrid, lo: [usize; 3], hi: [usize; 3]) -> CornerCodes {
-    let dims = [hi[0] - lo[0] + 2, hi[1] - lo[1] + 2, hi[2] - lo[2] + 2];
-    let mut codes = vec![0u8; dims[0] * dims[1] * dims[2]];
-    let inside = |x: isize, y: isize, z: isize| -> bool {
-        let p = [x, y, z];
-        for axis in 0..3 {
-            if p[axis] < lo[axis] as isize || p[axis] > hi[axis] as isize {
-                return false;
+    // Copy the crop into a zero-padded byte grid so every corner reads its eight
+    // voxels without bounds checks.
+    let crop = [hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1];
+    let pad = [crop[0] + 2, crop[1] + 2, crop[2] + 2];
+    let (sy, sz) = (pad[0], pad[0] * pad[1]);
+    let mut padded = vec![0u8; pad[0] * pad[1] * pad[2]];
+    for z in 0..crop[2] {
+        for y in 0..crop[1] {
+            let src = mask.index(lo[0], lo[1] + y, lo[2] + z);
+            let dst = 1 + sy * (y + 1) + sz * (z + 1);
+            for (d, &v) in padded[dst..dst + crop[0]]
+                .iter_mut()
+                .zip(&mask.data[src..src + crop[0]])
+            {
+                *d = u8::from(v);
             }
         }
-        mask.get(x as usize, y as usize, z as usize)
-    };
+    }
+    let dims = [crop[0] + 1, crop[1] + 1, crop[2] + 1];
+    let mut codes = vec![0u8; dims[0] * dims[1] * dims[2]];
+    // Offsets of voxel (a, b, c) relative to the corner's lowest voxel, by bit.
+    let mut offsets = [(0usize, 0u8); 8];
+    for a in 0..2 {
+        for b in 0..2 {
+            for c in 0..2 {
+                let bit = 7 - (4 * a + 2 * b + c);
+                offsets[4 * a + 2 * b + c] = (a + sy * b + sz * c, bit as u8);
+            }
+        }
+    }
+    let mut out = 0;
     for k in 0..dims[2] {
         for j in 0..dims[1] {
+            let row = sy * j + sz * k;
             for i in 0..dims[0] {
+                let base = row + i;
                 let mut code = 0u8;
-                for a in 0..2 {
-                    for b in 0..2 {
-                        for c in 0..2 {
-                            let x = lo[0] as isize + i as isize - 1 + a;
-                            let y = lo[1] as isize + j as isize - 1 + b;
-                            let z = lo[2] as isize + k as isize - 1 + c;
-                            if inside(x, y, z) {
-                                code |= 1 << (7 - (4 * a + 2 * b + c));
-                            }
-                        }
-                    }
+                for &(off, bit) in &offsets {
+                    code |= padded[base + off] << bit;
                 }
-                codes[i + dims[0] * (j + dims[1] * k)] = code;
+                codes[out] = code;
+                out += 1;
             }
         }
     }
@@ -404,54 +418,40 @@ pub fn squared_edt(feature: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Vec
     d
 }
 
-/// One 1-D pass: `out[p] = min_q f[q] + (s·(p−q))²`.
+/// One 1-D pass: `out[p] = min_q f[q] + (s·(p−q))²` (lower envelope of parabolas).
 fn lower_envelope(f: &[f64], s: f64, out: &mut Vec<f64>) {
     let n = f.len();
     out.clear();
     out.resize(n, f64::INFINITY);
-    let mut sites: Vec<usize> = Vec::with_capacity(n);
-    let mut bounds: Vec<f64> = Vec::with_capacity(n + 1);
     let pos = |q: usize| q as f64 * s;
-    for q in 0..n {
-        if !f[q].is_finite() {
-            continue;
-        }
+    // sites[k] owns the envelope from bounds[k] to bounds[k + 1].
+    let mut sites: Vec<usize> = Vec::with_capacity(n);
+    let mut bounds: Vec<f64> = Vec::with_capacity(n);
+    for q in (0..n).filter(|&q| f[q].is_finite()) {
+        let height_q = f[q] + pos(q) * pos(q);
         loop {
-            match sites.last() {
-                None => {
-                    sites.push(q);
-                    bounds.clear();
-                    bounds.push(f64::NEG_INFINITY);
-                    break;
-                }
-                Some(&v) => {
-                    let x = ((f[q] + pos(q) * pos(q)) - (f[v] + pos(v) * pos(v)))
-                        / (2.0 * (pos(q) - pos(v)));
-                    if x <= *bounds.last().unwrap_or(&f64::NEG_INFINITY) && sites.len() > 1 {
-                        sites.pop();
-                        bounds.pop();
-                        continue;
-                    }
-                    if x <= *bounds.last().unwrap_or(&f64::NEG_INFINITY) {
-                        // Only one site and the new one dominates everywhere.
-                        sites.pop();
-                        bounds.pop();
-                        sites.push(q);
-                        bounds.push(f64::NEG_INFINITY);
-                        break;
-                    }
-                    sites.push(q);
-                    bounds.push(x);
-                    break;
-                }
+            let Some(&v) = sites.last() else {
+                sites.push(q);
+                bounds.push(f64::NEG_INFINITY);
+                break;
+            };
+            // Where parabola q starts to lie below parabola v (finite: both finite).
+            let x = (height_q - (f[v] + pos(v) * pos(v))) / (2.0 * (pos(q) - pos(v)));
+            if sites.len() > 1 && x <= bounds[bounds.len() - 1] {
+                sites.pop();
+                bounds.pop();
+                continue;
             }
+            sites.push(q);
+            bounds.push(x);
+            break;
         }
-    }
-    if sites.is_empty() {
-        return;
     }
     let mut k = 0;
     for (p, slot) in out.iter_mut().enumerate() {
+        if sites.is_empty() {
+            break;
+        }
         let x = pos(p);
         while k + 1 < sites.len() && bounds[k + 1] < x {
             k += 1;
@@ -502,24 +502,19 @@ pub fn surface_distances(gt: &BoolGrid, pred: &BoolGrid, spacing: [f64; 3]) -> S
 }
 
 /// Percentile of one direction: first distance whose normalised cumulative area
-/// reaches `percent/100` (DeepMind's `searchsorted`, left side).
+/// reaches `percent/100` (DeepMind's `searchsorted`, left side); the largest
+/// distance when rounding keeps the cumulative share just below the target.
 fn directed_percentile(sorted: &[(f64, f64)], percent: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::INFINITY;
-    }
     let total: f64 = sorted.iter().map(|p| p.1).sum();
     let target = percent / 100.0;
     let mut cum = 0.0;
-    for (i, &(d, a)) in sorted.iter().enumerate() {
+    for &(d, a) in sorted {
         cum += a;
         if cum / total >= target {
             return d;
         }
-        if i == sorted.len() - 1 {
-            return d;
-        }
     }
-    f64::INFINITY
+    sorted.last().map_or(f64::INFINITY, |p| p.0)
 }
 
 /// Robust Hausdorff distance at `percent` (symmetric: max of both directions).
@@ -650,6 +645,48 @@ mod tests {
         }
         let none = squared_edt(&[false; 8], [2, 2, 2], [1.0; 3]);
         assert!(none.iter().all(|v| v.is_infinite()));
+    }
+
+    #[test]
+    fn edt_matches_brute_force_on_random_sparse_features() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for (dims, spacing) in [
+            ([9, 4, 6], [1.0, 2.5, 0.5]),
+            ([3, 11, 5], [0.8, 0.8, 3.0]),
+            ([6, 6, 6], [1.0, 1.0, 1.0]),
+        ] {
+            let n = dims[0] * dims[1] * dims[2];
+            let feature: Vec<bool> = (0..n).map(|_| next() % 17 == 0).collect();
+            let d = squared_edt(&feature, dims, spacing);
+            let coord = |i: usize| {
+                [
+                    i % dims[0],
+                    (i / dims[0]) % dims[1],
+                    i / (dims[0] * dims[1]),
+                ]
+            };
+            for (p, &got) in d.iter().enumerate() {
+                let best = (0..n)
+                    .filter(|&q| feature[q])
+                    .map(|q| {
+                        let (a, b) = (coord(p), coord(q));
+                        (0..3)
+                            .map(|k| ((a[k] as f64 - b[k] as f64) * spacing[k]).powi(2))
+                            .sum::<f64>()
+                    })
+                    .fold(f64::INFINITY, f64::min);
+                assert!(
+                    (got - best).abs() < 1e-9 || (got.is_infinite() && best.is_infinite()),
+                    "{dims:?} point {p}: {got} vs {best}"
+                );
+            }
+        }
     }
 
     #[test]

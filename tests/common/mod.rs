@@ -75,3 +75,48 @@ pub fn upstream_configs() -> PathBuf {
             )
         })
 }
+
+/// A bundle root for the stand-in upstream (tests/fixtures/run_script/standin_upstream.py)
+/// under `base`, with the real upstream label files, and an interpreter wrapper that
+/// runs the stand-in. `mode` is one of the stand-in's modes (ok, unexpected, crash,
+/// no_mask, sleep). Returns (bundle root, interpreter).
+pub fn standin_bundle(base: &Path, mode: &str) -> (PathBuf, PathBuf) {
+    let root = base.join("bundle");
+    std::fs::create_dir_all(root.join("configs")).unwrap();
+    std::fs::create_dir_all(root.join("models")).unwrap();
+    std::fs::write(root.join("configs/inference.json"), "{}").unwrap();
+    for file in ["metadata.json", "label_dict.json", "label_mappings.json"] {
+        std::fs::copy(
+            upstream_configs().join(file),
+            root.join("configs").join(file),
+        )
+        .unwrap();
+    }
+    std::fs::write(root.join("models/model.pt"), b"not real weights").unwrap();
+    std::fs::write(root.join("standin_mode.txt"), mode).unwrap();
+    let wrapper = base.join("python");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec '{}' '{}' \"$@\"\n",
+            python().display(),
+            repo_root()
+                .join("tests/fixtures/run_script/standin_upstream.py")
+                .display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (root, wrapper)
+}
+
+/// Write a small synthetic NIfTI volume (tests/fixtures/run_script/make_volume.py).
+pub fn make_volume(path: &Path, extra: &[&str]) {
+    let mut args = vec![path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run_python(
+        &repo_root().join("tests/fixtures/run_script/make_volume.py"),
+        &args,
+    );
+}

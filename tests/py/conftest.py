@@ -85,6 +85,30 @@ def processes_mentioning(needle: str) -> list[tuple[int, str]]:
     return found
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state is [0], pgid is [2])."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def process_group_of(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[2]) if fields else None
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """Pids of the live (non-zombie) processes in process group `pgid`."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields and int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
 def wait_for(predicate, timeout_s: float, interval_s: float = 0.05):
     """Poll `predicate` until it returns a truthy value or the timeout passes; return the last value."""
     deadline = time.monotonic() + timeout_s

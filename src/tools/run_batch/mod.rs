@@ -534,12 +534,17 @@ impl RunBatch {
             run_id: format!("{}-{}", rc.run_id, entry.volume.id),
             created_at: rc.created_at.to_string(),
         };
+        let hashes = single::InputHashes {
+            model: single::model_sha256(&entry.gated.inventory.model_pt_path),
+            input: entry.input_sha.clone(),
+        };
         match single::write_evidence(
             &entry.gated,
             &own,
             rc.probe,
             rc.python,
             &ids,
+            hashes,
             &self.manifest,
         ) {
             Ok(evidence) => {

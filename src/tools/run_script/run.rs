@@ -87,20 +87,43 @@ pub async fn execute(
     let probe = upstream::probe_for_request(&upstream_request, &options, Duration::from_secs(120))
         .await
         .map_err(|e| StartFailure(e.to_string()))?;
+    // Hash the inputs while the upstream runs: the real model file is ~900 MB, and a
+    // client that disconnects right after the run must still get a complete pack.
+    let (model_path, input_path) = (gated.inventory.model_pt_path.clone(), request.input.clone());
+    let hashing = tokio::task::spawn_blocking(move || {
+        (
+            sha256_cached(&model_path),
+            upstream::sha256_file(&input_path).ok(),
+        )
+    });
     let result = upstream::run(&upstream_request, &probe, &options)
         .await
         .map_err(|e| StartFailure(e.to_string()))?;
 
     report(ctx, "writing", None);
     report(ctx, "inspecting", None);
+    let (model, input) = hashing.await.unwrap_or((None, None));
     write_evidence(
         &gated,
         &result,
         &probe,
         &python,
         &RunIds { run_id, created_at },
+        InputHashes { model, input },
         manifest,
     )
+}
+
+/// Digests computed while the upstream ran (see [`model_sha256`]).
+#[derive(Debug, Clone, Default)]
+pub struct InputHashes {
+    pub model: Option<String>,
+    pub input: Option<String>,
+}
+
+/// The weights' sha256, remembered per (path, size, mtime) for the life of the process.
+pub fn model_sha256(path: &Path) -> Option<String> {
+    sha256_cached(path)
 }
 
 /// A fresh run id: UTC time and a random suffix.
@@ -142,6 +165,7 @@ pub fn write_evidence(
     probe: &upstream::EnvProbe,
     python: &upstream::PythonChoice,
     ids: &RunIds,
+    hashes: InputHashes,
     manifest: &Manifest,
 ) -> Result<Evidence, StartFailure> {
     let request = &gated.request;
@@ -154,8 +178,10 @@ pub fn write_evidence(
     let inspection = mask
         .as_ref()
         .map(|path| inspect::inspect(path, &InspectOptions::default()).map_err(|e| e.to_string()));
-    let model_sha = upstream::sha256_file(&gated.inventory.model_pt_path).ok();
-    let input_sha = upstream::sha256_file(&request.input).ok();
+    let InputHashes {
+        model: model_sha,
+        input: input_sha,
+    } = hashes;
     let mask_sha = mask.as_deref().and_then(|m| upstream::sha256_file(m).ok());
 
     let mut evidence = build(
@@ -243,6 +269,23 @@ pub fn write_evidence(
         )));
     }
     Ok(evidence)
+}
+
+/// sha256 of a file, remembered per (path, size, mtime) for the life of the process:
+/// the weights are the same file run after run, and hashing them costs seconds.
+fn sha256_cached(path: &Path) -> Option<String> {
+    type Key = (std::path::PathBuf, u64, Option<std::time::SystemTime>);
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<BTreeMap<Key, String>>> =
+        std::sync::OnceLock::new();
+    let meta = std::fs::metadata(path).ok()?;
+    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(hit) = cache.lock().ok()?.get(&key) {
+        return Some(hit.clone());
+    }
+    let digest = upstream::sha256_file(path).ok()?;
+    cache.lock().ok()?.insert(key, digest.clone());
+    Some(digest)
 }
 
 /// The documented memory/speed overrides passed to the bundle as `--key value`.

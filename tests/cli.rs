@@ -1,0 +1,216 @@
+//! The CLI faces of the library, through the real binary: exit codes and stdout JSON.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn ctmr(args: &[&str], cwd: &std::path::Path) -> Output {
+    Command::new(common::binary())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("NV_SEGMENT_CTMR_ROOT")
+        .env("CTMR_SKILL_PYTHON", common::python())
+        .output()
+        .expect("run ctmr-skill")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn labels_lists_and_resolves_from_the_upstream_table() {
+    let dir = common::fresh_dir();
+    let (root, _) = common::standin_bundle(dir.path(), "ok");
+    let root = root.to_str().unwrap();
+    let out = ctmr(
+        &[
+            "labels",
+            "--upstream-root",
+            root,
+            "--resolve",
+            "left kidney",
+            "--json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let doc = stdout_json(&out);
+    assert_eq!(doc["total_classes"], 345);
+    assert_eq!(doc["resolved"][0]["id"], 14);
+
+    let out = ctmr(
+        &["labels", "--upstream-root", root, "--resolve", "hepar"],
+        dir.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unresolvable name is a usage error"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hepar"));
+
+    let out = ctmr(
+        &[
+            "labels",
+            "kidney",
+            "--upstream-root",
+            root,
+            "--modality",
+            "CT_BODY",
+            "--json",
+        ],
+        dir.path(),
+    );
+    let ids: Vec<u64> = stdout_json(&out)["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_u64().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&5) && ids.contains(&14) && !ids.contains(&2),
+        "{ids:?}: 2 is a prompt, not an output class"
+    );
+}
+
+#[test]
+fn run_refusals_exit_2_with_a_json_document() {
+    let dir = common::fresh_dir();
+    let (root, _) = common::standin_bundle(dir.path(), "ok");
+    let out = ctmr(
+        &[
+            "run",
+            "missing.nii.gz",
+            "--output-dir",
+            "out",
+            "--upstream-root",
+            root.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let doc = stdout_json(&out);
+    assert_eq!(doc["status"], "refused");
+    assert!(doc["message"].as_str().unwrap().contains("input_exists"));
+    assert!(!dir.path().join("out").exists());
+
+    let out = ctmr(&["run", "x.nii.gz", "--modality", "PET"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout_json(&out)["message"]
+        .as_str()
+        .unwrap()
+        .contains("argument 'modality'"));
+}
+
+#[test]
+fn run_exit_codes_follow_the_evidence_status() {
+    let dir = common::fresh_dir();
+    let base = dir.path().canonicalize().unwrap();
+    let (root, python) = common::standin_bundle(&base, "crash");
+    let input = base.join("ct.nii.gz");
+    common::make_volume(&input, &[]);
+    let run = |out: &str| {
+        Command::new(common::binary())
+            .args([
+                "run",
+                input.to_str().unwrap(),
+                "--output-dir",
+                out,
+                "--upstream-root",
+                root.to_str().unwrap(),
+            ])
+            .current_dir(&base)
+            .env("CTMR_SKILL_PYTHON", &python)
+            .output()
+            .unwrap()
+    };
+    let crashed = run("crashed");
+    assert_eq!(
+        crashed.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&crashed.stderr)
+    );
+    assert_eq!(stdout_json(&crashed)["status"], "upstream_failed");
+    std::fs::write(root.join("standin_mode.txt"), "ok").unwrap();
+    let ok = run("fine");
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let evidence = stdout_json(&ok);
+    assert_eq!(evidence["status"], "succeeded");
+    assert_eq!(
+        evidence,
+        serde_json::from_str::<Value>(
+            &std::fs::read_to_string(base.join("fine/output.json")).unwrap()
+        )
+        .unwrap()
+    );
+    // Progress goes to stderr, never stdout.
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("inference"));
+}
+
+#[test]
+fn doctor_reports_each_prerequisite() {
+    let dir = common::fresh_dir();
+    let (root, _) = common::standin_bundle(dir.path(), "ok");
+    let out = ctmr(
+        &[
+            "doctor",
+            "--upstream-root",
+            root.to_str().unwrap(),
+            "--json",
+        ],
+        dir.path(),
+    );
+    let doc = stdout_json(&out);
+    let check = |name: &str| {
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(check("python")["ok"], true);
+    assert_eq!(check("monai")["ok"], true, "{doc}");
+    assert_eq!(check("bundle_root")["ok"], true);
+    assert_eq!(check("label_table")["detail"], "345 classes");
+    assert_eq!(out.status.code(), Some(0));
+
+    let out = ctmr(
+        &[
+            "doctor",
+            "--upstream-root",
+            dir.path().join("nowhere").to_str().unwrap(),
+            "--json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let doc = stdout_json(&out);
+    let root_check = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "bundle_root")
+        .unwrap();
+    assert_eq!(root_check["ok"], false);
+    assert!(root_check["fix"]
+        .as_str()
+        .unwrap()
+        .contains("NV-Segment-CTMR"));
+}

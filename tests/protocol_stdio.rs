@@ -1,0 +1,322 @@
+//! The real `ctmr-skill serve` binary over real pipes, raw JSON lines: what an agent's
+//! MCP client sees. Includes the golden `tools/list` (schemas/tools/tools_list.json).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+struct Server {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Server {
+    fn start(cwd: &Path, python: Option<&Path>) -> Server {
+        let mut command = Command::new(common::binary());
+        command
+            .arg("serve")
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        command.env_remove("NV_SEGMENT_CTMR_ROOT");
+        if let Some(python) = python {
+            command.env("CTMR_SKILL_PYTHON", python);
+        }
+        let mut child = command.spawn().expect("spawn ctmr-skill serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Server {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    fn send_raw(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn send(&mut self, message: Value) {
+        self.send_raw(&message.to_string());
+    }
+
+    /// Every stdout line must be a JSON-RPC message; return the first that matches.
+    fn wait_for(&self, what: &str, timeout: Duration, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+            let message: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("non-JSON on stdout: {line}: {e}"));
+            assert_eq!(message["jsonrpc"], "2.0", "{line}");
+            if matches(&message) {
+                return message;
+            }
+        }
+    }
+
+    fn response(&self, id: i64, timeout: Duration) -> Value {
+        self.wait_for(&format!("response {id}"), timeout, |m| {
+            m["id"] == json!(id) && m.get("method").is_none()
+        })
+    }
+
+    fn initialize(&mut self) {
+        self.send(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw-test", "version": "0"}}}));
+        let init = self.response(0, Duration::from_secs(30));
+        assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+        assert!(init["result"]["instructions"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("not for clinical use"));
+        self.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    }
+
+    fn call(&mut self, id: i64, name: &str, arguments: Value) {
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}}));
+    }
+
+    fn close_and_wait(mut self, limit: Duration) -> Duration {
+        drop(self.stdin.take());
+        let start = Instant::now();
+        loop {
+            if self.child.try_wait().unwrap().is_some() {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "server still running {limit:?} after stdin closed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn tools_list_matches_the_golden_file() {
+    let dir = common::fresh_dir();
+    let mut server = Server::start(dir.path(), None);
+    server.initialize();
+    server.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
+    let listed = server.response(1, Duration::from_secs(10));
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo_root().join("schemas/tools/tools_list.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let (wire, golden_tools) = (
+        listed["result"]["tools"].as_array().unwrap(),
+        golden["tools"].as_array().unwrap(),
+    );
+    assert_eq!(wire.len(), golden_tools.len());
+    for (seen, expected) in wire.iter().zip(golden_tools) {
+        assert!(
+            seen == expected,
+            "tools/list entry {} drifted from schemas/tools/tools_list.json",
+            expected["name"]
+        );
+    }
+    for tool in golden["tools"].as_array().unwrap() {
+        assert!(
+            tool["description"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains("clinical"),
+            "{}",
+            tool["name"]
+        );
+    }
+    server.close_and_wait(Duration::from_secs(5));
+}
+
+#[test]
+fn faults_and_refusals_never_kill_the_server() {
+    let dir = common::fresh_dir();
+    let mut server = Server::start(dir.path(), None);
+    server.initialize();
+
+    server.send_raw("{this is not json");
+    let parse = server.wait_for("parse error", Duration::from_secs(10), |m| {
+        m.get("error").is_some()
+    });
+    assert_eq!(parse["error"]["code"], -32700);
+
+    server.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/frobnicate"}));
+    assert_eq!(
+        server.response(2, Duration::from_secs(10))["error"]["code"],
+        -32601
+    );
+
+    server.call(3, "no_such_tool", json!({}));
+    assert_eq!(
+        server.response(3, Duration::from_secs(10))["error"]["code"],
+        -32602
+    );
+
+    server.call(
+        4,
+        "run_script",
+        json!({"input": "/x.nii.gz", "modality": "CT"}),
+    );
+    let bad = server.response(4, Duration::from_secs(10));
+    assert_eq!(bad["result"]["isError"], true);
+    let text = bad["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("argument 'modality'") && text.contains("CT_BODY"),
+        "{text}"
+    );
+
+    server.call(
+        5,
+        "inspect_label_map",
+        json!({"mask": dir.path().join("missing.nii.gz")}),
+    );
+    let missing = server.response(5, Duration::from_secs(10));
+    assert_eq!(missing["result"]["isError"], true);
+    assert!(missing["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("missing.nii.gz"));
+
+    // Still alive and answering.
+    server.send(json!({"jsonrpc": "2.0", "id": 6, "method": "ping"}));
+    assert_eq!(
+        server.response(6, Duration::from_secs(10))["result"],
+        json!({})
+    );
+    server.close_and_wait(Duration::from_secs(5));
+}
+
+#[test]
+fn inspect_label_map_answers_with_structured_content() {
+    let dir = common::fresh_dir();
+    let mask = dir.path().join("mask.nii.gz");
+    common::make_volume(&mask, &[]);
+    let mut server = Server::start(dir.path(), None);
+    server.initialize();
+    server.call(1, "inspect_label_map", json!({"mask": mask}));
+    let result = server.response(1, Duration::from_secs(30))["result"].clone();
+    assert_eq!(result["isError"], false, "{result}");
+    assert_eq!(
+        result["structuredContent"]["mask"]["shape"],
+        json!([24, 20, 16])
+    );
+    assert_eq!(
+        result["structuredContent"]["total_voxels"],
+        json!(24 * 20 * 16)
+    );
+    server.close_and_wait(Duration::from_secs(5));
+}
+
+fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.split(") ").nth(1).unwrap_or("").starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+fn wait_for_file(path: &Path, limit: Duration) -> String {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if !text.trim().is_empty() {
+                return text;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{} never appeared", path.display());
+}
+
+/// A long run_script (the stand-in upstream sleeps): ping and tools/list still answer,
+/// progress arrives, cancellation kills the process group and marks the pack; then
+/// EOF in the middle of a second long call ends the server and its upstream children.
+#[test]
+fn long_calls_stay_responsive_cancel_and_end_on_eof() {
+    let dir = common::fresh_dir();
+    let base = dir.path().canonicalize().unwrap();
+    let (root, python) = common::standin_bundle(&base, "sleep");
+    let input = base.join("ct.nii.gz");
+    common::make_volume(&input, &[]);
+    let mut server = Server::start(&base, Some(&python));
+    server.initialize();
+
+    let out = base.join("out1");
+    server.send(
+        json!({"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {
+        "name": "run_script", "_meta": {"progressToken": "run-10"},
+        "arguments": {"input": input, "output_dir": out, "upstream_root": root}}}),
+    );
+    let first = server.wait_for("progress", Duration::from_secs(30), |m| {
+        m["method"] == "notifications/progress"
+    });
+    assert_eq!(first["params"]["progressToken"], "run-10");
+    let grandchild: i32 = wait_for_file(
+        &out.join("standin_grandchild.pid"),
+        Duration::from_secs(180),
+    )
+    .trim()
+    .parse()
+    .unwrap();
+
+    server.send(json!({"jsonrpc": "2.0", "id": 11, "method": "ping"}));
+    server.response(11, Duration::from_secs(10));
+    server.send(json!({"jsonrpc": "2.0", "id": 12, "method": "tools/list"}));
+    assert!(server.response(12, Duration::from_secs(10))["result"]["tools"].is_array());
+
+    server.send(json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 10, "reason": "test"}}));
+    let evidence = wait_for_file(&out.join("output.json"), Duration::from_secs(30));
+    let evidence: Value = serde_json::from_str(&evidence).unwrap();
+    assert_eq!(evidence["status"], "cancelled");
+    assert!(
+        !pid_alive(grandchild),
+        "the upstream's grandchild survived cancellation"
+    );
+
+    // A second long call, then EOF: the server exits and takes its children with it.
+    let out2 = base.join("out2");
+    server.call(
+        20,
+        "run_script",
+        json!({"input": input, "output_dir": out2, "upstream_root": root}),
+    );
+    let grandchild: i32 = wait_for_file(
+        &out2.join("standin_grandchild.pid"),
+        Duration::from_secs(180),
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    server.close_and_wait(Duration::from_secs(10));
+    let start = Instant::now();
+    while pid_alive(grandchild) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!pid_alive(grandchild), "the upstream outlived the server");
+}
