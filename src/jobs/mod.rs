@@ -359,11 +359,7 @@ pub fn waited_or_started_schema(base: Value, what: &str) -> Value {
         }
         v
     };
-    let generator = schemars::generate::SchemaSettings::draft2020_12()
-        .with(|s| s.inline_subschemas = true)
-        .into_generator();
-    let started = serde_json::to_value(generator.into_root_schema_for::<RunRecord>())
-        .expect("schema serialises");
+    let started = schema_of::<RunRecord>();
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": format!("{what}, or the run record of a call made with wait: false"),
@@ -372,12 +368,38 @@ pub fn waited_or_started_schema(base: Value, what: &str) -> Value {
     })
 }
 
-/// A root schema of `T` (2020-12, inlined).
+/// A root schema of `T` (2020-12, inlined), without schemars' Rust number formats.
 pub fn schema_of<T: JsonSchema>() -> Value {
     let generator = schemars::generate::SchemaSettings::draft2020_12()
         .with(|s| s.inline_subschemas = true)
         .into_generator();
-    serde_json::to_value(generator.into_root_schema_for::<T>()).expect("schema serialises")
+    let mut schema =
+        serde_json::to_value(generator.into_root_schema_for::<T>()).expect("schema serialises");
+    strip_number_formats(&mut schema);
+    schema
+}
+
+/// schemars writes Rust number types (`uint32`, `double`, ...) as `format`s, which are
+/// not JSON Schema formats; MCP clients' validators warn on each one.
+pub fn strip_number_formats(node: &mut Value) {
+    const RUST_NUMBERS: [&str; 12] = [
+        "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64",
+        "float", "double",
+    ];
+    match node {
+        Value::Object(map) => {
+            if map
+                .get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| RUST_NUMBERS.contains(&f))
+            {
+                map.remove("format");
+            }
+            map.values_mut().for_each(strip_number_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_number_formats),
+        _ => {}
+    }
 }
 
 /// The schemas this module and `run_batch` add, by their manifest paths: embedded for
@@ -402,6 +424,19 @@ pub fn extra_schemas() -> Vec<(&'static str, Value)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_schemas_carry_no_rust_number_formats() {
+        for (path, schema) in extra_schemas() {
+            let text = serde_json::to_string(&schema).unwrap();
+            for f in ["uint", "int32", "int64", "double", "float"] {
+                assert!(
+                    !text.contains(&format!("\"format\":\"{f}")),
+                    "{path} has format {f}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn index_dir_precedence() {

@@ -250,13 +250,9 @@ pub fn overall(
     (status.to_string(), counts)
 }
 
-/// The JSON Schema of [`Cohort`] (2020-12, inlined).
+/// The JSON Schema of [`Cohort`] (2020-12, inlined, no Rust number formats).
 pub fn cohort_schema() -> serde_json::Value {
-    let generator = schemars::generate::SchemaSettings::draft2020_12()
-        .with(|s| s.inline_subschemas = true)
-        .into_generator();
-    let schema = generator.into_root_schema_for::<Cohort>();
-    serde_json::to_value(schema).expect("schema serialises")
+    crate::jobs::schema_of::<Cohort>()
 }
 
 /// Write `cohort.json` and `cohort_volumes.csv` atomically.
