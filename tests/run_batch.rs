@@ -406,3 +406,71 @@ fn refusals_happen_before_anything_runs() {
         "nothing may be written on refusal"
     );
 }
+
+#[test]
+fn an_interrupted_cli_batch_resumes_without_redoing_finished_volumes() {
+    use std::io::{BufRead, BufReader};
+    let w = World::new();
+    let first = w.volume("i1.nii.gz", 1);
+    let second = w.volume("i2.nii.gz", 2);
+    let out = w.base.join("interrupted");
+    let mut child = Command::new(common::binary())
+        .current_dir(&w.base)
+        .env("CTMR_SKILL_PYTHON", common::python())
+        .arg("run-batch")
+        .args([&first, &second])
+        .args(["--device", "cpu", "--output-root"])
+        .arg(&out)
+        .arg("--upstream-root")
+        .arg(&w.bundle)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt (SIGINT, as Ctrl-C) once the first volume is done and the second is in flight.
+    // stderr is read to its end: closing it early would break the child's pipe.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let mut interrupted = false;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if !interrupted && line.contains("1/2 volumes done; current i2") {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            interrupted = true;
+        }
+        seen.push(line);
+    }
+    assert!(interrupted, "never saw the second volume in flight: {seen:#?}");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(5), "{seen:#?}");
+    let stopped: Cohort = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(stopped.status, "cancelled");
+    assert_eq!(stopped.volumes[0].status, VolumeStatus::Succeeded);
+    assert_eq!(stopped.volumes[1].status, VolumeStatus::Cancelled);
+    assert_eq!(evidence(&out.join("i2")).status, RunStatus::Cancelled);
+
+    // Re-run: the finished volume is kept, only the interrupted one runs.
+    let again = Command::new(common::binary())
+        .current_dir(&w.base)
+        .env("CTMR_SKILL_PYTHON", common::python())
+        .arg("run-batch")
+        .args([&first, &second])
+        .args(["--device", "cpu", "--output-root"])
+        .arg(&out)
+        .arg("--upstream-root")
+        .arg(&w.bundle)
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let resumed: Cohort = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(resumed.volumes[0].status, VolumeStatus::Reused);
+    assert_eq!(resumed.volumes[1].status, VolumeStatus::Succeeded);
+    assert_eq!(resumed.attempts.len(), 1);
+    assert_eq!(resumed.attempts[0].volumes, ["i2"]);
+}
