@@ -178,37 +178,6 @@ impl RunBatch {
 
         let root = entries[0].gated.root.clone();
         let batch_dir = request.output_root.join(".batch").join(&run_id);
-        let python = match single::find_python(&self.config) {
-            Ok(p) => p,
-            Err(StartFailure(message)) => return BatchCall::NotStarted { message },
-        };
-        let base_env: Vec<_> = std::env::vars_os().collect();
-        let env = upstream::child_env(
-            base_env.clone(),
-            &batch_dir.join("attempt-1/masks"),
-            request.device,
-        );
-        let probe = match upstream::probe_environment(
-            &python.path,
-            &env,
-            &root,
-            upstream::DEFAULT_PROBE_TIMEOUT,
-        )
-        .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                return BatchCall::NotStarted {
-                    message: e.to_string(),
-                }
-            }
-        };
-        if let Err(e) = upstream::check_device(request.device, &probe) {
-            return BatchCall::NotStarted {
-                message: e.to_string(),
-            };
-        }
-
         // Resume: keep complete earlier packs.
         let prompts = entries[0].gated.prompts.clone().filter(|p| !p.is_empty());
         for entry in entries.iter_mut() {
@@ -219,96 +188,135 @@ impl RunBatch {
         }
         let reused = entries.iter().filter(|e| e.row.is_some()).count();
         let total = entries.len();
-
-        let ctx_run = RunContext {
-            python: &python,
-            probe: &probe,
-            root: &root,
-            batch_dir: &batch_dir,
-            base_env,
-            run_id: &run_id,
-            created_at: &created_at,
-            prompts: prompts.as_deref(),
-            total,
-            reused,
-            t0,
-        };
         let mut attempts: Vec<Attempt> = Vec::new();
+        let mut stopped: Option<VolumeStatus> = None;
         let mut pending: Vec<usize> = (0..entries.len())
             .filter(|i| entries[*i].row.is_none())
             .collect();
-        let mut stopped: Option<VolumeStatus> = None;
-        let mut previous_wrote_nothing = false;
-        while !pending.is_empty() {
-            let number = attempts.len() + 1;
-            let outcome = self
-                .attempt(number, &pending, &mut entries, &request, &ctx_run, &ctx)
-                .await;
-            let (result, written, mut attempt) = match outcome {
-                Ok(o) => o,
-                Err(StartFailure(message)) => {
-                    for &i in &pending {
-                        let v = &entries[i].volume;
-                        entries[i].row = Some(failed_row(v, &entries[i].gated, &message));
-                    }
-                    break;
-                }
+        // Nothing left to run (a complete re-run): no interpreter, no probe.
+        if !pending.is_empty() {
+            let python = match single::find_python(&self.config) {
+                Ok(p) => p,
+                Err(StartFailure(message)) => return BatchCall::NotStarted { message },
             };
-            let verdict = plan::judge(&pending, &written);
-            let mut next = Vec::new();
-            let stop_status = match &result.outcome {
-                RunOutcome::TimedOut => Some(VolumeStatus::TimedOut),
-                RunOutcome::Cancelled => Some(VolumeStatus::Cancelled),
-                _ => None,
-            };
-            match verdict {
-                Verdict::AllWritten => {}
-                Verdict::StoppedAt { .. } if stop_status.is_some() => {
-                    stopped = stop_status;
-                    for &i in pending.iter().filter(|i| !written.contains(i)) {
-                        self.volume_failed(&mut entries[i], &result, number, None, &ctx_run);
+            let base_env: Vec<_> = std::env::vars_os().collect();
+            let env = upstream::child_env(
+                base_env.clone(),
+                &batch_dir.join("attempt-1/masks"),
+                request.device,
+            );
+            let probe = match upstream::probe_environment(
+                &python.path,
+                &env,
+                &root,
+                upstream::DEFAULT_PROBE_TIMEOUT,
+            )
+            .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    return BatchCall::NotStarted {
+                        message: e.to_string(),
                     }
                 }
-                Verdict::StoppedAt {
-                    suspect,
-                    rest,
-                    wrote_any,
-                } => {
-                    attempt.stopped_at = Some(entries[suspect].volume.id.clone());
-                    let why = format!(
-                        "the upstream batch process stopped while this volume was in flight \
-                         (attempt {number}, {}){}. See logs.stderr_tail.",
-                        describe(&result),
-                        if rest.is_empty() {
-                            ""
-                        } else {
-                            "; it was left out and the volumes after it were run again"
+            };
+            if let Err(e) = upstream::check_device(request.device, &probe) {
+                return BatchCall::NotStarted {
+                    message: e.to_string(),
+                };
+            }
+
+            let ctx_run = RunContext {
+                python: &python,
+                probe: &probe,
+                root: &root,
+                batch_dir: &batch_dir,
+                base_env,
+                run_id: &run_id,
+                created_at: &created_at,
+                prompts: prompts.as_deref(),
+                total,
+                reused,
+                t0,
+            };
+            let mut previous_wrote_nothing = false;
+            while !pending.is_empty() {
+                let number = attempts.len() + 1;
+                let outcome = self
+                    .attempt(number, &pending, &mut entries, &request, &ctx_run, &ctx)
+                    .await;
+                let (result, written, mut attempt) = match outcome {
+                    Ok(o) => o,
+                    Err(StartFailure(message)) => {
+                        for &i in &pending {
+                            let v = &entries[i].volume;
+                            entries[i].row = Some(failed_row(v, &entries[i].gated, &message));
                         }
-                    );
-                    self.volume_failed(&mut entries[suspect], &result, number, Some(why), &ctx_run);
-                    if !wrote_any && previous_wrote_nothing {
+                        break;
+                    }
+                };
+                let verdict = plan::judge(&pending, &written);
+                let mut next = Vec::new();
+                let stop_status = match &result.outcome {
+                    RunOutcome::TimedOut => Some(VolumeStatus::TimedOut),
+                    RunOutcome::Cancelled => Some(VolumeStatus::Cancelled),
+                    _ => None,
+                };
+                match verdict {
+                    Verdict::AllWritten => {}
+                    Verdict::StoppedAt { .. } if stop_status.is_some() => {
+                        stopped = stop_status;
+                        for &i in pending.iter().filter(|i| !written.contains(i)) {
+                            self.volume_failed(&mut entries[i], &result, number, None, &ctx_run);
+                        }
+                    }
+                    Verdict::StoppedAt {
+                        suspect,
+                        rest,
+                        wrote_any,
+                    } => {
+                        attempt.stopped_at = Some(entries[suspect].volume.id.clone());
                         let why = format!(
+                            "the upstream batch process stopped while this volume was in flight \
+                         (attempt {number}, {}){}. See logs.stderr_tail.",
+                            describe(&result),
+                            if rest.is_empty() {
+                                ""
+                            } else {
+                                "; it was left out and the volumes after it were run again"
+                            }
+                        );
+                        self.volume_failed(
+                            &mut entries[suspect],
+                            &result,
+                            number,
+                            Some(why),
+                            &ctx_run,
+                        );
+                        if !wrote_any && previous_wrote_nothing {
+                            let why = format!(
                             "two attempts in a row wrote no mask at all (attempt {number}, {}): the failure \
                              is not specific to one volume; not retried. See logs.stderr_tail.",
                             describe(&result)
                         );
-                        for &i in &rest {
-                            self.volume_failed(
-                                &mut entries[i],
-                                &result,
-                                number,
-                                Some(why.clone()),
-                                &ctx_run,
-                            );
+                            for &i in &rest {
+                                self.volume_failed(
+                                    &mut entries[i],
+                                    &result,
+                                    number,
+                                    Some(why.clone()),
+                                    &ctx_run,
+                                );
+                            }
+                        } else {
+                            next = rest;
                         }
-                    } else {
-                        next = rest;
+                        previous_wrote_nothing = !wrote_any;
                     }
-                    previous_wrote_nothing = !wrote_any;
                 }
+                attempts.push(attempt);
+                pending = next;
             }
-            attempts.push(attempt);
-            pending = next;
         }
 
         rows.extend(entries.into_iter().filter_map(|e| e.row));
