@@ -193,6 +193,51 @@ async fn wait_false_runs_in_the_background_and_is_listed_after_a_restart() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_run_stops_a_background_batch() {
+    let dir = common::fresh_dir();
+    let base = dir.path().canonicalize().unwrap();
+    let bundle = base.join("demo-bundle");
+    copy_tree(&common::repo_root().join("examples/demo-bundle"), &bundle);
+    let model = bundle.join("models/model.pt");
+    common::run_python(
+        &common::repo_root().join("scripts/make-demo-weights.py"),
+        &[
+            "--bundle-root",
+            bundle.to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+        ],
+    );
+    let input = base.join("data/c.nii.gz");
+    std::fs::create_dir_all(input.parent().unwrap()).unwrap();
+    common::run_python(
+        &common::repo_root().join("scripts/make-demo-volume.py"),
+        &[input.to_str().unwrap(), "--shape", "40", "40", "24"],
+    );
+    let toolbox = tools(&base, &base.join("index"));
+    let record = structured(
+        call(
+            &toolbox,
+            "run_batch",
+            json!({"inputs": [input], "output_root": base.join("out"), "upstream_root": bundle,
+                   "device": "cpu", "wait": false}),
+        )
+        .await,
+    );
+    let run_id = record["run_id"].as_str().unwrap().to_string();
+    let view = structured(call(&toolbox, "cancel_run", json!({"run_id": run_id})).await);
+    assert_eq!(view["run"]["run_id"], run_id.as_str());
+    let last = until_finished(&toolbox, &run_id).await;
+    let last = last.last().unwrap();
+    assert_eq!(last["run"]["state"], "cancelled", "{last}");
+    // Cancelling what no longer runs is refused by name.
+    match call(&toolbox, "cancel_run", json!({"run_id": run_id})).await {
+        ToolOutcome::Failure { message, .. } => assert!(message.contains("get_run"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_run_in_flight_when_its_server_died_is_interrupted() {
     let dir = common::fresh_dir();

@@ -103,6 +103,25 @@ pub fn get_run(jobs: &JobTable, arguments: &Map<String, Value>) -> ToolOutcome {
     }
 }
 
+/// `cancel_run`: cancel a live run, then answer like `get_run`.
+pub fn cancel_run(jobs: &JobTable, arguments: &Map<String, Value>) -> ToolOutcome {
+    let Some(run_id) = arguments.get("run_id").and_then(Value::as_str) else {
+        return ToolOutcome::Failure {
+            message: "argument 'run_id': is required. Fix: pass the run_id a wait:false call returned (list_runs lists them)".into(),
+            structured: None,
+        };
+    };
+    if !jobs.cancel(run_id) {
+        return ToolOutcome::Failure {
+            message: format!(
+                "argument 'run_id': '{run_id}' is not running in this server (finished, interrupted or unknown). Fix: call get_run to see its state"
+            ),
+            structured: None,
+        };
+    }
+    get_run(jobs, arguments)
+}
+
 /// `list_runs`.
 pub fn list_runs(jobs: &JobTable) -> ToolOutcome {
     let list = RunList {

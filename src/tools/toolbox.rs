@@ -164,6 +164,10 @@ impl ToolBox for CtmrTools {
                 let jobs = self.jobs.clone();
                 async move { blocking(move || runs::get_run(&jobs, &arguments)).await }.boxed()
             }
+            "cancel_run" => {
+                let jobs = self.jobs.clone();
+                async move { blocking(move || runs::cancel_run(&jobs, &arguments)).await }.boxed()
+            }
             "list_runs" => {
                 let jobs = self.jobs.clone();
                 async move { blocking(move || runs::list_runs(&jobs)).await }.boxed()
