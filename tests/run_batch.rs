@@ -441,7 +441,10 @@ fn an_interrupted_cli_batch_resumes_without_redoing_finished_volumes() {
         }
         seen.push(line);
     }
-    assert!(interrupted, "never saw the second volume in flight: {seen:#?}");
+    assert!(
+        interrupted,
+        "never saw the second volume in flight: {seen:#?}"
+    );
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(5), "{seen:#?}");
     let stopped: Cohort = serde_json::from_slice(&output.stdout).unwrap();
