@@ -65,7 +65,7 @@ pub async fn execute(
     let exe = std::env::current_exe().ok();
     let python = upstream::find_python(
         config.python.as_deref(),
-        None,
+        config.python_env.as_deref().map(std::path::Path::as_os_str),
         &config.cwd,
         exe.as_deref(),
         std::env::var_os("PATH").as_deref(),
