@@ -24,6 +24,10 @@ use crate::config::Config;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Python interpreter for the upstream bundle (default: $CTMR_SKILL_PYTHON, then
+    /// ./.venv/bin/python, then the .venv beside the binary, then python3).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub python: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,7 +214,12 @@ pub fn main() -> ExitCode {
         }
     };
     let config = match Config::from_env() {
-        Ok(config) => config,
+        Ok(mut config) => {
+            if let Some(python) = &cli.python {
+                config.python = Some(config.absolute(python));
+            }
+            config
+        }
         Err(err) => {
             eprintln!("ctmr-skill: {err}");
             return ExitCode::from(2);

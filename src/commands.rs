@@ -398,7 +398,7 @@ fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
     let exe = std::env::current_exe().ok();
     let python = crate::upstream::find_python(
         config.python.as_deref(),
-        None,
+        config.python_env.as_deref().map(std::path::Path::as_os_str),
         &config.cwd,
         exe.as_deref(),
         std::env::var_os("PATH").as_deref(),

@@ -20,8 +20,10 @@ pub struct Config {
     pub allowed_dirs: Vec<PathBuf>,
     /// `$NV_SEGMENT_CTMR_ROOT`, if set and non-empty.
     pub env_root: Option<String>,
-    /// `$CTMR_SKILL_PYTHON`, if set and non-empty.
+    /// The interpreter chosen explicitly (`--python`, or by whoever builds the config).
     pub python: Option<PathBuf>,
+    /// `$CTMR_SKILL_PYTHON`, if set and non-empty (consulted after `python`).
+    pub python_env: Option<PathBuf>,
     /// Upstream runs allowed at once; further runs queue.
     pub max_concurrent_runs: usize,
 }
@@ -76,6 +78,7 @@ impl Config {
             allowed_dirs,
             env_root,
             python,
+            python_env: None,
             max_concurrent_runs: max_concurrent_runs.max(1),
         }
     }

@@ -488,3 +488,40 @@ fn schema_level_refusals_name_the_argument() {
         );
     }
 }
+
+#[test]
+fn a_second_run_waits_for_the_slot_and_reports_its_queue_position() {
+    let world = World::new("sleep");
+    let messages = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = messages.clone();
+    let queued_ctx = CallContext {
+        progress: Arc::new(move |p| sink.lock().unwrap().extend(p.message)),
+        cancel: tokio_util::sync::CancellationToken::new(),
+    };
+    let first_args =
+        world.args(json!({"output_dir": world.base().join("first"), "timeout_seconds": 3}));
+    let second_args =
+        world.args(json!({"output_dir": world.base().join("second"), "timeout_seconds": 2}));
+    let started = world.base().join("first/standin_grandchild.pid");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (first, second) = rt.block_on(async {
+        let first = world.runner.call_tool(first_args, CallContext::detached());
+        let second = async {
+            while !started.exists() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            world.runner.call_tool(second_args, queued_ctx).await
+        };
+        tokio::join!(first, second)
+    });
+    assert_eq!(ran(first).status, RunStatus::TimedOut);
+    assert_eq!(ran(second).status, RunStatus::TimedOut);
+    let messages = messages.lock().unwrap();
+    assert!(
+        messages.iter().any(|m| m.starts_with("queued: position 1")),
+        "{messages:?}"
+    );
+}

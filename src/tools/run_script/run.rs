@@ -140,7 +140,7 @@ pub fn find_python(config: &Config) -> Result<upstream::PythonChoice, StartFailu
     let exe = std::env::current_exe().ok();
     upstream::find_python(
         config.python.as_deref(),
-        None,
+        config.python_env.as_deref().map(std::path::Path::as_os_str),
         &config.cwd,
         exe.as_deref(),
         std::env::var_os("PATH").as_deref(),
