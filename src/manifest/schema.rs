@@ -96,7 +96,8 @@ pub fn tool_specs(manifest: &Manifest) -> Vec<ToolSpec> {
                 .output_schema
                 .as_deref()
                 .and_then(embedded_schema)
-                .map(inline_refs),
+                .map(inline_refs)
+                .map(flatten_top_level),
             read_only: tool.read_only,
         })
         .collect()
@@ -141,6 +142,90 @@ pub fn inline_refs(schema: Value) -> Value {
         }
     }
     walk(schema, &defs, 0)
+}
+
+/// Make an output schema flat at the top: a top-level `anyOf`/`oneOf` of object
+/// variants (e.g. "the evidence, or a run record when `wait: false`") becomes one object
+/// whose properties are the union of the variants' and whose `required` is what every
+/// variant requires; a property the variants type differently keeps an `anyOf` of its
+/// own, below the top. A single-element top-level `allOf` (a conditional) is hoisted.
+/// Clients that only understand flat object schemas then validate every variant.
+pub fn flatten_top_level(schema: Value) -> Value {
+    let Value::Object(mut root) = schema else {
+        return schema;
+    };
+    if let Some(Value::Array(parts)) = root.get("allOf").cloned() {
+        if parts.len() == 1
+            && parts[0]
+                .as_object()
+                .is_some_and(|p| p.keys().all(|k| !root.contains_key(k)))
+        {
+            root.remove("allOf");
+            root.extend(parts[0].as_object().cloned().unwrap_or_default());
+        }
+    }
+    let variants = match root.remove("anyOf").or_else(|| root.remove("oneOf")) {
+        Some(Value::Array(v)) if v.iter().all(|x| x.get("type") == Some(&json!("object"))) => v,
+        Some(other) => {
+            root.insert("anyOf".into(), other);
+            return Value::Object(root);
+        }
+        None => return Value::Object(root),
+    };
+    let mut properties = Map::new();
+    let mut required: Option<Vec<Value>> = None;
+    let mut descriptions = Vec::new();
+    for variant in &variants {
+        if let Some(d) = variant.get("description").and_then(Value::as_str) {
+            descriptions.push(d.to_string());
+        }
+        for (name, prop) in variant
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            match properties.get_mut(name) {
+                None => {
+                    properties.insert(name.clone(), prop.clone());
+                }
+                Some(existing) if existing == prop => {}
+                Some(existing) => {
+                    let mut options = existing
+                        .get("anyOf")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_else(|| vec![existing.clone()]);
+                    if !options.contains(prop) {
+                        options.push(prop.clone());
+                    }
+                    *existing = json!({ "anyOf": options });
+                }
+            }
+        }
+        let these: Vec<Value> = variant
+            .get("required")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        required = Some(match required {
+            None => these,
+            Some(so_far) => so_far.into_iter().filter(|r| these.contains(r)).collect(),
+        });
+    }
+    root.insert("type".into(), json!("object"));
+    root.insert("properties".into(), Value::Object(properties));
+    root.insert(
+        "required".into(),
+        Value::Array(required.unwrap_or_default()),
+    );
+    if !descriptions.is_empty() && !root.contains_key("description") {
+        root.insert(
+            "description".into(),
+            json!(format!("One of: {}", descriptions.join(" | "))),
+        );
+    }
+    Value::Object(root)
 }
 
 /// The generated files of `ctmr-skill schema`: (relative path, pretty JSON). The same
@@ -216,7 +301,37 @@ mod tests {
                 .as_ref()
                 .expect("every tool declares an output schema");
             assert_eq!(output["type"], "object", "{} output", spec.name);
+            let text = serde_json::to_string(output).unwrap();
+            assert!(
+                !text.contains("$ref") && !text.contains("$defs"),
+                "{}: references in the output schema",
+                spec.name
+            );
+            for key in ["oneOf", "anyOf", "allOf"] {
+                assert!(
+                    output.get(key).is_none(),
+                    "{}: top-level {key} in the output schema",
+                    spec.name
+                );
+            }
         }
+    }
+
+    #[test]
+    fn top_level_variants_become_one_flat_object() {
+        let schema = json!({"type": "object", "anyOf": [
+            {"type": "object", "description": "evidence", "properties": {"status": {"type": "string"}, "run_id": {"type": "string"}}, "required": ["status", "run_id"]},
+            {"type": "object", "description": "record", "properties": {"status": {"enum": ["running"]}, "run_id": {"type": "string"}, "pid": {"type": "integer"}}, "required": ["run_id", "pid"]}
+        ]});
+        let flat = flatten_top_level(schema);
+        assert!(flat.get("anyOf").is_none());
+        assert_eq!(flat["required"], json!(["run_id"]));
+        assert_eq!(
+            flat["properties"]["status"],
+            json!({"anyOf": [{"type": "string"}, {"enum": ["running"]}]})
+        );
+        assert_eq!(flat["properties"]["pid"], json!({"type": "integer"}));
+        assert_eq!(flat["description"], "One of: evidence | record");
     }
 
     #[test]
