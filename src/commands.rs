@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::evidence::RunStatus;
 use crate::manifest::Manifest;
 use crate::tools::run_script::{request, RunCall, RunScript};
-use crate::tools::{CallContext, CtmrTools, Progress};
+use crate::tools::{CallContext, CtmrTools, Progress, ProgressSink};
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -108,23 +108,12 @@ fn run(args: &RunArgs, config: Config, manifest: Manifest) -> u8 {
         }
     };
     let runner = RunScript::new(Arc::new(config), Arc::new(manifest));
-    let ctx = CallContext {
-        progress: Arc::new(|p: Progress| {
-            if let Some(message) = p.message {
-                eprintln!("[{:>3.0}%] {message}", p.progress);
-            }
-        }),
-        cancel: tokio_util::sync::CancellationToken::new(),
-    };
-    let cancel = ctx.cancel.clone();
-    let call = runtime().block_on(async move {
-        let interrupt = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("ctmr-skill run: interrupted; stopping the upstream process group");
-                interrupt.cancel();
-            }
-        });
+    let progress: ProgressSink = Arc::new(|p: Progress| {
+        if let Some(message) = p.message {
+            eprintln!("[{:>3.0}%] {message}", p.progress);
+        }
+    });
+    let call = run_interruptible("run", progress, |ctx| async move {
         runner.run(request, ctx).await
     });
     match call {
@@ -188,32 +177,21 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest) -> u8 {
     let runner = RunBatch::new(Arc::new(config), Arc::new(manifest), slots);
     // Plain lines, one each time the count or the volume in flight changes.
     let last = std::sync::Mutex::new(String::new());
-    let ctx = CallContext {
-        progress: Arc::new(move |p: Progress| {
-            let Some(message) = p.message else { return };
-            // Elapsed time and the estimate change every tick; the rest is the news.
-            let key: Vec<&str> = message
-                .split("; ")
-                .filter(|part| !part.ends_with(" elapsed") && !part.ends_with(" left"))
-                .collect();
-            let key = key.join("; ");
-            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-            if *last != key {
-                eprintln!("ctmr-skill run-batch: {message}");
-                *last = key;
-            }
-        }),
-        cancel: tokio_util::sync::CancellationToken::new(),
-    };
-    let cancel = ctx.cancel.clone();
-    let call = runtime().block_on(async move {
-        let interrupt = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("ctmr-skill run-batch: interrupted; stopping the upstream process group");
-                interrupt.cancel();
-            }
-        });
+    let progress: ProgressSink = Arc::new(move |p: Progress| {
+        let Some(message) = p.message else { return };
+        // Elapsed time and the estimate change every tick; the rest is the news.
+        let key: Vec<&str> = message
+            .split("; ")
+            .filter(|part| !part.ends_with(" elapsed") && !part.ends_with(" left"))
+            .collect();
+        let key = key.join("; ");
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != key {
+            eprintln!("ctmr-skill run-batch: {message}");
+            *last = key;
+        }
+    });
+    let call = run_interruptible("run-batch", progress, |ctx| async move {
         runner.run(request, ctx).await
     });
     match call {
@@ -241,6 +219,33 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest) -> u8 {
             }
         }
     }
+}
+
+/// Run a tool future on a fresh runtime with progress on stderr; Ctrl-C cancels it
+/// (which stops the upstream process group) instead of killing us mid-write.
+fn run_interruptible<T, F>(
+    name: &str,
+    progress: ProgressSink,
+    call: impl FnOnce(CallContext) -> F,
+) -> T
+where
+    F: std::future::Future<Output = T>,
+{
+    let ctx = CallContext {
+        progress,
+        cancel: tokio_util::sync::CancellationToken::new(),
+    };
+    let interrupt = ctx.cancel.clone();
+    let name = name.to_string();
+    runtime().block_on(async move {
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("ctmr-skill {name}: interrupted; stopping the upstream process group");
+                interrupt.cancel();
+            }
+        });
+        call(ctx).await
+    })
 }
 
 /// `ctmr-skill inspect`.
