@@ -144,58 +144,19 @@ fn typed(args: &Map<String, Value>, config: &Config) -> Result<BatchRunRequest, 
             "pass the directory for the per-volume packs and the cohort summary",
         )
     })?;
-    let modality: Modality = string("modality")
-        .unwrap_or_else(|| "CT_BODY".into())
-        .parse()
-        .map_err(|_| {
-            ArgError::new(
-                "modality",
-                "must be CT_BODY, MRI_BODY or MRI_BRAIN",
-                "choose one of the three",
-            )
-        })?;
-    let u32_list = |k: &str| -> Option<Vec<u32>> {
-        args.get(k).and_then(Value::as_array).map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_f64())
-                .map(|f| f as u32)
-                .collect()
-        })
-    };
+    let shared = crate::tools::run_script::request::shared_fields(args, config)?;
     Ok(BatchRunRequest {
         inputs,
-        modality,
+        modality: shared.modality,
         output_root,
-        label_prompts: u32_list("label_prompts"),
-        structures: args
-            .get("structures")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        device: match string("device").as_deref().unwrap_or("auto") {
-            "cuda" => DeviceRequest::Cuda,
-            "cpu" => DeviceRequest::Cpu,
-            _ => DeviceRequest::Auto,
-        },
-        upstream_root: string("upstream_root").map(abs),
-        timeout: Duration::from_secs_f64(
-            args.get("timeout_seconds")
-                .and_then(Value::as_f64)
-                .unwrap_or(3600.0),
-        ),
-        preprocessed_brain_input: args
-            .get("preprocessed_brain_input")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        patch_size: u32_list("patch_size"),
-        sw_batch_size: args
-            .get("sw_batch_size")
-            .and_then(Value::as_f64)
-            .map(|f| f as u32),
+        label_prompts: shared.label_prompts,
+        structures: shared.structures,
+        device: shared.device,
+        upstream_root: shared.upstream_root,
+        timeout: shared.timeout,
+        preprocessed_brain_input: shared.preprocessed_brain_input,
+        patch_size: shared.patch_size,
+        sw_batch_size: shared.sw_batch_size,
     })
 }
 

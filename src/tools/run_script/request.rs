@@ -173,16 +173,32 @@ fn structured_from_run_args(run: &RunArgs) -> Map<String, Value> {
 
 /// Typed view of a manifest-validated map. Only the checks the manifest cannot
 /// express (required-for-this-tool input, path resolution) happen here.
-fn typed(args: &Map<String, Value>, config: &Config) -> Result<RunRequest, ArgError> {
+/// The fields `run_script` and `run_batch` share, read from a manifest-validated map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedFields {
+    pub modality: Modality,
+    pub label_prompts: Option<Vec<u32>>,
+    pub structures: Vec<String>,
+    pub device: DeviceRequest,
+    /// Absolute.
+    pub upstream_root: Option<PathBuf>,
+    pub timeout: Duration,
+    pub preprocessed_brain_input: bool,
+    pub patch_size: Option<Vec<u32>>,
+    pub sw_batch_size: Option<u32>,
+}
+
+/// Read the shared fields (defaults were filled in by the manifest validation).
+pub fn shared_fields(args: &Map<String, Value>, config: &Config) -> Result<SharedFields, ArgError> {
     let string = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
-    let input = string("input").ok_or_else(|| {
-        ArgError::new(
-            "input",
-            "is required",
-            "pass the path of a CT or MRI NIfTI volume (.nii or .nii.gz)",
-        )
-    })?;
-    let input = config.absolute(std::path::Path::new(&input));
+    let u32_list = |k: &str| -> Option<Vec<u32>> {
+        args.get(k).and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_f64())
+                .map(|f| f as u32)
+                .collect()
+        })
+    };
     let modality: Modality = string("modality")
         .unwrap_or_else(|| "CT_BODY".into())
         .parse()
@@ -193,33 +209,8 @@ fn typed(args: &Map<String, Value>, config: &Config) -> Result<RunRequest, ArgEr
                 "choose one of the three",
             )
         })?;
-    let output_dir = match string("output_dir") {
-        Some(dir) => config.absolute(std::path::Path::new(&dir)),
-        None => {
-            let stem = crate::upstream::nifti_stem(&input);
-            input
-                .parent()
-                .unwrap_or(&config.cwd)
-                .join(format!("{stem}_nv_segment_ctmr_out"))
-        }
-    };
-    let u32_list = |k: &str| -> Option<Vec<u32>> {
-        args.get(k).and_then(Value::as_array).map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_f64())
-                .map(|f| f as u32)
-                .collect()
-        })
-    };
-    let device = match string("device").as_deref().unwrap_or("auto") {
-        "cuda" => DeviceRequest::Cuda,
-        "cpu" => DeviceRequest::Cpu,
-        _ => DeviceRequest::Auto,
-    };
-    Ok(RunRequest {
-        input,
+    Ok(SharedFields {
         modality,
-        output_dir,
         label_prompts: u32_list("label_prompts"),
         structures: args
             .get("structures")
@@ -230,8 +221,11 @@ fn typed(args: &Map<String, Value>, config: &Config) -> Result<RunRequest, ArgEr
                     .collect()
             })
             .unwrap_or_default(),
-        ground_truth: string("ground_truth").map(|p| config.absolute(std::path::Path::new(&p))),
-        device,
+        device: match string("device").as_deref().unwrap_or("auto") {
+            "cuda" => DeviceRequest::Cuda,
+            "cpu" => DeviceRequest::Cpu,
+            _ => DeviceRequest::Auto,
+        },
         upstream_root: string("upstream_root").map(|p| config.absolute(std::path::Path::new(&p))),
         timeout: Duration::from_secs_f64(
             args.get("timeout_seconds")
@@ -247,6 +241,43 @@ fn typed(args: &Map<String, Value>, config: &Config) -> Result<RunRequest, ArgEr
             .get("sw_batch_size")
             .and_then(Value::as_f64)
             .map(|f| f as u32),
+    })
+}
+
+fn typed(args: &Map<String, Value>, config: &Config) -> Result<RunRequest, ArgError> {
+    let string = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
+    let input = string("input").ok_or_else(|| {
+        ArgError::new(
+            "input",
+            "is required",
+            "pass the path of a CT or MRI NIfTI volume (.nii or .nii.gz)",
+        )
+    })?;
+    let input = config.absolute(std::path::Path::new(&input));
+    let output_dir = match string("output_dir") {
+        Some(dir) => config.absolute(std::path::Path::new(&dir)),
+        None => {
+            let stem = crate::upstream::nifti_stem(&input);
+            input
+                .parent()
+                .unwrap_or(&config.cwd)
+                .join(format!("{stem}_nv_segment_ctmr_out"))
+        }
+    };
+    let shared = shared_fields(args, config)?;
+    Ok(RunRequest {
+        input,
+        modality: shared.modality,
+        output_dir,
+        label_prompts: shared.label_prompts,
+        structures: shared.structures,
+        ground_truth: string("ground_truth").map(|p| config.absolute(std::path::Path::new(&p))),
+        device: shared.device,
+        upstream_root: shared.upstream_root,
+        timeout: shared.timeout,
+        preprocessed_brain_input: shared.preprocessed_brain_input,
+        patch_size: shared.patch_size,
+        sw_batch_size: shared.sw_batch_size,
     })
 }
 
