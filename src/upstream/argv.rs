@@ -28,7 +28,7 @@ pub const SUPPORTED_MODALITIES: [&str; 3] = ["CT_BODY", "MRI_BODY", "MRI_BRAIN"]
 /// One single-volume run of the bundle.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamRequest {
-    /// The interpreter (argv[0]); not canonicalised, so a venv's `bin/python` keeps its venv.
+    /// The interpreter (`argv[0]`); not canonicalised, so a venv's `bin/python` keeps its venv.
     pub python: PathBuf,
     /// The bundle root; the child's working directory.
     pub bundle_root: PathBuf,
