@@ -14,22 +14,6 @@ use ctmr_skill::config::Config;
 use ctmr_skill::jobs::JobTable;
 use ctmr_skill::tools::{CallContext, CtmrTools, ToolBox, ToolOutcome};
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "__pycache__" || name == "model.pt" {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &to.join(&name));
-        } else {
-            std::fs::copy(entry.path(), to.join(&name)).unwrap();
-        }
-    }
-}
-
 fn tools(base: &Path, index: &Path) -> CtmrTools {
     let config = Config::new(base.to_path_buf(), vec![], None, Some(common::python()), 1);
     CtmrTools::with_jobs(
@@ -78,17 +62,7 @@ async fn wait_false_runs_in_the_background_and_is_listed_after_a_restart() {
     let dir = common::fresh_dir();
     let base = dir.path().canonicalize().unwrap();
     let bundle = base.join("demo-bundle");
-    copy_tree(&common::repo_root().join("examples/demo-bundle"), &bundle);
-    let model = bundle.join("models/model.pt");
-    common::run_python(
-        &common::repo_root().join("scripts/make-demo-weights.py"),
-        &[
-            "--bundle-root",
-            bundle.to_str().unwrap(),
-            "--out",
-            model.to_str().unwrap(),
-        ],
-    );
+    common::demo_bundle_copy(&bundle);
     let inputs: Vec<PathBuf> = ["x.nii.gz", "y.nii.gz"]
         .iter()
         .enumerate()
@@ -198,17 +172,7 @@ async fn cancel_run_stops_a_background_batch() {
     let dir = common::fresh_dir();
     let base = dir.path().canonicalize().unwrap();
     let bundle = base.join("demo-bundle");
-    copy_tree(&common::repo_root().join("examples/demo-bundle"), &bundle);
-    let model = bundle.join("models/model.pt");
-    common::run_python(
-        &common::repo_root().join("scripts/make-demo-weights.py"),
-        &[
-            "--bundle-root",
-            bundle.to_str().unwrap(),
-            "--out",
-            model.to_str().unwrap(),
-        ],
-    );
+    common::demo_bundle_copy(&bundle);
     let input = base.join("data/c.nii.gz");
     std::fs::create_dir_all(input.parent().unwrap()).unwrap();
     common::run_python(

@@ -17,22 +17,6 @@ use ctmr_skill::tools::run_batch::cohort::{Cohort, VolumeStatus};
 use ctmr_skill::tools::run_batch::{BatchCall, RunBatch};
 use ctmr_skill::tools::{CallContext, Progress};
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "__pycache__" || name == "model.pt" {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &to.join(&name));
-        } else {
-            std::fs::copy(entry.path(), to.join(&name)).unwrap();
-        }
-    }
-}
-
 /// A temp world: a copy of the demo bundle with its weights, and a data folder.
 struct World {
     _dir: tempfile::TempDir,
@@ -45,17 +29,7 @@ impl World {
         let dir = common::fresh_dir();
         let base = dir.path().canonicalize().unwrap();
         let bundle = base.join("demo-bundle");
-        copy_tree(&common::repo_root().join("examples/demo-bundle"), &bundle);
-        let model = bundle.join("models/model.pt");
-        common::run_python(
-            &common::repo_root().join("scripts/make-demo-weights.py"),
-            &[
-                "--bundle-root",
-                bundle.to_str().unwrap(),
-                "--out",
-                model.to_str().unwrap(),
-            ],
-        );
+        common::demo_bundle_copy(&bundle);
         std::fs::create_dir_all(base.join("data")).unwrap();
         World {
             _dir: dir,

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -16,22 +15,6 @@ use ctmr_skill::config::Config;
 use ctmr_skill::jobs::JobTable;
 use ctmr_skill::server::{serve, ServerOptions};
 use ctmr_skill::tools::CtmrTools;
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "__pycache__" || name == "model.pt" {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &to.join(&name));
-        } else {
-            std::fs::copy(entry.path(), to.join(&name)).unwrap();
-        }
-    }
-}
 
 struct Wire {
     to_server: DuplexStream,
@@ -68,17 +51,7 @@ async fn run_batch_as_a_task_then_tasks_get_and_tasks_cancel() {
     let dir = common::fresh_dir();
     let base = dir.path().canonicalize().unwrap();
     let bundle = base.join("demo-bundle");
-    copy_tree(&common::repo_root().join("examples/demo-bundle"), &bundle);
-    let model = bundle.join("models/model.pt");
-    common::run_python(
-        &common::repo_root().join("scripts/make-demo-weights.py"),
-        &[
-            "--bundle-root",
-            bundle.to_str().unwrap(),
-            "--out",
-            model.to_str().unwrap(),
-        ],
-    );
+    common::demo_bundle_copy(&bundle);
     let volume = base.join("data/t1.nii.gz");
     std::fs::create_dir_all(volume.parent().unwrap()).unwrap();
     common::run_python(

@@ -120,3 +120,34 @@ pub fn make_volume(path: &Path, extra: &[&str]) {
         &args,
     );
 }
+
+/// A copy of the project's demo bundle at `dest`, with its deterministic weights
+/// generated there (the copy keeps tests from writing into the repository's bundle).
+pub fn demo_bundle_copy(dest: &Path) {
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name();
+            if name == "__pycache__" || name == "model.pt" {
+                continue;
+            }
+            if entry.file_type().unwrap().is_dir() {
+                copy_tree(&entry.path(), &to.join(&name));
+            } else {
+                std::fs::copy(entry.path(), to.join(&name)).unwrap();
+            }
+        }
+    }
+    copy_tree(&repo_root().join("examples/demo-bundle"), dest);
+    let model = dest.join("models/model.pt");
+    run_python(
+        &repo_root().join("scripts/make-demo-weights.py"),
+        &[
+            "--bundle-root",
+            dest.to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+        ],
+    );
+}
