@@ -91,6 +91,12 @@ pub struct RunArgs {
     /// Sliding-window batch size.
     #[arg(long)]
     pub sw_batch_size: Option<u32>,
+    /// Run the postprocessing on the CPU (less GPU memory; try after a smaller --patch-size).
+    #[arg(long)]
+    pub cpu_postprocessing: bool,
+    /// Use the bundle's TensorRT config (configs/inference_trt.json; NVIDIA GPU only).
+    #[arg(long)]
+    pub tensorrt: bool,
 }
 
 /// `ctmr-skill run-batch`: the flags of the `run_batch` tool.
@@ -132,6 +138,12 @@ pub struct RunBatchArgs {
     pub patch_size: Option<Vec<u32>>,
     #[arg(long)]
     pub sw_batch_size: Option<u32>,
+    /// Run the postprocessing on the CPU (less GPU memory; try after a smaller --patch-size).
+    #[arg(long)]
+    pub cpu_postprocessing: bool,
+    /// Use the bundle's TensorRT config (configs/inference_trt.json; NVIDIA GPU only).
+    #[arg(long)]
+    pub tensorrt: bool,
 }
 
 #[derive(Debug, Args)]

@@ -158,6 +158,8 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest) -> u8 {
         args.preprocessed_brain_input,
         args.patch_size.as_deref(),
         args.sw_batch_size,
+        args.cpu_postprocessing,
+        args.tensorrt,
     );
     let tool = manifest
         .tool("run_batch")

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use ctmr_skill::upstream::{
     build_argv, build_batch_argv, BatchRequest, DeviceRequest, UpstreamRequest,
+    CPU_POSTPROCESSING_OVERRIDE,
 };
 use serde_json::{json, Value};
 
@@ -21,6 +22,7 @@ fn request(input: &str, prompts: Option<Vec<u32>>) -> UpstreamRequest {
         label_prompts: prompts,
         overrides: vec![],
         device: DeviceRequest::Auto,
+        tensorrt: false,
     }
 }
 
@@ -93,8 +95,14 @@ fn other_values_reach_monai_as_intended() {
     req.overrides = vec![
         ("patch_size".into(), "[64,64,64]".into()),
         ("sw_batch_size".into(), "2".into()),
+        (
+            CPU_POSTPROCESSING_OVERRIDE.0.into(),
+            CPU_POSTPROCESSING_OVERRIDE.1.into(),
+        ),
     ];
     let argv = build_argv(&req).unwrap();
+    req.tensorrt = true;
+    let trt = build_argv(&req).unwrap();
     let batch = build_batch_argv(&BatchRequest {
         python: PathBuf::from("/venv/bin/python"),
         bundle_root: PathBuf::from("/bundle"),
@@ -103,6 +111,7 @@ fn other_values_reach_monai_as_intended() {
         modality: "MRI_BODY".into(),
         overrides: vec![],
         device: DeviceRequest::Auto,
+        tensorrt: true,
     })
     .unwrap();
     // value, what fire must make of it
@@ -111,9 +120,19 @@ fn other_values_reach_monai_as_intended() {
         (argv[11].clone(), json!("CT_BODY")),
         (argv[13].clone(), json!([64, 64, 64])),
         (argv[15].clone(), json!(2)),
+        // `_disabled_` must arrive as a real boolean false.
+        (argv[17].clone(), json!(false)),
+        (
+            trt[5].clone(),
+            json!(["configs/inference.json", "configs/inference_trt.json"]),
+        ),
         (
             batch[5].clone(),
-            json!(["configs/inference.json", "configs/batch_inference.json"]),
+            json!([
+                "configs/inference.json",
+                "configs/batch_inference.json",
+                "configs/inference_trt.json"
+            ]),
         ),
         (batch[7].clone(), json!("/data/in dir")),
     ];

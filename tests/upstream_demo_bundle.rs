@@ -108,6 +108,7 @@ async fn demo_bundle_runs_through_the_library() {
         label_prompts: Some(vec![1, 3]),
         overrides: vec![],
         device: DeviceRequest::Cpu,
+        tensorrt: false,
     };
     let opts = RunOptions::new(out.join("logs"), Duration::from_secs(600));
     let probe = probe_for_request(&req, &opts, DEFAULT_PROBE_TIMEOUT)

@@ -88,6 +88,7 @@ nib.save(nib.Nifti1Image(a, np.diag([1.5, 1.5, 2.0, 1.0])), sys.argv[1])";
         label_prompts: Some(vec![3, 14]),
         overrides: vec![("patch_size".into(), "[64,64,64]".into())],
         device: DeviceRequest::Cpu,
+        tensorrt: false,
     };
     let opts = RunOptions::new(out.join("logs"), Duration::from_secs(600));
     let env = child_env(opts.base_env.clone(), &out, req.device);

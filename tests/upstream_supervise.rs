@@ -60,6 +60,7 @@ impl World {
             label_prompts: Some(vec![3, 14]),
             overrides: vec![("patch_size".into(), "[64,64,64]".into())],
             device: DeviceRequest::Cpu,
+            tensorrt: false,
         }
     }
 
@@ -499,6 +500,7 @@ async fn batch_run_wiring_and_refusal() {
         modality: "MRI_BODY".into(),
         overrides: vec![("input_suffix".into(), "*.nii.gz".into())],
         device: DeviceRequest::Auto,
+        tensorrt: false,
     };
     let res = ctmr_skill::upstream::run_batch(&req, &cpu_probe(), &opts)
         .await

@@ -175,6 +175,12 @@ pub struct Invocation {
     pub upstream_root: Option<String>,
     pub upstream_commit: Option<String>,
     pub config_file: Option<String>,
+    /// Every `--config_file` entry of `command`, in the order MONAI merges them,
+    /// relative to `upstream_root`: `configs/inference.json`, then
+    /// `configs/batch_inference.json` for a batch, then `configs/inference_trt.json`
+    /// when `tensorrt` was asked for. Empty in packs written before this field.
+    #[serde(default)]
+    pub config_files: Vec<String>,
     pub output_dir: String,
     pub modality: String,
     pub label_prompts: Option<Vec<u32>>,
@@ -187,7 +193,8 @@ pub struct Invocation {
     /// The Python interpreter and why it was chosen.
     pub python: Option<String>,
     pub python_source: Option<String>,
-    /// Documented overrides passed to the bundle (patch_size, sw_batch_size).
+    /// Documented overrides passed to the bundle as `--key value` (`patch_size`,
+    /// `sw_batch_size`; `cpu_postprocessing` as `postprocessing#transforms#0#_disabled_: False`).
     pub overrides: BTreeMap<String, String>,
 }
 

@@ -6,6 +6,11 @@
 //! Batch (upstream README, `configs/batch_inference.json` overrides `input_dir`):
 //! `python -m monai.bundle run --config_file "['configs/inference.json', 'configs/batch_inference.json']" --input_dir D --output_dir O --modality M`
 //!
+//! TensorRT (upstream docs, "Execute inference with the TensorRT model"): the same
+//! entry point with `configs/inference_trt.json` appended to the config list,
+//! `--config_file "['configs/inference.json', 'configs/inference_trt.json']"` (for a
+//! batch: inference, batch_inference, inference_trt). Nothing else changes.
+//!
 //! `monai.bundle` parses each value with python-fire, which reads Python literals
 //! (`ast.literal_eval` after turning bare names into strings) and falls back to the raw
 //! text. So the input dict is written exactly as Python's `repr(dict)` writes it, and
@@ -22,6 +27,14 @@ pub const CONFIG_FILE: &str = "configs/inference.json";
 /// The batch config list, in the order the upstream README gives it.
 pub const BATCH_CONFIG_FILES: [&str; 2] =
     ["configs/inference.json", "configs/batch_inference.json"];
+/// The upstream's TensorRT config, appended last to the config list when asked for.
+pub const TRT_CONFIG_FILE: &str = "configs/inference_trt.json";
+/// The documented out-of-memory switch (upstream docs/README.md, "TroubleShoot for
+/// Out-of-Memory"): enabling the `ToDeviced(device="cpu")` transform that
+/// `configs/inference.json` ships disabled as the first postprocessing transform moves
+/// the postprocessing to the CPU. Passed as `--postprocessing#transforms#0#_disabled_ False`.
+pub const CPU_POSTPROCESSING_OVERRIDE: (&str, &str) =
+    ("postprocessing#transforms#0#_disabled_", "False");
 /// The modalities the bundle's `everything_labels` knows.
 pub const SUPPORTED_MODALITIES: [&str; 3] = ["CT_BODY", "MRI_BODY", "MRI_BRAIN"];
 
@@ -45,6 +58,8 @@ pub struct UpstreamRequest {
     pub overrides: Vec<(String, String)>,
     /// The requested device; applied through the child's environment.
     pub device: DeviceRequest,
+    /// Append [`TRT_CONFIG_FILE`] to the config list (the documented TensorRT entry).
+    pub tensorrt: bool,
 }
 
 /// One batch run over a directory (`configs/batch_inference.json`).
@@ -59,6 +74,55 @@ pub struct BatchRequest {
     /// Further overrides, e.g. `("input_suffix", "*.nii.gz")`, `("batch_resume_skip_existing", "False")`.
     pub overrides: Vec<(String, String)>,
     pub device: DeviceRequest,
+    /// Append [`TRT_CONFIG_FILE`] to the config list.
+    pub tensorrt: bool,
+}
+
+/// The config files of a run, relative to the bundle root, in the order MONAI merges
+/// them: the inference config, the batch config for a batch, the TensorRT config last.
+pub fn config_files(batch: bool, tensorrt: bool) -> Vec<&'static str> {
+    let mut files = if batch {
+        BATCH_CONFIG_FILES.to_vec()
+    } else {
+        vec![CONFIG_FILE]
+    };
+    if tensorrt {
+        files.push(TRT_CONFIG_FILE);
+    }
+    files
+}
+
+/// The `--config_file` value: a lone file as its path (exactly the documented
+/// single-volume command), several as a Python list literal.
+pub fn config_file_value(files: &[&str]) -> String {
+    match files {
+        [single] => (*single).to_string(),
+        many => {
+            let items: Vec<String> = many.iter().map(|c| python_repr_str(c)).collect();
+            format!("[{}]", items.join(", "))
+        }
+    }
+}
+
+/// The config files an argv passes as `--config_file` (the inverse of
+/// [`config_file_value`] for the values it writes), for the evidence. `None` when the
+/// argv has no `--config_file` or its value is not a list of quoted paths.
+pub fn config_files_of(argv: &[String]) -> Option<Vec<String>> {
+    let at = argv.iter().position(|a| a == "--config_file")?;
+    let value = argv.get(at + 1)?.trim();
+    let Some(inner) = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) else {
+        return Some(vec![value.to_string()]);
+    };
+    inner
+        .split(',')
+        .map(|item| {
+            let item = item.trim();
+            let quoted = item.len() >= 2
+                && ((item.starts_with('\'') && item.ends_with('\''))
+                    || (item.starts_with('"') && item.ends_with('"')));
+            quoted.then(|| item[1..item.len() - 1].to_string())
+        })
+        .collect()
 }
 
 /// The argv of a single-volume run, `argv[0]` being the interpreter.
@@ -82,7 +146,7 @@ pub fn build_argv(req: &UpstreamRequest) -> Result<Vec<String>, UpstreamError> {
     let mut argv = entry(python);
     argv.extend([
         "--config_file".into(),
-        CONFIG_FILE.into(),
+        config_file_value(&config_files(false, req.tensorrt)),
         "--input_dict".into(),
         input_dict,
         "--output_dir".into(),
@@ -110,14 +174,10 @@ pub fn build_batch_argv(req: &BatchRequest) -> Result<Vec<String>, UpstreamError
             "modality",
         ],
     )?;
-    let configs: Vec<String> = BATCH_CONFIG_FILES
-        .iter()
-        .map(|c| python_repr_str(c))
-        .collect();
     let mut argv = entry(python);
     argv.extend([
         "--config_file".into(),
-        format!("[{}]", configs.join(", ")),
+        config_file_value(&config_files(true, req.tensorrt)),
         "--input_dir".into(),
         input_dir.into(),
         "--output_dir".into(),
@@ -288,6 +348,7 @@ mod tests {
             label_prompts: None,
             overrides: vec![],
             device: DeviceRequest::Auto,
+            tensorrt: false,
         }
     }
 
@@ -343,6 +404,7 @@ mod tests {
             modality: "MRI_BODY".into(),
             overrides: vec![("input_suffix".into(), "*.nii.gz".into())],
             device: DeviceRequest::Cpu,
+            tensorrt: false,
         };
         assert_eq!(
             build_batch_argv(&req).unwrap(),
@@ -369,6 +431,80 @@ mod tests {
             build_batch_argv(&bad),
             Err(UpstreamError::BadOverride { .. })
         ));
+    }
+
+    #[test]
+    fn tensorrt_changes_only_the_config_list() {
+        let mut req = request();
+        req.overrides = vec![("patch_size".into(), "[64,64,64]".into())];
+        let plain = build_argv(&req).unwrap();
+        req.tensorrt = true;
+        let trt = build_argv(&req).unwrap();
+        assert_eq!(plain.len(), trt.len());
+        let differing: Vec<usize> = (0..plain.len()).filter(|i| plain[*i] != trt[*i]).collect();
+        assert_eq!(differing, [5]);
+        assert_eq!(trt[4], "--config_file");
+        assert_eq!(
+            trt[5],
+            "['configs/inference.json', 'configs/inference_trt.json']"
+        );
+
+        let batch = BatchRequest {
+            python: PathBuf::from("python3"),
+            bundle_root: PathBuf::from("/bundle"),
+            input_dir: PathBuf::from("/data/in"),
+            output_dir: PathBuf::from("/data/out"),
+            modality: "CT_BODY".into(),
+            overrides: vec![],
+            device: DeviceRequest::Cuda,
+            tensorrt: true,
+        };
+        let argv = build_batch_argv(&batch).unwrap();
+        assert_eq!(
+            argv[5],
+            "['configs/inference.json', 'configs/batch_inference.json', 'configs/inference_trt.json']"
+        );
+        assert_eq!(
+            config_files_of(&argv).unwrap(),
+            [
+                "configs/inference.json",
+                "configs/batch_inference.json",
+                "configs/inference_trt.json"
+            ]
+        );
+    }
+
+    #[test]
+    fn config_files_read_back_from_the_argv() {
+        for (batch, tensorrt) in [(false, false), (false, true), (true, false), (true, true)] {
+            let files = config_files(batch, tensorrt);
+            let argv = vec![
+                "python".to_string(),
+                "--config_file".to_string(),
+                config_file_value(&files),
+            ];
+            assert_eq!(config_files_of(&argv).unwrap(), files, "{batch} {tensorrt}");
+        }
+        assert_eq!(config_files(false, false), ["configs/inference.json"]);
+        assert_eq!(
+            config_file_value(&config_files(false, false)),
+            "configs/inference.json"
+        );
+        assert!(config_files_of(&["python".to_string()]).is_none());
+        let unquoted = ["--config_file".to_string(), "[configs/a.json]".to_string()];
+        assert!(config_files_of(&unquoted).is_none());
+    }
+
+    #[test]
+    fn the_cpu_postprocessing_override_is_a_plain_config_id() {
+        let mut req = request();
+        let (key, value) = CPU_POSTPROCESSING_OVERRIDE;
+        req.overrides = vec![(key.into(), value.into())];
+        let argv = build_argv(&req).unwrap();
+        assert_eq!(
+            &argv[12..],
+            ["--postprocessing#transforms#0#_disabled_", "False"]
+        );
     }
 
     #[test]

@@ -150,6 +150,16 @@ CTMR_SKILL_PYTHON at an interpreter with monai and torch installed)",
         torch_version: String,
     },
 
+    /// `tensorrt` was requested but the run would have no CUDA device.
+    #[error(
+        "argument 'tensorrt': TensorRT needs CUDA, but torch {torch_version} with {} reports CUDA unavailable under this run's settings; nothing ran. Fix: run on a machine with an NVIDIA GPU (device 'cuda' or 'auto'), or drop tensorrt",
+        python.display()
+    )]
+    TensorRtNeedsCuda {
+        python: PathBuf,
+        torch_version: String,
+    },
+
     /// Moving a stale mask aside failed.
     #[error("could not move the stale mask {} aside to {}: {source}", from.display(), to.display())]
     MoveAside {

@@ -41,6 +41,7 @@
 //!     label_prompts: Some(vec![3, 14]),
 //!     overrides: vec![],
 //!     device: DeviceRequest::Auto,
+//!     tensorrt: false,
 //! };
 //! let opts = RunOptions::new("/runs/ct/logs", Duration::from_secs(3600));
 //! let probe = probe_for_request(&req, &opts, DEFAULT_PROBE_TIMEOUT).await?;
@@ -63,8 +64,9 @@ mod root;
 mod supervise;
 
 pub use argv::{
-    build_argv, build_batch_argv, python_repr_str, BatchRequest, UpstreamRequest,
-    BATCH_CONFIG_FILES, CONFIG_FILE, SUPPORTED_MODALITIES,
+    build_argv, build_batch_argv, config_file_value, config_files, config_files_of,
+    python_repr_str, BatchRequest, UpstreamRequest, BATCH_CONFIG_FILES, CONFIG_FILE,
+    CPU_POSTPROCESSING_OVERRIDE, SUPPORTED_MODALITIES, TRT_CONFIG_FILE,
 };
 pub use error::{install_hint, weights_hint, UpstreamError};
 pub use hash::sha256_file;
@@ -73,9 +75,9 @@ pub use output::{
     nifti_stem, MaskAdoption, StaleOutput,
 };
 pub use python::{
-    check_device, child_env, find_python, find_python_here, probe_environment, CheckedPython,
-    ChildEnv, DeviceRequest, EnvProbe, PythonChoice, PythonSource, DEFAULT_PROBE_TIMEOUT,
-    ENV_PYTHON, PROBE_SCRIPT,
+    check_device, check_tensorrt, child_env, find_python, find_python_here, probe_environment,
+    CheckedPython, ChildEnv, DeviceRequest, EnvProbe, PythonChoice, PythonSource,
+    DEFAULT_PROBE_TIMEOUT, ENV_PYTHON, PROBE_SCRIPT,
 };
 pub use root::{
     git_commit, inventory, resolve_root, resolve_root_here, weights_provenance, BundleInventory,

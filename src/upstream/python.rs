@@ -398,6 +398,19 @@ pub fn check_device(requested: DeviceRequest, probe: &EnvProbe) -> Result<(), Up
     Ok(())
 }
 
+/// TensorRT needs CUDA: refuse `tensorrt` before running when the probe, taken under
+/// the run's own environment, sees no CUDA device (`device=cpu`, or `auto` on a
+/// machine without one).
+pub fn check_tensorrt(tensorrt: bool, probe: &EnvProbe) -> Result<(), UpstreamError> {
+    if tensorrt && !probe.cuda_available {
+        return Err(UpstreamError::TensorRtNeedsCuda {
+            python: probe.python.clone(),
+            torch_version: probe.torch_version.clone(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,8 +577,13 @@ mod tests {
         assert!(err.to_string().contains("'cpu' or 'auto'"), "{err}");
         assert!(check_device(DeviceRequest::Auto, &probe).is_ok());
         assert!(check_device(DeviceRequest::Cpu, &probe).is_ok());
+        let err = check_tensorrt(true, &probe).unwrap_err();
+        assert!(err.to_string().contains("argument 'tensorrt'"), "{err}");
+        assert!(err.to_string().contains("drop tensorrt"), "{err}");
+        assert!(check_tensorrt(false, &probe).is_ok());
         probe.cuda_available = true;
         assert!(check_device(DeviceRequest::Cuda, &probe).is_ok());
+        assert!(check_tensorrt(true, &probe).is_ok());
         assert_eq!("cuda".parse::<DeviceRequest>(), Ok(DeviceRequest::Cuda));
         assert!("gpu"
             .parse::<DeviceRequest>()

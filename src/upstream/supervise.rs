@@ -28,7 +28,7 @@ use super::output::{
     StaleOutput,
 };
 use super::python::{
-    check_device, child_env, probe_environment, ChildEnv, DeviceRequest, EnvProbe,
+    check_device, check_tensorrt, child_env, probe_environment, ChildEnv, DeviceRequest, EnvProbe,
 };
 
 /// Characters of each stream kept as a tail (the reference wrapper's 4000).
@@ -167,6 +167,7 @@ pub async fn run(
 ) -> Result<RunResult, UpstreamError> {
     let argv = build_argv(req)?;
     check_device(req.device, probe)?;
+    check_tensorrt(req.tensorrt, probe)?;
     std::fs::metadata(&req.input).map_err(|source| UpstreamError::Io {
         action: "cannot read the input",
         path: req.input.clone(),
@@ -208,6 +209,7 @@ pub async fn run_batch(
 ) -> Result<RunResult, UpstreamError> {
     let argv = build_batch_argv(req)?;
     check_device(req.device, probe)?;
+    check_tensorrt(req.tensorrt, probe)?;
     check_output_dir(&req.output_dir, &req.bundle_root)?;
     create_dir(&req.output_dir)?;
     let inv = Invocation {

@@ -220,7 +220,9 @@ impl RunBatch {
                     }
                 }
             };
-            if let Err(e) = upstream::check_device(request.device, &probe) {
+            if let Err(e) = upstream::check_device(request.device, &probe)
+                .and_then(|()| upstream::check_tensorrt(request.tensorrt, &probe))
+            {
                 return BatchCall::NotStarted {
                     message: e.to_string(),
                 };
@@ -406,7 +408,11 @@ impl RunBatch {
             modality: request.modality.as_str().to_string(),
             overrides,
             device: request.device,
+            tensorrt: request.tensorrt,
         };
+        if let Ok(argv) = upstream::build_batch_argv(&upstream_request) {
+            single::declared_entry_point(&argv, &self.manifest)?;
+        }
         let per_volume = request.timeout.as_secs_f64();
         let mut options = upstream::RunOptions::new(
             dir.join("logs"),
@@ -651,6 +657,8 @@ fn per_volume_request(request: &BatchRunRequest, volume: &Volume) -> RunRequest 
         preprocessed_brain_input: request.preprocessed_brain_input,
         patch_size: request.patch_size.clone(),
         sw_batch_size: request.sw_batch_size,
+        cpu_postprocessing: request.cpu_postprocessing,
+        tensorrt: request.tensorrt,
     }
 }
 

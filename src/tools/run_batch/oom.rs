@@ -1,10 +1,12 @@
 //! Recognising a CUDA out-of-memory failure in the upstream's stderr, so the caller
-//! gets the fix (a smaller sliding-window patch) instead of a raw traceback.
+//! gets the fixes (a smaller sliding-window patch, then CPU postprocessing) instead of a
+//! raw traceback.
 
 /// The fix we give for an out-of-memory failure.
-pub const OOM_FIX: &str = "The GPU ran out of memory (CUDA out of memory). Fix: run again with a \
-smaller sliding-window patch, e.g. patch_size [64, 64, 64] (CLI: --patch-size 64,64,64), and/or \
-sw_batch_size 1; or use device cpu (slow).";
+pub const OOM_FIX: &str = "The GPU ran out of memory (CUDA out of memory). Fix: first run again \
+with a smaller sliding-window patch, e.g. patch_size [64, 64, 64] (CLI: --patch-size 64,64,64), \
+and/or sw_batch_size 1; if it still runs out of memory, also set cpu_postprocessing true (CLI: \
+--cpu-postprocessing) to run the postprocessing on the CPU; or use device cpu (slow).";
 
 /// Whether `stderr` shows a CUDA out-of-memory failure: PyTorch's
 /// `torch.OutOfMemoryError` / `torch.cuda.OutOfMemoryError`, or the message
@@ -31,6 +33,14 @@ torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 ha
         for text in [torch2, torch1, cuda_rt, class_only] {
             assert!(is_cuda_oom(text), "{text}");
         }
+    }
+
+    #[test]
+    fn the_fix_names_patch_size_first_then_cpu_postprocessing() {
+        let patch = OOM_FIX.find("patch_size").unwrap();
+        let cpu_post = OOM_FIX.find("cpu_postprocessing").unwrap();
+        assert!(patch < cpu_post, "{OOM_FIX}");
+        assert!(OOM_FIX.contains("--cpu-postprocessing"));
     }
 
     #[test]

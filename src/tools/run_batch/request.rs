@@ -37,6 +37,8 @@ pub struct BatchRunRequest {
     pub preprocessed_brain_input: bool,
     pub patch_size: Option<Vec<u32>>,
     pub sw_batch_size: Option<u32>,
+    pub cpu_postprocessing: bool,
+    pub tensorrt: bool,
 }
 
 /// Tool arguments → request.
@@ -66,6 +68,8 @@ pub fn arguments_from_cli(
     preprocessed_brain_input: bool,
     patch_size: Option<&[u32]>,
     sw_batch_size: Option<u32>,
+    cpu_postprocessing: bool,
+    tensorrt: bool,
 ) -> Map<String, Value> {
     let mut map = Map::new();
     let path = |p: &Path| json!(p.to_string_lossy());
@@ -104,6 +108,12 @@ pub fn arguments_from_cli(
     }
     if let Some(n) = sw_batch_size {
         map.insert("sw_batch_size".into(), json!(n));
+    }
+    if cpu_postprocessing {
+        map.insert("cpu_postprocessing".into(), json!(true));
+    }
+    if tensorrt {
+        map.insert("tensorrt".into(), json!(true));
     }
     map
 }
@@ -157,6 +167,8 @@ fn typed(args: &Map<String, Value>, config: &Config) -> Result<BatchRunRequest, 
         preprocessed_brain_input: shared.preprocessed_brain_input,
         patch_size: shared.patch_size,
         sw_batch_size: shared.sw_batch_size,
+        cpu_postprocessing: shared.cpu_postprocessing,
+        tensorrt: shared.tensorrt,
     })
 }
 
@@ -230,11 +242,14 @@ mod tests {
             false,
             Some(&[64, 64, 64]),
             None,
+            true,
+            false,
         );
         let r = from_tool_arguments(&tool, &map, &config).unwrap();
         assert_eq!(r.modality, Modality::MriBody);
         assert_eq!(r.device, DeviceRequest::Cpu);
         assert_eq!(r.timeout, Duration::from_secs(60));
         assert_eq!(r.patch_size, Some(vec![64, 64, 64]));
+        assert!(r.cpu_postprocessing && !r.tensorrt);
     }
 }

@@ -146,6 +146,12 @@ pub fn evaluate(
         }
     }
 
+    check_knobs(
+        &mut rec,
+        &request,
+        root_inventory.as_ref().map(|(r, _)| r.as_path()),
+    );
+
     let mask_path = check_output_dir(
         &mut rec,
         &request,
@@ -203,6 +209,100 @@ pub fn evaluate(
         mask_path: mask_path.expect("gates passed, so the output location was checked"),
         gates: rec.results,
     })
+}
+
+/// `cpu_postprocessing` and `tensorrt` depend on what the bundle ships (and TensorRT on
+/// CUDA): checked here so a request the bundle cannot honour never starts.
+fn check_knobs(rec: &mut Recorder, request: &RunRequest, root: Option<&Path>) {
+    if !request.tensorrt {
+        rec.skip("tensorrt_config_present", "tensorrt not requested");
+        rec.skip("tensorrt_needs_cuda", "tensorrt not requested");
+    } else {
+        match root {
+            None => rec.skip("tensorrt_config_present", "no bundle root"),
+            Some(root) => {
+                let trt = root.join(upstream::TRT_CONFIG_FILE);
+                if trt.is_file() {
+                    rec.pass("tensorrt_config_present", format!("{}", trt.display()));
+                } else {
+                    rec.fail(
+                        "tensorrt_config_present",
+                        "tensorrt",
+                        format!("{} does not exist in this bundle", trt.display()),
+                    );
+                }
+            }
+        }
+        if request.device == upstream::DeviceRequest::Cpu {
+            rec.fail(
+                "tensorrt_needs_cuda",
+                "tensorrt",
+                "device 'cpu' was requested, and TensorRT runs only on an NVIDIA GPU",
+            );
+        } else {
+            rec.pass(
+                "tensorrt_needs_cuda",
+                format!(
+                    "device '{}'; the environment probe confirms CUDA before the run",
+                    request.device.as_str()
+                ),
+            );
+        }
+    }
+
+    if !request.cpu_postprocessing {
+        rec.skip(
+            "cpu_postprocessing_supported",
+            "cpu_postprocessing not requested",
+        );
+        return;
+    }
+    let Some(root) = root else {
+        rec.skip("cpu_postprocessing_supported", "no bundle root");
+        return;
+    };
+    // The configs this run merges, as far as they exist (a missing TensorRT config is
+    // its own gate's failure).
+    let mut parsed = Vec::new();
+    for name in upstream::config_files(false, request.tensorrt) {
+        let path = root.join(name);
+        if name == upstream::TRT_CONFIG_FILE && !path.is_file() {
+            continue;
+        }
+        let read = std::fs::read(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|bytes| {
+                serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))
+            });
+        match read {
+            Ok(value) => parsed.push((name, value)),
+            Err(problem) => {
+                rec.fail(
+                    "cpu_postprocessing_supported",
+                    "cpu_postprocessing",
+                    problem,
+                );
+                return;
+            }
+        }
+    }
+    let configs: Vec<(&str, &serde_json::Value)> = parsed.iter().map(|(n, v)| (*n, v)).collect();
+    match super::knobs::check_cpu_postprocessing(&configs) {
+        Ok(()) => rec.pass(
+            "cpu_postprocessing_supported",
+            format!(
+                "postprocessing.transforms[0] is the bundle's disabled ToDeviced(cpu); the run enables it with --{} {}",
+                upstream::CPU_POSTPROCESSING_OVERRIDE.0,
+                upstream::CPU_POSTPROCESSING_OVERRIDE.1
+            ),
+        ),
+        Err(problem) => rec.fail(
+            "cpu_postprocessing_supported",
+            "cpu_postprocessing",
+            format!("this bundle cannot move its postprocessing to the CPU: {problem}"),
+        ),
+    }
 }
 
 fn check_volume(rec: &mut Recorder, input: &Path) -> Option<Header> {

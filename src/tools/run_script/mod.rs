@@ -1,11 +1,13 @@
 //! `run_script`: run the upstream bundle on one volume and return its evidence.
 //!
 //! Flow: [`request`] normalises either call form into one validated request;
-//! [`gates`] evaluates every gate before anything runs; a run slot is taken (queued
+//! [`gates`] evaluates every gate before anything runs (the bundle-dependent knobs
+//! through [`knobs`]); a run slot is taken (queued
 //! calls report their position as progress); [`run`] supervises the upstream and
 //! writes the evidence pack.
 
 pub mod gates;
+pub mod knobs;
 pub mod request;
 pub mod run;
 

@@ -33,6 +33,10 @@ pub struct RunRequest {
     pub preprocessed_brain_input: bool,
     pub patch_size: Option<Vec<u32>>,
     pub sw_batch_size: Option<u32>,
+    /// Enable the bundle's disabled `ToDeviced(cpu)` postprocessing transform (less GPU memory).
+    pub cpu_postprocessing: bool,
+    /// Add the bundle's `configs/inference_trt.json` to the config list (needs CUDA).
+    pub tensorrt: bool,
 }
 
 /// The reference entry point the argv form names.
@@ -90,7 +94,8 @@ pub fn from_tool_arguments(
                     first,
                     "use the flags of scripts/run_ctmr.py: IMAGE --modality M --output-dir DIR \
                      [--label-prompts 3,14] [--ground-truth GT] [--device auto|cuda|cpu] \
-                     [--upstream-root DIR] [--timeout-seconds N]",
+                     [--upstream-root DIR] [--timeout-seconds N] [--patch-size 64,64,64] \
+                     [--sw-batch-size N] [--cpu-postprocessing] [--tensorrt]",
                 )
                 })?;
         structured_from_run_args(&parsed.run)
@@ -168,6 +173,12 @@ fn structured_from_run_args(run: &RunArgs) -> Map<String, Value> {
     if let Some(n) = run.sw_batch_size {
         map.insert("sw_batch_size".into(), json!(n));
     }
+    if run.cpu_postprocessing {
+        map.insert("cpu_postprocessing".into(), json!(true));
+    }
+    if run.tensorrt {
+        map.insert("tensorrt".into(), json!(true));
+    }
     map
 }
 
@@ -186,6 +197,10 @@ pub struct SharedFields {
     pub preprocessed_brain_input: bool,
     pub patch_size: Option<Vec<u32>>,
     pub sw_batch_size: Option<u32>,
+    /// Enable the bundle's disabled `ToDeviced(cpu)` postprocessing transform (less GPU memory).
+    pub cpu_postprocessing: bool,
+    /// Add the bundle's `configs/inference_trt.json` to the config list (needs CUDA).
+    pub tensorrt: bool,
 }
 
 /// Read the shared fields (defaults were filled in by the manifest validation).
@@ -199,6 +214,7 @@ pub fn shared_fields(args: &Map<String, Value>, config: &Config) -> Result<Share
                 .collect()
         })
     };
+    let flag = |k: &str| args.get(k).and_then(Value::as_bool).unwrap_or(false);
     let modality: Modality = string("modality")
         .unwrap_or_else(|| "CT_BODY".into())
         .parse()
@@ -232,15 +248,14 @@ pub fn shared_fields(args: &Map<String, Value>, config: &Config) -> Result<Share
                 .and_then(Value::as_f64)
                 .unwrap_or(3600.0),
         ),
-        preprocessed_brain_input: args
-            .get("preprocessed_brain_input")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        preprocessed_brain_input: flag("preprocessed_brain_input"),
         patch_size: u32_list("patch_size"),
         sw_batch_size: args
             .get("sw_batch_size")
             .and_then(Value::as_f64)
             .map(|f| f as u32),
+        cpu_postprocessing: flag("cpu_postprocessing"),
+        tensorrt: flag("tensorrt"),
     })
 }
 
@@ -278,6 +293,8 @@ fn typed(args: &Map<String, Value>, config: &Config) -> Result<RunRequest, ArgEr
         preprocessed_brain_input: shared.preprocessed_brain_input,
         patch_size: shared.patch_size,
         sw_batch_size: shared.sw_batch_size,
+        cpu_postprocessing: shared.cpu_postprocessing,
+        tensorrt: shared.tensorrt,
     })
 }
 
@@ -309,6 +326,31 @@ mod tests {
         assert_eq!(a.output_dir, config.cwd.join("runs/case1"));
         assert_eq!(a.label_prompts, Some(vec![3, 14]));
         assert_eq!(a.timeout, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn knobs_reach_the_request_from_every_form() {
+        let (_dir, config, tool) = world();
+        let argv = json!({"script": "scripts/run_ctmr.py", "args": [
+            "/data/ct.nii.gz", "--cpu-postprocessing", "--tensorrt", "--patch-size", "64,64,64"]});
+        let structured = json!({"input": "/data/ct.nii.gz", "cpu_postprocessing": true,
+            "tensorrt": true, "patch_size": [64, 64, 64]});
+        let a = from_tool_arguments(&tool, argv.as_object().unwrap(), &config).unwrap();
+        let b = from_tool_arguments(&tool, structured.as_object().unwrap(), &config).unwrap();
+        assert_eq!(a, b);
+        assert!(a.cpu_postprocessing && a.tensorrt);
+        let cli =
+            ArgvForm::try_parse_from(["ctmr-skill", "/data/ct.nii.gz", "--tensorrt"]).unwrap();
+        let c = from_run_args(&tool, &cli.run, &config).unwrap();
+        assert!(c.tensorrt && !c.cpu_postprocessing);
+        // Off unless asked for.
+        let plain = json!({"input": "/data/ct.nii.gz"});
+        let d = from_tool_arguments(&tool, plain.as_object().unwrap(), &config).unwrap();
+        assert!(!d.cpu_postprocessing && !d.tensorrt);
+        // The manifest types them as booleans.
+        let bad = json!({"input": "/data/ct.nii.gz", "tensorrt": "yes"});
+        let e = from_tool_arguments(&tool, bad.as_object().unwrap(), &config).unwrap_err();
+        assert_eq!(e.argument, "tensorrt");
     }
 
     #[test]

@@ -68,7 +68,11 @@ pub async fn execute(
         label_prompts: gated.prompts.clone().filter(|p| !p.is_empty()),
         overrides: overrides_of(request),
         device: request.device,
+        tensorrt: request.tensorrt,
     };
+    if let Ok(argv) = upstream::build_argv(&upstream_request) {
+        declared_entry_point(&argv, manifest)?;
+    }
     let mut options = upstream::RunOptions::new(request.output_dir.join("logs"), request.timeout);
     options.cancel = ctx.cancel.clone();
     let hook_ctx = ctx.clone();
@@ -288,7 +292,21 @@ fn sha256_cached(path: &Path) -> Option<String> {
     Some(digest)
 }
 
-/// The documented memory/speed overrides passed to the bundle as `--key value`.
+/// Refuse a command that would leave the manifest's declared entry point (a defect of
+/// ctmr-skill or of an edited manifest, never of the caller's request).
+pub fn declared_entry_point(argv: &[String], manifest: &Manifest) -> Result<(), StartFailure> {
+    super::knobs::check_declared_entry_point(argv, &manifest.runtime).map_err(|why| {
+        StartFailure(format!(
+            "refused before running anything: the command would not be the manifest's declared \
+             entry point (`{} --config_file {}`): {why}. This is a ctmr-skill defect; the command \
+             was {argv:?}",
+            manifest.runtime.official_entrypoint, manifest.runtime.config_file
+        ))
+    })
+}
+
+/// The documented memory/speed overrides passed to the bundle as `--key value`
+/// (`tensorrt` is not one: it adds a config file, see [`upstream::config_files`]).
 pub fn overrides_of(request: &super::request::RunRequest) -> Vec<(String, String)> {
     let mut overrides = Vec::new();
     if let Some(patch) = &request.patch_size {
@@ -299,6 +317,10 @@ pub fn overrides_of(request: &super::request::RunRequest) -> Vec<(String, String
     }
     if let Some(n) = request.sw_batch_size {
         overrides.push(("sw_batch_size".to_string(), n.to_string()));
+    }
+    if request.cpu_postprocessing {
+        let (key, value) = upstream::CPU_POSTPROCESSING_OVERRIDE;
+        overrides.push((key.to_string(), value.to_string()));
     }
     overrides
 }
@@ -515,6 +537,7 @@ fn build(
             upstream_root: Some(gated.root.display().to_string()),
             upstream_commit: upstream::git_commit(&gated.root),
             config_file: Some(gated.inventory.config_file.display().to_string()),
+            config_files: upstream::config_files_of(&result.command).unwrap_or_default(),
             output_dir: request.output_dir.display().to_string(),
             modality: request.modality.as_str().into(),
             label_prompts: gated.prompts.clone().filter(|p| !p.is_empty()),
