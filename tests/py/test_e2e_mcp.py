@@ -244,8 +244,13 @@ def test_tools_listed_in_both_protocol_eras(server: Server, mode: str):
         jsonschema.Draft202012Validator.check_schema(tool.output_schema)
         assert "clinical" in (tool.description or "").lower(), f"{tool.name} description does not mention clinical use"
     run_props = by_name["run_script"].input_schema["properties"]
-    for arg in ("script", "args", "input", "modality", "output_dir", "label_prompts", "structures", "upstream_root"):
+    for arg in ("script", "args", "input", "modality", "output_dir", "label_prompts", "structures", "upstream_root",
+                "patch_size", "sw_batch_size", "cpu_postprocessing", "tensorrt"):
         assert arg in run_props, f"run_script lacks {arg}"
+    batch_props = by_name["run_batch"].input_schema["properties"]
+    for knob in ("cpu_postprocessing", "tensorrt"):
+        for props in (run_props, batch_props):
+            assert props[knob]["type"] == "boolean" and props[knob]["default"] is False, props[knob]
     assert set(run_props["modality"]["enum"]) == {"CT_BODY", "MRI_BODY", "MRI_BRAIN"}
     assert by_name["inspect_label_map"].input_schema.get("required") == ["mask"]
     assert by_name["verify_evidence"].input_schema.get("required") == ["pack_dir"]
