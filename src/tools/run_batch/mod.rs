@@ -450,11 +450,16 @@ impl RunBatch {
                     Ok(()) => {
                         written.insert(*i);
                         let mut own = result.clone();
-                        // The volume finished: its own outcome, whatever came later.
+                        // The volume finished: its own outcome is success, whatever
+                        // came later; the process's own code is kept beside it.
                         own.outcome = RunOutcome::Exited {
                             code: 0,
                             signal: None,
                         };
+                        own.exit_code = Some(0);
+                        own.batch_process_exit_code = (result.exit_code != Some(0))
+                            .then_some(result.exit_code)
+                            .flatten();
                         own.mask = Some(MaskAdoption::Adopted {
                             path: target.clone(),
                             bytes,
