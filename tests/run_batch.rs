@@ -15,6 +15,7 @@ use ctmr_skill::config::Config;
 use ctmr_skill::evidence::{Evidence, RunStatus};
 use ctmr_skill::tools::run_batch::cohort::{Cohort, VolumeStatus};
 use ctmr_skill::tools::run_batch::{BatchCall, RunBatch};
+use ctmr_skill::tools::slots::RunSlots;
 use ctmr_skill::tools::{CallContext, Progress};
 
 /// A temp world: a copy of the demo bundle with its weights, and a data folder.
@@ -62,7 +63,7 @@ impl World {
         RunBatch::new(
             Arc::new(config),
             Arc::new(manifest),
-            Arc::new(tokio::sync::Semaphore::new(1)),
+            Arc::new(RunSlots::new(1)),
         )
     }
 
@@ -344,7 +345,7 @@ fn refusals_happen_before_anything_runs() {
     let runner = RunBatch::new(
         Arc::new(config),
         Arc::new(ctmr_skill::manifest::embedded().unwrap()),
-        Arc::new(tokio::sync::Semaphore::new(1)),
+        Arc::new(RunSlots::new(1)),
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let call = |args: Value| {
@@ -483,7 +484,7 @@ fn a_volume_finished_before_its_batch_process_died_keeps_its_own_exit_code() {
     let runner = RunBatch::new(
         Arc::new(config),
         Arc::new(ctmr_skill::manifest::embedded().unwrap()),
-        Arc::new(tokio::sync::Semaphore::new(1)),
+        Arc::new(RunSlots::new(1)),
     );
     let args = json!({"inputs": inputs, "modality": "CT_BODY", "output_root": out,
                       "upstream_root": bundle, "device": "cpu"});

@@ -14,6 +14,7 @@ pub mod list_labels;
 pub mod run_batch;
 pub mod run_script;
 pub mod runs;
+pub mod slots;
 mod toolbox;
 pub mod verify_evidence;
 
