@@ -344,7 +344,7 @@ fn run_batch_refuses_tensorrt_without_its_config() {
     let runner = RunBatch::new(
         Arc::new(config),
         Arc::new(ctmr_skill::manifest::embedded().unwrap()),
-        Arc::new(tokio::sync::Semaphore::new(1)),
+        Arc::new(ctmr_skill::tools::slots::RunSlots::new(1)),
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let call = |extra: Value| {
