@@ -338,7 +338,7 @@ fn tensorrt_is_refused_without_its_config_or_on_cpu() {
 }
 
 #[test]
-fn run_batch_refuses_tensorrt_without_its_config() {
+fn run_batch_refuses_switches_the_bundle_cannot_honour() {
     let w = Standin::new();
     let config = Config::new(w.base.clone(), vec![], None, Some(common::python()), 1);
     let runner = RunBatch::new(
@@ -369,6 +369,46 @@ fn run_batch_refuses_tensorrt_without_its_config() {
         "{message}"
     );
     w.nothing_ran();
+
+    // The batch config is part of a batch volume's config: one that replaces the
+    // first postprocessing transform makes the switch unusable for run_batch only.
+    std::fs::write(
+        w.root.join("configs/inference.json"),
+        r#"{"postprocessing": {"_target_": "Compose", "transforms": [
+            {"_target_": "ToDeviced", "keys": "pred", "device": "cpu", "_disabled_": true},
+            {"_target_": "SaveImaged", "keys": "pred"}]}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        w.root.join("configs/batch_inference.json"),
+        r#"{"postprocessing#transforms#0": {"_target_": "Lambdad", "keys": "pred", "func": "$lambda x: x"}}"#,
+    )
+    .unwrap();
+    let message = call(json!({"cpu_postprocessing": true}));
+    assert!(
+        message.contains("postprocessing.transforms[0] in configs/batch_inference.json is Lambdad"),
+        "{message}"
+    );
+    w.nothing_ran();
+    let config = Config::new(w.base.clone(), vec![], None, Some(common::python()), 1);
+    let manifest = ctmr_skill::manifest::embedded().unwrap();
+    let single = ctmr_skill::tools::run_script::request::from_tool_arguments(
+        manifest.tool("run_script").unwrap(),
+        json!({"input": w.input, "output_dir": w.base.join("out"), "upstream_root": w.root,
+            "cpu_postprocessing": true})
+        .as_object()
+        .unwrap(),
+        &config,
+    )
+    .unwrap();
+    let gated = ctmr_skill::tools::run_script::gates::evaluate(single, &config, &manifest)
+        .unwrap_or_else(|refusal| panic!("{}", refusal.message));
+    let g = gated
+        .gates
+        .iter()
+        .find(|g| g.name == "cpu_postprocessing_supported")
+        .unwrap();
+    assert_eq!(g.status, "passed", "{}", g.message);
 }
 
 #[test]

@@ -674,6 +674,7 @@ fn per_volume_request(request: &BatchRunRequest, volume: &Volume) -> RunRequest 
         sw_batch_size: request.sw_batch_size,
         cpu_postprocessing: request.cpu_postprocessing,
         tensorrt: request.tensorrt,
+        batch_config: true,
     }
 }
 

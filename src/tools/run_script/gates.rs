@@ -262,11 +262,11 @@ fn check_knobs(rec: &mut Recorder, request: &RunRequest, root: Option<&Path>) {
         return;
     };
     // The configs this run merges, as far as they exist (a missing TensorRT config is
-    // its own gate's failure).
+    // its own gate's failure; a missing batch config, the batch run's).
     let mut parsed = Vec::new();
-    for name in upstream::config_files(false, request.tensorrt) {
+    for name in upstream::config_files(request.batch_config, request.tensorrt) {
         let path = root.join(name);
-        if name == upstream::TRT_CONFIG_FILE && !path.is_file() {
+        if name != upstream::CONFIG_FILE && !path.is_file() {
             continue;
         }
         let read = std::fs::read(&path)

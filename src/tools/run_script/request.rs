@@ -37,6 +37,9 @@ pub struct RunRequest {
     pub cpu_postprocessing: bool,
     /// Add the bundle's `configs/inference_trt.json` to the config list (needs CUDA).
     pub tensorrt: bool,
+    /// This volume runs through the batch config (`run_batch`), so the gates read
+    /// `configs/batch_inference.json` as part of the bundle's config.
+    pub batch_config: bool,
 }
 
 /// The reference entry point the argv form names.
@@ -295,6 +298,7 @@ fn typed(args: &Map<String, Value>, config: &Config) -> Result<RunRequest, ArgEr
         sw_batch_size: shared.sw_batch_size,
         cpu_postprocessing: shared.cpu_postprocessing,
         tensorrt: shared.tensorrt,
+        batch_config: false,
     })
 }
 
