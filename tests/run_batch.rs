@@ -175,6 +175,10 @@ fn a_cohort_runs_once_survives_a_bad_volume_and_resumes() {
         assert_eq!(e.output.path.as_deref(), Some(mask.to_str().unwrap()));
         assert!(mask.is_file());
         assert!(e.output.geometry.shape_match && e.output.geometry.affine_match);
+        assert_eq!(
+            e.invocation.config_files,
+            ["configs/inference.json", "configs/batch_inference.json"]
+        );
         assert!(
             e.output.class_volumes_ml.contains_key("liver"),
             "{:?}",
