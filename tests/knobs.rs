@@ -462,3 +462,71 @@ fn the_tool_schemas_advertise_both_switches() {
         );
     }
 }
+
+/// The TensorRT config list reaches MONAI as a merged list, the TensorRT config last.
+/// No GPU here, so the CUDA check is satisfied by a probe that claims CUDA while the run
+/// itself is pinned to the CPU, and the demo bundle gets a stand-in
+/// `configs/inference_trt.json` whose only setting (the output postfix) shows it won.
+#[tokio::test]
+async fn the_tensorrt_config_list_is_merged_by_monai_last() {
+    use ctmr_skill::upstream::{
+        probe_for_request, run, DeviceRequest, RunOptions, RunOutcome, UpstreamRequest,
+        DEFAULT_PROBE_TIMEOUT,
+    };
+    let dir = common::fresh_dir();
+    let base = dir.path().canonicalize().unwrap();
+    let bundle = base.join("demo-bundle");
+    common::demo_bundle_copy(&bundle);
+    std::fs::write(
+        bundle.join("configs/inference_trt.json"),
+        r#"{"_comment": "stand-in, not a TensorRT config", "output_postfix": "trt"}"#,
+    )
+    .unwrap();
+    let input = base.join("ct.nii.gz");
+    demo_volume(&input);
+    let out = base.join("out");
+    let req = UpstreamRequest {
+        python: common::python(),
+        bundle_root: bundle,
+        input,
+        output_dir: out.clone(),
+        modality: "CT_BODY".into(),
+        label_prompts: Some(vec![1]),
+        overrides: vec![],
+        device: DeviceRequest::Cpu,
+        tensorrt: true,
+    };
+    let opts = RunOptions::new(out.join("logs"), std::time::Duration::from_secs(600));
+    let mut probe = probe_for_request(&req, &opts, DEFAULT_PROBE_TIMEOUT)
+        .await
+        .unwrap();
+    assert!(!probe.cuda_available, "the run is pinned to the CPU");
+    // Without CUDA the library refuses before starting anything.
+    let refused = run(&req, &probe, &opts).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("TensorRT needs CUDA"),
+        "{refused}"
+    );
+    assert!(!out.exists(), "a refused run created {}", out.display());
+
+    probe.cuda_available = true;
+    let result = run(&req, &probe, &opts).await.unwrap();
+    assert_eq!(
+        result.outcome,
+        RunOutcome::Exited {
+            code: 0,
+            signal: None
+        },
+        "{}",
+        result.stderr_tail
+    );
+    assert_eq!(
+        ctmr_skill::upstream::config_files_of(&result.command).unwrap(),
+        ["configs/inference.json", "configs/inference_trt.json"]
+    );
+    assert!(
+        out.join("ct/ct_trt.nii.gz").is_file(),
+        "the TensorRT config was not merged last"
+    );
+    assert!(!out.join("ct/ct_trans.nii.gz").exists());
+}
