@@ -12,8 +12,8 @@
 //! |---|---|---|
 //! | find the bundle | [`resolve_root`] (or [`resolve_root_here`]) → [`RootResolution::require`], [`inventory`], [`weights_provenance`] | `root` |
 //! | find Python | [`find_python`] (or [`find_python_here`]) | `python` |
-//! | check the runtime | [`probe_for_request`] / [`probe_environment`] → [`EnvProbe`], [`check_device`] | `python` |
-//! | build the command | [`build_argv`], [`build_batch_argv`] (pure) | `argv` |
+//! | check the runtime | [`probe_for_request`] / [`probe_environment`] → [`EnvProbe`], [`check_device`], [`check_tensorrt`] | `python` |
+//! | build the command | [`build_argv`], [`build_batch_argv`], [`config_files`] (pure) | `argv` |
 //! | guard the output | [`check_output_dir`], [`check_output_location`], [`expected_mask_path`], [`move_aside_stale`] | `output` |
 //! | run it | [`run`] / [`run_batch`] / [`supervise`] → [`RunResult`] | `supervise` |
 //! | adopt the mask | [`adopt_mask`] | `output` |
