@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
+use crate::progress_bar::ProgressMode;
 
 /// Run NV-Segment-CTMR through its documented MONAI entry point and return verifiable
 /// evidence. Research and benchmarking only: not for clinical use.
@@ -28,6 +29,10 @@ pub struct Cli {
     /// ./.venv/bin/python, then the .venv beside the binary, then python3).
     #[arg(long, global = true, value_name = "PATH")]
     pub python: Option<PathBuf>,
+    /// Progress of run and run-batch on stderr: auto (a bar redrawn in place when
+    /// stderr is a terminal, plain lines otherwise), bar, plain, or none.
+    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,6 +230,6 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = crate::commands::dispatch(cli.command, config);
+    let code = crate::commands::dispatch(cli.command, config, cli.progress);
     ExitCode::from(code)
 }
