@@ -500,16 +500,52 @@ fn labels(args: &LabelsArgs, config: &Config) -> u8 {
     }
 }
 
-/// `ctmr-skill verify`: report on stdout with sorted keys; exit 0 pass, 1 fail, 2 usage.
+/// `ctmr-skill verify`: report on stdout with sorted keys; exit 0 pass, 1 fail, 2 usage
+/// (the error as `{"error": ...}` on stdout and on stderr).
 fn verify(args: &VerifyArgs, config: &Config) -> u8 {
-    match crate::verifier::verify_pack(
-        &config.absolute(&args.pack_dir),
-        &crate::verifier::VerifyOptions::default(),
-    ) {
-        Err(e) => {
-            print_json(&json!({"error": e.to_string()}));
-            EXIT_USAGE
+    use crate::verifier::{LabelSource, VerifyOptions, VerifyUsageError};
+    let usage = |message: String| {
+        eprintln!("ctmr-skill verify: {message}");
+        print_json(&json!({"error": message}));
+        EXIT_USAGE
+    };
+    const LABELS_FIX: &str = "pass a labels.json sidecar or an NV-Segment-CTMR bundle root";
+    let labels = match args.labels.as_ref().map(|p| config.absolute(p)) {
+        None => None,
+        Some(dir) if dir.is_dir() => Some(LabelSource::Bundle(dir)),
+        Some(file) if file.is_file() => Some(LabelSource::LabelsJson(file)),
+        Some(missing) => {
+            return usage(format!(
+                "--labels {}: no such file or directory ({LABELS_FIX})",
+                missing.display()
+            ))
         }
+    };
+    let bounds_path = match args.bounds.as_ref().map(|p| config.absolute(p)) {
+        Some(missing) if !missing.is_file() => {
+            return usage(format!(
+                "--bounds {}: no such file (pass an anatomy bounds JSON in the format of \
+                 verifiers/ct_segmentation_quality_v1/anatomy_bounds.json)",
+                missing.display()
+            ))
+        }
+        bounds => bounds,
+    };
+    let options = VerifyOptions {
+        labels,
+        bounds_path,
+        surface_tolerance_mm: args.surface_tolerance,
+        ..VerifyOptions::default()
+    };
+    match crate::verifier::verify_pack(&config.absolute(&args.pack_dir), &options) {
+        Err(e @ VerifyUsageError::Bounds(_)) => usage(format!(
+            "--bounds: {e} (fix the file; verifiers/ct_segmentation_quality_v1/anatomy_bounds.json \
+             shows the format)"
+        )),
+        Err(e @ VerifyUsageError::Labels { .. }) if args.labels.is_some() => {
+            usage(format!("--labels: {e} ({LABELS_FIX})"))
+        }
+        Err(e) => usage(e.to_string()),
         Ok(report) => {
             let value: Value = serde_json::to_value(&report).expect("report serialises");
             print_json(&value);
