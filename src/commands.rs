@@ -312,23 +312,25 @@ fn is_seconds_elapsed(text: &str) -> bool {
 /// left` are drawn by the bar itself, as is the final `5/5 done: <summary>` (the
 /// summary is printed after the bar).
 fn batch_bar_label(message: &str) -> String {
-    // `2/5 volumes done`, `5/5 done: ...`
-    let counted = |part: &str| {
-        let Some((done, rest)) = part.split_once('/') else {
-            return false;
-        };
+    /// What follows `k/N` at the start of `text`, if it starts so.
+    fn after_count(text: &str) -> Option<&str> {
+        let (done, rest) = text.split_once('/')?;
         let digits = rest
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
-        let tail = &rest[digits..];
-        !done.is_empty()
-            && done.chars().all(|c| c.is_ascii_digit())
-            && digits > 0
-            && (tail == " volumes done" || tail.starts_with(" done"))
-    };
+        let counted = !done.is_empty() && done.chars().all(|c| c.is_ascii_digit()) && digits > 0;
+        counted.then(|| &rest[digits..])
+    }
+    if after_count(message).is_some_and(|tail| tail.starts_with(" done: ")) {
+        return String::new();
+    }
     message
         .split("; ")
-        .filter(|part| !counted(part) && !part.ends_with(" elapsed") && !part.ends_with(" left"))
+        .filter(|part| {
+            after_count(part) != Some(" volumes done")
+                && !part.ends_with(" elapsed")
+                && !part.ends_with(" left")
+        })
         .map(|part| part.strip_prefix("current ").unwrap_or(part))
         .collect::<Vec<_>>()
         .join("; ")
@@ -749,7 +751,10 @@ mod tests {
             "a"
         );
         assert_eq!(batch_bar_label("3/3 volumes done; 30 s elapsed"), "");
-        assert_eq!(batch_bar_label("2/2 done: 2 of 2 volumes succeeded"), "");
+        assert_eq!(
+            batch_bar_label("2/2 done: 2 of 2 volumes segmented; 0 failed or refused."),
+            ""
+        );
         assert_eq!(batch_bar_label("checking gates"), "checking gates");
         assert_eq!(batch_bar_label(""), "");
         assert_eq!(batch_bar_label("/5 done"), "/5 done");

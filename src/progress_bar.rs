@@ -354,8 +354,9 @@ struct BarState {
     baseline: Option<f64>,
     latest: Option<Latest>,
     last_draw: Option<Instant>,
-    /// Whether the bar is on the current line (to clear it before a log line).
-    on_screen: bool,
+    /// The line on screen, if the bar is on the current line (to clear it before a
+    /// log line, and to skip redraws that would change nothing).
+    on_screen: Option<String>,
     finished: bool,
 }
 
@@ -393,7 +394,7 @@ impl TerminalBar {
                 baseline: None,
                 latest: None,
                 last_draw: None,
-                on_screen: false,
+                on_screen: None,
                 finished: false,
             }),
             units,
@@ -449,9 +450,8 @@ impl TerminalBar {
     /// and draw the bar again below it.
     pub fn println(&self, line: &str) {
         let mut s = self.lock();
-        if s.on_screen {
+        if s.on_screen.take().is_some() {
             let _ = s.out.write_all(b"\r\x1b[K");
-            s.on_screen = false;
         }
         let _ = writeln!(s.out, "{line}");
         let _ = s.out.flush();
@@ -476,11 +476,10 @@ impl TerminalBar {
         if s.latest.is_some() {
             self.draw(&mut s, now);
         }
-        if s.on_screen {
+        if s.on_screen.take().is_some() {
             let _ = s.out.write_all(b"\n");
             let _ = s.out.flush();
         }
-        s.on_screen = false;
         s.finished = true;
     }
 
@@ -495,10 +494,13 @@ impl TerminalBar {
             units: self.units,
         };
         let line = render(&frame, (self.width)());
+        s.last_draw = Some(now);
+        if s.on_screen.as_ref() == Some(&line) {
+            return;
+        }
         let _ = write!(s.out, "\r{line}\x1b[K");
         let _ = s.out.flush();
-        s.on_screen = true;
-        s.last_draw = Some(now);
+        s.on_screen = Some(line);
     }
 }
 
@@ -728,6 +730,12 @@ mod tests {
         bar.tick_at(t0);
         assert_eq!(screen.text(), "", "nothing to draw before the first report");
         bar.update_at(report(0.0, Some("a")), t0);
+        bar.tick_at(t0 + Duration::from_millis(500));
+        assert_eq!(
+            screen.text().matches('\r').count(),
+            1,
+            "a redraw that changes nothing is skipped"
+        );
         bar.tick_at(t0 + Duration::from_secs(65));
         assert!(
             screen.text().ends_with("a  elapsed 1:05\x1b[K"),
