@@ -1,7 +1,8 @@
 """End-to-end: `ctmr-skill run-batch` progress on stderr, through the real binary and the
 real demo MONAI bundle. Under a pseudo-terminal the CLI draws a bar redrawn in place
 (carriage return, `k/N`, clear-to-end-of-line); with stderr piped it prints today's
-plain lines. stdout carries the cohort JSON either way.
+plain lines; `--progress bar|none` force a style whatever stderr is. stdout carries the
+cohort JSON either way.
 
 Run: scripts/test.sh, or `.venv/bin/python -m pytest tests/py/test_cli_progress.py` once
 the binary and the demo assets exist.
@@ -126,3 +127,26 @@ def test_run_batch_draws_a_bar_on_a_terminal_and_plain_lines_on_a_pipe(
     assert "ctmr-skill run-batch: 0/2 volumes done; current case1" in stderr, stderr
     assert "ctmr-skill run-batch: 1/2 volumes done; current case2" in stderr, stderr
     assert "\r" not in stderr and "\x1b" not in stderr, repr(stderr)
+
+    # --progress forces a style whatever stderr is. Rerun over the finished output root:
+    # every volume is reused, so nothing is segmented again.
+    out = tmp_path / "pipe"
+
+    def rerun(mode: str) -> str:
+        again = subprocess.run(
+            [str(ctmr_binary), "--progress", mode, *batch_argv(ctmr_binary, demo_bundle, cohort, out)[1:]],
+            env={**env, "COLUMNS": "60"},
+            cwd=REPO_ROOT,
+            capture_output=True,
+            timeout=CALL_TIMEOUT_S,
+        )
+        assert again.returncode == 0, again.stderr.decode()
+        assert json.loads(again.stdout)["status"] == "succeeded"
+        return again.stderr.decode()
+
+    forced = rerun("bar")
+    assert re.search(r"\r\[#{20}\] 2/2  100%[^\r\n]*\x1b\[K\n", forced), repr(forced)
+    assert all(len(line) < 60 for line in re.findall(r"\r([^\r\x1b]*)\x1b\[K", forced)), repr(forced)
+    quiet = rerun("none")
+    assert "volumes done" not in quiet and "\r" not in quiet, repr(quiet)
+    assert "2 reused" in quiet, repr(quiet)
