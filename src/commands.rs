@@ -180,7 +180,9 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest, mode: Prog
             return EXIT_USAGE;
         }
     };
-    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_runs));
+    let slots = Arc::new(crate::tools::slots::RunSlots::new(
+        config.max_concurrent_runs,
+    ));
     let runner = RunBatch::new(Arc::new(config), Arc::new(manifest), slots);
     // Plain lines, one each time the count or the volume in flight changes.
     let last = std::sync::Mutex::new(String::new());

@@ -9,7 +9,7 @@ pub const ALLOWED_DIRS_ENV: &str = "CTMR_SKILL_ALLOWED_DIRS";
 pub const ROOT_ENV: &str = "NV_SEGMENT_CTMR_ROOT";
 /// Environment variable naming the Python interpreter for the upstream.
 pub const PYTHON_ENV: &str = "CTMR_SKILL_PYTHON";
-/// Environment variable for how many upstream runs may execute at once.
+/// Environment variable for how many upstream runs may execute at once on each device.
 pub const MAX_RUNS_ENV: &str = "CTMR_SKILL_MAX_CONCURRENT_RUNS";
 
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct Config {
     pub python: Option<PathBuf>,
     /// `$CTMR_SKILL_PYTHON`, if set and non-empty (consulted after `python`).
     pub python_env: Option<PathBuf>,
-    /// Upstream runs allowed at once; further runs queue.
+    /// Upstream runs allowed at once per device (see [`crate::tools::slots`]); further runs queue.
     pub max_concurrent_runs: usize,
 }
 

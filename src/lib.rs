@@ -19,8 +19,8 @@
 //! | [`manifest`] | `skill_manifest.yaml`: argument gates, JSON Schema generation, sanity checks |
 //! | [`upstream`] | bundle-root resolution, the documented argv, the supervised child process |
 //! | [`evidence`] | the evidence document and the on-disk evidence pack |
-//! | [`jobs`] | runs started with `wait: false`: the job table, on-disk run records, the runs index |
-//! | [`tools`] | one file per tool (`run_script`, `inspect_label_map`, ...): parse, execute, document |
+//! | [`jobs`] | background runs (`wait: false` and MCP tasks): the one job table, on-disk run records, the runs index |
+//! | [`tools`] | one file per tool (`run_script`, `inspect_label_map`, ...): parse, execute, document; run slots per device |
 //! | [`server`] | the MCP stdio server (rmcp), confined to one module |
 //! | [`verifier`] | the paired verifier `ct_segmentation_quality_v1` |
 //! | [`atomic`] | write-then-rename so no evidence file is ever half-written |

@@ -15,6 +15,7 @@ use ctmr_skill::config::Config;
 use ctmr_skill::evidence::{Evidence, RunStatus};
 use ctmr_skill::tools::run_batch::cohort::{Cohort, VolumeStatus};
 use ctmr_skill::tools::run_batch::{BatchCall, RunBatch};
+use ctmr_skill::tools::slots::RunSlots;
 use ctmr_skill::tools::{CallContext, Progress};
 
 /// A temp world: a copy of the demo bundle with its weights, and a data folder.
@@ -62,7 +63,7 @@ impl World {
         RunBatch::new(
             Arc::new(config),
             Arc::new(manifest),
-            Arc::new(tokio::sync::Semaphore::new(1)),
+            Arc::new(RunSlots::new(1)),
         )
     }
 
@@ -344,7 +345,7 @@ fn refusals_happen_before_anything_runs() {
     let runner = RunBatch::new(
         Arc::new(config),
         Arc::new(ctmr_skill::manifest::embedded().unwrap()),
-        Arc::new(tokio::sync::Semaphore::new(1)),
+        Arc::new(RunSlots::new(1)),
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let call = |args: Value| {
@@ -450,4 +451,75 @@ fn an_interrupted_cli_batch_resumes_without_redoing_finished_volumes() {
     assert_eq!(resumed.volumes[1].status, VolumeStatus::Succeeded);
     assert_eq!(resumed.attempts.len(), 1);
     assert_eq!(resumed.attempts[0].volumes, ["i2"]);
+}
+
+/// A volume whose mask was written before its batch process died (SIGKILL, as an
+/// out-of-memory kill would) keeps its own exit code 0 and passes its sanity checks;
+/// the process's code is recorded beside it. Stand-in interpreter
+/// (tests/fixtures/run_script), which can die on cue where the real bundle cannot.
+#[test]
+fn a_volume_finished_before_its_batch_process_died_keeps_its_own_exit_code() {
+    let dir = common::fresh_dir();
+    let base = dir.path().canonicalize().unwrap();
+    let (bundle, python) = common::standin_bundle(&base, "die_after_first");
+    std::fs::write(
+        bundle.join("configs/batch_inference.json"),
+        std::fs::read(
+            common::repo_root().join("examples/demo-bundle/configs/batch_inference.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let inputs: Vec<PathBuf> = ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            let path = base.join(format!("data/{id}.nii.gz"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            common::make_volume(&path, &[]);
+            path
+        })
+        .collect();
+    let out = base.join("cohort");
+    let config = Config::new(base.clone(), vec![], None, Some(python), 1);
+    let runner = RunBatch::new(
+        Arc::new(config),
+        Arc::new(ctmr_skill::manifest::embedded().unwrap()),
+        Arc::new(RunSlots::new(1)),
+    );
+    let args = json!({"inputs": inputs, "modality": "CT_BODY", "output_root": out,
+                      "upstream_root": bundle, "device": "cpu"});
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let call =
+        rt.block_on(runner.call_tool(args.as_object().unwrap().clone(), CallContext::detached()));
+    let result = cohort(call);
+    let first = &result.attempts[0];
+    assert_eq!(first.exit_code, Some(137), "{:#?}", result.attempts);
+    assert_eq!(first.written, ["a"], "{:#?}", result.attempts);
+
+    let a = evidence(&out.join("a"));
+    assert_eq!(a.status, RunStatus::Succeeded, "{}", a.summary);
+    assert_eq!(a.invocation.exit_code, Some(0));
+    assert_eq!(a.invocation.batch_process_exit_code, Some(137));
+    let validation: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("a/validation_summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(validation["overall_status"], "passed", "{validation}");
+    // Volumes the later attempts wrote carry no batch process code.
+    assert!(
+        result.volumes.iter().any(|v| v.id == "c" && v.status.ok()),
+        "{:#?}",
+        result.volumes
+    );
+    for v in result
+        .volumes
+        .iter()
+        .filter(|v| v.id != "a" && v.status.ok())
+    {
+        let e = evidence(Path::new(v.pack_dir.as_deref().unwrap()));
+        assert_eq!(e.invocation.batch_process_exit_code, None, "{}", v.id);
+    }
 }

@@ -521,7 +521,9 @@ fn a_second_run_waits_for_the_slot_and_reports_its_queue_position() {
     assert_eq!(ran(second).status, RunStatus::TimedOut);
     let messages = messages.lock().unwrap();
     assert!(
-        messages.iter().any(|m| m.starts_with("queued: position 1")),
+        messages
+            .iter()
+            .any(|m| m.starts_with("queued for ") && m.contains(": position 1;")),
         "{messages:?}"
     );
 }

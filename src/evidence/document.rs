@@ -180,8 +180,15 @@ pub struct Invocation {
     pub label_prompts: Option<Vec<u32>>,
     /// The exact argv (no shell).
     pub command: Vec<String>,
-    /// Exit code of the upstream process; 124 on timeout, null when it never ran.
+    /// Exit code of the upstream process; 124 on timeout, null when it never ran. For a
+    /// batch volume whose mask was written before the batch process failed on a later
+    /// volume: 0, with the process's code in `batch_process_exit_code`.
     pub exit_code: Option<i32>,
+    /// Set only in the case above: the exit code of the batch process that wrote this
+    /// volume's mask and then failed (the remaining volumes were retried without the one
+    /// that killed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_process_exit_code: Option<i32>,
     pub model_inventory: ModelInventory,
     pub checked_roots: Vec<CheckedRoot>,
     /// The Python interpreter and why it was chosen.

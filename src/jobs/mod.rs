@@ -1,4 +1,6 @@
-//! The job table behind `wait: false`, `get_run` and `list_runs`.
+//! The job table behind `wait: false`, `get_run`, `list_runs` and the server's MCP
+//! tasks (a task id is a run id): one table, so a run started either way is seen
+//! either way, and both survive a restart of the server.
 //!
 //! Why on disk as well as in memory: a client that started a long run must be able to
 //! find it again after the server restarted. Each run writes a small record
@@ -43,6 +45,8 @@ pub struct ProgressView {
     pub progress: f64,
     pub total: Option<f64>,
     pub message: Option<String>,
+    /// When it was reported (RFC 3339).
+    pub at: String,
 }
 
 /// The run record: in the pack, in `list_runs`, and returned by a `wait: false` call.
@@ -59,6 +63,10 @@ pub struct RunRecord {
     pub pack_dir: String,
     /// The result document once finished: `output.json` or `cohort.json` in pack_dir.
     pub result_file: String,
+    /// Whether this run wrote `result_file` (false while running, and for a call
+    /// refused before anything ran: a file there then belongs to another run).
+    #[serde(default = "written_by_default")]
+    pub result_written: bool,
     /// The server process that ran it.
     pub pid: u32,
     pub started_at: String,
@@ -134,6 +142,11 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339()
 }
 
+/// Records written before `result_written` existed pointed at their result.
+fn written_by_default() -> bool {
+    true
+}
+
 fn pid_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
@@ -175,6 +188,7 @@ impl JobTable {
             state: RunState::Running,
             pack_dir: pack_dir.display().to_string(),
             result_file: result_file.into(),
+            result_written: false,
             pid: std::process::id(),
             started_at: now(),
             finished_at: None,
@@ -214,6 +228,7 @@ impl JobTable {
                 progress: p.progress,
                 total: p.total,
                 message: p.message.clone(),
+                at: now(),
             });
         }
     }
@@ -247,6 +262,7 @@ impl JobTable {
             ),
         };
         entry.record.state = state;
+        entry.record.result_written = result.is_some();
         entry.record.message = Some(message);
         entry.record.finished_at = Some(now());
         entry.result = result;
@@ -347,6 +363,9 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
 }
 
 fn read_result(record: &RunRecord) -> Option<Value> {
+    if !record.result_written {
+        return None;
+    }
     read_json(&Path::new(&record.pack_dir).join(&record.result_file))
 }
 

@@ -19,8 +19,9 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::progress;
-use super::tasks::TaskTable;
-use crate::tools::{CallContext, ToolBox, ToolCallError, ToolOutcome, ToolSpec};
+use super::tasks;
+use crate::jobs::RunState;
+use crate::tools::{CallContext, Started, ToolBox, ToolCallError, ToolOutcome, ToolSpec};
 
 /// The revisions this server speaks: three with the `initialize` handshake and
 /// the stateless 2026-07-28 one (`server/discover`, per-request `_meta`).
@@ -39,8 +40,6 @@ pub(crate) struct Handler {
     /// Cancelled when the input ends: every running call's token descends from it.
     pub shutdown: CancellationToken,
     pub keepalive: Duration,
-    /// Tool calls running as tasks (the tasks extension).
-    pub tasks: TaskTable,
 }
 
 /// The instructions as sent: the caller's text, with the clinical-use statement
@@ -117,9 +116,12 @@ pub(crate) fn result_from_outcome(outcome: ToolOutcome) -> CallToolResult {
     }
 }
 
-fn unknown_task(id: &str) -> ErrorData {
+fn unknown_task(id: &str, index: &std::path::Path) -> ErrorData {
     ErrorData::invalid_params(
-        format!("unknown task '{id}': tasks live as long as the server process; runs started with wait: false are found with get_run"),
+        format!(
+            "unknown task '{id}': no such run in the runs index {}. Fix: pass the taskId a tools/call answered with (list_runs lists every run)",
+            index.display()
+        ),
         Some(json!({ "taskId": id })),
     )
 }
@@ -178,17 +180,17 @@ impl Handler {
         }
         link.abort();
 
-        self.map_joined(&name, joined)
+        self.map_joined(&name, joined).map(result_from_outcome)
     }
 
     /// A finished call as the protocol answers it.
-    fn map_joined(
+    fn map_joined<T>(
         &self,
         name: &str,
-        joined: Result<Result<ToolOutcome, ToolCallError>, tokio::task::JoinError>,
-    ) -> Result<CallToolResult, ErrorData> {
+        joined: Result<Result<T, ToolCallError>, tokio::task::JoinError>,
+    ) -> Result<T, ErrorData> {
         match joined {
-            Ok(Ok(outcome)) => Ok(result_from_outcome(outcome)),
+            Ok(Ok(answer)) => Ok(answer),
             Ok(Err(ToolCallError::UnknownTool(other))) => Err(self.unknown_tool(&other)),
             Ok(Err(ToolCallError::Internal(message))) => {
                 tracing::error!(tool = %name, detail = %message, "tool failed internally");
@@ -209,12 +211,14 @@ impl Handler {
 }
 
 impl Handler {
-    /// Whether this call runs as a task: the request declared the tasks extension
-    /// and the tool writes (a long run). Read-only tools answer at once anyway.
+    /// Whether this call runs as a task: the request declared the tasks extension,
+    /// the toolbox has a job table, and the tool writes (a long run). Read-only tools
+    /// answer at once anyway.
     fn runs_as_task(&self, name: &str, context: &RequestContext<RoleServer>) -> bool {
         context
             .client_capabilities()
             .is_some_and(|caps| caps.supports_tasks())
+            && self.toolbox.jobs().is_some()
             && self
                 .toolbox
                 .list()
@@ -222,43 +226,30 @@ impl Handler {
                 .any(|t| t.name == name && !t.read_only)
     }
 
-    /// Start the call as a task and answer with its handle.
-    fn start_task(&self, request: CallToolRequestParams) -> CreateTaskResult {
+    /// Start the call in the background and answer with its task, or with the
+    /// result when the tool answered at once (a refusal: nothing was started).
+    async fn start_task(
+        &self,
+        request: CallToolRequestParams,
+    ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.to_string();
         let arguments = request.arguments.unwrap_or_default();
-        let cancel = self.shutdown.child_token();
-        let task = self.tasks.create(cancel.clone());
-        let id = task.task_id.clone();
-        let table = self.tasks.clone();
-        let progress_id = id.clone();
-        let sink: crate::tools::ProgressSink = Arc::new(move |p: crate::tools::Progress| {
-            if let Some(message) = p.message {
-                table.status_message(&progress_id, message);
+        let started = tokio::spawn(self.toolbox.start(&name, arguments)).await;
+        Ok(match self.map_joined(&name, started)? {
+            Started::Run(record) => {
+                CallToolResponse::Task(CreateTaskResult::new(tasks::task_of(&record)))
             }
-        });
-        let call = self.toolbox.call(
-            &name,
-            arguments,
-            CallContext {
-                progress: sink,
-                cancel,
-            },
-        );
-        let this = Handler {
-            toolbox: self.toolbox.clone(),
-            name: self.name.clone(),
-            version: self.version.clone(),
-            instructions: self.instructions.clone(),
-            shutdown: self.shutdown.clone(),
-            keepalive: self.keepalive,
-            tasks: self.tasks.clone(),
-        };
-        tokio::spawn(async move {
-            let joined = tokio::spawn(call).await;
-            let outcome = this.map_joined(&name, joined);
-            this.tasks.finish(&id, outcome);
-        });
-        CreateTaskResult::new(task)
+            Started::Answered(outcome) => result_from_outcome(outcome).into(),
+        })
+    }
+
+    fn jobs(&self) -> Result<std::sync::Arc<crate::jobs::JobTable>, ErrorData> {
+        self.toolbox.jobs().ok_or_else(|| {
+            ErrorData::invalid_params(
+                "this server runs no tasks: every call is answered in full",
+                None,
+            )
+        })
     }
 }
 
@@ -306,7 +297,7 @@ impl ServerHandler for Handler {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         if self.runs_as_task(&request.name, &context) {
-            return Ok(CallToolResponse::Task(self.start_task(request)));
+            return self.start_task(request).await;
         }
         self.run_tool(request, context).await.map(Into::into)
     }
@@ -316,10 +307,15 @@ impl ServerHandler for Handler {
         request: GetTaskParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, ErrorData> {
-        self.tasks
-            .get(&request.task_id)
-            .map(GetTaskResult::new)
-            .ok_or_else(|| unknown_task(&request.task_id))
+        let jobs = self.jobs()?;
+        let id = request.task_id;
+        tokio::task::spawn_blocking(move || {
+            jobs.get(&id)
+                .map(|view| GetTaskResult::new(tasks::detailed(&view)))
+                .ok_or_else(|| unknown_task(&id, jobs.index()))
+        })
+        .await
+        .map_err(|e| ErrorData::internal_error(format!("tasks/get failed: {e}"), None))?
     }
 
     async fn cancel_task(
@@ -327,10 +323,26 @@ impl ServerHandler for Handler {
         request: CancelTaskParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        if self.tasks.cancel(&request.task_id) {
-            Ok(())
-        } else {
-            Err(unknown_task(&request.task_id))
+        let jobs = self.jobs()?;
+        let id = request.task_id;
+        if jobs.cancel(&id) {
+            return Ok(());
+        }
+        let not_cancelled =
+            |why: String| ErrorData::invalid_params(why, Some(json!({ "taskId": id })));
+        match jobs.get(&id).map(|view| view.run) {
+            None => Err(unknown_task(&id, jobs.index())),
+            Some(run) if run.state == RunState::Running => Err(not_cancelled(format!(
+                "task '{id}' runs in another server (pid {}); only that server can cancel it",
+                run.pid
+            ))),
+            Some(run) => Err(not_cancelled(format!(
+                "task '{id}' has already ended ({}); there is nothing to cancel",
+                serde_json::to_value(run.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ))),
         }
     }
 }

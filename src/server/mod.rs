@@ -13,6 +13,8 @@
 //!   concurrency (each request runs in its own task).
 //! - `progress`: progress notifications that strictly increase, with a heartbeat
 //!   every few seconds while a tool is quiet.
+//! - `tasks`: the MCP tasks extension as a view of the toolbox's job table (a task
+//!   id is a run id, so tasks survive a restart of the server).
 //!
 //! ## Shutdown
 //! End of input means the client is done (MCP stdio lifecycle). The input reader
@@ -103,7 +105,42 @@ pub async fn serve_stdio(
     opts: ServerOptions,
 ) -> Result<(), ServerError> {
     let (input, output) = protocol_streams().map_err(ServerError::Stdio)?;
-    serve(toolbox, opts, input, output).await
+    let stop = CancellationToken::new();
+    let watcher = tokio::spawn(stop_on_signals(stop.clone()));
+    let served = serve_until(toolbox, opts, Tuning::default(), input, output, stop).await;
+    watcher.abort();
+    served
+}
+
+/// Cancel `stop` on the first SIGTERM, SIGINT or SIGHUP.
+#[cfg(unix)]
+async fn stop_on_signals(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let kinds = [
+        SignalKind::terminate(),
+        SignalKind::interrupt(),
+        SignalKind::hangup(),
+    ];
+    let mut streams = Vec::new();
+    for kind in kinds {
+        match signal(kind) {
+            Ok(stream) => streams.push(stream),
+            Err(e) => tracing::warn!("cannot watch signal {kind:?}: {e}"),
+        }
+    }
+    if streams.is_empty() {
+        return;
+    }
+    futures::future::select_all(streams.iter_mut().map(|s| Box::pin(s.recv()))).await;
+    tracing::warn!("signal received: ending the session as at end of input");
+    stop.cancel();
+}
+
+#[cfg(not(unix))]
+async fn stop_on_signals(stop: CancellationToken) {
+    if tokio::signal::ctrl_c().await.is_ok() {
+        stop.cancel();
+    }
 }
 
 /// [`serve_stdio`] over any byte streams (tests use `tokio::io::duplex` or pipes).
@@ -132,8 +169,39 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    serve_until(
+        toolbox,
+        opts,
+        tuning,
+        reader,
+        writer,
+        CancellationToken::new(),
+    )
+    .await
+}
+
+/// [`serve_tuned`] that also ends, as at end of input, when `stop` is cancelled.
+pub async fn serve_until<R, W>(
+    toolbox: Arc<dyn ToolBox>,
+    opts: ServerOptions,
+    tuning: Tuning,
+    reader: R,
+    writer: W,
+    stop: CancellationToken,
+) -> Result<(), ServerError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let writer = LineWriter::new(writer);
     let input_closed = CancellationToken::new();
+    let stopper = {
+        let input_closed = input_closed.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            input_closed.cancel();
+        })
+    };
     let (forward, incoming) = mpsc::channel(64);
     let reader_task = tokio::spawn(pump_input(
         reader,
@@ -150,7 +218,6 @@ where
         instructions: opts.instructions,
         shutdown: input_closed.clone(),
         keepalive: tuning.keepalive,
-        tasks: Default::default(),
     };
     let transport = LineTransport::new(incoming, writer);
 
@@ -185,6 +252,7 @@ where
     // Whatever ended the session, no tool keeps running on our account.
     input_closed.cancel();
     reader_task.abort();
+    stopper.abort();
     outcome
 }
 

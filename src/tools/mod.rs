@@ -4,20 +4,28 @@
 //! lists [`ToolSpec`]s and forwards calls with a [`CallContext`] (progress sink and
 //! cancellation). Tool failures come back as [`ToolOutcome::Failure`] (an `isError`
 //! result the model can read and correct); protocol faults as [`ToolCallError`].
+//!
+//! Long runs can also start in the background ([`ToolBox::start`]) under the
+//! toolbox's one [`JobTable`]: `wait: false` answers with the run record, and the
+//! server's MCP tasks are the same runs under the same ids.
 
 pub mod inspect_label_map;
 pub mod list_labels;
 pub mod run_batch;
 pub mod run_script;
 pub mod runs;
+pub mod slots;
 mod toolbox;
 pub mod verify_evidence;
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
+
+use crate::jobs::{JobTable, RunRecord};
 
 /// What `tools/list` shows for one tool.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +95,16 @@ pub enum ToolCallError {
     Internal(String),
 }
 
+/// What starting a call in the background gave.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Started {
+    /// Running in the background under this record of the job table.
+    Run(Box<RunRecord>),
+    /// Answered at once, nothing left running: a refusal, or a tool that does not
+    /// run in the background.
+    Answered(ToolOutcome),
+}
+
 /// The set of tools a server exposes.
 pub trait ToolBox: Send + Sync + 'static {
     fn list(&self) -> Vec<ToolSpec>;
@@ -96,6 +114,23 @@ pub trait ToolBox: Send + Sync + 'static {
         arguments: Map<String, Value>,
         ctx: CallContext,
     ) -> BoxFuture<'static, Result<ToolOutcome, ToolCallError>>;
+
+    /// The job table behind background runs; `None` (the default) when this toolbox
+    /// runs nothing in the background, and then every call is answered in full.
+    fn jobs(&self) -> Option<Arc<JobTable>> {
+        None
+    }
+
+    /// Start `name` in the background under [`ToolBox::jobs`]. The default runs the
+    /// call to its end and answers with its outcome.
+    fn start(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> BoxFuture<'static, Result<Started, ToolCallError>> {
+        let call = self.call(name, arguments, CallContext::detached());
+        async move { call.await.map(Started::Answered) }.boxed()
+    }
 }
 
 pub use toolbox::CtmrTools;

@@ -1,6 +1,7 @@
-//! `get_run` and `list_runs`, and `wait: false` for `run_script` / `run_batch`: the
-//! call returns a run record at once and the run goes on in the background, tracked by
-//! the [`crate::jobs::JobTable`].
+//! `get_run`, `list_runs` and `cancel_run`, and `wait: false` for `run_script` /
+//! `run_batch`: the call returns a run record at once and the run goes on in the
+//! background, tracked by the [`crate::jobs::JobTable`]. MCP tasks are started the
+//! same way ([`start_detached`]), so a task id is a run id.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
 use crate::jobs::{JobTable, RunList};
-use crate::tools::{CallContext, Progress, ToolOutcome};
+use crate::tools::{CallContext, Progress, Started, ToolOutcome};
 
 /// Whether the call asked not to wait; removes `wait` from the arguments either way
 /// (the tools' own parsers do not know it).
@@ -23,26 +24,27 @@ pub fn take_wait(arguments: &mut Map<String, Value>) -> Result<bool, String> {
     }
 }
 
-/// Start `run` in the background under a new run record for `pack_dir`; answer with
-/// the record. The run gets its own cancellation token (the request is over at once).
+/// Start `run` in the background under a new run record for `pack_dir`. The run gets
+/// its own cancellation token (the request that started it is over at once); a run
+/// that panics is recorded as failed, never left `running`.
 pub fn start_detached(
     jobs: Arc<JobTable>,
     tool: &str,
     pack_dir: PathBuf,
     result_file: &str,
     run: impl FnOnce(CallContext) -> BoxFuture<'static, ToolOutcome> + Send + 'static,
-) -> ToolOutcome {
+) -> Started {
     let (record, cancel) = match jobs.start(tool, &pack_dir, result_file) {
         Ok(r) => r,
         Err(e) => {
-            return ToolOutcome::Failure {
+            return Started::Answered(ToolOutcome::Failure {
                 message: format!(
                     "{tool}: cannot record the run in {} or the runs index {}: {e}; nothing ran",
                     pack_dir.display(),
                     jobs.index().display()
                 ),
                 structured: None,
-            }
+            })
         }
     };
     let run_id = record.run_id.clone();
@@ -52,16 +54,34 @@ pub fn start_detached(
         progress: Arc::new(move |p: Progress| sink_jobs.progress(&sink_id, &p)),
         cancel: cancel.clone(),
     };
+    let tool = tool.to_string();
     tokio::spawn(async move {
-        let outcome = run(ctx).await;
+        let outcome = match tokio::spawn(run(ctx)).await {
+            Ok(outcome) => outcome,
+            Err(crash) => {
+                tracing::error!(%tool, %run_id, error = %crash, "background run crashed");
+                ToolOutcome::Failure {
+                    message: format!("{tool} crashed: {crash}"),
+                    structured: None,
+                }
+            }
+        };
         jobs.finish(&run_id, &outcome, cancel.is_cancelled());
     });
-    ToolOutcome::Success {
-        summary: format!(
-            "Started {tool} run {} (results in {}). Poll get_run with run_id \"{}\"; list_runs lists every run.",
-            record.run_id, record.pack_dir, record.run_id
-        ),
-        structured: serde_json::to_value(&record).expect("record serialises"),
+    Started::Run(Box::new(record))
+}
+
+/// What a `wait: false` call answers: the run record, or the refusal.
+pub fn started_outcome(started: Started) -> ToolOutcome {
+    match started {
+        Started::Answered(outcome) => outcome,
+        Started::Run(record) => ToolOutcome::Success {
+            summary: format!(
+                "Started {} run {} (results in {}). Poll get_run with run_id \"{}\"; list_runs lists every run.",
+                record.tool, record.run_id, record.pack_dir, record.run_id
+            ),
+            structured: serde_json::to_value(&record).expect("record serialises"),
+        },
     }
 }
 

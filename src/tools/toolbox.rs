@@ -7,7 +7,7 @@ use futures::FutureExt;
 use serde_json::{Map, Value};
 
 use super::{inspect_label_map, list_labels, run_batch, run_script, runs, verify_evidence};
-use super::{CallContext, ToolBox, ToolCallError, ToolOutcome, ToolSpec};
+use super::{CallContext, Started, ToolBox, ToolCallError, ToolOutcome, ToolSpec};
 use crate::config::Config;
 use crate::jobs::JobTable;
 use crate::manifest::Manifest;
@@ -71,46 +71,54 @@ impl CtmrTools {
 
 impl CtmrTools {
     /// `run_script` / `run_batch`: waited (the default), or with `wait: false` started in
-    /// the background under a run record, once the arguments parse (a bad call is
-    /// answered at once, like a waited one).
+    /// the background (see [`CtmrTools::start_run`]).
     fn call_run(
         &self,
         name: &str,
         mut arguments: Map<String, Value>,
         ctx: CallContext,
     ) -> BoxFuture<'static, Result<ToolOutcome, ToolCallError>> {
-        let wait = match runs::take_wait(&mut arguments) {
-            Ok(w) => w,
-            Err(message) => {
-                return async move {
-                    Ok(ToolOutcome::Failure {
-                        message,
-                        structured: None,
-                    })
-                }
-                .boxed()
+        match runs::take_wait(&mut arguments) {
+            Ok(true) => {
+                let run = self.runner(name);
+                async move { Ok(run(arguments, ctx).await) }.boxed()
             }
-        };
+            Ok(false) => {
+                let started = self.start_run(name, arguments);
+                async move { Ok(runs::started_outcome(started.await)) }.boxed()
+            }
+            Err(message) => refusal(message),
+        }
+    }
+
+    /// The run tool `name`, waited.
+    fn runner(
+        &self,
+        name: &str,
+    ) -> impl FnOnce(Map<String, Value>, CallContext) -> BoxFuture<'static, ToolOutcome> + Send + 'static
+    {
         let script = self.run_script.clone();
         let batch = self.run_batch.clone();
         let is_batch = name == "run_batch";
-        let run = move |arguments: Map<String, Value>,
-                        ctx: CallContext|
-              -> BoxFuture<'static, ToolOutcome> {
+        move |arguments, ctx| {
             if is_batch {
                 async move { batch.call_tool(arguments, ctx).await.into_outcome() }.boxed()
             } else {
                 async move { script.call_tool(arguments, ctx).await.into_outcome() }.boxed()
             }
-        };
-        if wait {
-            return async move { Ok(run(arguments, ctx).await) }.boxed();
         }
+    }
+
+    /// Start a run tool in the background under a run record, once its arguments
+    /// parse; a call that does not parse is answered at once with the waited call's
+    /// precise refusal (nothing runs).
+    fn start_run(&self, name: &str, arguments: Map<String, Value>) -> BoxFuture<'static, Started> {
+        let run = self.runner(name);
         let tool = self
             .manifest
             .tool(name)
             .expect("manifest declares the run tools");
-        let place = if is_batch {
+        let place = if name == "run_batch" {
             run_batch::request::from_tool_arguments(tool, &arguments, &self.config)
                 .map(|r| (r.output_root, "cohort.json"))
         } else {
@@ -118,22 +126,28 @@ impl CtmrTools {
                 .map(|r| (r.output_dir, "output.json"))
         };
         let Ok((pack_dir, result_file)) = place else {
-            // The waited call gives the precise refusal without running anything.
-            return async move { Ok(run(arguments, ctx).await) }.boxed();
+            let ctx = CallContext::detached();
+            return async move { Started::Answered(run(arguments, ctx).await) }.boxed();
         };
         let jobs = self.jobs.clone();
         let name = name.to_string();
         async move {
-            Ok(runs::start_detached(
-                jobs,
-                &name,
-                pack_dir,
-                result_file,
-                move |ctx| run(arguments, ctx),
-            ))
+            runs::start_detached(jobs, &name, pack_dir, result_file, move |ctx| {
+                run(arguments, ctx)
+            })
         }
         .boxed()
     }
+}
+
+fn refusal(message: String) -> BoxFuture<'static, Result<ToolOutcome, ToolCallError>> {
+    async move {
+        Ok(ToolOutcome::Failure {
+            message,
+            structured: None,
+        })
+    }
+    .boxed()
 }
 
 /// Blocking file work runs off the async workers, so the server keeps answering.
@@ -208,5 +222,33 @@ impl ToolBox for CtmrTools {
                 async move { Err(ToolCallError::UnknownTool(other)) }.boxed()
             }
         }
+    }
+
+    fn jobs(&self) -> Option<Arc<JobTable>> {
+        Some(self.jobs.clone())
+    }
+
+    /// `run_script` and `run_batch` run in the background (a `wait` argument is
+    /// ignored: a task never waits); the other tools answer in full.
+    fn start(
+        &self,
+        name: &str,
+        mut arguments: Map<String, Value>,
+    ) -> BoxFuture<'static, Result<Started, ToolCallError>> {
+        if !matches!(name, "run_script" | "run_batch") {
+            let call = self.call(name, arguments, CallContext::detached());
+            return async move { call.await.map(Started::Answered) }.boxed();
+        }
+        if let Err(message) = runs::take_wait(&mut arguments) {
+            return async move {
+                Ok(Started::Answered(ToolOutcome::Failure {
+                    message,
+                    structured: None,
+                }))
+            }
+            .boxed();
+        }
+        let started = self.start_run(name, arguments);
+        async move { Ok(started.await) }.boxed()
     }
 }

@@ -147,6 +147,10 @@ pub struct RunResult {
     pub device_requested: Option<DeviceRequest>,
     /// Set by [`run`]: the device the probe says will be used.
     pub device: Option<String>,
+    /// Set by run_batch for a volume that finished before its batch process failed
+    /// on a later one: that process's own exit code (`outcome`/`exit_code` are then
+    /// the volume's, 0). `None` otherwise.
+    pub batch_process_exit_code: Option<i32>,
 }
 
 impl RunResult {
@@ -266,6 +270,7 @@ pub async fn supervise(inv: &Invocation, opts: &RunOptions) -> Result<RunResult,
         log_write_error: None,
         stale_output: None,
         mask: None,
+        batch_process_exit_code: None,
         device_requested: None,
         device: None,
     };

@@ -2,6 +2,8 @@
 //! Python interpreter, and the built binary.
 #![allow(dead_code)]
 
+pub mod stdio;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

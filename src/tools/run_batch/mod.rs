@@ -40,7 +40,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
-use tokio::sync::Semaphore;
 
 use self::cohort::{Attempt, Cohort, Failure, VolumeRow, VolumeStatus};
 use self::plan::{Verdict, Volume};
@@ -51,6 +50,7 @@ use crate::manifest::Manifest;
 use crate::tools::run_script::gates::{self, Gated, Refusal};
 use crate::tools::run_script::request::RunRequest;
 use crate::tools::run_script::run::{self as single, RunIds, StartFailure};
+use crate::tools::slots::{queued_message, DevicePool, RunSlots};
 use crate::tools::{CallContext, Progress, ToolOutcome};
 use crate::upstream::{self, MaskAdoption, RunOutcome, RunResult};
 
@@ -62,7 +62,7 @@ const INPUT_GATES: [&str; 3] = ["input_exists", "input_is_nifti", "input_is_3d"]
 pub struct RunBatch {
     config: Arc<Config>,
     manifest: Arc<Manifest>,
-    slots: Arc<Semaphore>,
+    slots: Arc<RunSlots>,
 }
 
 /// What a call ended as.
@@ -87,7 +87,7 @@ struct Entry {
 }
 
 impl RunBatch {
-    pub fn new(config: Arc<Config>, manifest: Arc<Manifest>, slots: Arc<Semaphore>) -> Self {
+    pub fn new(config: Arc<Config>, manifest: Arc<Manifest>, slots: Arc<RunSlots>) -> Self {
         RunBatch {
             config,
             manifest,
@@ -169,11 +169,21 @@ impl RunBatch {
             );
         }
 
-        let _slot = tokio::select! {
-            slot = self.slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            _ = ctx.cancel.cancelled() => {
-                return BatchCall::NotStarted { message: "cancelled while waiting for a run slot; nothing ran".into() }
-            }
+        let device = DevicePool::of(request.device);
+        let per_device = self.slots.per_device();
+        let progress = ctx.progress.clone();
+        let volumes = entries.len() as f64;
+        let queued = |position| {
+            progress(Progress {
+                progress: 0.0,
+                total: Some(volumes),
+                message: Some(queued_message(device, position, per_device)),
+            })
+        };
+        let Some(_slot) = self.slots.acquire(device, &ctx.cancel, queued).await else {
+            return BatchCall::NotStarted {
+                message: "cancelled while waiting for a run slot; nothing ran".into(),
+            };
         };
 
         let root = entries[0].gated.root.clone();
@@ -450,11 +460,16 @@ impl RunBatch {
                     Ok(()) => {
                         written.insert(*i);
                         let mut own = result.clone();
-                        // The volume finished: its own outcome, whatever came later.
+                        // The volume finished: its own outcome is success, whatever
+                        // came later; the process's own code is kept beside it.
                         own.outcome = RunOutcome::Exited {
                             code: 0,
                             signal: None,
                         };
+                        own.exit_code = Some(0);
+                        own.batch_process_exit_code = (result.exit_code != Some(0))
+                            .then_some(result.exit_code)
+                            .flatten();
                         own.mask = Some(MaskAdoption::Adopted {
                             path: target.clone(),
                             bytes,

@@ -9,23 +9,21 @@ pub mod gates;
 pub mod request;
 pub mod run;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
-use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::evidence::{Evidence, RunStatus};
 use crate::manifest::Manifest;
+use crate::tools::slots::{queued_message, DevicePool, RunSlots};
 use crate::tools::{CallContext, Progress, ToolOutcome};
 
 /// The tool, with its run slots (the concurrency limit on upstream runs).
 pub struct RunScript {
     config: Arc<Config>,
     manifest: Arc<Manifest>,
-    slots: Arc<Semaphore>,
-    waiting: Arc<AtomicUsize>,
+    slots: Arc<RunSlots>,
 }
 
 /// What a call ended as, before it is shaped for MCP or the CLI.
@@ -41,17 +39,16 @@ pub enum RunCall {
 
 impl RunScript {
     pub fn new(config: Arc<Config>, manifest: Arc<Manifest>) -> Self {
-        let slots = Arc::new(Semaphore::new(config.max_concurrent_runs));
+        let slots = Arc::new(RunSlots::new(config.max_concurrent_runs));
         RunScript {
             config,
             manifest,
             slots,
-            waiting: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// The run slots, shared with `run_batch` so the concurrency limit covers both.
-    pub fn slots(&self) -> Arc<Semaphore> {
+    pub fn slots(&self) -> Arc<RunSlots> {
         self.slots.clone()
     }
 
@@ -89,40 +86,25 @@ impl RunScript {
                 }
             }
         };
-        let _slot = tokio::select! {
-            slot = self.take_slot(&ctx) => slot,
-            _ = ctx.cancel.cancelled() => {
-                return RunCall::NotStarted { message: "cancelled while waiting for a run slot; nothing ran".into() }
-            }
+        let device = DevicePool::of(gated.request.device);
+        let per_device = self.slots.per_device();
+        let progress = ctx.progress.clone();
+        let queued = |position| {
+            progress(Progress {
+                progress: 1.0,
+                total: Some(100.0),
+                message: Some(queued_message(device, position, per_device)),
+            })
+        };
+        let Some(_slot) = self.slots.acquire(device, &ctx.cancel, queued).await else {
+            return RunCall::NotStarted {
+                message: "cancelled while waiting for a run slot; nothing ran".into(),
+            };
         };
         match run::execute(gated, &self.config, &self.manifest, &ctx).await {
             Ok(evidence) => RunCall::Ran(Box::new(evidence)),
             Err(run::StartFailure(message)) => RunCall::NotStarted { message },
         }
-    }
-
-    /// Wait for a run slot, reporting the queue position while waiting.
-    async fn take_slot(&self, ctx: &CallContext) -> tokio::sync::OwnedSemaphorePermit {
-        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
-            return permit;
-        }
-        let position = self.waiting.fetch_add(1, Ordering::SeqCst) + 1;
-        (ctx.progress)(Progress {
-            progress: 1.0,
-            total: Some(100.0),
-            message: Some(format!(
-                "queued: position {position}; {} run(s) at a time",
-                self.config.max_concurrent_runs
-            )),
-        });
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        permit
     }
 }
 

@@ -520,6 +520,7 @@ fn build(
             label_prompts: gated.prompts.clone().filter(|p| !p.is_empty()),
             command: result.command.clone(),
             exit_code: result.exit_code,
+            batch_process_exit_code: result.batch_process_exit_code,
             model_inventory: ModelInventory {
                 model_pt_present: gated.inventory.model_pt_present,
                 model_pt_path: model_path,
