@@ -498,7 +498,8 @@ impl TerminalBar {
         if s.on_screen.as_ref() == Some(&line) {
             return;
         }
-        let _ = write!(s.out, "\r{line}\x1b[K");
+        // One write per frame: a frame split over several writes could flicker.
+        let _ = s.out.write_all(format!("\r{line}\x1b[K").as_bytes());
         let _ = s.out.flush();
         s.on_screen = Some(line);
     }
