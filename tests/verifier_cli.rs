@@ -6,43 +6,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// The real upstream label table (beside the repository, else the shared absolute path).
-fn upstream_root() -> PathBuf {
-    let beside = common::repo_root().join("../shared/upstream-data/NV-Segment-CTMR");
-    if beside.join("configs/metadata.json").exists() {
-        return beside;
-    }
-    PathBuf::from("/work/shared/upstream-data/NV-Segment-CTMR")
-}
-
-/// The fixture packs, built once per test binary under cargo's per-target temp dir.
-fn fixtures() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("verifier_cli_fixtures_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let script = common::repo_root()
-            .join("verifiers/ct_segmentation_quality_v1/fixtures/build_fixtures.py");
-        let root = upstream_root();
-        common::run_python(
-            &script,
-            &[
-                dir.to_str().unwrap(),
-                "--upstream-root",
-                root.to_str().unwrap(),
-            ],
-        );
-        dir
-    })
-}
-
 fn pack(name: &str) -> PathBuf {
-    fixtures().join(name)
+    common::verifier_fixture(name)
 }
 
 fn verify(pack_dir: &Path, flags: &[&str]) -> Output {
@@ -52,16 +20,6 @@ fn verify(pack_dir: &Path, flags: &[&str]) -> Output {
         .args(flags)
         .output()
         .unwrap()
-}
-
-fn stdout_json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 fn stderr(out: &Output) -> String {
@@ -95,7 +53,7 @@ fn a_custom_bounds_file_fails_a_passing_pack_and_shows_in_the_report() {
     let dir = common::fresh_dir();
     let passing = verify(&pack("pass_pack"), &[]);
     assert_eq!(passing.status.code(), Some(0), "{}", stderr(&passing));
-    let default_liver = liver_row(&stdout_json(&passing)).clone();
+    let default_liver = liver_row(&common::stdout_json(&passing)).clone();
     assert_eq!(default_liver["bounds"]["volume_ml_min"], 800.0);
     assert_eq!(default_liver["volume_bounds_ok"], true);
 
@@ -107,7 +65,7 @@ fn a_custom_bounds_file_fails_a_passing_pack_and_shows_in_the_report() {
         "a fail verdict: {}",
         stderr(&out)
     );
-    let report = stdout_json(&out);
+    let report = common::stdout_json(&out);
     assert_eq!(report["overall"], "fail");
     assert_eq!(report["anatomy_plausibility"]["verdict"], "fail");
     let liver = liver_row(&report);
@@ -124,7 +82,10 @@ fn a_broken_or_missing_bounds_file_is_a_usage_error_naming_the_flag() {
     let missing = dir.path().join("no_such_bounds.json");
     let out = verify(&pack("pass_pack"), &["--bounds", missing.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    let error = stdout_json(&out)["error"].as_str().unwrap().to_string();
+    let error = common::stdout_json(&out)["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         error.starts_with("--bounds ") && error.contains("no_such_bounds.json"),
         "{error}"
@@ -135,7 +96,10 @@ fn a_broken_or_missing_bounds_file_is_a_usage_error_naming_the_flag() {
     std::fs::write(&broken, r#"{"classes": {"liver": {}}}"#).unwrap();
     let out = verify(&pack("pass_pack"), &["--bounds", broken.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    let error = stdout_json(&out)["error"].as_str().unwrap().to_string();
+    let error = common::stdout_json(&out)["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         error.starts_with("--bounds: ") && error.contains("broken_bounds.json"),
         "{error}"
@@ -158,9 +122,9 @@ fn bad_surface_tolerances_are_refused_with_exit_2() {
 
 #[test]
 fn the_surface_tolerance_reaches_the_ground_truth_metrics() {
-    let default = stdout_json(&verify(&pack("gt_shifted_pack"), &[]));
+    let default = common::stdout_json(&verify(&pack("gt_shifted_pack"), &[]));
     let out = verify(&pack("gt_shifted_pack"), &["--surface-tolerance", "15"]);
-    let wide = stdout_json(&out);
+    let wide = common::stdout_json(&out);
     assert_eq!(default["gt_metrics"]["surface_tolerance_mm"], 1.0);
     assert_eq!(wide["gt_metrics"]["surface_tolerance_mm"], 15.0);
     let nsd = |report: &Value| -> f64 {
@@ -179,10 +143,10 @@ fn the_surface_tolerance_reaches_the_ground_truth_metrics() {
 
 #[test]
 fn labels_from_a_bundle_root_or_a_missing_file_named_in_the_error() {
-    let root = upstream_root();
+    let root = common::upstream_data_root();
     let out = verify(&pack("pass_pack"), &["--labels", root.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let report = stdout_json(&out);
+    let report = common::stdout_json(&out);
     assert_eq!(liver_row(&report)["name"], "liver");
     let source = report["target"]["label_names_source"].as_str().unwrap();
     assert!(source.contains(root.to_str().unwrap()), "{source}");
@@ -191,7 +155,10 @@ fn labels_from_a_bundle_root_or_a_missing_file_named_in_the_error() {
     let missing = dir.path().join("missing_labels.json");
     let out = verify(&pack("pass_pack"), &["--labels", missing.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    let error = stdout_json(&out)["error"].as_str().unwrap().to_string();
+    let error = common::stdout_json(&out)["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         error.starts_with("--labels ") && error.contains(missing.to_str().unwrap()),
         "{error}"
@@ -205,7 +172,10 @@ fn labels_from_a_bundle_root_or_a_missing_file_named_in_the_error() {
         &["--labels", not_labels.to_str().unwrap()],
     );
     assert_eq!(out.status.code(), Some(2));
-    let error = stdout_json(&out)["error"].as_str().unwrap().to_string();
+    let error = common::stdout_json(&out)["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         error.starts_with("--labels: ") && error.contains("not_labels.json"),
         "{error}"
