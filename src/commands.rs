@@ -247,16 +247,23 @@ impl ProgressOutput {
         label: impl Fn(&str) -> String + Send + Sync + 'static,
     ) -> Self {
         match mode.resolve_for_stderr() {
-            ProgressStyle::Plain => ProgressOutput {
-                sink: plain,
-                bar: None,
-            },
-            ProgressStyle::Quiet => ProgressOutput {
-                sink: Arc::new(|_| {}),
-                bar: None,
-            },
+            ProgressStyle::Plain => {
+                init_cli_logging(None);
+                ProgressOutput {
+                    sink: plain,
+                    bar: None,
+                }
+            }
+            ProgressStyle::Quiet => {
+                init_cli_logging(None);
+                ProgressOutput {
+                    sink: Arc::new(|_| {}),
+                    bar: None,
+                }
+            }
             ProgressStyle::Bar => {
                 let bar = Arc::new(TerminalBar::stderr(units));
+                init_cli_logging(Some(bar.clone()));
                 let fed = bar.clone();
                 let sink: ProgressSink = Arc::new(move |p: Progress| {
                     fed.update(Progress {
@@ -286,6 +293,23 @@ impl ProgressOutput {
             bar.finish();
         }
     }
+}
+
+/// Warnings of `run` and `run-batch` (a mask that could not be moved, a run record
+/// not written) on stderr, through the bar when one is drawn; `RUST_LOG` as for `serve`.
+fn init_cli_logging(bar: Option<Arc<TerminalBar>>) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rmcp=error"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
+    let _ = match bar {
+        Some(bar) => builder
+            .with_writer(crate::progress_bar::LogThroughBar(bar))
+            .try_init(),
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
 }
 
 /// The bar's label for `run`: the phase and its latest upstream line. A tick (`phase:

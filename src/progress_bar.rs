@@ -505,6 +505,48 @@ impl TerminalBar {
     }
 }
 
+/// A `tracing` writer that prints each log event through the bar (cleared, printed,
+/// drawn again below), so warnings reach the terminal without garbling the bar.
+pub struct LogThroughBar(pub std::sync::Arc<TerminalBar>);
+
+/// One log event on its way to [`TerminalBar::println`], printed when dropped.
+pub struct BarLogLine {
+    bar: std::sync::Arc<TerminalBar>,
+    text: Vec<u8>,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogThroughBar {
+    type Writer = BarLogLine;
+
+    fn make_writer(&'a self) -> BarLogLine {
+        BarLogLine {
+            bar: self.0.clone(),
+            text: Vec::new(),
+        }
+    }
+}
+
+impl Write for BarLogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for BarLogLine {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.text);
+        let line = text.trim_end_matches('\n');
+        if !line.is_empty() {
+            self.bar.println(line);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -761,6 +803,38 @@ mod tests {
         );
         bar.finish();
         assert!(screen.text().ends_with("\x1b[K\n"));
+    }
+
+    #[test]
+    fn log_events_go_through_the_bar() {
+        use tracing_subscriber::fmt::MakeWriter;
+        let screen = Screen::default();
+        let t0 = Instant::now();
+        let bar = Arc::new(TerminalBar::new(
+            Box::new(screen.clone()),
+            Units::Count,
+            Box::new(|| 60),
+            t0,
+        ));
+        bar.update_at(report(1.0, Some("a")), t0);
+        let before = screen.text();
+        let logs = LogThroughBar(bar.clone());
+        let mut event = logs.make_writer();
+        event.write_all(b"WARN cannot move ").unwrap();
+        event.write_all(b"the mask\n").unwrap();
+        assert_eq!(screen.text(), before, "printed once the event is complete");
+        drop(event);
+        let added = screen.text()[before.len()..].to_string();
+        assert!(
+            added.starts_with("\r\x1b[KWARN cannot move the mask\n\r[##########"),
+            "{added:?}"
+        );
+        drop(logs.make_writer());
+        assert_eq!(
+            screen.text()[before.len()..],
+            added,
+            "an empty event prints nothing"
+        );
     }
 
     #[test]
