@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
+use crate::progress_bar::ProgressMode;
 
 /// Run NV-Segment-CTMR through its documented MONAI entry point and return verifiable
 /// evidence. Research and benchmarking only: not for clinical use.
@@ -28,6 +29,10 @@ pub struct Cli {
     /// ./.venv/bin/python, then the .venv beside the binary, then python3).
     #[arg(long, global = true, value_name = "PATH")]
     pub python: Option<PathBuf>,
+    /// Progress of run and run-batch on stderr: auto (a bar redrawn in place when
+    /// stderr is a terminal, plain lines otherwise), bar, plain, or none.
+    #[arg(long, global = true, value_enum, value_name = "MODE", default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +196,29 @@ pub struct LabelsArgs {
 pub struct VerifyArgs {
     /// The evidence pack directory (holds output.json).
     pub pack_dir: PathBuf,
+    /// Label table naming the ids: a labels.json sidecar, or an NV-Segment-CTMR bundle
+    /// root (a directory with configs/). Default: the table the pack points at.
+    #[arg(long, value_name = "PATH")]
+    pub labels: Option<PathBuf>,
+    /// Anatomy bounds JSON to check the classes against instead of the embedded
+    /// verifiers/ct_segmentation_quality_v1/anatomy_bounds.json (same format).
+    #[arg(long, value_name = "PATH")]
+    pub bounds: Option<PathBuf>,
+    /// Tolerance of the normalised surface Dice against a ground truth, in mm: a
+    /// finite number greater than 0 [default: 1].
+    #[arg(long, value_name = "MM", allow_negative_numbers = true, value_parser = parse_surface_tolerance)]
+    pub surface_tolerance: Option<f64>,
+}
+
+/// `--surface-tolerance`: millimetres, finite and greater than 0 (at 0 the surface
+/// Dice counts only coincident surfaces, which says nothing).
+fn parse_surface_tolerance(text: &str) -> Result<f64, String> {
+    let fix = "give a finite number of millimetres greater than 0, e.g. --surface-tolerance 1.0";
+    match text.trim().parse::<f64>() {
+        Ok(mm) if mm.is_finite() && mm > 0.0 => Ok(mm),
+        Ok(mm) => Err(format!("{mm} mm is not a usable tolerance: {fix}")),
+        Err(_) => Err(format!("{text:?} is not a number: {fix}")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -237,6 +265,6 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = crate::commands::dispatch(cli.command, config);
+    let code = crate::commands::dispatch(cli.command, config, cli.progress);
     ExitCode::from(code)
 }

@@ -13,6 +13,7 @@ use crate::cli::{
 use crate::config::Config;
 use crate::evidence::RunStatus;
 use crate::manifest::Manifest;
+use crate::progress_bar::{ProgressMode, ProgressStyle, TerminalBar, Units};
 use crate::tools::run_script::{request, RunCall, RunScript};
 use crate::tools::{CallContext, CtmrTools, Progress, ProgressSink};
 
@@ -29,7 +30,7 @@ pub const EXIT_TIMED_OUT: u8 = 4;
 /// Exit code: the run was cancelled.
 pub const EXIT_CANCELLED: u8 = 5;
 
-pub fn dispatch(command: Command, config: Config) -> u8 {
+pub fn dispatch(command: Command, config: Config, progress: ProgressMode) -> u8 {
     let manifest = match crate::manifest::embedded() {
         Ok(m) => m,
         Err(e) => {
@@ -39,8 +40,8 @@ pub fn dispatch(command: Command, config: Config) -> u8 {
     };
     match command {
         Command::Serve => serve(config, manifest),
-        Command::Run(args) => run(&args, config, manifest),
-        Command::RunBatch(args) => run_batch(&args, config, manifest),
+        Command::Run(args) => run(&args, config, manifest, progress),
+        Command::RunBatch(args) => run_batch(&args, config, manifest, progress),
         Command::Inspect(args) => inspect(&args, &config),
         Command::Labels(args) => labels(&args, &config),
         Command::Verify(args) => verify(&args, &config),
@@ -92,7 +93,7 @@ fn serve(config: Config, manifest: Manifest) -> u8 {
 }
 
 /// `ctmr-skill run`: one upstream run; evidence JSON on stdout, progress on stderr.
-fn run(args: &RunArgs, config: Config, manifest: Manifest) -> u8 {
+fn run(args: &RunArgs, config: Config, manifest: Manifest, mode: ProgressMode) -> u8 {
     let tool = manifest
         .tool("run_script")
         .expect("manifest declares run_script")
@@ -108,12 +109,18 @@ fn run(args: &RunArgs, config: Config, manifest: Manifest) -> u8 {
         }
     };
     let runner = RunScript::new(Arc::new(config), Arc::new(manifest));
-    let progress: ProgressSink = Arc::new(|p: Progress| {
+    let plain: ProgressSink = Arc::new(|p: Progress| {
         if let Some(message) = p.message {
             eprintln!("[{:>3.0}%] {message}", p.progress);
         }
     });
-    let call = run_interruptible("run", progress, |ctx| async move {
+    let shown = std::sync::Mutex::new(String::new());
+    let progress = ProgressOutput::new(mode, Units::Percent, plain, move |message| {
+        let mut shown = shown.lock().unwrap_or_else(|e| e.into_inner());
+        *shown = run_bar_label(&shown, message);
+        shown.clone()
+    });
+    let call = run_interruptible("run", &progress, |ctx| async move {
         runner.run(request, ctx).await
     });
     match call {
@@ -142,7 +149,7 @@ fn run(args: &RunArgs, config: Config, manifest: Manifest) -> u8 {
 }
 
 /// `ctmr-skill run-batch`: cohort JSON on stdout, one progress line per change on stderr.
-fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest) -> u8 {
+fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest, mode: ProgressMode) -> u8 {
     use crate::tools::run_batch::{request as batch_request, BatchCall, RunBatch};
     let arguments = batch_request::arguments_from_cli(
         &args.inputs,
@@ -181,7 +188,7 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest) -> u8 {
     let runner = RunBatch::new(Arc::new(config), Arc::new(manifest), slots);
     // Plain lines, one each time the count or the volume in flight changes.
     let last = std::sync::Mutex::new(String::new());
-    let progress: ProgressSink = Arc::new(move |p: Progress| {
+    let plain: ProgressSink = Arc::new(move |p: Progress| {
         let Some(message) = p.message else { return };
         // Elapsed time and the estimate change every tick; the rest is the news.
         let key: Vec<&str> = message
@@ -195,7 +202,8 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest) -> u8 {
             *last = key;
         }
     });
-    let call = run_interruptible("run-batch", progress, |ctx| async move {
+    let progress = ProgressOutput::new(mode, Units::Count, plain, batch_bar_label);
+    let call = run_interruptible("run-batch", &progress, |ctx| async move {
         runner.run(request, ctx).await
     });
     match call {
@@ -225,31 +233,178 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest) -> u8 {
     }
 }
 
+/// Where progress goes during run and run-batch: today's plain lines, nothing, or the
+/// bar (see [`crate::progress_bar`]) fed with labels cut down to the thing in flight.
+#[derive(Clone)]
+struct ProgressOutput {
+    sink: ProgressSink,
+    bar: Option<Arc<TerminalBar>>,
+}
+
+impl ProgressOutput {
+    fn new(
+        mode: ProgressMode,
+        units: Units,
+        plain: ProgressSink,
+        label: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> Self {
+        match mode.resolve_for_stderr() {
+            ProgressStyle::Plain => {
+                init_cli_logging(None);
+                ProgressOutput {
+                    sink: plain,
+                    bar: None,
+                }
+            }
+            ProgressStyle::Quiet => {
+                init_cli_logging(None);
+                ProgressOutput {
+                    sink: Arc::new(|_| {}),
+                    bar: None,
+                }
+            }
+            ProgressStyle::Bar => {
+                let bar = Arc::new(TerminalBar::stderr(units));
+                init_cli_logging(Some(bar.clone()));
+                let fed = bar.clone();
+                let sink: ProgressSink = Arc::new(move |p: Progress| {
+                    fed.update(Progress {
+                        message: p.message.as_deref().map(&label),
+                        ..p
+                    })
+                });
+                ProgressOutput {
+                    sink,
+                    bar: Some(bar),
+                }
+            }
+        }
+    }
+
+    /// A line on stderr that does not garble the bar.
+    fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// End the bar's line before the summary is printed.
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
+/// Warnings of `run` and `run-batch` (a mask that could not be moved, a run record
+/// not written) on stderr, through the bar when one is drawn; `RUST_LOG` as for `serve`.
+fn init_cli_logging(bar: Option<Arc<TerminalBar>>) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rmcp=error"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
+    let _ = match bar {
+        Some(bar) => builder
+            .with_writer(crate::progress_bar::LogThroughBar(bar))
+            .try_init(),
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+}
+
+/// The bar's label for `run`: the phase and its latest upstream line. A tick (`phase:
+/// N s elapsed`) keeps the line already shown: the bar has its own elapsed time.
+fn run_bar_label(shown: &str, message: &str) -> String {
+    match message.split_once(": ") {
+        Some((phase, detail)) if is_seconds_elapsed(detail) => {
+            if shown == phase || shown.starts_with(&format!("{phase}: ")) {
+                shown.to_string()
+            } else {
+                phase.to_string()
+            }
+        }
+        _ => message.to_string(),
+    }
+}
+
+/// `12 s elapsed`, as the progress messages write elapsed time.
+fn is_seconds_elapsed(text: &str) -> bool {
+    text.strip_suffix(" s elapsed")
+        .is_some_and(|n| n.parse::<f64>().is_ok())
+}
+
+/// The bar's label for `run-batch`: the volume in flight. The counts, the elapsed
+/// time and the estimate of `2/5 volumes done; current t2; 41 s elapsed; about 62 s
+/// left` are drawn by the bar itself, as is the final `5/5 done: <summary>` (the
+/// summary is printed after the bar).
+fn batch_bar_label(message: &str) -> String {
+    /// What follows `k/N` at the start of `text`, if it starts so.
+    fn after_count(text: &str) -> Option<&str> {
+        let (done, rest) = text.split_once('/')?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let counted = !done.is_empty() && done.chars().all(|c| c.is_ascii_digit()) && digits > 0;
+        counted.then(|| &rest[digits..])
+    }
+    if after_count(message).is_some_and(|tail| tail.starts_with(" done: ")) {
+        return String::new();
+    }
+    message
+        .split("; ")
+        .filter(|part| {
+            after_count(part) != Some(" volumes done")
+                && !part.ends_with(" elapsed")
+                && !part.ends_with(" left")
+        })
+        .map(|part| part.strip_prefix("current ").unwrap_or(part))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Run a tool future on a fresh runtime with progress on stderr; Ctrl-C cancels it
-/// (which stops the upstream process group) instead of killing us mid-write.
+/// (which stops the upstream process group) instead of killing us mid-write. The bar,
+/// if any, ticks once a second (elapsed time) and its line is ended before returning.
 fn run_interruptible<T, F>(
     name: &str,
-    progress: ProgressSink,
+    output: &ProgressOutput,
     call: impl FnOnce(CallContext) -> F,
 ) -> T
 where
     F: std::future::Future<Output = T>,
 {
     let ctx = CallContext {
-        progress,
+        progress: output.sink.clone(),
         cancel: tokio_util::sync::CancellationToken::new(),
     };
     let interrupt = ctx.cancel.clone();
     let name = name.to_string();
-    runtime().block_on(async move {
+    let notice = output.clone();
+    let ticking = output.bar.clone();
+    let result = runtime().block_on(async move {
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("ctmr-skill {name}: interrupted; stopping the upstream process group");
+                notice.println(&format!(
+                    "ctmr-skill {name}: interrupted; stopping the upstream process group"
+                ));
                 interrupt.cancel();
             }
         });
+        if let Some(bar) = ticking {
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    every.tick().await;
+                    bar.tick();
+                }
+            });
+        }
         call(ctx).await
-    })
+    });
+    output.finish();
+    result
 }
 
 /// `ctmr-skill inspect`.
@@ -375,16 +530,52 @@ fn labels(args: &LabelsArgs, config: &Config) -> u8 {
     }
 }
 
-/// `ctmr-skill verify`: report on stdout with sorted keys; exit 0 pass, 1 fail, 2 usage.
+/// `ctmr-skill verify`: report on stdout with sorted keys; exit 0 pass, 1 fail, 2 usage
+/// (the error as `{"error": ...}` on stdout and on stderr).
 fn verify(args: &VerifyArgs, config: &Config) -> u8 {
-    match crate::verifier::verify_pack(
-        &config.absolute(&args.pack_dir),
-        &crate::verifier::VerifyOptions::default(),
-    ) {
-        Err(e) => {
-            print_json(&json!({"error": e.to_string()}));
-            EXIT_USAGE
+    use crate::verifier::{LabelSource, VerifyOptions, VerifyUsageError};
+    let usage = |message: String| {
+        eprintln!("ctmr-skill verify: {message}");
+        print_json(&json!({"error": message}));
+        EXIT_USAGE
+    };
+    const LABELS_FIX: &str = "pass a labels.json sidecar or an NV-Segment-CTMR bundle root";
+    let labels = match args.labels.as_ref().map(|p| config.absolute(p)) {
+        None => None,
+        Some(dir) if dir.is_dir() => Some(LabelSource::Bundle(dir)),
+        Some(file) if file.is_file() => Some(LabelSource::LabelsJson(file)),
+        Some(missing) => {
+            return usage(format!(
+                "--labels {}: no such file or directory ({LABELS_FIX})",
+                missing.display()
+            ))
         }
+    };
+    let bounds_path = match args.bounds.as_ref().map(|p| config.absolute(p)) {
+        Some(missing) if !missing.is_file() => {
+            return usage(format!(
+                "--bounds {}: no such file (pass an anatomy bounds JSON in the format of \
+                 verifiers/ct_segmentation_quality_v1/anatomy_bounds.json)",
+                missing.display()
+            ))
+        }
+        bounds => bounds,
+    };
+    let options = VerifyOptions {
+        labels,
+        bounds_path,
+        surface_tolerance_mm: args.surface_tolerance,
+        ..VerifyOptions::default()
+    };
+    match crate::verifier::verify_pack(&config.absolute(&args.pack_dir), &options) {
+        Err(e @ VerifyUsageError::Bounds(_)) => usage(format!(
+            "--bounds: {e} (fix the file; verifiers/ct_segmentation_quality_v1/anatomy_bounds.json \
+             shows the format)"
+        )),
+        Err(e @ VerifyUsageError::Labels { .. }) if args.labels.is_some() => {
+            usage(format!("--labels: {e} ({LABELS_FIX})"))
+        }
+        Err(e) => usage(e.to_string()),
         Ok(report) => {
             let value: Value = serde_json::to_value(&report).expect("report serialises");
             print_json(&value);
@@ -571,4 +762,46 @@ fn schema(args: &SchemaArgs) -> u8 {
 
 fn display(path: &Path) -> String {
     path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_labels_keep_only_the_volume_in_flight() {
+        assert_eq!(
+            batch_bar_label("2/5 volumes done; current t2; 41 s elapsed; about 62 s left"),
+            "t2"
+        );
+        assert_eq!(
+            batch_bar_label("0/3 volumes done; current a; 4 s elapsed"),
+            "a"
+        );
+        assert_eq!(batch_bar_label("3/3 volumes done; 30 s elapsed"), "");
+        assert_eq!(
+            batch_bar_label("2/2 done: 2 of 2 volumes segmented; 0 failed or refused."),
+            ""
+        );
+        assert_eq!(batch_bar_label("checking gates"), "checking gates");
+        assert_eq!(batch_bar_label(""), "");
+        assert_eq!(batch_bar_label("/5 done"), "/5 done");
+        // A volume id that looks like a count part is still a volume id.
+        assert_eq!(
+            batch_bar_label("1/2 volumes done; current 3/4 done; 1 s elapsed"),
+            "3/4 done"
+        );
+    }
+
+    #[test]
+    fn run_labels_keep_the_last_upstream_line_through_ticks() {
+        let line = run_bar_label("", "inference: computing patch 3 of 8");
+        assert_eq!(line, "inference: computing patch 3 of 8");
+        assert_eq!(run_bar_label(&line, "inference: 12 s elapsed"), line);
+        assert_eq!(
+            run_bar_label("starting upstream", "inference: 3 s elapsed"),
+            "inference"
+        );
+        assert_eq!(run_bar_label(&line, "writing"), "writing");
+    }
 }

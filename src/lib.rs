@@ -12,6 +12,7 @@
 //! | [`cli`] | argument parsing, exit codes |
 //! | [`config`] | what the process learns from its environment, read once |
 //! | [`commands`] | the CLI subcommands, each a thin face over the library |
+//! | [`progress_bar`] | the CLI's progress bar on a terminal (pure renderer, throttled redraws) |
 //! | [`nifti`] | streaming NIfTI-1/-2 reader with nibabel's semantics (affine, zooms, scaling) |
 //! | [`inspect`] | one-pass label-map statistics, components, intensities, two-map confusion, geometry |
 //! | [`labels`] | the upstream label table, everything-sets, prompt expansion, name resolution, sidecars |
@@ -34,6 +35,7 @@ pub mod jobs;
 pub mod labels;
 pub mod manifest;
 pub mod nifti;
+pub mod progress_bar;
 pub mod server;
 pub mod tools;
 pub mod upstream;

@@ -16,16 +16,6 @@ fn ctmr(args: &[&str], cwd: &std::path::Path) -> Output {
         .expect("run ctmr-skill")
 }
 
-fn stdout_json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
 #[test]
 fn labels_lists_and_resolves_from_the_upstream_table() {
     let dir = common::fresh_dir();
@@ -43,7 +33,7 @@ fn labels_lists_and_resolves_from_the_upstream_table() {
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(0));
-    let doc = stdout_json(&out);
+    let doc = common::stdout_json(&out);
     assert_eq!(doc["total_classes"], 345);
     assert_eq!(doc["resolved"][0]["id"], 14);
 
@@ -70,7 +60,7 @@ fn labels_lists_and_resolves_from_the_upstream_table() {
         ],
         dir.path(),
     );
-    let ids: Vec<u64> = stdout_json(&out)["labels"]
+    let ids: Vec<u64> = common::stdout_json(&out)["labels"]
         .as_array()
         .unwrap()
         .iter()
@@ -98,14 +88,14 @@ fn run_refusals_exit_2_with_a_json_document() {
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(2));
-    let doc = stdout_json(&out);
+    let doc = common::stdout_json(&out);
     assert_eq!(doc["status"], "refused");
     assert!(doc["message"].as_str().unwrap().contains("input_exists"));
     assert!(!dir.path().join("out").exists());
 
     let out = ctmr(&["run", "x.nii.gz", "--modality", "PET"], dir.path());
     assert_eq!(out.status.code(), Some(2));
-    assert!(stdout_json(&out)["message"]
+    assert!(common::stdout_json(&out)["message"]
         .as_str()
         .unwrap()
         .contains("argument 'modality'"));
@@ -140,7 +130,7 @@ fn run_exit_codes_follow_the_evidence_status() {
         "{}",
         String::from_utf8_lossy(&crashed.stderr)
     );
-    assert_eq!(stdout_json(&crashed)["status"], "upstream_failed");
+    assert_eq!(common::stdout_json(&crashed)["status"], "upstream_failed");
     std::fs::write(root.join("standin_mode.txt"), "ok").unwrap();
     let ok = run("fine");
     assert_eq!(
@@ -149,7 +139,7 @@ fn run_exit_codes_follow_the_evidence_status() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    let evidence = stdout_json(&ok);
+    let evidence = common::stdout_json(&ok);
     assert_eq!(evidence["status"], "succeeded");
     assert_eq!(
         evidence,
@@ -175,7 +165,7 @@ fn doctor_reports_each_prerequisite() {
         ],
         dir.path(),
     );
-    let doc = stdout_json(&out);
+    let doc = common::stdout_json(&out);
     let check = |name: &str| {
         doc["checks"]
             .as_array()
@@ -201,7 +191,7 @@ fn doctor_reports_each_prerequisite() {
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(1));
-    let doc = stdout_json(&out);
+    let doc = common::stdout_json(&out);
     let root_check = doc["checks"]
         .as_array()
         .unwrap()

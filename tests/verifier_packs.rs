@@ -6,47 +6,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use ctmr_skill::verifier::{
     verify_pack, LabelSource, VerifierReport, VerifyOptions, VerifyUsageError, VERIFIER_ID,
 };
 use serde_json::Value;
 
-/// The real upstream label table (tests reach it beside the repository, else the
-/// shared absolute path).
-fn upstream_root() -> PathBuf {
-    let beside = common::repo_root().join("../shared/upstream-data/NV-Segment-CTMR");
-    if beside.join("configs/metadata.json").exists() {
-        return beside;
-    }
-    PathBuf::from("/work/shared/upstream-data/NV-Segment-CTMR")
-}
-
-/// Build the fixtures once per test binary, under cargo's per-target temp dir.
-fn fixtures() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("verifier_fixtures_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let script = common::repo_root()
-            .join("verifiers/ct_segmentation_quality_v1/fixtures/build_fixtures.py");
-        let root = upstream_root();
-        common::run_python(
-            &script,
-            &[
-                dir.to_str().unwrap(),
-                "--upstream-root",
-                root.to_str().unwrap(),
-            ],
-        );
-        dir
-    })
-}
-
 fn pack(name: &str) -> PathBuf {
-    fixtures().join(name)
+    common::verifier_fixture(name)
 }
 
 /// Verify with default options, then validate the report against the schema.

@@ -78,6 +78,44 @@ pub fn upstream_configs() -> PathBuf {
         })
 }
 
+/// The real upstream's data as a bundle root (`upstream_configs()`'s parent), for
+/// tools that take a root.
+pub fn upstream_data_root() -> PathBuf {
+    upstream_configs()
+        .parent()
+        .expect("the configs folder has a parent")
+        .to_path_buf()
+}
+
+/// A fixture evidence pack of the verifier, by name: the packs are built once per test
+/// binary by `verifiers/ct_segmentation_quality_v1/fixtures/build_fixtures.py`, under
+/// cargo's per-target temp dir.
+pub fn verifier_fixture(name: &str) -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_default();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("verifier_fixtures_{binary}_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let script =
+            repo_root().join("verifiers/ct_segmentation_quality_v1/fixtures/build_fixtures.py");
+        let root = upstream_data_root();
+        run_python(
+            &script,
+            &[
+                dir.to_str().unwrap(),
+                "--upstream-root",
+                root.to_str().unwrap(),
+            ],
+        );
+        dir
+    })
+    .join(name)
+}
+
 /// A bundle root for the stand-in upstream (tests/fixtures/run_script/standin_upstream.py)
 /// under `base`, with the real upstream label files, and an interpreter wrapper that
 /// runs the stand-in. `mode` is one of the stand-in's modes (ok, unexpected, crash,
@@ -152,4 +190,15 @@ pub fn demo_bundle_copy(dest: &Path) {
             model.to_str().unwrap(),
         ],
     );
+}
+
+/// A command's stdout as JSON; the panic shows both streams.
+pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
