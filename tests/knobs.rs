@@ -29,16 +29,6 @@ fn run_cli(cwd: &Path, python: &Path, args: &[&std::ffi::OsStr]) -> Output {
         .unwrap()
 }
 
-fn stdout_json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
-}
-
 fn gate<'a>(document: &'a Value, name: &str) -> &'a Value {
     document["gates"]
         .as_array()
@@ -252,7 +242,7 @@ fn cpu_postprocessing_is_refused_when_the_bundle_lacks_the_transform() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let document = stdout_json(&output);
+    let document = common::stdout_json(&output);
     assert_eq!(document["status"], "refused");
     let g = gate(&document, "cpu_postprocessing_supported");
     assert_eq!(g["status"], "failed");
@@ -275,7 +265,10 @@ fn cpu_postprocessing_is_refused_when_the_bundle_lacks_the_transform() {
     .unwrap();
     let output = w.run(&["--cpu-postprocessing"]);
     assert_eq!(output.status.code(), Some(2));
-    let message = gate(&stdout_json(&output), "cpu_postprocessing_supported")["message"]
+    let message = gate(
+        &common::stdout_json(&output),
+        "cpu_postprocessing_supported",
+    )["message"]
         .as_str()
         .unwrap()
         .to_string();
@@ -297,7 +290,7 @@ fn tensorrt_is_refused_without_its_config_or_on_cpu() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let document = stdout_json(&output);
+    let document = common::stdout_json(&output);
     let g = gate(&document, "tensorrt_config_present");
     assert_eq!(g["status"], "failed");
     let message = g["message"].as_str().unwrap();
@@ -311,7 +304,7 @@ fn tensorrt_is_refused_without_its_config_or_on_cpu() {
     std::fs::write(&trt, r#"{"head_trt_enabled": false}"#).unwrap();
     let output = w.run(&["--tensorrt", "--device", "cpu"]);
     assert_eq!(output.status.code(), Some(2));
-    let document = stdout_json(&output);
+    let document = common::stdout_json(&output);
     assert_eq!(
         gate(&document, "tensorrt_config_present")["status"],
         "passed"
@@ -328,7 +321,7 @@ fn tensorrt_is_refused_without_its_config_or_on_cpu() {
     let output = w.run(&["--tensorrt"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let document = stdout_json(&output);
+    let document = common::stdout_json(&output);
     assert_eq!(document["status"], "not_started");
     let message = document["message"].as_str().unwrap();
     assert!(message.contains("TensorRT needs CUDA"), "{message}");

@@ -9,6 +9,15 @@ use std::process::Output;
 
 use serde_json::Value;
 
+/// A usage error: exit code 2, the message as `{"error": ...}` on stdout; returned.
+fn usage_error(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(out));
+    common::stdout_json(out)["error"]
+        .as_str()
+        .expect("an error message")
+        .to_string()
+}
+
 fn pack(name: &str) -> PathBuf {
     common::verifier_fixture(name)
 }
@@ -81,11 +90,7 @@ fn a_broken_or_missing_bounds_file_is_a_usage_error_naming_the_flag() {
     let dir = common::fresh_dir();
     let missing = dir.path().join("no_such_bounds.json");
     let out = verify(&pack("pass_pack"), &["--bounds", missing.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let error = common::stdout_json(&out)["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let error = usage_error(&out);
     assert!(
         error.starts_with("--bounds ") && error.contains("no_such_bounds.json"),
         "{error}"
@@ -95,11 +100,7 @@ fn a_broken_or_missing_bounds_file_is_a_usage_error_naming_the_flag() {
     let broken = dir.path().join("broken_bounds.json");
     std::fs::write(&broken, r#"{"classes": {"liver": {}}}"#).unwrap();
     let out = verify(&pack("pass_pack"), &["--bounds", broken.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let error = common::stdout_json(&out)["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let error = usage_error(&out);
     assert!(
         error.starts_with("--bounds: ") && error.contains("broken_bounds.json"),
         "{error}"
@@ -154,11 +155,7 @@ fn labels_from_a_bundle_root_or_a_missing_file_named_in_the_error() {
     let dir = common::fresh_dir();
     let missing = dir.path().join("missing_labels.json");
     let out = verify(&pack("pass_pack"), &["--labels", missing.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let error = common::stdout_json(&out)["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let error = usage_error(&out);
     assert!(
         error.starts_with("--labels ") && error.contains(missing.to_str().unwrap()),
         "{error}"
@@ -171,11 +168,7 @@ fn labels_from_a_bundle_root_or_a_missing_file_named_in_the_error() {
         &pack("pass_pack"),
         &["--labels", not_labels.to_str().unwrap()],
     );
-    assert_eq!(out.status.code(), Some(2));
-    let error = common::stdout_json(&out)["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let error = usage_error(&out);
     assert!(
         error.starts_with("--labels: ") && error.contains("not_labels.json"),
         "{error}"
