@@ -94,6 +94,9 @@ pub struct Frame<'a> {
     pub label: &'a str,
     pub elapsed: Duration,
     pub units: Units,
+    /// (elapsed, progress) when progress first passed the baseline: the start-up lies
+    /// before it, so the estimate takes the pace from there once more is done.
+    pub first_done: Option<(Duration, f64)>,
 }
 
 /// The fraction done in [0, 1]; `None` when the total is unknown. A zero total means
@@ -107,24 +110,25 @@ pub fn fraction(progress: f64, total: Option<f64>) -> Option<f64> {
     Some((progress / total).clamp(0.0, 1.0))
 }
 
-/// Time left at the pace so far: `None` until something was done in this run, when the
-/// total is unknown, or when nothing is left.
+/// Time left at the pace so far ([`crate::tools::estimate_seconds_left`]): `None` until
+/// something was done in this run, when the total is unknown, or when nothing is left.
 pub fn estimate_left(
     progress: f64,
     total: Option<f64>,
     baseline: f64,
     elapsed: Duration,
+    first_done: Option<(Duration, f64)>,
 ) -> Option<Duration> {
     let total = total.filter(|t| t.is_finite() && *t > 0.0)?;
     if !progress.is_finite() || !baseline.is_finite() {
         return None;
     }
-    let done_here = progress - baseline;
-    let left = total - progress;
-    if done_here <= 0.0 || left <= 0.0 || elapsed.is_zero() {
-        return None;
-    }
-    let seconds = elapsed.as_secs_f64() / done_here * left;
+    let seconds = crate::tools::estimate_seconds_left(
+        progress - baseline,
+        total - progress,
+        elapsed.as_secs_f64(),
+        first_done.map(|(at, p)| (at.as_secs_f64(), p - baseline)),
+    )?;
     Duration::try_from_secs_f64(seconds).ok()
 }
 
@@ -242,8 +246,14 @@ pub fn render(frame: &Frame, width: usize) -> String {
     let percent = fraction.map(|f| format!("{:>3.0}%", (f * 100.0).floor()));
     let elapsed = format!("elapsed {}", clock(frame.elapsed));
     let left = match frame.units {
-        Units::Count => estimate_left(frame.progress, frame.total, frame.baseline, frame.elapsed)
-            .map(|d| format!("~{} left", clock(d))),
+        Units::Count => estimate_left(
+            frame.progress,
+            frame.total,
+            frame.baseline,
+            frame.elapsed,
+            frame.first_done,
+        )
+        .map(|d| format!("~{} left", clock(d))),
         Units::Percent => None,
     };
     let label = sanitize(frame.label);
@@ -352,6 +362,8 @@ struct BarState {
     out: Box<dyn Write + Send>,
     started: Instant,
     baseline: Option<f64>,
+    /// (elapsed, progress) at the first report past the baseline.
+    first_done: Option<(Duration, f64)>,
     latest: Option<Latest>,
     last_draw: Option<Instant>,
     /// The line on screen, if the bar is on the current line (to clear it before a
@@ -392,6 +404,7 @@ impl TerminalBar {
                 out,
                 started,
                 baseline: None,
+                first_done: None,
                 latest: None,
                 last_draw: None,
                 on_screen: None,
@@ -417,7 +430,10 @@ impl TerminalBar {
         if s.finished {
             return;
         }
-        s.baseline.get_or_insert(report.progress);
+        let baseline = *s.baseline.get_or_insert(report.progress);
+        if s.first_done.is_none() && report.progress > baseline {
+            s.first_done = Some((now.saturating_duration_since(s.started), report.progress));
+        }
         let label = match (report.message, s.latest.take()) {
             (Some(m), _) => m,
             (None, Some(previous)) => previous.label,
@@ -492,6 +508,7 @@ impl TerminalBar {
             label: &latest.label,
             elapsed: now.saturating_duration_since(s.started),
             units: self.units,
+            first_done: s.first_done,
         };
         let line = render(&frame, (self.width)());
         s.last_draw = Some(now);
@@ -560,6 +577,7 @@ mod tests {
             label,
             elapsed: Duration::from_secs(elapsed_s),
             units: Units::Count,
+            first_done: None,
         }
     }
 
@@ -588,8 +606,40 @@ mod tests {
         };
         assert!(render(&f, 100).ends_with("elapsed 1:00  ~1:00 left"));
         assert_eq!(
-            estimate_left(4.0, Some(5.0), 3.0, Duration::from_secs(60)),
+            estimate_left(4.0, Some(5.0), 3.0, Duration::from_secs(60), None),
             Some(Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn after_start_up_the_estimate_follows_the_pace_since_the_first_volume() {
+        // 30 s to the first of 10 volumes (start-up), then 3 s each: at 4/10 after 39 s,
+        // 6 left at 3 s = 18 s (not 39/4 * 6 = 58 s).
+        let f = Frame {
+            first_done: Some((Duration::from_secs(30), 1.0)),
+            ..frame(4.0, Some(10.0), "e", 39)
+        };
+        assert!(
+            render(&f, 100).ends_with("elapsed 0:39  ~0:18 left"),
+            "{}",
+            render(&f, 100)
+        );
+        // The bar records the first completion itself.
+        let screen = Screen::default();
+        let t0 = Instant::now();
+        let bar = TerminalBar::new(Box::new(screen.clone()), Units::Count, Box::new(|| 80), t0);
+        let tenth = |p: f64| Progress {
+            progress: p,
+            total: Some(10.0),
+            message: None,
+        };
+        bar.update_at(tenth(0.0), t0);
+        bar.update_at(tenth(1.0), t0 + Duration::from_secs(30));
+        bar.update_at(tenth(4.0), t0 + Duration::from_secs(39));
+        assert!(
+            screen.text().ends_with("~0:18 left\x1b[K"),
+            "{:?}",
+            screen.text()
         );
     }
 
@@ -600,7 +650,7 @@ mod tests {
             "[####################] 0/0  100%  elapsed 0:01"
         );
         assert_eq!(
-            estimate_left(0.0, Some(0.0), 0.0, Duration::from_secs(1)),
+            estimate_left(0.0, Some(0.0), 0.0, Duration::from_secs(1), None),
             None
         );
     }

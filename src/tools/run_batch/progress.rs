@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::tools::{Progress, ProgressSink};
+use crate::tools::{estimate_seconds_left, Progress, ProgressSink};
 
 /// Watches one attempt's expected masks, in the order the upstream processes them.
 pub struct Tracker {
@@ -24,16 +24,21 @@ struct State {
     /// Volumes settled by this batch run before this attempt (for the estimate).
     processed_before: usize,
     t0: Instant,
+    /// (seconds since t0, volumes processed) when this attempt's first mask was seen:
+    /// the attempt's start-up lies before it.
+    first_done: Option<(f64, usize)>,
 }
 
 /// The progress line: `done/total`, the volume in flight, elapsed, and an estimate
-/// from the pace of the volumes this run processed (none until one finished).
+/// from the pace of the volumes this run processed (none until one finished; see
+/// [`estimate_seconds_left`] for `first_done`).
 pub fn message(
     done: usize,
     total: usize,
     current: Option<&str>,
     elapsed_s: f64,
     processed: usize,
+    first_done: Option<(f64, usize)>,
 ) -> String {
     let mut m = format!("{done}/{total} volumes done");
     if let Some(c) = current {
@@ -41,8 +46,12 @@ pub fn message(
     }
     m.push_str(&format!("; {elapsed_s:.0} s elapsed"));
     let remaining = total.saturating_sub(done);
-    if processed > 0 && remaining > 0 {
-        let eta = elapsed_s / processed as f64 * remaining as f64;
+    if let Some(eta) = estimate_seconds_left(
+        processed as f64,
+        remaining as f64,
+        elapsed_s,
+        first_done.map(|(at, n)| (at, n as f64)),
+    ) {
         m.push_str(&format!("; about {eta:.0} s left"));
     }
     m
@@ -65,6 +74,7 @@ impl Tracker {
                 settled_before,
                 processed_before,
                 t0,
+                first_done: None,
             }),
             sink,
         }
@@ -81,14 +91,13 @@ impl Tracker {
             s.next += 1;
         }
         let done = s.settled_before + s.next;
+        let processed = s.processed_before + s.next;
+        let elapsed_s = s.t0.elapsed().as_secs_f64();
+        if s.next > 0 && s.first_done.is_none() {
+            s.first_done = Some((elapsed_s, processed));
+        }
         let current = s.order.get(s.next).map(|(id, _)| id.as_str());
-        let text = message(
-            done,
-            s.total,
-            current,
-            s.t0.elapsed().as_secs_f64(),
-            s.processed_before + s.next,
-        );
+        let text = message(done, s.total, current, elapsed_s, processed, s.first_done);
         (self.sink)(Progress {
             progress: done as f64,
             total: Some(s.total as f64),
@@ -105,16 +114,22 @@ mod tests {
     #[test]
     fn message_has_counts_current_elapsed_and_estimate() {
         assert_eq!(
-            message(0, 3, Some("a"), 4.2, 0),
+            message(0, 3, Some("a"), 4.2, 0, None),
             "0/3 volumes done; current a; 4 s elapsed"
         );
         assert_eq!(
-            message(2, 4, Some("c"), 20.0, 2),
+            message(2, 4, Some("c"), 20.0, 2, None),
             "2/4 volumes done; current c; 20 s elapsed; about 20 s left"
         );
         assert_eq!(
-            message(3, 3, None, 30.0, 3),
+            message(3, 3, None, 30.0, 3, None),
             "3/3 volumes done; 30 s elapsed"
+        );
+        // Start-up (16 s to the first volume), then 2 s a volume: the estimate follows
+        // the pace after the first volume.
+        assert_eq!(
+            message(3, 10, Some("d"), 20.0, 3, Some((16.0, 1))),
+            "3/10 volumes done; current d; 20 s elapsed; about 14 s left"
         );
     }
 
