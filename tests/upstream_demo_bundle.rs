@@ -14,22 +14,6 @@ use ctmr_skill::upstream::{
     WeightsProvenance, DEFAULT_PROBE_TIMEOUT,
 };
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "__pycache__" || name == "model.pt" {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &to.join(&name));
-        } else {
-            std::fs::copy(entry.path(), to.join(&name)).unwrap();
-        }
-    }
-}
-
 fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -57,24 +41,11 @@ fn python(args: &[&std::ffi::OsStr]) {
 #[tokio::test]
 async fn demo_bundle_runs_through_the_library() {
     let repo = common::repo_root();
-    let source = repo.join("examples/demo-bundle");
-    assert!(
-        source.join("configs/inference.json").is_file(),
-        "{} missing",
-        source.display()
-    );
     let dir = common::fresh_dir();
     let base = std::fs::canonicalize(dir.path()).unwrap();
     let bundle = base.join("demo-bundle");
-    copy_tree(&source, &bundle);
+    common::demo_bundle_copy(&bundle);
     let model = bundle.join("models/model.pt");
-    python(&[
-        repo.join("scripts/make-demo-weights.py").as_os_str(),
-        "--bundle-root".as_ref(),
-        bundle.as_os_str(),
-        "--out".as_ref(),
-        model.as_os_str(),
-    ]);
     let input = base.join("data/demo ct.nii.gz");
     python(&[
         repo.join("scripts/make-demo-volume.py").as_os_str(),
