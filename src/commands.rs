@@ -115,10 +115,11 @@ fn run(args: &RunArgs, config: Config, manifest: Manifest, mode: ProgressMode) -
         }
     });
     let shown = std::sync::Mutex::new(String::new());
-    let progress = ProgressOutput::new(mode, Units::Percent, plain, move |message| {
+    let progress = ProgressOutput::new(mode, Units::Percent, plain, move |p: &Progress| {
+        let message = p.message.as_deref()?;
         let mut shown = shown.lock().unwrap_or_else(|e| e.into_inner());
         *shown = run_bar_label(&shown, message);
-        shown.clone()
+        Some(shown.clone())
     });
     let call = run_interruptible("run", &progress, |ctx| async move {
         runner.run(request, ctx).await
@@ -246,7 +247,7 @@ impl ProgressOutput {
         mode: ProgressMode,
         units: Units,
         plain: ProgressSink,
-        label: impl Fn(&str) -> String + Send + Sync + 'static,
+        label: impl Fn(&Progress) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         match mode.resolve_for_stderr() {
             ProgressStyle::Plain => {
@@ -269,7 +270,7 @@ impl ProgressOutput {
                 let fed = bar.clone();
                 let sink: ProgressSink = Arc::new(move |p: Progress| {
                     fed.update(Progress {
-                        message: p.message.as_deref().map(&label),
+                        message: label(&p),
                         ..p
                     })
                 });
@@ -335,33 +336,21 @@ fn is_seconds_elapsed(text: &str) -> bool {
         .is_some_and(|n| n.parse::<f64>().is_ok())
 }
 
-/// The bar's label for `run-batch`: the volume in flight. The counts, the elapsed
-/// time and the estimate of `2/5 volumes done; current t2; 41 s elapsed; about 62 s
-/// left` are drawn by the bar itself, as is the final `5/5 done: <summary>` (the
-/// summary is printed after the bar).
-fn batch_bar_label(message: &str) -> String {
-    /// What follows `k/N` at the start of `text`, if it starts so.
-    fn after_count(text: &str) -> Option<&str> {
-        let (done, rest) = text.split_once('/')?;
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let counted = !done.is_empty() && done.chars().all(|c| c.is_ascii_digit()) && digits > 0;
-        counted.then(|| &rest[digits..])
+/// The bar's label for `run-batch`: the volume in flight (the bar draws the count,
+/// the elapsed time and the estimate itself); before the volumes, what the tool says
+/// (gates, a place in the queue); nothing once all is done (the summary is printed
+/// after the bar). `None` keeps the label shown.
+fn batch_bar_label(p: &Progress) -> Option<String> {
+    if let Some(item) = &p.item {
+        return Some(item.clone());
     }
-    if after_count(message).is_some_and(|tail| tail.starts_with(" done: ")) {
-        return String::new();
-    }
-    message
-        .split("; ")
-        .filter(|part| {
-            after_count(part) != Some(" volumes done")
-                && !part.ends_with(" elapsed")
-                && !part.ends_with(" left")
-        })
-        .map(|part| part.strip_prefix("current ").unwrap_or(part))
-        .collect::<Vec<_>>()
-        .join("; ")
+    let message = p.message.as_ref()?;
+    let all_done = p.total.is_some_and(|total| p.progress >= total);
+    Some(if all_done {
+        String::new()
+    } else {
+        message.clone()
+    })
 }
 
 /// Run a tool future on a fresh runtime with progress on stderr; Ctrl-C cancels it
@@ -769,28 +758,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batch_labels_keep_only_the_volume_in_flight() {
+    fn batch_labels_show_the_volume_in_flight() {
+        let report = |progress: f64, message: Option<&str>, item: Option<&str>| Progress {
+            progress,
+            total: Some(3.0),
+            message: message.map(str::to_string),
+            item: item.map(str::to_string),
+        };
+        let counted = "1/3 volumes done; current b; 41 s elapsed; about 62 s left";
         assert_eq!(
-            batch_bar_label("2/5 volumes done; current t2; 41 s elapsed; about 62 s left"),
-            "t2"
+            batch_bar_label(&report(1.0, Some(counted), Some("b"))).unwrap(),
+            "b"
         );
+        // An id that looks like a count is still the id.
         assert_eq!(
-            batch_bar_label("0/3 volumes done; current a; 4 s elapsed"),
-            "a"
-        );
-        assert_eq!(batch_bar_label("3/3 volumes done; 30 s elapsed"), "");
-        assert_eq!(
-            batch_bar_label("2/2 done: 2 of 2 volumes segmented; 0 failed or refused."),
-            ""
-        );
-        assert_eq!(batch_bar_label("checking gates"), "checking gates");
-        assert_eq!(batch_bar_label(""), "");
-        assert_eq!(batch_bar_label("/5 done"), "/5 done");
-        // A volume id that looks like a count part is still a volume id.
-        assert_eq!(
-            batch_bar_label("1/2 volumes done; current 3/4 done; 1 s elapsed"),
+            batch_bar_label(&report(1.0, Some(counted), Some("3/4 done"))).unwrap(),
             "3/4 done"
         );
+        let queued = "queued for the CPU: position 2; 1 run(s) at a time per device";
+        assert_eq!(
+            batch_bar_label(&report(0.0, Some(queued), None)).unwrap(),
+            queued
+        );
+        let summary = "3/3 done: 3 of 3 volumes segmented; 0 failed or refused.";
+        assert_eq!(
+            batch_bar_label(&report(3.0, Some(summary), None)).unwrap(),
+            ""
+        );
+        assert_eq!(batch_bar_label(&report(1.0, None, None)), None);
     }
 
     #[test]

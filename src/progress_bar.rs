@@ -632,6 +632,7 @@ mod tests {
             progress: p,
             total: Some(10.0),
             message: None,
+            item: None,
         };
         bar.update_at(tenth(0.0), t0);
         bar.update_at(tenth(1.0), t0 + Duration::from_secs(30));
@@ -784,6 +785,7 @@ mod tests {
             progress,
             total: Some(2.0),
             message: message.map(str::to_string),
+            item: None,
         }
     }
 

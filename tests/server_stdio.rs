@@ -133,6 +133,7 @@ impl ToolBox for NoisyBox {
                             progress: p,
                             total: Some(3.0),
                             message: Some(format!("step {i}")),
+                            item: None,
                         });
                     }
                     Ok(ToolOutcome::Success {

@@ -90,6 +90,7 @@ impl ToolBox for TestBox {
                             progress: r.as_f64().unwrap(),
                             total: Some(10.0),
                             message: Some(format!("step {i}")),
+                            item: None,
                         });
                     }
                     let _ = events.send(Event::Started(name.clone()));

@@ -493,6 +493,7 @@ mod tests {
                 progress: 1.0,
                 total: Some(3.0),
                 message: Some("1/3 volumes done".into()),
+                item: None,
             },
         );
         table.finish(

@@ -176,6 +176,7 @@ mod tests {
             progress,
             total: None,
             message: None,
+            item: None,
         }
     }
 
@@ -203,6 +204,7 @@ mod tests {
             progress: 2.0,
             total: Some(10.0),
             message: Some("segmenting".into()),
+            item: None,
         });
         let k = m.keepalive();
         assert!(k.progress > 2.0 && k.progress < 2.001);

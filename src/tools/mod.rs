@@ -48,6 +48,9 @@ pub struct Progress {
     pub progress: f64,
     pub total: Option<f64>,
     pub message: Option<String>,
+    /// The item in flight (a volume id), for displays that draw the count and the
+    /// times themselves (the CLI's bar); `message` says the same in words.
+    pub item: Option<String>,
 }
 
 /// Seconds left at the pace so far, as both `run_batch`'s progress message and the

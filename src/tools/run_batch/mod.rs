@@ -178,6 +178,7 @@ impl RunBatch {
                 progress: 0.0,
                 total: Some(volumes),
                 message: Some(queued_message(device, position, per_device)),
+                item: None,
             })
         };
         let Some(_slot) = self.slots.acquire(device, &ctx.cancel, queued).await else {
@@ -616,6 +617,7 @@ fn report(ctx: &CallContext, done: f64, total: usize, message: String) {
         progress: done,
         total: Some(total as f64),
         message: Some(message),
+        item: None,
     });
 }
 

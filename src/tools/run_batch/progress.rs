@@ -102,6 +102,7 @@ impl Tracker {
             progress: done as f64,
             total: Some(s.total as f64),
             message: Some(text),
+            item: current.map(str::to_string),
         });
     }
 }
@@ -161,6 +162,8 @@ mod tests {
         let seen = seen.lock().unwrap();
         assert_eq!(seen[0].progress, 1.0);
         assert!(seen[0].message.as_ref().unwrap().contains("current a"));
+        assert_eq!(seen[0].item.as_deref(), Some("a"));
+        assert_eq!(seen[1].item.as_deref(), Some("b"));
         assert_eq!(seen[1].progress, 2.0);
         assert_eq!(seen[1].total, Some(3.0));
         assert!(seen[1]

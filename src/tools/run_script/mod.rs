@@ -60,6 +60,7 @@ impl RunScript {
             progress: 0.0,
             total: Some(100.0),
             message: Some("validating".into()),
+            item: None,
         });
         let tool = self
             .manifest
@@ -96,6 +97,7 @@ impl RunScript {
                 progress: 1.0,
                 total: Some(100.0),
                 message: Some(queued_message(device, position, per_device)),
+                item: None,
             })
         };
         let Some(_slot) = self.slots.acquire(device, &ctx.cancel, queued).await else {

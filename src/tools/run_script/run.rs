@@ -38,6 +38,7 @@ fn report(ctx: &CallContext, phase: &str, detail: Option<String>) {
         progress: progress * 100.0,
         total: Some(100.0),
         message: Some(message),
+        item: None,
     });
 }
 
