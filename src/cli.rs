@@ -90,18 +90,8 @@ pub struct RunArgs {
     /// Acknowledge that an MRI_BRAIN input is already preprocessed.
     #[arg(long)]
     pub preprocessed_brain_input: bool,
-    /// Sliding-window patch size, e.g. 64,64,64.
-    #[arg(long, value_delimiter = ',')]
-    pub patch_size: Option<Vec<u32>>,
-    /// Sliding-window batch size.
-    #[arg(long)]
-    pub sw_batch_size: Option<u32>,
-    /// Run the postprocessing on the CPU (less GPU memory; try after a smaller --patch-size).
-    #[arg(long)]
-    pub cpu_postprocessing: bool,
-    /// Use the bundle's TensorRT config (configs/inference_trt.json; NVIDIA GPU only).
-    #[arg(long)]
-    pub tensorrt: bool,
+    #[command(flatten)]
+    pub knobs: KnobArgs,
 }
 
 /// `ctmr-skill run-batch`: the flags of the `run_batch` tool.
@@ -138,9 +128,17 @@ pub struct RunBatchArgs {
     pub timeout_seconds: Option<f64>,
     #[arg(long)]
     pub preprocessed_brain_input: bool,
+    #[command(flatten)]
+    pub knobs: KnobArgs,
+}
+
+/// The upstream's documented memory/speed switches, the same for `run` and `run-batch`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct KnobArgs {
     /// Sliding-window patch size, e.g. 64,64,64.
     #[arg(long, value_delimiter = ',')]
     pub patch_size: Option<Vec<u32>>,
+    /// Sliding-window batch size.
     #[arg(long)]
     pub sw_batch_size: Option<u32>,
     /// Run the postprocessing on the CPU (less GPU memory; try after a smaller --patch-size).
@@ -149,6 +147,26 @@ pub struct RunBatchArgs {
     /// Use the bundle's TensorRT config (configs/inference_trt.json; NVIDIA GPU only).
     #[arg(long)]
     pub tensorrt: bool,
+}
+
+impl KnobArgs {
+    /// The switches that are set, as tool arguments (absent ones stay absent so the
+    /// manifest's defaults apply).
+    pub fn insert_into(&self, map: &mut serde_json::Map<String, serde_json::Value>) {
+        use serde_json::json;
+        if let Some(patch) = &self.patch_size {
+            map.insert("patch_size".into(), json!(patch));
+        }
+        if let Some(n) = self.sw_batch_size {
+            map.insert("sw_batch_size".into(), json!(n));
+        }
+        if self.cpu_postprocessing {
+            map.insert("cpu_postprocessing".into(), json!(true));
+        }
+        if self.tensorrt {
+            map.insert("tensorrt".into(), json!(true));
+        }
+    }
 }
 
 #[derive(Debug, Args)]

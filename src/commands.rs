@@ -152,23 +152,7 @@ fn run(args: &RunArgs, config: Config, manifest: Manifest, mode: ProgressMode) -
 /// `ctmr-skill run-batch`: cohort JSON on stdout, one progress line per change on stderr.
 fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest, mode: ProgressMode) -> u8 {
     use crate::tools::run_batch::{request as batch_request, BatchCall, RunBatch};
-    let arguments = batch_request::arguments_from_cli(
-        &args.inputs,
-        args.input_dir.as_deref(),
-        args.suffix.as_deref(),
-        &args.modality,
-        &args.output_root,
-        args.label_prompts.as_deref(),
-        &args.structures,
-        &args.device,
-        args.upstream_root.as_deref(),
-        args.timeout_seconds,
-        args.preprocessed_brain_input,
-        args.patch_size.as_deref(),
-        args.sw_batch_size,
-        args.cpu_postprocessing,
-        args.tensorrt,
-    );
+    let arguments = batch_request::arguments_from_cli(args);
     let tool = manifest
         .tool("run_batch")
         .expect("manifest declares run_batch")

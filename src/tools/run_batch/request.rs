@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use crate::cli::RunBatchArgs;
 use crate::config::Config;
 use crate::labels::Modality;
 use crate::manifest::args::{validate, ArgError};
@@ -53,68 +54,40 @@ pub fn from_tool_arguments(
 
 /// The flags of `ctmr-skill run-batch`, as tool arguments (absent flags stay absent so
 /// the manifest's defaults apply).
-#[allow(clippy::too_many_arguments)]
-pub fn arguments_from_cli(
-    inputs: &[PathBuf],
-    input_dir: Option<&Path>,
-    suffix: Option<&str>,
-    modality: &str,
-    output_root: &Path,
-    label_prompts: Option<&[u32]>,
-    structures: &[String],
-    device: &str,
-    upstream_root: Option<&Path>,
-    timeout_seconds: Option<f64>,
-    preprocessed_brain_input: bool,
-    patch_size: Option<&[u32]>,
-    sw_batch_size: Option<u32>,
-    cpu_postprocessing: bool,
-    tensorrt: bool,
-) -> Map<String, Value> {
+pub fn arguments_from_cli(cli: &RunBatchArgs) -> Map<String, Value> {
     let mut map = Map::new();
     let path = |p: &Path| json!(p.to_string_lossy());
-    if !inputs.is_empty() {
+    if !cli.inputs.is_empty() {
         map.insert(
             "inputs".into(),
-            Value::Array(inputs.iter().map(|p| path(p)).collect()),
+            Value::Array(cli.inputs.iter().map(|p| path(p)).collect()),
         );
     }
-    if let Some(dir) = input_dir {
+    if let Some(dir) = &cli.input_dir {
         map.insert("input_dir".into(), path(dir));
     }
-    if let Some(s) = suffix {
+    if let Some(s) = &cli.suffix {
         map.insert("suffix".into(), json!(s));
     }
-    map.insert("modality".into(), json!(modality));
-    map.insert("output_root".into(), path(output_root));
-    if let Some(p) = label_prompts {
+    map.insert("modality".into(), json!(cli.modality));
+    map.insert("output_root".into(), path(&cli.output_root));
+    if let Some(p) = &cli.label_prompts {
         map.insert("label_prompts".into(), json!(p));
     }
-    if !structures.is_empty() {
-        map.insert("structures".into(), json!(structures));
+    if !cli.structures.is_empty() {
+        map.insert("structures".into(), json!(cli.structures));
     }
-    map.insert("device".into(), json!(device));
-    if let Some(root) = upstream_root {
+    map.insert("device".into(), json!(cli.device));
+    if let Some(root) = &cli.upstream_root {
         map.insert("upstream_root".into(), path(root));
     }
-    if let Some(t) = timeout_seconds {
+    if let Some(t) = cli.timeout_seconds {
         map.insert("timeout_seconds".into(), json!(t));
     }
-    if preprocessed_brain_input {
+    if cli.preprocessed_brain_input {
         map.insert("preprocessed_brain_input".into(), json!(true));
     }
-    if let Some(p) = patch_size {
-        map.insert("patch_size".into(), json!(p));
-    }
-    if let Some(n) = sw_batch_size {
-        map.insert("sw_batch_size".into(), json!(n));
-    }
-    if cpu_postprocessing {
-        map.insert("cpu_postprocessing".into(), json!(true));
-    }
-    if tensorrt {
-        map.insert("tensorrt".into(), json!(true));
-    }
+    cli.knobs.insert_into(&mut map);
     map
 }
 
@@ -228,23 +201,31 @@ mod tests {
     #[test]
     fn cli_flags_map_to_the_same_request() {
         let (_d, config, tool) = world();
-        let map = arguments_from_cli(
-            &[PathBuf::from("/a.nii.gz")],
-            None,
-            None,
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            batch: RunBatchArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "run-batch",
+            "/a.nii.gz",
+            "--modality",
             "MRI_BODY",
-            Path::new("/o"),
-            Some(&[3, 14]),
-            &[],
+            "-o",
+            "/o",
+            "--label-prompts",
+            "3,14",
+            "--device",
             "cpu",
-            None,
-            Some(60.0),
-            false,
-            Some(&[64, 64, 64]),
-            None,
-            true,
-            false,
-        );
+            "--timeout-seconds",
+            "60",
+            "--patch-size",
+            "64,64,64",
+            "--cpu-postprocessing",
+        ])
+        .unwrap();
+        let map = arguments_from_cli(&cli.batch);
         let r = from_tool_arguments(&tool, &map, &config).unwrap();
         assert_eq!(r.modality, Modality::MriBody);
         assert_eq!(r.device, DeviceRequest::Cpu);

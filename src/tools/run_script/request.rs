@@ -170,18 +170,7 @@ fn structured_from_run_args(run: &RunArgs) -> Map<String, Value> {
     if run.preprocessed_brain_input {
         map.insert("preprocessed_brain_input".into(), json!(true));
     }
-    if let Some(patch) = &run.patch_size {
-        map.insert("patch_size".into(), json!(patch));
-    }
-    if let Some(n) = run.sw_batch_size {
-        map.insert("sw_batch_size".into(), json!(n));
-    }
-    if run.cpu_postprocessing {
-        map.insert("cpu_postprocessing".into(), json!(true));
-    }
-    if run.tensorrt {
-        map.insert("tensorrt".into(), json!(true));
-    }
+    run.knobs.insert_into(&mut map);
     map
 }
 
