@@ -568,6 +568,7 @@ fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
     let mut add = |name: &str, ok: bool, detail: String, fix: &str| {
         checks.push(json!({"check": name, "ok": ok, "detail": detail, "fix": if ok { Value::Null } else { json!(fix) }}));
     };
+    let mut cuda = false;
     let exe = std::env::current_exe().ok();
     let python = crate::upstream::find_python(
         config.python.as_deref(),
@@ -602,6 +603,7 @@ fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
             &config.cwd,
             Duration::from_secs(120),
         ));
+        cuda = probe.as_ref().is_ok_and(|p| p.cuda_available);
         match probe {
             Ok(p) => {
                 add("monai", true, p.monai_version.clone(), "");
@@ -658,6 +660,9 @@ fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
                     "the bundle's configs/metadata.json must be readable",
                 ),
             }
+            for (name, ok, detail, fix) in switch_checks(root, cuda) {
+                add(name, ok, detail, fix);
+            }
         }
         Err(e) => add(
             "bundle_root",
@@ -666,22 +671,25 @@ fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
             crate::upstream::install_hint(),
         ),
     }
-    let ok = checks
-        .iter()
-        .all(|c| c["ok"] == json!(true) || c["check"] == json!("cuda"));
+    let optional = |c: &Value| {
+        c["check"]
+            .as_str()
+            .is_some_and(|name| OPTIONAL_CHECKS.contains(&name))
+    };
+    let ok = checks.iter().all(|c| c["ok"] == json!(true) || optional(c));
     if args.json {
         print_json(
             &json!({"ok": ok, "checks": checks, "not_for_clinical_use": crate::NOT_FOR_CLINICAL_USE}),
         );
     } else {
         for c in &checks {
-            let mark = match (c["ok"] == json!(true), c["check"] == json!("cuda")) {
+            let mark = match (c["ok"] == json!(true), optional(c)) {
                 (true, _) => "ok  ",
                 (false, true) => "note",
                 (false, false) => "FAIL",
             };
             println!(
-                "{mark} {:<12} {}",
+                "{mark} {:<18} {}",
                 c["check"].as_str().unwrap_or(""),
                 c["detail"].as_str().unwrap_or("")
             );
@@ -695,6 +703,60 @@ fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
     } else {
         EXIT_ERROR
     }
+}
+
+/// What `doctor` reports without failing: runs work without them.
+const OPTIONAL_CHECKS: [&str; 4] = ["cuda", "batch_config", "cpu_postprocessing", "tensorrt"];
+
+/// Which of the bundle's optional run modes and switches this bundle (and machine)
+/// can honour: `(check, ok, detail, fix)`, with the same checks the gates make.
+fn switch_checks(
+    root: &std::path::Path,
+    cuda: bool,
+) -> Vec<(&'static str, bool, String, &'static str)> {
+    let batch = root.join("configs/batch_inference.json");
+    let trt = root.join(crate::upstream::TRT_CONFIG_FILE);
+    let inference = root.join("configs/inference.json");
+    let postprocessing = std::fs::read_to_string(&inference)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_json::from_str::<Value>(&text).map_err(|e| e.to_string()))
+        .and_then(|config| {
+            crate::tools::run_script::knobs::check_cpu_postprocessing(&[(
+                "configs/inference.json",
+                &config,
+            )])
+        });
+    vec![
+        (
+            "batch_config",
+            batch.is_file(),
+            format!(
+                "{} {}",
+                batch.display(),
+                if batch.is_file() { "present: run_batch loads the model once" } else { "missing" }
+            ),
+            "run_batch needs the bundle's configs/batch_inference.json",
+        ),
+        (
+            "cpu_postprocessing",
+            postprocessing.is_ok(),
+            match &postprocessing {
+                Ok(()) => "supported: postprocessing.transforms[0] is ToDeviced(cpu)".to_string(),
+                Err(why) => format!("not supported: {why}"),
+            },
+            "only needed to save GPU memory; use a smaller patch_size instead",
+        ),
+        (
+            "tensorrt",
+            trt.is_file() && cuda,
+            match (trt.is_file(), cuda) {
+                (true, true) => format!("{} present, CUDA available", trt.display()),
+                (true, false) => format!("{} present, but no CUDA here", trt.display()),
+                (false, _) => format!("{} missing", trt.display()),
+            },
+            "optional: TensorRT needs the bundle's configs/inference_trt.json, a CUDA GPU and TensorRT",
+        ),
+    ]
 }
 
 /// `ctmr-skill schema`: write (or check) the generated schema files.

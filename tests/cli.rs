@@ -179,6 +179,42 @@ fn doctor_reports_each_prerequisite() {
     assert_eq!(check("monai")["ok"], true, "{doc}");
     assert_eq!(check("bundle_root")["ok"], true);
     assert_eq!(check("label_table")["detail"], "345 classes");
+    // The stand-in bundle has none of the optional modes: noted, not a failure.
+    for optional in ["batch_config", "cpu_postprocessing", "tensorrt"] {
+        assert_eq!(check(optional)["ok"], false, "{optional}: {doc}");
+        assert!(check(optional)["fix"].is_string(), "{optional}: {doc}");
+    }
+    assert!(check("cpu_postprocessing")["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("not supported: "));
+    assert_eq!(out.status.code(), Some(0));
+
+    // The demo bundle has the batch config and the ToDeviced(cpu) transform.
+    let demo = dir.path().join("demo-bundle");
+    common::demo_bundle_copy(&demo);
+    let out = ctmr(
+        &[
+            "doctor",
+            "--upstream-root",
+            demo.to_str().unwrap(),
+            "--json",
+        ],
+        dir.path(),
+    );
+    let doc = common::stdout_json(&out);
+    let check = |name: &str| {
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(check("batch_config")["ok"], true, "{doc}");
+    assert_eq!(check("cpu_postprocessing")["ok"], true, "{doc}");
+    assert_eq!(check("tensorrt")["ok"], false, "{doc}");
     assert_eq!(out.status.code(), Some(0));
 
     let out = ctmr(
