@@ -152,6 +152,17 @@ fn run_exit_codes_follow_the_evidence_status() {
     assert!(String::from_utf8_lossy(&ok.stderr).contains("inference"));
 }
 
+/// One check of `doctor --json`'s answer, by name.
+fn doctor_check(doc: &Value, name: &str) -> Value {
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no check {name}: {doc}"))
+}
+
 #[test]
 fn doctor_reports_each_prerequisite() {
     let dir = common::fresh_dir();
@@ -166,15 +177,7 @@ fn doctor_reports_each_prerequisite() {
         dir.path(),
     );
     let doc = common::stdout_json(&out);
-    let check = |name: &str| {
-        doc["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["check"] == name)
-            .cloned()
-            .unwrap()
-    };
+    let check = |name: &str| doctor_check(&doc, name);
     assert_eq!(check("python")["ok"], true);
     assert_eq!(check("monai")["ok"], true, "{doc}");
     assert_eq!(check("bundle_root")["ok"], true);
@@ -203,15 +206,7 @@ fn doctor_reports_each_prerequisite() {
         dir.path(),
     );
     let doc = common::stdout_json(&out);
-    let check = |name: &str| {
-        doc["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["check"] == name)
-            .cloned()
-            .unwrap()
-    };
+    let check = |name: &str| doctor_check(&doc, name);
     assert_eq!(check("batch_config")["ok"], true, "{doc}");
     assert_eq!(check("cpu_postprocessing")["ok"], true, "{doc}");
     assert_eq!(check("tensorrt")["ok"], false, "{doc}");
@@ -228,12 +223,7 @@ fn doctor_reports_each_prerequisite() {
     );
     assert_eq!(out.status.code(), Some(1));
     let doc = common::stdout_json(&out);
-    let root_check = doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["check"] == "bundle_root")
-        .unwrap();
+    let root_check = doctor_check(&doc, "bundle_root");
     assert_eq!(root_check["ok"], false);
     assert!(root_check["fix"]
         .as_str()

@@ -169,7 +169,7 @@ impl RunBatch {
             );
         }
 
-        let device = DevicePool::of(request.device);
+        let device = DevicePool::of(request.settings.device);
         let per_device = self.slots.per_device();
         let progress = ctx.progress.clone();
         let volumes = entries.len() as f64;
@@ -193,7 +193,11 @@ impl RunBatch {
         let prompts = entries[0].gated.prompts.clone().filter(|p| !p.is_empty());
         for entry in entries.iter_mut() {
             entry.input_sha = upstream::sha256_file(&entry.volume.input).ok();
-            if let Some(row) = reuse(entry, request.modality.as_str(), prompts.as_deref()) {
+            if let Some(row) = reuse(
+                entry,
+                request.settings.modality.as_str(),
+                prompts.as_deref(),
+            ) {
                 entry.row = Some(row);
             }
         }
@@ -214,7 +218,7 @@ impl RunBatch {
             let env = upstream::child_env(
                 base_env.clone(),
                 &batch_dir.join("attempt-1/masks"),
-                request.device,
+                request.settings.device,
             );
             let probe = match upstream::probe_environment(
                 &python.path,
@@ -231,8 +235,8 @@ impl RunBatch {
                     }
                 }
             };
-            if let Err(e) = upstream::check_device(request.device, &probe)
-                .and_then(|()| upstream::check_tensorrt(request.tensorrt, &probe))
+            if let Err(e) = upstream::check_device(request.settings.device, &probe)
+                .and_then(|()| upstream::check_tensorrt(request.settings.tensorrt, &probe))
             {
                 return BatchCall::NotStarted {
                     message: e.to_string(),
@@ -416,15 +420,15 @@ impl RunBatch {
             bundle_root: rc.root.to_path_buf(),
             input_dir: staging.clone(),
             output_dir: masks.clone(),
-            modality: request.modality.as_str().to_string(),
+            modality: request.settings.modality.as_str().to_string(),
             overrides,
-            device: request.device,
-            tensorrt: request.tensorrt,
+            device: request.settings.device,
+            tensorrt: request.settings.tensorrt,
         };
         if let Ok(argv) = upstream::build_batch_argv(&upstream_request) {
             single::declared_entry_point(&argv, &self.manifest)?;
         }
-        let per_volume = request.timeout.as_secs_f64();
+        let per_volume = request.settings.timeout.as_secs_f64();
         let mut options = upstream::RunOptions::new(
             dir.join("logs"),
             Duration::from_secs_f64((per_volume * order.len() as f64).min(30.0 * 86_400.0)),
@@ -663,19 +667,9 @@ fn collect_inputs(request: &BatchRunRequest) -> Result<Vec<PathBuf>, String> {
 fn per_volume_request(request: &BatchRunRequest, volume: &Volume) -> RunRequest {
     RunRequest {
         input: volume.input.clone(),
-        modality: request.modality,
         output_dir: request.output_root.join(&volume.id),
-        label_prompts: request.label_prompts.clone(),
-        structures: request.structures.clone(),
         ground_truth: None,
-        device: request.device,
-        upstream_root: request.upstream_root.clone(),
-        timeout: request.timeout,
-        preprocessed_brain_input: request.preprocessed_brain_input,
-        patch_size: request.patch_size.clone(),
-        sw_batch_size: request.sw_batch_size,
-        cpu_postprocessing: request.cpu_postprocessing,
-        tensorrt: request.tensorrt,
+        settings: request.settings.clone(),
         batch_config: true,
     }
 }
@@ -805,8 +799,8 @@ fn summarise(
         status,
         summary,
         output_root: request.output_root.display().to_string(),
-        modality: request.modality.as_str().into(),
-        label_prompts: request.label_prompts.clone(),
+        modality: request.settings.modality.as_str().into(),
+        label_prompts: request.settings.label_prompts.clone(),
         upstream_root: root.display().to_string(),
         created_at: created_at.into(),
         finished_at: chrono::Utc::now().to_rfc3339(),

@@ -2,16 +2,14 @@
 //! validated request. Values are checked against the manifest once.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
 use crate::cli::RunBatchArgs;
 use crate::config::Config;
-use crate::labels::Modality;
 use crate::manifest::args::{validate, ArgError};
 use crate::manifest::ToolDecl;
-use crate::upstream::DeviceRequest;
+use crate::tools::run_script::request::RunSettings;
 
 /// Where the cohort comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,20 +24,10 @@ pub enum BatchInputs {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchRunRequest {
     pub inputs: BatchInputs,
-    pub modality: Modality,
     /// Absolute.
     pub output_root: PathBuf,
-    pub label_prompts: Option<Vec<u32>>,
-    pub structures: Vec<String>,
-    pub device: DeviceRequest,
-    pub upstream_root: Option<PathBuf>,
-    /// Per volume.
-    pub timeout: Duration,
-    pub preprocessed_brain_input: bool,
-    pub patch_size: Option<Vec<u32>>,
-    pub sw_batch_size: Option<u32>,
-    pub cpu_postprocessing: bool,
-    pub tensorrt: bool,
+    /// What every volume's request gets.
+    pub settings: RunSettings,
 }
 
 /// Tool arguments → request.
@@ -127,27 +115,19 @@ fn typed(args: &Map<String, Value>, config: &Config) -> Result<BatchRunRequest, 
             "pass the directory for the per-volume packs and the cohort summary",
         )
     })?;
-    let shared = crate::tools::run_script::request::shared_fields(args, config)?;
     Ok(BatchRunRequest {
         inputs,
-        modality: shared.modality,
         output_root,
-        label_prompts: shared.label_prompts,
-        structures: shared.structures,
-        device: shared.device,
-        upstream_root: shared.upstream_root,
-        timeout: shared.timeout,
-        preprocessed_brain_input: shared.preprocessed_brain_input,
-        patch_size: shared.patch_size,
-        sw_batch_size: shared.sw_batch_size,
-        cpu_postprocessing: shared.cpu_postprocessing,
-        tensorrt: shared.tensorrt,
+        settings: crate::tools::run_script::request::run_settings(args, config)?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::Modality;
+    use crate::upstream::DeviceRequest;
+    use std::time::Duration;
 
     fn world() -> (tempfile::TempDir, Config, ToolDecl) {
         let dir = tempfile::tempdir().unwrap();
@@ -171,8 +151,8 @@ mod tests {
             BatchInputs::List(vec![config.cwd.join("a.nii.gz"), PathBuf::from("/x/b.nii")])
         );
         assert_eq!(r.output_root, config.cwd.join("out"));
-        assert_eq!(r.label_prompts, Some(vec![3]));
-        assert_eq!(r.modality, Modality::CtBody);
+        assert_eq!(r.settings.label_prompts, Some(vec![3]));
+        assert_eq!(r.settings.modality, Modality::CtBody);
 
         let args = json!({"input_dir": "/data", "output_root": "/o"});
         let r = from_tool_arguments(&tool, args.as_object().unwrap(), &config).unwrap();
@@ -227,10 +207,10 @@ mod tests {
         .unwrap();
         let map = arguments_from_cli(&cli.batch);
         let r = from_tool_arguments(&tool, &map, &config).unwrap();
-        assert_eq!(r.modality, Modality::MriBody);
-        assert_eq!(r.device, DeviceRequest::Cpu);
-        assert_eq!(r.timeout, Duration::from_secs(60));
-        assert_eq!(r.patch_size, Some(vec![64, 64, 64]));
-        assert!(r.cpu_postprocessing && !r.tensorrt);
+        assert_eq!(r.settings.modality, Modality::MriBody);
+        assert_eq!(r.settings.device, DeviceRequest::Cpu);
+        assert_eq!(r.settings.timeout, Duration::from_secs(60));
+        assert_eq!(r.settings.patch_size, Some(vec![64, 64, 64]));
+        assert!(r.settings.cpu_postprocessing && !r.settings.tensorrt);
     }
 }

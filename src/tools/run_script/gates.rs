@@ -95,14 +95,18 @@ pub fn evaluate(
 
     let input_header = check_volume(&mut rec, &request.input);
 
-    rec.pass("modality_known", format!("modality {}", request.modality));
-    if request.modality == Modality::MriBrain && !request.preprocessed_brain_input {
+    rec.pass(
+        "modality_known",
+        format!("modality {}", request.settings.modality),
+    );
+    if request.settings.modality == Modality::MriBrain && !request.settings.preprocessed_brain_input
+    {
         rec.fail(
             "brain_preprocessing_acknowledged",
             "preprocessed_brain_input",
             "MRI_BRAIN needs an input already preprocessed by the upstream brain pipeline, and the call did not say so",
         );
-    } else if request.modality == Modality::MriBrain {
+    } else if request.settings.modality == Modality::MriBrain {
         rec.pass(
             "brain_preprocessing_acknowledged",
             "the caller acknowledged preprocessed brain input",
@@ -115,11 +119,11 @@ pub fn evaluate(
     }
     rec.pass(
         "timeout_in_bounds",
-        format!("{} s", request.timeout.as_secs_f64()),
+        format!("{} s", request.settings.timeout.as_secs_f64()),
     );
 
     let resolution = upstream::resolve_root(
-        request.upstream_root.as_deref(),
+        request.settings.upstream_root.as_deref(),
         config.env_root.as_deref().map(std::ffi::OsStr::new),
         &config.cwd,
     );
@@ -214,7 +218,7 @@ pub fn evaluate(
 /// `cpu_postprocessing` and `tensorrt` depend on what the bundle ships (and TensorRT on
 /// CUDA): checked here so a request the bundle cannot honour never starts.
 fn check_knobs(rec: &mut Recorder, request: &RunRequest, root: Option<&Path>) {
-    if !request.tensorrt {
+    if !request.settings.tensorrt {
         rec.skip("tensorrt_config_present", "tensorrt not requested");
         rec.skip("tensorrt_needs_cuda", "tensorrt not requested");
     } else {
@@ -233,7 +237,7 @@ fn check_knobs(rec: &mut Recorder, request: &RunRequest, root: Option<&Path>) {
                 }
             }
         }
-        if request.device == upstream::DeviceRequest::Cpu {
+        if request.settings.device == upstream::DeviceRequest::Cpu {
             rec.fail(
                 "tensorrt_needs_cuda",
                 "tensorrt",
@@ -244,13 +248,13 @@ fn check_knobs(rec: &mut Recorder, request: &RunRequest, root: Option<&Path>) {
                 "tensorrt_needs_cuda",
                 format!(
                     "device '{}'; the environment probe confirms CUDA before the run",
-                    request.device.as_str()
+                    request.settings.device.as_str()
                 ),
             );
         }
     }
 
-    if !request.cpu_postprocessing {
+    if !request.settings.cpu_postprocessing {
         rec.skip(
             "cpu_postprocessing_supported",
             "cpu_postprocessing not requested",
@@ -264,7 +268,7 @@ fn check_knobs(rec: &mut Recorder, request: &RunRequest, root: Option<&Path>) {
     // The configs this run merges, as far as they exist (a missing TensorRT config is
     // its own gate's failure; a missing batch config, the batch run's).
     let mut parsed = Vec::new();
-    for name in upstream::config_files(request.batch_config, request.tensorrt) {
+    for name in upstream::config_files(request.batch_config, request.settings.tensorrt) {
         let path = root.join(name);
         if name != upstream::CONFIG_FILE && !path.is_file() {
             continue;
@@ -392,18 +396,19 @@ fn check_labels(
     labels: Option<&LabelTable>,
     label_error: Option<&str>,
 ) -> Option<Vec<u32>> {
-    let wants_labels = request.label_prompts.is_some() || !request.structures.is_empty();
+    let wants_labels =
+        request.settings.label_prompts.is_some() || !request.settings.structures.is_empty();
     let Some(table) = labels.filter(|_| wants_labels) else {
         if wants_labels {
             let why = label_error.unwrap_or("the label table is unavailable");
-            if request.label_prompts.is_some() {
+            if request.settings.label_prompts.is_some() {
                 rec.fail(
                     "label_prompts_known",
                     "label_prompts",
                     format!("cannot check prompts: {why}"),
                 );
             }
-            if !request.structures.is_empty() {
+            if !request.settings.structures.is_empty() {
                 rec.fail(
                     "structures_resolve",
                     "structures",
@@ -417,7 +422,7 @@ fn check_labels(
         return None;
     };
     let mut prompts: Vec<u32> = Vec::new();
-    match &request.label_prompts {
+    match &request.settings.label_prompts {
         None => rec.skip("label_prompts_known", "no prompts"),
         Some(ids) => {
             let bad: Vec<String> = ids
@@ -436,12 +441,12 @@ fn check_labels(
             prompts.extend(ids);
         }
     }
-    if request.structures.is_empty() {
+    if request.settings.structures.is_empty() {
         rec.skip("structures_resolve", "no structures");
     } else {
         let mut problems = Vec::new();
         let mut resolved = Vec::new();
-        for name in &request.structures {
+        for name in &request.settings.structures {
             match table.resolve(name) {
                 Ok(id) => {
                     resolved.push(format!("{name} -> {id}"));

@@ -89,7 +89,7 @@ impl RunScript {
                 }
             }
         };
-        let device = DevicePool::of(gated.request.device);
+        let device = DevicePool::of(gated.request.settings.device);
         let per_device = self.slots.per_device();
         let progress = ctx.progress.clone();
         let queued = |position| {

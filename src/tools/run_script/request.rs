@@ -21,22 +21,11 @@ use crate::upstream::DeviceRequest;
 pub struct RunRequest {
     /// Absolute.
     pub input: PathBuf,
-    pub modality: Modality,
     /// Absolute.
     pub output_dir: PathBuf,
-    pub label_prompts: Option<Vec<u32>>,
-    pub structures: Vec<String>,
     pub ground_truth: Option<PathBuf>,
-    pub device: DeviceRequest,
-    pub upstream_root: Option<PathBuf>,
-    pub timeout: Duration,
-    pub preprocessed_brain_input: bool,
-    pub patch_size: Option<Vec<u32>>,
-    pub sw_batch_size: Option<u32>,
-    /// Enable the bundle's disabled `ToDeviced(cpu)` postprocessing transform (less GPU memory).
-    pub cpu_postprocessing: bool,
-    /// Add the bundle's `configs/inference_trt.json` to the config list (needs CUDA).
-    pub tensorrt: bool,
+    /// What `run_batch` requests share.
+    pub settings: RunSettings,
     /// This volume runs through the batch config (`run_batch`), so the gates read
     /// `configs/batch_inference.json` as part of the bundle's config.
     pub batch_config: bool,
@@ -174,11 +163,11 @@ fn structured_from_run_args(run: &RunArgs) -> Map<String, Value> {
     map
 }
 
-/// Typed view of a manifest-validated map. Only the checks the manifest cannot
-/// express (required-for-this-tool input, path resolution) happen here.
-/// The fields `run_script` and `run_batch` share, read from a manifest-validated map.
+/// How to run: what a `run_script` request and a `run_batch` request (and so each of
+/// its volumes) share: modality, prompts, device, bundle, limits and the upstream's
+/// switches.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SharedFields {
+pub struct RunSettings {
     pub modality: Modality,
     pub label_prompts: Option<Vec<u32>>,
     pub structures: Vec<String>,
@@ -195,8 +184,9 @@ pub struct SharedFields {
     pub tensorrt: bool,
 }
 
-/// Read the shared fields (defaults were filled in by the manifest validation).
-pub fn shared_fields(args: &Map<String, Value>, config: &Config) -> Result<SharedFields, ArgError> {
+/// The settings from a manifest-validated map (defaults were filled in by the
+/// validation); only the checks the manifest cannot express (path resolution) happen here.
+pub fn run_settings(args: &Map<String, Value>, config: &Config) -> Result<RunSettings, ArgError> {
     let string = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
     let u32_list = |k: &str| -> Option<Vec<u32>> {
         args.get(k).and_then(Value::as_array).map(|a| {
@@ -217,7 +207,7 @@ pub fn shared_fields(args: &Map<String, Value>, config: &Config) -> Result<Share
                 "choose one of the three",
             )
         })?;
-    Ok(SharedFields {
+    Ok(RunSettings {
         modality,
         label_prompts: u32_list("label_prompts"),
         structures: args
@@ -271,22 +261,11 @@ fn typed(args: &Map<String, Value>, config: &Config) -> Result<RunRequest, ArgEr
                 .join(format!("{stem}_nv_segment_ctmr_out"))
         }
     };
-    let shared = shared_fields(args, config)?;
     Ok(RunRequest {
         input,
-        modality: shared.modality,
         output_dir,
-        label_prompts: shared.label_prompts,
-        structures: shared.structures,
         ground_truth: string("ground_truth").map(|p| config.absolute(std::path::Path::new(&p))),
-        device: shared.device,
-        upstream_root: shared.upstream_root,
-        timeout: shared.timeout,
-        preprocessed_brain_input: shared.preprocessed_brain_input,
-        patch_size: shared.patch_size,
-        sw_batch_size: shared.sw_batch_size,
-        cpu_postprocessing: shared.cpu_postprocessing,
-        tensorrt: shared.tensorrt,
+        settings: run_settings(args, config)?,
         batch_config: false,
     })
 }
@@ -317,8 +296,8 @@ mod tests {
         let b = from_tool_arguments(&tool, structured.as_object().unwrap(), &config).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.output_dir, config.cwd.join("runs/case1"));
-        assert_eq!(a.label_prompts, Some(vec![3, 14]));
-        assert_eq!(a.timeout, Duration::from_secs(3600));
+        assert_eq!(a.settings.label_prompts, Some(vec![3, 14]));
+        assert_eq!(a.settings.timeout, Duration::from_secs(3600));
     }
 
     #[test]
@@ -331,15 +310,15 @@ mod tests {
         let a = from_tool_arguments(&tool, argv.as_object().unwrap(), &config).unwrap();
         let b = from_tool_arguments(&tool, structured.as_object().unwrap(), &config).unwrap();
         assert_eq!(a, b);
-        assert!(a.cpu_postprocessing && a.tensorrt);
+        assert!(a.settings.cpu_postprocessing && a.settings.tensorrt);
         let cli =
             ArgvForm::try_parse_from(["ctmr-skill", "/data/ct.nii.gz", "--tensorrt"]).unwrap();
         let c = from_run_args(&tool, &cli.run, &config).unwrap();
-        assert!(c.tensorrt && !c.cpu_postprocessing);
+        assert!(c.settings.tensorrt && !c.settings.cpu_postprocessing);
         // Off unless asked for.
         let plain = json!({"input": "/data/ct.nii.gz"});
         let d = from_tool_arguments(&tool, plain.as_object().unwrap(), &config).unwrap();
-        assert!(!d.cpu_postprocessing && !d.tensorrt);
+        assert!(!d.settings.cpu_postprocessing && !d.settings.tensorrt);
         // The manifest types them as booleans.
         let bad = json!({"input": "/data/ct.nii.gz", "tensorrt": "yes"});
         let e = from_tool_arguments(&tool, bad.as_object().unwrap(), &config).unwrap_err();
@@ -387,8 +366,8 @@ mod tests {
             r.output_dir,
             PathBuf::from("/data/case 7_nv_segment_ctmr_out")
         );
-        assert_eq!(r.modality, Modality::CtBody);
-        assert_eq!(r.device, DeviceRequest::Auto);
+        assert_eq!(r.settings.modality, Modality::CtBody);
+        assert_eq!(r.settings.device, DeviceRequest::Auto);
     }
 
     #[test]

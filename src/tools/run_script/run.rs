@@ -65,16 +65,17 @@ pub async fn execute(
         bundle_root: gated.root.clone(),
         input: request.input.clone(),
         output_dir: request.output_dir.clone(),
-        modality: request.modality.as_str().to_string(),
+        modality: request.settings.modality.as_str().to_string(),
         label_prompts: gated.prompts.clone().filter(|p| !p.is_empty()),
         overrides: overrides_of(request),
-        device: request.device,
-        tensorrt: request.tensorrt,
+        device: request.settings.device,
+        tensorrt: request.settings.tensorrt,
     };
     if let Ok(argv) = upstream::build_argv(&upstream_request) {
         declared_entry_point(&argv, manifest)?;
     }
-    let mut options = upstream::RunOptions::new(request.output_dir.join("logs"), request.timeout);
+    let mut options =
+        upstream::RunOptions::new(request.output_dir.join("logs"), request.settings.timeout);
     options.cancel = ctx.cancel.clone();
     let hook_ctx = ctx.clone();
     let started = std::time::Instant::now();
@@ -310,16 +311,16 @@ pub fn declared_entry_point(argv: &[String], manifest: &Manifest) -> Result<(), 
 /// (`tensorrt` is not one: it adds a config file, see [`upstream::config_files`]).
 pub fn overrides_of(request: &super::request::RunRequest) -> Vec<(String, String)> {
     let mut overrides = Vec::new();
-    if let Some(patch) = &request.patch_size {
+    if let Some(patch) = &request.settings.patch_size {
         overrides.push((
             "patch_size".to_string(),
             format!("{patch:?}").replace(' ', ""),
         ));
     }
-    if let Some(n) = request.sw_batch_size {
+    if let Some(n) = request.settings.sw_batch_size {
         overrides.push(("sw_batch_size".to_string(), n.to_string()));
     }
-    if request.cpu_postprocessing {
+    if request.settings.cpu_postprocessing {
         let (key, value) = upstream::CPU_POSTPROCESSING_OVERRIDE;
         overrides.push((key.to_string(), value.to_string()));
     }
@@ -372,7 +373,7 @@ fn build(
     let expected: BTreeSet<u32> = match (&gated.labels, &gated.prompts) {
         (Some(table), Some(prompts)) if !prompts.is_empty() => table.expand_prompts(prompts),
         (Some(table), _) => table
-            .everything_set(request.modality)
+            .everything_set(request.settings.modality)
             .cloned()
             .unwrap_or_default(),
         _ => BTreeSet::new(),
@@ -404,7 +405,7 @@ fn build(
     let mut output = OutputInfo {
         path: None,
         shape: Vec::new(),
-        label_prompts_requested: request.label_prompts.clone(),
+        label_prompts_requested: request.settings.label_prompts.clone(),
         label_ids_present: Vec::new(),
         unexpected_label_ids: Vec::new(),
         label_set_valid: false,
@@ -523,7 +524,7 @@ fn build(
             shape: header.shape.to_vec(),
             ndim: 3,
             spacing: input_spacing,
-            modality: request.modality.as_str().into(),
+            modality: request.settings.modality.as_str().into(),
             ground_truth_path: request
                 .ground_truth
                 .as_ref()
@@ -540,7 +541,7 @@ fn build(
             config_file: Some(gated.inventory.config_file.display().to_string()),
             config_files: upstream::config_files_of(&result.command).unwrap_or_default(),
             output_dir: request.output_dir.display().to_string(),
-            modality: request.modality.as_str().into(),
+            modality: request.settings.modality.as_str().into(),
             label_prompts: gated.prompts.clone().filter(|p| !p.is_empty()),
             command: result.command.clone(),
             exit_code: result.exit_code,
@@ -566,7 +567,7 @@ fn build(
                 .device
                 .clone()
                 .unwrap_or_else(|| probe.device.clone()),
-            device_requested: format!("{:?}", request.device).to_lowercase(),
+            device_requested: format!("{:?}", request.settings.device).to_lowercase(),
             python_version: Some(probe.python_version.clone()),
             monai_version: Some(probe.monai_version.clone()),
             torch_version: Some(probe.torch_version.clone()),
