@@ -1,111 +1,73 @@
-//! The MCP tasks extension (`io.modelcontextprotocol/tasks`) on the wire, with the
-//! product's tools and the real demo bundle: a `tools/call` of `run_batch` from a client
-//! that declared the extension is answered with `resultType: "task"`, `tasks/get`
-//! reports progress and then the cohort, `tasks/cancel` stops a run, and read-only
-//! tools stay synchronous.
+//! The MCP tasks extension (`io.modelcontextprotocol/tasks`) on the wire, raw JSON
+//! lines to the real `ctmr-skill serve` running the real demo bundle: a `tools/call` of
+//! `run_batch` from a client that declared the extension is answered with
+//! `resultType: "task"`, `tasks/get` reports progress and then the cohort,
+//! `tasks/cancel` stops a run, read-only tools stay synchronous, and tasks outlive their
+//! server.
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines};
 
 use common::stdio::Server;
-use ctmr_skill::config::Config;
-use ctmr_skill::jobs::JobTable;
-use ctmr_skill::server::{serve, ServerOptions};
-use ctmr_skill::tools::CtmrTools;
 
-struct Wire {
-    to_server: DuplexStream,
-    from_server: Lines<BufReader<DuplexStream>>,
-}
-
-impl Wire {
-    async fn send(&mut self, message: Value) {
-        let mut line = serde_json::to_vec(&message).unwrap();
-        line.push(b'\n');
-        self.to_server.write_all(&line).await.unwrap();
-    }
-
-    /// The response to request `id` (notifications in between are skipped).
-    async fn request(&mut self, id: u64, method: &str, params: Value) -> Value {
-        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .await;
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(600), self.from_server.next_line())
-                .await
-                .expect("the server answers")
-                .unwrap()
-                .expect("the server is still there");
-            let message: Value = serde_json::from_str(&line).unwrap();
-            if message["id"] == json!(id) {
-                return message;
-            }
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_batch_as_a_task_then_tasks_get_and_tasks_cancel() {
+/// A copy of the demo bundle and small demo volumes under a fresh directory.
+fn world(names: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf, Vec<PathBuf>) {
     let dir = common::fresh_dir();
     let base = dir.path().canonicalize().unwrap();
     let bundle = base.join("demo-bundle");
     common::demo_bundle_copy(&bundle);
-    let volume = base.join("data/t1.nii.gz");
-    std::fs::create_dir_all(volume.parent().unwrap()).unwrap();
-    common::run_python(
-        &common::repo_root().join("scripts/make-demo-volume.py"),
-        &[volume.to_str().unwrap(), "--shape", "40", "40", "24"],
+    let volumes = names
+        .iter()
+        .map(|name| {
+            let volume = base.join(format!("data/{name}.nii.gz"));
+            std::fs::create_dir_all(volume.parent().unwrap()).unwrap();
+            common::run_python(
+                &common::repo_root().join("scripts/make-demo-volume.py"),
+                &[volume.to_str().unwrap(), "--shape", "40", "40", "24"],
+            );
+            volume
+        })
+        .collect();
+    (dir, base, bundle, volumes)
+}
+
+const TASKS: &str = "io.modelcontextprotocol/tasks";
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A server over `index` whose client declared the tasks extension.
+fn tasks_server(base: &Path, index: &Path) -> Server {
+    let mut server = Server::start_with_env(
+        base,
+        Some(&common::python()),
+        &[("CTMR_SKILL_RUNS_DIR", index)],
     );
-
-    let config = Config::new(base.clone(), vec![], None, Some(common::python()), 1);
-    let tools = std::sync::Arc::new(CtmrTools::with_jobs(
-        config,
-        ctmr_skill::manifest::embedded().unwrap(),
-        JobTable::new(base.join("runs-index")),
-    ));
-    let (client_w, server_r) = tokio::io::duplex(1 << 20);
-    let (server_w, client_r) = tokio::io::duplex(1 << 20);
-    let options = ServerOptions {
-        name: "ctmr-skill".into(),
-        version: "test".into(),
-        instructions: "Segment cohorts.".into(),
-    };
-    let server = tokio::spawn(serve(tools, options, server_r, server_w));
-    let mut wire = Wire {
-        to_server: client_w,
-        from_server: BufReader::new(client_r).lines(),
-    };
-
-    let init = wire
-        .request(
-            1,
-            "initialize",
-            json!({"protocolVersion": "2025-11-25",
-                   "capabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}},
-                   "clientInfo": {"name": "tasks-test", "version": "1"}}),
-        )
-        .await;
+    let init = server.initialize_with("2025-11-25", json!({"extensions": {TASKS: {}}}));
     assert!(
         init["result"]["capabilities"]["extensions"]
-            .get("io.modelcontextprotocol/tasks")
+            .get(TASKS)
             .is_some(),
         "the server advertises the tasks extension: {init}"
     );
-    wire.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-        .await;
+    server
+}
+
+#[test]
+fn run_batch_as_a_task_then_tasks_get_and_tasks_cancel() {
+    let (_dir, base, bundle, volumes) = world(&["t1"]);
+    let mut server = tasks_server(&base, &base.join("runs-index"));
 
     // A read-only tool answers at once, even for a client that declared tasks.
-    let labels = wire
-        .request(
-            2,
-            "tools/call",
-            json!({"name": "list_labels",
-            "arguments": {"resolve": ["liver"], "upstream_root": bundle}}),
-        )
-        .await;
+    let labels = server.request(
+        1,
+        "tools/call",
+        json!({"name": "list_labels",
+               "arguments": {"resolve": ["liver"], "upstream_root": bundle}}),
+        MINUTE,
+    );
     assert!(
         labels["result"]
             .get("resultType")
@@ -114,50 +76,31 @@ async fn run_batch_as_a_task_then_tasks_get_and_tasks_cancel() {
     );
     assert_eq!(labels["result"]["isError"], false, "{labels}");
 
-    // run_batch becomes a task.
-    let args = json!({"inputs": [volume], "output_root": base.join("cohort"),
-                      "upstream_root": bundle, "device": "cpu"});
-    let created = wire
-        .request(
-            3,
-            "tools/call",
-            json!({"name": "run_batch", "arguments": args}),
-        )
-        .await;
+    // run_batch becomes a task; tasks/get reports progress, then the cohort.
+    let created = server.request(
+        2,
+        "tools/call",
+        json!({"name": "run_batch", "arguments": {"inputs": volumes,
+               "output_root": base.join("cohort"), "upstream_root": bundle, "device": "cpu"}}),
+        MINUTE,
+    );
     assert_eq!(created["result"]["resultType"], "task", "{created}");
     assert_eq!(created["result"]["status"], "working", "{created}");
     let task_id = created["result"]["taskId"].as_str().unwrap().to_string();
-
-    let t0 = Instant::now();
     let mut id = 10;
-    let mut messages = Vec::new();
-    let done = loop {
-        id += 1;
-        let got = wire
-            .request(id, "tasks/get", json!({"taskId": task_id}))
-            .await;
-        let status = got["result"]["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if let Some(m) = got["result"]["statusMessage"].as_str() {
-            messages.push(m.to_string());
-        }
-        if status != "working" {
-            break got;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(600),
-            "the task did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let polls = until_task_ends(&mut server, &mut id, &task_id);
+    let done = polls.last().unwrap();
     assert_eq!(done["result"]["status"], "completed", "{done}");
     let result = &done["result"]["result"];
     assert_eq!(result["isError"], false, "{done}");
     assert_eq!(result["structuredContent"]["status"], "succeeded", "{done}");
     assert_eq!(result["structuredContent"]["volumes"][0]["id"], "t1");
     assert!(base.join("cohort/t1/output.json").is_file());
+    let messages: Vec<&str> = polls
+        .iter()
+        .filter(|p| p["result"]["status"] == "working")
+        .filter_map(|p| p["result"]["statusMessage"].as_str())
+        .collect();
     assert!(
         messages
             .iter()
@@ -166,41 +109,21 @@ async fn run_batch_as_a_task_then_tasks_get_and_tasks_cancel() {
     );
 
     // tasks/cancel stops a running batch; the task ends cancelled.
-    let args = json!({"inputs": [volume], "output_root": base.join("cancelled"),
-                      "upstream_root": bundle, "device": "cpu"});
-    let created = wire
-        .request(
-            4,
-            "tools/call",
-            json!({"name": "run_batch", "arguments": args}),
-        )
-        .await;
+    let created = server.request(
+        3,
+        "tools/call",
+        json!({"name": "run_batch", "arguments": {"inputs": volumes,
+               "output_root": base.join("cancelled"), "upstream_root": bundle, "device": "cpu"}}),
+        MINUTE,
+    );
     let cancel_id = created["result"]["taskId"].as_str().unwrap().to_string();
-    let ack = wire
-        .request(5, "tasks/cancel", json!({"taskId": cancel_id}))
-        .await;
+    let ack = server.request(4, "tasks/cancel", json!({"taskId": cancel_id}), MINUTE);
     assert!(ack.get("error").is_none(), "{ack}");
-    let t0 = Instant::now();
-    let ended = loop {
-        id += 1;
-        let got = wire
-            .request(id, "tasks/get", json!({"taskId": cancel_id}))
-            .await;
-        if got["result"]["status"] != "working" {
-            break got;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(600),
-            "the cancelled task did not end"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(ended["result"]["status"], "cancelled", "{ended}");
+    let ended = until_task_ends(&mut server, &mut id, &cancel_id);
+    assert_eq!(ended.last().unwrap()["result"]["status"], "cancelled");
 
     // An unknown task is a clear error naming the id.
-    let unknown = wire
-        .request(6, "tasks/get", json!({"taskId": "task-nope"}))
-        .await;
+    let unknown = server.request(5, "tasks/get", json!({"taskId": "task-nope"}), MINUTE);
     assert!(
         unknown["error"]["message"]
             .as_str()
@@ -208,9 +131,7 @@ async fn run_batch_as_a_task_then_tasks_get_and_tasks_cancel() {
             .contains("task-nope"),
         "{unknown}"
     );
-
-    drop(wire);
-    let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
+    server.close_and_wait(Duration::from_secs(30));
 }
 
 /// Pids of processes whose command line mentions `needle` (the upstream runs name
@@ -230,19 +151,17 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Poll `tasks/get` until the task leaves `working`.
-fn until_task_ends(server: &mut Server, next_id: &mut i64, task_id: &str) -> Value {
+/// Poll `tasks/get` until the task leaves `working`; every answer, the last one last.
+fn until_task_ends(server: &mut Server, next_id: &mut i64, task_id: &str) -> Vec<Value> {
     let t0 = Instant::now();
+    let mut polls = Vec::new();
     loop {
         *next_id += 1;
-        let got = server.request(
-            *next_id,
-            "tasks/get",
-            json!({"taskId": task_id}),
-            Duration::from_secs(60),
-        );
-        if got["result"]["status"] != "working" {
-            return got;
+        let got = server.request(*next_id, "tasks/get", json!({"taskId": task_id}), MINUTE);
+        let working = got["result"]["status"] == "working";
+        polls.push(got);
+        if !working {
+            return polls;
         }
         assert!(
             t0.elapsed() < Duration::from_secs(600),
@@ -258,47 +177,29 @@ fn until_task_ends(server: &mut Server, next_id: &mut i64, task_id: &str) -> Val
 /// finished one with its cohort, the one that was in flight as failed (interrupted).
 #[test]
 fn tasks_are_runs_and_outlive_their_server() {
-    let dir = common::fresh_dir();
-    let base = dir.path().canonicalize().unwrap();
-    let bundle = base.join("demo-bundle");
-    common::demo_bundle_copy(&bundle);
-    let mut volumes = Vec::new();
-    for name in ["t1", "t2"] {
-        let volume = base.join(format!("data/{name}.nii.gz"));
-        std::fs::create_dir_all(volume.parent().unwrap()).unwrap();
-        common::run_python(
-            &common::repo_root().join("scripts/make-demo-volume.py"),
-            &[volume.to_str().unwrap(), "--shape", "40", "40", "24"],
-        );
-        volumes.push(volume);
-    }
+    let (_dir, base, bundle, volumes) = world(&["t1", "t2"]);
     let index = base.join("runs-index");
-    let python = common::python();
-    let env = [("CTMR_SKILL_RUNS_DIR", index.as_path())];
-    let tasks = json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
-    let minute = Duration::from_secs(60);
 
-    let mut first = Server::start_with_env(&base, Some(&python), &env);
-    first.initialize_with("2025-11-25", tasks.clone());
+    let mut first = tasks_server(&base, &index);
     let created = first.request(
         1,
         "tools/call",
         json!({"name": "run_batch", "arguments": {"inputs": [volumes[0]],
                "output_root": base.join("cohort"), "upstream_root": bundle, "device": "cpu"}}),
-        minute,
+        MINUTE,
     );
     assert_eq!(created["result"]["resultType"], "task", "{created}");
     let done_id = created["result"]["taskId"].as_str().unwrap().to_string();
     let mut id = 10;
     let done = until_task_ends(&mut first, &mut id, &done_id);
-    assert_eq!(done["result"]["status"], "completed", "{done}");
+    assert_eq!(done.last().unwrap()["result"]["status"], "completed");
 
     // The task is a run: get_run and list_runs know it under the same id.
     let run = first.request(
         2,
         "tools/call",
         json!({"name": "get_run", "arguments": {"run_id": done_id}}),
-        minute,
+        MINUTE,
     );
     assert_eq!(
         run["result"]["structuredContent"]["run"]["state"], "succeeded",
@@ -316,7 +217,7 @@ fn tasks_are_runs_and_outlive_their_server() {
         "tools/call",
         json!({"name": "run_batch", "arguments": {"inputs": volumes,
                "output_root": in_flight_root, "upstream_root": bundle, "device": "cpu"}}),
-        minute,
+        MINUTE,
     );
     let lost_id = created["result"]["taskId"].as_str().unwrap().to_string();
     let needle = in_flight_root.to_str().unwrap().to_string();
@@ -359,9 +260,8 @@ fn tasks_are_runs_and_outlive_their_server() {
     }
 
     // A new server over the same runs index.
-    let mut second = Server::start_with_env(&base, Some(&python), &env);
-    second.initialize_with("2025-11-25", tasks);
-    let done = second.request(4, "tasks/get", json!({"taskId": done_id}), minute);
+    let mut second = tasks_server(&base, &index);
+    let done = second.request(4, "tasks/get", json!({"taskId": done_id}), MINUTE);
     assert_eq!(done["result"]["status"], "completed", "{done}");
     let result = &done["result"]["result"];
     assert_eq!(result["isError"], false, "{done}");
@@ -370,7 +270,7 @@ fn tasks_are_runs_and_outlive_their_server() {
         "{done}"
     );
 
-    let lost = second.request(5, "tasks/get", json!({"taskId": lost_id}), minute);
+    let lost = second.request(5, "tasks/get", json!({"taskId": lost_id}), MINUTE);
     assert_eq!(lost["result"]["status"], "failed", "{lost}");
     assert!(
         lost["result"]["error"]["message"]
@@ -380,7 +280,7 @@ fn tasks_are_runs_and_outlive_their_server() {
         "{lost}"
     );
 
-    let refused = second.request(6, "tasks/cancel", json!({"taskId": done_id}), minute);
+    let refused = second.request(6, "tasks/cancel", json!({"taskId": done_id}), MINUTE);
     assert!(
         refused["error"]["message"]
             .as_str()
@@ -392,7 +292,7 @@ fn tasks_are_runs_and_outlive_their_server() {
         7,
         "tools/call",
         json!({"name": "list_runs", "arguments": {}}),
-        minute,
+        MINUTE,
     );
     let runs = listed["result"]["structuredContent"]["runs"]
         .as_array()
