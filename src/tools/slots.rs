@@ -192,8 +192,18 @@ mod tests {
         (seen, handle)
     }
 
-    async fn settle() {
-        tokio::time::sleep(Duration::from_millis(60)).await;
+    /// Let the waiters run until `seen` holds `expected` (no fixed sleep: a loaded
+    /// machine may take longer); fails with what was seen after 10 s.
+    async fn until_seen(seen: &Mutex<Vec<usize>>, expected: &[usize]) {
+        let t0 = std::time::Instant::now();
+        while *seen.lock().unwrap() != expected {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "saw {:?}, expected {expected:?}",
+                seen.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     #[tokio::test]
@@ -207,16 +217,14 @@ mod tests {
             .await
             .unwrap();
         let (second_seen, second) = waiter(&slots, DevicePool::Gpu, never.clone());
-        settle().await;
+        until_seen(&second_seen, &[1]).await;
         let (third_seen, third) = waiter(&slots, DevicePool::Gpu, never.clone());
-        settle().await;
-        assert_eq!(*second_seen.lock().unwrap(), [1]);
-        assert_eq!(*third_seen.lock().unwrap(), [2]);
+        until_seen(&third_seen, &[2]).await;
 
         drop(first);
         let second_permit = second.await.unwrap().unwrap();
-        settle().await;
-        assert_eq!(*third_seen.lock().unwrap(), [2, 1]);
+        assert_eq!(*second_seen.lock().unwrap(), [1]);
+        until_seen(&third_seen, &[2, 1]).await;
         assert!(!third.is_finished());
         drop(second_permit);
         assert!(third.await.unwrap().is_some());
@@ -231,15 +239,13 @@ mod tests {
             .await
             .unwrap();
         let give_up = CancellationToken::new();
-        let (_, leaving) = waiter(&slots, DevicePool::Gpu, give_up.clone());
-        settle().await;
+        let (leaving_seen, leaving) = waiter(&slots, DevicePool::Gpu, give_up.clone());
+        until_seen(&leaving_seen, &[1]).await;
         let (behind_seen, behind) = waiter(&slots, DevicePool::Gpu, never.clone());
-        settle().await;
-        assert_eq!(*behind_seen.lock().unwrap(), [2]);
+        until_seen(&behind_seen, &[2]).await;
         give_up.cancel();
         assert!(leaving.await.unwrap().is_none());
-        settle().await;
-        assert_eq!(*behind_seen.lock().unwrap(), [2, 1]);
+        until_seen(&behind_seen, &[2, 1]).await;
         drop(held);
         assert!(behind.await.unwrap().is_some());
     }
