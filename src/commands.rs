@@ -285,18 +285,14 @@ impl ProgressOutput {
 /// Warnings of `run` and `run-batch` (a mask that could not be moved, a run record
 /// not written) on stderr, through the bar when one is drawn; `RUST_LOG` as for `serve`.
 fn init_cli_logging(bar: Option<Arc<TerminalBar>>) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rmcp=error"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false);
-    let _ = match bar {
-        Some(bar) => builder
-            .with_writer(crate::progress_bar::LogThroughBar(bar))
-            .try_init(),
-        None => builder.with_writer(std::io::stderr).try_init(),
+    let Some(bar) = bar else {
+        return crate::server::init_stderr_logging();
     };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(crate::server::log_filter())
+        .with_ansi(false)
+        .with_writer(crate::progress_bar::LogThroughBar(bar))
+        .try_init();
 }
 
 /// The bar's label for `run`: the phase and its latest upstream line. A tick (`phase:

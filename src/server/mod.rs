@@ -300,19 +300,21 @@ fn protocol_streams() -> std::io::Result<(tokio::io::Stdin, tokio::io::Stdout)> 
     Ok((tokio::io::stdin(), tokio::io::stdout()))
 }
 
-/// Log to stderr through `tracing`, filtered by `RUST_LOG`. The default,
-/// `warn,rmcp=error`, keeps our warnings and drops the SDK's one warning per
-/// error response (those are the client's mistakes, already answered on the
-/// wire; internal tool failures are logged by us as errors).
+/// The `tracing` filter: `RUST_LOG`, else `warn,rmcp=error`, which keeps our warnings
+/// and drops the SDK's one warning per error response (those are the client's
+/// mistakes, already answered on the wire; internal tool failures are logged by us as
+/// errors).
+pub fn log_filter() -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rmcp=error"))
+}
+
+/// Log to stderr through `tracing`, filtered by [`log_filter`].
 /// Safe to call more than once; later calls do nothing.
 pub fn init_stderr_logging() {
     use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rmcp=error"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
