@@ -235,18 +235,14 @@ impl ToolBox for CtmrTools {
         name: &str,
         mut arguments: Map<String, Value>,
     ) -> BoxFuture<'static, Result<Started, ToolCallError>> {
+        let answered = |call: BoxFuture<'static, Result<ToolOutcome, ToolCallError>>| {
+            async move { call.await.map(Started::Answered) }.boxed()
+        };
         if !matches!(name, "run_script" | "run_batch") {
-            let call = self.call(name, arguments, CallContext::detached());
-            return async move { call.await.map(Started::Answered) }.boxed();
+            return answered(self.call(name, arguments, CallContext::detached()));
         }
         if let Err(message) = runs::take_wait(&mut arguments) {
-            return async move {
-                Ok(Started::Answered(ToolOutcome::Failure {
-                    message,
-                    structured: None,
-                }))
-            }
-            .boxed();
+            return answered(refusal(message));
         }
         let started = self.start_run(name, arguments);
         async move { Ok(started.await) }.boxed()
