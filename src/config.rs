@@ -1,6 +1,7 @@
 //! Everything the process learns from its environment, read once at start-up and
 //! passed down, so no module reaches for `std::env` on its own.
 
+use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
 /// Environment variable naming extra directories runs may write into (`:`-separated).
@@ -11,6 +12,8 @@ pub const ROOT_ENV: &str = "NV_SEGMENT_CTMR_ROOT";
 pub const PYTHON_ENV: &str = "CTMR_SKILL_PYTHON";
 /// Environment variable for how many upstream runs may execute at once on each device.
 pub const MAX_RUNS_ENV: &str = "CTMR_SKILL_MAX_CONCURRENT_RUNS";
+/// Environment variable naming the runs index directory (see [`index_dir`]).
+pub const RUNS_DIR_ENV: &str = "CTMR_SKILL_RUNS_DIR";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -24,8 +27,16 @@ pub struct Config {
     pub python: Option<PathBuf>,
     /// `$CTMR_SKILL_PYTHON`, if set and non-empty (consulted after `python`).
     pub python_env: Option<PathBuf>,
-    /// Upstream runs allowed at once per device (see [`crate::tools::slots`]); further runs queue.
+    /// Upstream runs allowed at once per device; further runs queue.
     pub max_concurrent_runs: usize,
+    /// The runs index directory (see [`index_dir`]).
+    pub runs_dir: PathBuf,
+    /// This executable (a `.venv` beside it is one place to find Python).
+    pub exe: Option<PathBuf>,
+    /// `$PATH`, where `python3` is looked for last.
+    pub path_var: Option<OsString>,
+    /// The environment the upstream children start from (they add and remove from it).
+    pub child_env: Vec<(OsString, OsString)>,
 }
 
 impl Config {
@@ -42,7 +53,14 @@ impl Config {
                 .ok_or(format!("{MAX_RUNS_ENV}={v:?} is not a positive integer"))?,
             _ => 1,
         };
-        Ok(Config::new(
+        let var = |k: &str| std::env::var(k).ok();
+        let runs_dir = index_dir(
+            var(RUNS_DIR_ENV).as_deref(),
+            var("XDG_STATE_HOME").as_deref(),
+            var("HOME").as_deref(),
+            &cwd,
+        );
+        let mut config = Config::new(
             cwd,
             extra
                 .split(':')
@@ -52,7 +70,12 @@ impl Config {
             non_empty(std::env::var(ROOT_ENV).ok()),
             non_empty(std::env::var(PYTHON_ENV).ok()).map(PathBuf::from),
             max_runs,
-        ))
+        );
+        config.runs_dir = runs_dir;
+        config.exe = std::env::current_exe().ok();
+        config.path_var = std::env::var_os("PATH");
+        config.child_env = std::env::vars_os().collect();
+        Ok(config)
     }
 
     /// Build a config from explicit parts (tests build fresh worlds this way).
@@ -74,12 +97,16 @@ impl Config {
         );
         allowed_dirs.dedup();
         Config {
+            runs_dir: cwd.join(".ctmr-skill/runs"),
             cwd,
             allowed_dirs,
             env_root,
             python,
             python_env: None,
             max_concurrent_runs: max_concurrent_runs.max(1),
+            exe: None,
+            path_var: None,
+            child_env: Vec::new(),
         }
     }
 
@@ -91,6 +118,32 @@ impl Config {
             self.cwd.join(path)
         }
     }
+}
+
+/// The runs index directory from the environment's values (pure):
+/// `CTMR_SKILL_RUNS_DIR`, else `$XDG_STATE_HOME/ctmr-skill/runs`, else
+/// `~/.local/state/ctmr-skill/runs`, else `<cwd>/.ctmr-skill/runs`.
+pub fn index_dir(
+    runs_env: Option<&str>,
+    xdg_state_home: Option<&str>,
+    home: Option<&str>,
+    cwd: &Path,
+) -> PathBuf {
+    let set = |v: Option<&str>| {
+        v.map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dir) = set(runs_env) {
+        return cwd.join(dir);
+    }
+    if let Some(state) = set(xdg_state_home).filter(|p| p.is_absolute()) {
+        return state.join("ctmr-skill/runs");
+    }
+    if let Some(home) = set(home).filter(|p| p.is_absolute()) {
+        return home.join(".local/state/ctmr-skill/runs");
+    }
+    cwd.join(".ctmr-skill/runs")
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -144,5 +197,26 @@ mod tests {
             .allowed_dirs
             .contains(&std::env::temp_dir().canonicalize().unwrap()));
         assert_eq!(config.max_concurrent_runs, 1);
+    }
+
+    #[test]
+    fn index_dir_precedence() {
+        let cwd = Path::new("/work/here");
+        assert_eq!(
+            index_dir(Some("runs"), Some("/state"), Some("/home/u"), cwd),
+            PathBuf::from("/work/here/runs")
+        );
+        assert_eq!(
+            index_dir(Some(" "), Some("/state"), Some("/home/u"), cwd),
+            PathBuf::from("/state/ctmr-skill/runs")
+        );
+        assert_eq!(
+            index_dir(None, Some("relative"), Some("/home/u"), cwd),
+            PathBuf::from("/home/u/.local/state/ctmr-skill/runs")
+        );
+        assert_eq!(
+            index_dir(None, None, None, cwd),
+            PathBuf::from("/work/here/.ctmr-skill/runs")
+        );
     }
 }

@@ -4,38 +4,40 @@
 //! through its documented entry point and returns *evidence*: JSON that a separate
 //! verifier can check without trusting us. **Not for clinical use.**
 //!
-//! ## Layout
-//! Each concern has its own module, with a pure, testable core and I/O at the edges:
+//! ## Layout: layers, and what each may use
+//! Dependencies point down only: a module uses modules of its own layer's lower rows
+//! and of the layers below, never one above (tests excepted). The test
+//! `tests/layers.rs` reads the sources and fails on an upward reference.
 //!
-//! | module | concern |
-//! |---|---|
-//! | [`cli`] | argument parsing, exit codes |
-//! | [`config`] | what the process learns from its environment, read once |
-//! | [`commands`] | the CLI subcommands, each a thin face over the library |
-//! | [`progress_bar`] | the CLI's progress bar on a terminal (pure renderer, throttled redraws) |
-//! | [`nifti`] | streaming NIfTI-1/-2 reader with nibabel's semantics (affine, zooms, scaling) |
-//! | [`inspect`] | one-pass label-map statistics, components, intensities, two-map confusion, geometry |
-//! | [`labels`] | the upstream label table, everything-sets, prompt expansion, name resolution, sidecars |
-//! | [`manifest`] | `skill_manifest.yaml`: argument gates, JSON Schema generation, sanity checks |
-//! | [`upstream`] | bundle-root resolution, the documented argv, the supervised child process |
-//! | [`evidence`] | the evidence document and the on-disk evidence pack |
-//! | [`jobs`] | background runs (`wait: false` and MCP tasks): the one job table, on-disk run records, the runs index |
-//! | [`tools`] | one file per tool (`run_script`, `inspect_label_map`, ...): parse, execute, document; run slots per device |
-//! | [`server`] | the MCP stdio server (rmcp), confined to one module |
-//! | [`verifier`] | the paired verifier `ct_segmentation_quality_v1` |
-//! | [`atomic`] | write-then-rename so no evidence file is ever half-written |
+//! | layer | module | concern | may use |
+//! |---|---|---|---|
+//! | 1 foundations | [`atomic`] | write-then-rename, so no file is ever half-written | std |
+//! | | [`nifti`] | streaming NIfTI-1/-2 reader with nibabel's semantics | std |
+//! | | [`json_schema`] | the one JSON Schema generator (from Rust types) | std |
+//! | | [`config`] | the environment, read once at start-up and passed down | std |
+//! | | [`call`] | progress, call context, tool outcome: what a running call deals in | std |
+//! | 2 domain | [`inspect`] | one-pass label-map statistics, components, intensities, confusion, geometry | layer 1 |
+//! | | [`labels`] | the upstream label table, everything-sets, prompts, name resolution, sidecars | layer 1 |
+//! | | [`upstream`] | bundle roots, the documented argv, the supervised child process | layer 1 |
+//! | | [`verifier`] | the paired verifier `ct_segmentation_quality_v1` | layer 1, `inspect`, `labels` |
+//! | | [`evidence`] | the evidence document, its builder, sanity checks, packs, cohorts | layer 1, `inspect`, `labels`, `upstream` |
+//! | | [`jobs`] | background runs: the one job table, run records, the runs index | layer 1 |
+//! | 3 interface | [`manifest`] | `skill_manifest.yaml`: argument validation, input schemas, gates, tool specs | layers 1-2 |
+//! | 4 tools | [`tools`] | one file per tool behind one `Tool` trait; the registry; run slots | layers 1-3 |
+//! | 5 faces | [`server`] | the MCP stdio server (rmcp), confined to one module | layers 1-4 |
+//! | | [`cli`] | clap arguments, subcommands, exit codes, the progress bar | layers 1-4, `server` |
 
 pub mod atomic;
+pub mod call;
 pub mod cli;
-pub mod commands;
 pub mod config;
 pub mod evidence;
 pub mod inspect;
 pub mod jobs;
+pub mod json_schema;
 pub mod labels;
 pub mod manifest;
 pub mod nifti;
-pub mod progress_bar;
 pub mod server;
 pub mod tools;
 pub mod upstream;

@@ -21,6 +21,7 @@ fn tools(base: &Path, index: &Path) -> CtmrTools {
         ctmr_skill::manifest::embedded().unwrap(),
         JobTable::new(index.to_path_buf()),
     )
+    .expect("the manifest and the tools agree")
 }
 
 async fn call(tools: &CtmrTools, name: &str, args: Value) -> ToolOutcome {

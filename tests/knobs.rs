@@ -401,7 +401,12 @@ fn run_batch_refuses_switches_the_bundle_cannot_honour() {
         .iter()
         .find(|g| g.name == "cpu_postprocessing_supported")
         .unwrap();
-    assert_eq!(g.status, "passed", "{}", g.message);
+    assert_eq!(
+        g.status,
+        ctmr_skill::evidence::GateStatus::Passed,
+        "{}",
+        g.message
+    );
 }
 
 #[test]

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Map, Value};
 
 use ctmr_skill::config::Config;
+use ctmr_skill::evidence::cohort::{Cohort, CohortStatus, VolumeStatus};
 use ctmr_skill::evidence::{Evidence, RunStatus};
-use ctmr_skill::tools::run_batch::cohort::{Cohort, VolumeStatus};
 use ctmr_skill::tools::run_batch::{BatchCall, RunBatch};
 use ctmr_skill::tools::slots::RunSlots;
 use ctmr_skill::tools::{CallContext, Progress};
@@ -128,7 +128,7 @@ fn a_cohort_runs_once_survives_a_bad_volume_and_resumes() {
     // First run: a is segmented, b stops the batch, c is run again without b.
     let (call, progress) = w.call(w.args(&[&a, &b, &c], &out));
     let first = cohort(call);
-    assert_eq!(first.status, "partial", "{}", first.summary);
+    assert_eq!(first.status, CohortStatus::Partial, "{}", first.summary);
     let status_of = |c: &Cohort, id: &str| {
         c.volumes
             .iter()
@@ -263,7 +263,7 @@ fn a_cohort_runs_once_survives_a_bad_volume_and_resumes() {
     w.volume("c.nii.gz", 7);
     let (call, _) = w.call(w.args(&[&a, &c], &out));
     let second = cohort(call);
-    assert_eq!(second.status, "succeeded", "{}", second.summary);
+    assert_eq!(second.status, CohortStatus::Succeeded, "{}", second.summary);
     assert_eq!(status_of(&second, "a"), VolumeStatus::Reused);
     assert_eq!(status_of(&second, "c"), VolumeStatus::Succeeded);
     assert_eq!(second.attempts.len(), 1);
@@ -304,7 +304,7 @@ fn the_cli_runs_a_directory_and_reports_progress_lines() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let cohort: Cohort = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(cohort.status, "succeeded");
+    assert_eq!(cohort.status, CohortStatus::Succeeded);
     let ids: Vec<&str> = cohort.volumes.iter().map(|v| v.id.as_str()).collect();
     assert_eq!(ids, ["p", "q"]);
     assert_eq!(cohort.attempts.len(), 1);
@@ -427,7 +427,7 @@ fn an_interrupted_cli_batch_resumes_without_redoing_finished_volumes() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(5), "{seen:#?}");
     let stopped: Cohort = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(stopped.status, "cancelled");
+    assert_eq!(stopped.status, CohortStatus::Cancelled);
     assert_eq!(stopped.volumes[0].status, VolumeStatus::Succeeded);
     assert_eq!(stopped.volumes[1].status, VolumeStatus::Cancelled);
     assert_eq!(evidence(&out.join("i2")).status, RunStatus::Cancelled);

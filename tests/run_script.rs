@@ -151,7 +151,7 @@ fn success_writes_a_complete_pack_whose_numbers_match_the_mask() {
         evidence
             .sanity_checks
             .iter()
-            .all(|c| c.status == ctmr_skill::manifest::sanity::CheckStatus::Passed),
+            .all(|c| c.status == ctmr_skill::evidence::sanity::CheckStatus::Passed),
         "{:#?}",
         evidence.sanity_checks
     );
@@ -290,7 +290,7 @@ fn unexpected_ids_and_the_nan_sentinel_are_reported_apart() {
     let failed: Vec<&str> = evidence
         .sanity_checks
         .iter()
-        .filter(|c| c.status == ctmr_skill::manifest::sanity::CheckStatus::Failed)
+        .filter(|c| c.status == ctmr_skill::evidence::sanity::CheckStatus::Failed)
         .map(|c| c.path.as_str())
         .collect();
     assert_eq!(failed, ["output.label_set_valid"]);

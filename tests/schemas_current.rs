@@ -7,8 +7,12 @@ mod common;
 fn checked_in_schemas_match_the_manifest() {
     let manifest = ctmr_skill::manifest::embedded().expect("embedded manifest parses");
     let root = common::repo_root();
+    let scratch = common::fresh_dir();
+    let config =
+        ctmr_skill::config::Config::new(scratch.path().to_path_buf(), vec![], None, None, 1);
+    let tools = ctmr_skill::tools::CtmrTools::new(config, manifest).expect("tools agree");
     let mut drifted = Vec::new();
-    for (relative, content) in ctmr_skill::manifest::schema::generated_files(&manifest) {
+    for (relative, content) in tools.schema_files() {
         let on_disk = std::fs::read_to_string(root.join(&relative)).unwrap_or_default();
         if on_disk != content {
             drifted.push(relative);

@@ -547,7 +547,7 @@ fn an_empty_output_json_fails_closed_on_every_block() {
 
 /// The verifier manifest's own sanity checks, in the skill manifest's vocabulary.
 fn manifest_sanity_failures(report: &Value) -> Vec<String> {
-    use ctmr_skill::manifest::sanity::{evaluate_all, CheckStatus, SanityCheck};
+    use ctmr_skill::evidence::sanity::{evaluate_all, CheckStatus, SanityCheck};
     let text = std::fs::read_to_string(
         common::repo_root().join("verifiers/ct_segmentation_quality_v1/skill_manifest.yaml"),
     )

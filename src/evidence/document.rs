@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::sanity::SanityResult;
+use super::sanity::SanityResult;
 
 pub const EVIDENCE_SCHEMA_VERSION: &str = "ctmr-skill.evidence/1";
 pub const SKILL_NAME: &str = "nv_segment_ctmr";
@@ -32,6 +32,19 @@ pub enum RunStatus {
     Cancelled,
     /// A gate refused the arguments; nothing ran.
     Refused,
+}
+
+impl RunStatus {
+    /// The word the documents use (`upstream_failed`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::UpstreamFailed => "upstream_failed",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Refused => "refused",
+        }
+    }
 }
 
 /// Where the model weights came from. Output of stand-in or demo weights is never a
@@ -227,14 +240,29 @@ pub struct Logs {
     pub stderr_log: Option<String>,
 }
 
+/// How one gate came out (`skipped`: it did not apply to this request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GateStatus {
+    Passed,
+    Failed,
+    Skipped,
+}
+
 /// Outcome of one gate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GateResult {
     /// The gate id declared in skill_manifest.yaml.
     pub name: String,
     /// `passed`, `failed` or `skipped`.
-    pub status: String,
+    pub status: GateStatus,
     pub message: String,
+}
+
+impl GateResult {
+    pub fn failed(&self) -> bool {
+        self.status == GateStatus::Failed
+    }
 }
 
 /// `output.json`: the evidence of one run.
@@ -281,42 +309,7 @@ struct SanityResultSchema {
 
 /// The JSON Schema of [`Evidence`]: 2020-12, subschemas inlined (no `$ref`).
 pub fn evidence_schema() -> serde_json::Value {
-    let generator = schemars::generate::SchemaSettings::draft2020_12()
-        .with(|s| s.inline_subschemas = true)
-        .into_generator();
-    let schema = generator.into_root_schema_for::<Evidence>();
-    let mut value = serde_json::to_value(schema).expect("schema serialises");
-    strip_nonstandard_formats(&mut value);
-    value
-}
-
-/// schemars annotates Rust number types (`uint64`, `double`, ...) as `format`s, which
-/// are not JSON Schema formats; validators in MCP clients warn on every one of them.
-fn strip_nonstandard_formats(node: &mut serde_json::Value) {
-    const STANDARD: &[&str] = &[
-        "date-time",
-        "date",
-        "time",
-        "duration",
-        "email",
-        "uri",
-        "uuid",
-        "regex",
-    ];
-    match node {
-        serde_json::Value::Object(map) => {
-            if map
-                .get("format")
-                .and_then(|f| f.as_str())
-                .is_some_and(|f| !STANDARD.contains(&f))
-            {
-                map.remove("format");
-            }
-            map.values_mut().for_each(strip_nonstandard_formats);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nonstandard_formats),
-        _ => {}
-    }
+    crate::json_schema::schema_of::<Evidence>()
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The evidence document and the on-disk evidence pack.
+//! The evidence of a run and its pack on disk.
 //!
 //! Format: `ctmr-skill.evidence/1`. Every field of the reference wrapper's JSON
 //! (`skill`, `model`, `input`, `output`, `invocation`, `runtime`, `logs`,
@@ -7,9 +7,21 @@
 //! per-class rows keyed by id, hashes, versions, gate and sanity results). The JSON
 //! Schema in `schemas/evidence.schema.json` is generated from these types
 //! (`ctmr-skill schema`), so the two cannot drift.
+//!
+//! | file | what |
+//! |---|---|
+//! | `document` | the types of `output.json` |
+//! | `builder` | the document of one finished run, from the files it left; the pack write |
+//! | `pack` | `manifest.json`, `validation_summary.json`, the atomic pack write |
+//! | `sanity` | the manifest's sanity checks, evaluated on every document |
+//! | `cohort` | `cohort.json` / `cohort_volumes.csv`, the evidence of a batch |
 
+pub mod builder;
+pub mod cohort;
 pub mod document;
 pub mod pack;
+pub mod sanity;
 
+pub use builder::{write_evidence, InputHashes, RunFacts, RunIds, Skill, UpstreamRun};
 pub use document::*;
 pub use pack::{write_pack, PackFiles, RunManifest, ValidationSummary};

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::document::{Evidence, GateResult, RunStatus};
-use crate::manifest::sanity::{CheckStatus, SanityResult};
+use super::sanity::{CheckStatus, SanityResult};
 
 /// `manifest.json`: who ran what, where, with which inputs (by hash).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,7 +40,7 @@ pub struct ValidationSummary {
 impl ValidationSummary {
     pub fn from_evidence(evidence: &Evidence) -> Self {
         let passed = evidence.status == RunStatus::Succeeded
-            && evidence.gates.iter().all(|g| g.status != "failed")
+            && evidence.gates.iter().all(|g| !g.failed())
             && evidence
                 .sanity_checks
                 .iter()

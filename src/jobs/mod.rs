@@ -16,14 +16,12 @@ use std::sync::Mutex;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::tools::{Progress, ToolOutcome};
+use crate::call::{Progress, ToolOutcome};
 
 pub const RUN_RECORD_SCHEMA_VERSION: &str = "ctmr-skill.run/1";
-/// Environment variable naming the runs index directory.
-pub const RUNS_DIR_ENV: &str = "CTMR_SKILL_RUNS_DIR";
 
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -37,6 +35,19 @@ pub enum RunState {
     Cancelled,
     /// It was running when its server stopped; it will not finish.
     Interrupted,
+}
+
+impl RunState {
+    /// The word the records use (`running`, `interrupted`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
+            RunState::Interrupted => "interrupted",
+        }
+    }
 }
 
 /// The last progress report of a run.
@@ -94,30 +105,6 @@ pub struct RunList {
     pub runs: Vec<RunRecord>,
 }
 
-/// The runs index directory from the environment's values (pure).
-pub fn index_dir(
-    runs_env: Option<&str>,
-    xdg_state_home: Option<&str>,
-    home: Option<&str>,
-    cwd: &Path,
-) -> PathBuf {
-    let set = |v: Option<&str>| {
-        v.map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(dir) = set(runs_env) {
-        return cwd.join(dir);
-    }
-    if let Some(state) = set(xdg_state_home).filter(|p| p.is_absolute()) {
-        return state.join("ctmr-skill/runs");
-    }
-    if let Some(home) = set(home).filter(|p| p.is_absolute()) {
-        return home.join(".local/state/ctmr-skill/runs");
-    }
-    cwd.join(".ctmr-skill/runs")
-}
-
 /// A pointer in the index.
 #[derive(Debug, Serialize, Deserialize)]
 struct Pointer {
@@ -136,6 +123,15 @@ struct Live {
 pub struct JobTable {
     index: PathBuf,
     live: Mutex<HashMap<String, Live>>,
+}
+
+/// A fresh run id: UTC time and a random suffix (`20261204T153000Z-1a2b3c4d`).
+pub fn new_run_id() -> String {
+    format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 fn now() -> String {
@@ -180,7 +176,7 @@ impl JobTable {
         pack_dir: &Path,
         result_file: &str,
     ) -> std::io::Result<(RunRecord, CancellationToken)> {
-        let run_id = crate::tools::run_script::run::new_run_id();
+        let run_id = new_run_id();
         let record = RunRecord {
             schema_version: RUN_RECORD_SCHEMA_VERSION.into(),
             run_id: run_id.clone(),
@@ -369,114 +365,10 @@ fn read_result(record: &RunRecord) -> Option<Value> {
     read_json(&Path::new(&record.pack_dir).join(&record.result_file))
 }
 
-/// The output schema of a tool that answers either with `base` (waited) or with a
-/// [`RunRecord`] (`wait: false`).
-pub fn waited_or_started_schema(base: Value, what: &str) -> Value {
-    let strip = |mut v: Value| {
-        if let Some(o) = v.as_object_mut() {
-            o.remove("$schema");
-        }
-        v
-    };
-    let started = schema_of::<RunRecord>();
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": format!("{what}, or the run record of a call made with wait: false"),
-        "type": "object",
-        "anyOf": [strip(base), strip(started)],
-    })
-}
-
-/// A root schema of `T` (2020-12, inlined), without schemars' Rust number formats.
-pub fn schema_of<T: JsonSchema>() -> Value {
-    let generator = schemars::generate::SchemaSettings::draft2020_12()
-        .with(|s| s.inline_subschemas = true)
-        .into_generator();
-    let mut schema =
-        serde_json::to_value(generator.into_root_schema_for::<T>()).expect("schema serialises");
-    strip_number_formats(&mut schema);
-    schema
-}
-
-/// schemars writes Rust number types (`uint32`, `double`, ...) as `format`s, which are
-/// not JSON Schema formats; MCP clients' validators warn on each one.
-pub fn strip_number_formats(node: &mut Value) {
-    const RUST_NUMBERS: [&str; 12] = [
-        "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64",
-        "float", "double",
-    ];
-    match node {
-        Value::Object(map) => {
-            if map
-                .get("format")
-                .and_then(Value::as_str)
-                .is_some_and(|f| RUST_NUMBERS.contains(&f))
-            {
-                map.remove("format");
-            }
-            map.values_mut().for_each(strip_number_formats);
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_number_formats),
-        _ => {}
-    }
-}
-
-/// The schemas this module and `run_batch` add, by their manifest paths: embedded for
-/// the tools' outputSchemas and written under `schemas/` by `ctmr-skill schema`.
-pub fn extra_schemas() -> Vec<(&'static str, Value)> {
-    use crate::tools::run_batch::cohort::{cohort_schema, COHORT_SCHEMA_PATH};
-    vec![
-        (COHORT_SCHEMA_PATH, cohort_schema()),
-        (
-            "schemas/run_script.result.schema.json",
-            waited_or_started_schema(crate::evidence::evidence_schema(), "The evidence document"),
-        ),
-        (
-            "schemas/run_batch.result.schema.json",
-            waited_or_started_schema(cohort_schema(), "The cohort summary"),
-        ),
-        ("schemas/run_view.schema.json", schema_of::<RunView>()),
-        ("schemas/run_list.schema.json", schema_of::<RunList>()),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_schemas_carry_no_rust_number_formats() {
-        for (path, schema) in extra_schemas() {
-            let text = serde_json::to_string(&schema).unwrap();
-            for f in ["uint", "int32", "int64", "double", "float"] {
-                assert!(
-                    !text.contains(&format!("\"format\":\"{f}")),
-                    "{path} has format {f}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn index_dir_precedence() {
-        let cwd = Path::new("/work/here");
-        assert_eq!(
-            index_dir(Some("runs"), Some("/state"), Some("/home/u"), cwd),
-            PathBuf::from("/work/here/runs")
-        );
-        assert_eq!(
-            index_dir(Some(" "), Some("/state"), Some("/home/u"), cwd),
-            PathBuf::from("/state/ctmr-skill/runs")
-        );
-        assert_eq!(
-            index_dir(None, Some("relative"), Some("/home/u"), cwd),
-            PathBuf::from("/home/u/.local/state/ctmr-skill/runs")
-        );
-        assert_eq!(
-            index_dir(None, None, None, cwd),
-            PathBuf::from("/work/here/.ctmr-skill/runs")
-        );
-    }
+    use serde_json::json;
 
     #[test]
     fn records_survive_a_restart_and_dead_runs_become_interrupted() {

@@ -62,11 +62,34 @@ pub fn validate(
             }
             Some(value) => {
                 check_arg(spec, value)?;
-                out.insert(spec.name.clone(), value.clone());
+                out.insert(spec.name.clone(), integral(spec, value.clone()));
             }
         }
     }
     Ok(out)
+}
+
+/// An integer argument written as `3.0` becomes `3`, so typed arguments deserialise
+/// it as the integer the manifest accepted.
+fn integral(spec: &ArgSpec, value: Value) -> Value {
+    let as_integer = |v: Value| match v.as_f64() {
+        Some(f) if !v.is_i64() && !v.is_u64() && f.fract() == 0.0 && f.abs() < 9e15 => {
+            Value::from(f as i64)
+        }
+        _ => v,
+    };
+    match (spec.value.ty, value) {
+        (ArgType::Integer, v) => as_integer(v),
+        (ArgType::Array, Value::Array(items))
+            if spec
+                .items
+                .as_ref()
+                .is_some_and(|i| i.ty == ArgType::Integer) =>
+        {
+            Value::Array(items.into_iter().map(as_integer).collect())
+        }
+        (_, v) => v,
+    }
 }
 
 fn check_arg(spec: &ArgSpec, value: &Value) -> Result<(), ArgError> {

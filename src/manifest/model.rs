@@ -4,6 +4,9 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::evidence::sanity::SanityCheck;
+use crate::evidence::Skill;
+
 /// A manifest that failed to parse or is internally inconsistent.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -22,6 +25,9 @@ pub struct Manifest {
     pub paired_verifiers: Vec<PairedVerifier>,
     pub interface: Interface,
     pub validation: Validation,
+    /// `validation.sanity_checks`, parsed once by [`Manifest::parse`].
+    #[serde(skip)]
+    pub checks: Vec<SanityCheck>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,9 +138,10 @@ pub struct Validation {
 
 impl Manifest {
     /// Parse and check internal consistency: unique tool and argument names, every gate
-    /// an argument cites is declared, every output schema is embedded.
+    /// an argument cites is declared, every sanity check parses. (That every tool has an
+    /// implementation and an output schema is the tool registry's start-up check.)
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
-        let manifest: Manifest = serde_yaml::from_str(text)?;
+        let mut manifest: Manifest = serde_yaml::from_str(text)?;
         let mut tool_names = std::collections::BTreeSet::new();
         for tool in &manifest.interface.tools {
             if !tool_names.insert(tool.name.as_str()) {
@@ -166,16 +173,8 @@ impl Manifest {
                     }
                 }
             }
-            if let Some(path) = &tool.output_schema {
-                if embedded_schema(path).is_none() {
-                    return Err(ManifestError::Invalid(format!(
-                        "tool '{}': output schema '{path}' is not embedded in the binary",
-                        tool.name
-                    )));
-                }
-            }
         }
-        crate::manifest::sanity::SanityCheck::parse_all(&manifest.validation.sanity_checks)
+        manifest.checks = SanityCheck::parse_all(&manifest.validation.sanity_checks)
             .map_err(ManifestError::Invalid)?;
         Ok(manifest)
     }
@@ -188,10 +187,13 @@ impl Manifest {
         self.interface.gates.iter().find(|g| g.id == id)
     }
 
-    /// The declared sanity checks, parsed (consistency was checked in [`Manifest::parse`]).
-    pub fn sanity_checks(&self) -> Vec<crate::manifest::sanity::SanityCheck> {
-        crate::manifest::sanity::SanityCheck::parse_all(&self.validation.sanity_checks)
-            .unwrap_or_default()
+    /// The skill as evidence records it: id, version and the sanity checks.
+    pub fn skill(&self) -> Skill<'_> {
+        Skill {
+            id: &self.id,
+            version: &self.version,
+            sanity_checks: &self.checks,
+        }
     }
 }
 
@@ -199,24 +201,4 @@ impl ToolDecl {
     pub fn argument(&self, name: &str) -> Option<&ArgSpec> {
         self.arguments.iter().find(|a| a.name == name)
     }
-}
-
-/// Where the generated evidence schema is written.
-pub const EVIDENCE_SCHEMA_PATH: &str = "schemas/evidence.schema.json";
-
-/// An embedded schema document by its manifest path.
-pub fn embedded_schema(path: &str) -> Option<Value> {
-    if path == EVIDENCE_SCHEMA_PATH {
-        return Some(crate::evidence::evidence_schema());
-    }
-    if let Some((_, schema)) = crate::jobs::extra_schemas()
-        .into_iter()
-        .find(|(p, _)| *p == path)
-    {
-        return Some(schema);
-    }
-    crate::manifest::EMBEDDED_SCHEMAS
-        .iter()
-        .find(|(p, _)| *p == path)
-        .and_then(|(_, text)| serde_json::from_str(text).ok())
 }

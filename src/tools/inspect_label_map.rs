@@ -1,16 +1,33 @@
 //! `inspect_label_map`: statistics and geometry of a label map, through the same
 //! engine as `ctmr-skill inspect` and the evidence builder.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use futures::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
 
+use super::registry::{blocking, Tool};
+use crate::call::{CallContext, ToolOutcome};
 use crate::config::Config;
 use crate::inspect::{inspect, InspectOptions, InspectReport};
 use crate::labels::LabelTable;
-use crate::manifest::args::validate;
-use crate::manifest::Manifest;
-use crate::tools::ToolOutcome;
+use crate::manifest::args::ArgError;
+
+/// The tool.
+pub struct InspectLabelMap(pub Arc<Config>);
+
+/// `inspect_label_map`'s arguments after the manifest checked them.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct InspectArgs {
+    pub mask: String,
+    pub reference: Option<String>,
+    pub ground_truth: Option<String>,
+    pub components: Option<bool>,
+    pub upstream_root: Option<String>,
+}
 
 /// Parsed arguments.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,33 +37,36 @@ pub struct InspectRequest {
     pub upstream_root: Option<PathBuf>,
 }
 
-pub fn parse(
-    manifest: &Manifest,
-    args: &Map<String, Value>,
-    config: &Config,
-) -> Result<InspectRequest, String> {
-    let tool = manifest
-        .tool("inspect_label_map")
-        .expect("manifest declares inspect_label_map");
-    let args = validate(tool, args).map_err(|e| e.to_string())?;
-    let path = |k: &str| {
-        args.get(k)
-            .and_then(Value::as_str)
-            .map(|p| config.absolute(std::path::Path::new(p)))
-    };
-    Ok(InspectRequest {
-        mask: path("mask").expect("validated: mask is required"),
-        options: InspectOptions {
-            components: args
-                .get("components")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            reference: path("reference"),
-            ground_truth: path("ground_truth"),
-            ..InspectOptions::default()
-        },
-        upstream_root: path("upstream_root"),
-    })
+impl Tool for InspectLabelMap {
+    const NAME: &'static str = "inspect_label_map";
+    type Args = InspectArgs;
+    type Request = InspectRequest;
+
+    fn output_schema() -> Value {
+        super::schemas::hand_written("schemas/inspect_report.schema.json")
+    }
+
+    fn request(&self, args: InspectArgs) -> Result<InspectRequest, ArgError> {
+        let path = |p: Option<String>| p.map(|p| self.0.absolute(Path::new(&p)));
+        Ok(InspectRequest {
+            mask: self.0.absolute(Path::new(&args.mask)),
+            options: InspectOptions {
+                components: args.components.unwrap_or(false),
+                reference: path(args.reference),
+                ground_truth: path(args.ground_truth),
+                ..InspectOptions::default()
+            },
+            upstream_root: path(args.upstream_root),
+        })
+    }
+
+    fn execute(
+        self: Arc<Self>,
+        request: InspectRequest,
+        _ctx: CallContext,
+    ) -> BoxFuture<'static, ToolOutcome> {
+        blocking(move || outcome(execute(&request, &self.0)))
+    }
 }
 
 /// Run an inspection and name the ids from the bundle's label table when one is found.
@@ -86,17 +106,23 @@ pub fn load_table(
     LabelTable::load_bundle(root).map_err(|e| e.to_string())
 }
 
+/// `[512, 512, 200]` as `512×512×200`.
+fn shape_words(shape: &[usize]) -> String {
+    shape
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join("×")
+}
+
 pub fn outcome(result: Result<(InspectReport, Option<String>), String>) -> ToolOutcome {
     match result {
-        Err(message) => ToolOutcome::Failure {
-            message,
-            structured: None,
-        },
+        Err(message) => ToolOutcome::failure(message),
         Ok((report, note)) => {
             let mut summary = format!(
-                "{} labels in {:?} ({} voxels, {:.4} mL each); non-integer {}, NaN {}, value 255 {}.",
+                "{} labels in a {} volume ({} voxels, {:.4} mL each); non-integer {}, NaN {}, value 255 {}.",
                 report.labels.len(),
-                report.mask.shape,
+                shape_words(&report.mask.shape),
                 report.total_voxels,
                 report.voxel_volume_ml,
                 report.non_integer_voxels,

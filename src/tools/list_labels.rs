@@ -1,13 +1,32 @@
 //! `list_labels`: the upstream label table, filtered, and name → id resolution for
 //! agents (exact, normalised, unique substring; never a guessed id).
 
-use serde_json::{json, Map, Value};
+use std::path::Path;
+use std::sync::Arc;
 
+use futures::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::registry::{blocking, Tool};
+use crate::call::{CallContext, ToolOutcome};
 use crate::config::Config;
 use crate::labels::{LabelTable, Modality};
-use crate::manifest::args::validate;
-use crate::manifest::Manifest;
-use crate::tools::ToolOutcome;
+use crate::manifest::args::ArgError;
+
+/// The tool.
+pub struct ListLabels(pub Arc<Config>);
+
+/// `list_labels`' arguments after the manifest checked them.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct LabelsArgs {
+    pub query: Option<String>,
+    pub resolve: Option<Vec<String>>,
+    #[schemars(with = "Option<String>")]
+    pub modality: Option<Modality>,
+    pub upstream_root: Option<String>,
+}
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LabelsRequest {
@@ -17,38 +36,31 @@ pub struct LabelsRequest {
     pub upstream_root: Option<std::path::PathBuf>,
 }
 
-pub fn parse(
-    manifest: &Manifest,
-    args: &Map<String, Value>,
-    config: &Config,
-) -> Result<LabelsRequest, String> {
-    let tool = manifest
-        .tool("list_labels")
-        .expect("manifest declares list_labels");
-    let args = validate(tool, args).map_err(|e| e.to_string())?;
-    Ok(LabelsRequest {
-        query: args
-            .get("query")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        resolve: args
-            .get("resolve")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        modality: args
-            .get("modality")
-            .and_then(Value::as_str)
-            .and_then(|m| m.parse().ok()),
-        upstream_root: args
-            .get("upstream_root")
-            .and_then(Value::as_str)
-            .map(|p| config.absolute(std::path::Path::new(p))),
-    })
+impl Tool for ListLabels {
+    const NAME: &'static str = "list_labels";
+    type Args = LabelsArgs;
+    type Request = LabelsRequest;
+
+    fn output_schema() -> Value {
+        super::schemas::hand_written("schemas/labels.schema.json")
+    }
+
+    fn request(&self, args: LabelsArgs) -> Result<LabelsRequest, ArgError> {
+        Ok(LabelsRequest {
+            query: args.query,
+            resolve: args.resolve.unwrap_or_default(),
+            modality: args.modality,
+            upstream_root: args.upstream_root.map(|p| self.0.absolute(Path::new(&p))),
+        })
+    }
+
+    fn execute(
+        self: Arc<Self>,
+        request: LabelsRequest,
+        _ctx: CallContext,
+    ) -> BoxFuture<'static, ToolOutcome> {
+        blocking(move || outcome(execute(&request, &self.0)))
+    }
 }
 
 /// The `list_labels` document (schemas/labels.schema.json).
@@ -97,10 +109,7 @@ pub fn document(table: &LabelTable, request: &LabelsRequest) -> Value {
 
 pub fn outcome(result: Result<Value, String>) -> ToolOutcome {
     match result {
-        Err(message) => ToolOutcome::Failure {
-            message,
-            structured: None,
-        },
+        Err(message) => ToolOutcome::failure(message),
         Ok(doc) => {
             let listed = doc["labels"].as_array().map_or(0, Vec::len);
             let mut summary = format!("{listed} of {} classes listed.", doc["total_classes"]);

@@ -1,28 +1,22 @@
-//! `get_run`, `list_runs` and `cancel_run`, and `wait: false` for `run_script` /
-//! `run_batch`: the call returns a run record at once and the run goes on in the
-//! background, tracked by the [`crate::jobs::JobTable`]. MCP tasks are started the
-//! same way ([`start_detached`]), so a task id is a run id.
+//! The tools `get_run`, `list_runs` and `cancel_run`, and `wait: false` for
+//! `run_script` / `run_batch`: the call returns a run record at once and the run goes
+//! on in the background, tracked by the [`crate::jobs::JobTable`]. MCP tasks are
+//! started the same way ([`start_detached`]), so a task id is a run id.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use serde_json::{Map, Value};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
 
-use crate::jobs::{JobTable, RunList};
-use crate::tools::{CallContext, Progress, Started, ToolOutcome};
-
-/// Whether the call asked not to wait; removes `wait` from the arguments either way
-/// (the tools' own parsers do not know it).
-pub fn take_wait(arguments: &mut Map<String, Value>) -> Result<bool, String> {
-    match arguments.remove("wait") {
-        None | Some(Value::Bool(true)) => Ok(true),
-        Some(Value::Bool(false)) => Ok(false),
-        Some(other) => Err(format!(
-            "argument 'wait': must be a boolean, got {other}. Fix: pass true (default: return the result) or false (return a run id at once and poll get_run)"
-        )),
-    }
-}
+use super::registry::{blocking, Tool};
+use super::Started;
+use crate::call::{CallContext, Progress, ToolOutcome};
+use crate::jobs::{JobTable, RunList, RunView};
+use crate::json_schema::schema_of;
+use crate::manifest::args::ArgError;
 
 /// Start `run` in the background under a new run record for `pack_dir`. The run gets
 /// its own cancellation token (the request that started it is over at once); a run
@@ -85,21 +79,97 @@ pub fn started_outcome(started: Started) -> ToolOutcome {
     }
 }
 
-/// `get_run`.
-pub fn get_run(jobs: &JobTable, arguments: &Map<String, Value>) -> ToolOutcome {
-    let Some(run_id) = arguments.get("run_id").and_then(Value::as_str) else {
-        return ToolOutcome::Failure {
-            message: "argument 'run_id': is required. Fix: pass the run_id a wait:false call returned (list_runs lists them)".into(),
-            structured: None,
-        };
-    };
+/// `get_run` and `cancel_run`: one run, by id.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct RunIdArgs {
+    pub run_id: String,
+}
+
+/// `list_runs` takes no arguments.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct NoArgs {}
+
+/// `get_run`: a run's record, progress and result.
+pub struct GetRun(pub Arc<JobTable>);
+/// `cancel_run`: stop a live run, then answer like `get_run`.
+pub struct CancelRun(pub Arc<JobTable>);
+/// `list_runs`: every run in the index.
+pub struct ListRuns(pub Arc<JobTable>);
+
+impl Tool for GetRun {
+    const NAME: &'static str = "get_run";
+    type Args = RunIdArgs;
+    type Request = String;
+
+    fn output_schema() -> Value {
+        schema_of::<RunView>()
+    }
+
+    fn request(&self, args: RunIdArgs) -> Result<String, ArgError> {
+        Ok(args.run_id)
+    }
+
+    fn execute(
+        self: Arc<Self>,
+        run_id: String,
+        _ctx: CallContext,
+    ) -> BoxFuture<'static, ToolOutcome> {
+        blocking(move || get_run(&self.0, &run_id))
+    }
+}
+
+impl Tool for CancelRun {
+    const NAME: &'static str = "cancel_run";
+    type Args = RunIdArgs;
+    type Request = String;
+
+    fn output_schema() -> Value {
+        schema_of::<RunView>()
+    }
+
+    fn request(&self, args: RunIdArgs) -> Result<String, ArgError> {
+        Ok(args.run_id)
+    }
+
+    fn execute(
+        self: Arc<Self>,
+        run_id: String,
+        _ctx: CallContext,
+    ) -> BoxFuture<'static, ToolOutcome> {
+        blocking(move || cancel_run(&self.0, &run_id))
+    }
+}
+
+impl Tool for ListRuns {
+    const NAME: &'static str = "list_runs";
+    type Args = NoArgs;
+    type Request = ();
+
+    fn output_schema() -> Value {
+        schema_of::<RunList>()
+    }
+
+    fn request(&self, _args: NoArgs) -> Result<(), ArgError> {
+        Ok(())
+    }
+
+    fn execute(
+        self: Arc<Self>,
+        _request: (),
+        _ctx: CallContext,
+    ) -> BoxFuture<'static, ToolOutcome> {
+        blocking(move || list_runs(&self.0))
+    }
+}
+
+fn get_run(jobs: &JobTable, run_id: &str) -> ToolOutcome {
     match jobs.get(run_id) {
         Some(view) => {
             let summary = format!(
-                "Run {} ({}): {:?}{}",
+                "Run {} ({}): {}{}",
                 view.run.run_id,
                 view.run.tool,
-                view.run.state,
+                view.run.state.as_str(),
                 view.run
                     .progress
                     .as_ref()
@@ -113,37 +183,23 @@ pub fn get_run(jobs: &JobTable, arguments: &Map<String, Value>) -> ToolOutcome {
                 summary,
             }
         }
-        None => ToolOutcome::Failure {
-            message: format!(
-                "argument 'run_id': no run '{run_id}' in {}. Fix: call list_runs for the known runs",
-                jobs.index().display()
-            ),
-            structured: None,
-        },
+        None => ToolOutcome::failure(format!(
+            "argument 'run_id': no run '{run_id}' in {}. Fix: call list_runs for the known runs",
+            jobs.index().display()
+        )),
     }
 }
 
-/// `cancel_run`: cancel a live run, then answer like `get_run`.
-pub fn cancel_run(jobs: &JobTable, arguments: &Map<String, Value>) -> ToolOutcome {
-    let Some(run_id) = arguments.get("run_id").and_then(Value::as_str) else {
-        return ToolOutcome::Failure {
-            message: "argument 'run_id': is required. Fix: pass the run_id a wait:false call returned (list_runs lists them)".into(),
-            structured: None,
-        };
-    };
+fn cancel_run(jobs: &JobTable, run_id: &str) -> ToolOutcome {
     if !jobs.cancel(run_id) {
-        return ToolOutcome::Failure {
-            message: format!(
-                "argument 'run_id': '{run_id}' is not running in this server (finished, interrupted or unknown). Fix: call get_run to see its state"
-            ),
-            structured: None,
-        };
+        return ToolOutcome::failure(format!(
+            "argument 'run_id': '{run_id}' is not running in this server (finished, interrupted or unknown). Fix: call get_run to see its state"
+        ));
     }
-    get_run(jobs, arguments)
+    get_run(jobs, run_id)
 }
 
-/// `list_runs`.
-pub fn list_runs(jobs: &JobTable) -> ToolOutcome {
+fn list_runs(jobs: &JobTable) -> ToolOutcome {
     let list = RunList {
         runs_dir: jobs.index().display().to_string(),
         runs: jobs.list(),
@@ -151,25 +207,5 @@ pub fn list_runs(jobs: &JobTable) -> ToolOutcome {
     ToolOutcome::Success {
         summary: format!("{} run(s) recorded in {}.", list.runs.len(), list.runs_dir),
         structured: serde_json::to_value(&list).expect("list serialises"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn wait_is_a_boolean_and_is_removed() {
-        let mut args = json!({"input": "/x", "wait": false})
-            .as_object()
-            .unwrap()
-            .clone();
-        assert_eq!(take_wait(&mut args), Ok(false));
-        assert!(!args.contains_key("wait"));
-        let mut args = json!({"input": "/x"}).as_object().unwrap().clone();
-        assert_eq!(take_wait(&mut args), Ok(true));
-        let mut args = json!({"wait": "no"}).as_object().unwrap().clone();
-        assert!(take_wait(&mut args).unwrap_err().contains("'wait'"));
     }
 }

@@ -6,157 +6,82 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::{Map, Value};
 
-use super::{inspect_label_map, list_labels, run_batch, run_script, runs, verify_evidence};
-use super::{CallContext, Started, ToolBox, ToolCallError, ToolOutcome, ToolSpec};
+use super::inspect_label_map::InspectLabelMap;
+use super::list_labels::ListLabels;
+use super::registry::Registry;
+use super::run_batch::RunBatch;
+use super::run_script::RunScript;
+use super::runs::{CancelRun, GetRun, ListRuns};
+use super::verify_evidence::VerifyEvidence;
+use super::{Started, ToolBox, ToolCallError};
+use crate::call::{CallContext, ToolOutcome};
 use crate::config::Config;
 use crate::jobs::JobTable;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, ToolSpec};
 
 /// The product's tools, as declared in the manifest.
 pub struct CtmrTools {
-    config: Arc<Config>,
     manifest: Arc<Manifest>,
+    registry: Registry,
     specs: Vec<ToolSpec>,
-    run_script: Arc<run_script::RunScript>,
-    run_batch: Arc<run_batch::RunBatch>,
     jobs: Arc<JobTable>,
 }
 
+/// Every tool of the product: the one place that lists them.
+pub fn registry(config: &Arc<Config>, manifest: &Arc<Manifest>, jobs: &Arc<JobTable>) -> Registry {
+    let run_script = RunScript::new(config.clone(), manifest.clone());
+    let slots = run_script.slots();
+    Registry::empty()
+        .with(run_script)
+        .with(RunBatch::new(config.clone(), manifest.clone(), slots))
+        .with(GetRun(jobs.clone()))
+        .with(CancelRun(jobs.clone()))
+        .with(ListRuns(jobs.clone()))
+        .with(InspectLabelMap(config.clone()))
+        .with(ListLabels(config.clone()))
+        .with(VerifyEvidence(config.clone()))
+}
+
 impl CtmrTools {
-    /// The runs index comes from `CTMR_SKILL_RUNS_DIR`, `XDG_STATE_HOME` or `HOME`
-    /// (see [`crate::jobs`]).
-    pub fn new(config: Config, manifest: Manifest) -> Self {
-        let var = |k: &str| std::env::var(k).ok();
-        let index = crate::jobs::index_dir(
-            var(crate::jobs::RUNS_DIR_ENV).as_deref(),
-            var("XDG_STATE_HOME").as_deref(),
-            var("HOME").as_deref(),
-            &config.cwd,
-        );
-        Self::with_jobs(config, manifest, JobTable::new(index))
+    /// The tools over the runs index the config names (see [`crate::jobs`]). Fails when
+    /// the manifest and the implementations disagree ([`Registry::check`]).
+    pub fn new(config: Config, manifest: Manifest) -> Result<Self, String> {
+        let jobs = JobTable::new(config.runs_dir.clone());
+        Self::with_jobs(config, manifest, jobs)
     }
 
     /// With an explicit job table (tests).
-    pub fn with_jobs(config: Config, manifest: Manifest, jobs: JobTable) -> Self {
+    pub fn with_jobs(config: Config, manifest: Manifest, jobs: JobTable) -> Result<Self, String> {
         let config = Arc::new(config);
         let manifest = Arc::new(manifest);
-        let run_script = Arc::new(run_script::RunScript::new(config.clone(), manifest.clone()));
-        let run_batch = Arc::new(run_batch::RunBatch::new(
-            config.clone(),
-            manifest.clone(),
-            run_script.slots(),
-        ));
-        CtmrTools {
-            specs: crate::manifest::schema::tool_specs(&manifest),
-            run_script,
-            run_batch,
-            jobs: Arc::new(jobs),
-            config,
+        let jobs = Arc::new(jobs);
+        let registry = registry(&config, &manifest, &jobs);
+        registry.check(&manifest)?;
+        let specs = crate::manifest::schema::tool_specs(&manifest, &registry.documents(&manifest));
+        Ok(CtmrTools {
             manifest,
-        }
-    }
-
-    pub fn run_script(&self) -> &run_script::RunScript {
-        &self.run_script
-    }
-
-    pub fn run_batch(&self) -> &run_batch::RunBatch {
-        &self.run_batch
+            registry,
+            specs,
+            jobs,
+        })
     }
 
     pub fn jobs(&self) -> &Arc<JobTable> {
         &self.jobs
     }
-}
 
-impl CtmrTools {
-    /// `run_script` / `run_batch`: waited (the default), or with `wait: false` started in
-    /// the background (see [`CtmrTools::start_run`]).
-    fn call_run(
-        &self,
-        name: &str,
-        mut arguments: Map<String, Value>,
-        ctx: CallContext,
-    ) -> BoxFuture<'static, Result<ToolOutcome, ToolCallError>> {
-        match runs::take_wait(&mut arguments) {
-            Ok(true) => {
-                let run = self.runner(name);
-                async move { Ok(run(arguments, ctx).await) }.boxed()
-            }
-            Ok(false) => {
-                let started = self.start_run(name, arguments);
-                async move { Ok(runs::started_outcome(started.await)) }.boxed()
-            }
-            Err(message) => refusal(message),
-        }
-    }
-
-    /// The run tool `name`, waited.
-    fn runner(
-        &self,
-        name: &str,
-    ) -> impl FnOnce(Map<String, Value>, CallContext) -> BoxFuture<'static, ToolOutcome> + Send + 'static
-    {
-        let script = self.run_script.clone();
-        let batch = self.run_batch.clone();
-        let is_batch = name == "run_batch";
-        move |arguments, ctx| {
-            if is_batch {
-                async move { batch.call_tool(arguments, ctx).await.into_outcome() }.boxed()
-            } else {
-                async move { script.call_tool(arguments, ctx).await.into_outcome() }.boxed()
-            }
-        }
-    }
-
-    /// Start a run tool in the background under a run record, once its arguments
-    /// parse; a call that does not parse is answered at once with the waited call's
-    /// precise refusal (nothing runs).
-    fn start_run(&self, name: &str, arguments: Map<String, Value>) -> BoxFuture<'static, Started> {
-        let run = self.runner(name);
-        let tool = self
-            .manifest
-            .tool(name)
-            .expect("manifest declares the run tools");
-        let place = if name == "run_batch" {
-            run_batch::request::from_tool_arguments(tool, &arguments, &self.config)
-                .map(|r| (r.output_root, "cohort.json"))
-        } else {
-            run_script::request::from_tool_arguments(tool, &arguments, &self.config)
-                .map(|r| (r.output_dir, "output.json"))
-        };
-        let Ok((pack_dir, result_file)) = place else {
-            let ctx = CallContext::detached();
-            return async move { Started::Answered(run(arguments, ctx).await) }.boxed();
-        };
-        let jobs = self.jobs.clone();
-        let name = name.to_string();
-        async move {
-            runs::start_detached(jobs, &name, pack_dir, result_file, move |ctx| {
-                run(arguments, ctx)
-            })
-        }
-        .boxed()
+    /// The files `ctmr-skill schema` writes: (relative path, pretty JSON).
+    pub fn schema_files(&self) -> Vec<(String, String)> {
+        crate::manifest::schema::generated_files(
+            &self.manifest,
+            &super::schemas::generated(&self.registry, &self.manifest),
+            &self.registry.documents(&self.manifest),
+        )
     }
 }
 
-fn refusal(message: String) -> BoxFuture<'static, Result<ToolOutcome, ToolCallError>> {
-    async move {
-        Ok(ToolOutcome::Failure {
-            message,
-            structured: None,
-        })
-    }
-    .boxed()
-}
-
-/// Blocking file work runs off the async workers, so the server keeps answering.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ToolCallError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ToolCallError::Internal(format!("tool task failed: {e}")))
+fn unknown(name: &str) -> ToolCallError {
+    ToolCallError::UnknownTool(name.to_string())
 }
 
 impl ToolBox for CtmrTools {
@@ -170,56 +95,14 @@ impl ToolBox for CtmrTools {
         arguments: Map<String, Value>,
         ctx: CallContext,
     ) -> BoxFuture<'static, Result<ToolOutcome, ToolCallError>> {
-        let config = self.config.clone();
-        let manifest = self.manifest.clone();
-        match name {
-            "run_script" | "run_batch" => self.call_run(name, arguments, ctx),
-            "get_run" => {
-                let jobs = self.jobs.clone();
-                async move { blocking(move || runs::get_run(&jobs, &arguments)).await }.boxed()
-            }
-            "cancel_run" => {
-                let jobs = self.jobs.clone();
-                async move { blocking(move || runs::cancel_run(&jobs, &arguments)).await }.boxed()
-            }
-            "list_runs" => {
-                let jobs = self.jobs.clone();
-                async move { blocking(move || runs::list_runs(&jobs)).await }.boxed()
-            }
-            "inspect_label_map" => async move {
-                blocking(move || {
-                    let request = inspect_label_map::parse(&manifest, &arguments, &config);
-                    inspect_label_map::outcome(
-                        request.and_then(|r| inspect_label_map::execute(&r, &config)),
-                    )
-                })
-                .await
-            }
-            .boxed(),
-            "list_labels" => async move {
-                blocking(move || {
-                    let request = list_labels::parse(&manifest, &arguments, &config);
-                    list_labels::outcome(request.and_then(|r| list_labels::execute(&r, &config)))
-                })
-                .await
-            }
-            .boxed(),
-            "verify_evidence" => async move {
-                blocking(
-                    move || match verify_evidence::parse(&manifest, &arguments, &config) {
-                        Ok(dir) => verify_evidence::execute(&dir),
-                        Err(message) => ToolOutcome::Failure {
-                            message,
-                            structured: None,
-                        },
-                    },
-                )
-                .await
-            }
-            .boxed(),
-            other => {
-                let other = other.to_string();
-                async move { Err(ToolCallError::UnknownTool(other)) }.boxed()
+        match self
+            .registry
+            .call(&self.manifest, name, &arguments, ctx, &self.jobs)
+        {
+            Some(call) => call.map(Ok).boxed(),
+            None => {
+                let e = unknown(name);
+                async move { Err(e) }.boxed()
             }
         }
     }
@@ -233,18 +116,115 @@ impl ToolBox for CtmrTools {
     fn start(
         &self,
         name: &str,
-        mut arguments: Map<String, Value>,
+        arguments: Map<String, Value>,
     ) -> BoxFuture<'static, Result<Started, ToolCallError>> {
-        let answered = |call: BoxFuture<'static, Result<ToolOutcome, ToolCallError>>| {
-            async move { call.await.map(Started::Answered) }.boxed()
-        };
-        if !matches!(name, "run_script" | "run_batch") {
-            return answered(self.call(name, arguments, CallContext::detached()));
+        match self
+            .registry
+            .start(&self.manifest, name, &arguments, &self.jobs)
+        {
+            Some(started) => started.map(Ok).boxed(),
+            None => {
+                let e = unknown(name);
+                async move { Err(e) }.boxed()
+            }
         }
-        if let Err(message) = runs::take_wait(&mut arguments) {
-            return answered(refusal(message));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json_schema::DIALECT;
+    use crate::manifest::schema::tool_specs;
+
+    fn world() -> (tempfile::TempDir, Arc<Config>, Arc<Manifest>, Arc<JobTable>) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Arc::new(Config::new(dir.path().to_path_buf(), vec![], None, None, 1));
+        let manifest = Arc::new(crate::manifest::embedded().unwrap());
+        let jobs = Arc::new(JobTable::new(dir.path().join("runs")));
+        (dir, config, manifest, jobs)
+    }
+
+    #[test]
+    fn every_declared_tool_has_exactly_one_implementation() {
+        let (_dir, config, manifest, jobs) = world();
+        registry(&config, &manifest, &jobs)
+            .check(&manifest)
+            .unwrap();
+    }
+
+    #[test]
+    fn the_start_up_check_names_each_disagreement() {
+        let (_dir, config, manifest, jobs) = world();
+        // An implementation missing, another registered twice.
+        let partial = Registry::empty()
+            .with(GetRun(jobs.clone()))
+            .with(GetRun(jobs.clone()))
+            .with(ListLabels(config.clone()));
+        let e = partial.check(&manifest).unwrap_err();
+        assert!(e.contains("'get_run' is registered twice"), "{e}");
+        assert!(
+            e.contains("'run_script' is declared in skill_manifest.yaml but has no implementation"),
+            "{e}"
+        );
+        // A tool the manifest does not declare, and arguments that disagree.
+        let mut edited = (*manifest).clone();
+        edited.interface.tools.retain(|t| t.name != "list_runs");
+        let verify = edited
+            .interface
+            .tools
+            .iter_mut()
+            .find(|t| t.name == "verify_evidence")
+            .unwrap();
+        verify.arguments[0].name = "pack".into();
+        let e = registry(&config, &manifest, &jobs)
+            .check(&edited)
+            .unwrap_err();
+        assert!(
+            e.contains("'list_runs' is implemented but not declared"),
+            "{e}"
+        );
+        assert!(
+            e.contains("'verify_evidence': the manifest declares arguments {\"pack\"}"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_tool_schema_is_flat_closed_and_object_rooted() {
+        let (_dir, config, manifest, jobs) = world();
+        let documents = registry(&config, &manifest, &jobs).documents(&manifest);
+        for spec in tool_specs(&manifest, &documents) {
+            let schema = &spec.input_schema;
+            assert_eq!(schema["type"], "object", "{}", spec.name);
+            assert_eq!(schema["$schema"], DIALECT);
+            assert_eq!(schema["additionalProperties"], false);
+            for key in ["oneOf", "anyOf", "allOf", "$ref"] {
+                assert!(schema.get(key).is_none(), "{}: top-level {key}", spec.name);
+            }
+            let output = spec
+                .output_schema
+                .as_ref()
+                .expect("every tool declares an output schema");
+            assert_eq!(output["type"], "object", "{} output", spec.name);
+            let text = serde_json::to_string(output).unwrap();
+            assert!(
+                !text.contains("$ref") && !text.contains("$defs"),
+                "{}: references",
+                spec.name
+            );
+            assert!(
+                !text.contains("\"format\":\"uint"),
+                "{}: Rust number formats",
+                spec.name
+            );
+            for key in ["oneOf", "anyOf", "allOf"] {
+                assert!(
+                    output.get(key).is_none(),
+                    "{}: top-level {key} in the output schema",
+                    spec.name
+                );
+            }
         }
-        let started = self.start_run(name, arguments);
-        async move { Ok(started.await) }.boxed()
     }
 }

@@ -1,38 +1,56 @@
 //! `verify_evidence`: the paired verifier on an evidence pack. A fail verdict is a
 //! successful call (the verification ran); only an unusable pack is a tool error.
 
-use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use futures::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::registry::{blocking, Tool};
+use crate::call::{CallContext, ToolOutcome};
 use crate::config::Config;
-use crate::manifest::args::validate;
-use crate::manifest::Manifest;
-use crate::tools::ToolOutcome;
+use crate::manifest::args::ArgError;
 use crate::verifier::{verify_pack, VerifyOptions};
 
-pub fn parse(
-    manifest: &Manifest,
-    args: &Map<String, Value>,
-    config: &Config,
-) -> Result<std::path::PathBuf, String> {
-    let tool = manifest
-        .tool("verify_evidence")
-        .expect("manifest declares verify_evidence");
-    let args = validate(tool, args).map_err(|e| e.to_string())?;
-    let dir = args
-        .get("pack_dir")
-        .and_then(Value::as_str)
-        .expect("validated: pack_dir is required");
-    Ok(config.absolute(std::path::Path::new(dir)))
+/// The tool.
+pub struct VerifyEvidence(pub Arc<Config>);
+
+/// `verify_evidence`'s arguments after the manifest checked them.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct VerifyArgs {
+    pub pack_dir: String,
 }
 
-pub fn execute(pack_dir: &std::path::Path) -> ToolOutcome {
+impl Tool for VerifyEvidence {
+    const NAME: &'static str = "verify_evidence";
+    type Args = VerifyArgs;
+    type Request = PathBuf;
+
+    fn output_schema() -> Value {
+        super::schemas::hand_written("verifiers/ct_segmentation_quality_v1/report.schema.json")
+    }
+
+    fn request(&self, args: VerifyArgs) -> Result<PathBuf, ArgError> {
+        Ok(self.0.absolute(Path::new(&args.pack_dir)))
+    }
+
+    fn execute(
+        self: Arc<Self>,
+        pack_dir: PathBuf,
+        _ctx: CallContext,
+    ) -> BoxFuture<'static, ToolOutcome> {
+        blocking(move || execute(&pack_dir))
+    }
+}
+
+pub fn execute(pack_dir: &Path) -> ToolOutcome {
     match verify_pack(pack_dir, &VerifyOptions::default()) {
-        Err(e) => ToolOutcome::Failure {
-            message: format!(
-                "argument 'pack_dir': {e}. Fix: pass the output_dir of a run_script call (it holds output.json)"
-            ),
-            structured: None,
-        },
+        Err(e) => ToolOutcome::failure(format!(
+            "argument 'pack_dir': {e}. Fix: pass the output_dir of a run_script call (it holds output.json)"
+        )),
         Ok(report) => ToolOutcome::Success {
             summary: report.summary(),
             structured: serde_json::to_value(&report).expect("report serialises"),

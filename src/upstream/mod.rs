@@ -58,6 +58,7 @@
 mod argv;
 mod error;
 mod hash;
+pub mod oom;
 mod output;
 mod python;
 mod root;

@@ -28,8 +28,6 @@
 //! its status is `succeeded` when the attempt wrote and we read its mask, even if the
 //! process stopped later on another volume (`attempts` in cohort.json tells that story).
 
-pub mod cohort;
-pub mod oom;
 pub mod plan;
 pub mod progress;
 pub mod request;
@@ -39,20 +37,27 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde_json::{json, Value};
 
-use self::cohort::{Attempt, Cohort, Failure, VolumeRow, VolumeStatus};
 use self::plan::{Verdict, Volume};
 use self::request::{BatchInputs, BatchRunRequest};
+use crate::call::{CallContext, Progress, ToolOutcome};
 use crate::config::Config;
-use crate::evidence::{Evidence, RunStatus};
+use crate::evidence::builder::model_sha256;
+use crate::evidence::cohort::{
+    self, Attempt, AttemptOutcome, Cohort, CohortStatus, Failure, VolumeRow, VolumeStatus,
+};
+use crate::evidence::{Evidence, InputHashes, RunIds, RunStatus, UpstreamRun};
+use crate::manifest::args::ArgError;
 use crate::manifest::Manifest;
+use crate::tools::registry::{Background, Tool};
 use crate::tools::run_script::gates::{self, Gated, Refusal};
 use crate::tools::run_script::request::RunRequest;
-use crate::tools::run_script::run::{self as single, RunIds, StartFailure};
+use crate::tools::run_script::run::{self as single, StartFailure};
 use crate::tools::slots::{queued_message, DevicePool, RunSlots};
-use crate::tools::{CallContext, Progress, ToolOutcome};
-use crate::upstream::{self, MaskAdoption, RunOutcome, RunResult};
+use crate::upstream::{self, oom, MaskAdoption, RunOutcome, RunResult};
 
 /// Gates about the input file itself: failing one leaves that input out.
 const INPUT_GATES: [&str; 3] = ["input_exists", "input_is_nifti", "input_is_3d"];
@@ -95,24 +100,21 @@ impl RunBatch {
         }
     }
 
-    /// Tool arguments → a finished call.
-    pub async fn call_tool(&self, args: Map<String, Value>, ctx: CallContext) -> BatchCall {
-        let tool = self
+    /// Tool arguments → a finished call, in the shape the CLI and tests read.
+    pub async fn call_tool(
+        &self,
+        args: serde_json::Map<String, Value>,
+        ctx: CallContext,
+    ) -> BatchCall {
+        let decl = self
             .manifest
-            .tool("run_batch")
-            .expect("manifest declares run_batch");
-        match request::from_tool_arguments(tool, &args, &self.config) {
+            .tool(Self::NAME)
+            .expect("the registry's start-up check found run_batch in the manifest");
+        match request::from_tool_arguments(decl, &args, &self.config) {
             Ok(r) => self.run(r, ctx).await,
             Err(e) => BatchCall::Refused {
                 message: format!("run_batch refused before running anything: {e}"),
-                document: json!({
-                    "status": RunStatus::Refused,
-                    "message": e.to_string(),
-                    "argument": e.argument,
-                    "rule": e.rule,
-                    "fix": e.fix,
-                    "intended_use_disclaimer": crate::evidence::DISCLAIMER,
-                }),
+                document: crate::tools::run_script::refusal_document(&e),
             },
         }
     }
@@ -121,7 +123,7 @@ impl RunBatch {
     pub async fn run(&self, request: BatchRunRequest, ctx: CallContext) -> BatchCall {
         let t0 = Instant::now();
         let created_at = chrono::Utc::now().to_rfc3339();
-        let run_id = single::new_run_id();
+        let run_id = crate::jobs::new_run_id();
         let inputs = match collect_inputs(&request) {
             Ok(i) => i,
             Err(message) => return refused(message, json!(null)),
@@ -214,7 +216,7 @@ impl RunBatch {
                 Ok(p) => p,
                 Err(StartFailure(message)) => return BatchCall::NotStarted { message },
             };
-            let base_env: Vec<_> = std::env::vars_os().collect();
+            let base_env = self.config.child_env.clone();
             let env = upstream::child_env(
                 base_env.clone(),
                 &batch_dir.join("attempt-1/masks"),
@@ -506,12 +508,11 @@ impl RunBatch {
                 .map(|i| entries[*i].volume.id.clone())
                 .collect(),
             outcome: match &result.outcome {
-                RunOutcome::Exited { .. } => "exited",
-                RunOutcome::TimedOut => "timed_out",
-                RunOutcome::Cancelled => "cancelled",
-                RunOutcome::SpawnFailed { .. } => "spawn_failed",
-            }
-            .into(),
+                RunOutcome::Exited { .. } => AttemptOutcome::Exited,
+                RunOutcome::TimedOut => AttemptOutcome::TimedOut,
+                RunOutcome::Cancelled => AttemptOutcome::Cancelled,
+                RunOutcome::SpawnFailed { .. } => AttemptOutcome::SpawnFailed,
+            },
             exit_code: result.exit_code,
             seconds: result.seconds,
             written: order
@@ -568,18 +569,23 @@ impl RunBatch {
             run_id: format!("{}-{}", rc.run_id, entry.volume.id),
             created_at: rc.created_at.to_string(),
         };
-        let hashes = single::InputHashes {
-            model: single::model_sha256(&entry.gated.inventory.model_pt_path),
+        let hashes = InputHashes {
+            model: model_sha256(&entry.gated.inventory.model_pt_path),
             input: entry.input_sha.clone(),
         };
-        match single::write_evidence(
-            &entry.gated,
-            &own,
-            rc.probe,
-            rc.python,
+        let overrides = single::overrides_of(&entry.gated.request);
+        let run = UpstreamRun {
+            result: &own,
+            probe: rc.probe,
+            python: rc.python,
+        };
+        let skill = self.manifest.skill();
+        match crate::evidence::write_evidence(
+            &entry.gated.facts(&overrides),
+            &run,
             &ids,
             hashes,
-            &self.manifest,
+            &skill,
         ) {
             Ok(evidence) => {
                 let status = VolumeStatus::from_run(evidence.status);
@@ -596,7 +602,7 @@ impl RunBatch {
                 };
                 cohort::row_from_evidence(&entry.volume.id, &evidence, status, Some(number), reason)
             }
-            Err(StartFailure(message)) => failed_row(&entry.volume, &entry.gated, &message),
+            Err(message) => failed_row(&entry.volume, &entry.gated, &message),
         }
     }
 }
@@ -679,7 +685,7 @@ fn not_about_the_input(refusal: &Refusal) -> Option<String> {
     let general: Vec<String> = refusal
         .gates
         .iter()
-        .filter(|g| g.status == "failed" && !INPUT_GATES.contains(&g.name.as_str()))
+        .filter(|g| g.failed() && !INPUT_GATES.contains(&g.name.as_str()))
         .map(|g| format!("- {}: {}", g.name, g.message))
         .collect();
     (!general.is_empty()).then(|| general.join("\n"))
@@ -689,7 +695,7 @@ fn refused_row(volume: &Volume, refusal: &Refusal) -> VolumeRow {
     let reasons: Vec<String> = refusal
         .gates
         .iter()
-        .filter(|g| g.status == "failed")
+        .filter(|g| g.failed())
         .map(|g| format!("{}: {}", g.name, g.message))
         .collect();
     VolumeRow {
@@ -815,6 +821,45 @@ fn summarise(
     }
 }
 
+impl Tool for RunBatch {
+    const NAME: &'static str = "run_batch";
+    type Args = request::BatchArgs;
+    type Request = BatchRunRequest;
+
+    fn output_schema() -> Value {
+        crate::tools::schemas::waited_or_started(cohort::cohort_schema(), "The cohort summary")
+    }
+
+    fn request(&self, args: Self::Args) -> Result<Self::Request, ArgError> {
+        request::request(args, &self.config)
+    }
+
+    fn execute(
+        self: Arc<Self>,
+        request: Self::Request,
+        ctx: CallContext,
+    ) -> BoxFuture<'static, ToolOutcome> {
+        async move { self.run(request, ctx).await.into_outcome() }.boxed()
+    }
+
+    fn refusal(&self, error: ArgError) -> ToolOutcome {
+        ToolOutcome::failure(format!(
+            "run_batch refused before running anything: {error}"
+        ))
+    }
+
+    fn waits(args: &Self::Args) -> bool {
+        args.settings.wait.unwrap_or(true)
+    }
+
+    fn background(&self, request: &Self::Request) -> Option<Background> {
+        Some(Background {
+            pack_dir: request.output_root.clone(),
+            result_file: "cohort.json",
+        })
+    }
+}
+
 impl BatchCall {
     /// The MCP shape: the cohort as structuredContent; isError when nothing succeeded.
     pub fn into_outcome(self) -> ToolOutcome {
@@ -832,9 +877,17 @@ impl BatchCall {
                     cohort.summary, cohort.output_root, cohort.output_root
                 );
                 for f in &cohort.failures {
-                    summary.push_str(&format!("\n- {} ({:?}): {}", f.id, f.status, f.reason));
+                    summary.push_str(&format!(
+                        "\n- {} ({}): {}",
+                        f.id,
+                        f.status.as_str(),
+                        f.reason
+                    ));
                 }
-                if cohort.status == "succeeded" || cohort.status == "partial" {
+                if matches!(
+                    cohort.status,
+                    CohortStatus::Succeeded | CohortStatus::Partial
+                ) {
                     ToolOutcome::Success {
                         structured,
                         summary,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::tools::{estimate_seconds_left, Progress, ProgressSink};
+use crate::call::{estimate_seconds_left, Progress, ProgressSink};
 
 /// Watches one attempt's expected masks, in the order the upstream processes them.
 pub struct Tracker {

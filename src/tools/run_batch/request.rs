@@ -3,13 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Map, Value};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
-use crate::cli::RunBatchArgs;
 use crate::config::Config;
 use crate::manifest::args::{validate, ArgError};
 use crate::manifest::ToolDecl;
-use crate::tools::run_script::request::RunSettings;
+use crate::tools::run_script::request::{RunSettings, SettingsArgs};
 
 /// Where the cohort comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,64 +31,21 @@ pub struct BatchRunRequest {
     pub settings: RunSettings,
 }
 
-/// Tool arguments → request.
-pub fn from_tool_arguments(
-    tool: &ToolDecl,
-    args: &Map<String, Value>,
-    config: &Config,
-) -> Result<BatchRunRequest, ArgError> {
-    let checked = validate(tool, args)?;
-    typed(&checked, config)
+/// `run_batch`'s arguments after the manifest checked them (defaults filled in).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+pub struct BatchArgs {
+    pub inputs: Option<Vec<String>>,
+    pub input_dir: Option<String>,
+    pub suffix: Option<String>,
+    pub output_root: Option<String>,
+    #[serde(flatten)]
+    pub settings: SettingsArgs,
 }
 
-/// The flags of `ctmr-skill run-batch`, as tool arguments (absent flags stay absent so
-/// the manifest's defaults apply).
-pub fn arguments_from_cli(cli: &RunBatchArgs) -> Map<String, Value> {
-    let mut map = Map::new();
-    let path = |p: &Path| json!(p.to_string_lossy());
-    if !cli.inputs.is_empty() {
-        map.insert(
-            "inputs".into(),
-            Value::Array(cli.inputs.iter().map(|p| path(p)).collect()),
-        );
-    }
-    if let Some(dir) = &cli.input_dir {
-        map.insert("input_dir".into(), path(dir));
-    }
-    if let Some(s) = &cli.suffix {
-        map.insert("suffix".into(), json!(s));
-    }
-    map.insert("modality".into(), json!(cli.modality));
-    map.insert("output_root".into(), path(&cli.output_root));
-    if let Some(p) = &cli.label_prompts {
-        map.insert("label_prompts".into(), json!(p));
-    }
-    if !cli.structures.is_empty() {
-        map.insert("structures".into(), json!(cli.structures));
-    }
-    map.insert("device".into(), json!(cli.device));
-    if let Some(root) = &cli.upstream_root {
-        map.insert("upstream_root".into(), path(root));
-    }
-    if let Some(t) = cli.timeout_seconds {
-        map.insert("timeout_seconds".into(), json!(t));
-    }
-    if cli.preprocessed_brain_input {
-        map.insert("preprocessed_brain_input".into(), json!(true));
-    }
-    cli.knobs.insert_into(&mut map);
-    map
-}
-
-fn typed(args: &Map<String, Value>, config: &Config) -> Result<BatchRunRequest, ArgError> {
-    let string = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
+/// Typed arguments → request: a list or a directory (not both), paths absolute.
+pub fn request(args: BatchArgs, config: &Config) -> Result<BatchRunRequest, ArgError> {
     let abs = |s: String| config.absolute(Path::new(&s));
-    let list: Option<Vec<PathBuf>> = args.get("inputs").and_then(Value::as_array).map(|a| {
-        a.iter()
-            .filter_map(|v| v.as_str().map(|s| abs(s.to_string())))
-            .collect()
-    });
-    let inputs = match (list, string("input_dir")) {
+    let inputs = match (args.inputs, args.input_dir) {
         (Some(_), Some(_)) => {
             return Err(ArgError::new(
                 "input_dir",
@@ -95,10 +53,10 @@ fn typed(args: &Map<String, Value>, config: &Config) -> Result<BatchRunRequest, 
                 "pass either inputs (a list of volumes) or input_dir (a directory), not both",
             ))
         }
-        (Some(list), None) => BatchInputs::List(list),
+        (Some(list), None) => BatchInputs::List(list.into_iter().map(abs).collect()),
         (None, Some(dir)) => BatchInputs::Dir {
             dir: abs(dir),
-            suffix: string("suffix").unwrap_or_else(|| ".nii.gz".into()),
+            suffix: args.suffix.unwrap_or_else(|| ".nii.gz".into()),
         },
         (None, None) => {
             return Err(ArgError::new(
@@ -108,7 +66,7 @@ fn typed(args: &Map<String, Value>, config: &Config) -> Result<BatchRunRequest, 
             ))
         }
     };
-    let output_root = string("output_root").map(abs).ok_or_else(|| {
+    let output_root = args.output_root.map(abs).ok_or_else(|| {
         ArgError::new(
             "output_root",
             "is required",
@@ -118,16 +76,27 @@ fn typed(args: &Map<String, Value>, config: &Config) -> Result<BatchRunRequest, 
     Ok(BatchRunRequest {
         inputs,
         output_root,
-        settings: crate::tools::run_script::request::run_settings(args, config)?,
+        settings: args.settings.settings(config),
     })
+}
+
+/// Tool arguments → request, in one call (the registry's path: validate, type, request).
+pub fn from_tool_arguments(
+    tool: &ToolDecl,
+    args: &Map<String, Value>,
+    config: &Config,
+) -> Result<BatchRunRequest, ArgError> {
+    let checked = validate(tool, args)?;
+    let typed: BatchArgs = serde_json::from_value(Value::Object(checked))
+        .map_err(|e| ArgError::new("arguments", e.to_string(), "check the argument types"))?;
+    request(typed, config)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::labels::Modality;
-    use crate::upstream::DeviceRequest;
-    use std::time::Duration;
+    use serde_json::json;
 
     fn world() -> (tempfile::TempDir, Config, ToolDecl) {
         let dir = tempfile::tempdir().unwrap();
@@ -176,41 +145,5 @@ mod tests {
         let empty = json!({"inputs": [], "output_root": "/o"});
         let e = from_tool_arguments(&tool, empty.as_object().unwrap(), &config).unwrap_err();
         assert_eq!(e.argument, "inputs");
-    }
-
-    #[test]
-    fn cli_flags_map_to_the_same_request() {
-        let (_d, config, tool) = world();
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            batch: RunBatchArgs,
-        }
-        let cli = Cli::try_parse_from([
-            "run-batch",
-            "/a.nii.gz",
-            "--modality",
-            "MRI_BODY",
-            "-o",
-            "/o",
-            "--label-prompts",
-            "3,14",
-            "--device",
-            "cpu",
-            "--timeout-seconds",
-            "60",
-            "--patch-size",
-            "64,64,64",
-            "--cpu-postprocessing",
-        ])
-        .unwrap();
-        let map = arguments_from_cli(&cli.batch);
-        let r = from_tool_arguments(&tool, &map, &config).unwrap();
-        assert_eq!(r.settings.modality, Modality::MriBody);
-        assert_eq!(r.settings.device, DeviceRequest::Cpu);
-        assert_eq!(r.settings.timeout, Duration::from_secs(60));
-        assert_eq!(r.settings.patch_size, Some(vec![64, 64, 64]));
-        assert!(r.settings.cpu_postprocessing && !r.settings.tensorrt);
     }
 }

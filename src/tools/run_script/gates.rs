@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::request::RunRequest;
 use crate::config::Config;
-use crate::evidence::GateResult;
+use crate::evidence::{GateResult, GateStatus, RunFacts};
 use crate::labels::{LabelTable, Modality};
 use crate::manifest::Manifest;
 use crate::nifti::{read_header, Header, NiftiError};
@@ -29,6 +29,29 @@ pub struct Gated {
     pub gates: Vec<GateResult>,
 }
 
+impl Gated {
+    /// What the evidence builder needs to know of this request.
+    pub fn facts<'a>(&'a self, overrides: &'a [(String, String)]) -> RunFacts<'a> {
+        let settings = &self.request.settings;
+        RunFacts {
+            input: &self.request.input,
+            output_dir: &self.request.output_dir,
+            ground_truth: self.request.ground_truth.as_deref(),
+            modality: settings.modality,
+            label_prompts_requested: settings.label_prompts.as_deref(),
+            device_requested: settings.device,
+            overrides,
+            input_header: &self.input_header,
+            resolution: &self.resolution,
+            root: &self.root,
+            inventory: &self.inventory,
+            labels: self.labels.as_ref(),
+            prompts: self.prompts.as_deref(),
+            gates: &self.gates,
+        }
+    }
+}
+
 /// A refusal: the gate results (failed ones carry the message) and one message for the caller.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
@@ -46,14 +69,14 @@ impl Recorder<'_> {
     fn pass(&mut self, id: &str, message: impl Into<String>) {
         self.results.push(GateResult {
             name: id.into(),
-            status: "passed".into(),
+            status: GateStatus::Passed,
             message: message.into(),
         });
     }
     fn skip(&mut self, id: &str, message: impl Into<String>) {
         self.results.push(GateResult {
             name: id.into(),
-            status: "skipped".into(),
+            status: GateStatus::Skipped,
             message: message.into(),
         });
     }
@@ -70,7 +93,7 @@ impl Recorder<'_> {
             .unwrap_or_default();
         self.results.push(GateResult {
             name: id.into(),
-            status: "failed".into(),
+            status: GateStatus::Failed,
             message: format!(
                 "argument '{argument}': {}. Rule: {rule}. Fix: {fix}",
                 problem.into()
@@ -78,7 +101,7 @@ impl Recorder<'_> {
         });
     }
     fn failed(&self) -> bool {
-        self.results.iter().any(|g| g.status == "failed")
+        self.results.iter().any(GateResult::failed)
     }
 }
 
@@ -188,7 +211,7 @@ pub fn evaluate(
         let failures: Vec<String> = rec
             .results
             .iter()
-            .filter(|g| g.status == "failed")
+            .filter(|g| g.failed())
             .map(|g| format!("- {}: {}", g.name, g.message))
             .collect();
         return Err(Box::new(Refusal {

@@ -6,6 +6,7 @@
 //! calls report their position as progress); [`run`] supervises the upstream and
 //! writes the evidence pack.
 
+pub mod argv;
 pub mod gates;
 pub mod knobs;
 pub mod request;
@@ -13,13 +14,17 @@ pub mod run;
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use serde_json::{json, Map, Value};
 
+use crate::call::{CallContext, Progress, ToolOutcome};
 use crate::config::Config;
 use crate::evidence::{Evidence, RunStatus};
-use crate::manifest::Manifest;
+use crate::manifest::args::ArgError;
+use crate::manifest::{Manifest, ToolDecl};
+use crate::tools::registry::{Background, Tool};
 use crate::tools::slots::{queued_message, DevicePool, RunSlots};
-use crate::tools::{CallContext, Progress, ToolOutcome};
 
 /// The tool, with its run slots (the concurrency limit on upstream runs).
 pub struct RunScript {
@@ -54,26 +59,26 @@ impl RunScript {
         self.slots.clone()
     }
 
-    /// Tool arguments in either form → a finished call.
+    /// Tool arguments in either form → a finished call, in the shape the CLI and
+    /// tests read (the registry takes the same steps and answers with an outcome).
     pub async fn call_tool(&self, args: Map<String, Value>, ctx: CallContext) -> RunCall {
-        (ctx.progress)(Progress {
-            progress: 0.0,
-            total: Some(100.0),
-            message: Some("validating".into()),
-            item: None,
-        });
-        let tool = self
-            .manifest
-            .tool("run_script")
-            .expect("manifest declares run_script");
-        match request::from_tool_arguments(tool, &args, &self.config) {
+        match request::from_tool_arguments(self.decl(), &args, &self.config) {
             Ok(request) => self.run(request, ctx).await,
-            Err(e) => refused_by_argument(e),
+            Err(e) => RunCall::Refused {
+                message: format!("run_script refused before running anything: {e}"),
+                document: refusal_document(&e),
+            },
         }
     }
 
     /// A parsed request (from the tool or `ctmr-skill run`) → a finished call.
     pub async fn run(&self, request: request::RunRequest, ctx: CallContext) -> RunCall {
+        (ctx.progress)(Progress {
+            progress: 0.0,
+            total: Some(100.0),
+            message: Some(run::Phase::Validating.as_str().into()),
+            item: None,
+        });
         let gated = match gates::evaluate(request, &self.config, &self.manifest) {
             Ok(g) => g,
             Err(refusal) => {
@@ -82,7 +87,7 @@ impl RunScript {
                         "status": RunStatus::Refused,
                         "message": refusal.message,
                         "gates": refusal.gates,
-                        "checked_roots": refusal.resolution.as_ref().map(run::checked_roots),
+                        "checked_roots": refusal.resolution.as_ref().map(crate::evidence::builder::checked_roots),
                         "intended_use_disclaimer": crate::evidence::DISCLAIMER,
                     }),
                     message: refusal.message,
@@ -112,18 +117,71 @@ impl RunScript {
     }
 }
 
-fn refused_by_argument(e: crate::manifest::args::ArgError) -> RunCall {
-    RunCall::Refused {
-        message: format!("run_script refused before running anything: {e}"),
-        document: json!({
-            "status": RunStatus::Refused,
-            "message": e.to_string(),
-            "argument": e.argument,
-            "rule": e.rule,
-            "fix": e.fix,
-            "intended_use_disclaimer": crate::evidence::DISCLAIMER,
-        }),
+impl RunScript {
+    fn decl(&self) -> &ToolDecl {
+        self.manifest
+            .tool(Self::NAME)
+            .expect("the registry's start-up check found run_script in the manifest")
     }
+}
+
+impl Tool for RunScript {
+    const NAME: &'static str = "run_script";
+    type Args = request::RunScriptArgs;
+    type Request = request::RunRequest;
+
+    fn output_schema() -> Value {
+        crate::tools::schemas::waited_or_started(
+            crate::evidence::evidence_schema(),
+            "The evidence document",
+        )
+    }
+
+    fn normalise(&self, args: Map<String, Value>) -> Result<Map<String, Value>, ArgError> {
+        request::normalise(self.decl(), args)
+    }
+
+    fn request(&self, args: Self::Args) -> Result<Self::Request, ArgError> {
+        request::request(args, &self.config)
+    }
+
+    fn execute(
+        self: Arc<Self>,
+        request: Self::Request,
+        ctx: CallContext,
+    ) -> BoxFuture<'static, ToolOutcome> {
+        async move { self.run(request, ctx).await.into_outcome() }.boxed()
+    }
+
+    fn refusal(&self, error: ArgError) -> ToolOutcome {
+        ToolOutcome::failure(format!(
+            "run_script refused before running anything: {error}"
+        ))
+    }
+
+    fn waits(args: &Self::Args) -> bool {
+        args.settings.wait.unwrap_or(true)
+    }
+
+    fn background(&self, request: &Self::Request) -> Option<Background> {
+        Some(Background {
+            pack_dir: request.output_dir.clone(),
+            result_file: "output.json",
+        })
+    }
+}
+
+/// The refusal document of a request the manifest or the typing refused (the CLI
+/// prints it; MCP answers with the message).
+pub fn refusal_document(e: &ArgError) -> Value {
+    json!({
+        "status": RunStatus::Refused,
+        "message": e.to_string(),
+        "argument": e.argument,
+        "rule": e.rule,
+        "fix": e.fix,
+        "intended_use_disclaimer": crate::evidence::DISCLAIMER,
+    })
 }
 
 impl RunCall {

@@ -1,15 +1,19 @@
 //! Normalising a `run_script` call. Three surfaces reach the same request: the
-//! reference argv form (`script` + `args`, parsed with the CLI's own grammar), the
-//! structured form (top-level fields), and `ctmr-skill run`. All three become a
-//! structured argument map that is validated against the manifest once.
+//! reference argv form (`script` + `args`, parsed with the reference grammar in
+//! [`super::argv`]), the structured form (top-level fields), and `ctmr-skill run`. The
+//! argv form is first turned into structured fields ([`normalise`]); then the manifest
+//! validates them once, serde types them ([`RunScriptArgs`]) and [`request`] resolves
+//! paths.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use serde_json::{json, Map, Value};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
-use crate::cli::RunArgs;
+use super::argv::RunArgs;
 use crate::config::Config;
 use crate::labels::Modality;
 use crate::manifest::args::{validate, ArgError};
@@ -47,65 +51,90 @@ struct ArgvForm {
     run: RunArgs,
 }
 
-/// Normalise tool arguments of either form into a request.
-pub fn from_tool_arguments(
-    tool: &ToolDecl,
-    args: &Map<String, Value>,
-    config: &Config,
-) -> Result<RunRequest, ArgError> {
-    let structured = if args.contains_key("script") || args.contains_key("args") {
-        let mixed: Vec<&str> = args
-            .keys()
-            .map(String::as_str)
-            .filter(|k| *k != "script" && *k != "args")
-            .collect();
-        if !mixed.is_empty() {
-            return Err(ArgError::new(
-                "args",
-                format!(
-                    "the argv form (script + args) cannot be combined with structured fields ({})",
-                    mixed.join(", ")
-                ),
-                "pass either script + args, or the structured fields alone",
-            ));
-        }
-        let checked = validate(tool, args)?;
-        let argv = argv_strings(&checked)?;
-        let parsed =
-            ArgvForm::try_parse_from(std::iter::once(REFERENCE_SCRIPT.to_string()).chain(argv))
-                .map_err(|e| {
-                    let text = e.render().to_string();
-                    let first = text
-                        .lines()
-                        .next()
-                        .unwrap_or("cannot parse")
-                        .trim_start_matches("error: ")
-                        .to_string();
-                    ArgError::new(
-                    "args",
-                    first,
-                    "use the flags of scripts/run_ctmr.py: IMAGE --modality M --output-dir DIR \
-                     [--label-prompts 3,14] [--ground-truth GT] [--device auto|cuda|cpu] \
-                     [--upstream-root DIR] [--timeout-seconds N] [--patch-size 64,64,64] \
-                     [--sw-batch-size N] [--cpu-postprocessing] [--tensorrt]",
-                )
-                })?;
-        structured_from_run_args(&parsed.run)
-    } else {
-        args.clone()
-    };
-    let checked = validate(tool, &structured)?;
-    typed(&checked, config)
+/// What `run_script` and `run_batch` share, as the manifest declares it.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+pub struct SettingsArgs {
+    #[schemars(with = "Option<String>")]
+    pub modality: Option<Modality>,
+    pub label_prompts: Option<Vec<u32>>,
+    pub structures: Option<Vec<String>>,
+    #[schemars(with = "Option<String>")]
+    pub device: Option<DeviceRequest>,
+    pub upstream_root: Option<String>,
+    pub timeout_seconds: Option<f64>,
+    pub preprocessed_brain_input: Option<bool>,
+    pub patch_size: Option<Vec<u32>>,
+    pub sw_batch_size: Option<u32>,
+    pub cpu_postprocessing: Option<bool>,
+    pub tensorrt: Option<bool>,
+    /// false: start in the background and answer with a run record.
+    pub wait: Option<bool>,
 }
 
-/// `ctmr-skill run`: the same path as the tool.
-pub fn from_run_args(
+/// `run_script`'s arguments after the manifest checked them (defaults filled in).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+pub struct RunScriptArgs {
+    pub script: Option<String>,
+    pub args: Option<Vec<String>>,
+    pub input: Option<String>,
+    pub output_dir: Option<String>,
+    pub ground_truth: Option<String>,
+    #[serde(flatten)]
+    pub settings: SettingsArgs,
+}
+
+/// The argv form (`script` + `args`) as structured fields; the structured form as is.
+/// `wait` may accompany either form.
+pub fn normalise(
     tool: &ToolDecl,
-    run: &RunArgs,
-    config: &Config,
-) -> Result<RunRequest, ArgError> {
-    let checked = validate(tool, &structured_from_run_args(run))?;
-    typed(&checked, config)
+    args: Map<String, Value>,
+) -> Result<Map<String, Value>, ArgError> {
+    if !args.contains_key("script") && !args.contains_key("args") {
+        return Ok(args);
+    }
+    let mixed: Vec<&str> = args
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !matches!(*k, "script" | "args" | "wait"))
+        .collect();
+    if !mixed.is_empty() {
+        return Err(ArgError::new(
+            "args",
+            format!(
+                "the argv form (script + args) cannot be combined with structured fields ({})",
+                mixed.join(", ")
+            ),
+            "pass either script + args, or the structured fields alone",
+        ));
+    }
+    let checked = validate(tool, &args)?;
+    let argv = argv_strings(&checked)?;
+    let parsed =
+        ArgvForm::try_parse_from(std::iter::once(REFERENCE_SCRIPT.to_string()).chain(argv))
+            .map_err(argv_error)?;
+    let mut structured = parsed.run.to_arguments();
+    if let Some(wait) = args.get("wait") {
+        structured.insert("wait".into(), wait.clone());
+    }
+    Ok(structured)
+}
+
+fn argv_error(e: clap::Error) -> ArgError {
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or("cannot parse")
+        .trim_start_matches("error: ")
+        .to_string();
+    ArgError::new(
+        "args",
+        first,
+        "use the flags of scripts/run_ctmr.py: IMAGE --modality M --output-dir DIR \
+         [--label-prompts 3,14] [--ground-truth GT] [--device auto|cuda|cpu] \
+         [--upstream-root DIR] [--timeout-seconds N] [--patch-size 64,64,64] \
+         [--sw-batch-size N] [--cpu-postprocessing] [--tensorrt]",
+    )
 }
 
 fn argv_strings(args: &Map<String, Value>) -> Result<Vec<String>, ArgError> {
@@ -132,37 +161,6 @@ fn argv_strings(args: &Map<String, Value>) -> Result<Vec<String>, ArgError> {
         .collect())
 }
 
-/// The CLI grammar's result as structured fields (absent flags stay absent, so the
-/// manifest's defaults apply uniformly).
-fn structured_from_run_args(run: &RunArgs) -> Map<String, Value> {
-    let mut map = Map::new();
-    let path = |p: &PathBuf| json!(p.to_string_lossy());
-    map.insert("input".into(), path(&run.input));
-    map.insert("modality".into(), json!(run.modality));
-    if let Some(dir) = &run.output_dir {
-        map.insert("output_dir".into(), path(dir));
-    }
-    if let Some(prompts) = &run.label_prompts {
-        map.insert("label_prompts".into(), json!(prompts));
-    }
-    if !run.structures.is_empty() {
-        map.insert("structures".into(), json!(run.structures));
-    }
-    if let Some(gt) = &run.ground_truth {
-        map.insert("ground_truth".into(), path(gt));
-    }
-    map.insert("device".into(), json!(run.device));
-    if let Some(root) = &run.upstream_root {
-        map.insert("upstream_root".into(), path(root));
-    }
-    map.insert("timeout_seconds".into(), json!(run.timeout_seconds));
-    if run.preprocessed_brain_input {
-        map.insert("preprocessed_brain_input".into(), json!(true));
-    }
-    run.knobs.insert_into(&mut map);
-    map
-}
-
 /// How to run: what a `run_script` request and a `run_batch` request (and so each of
 /// its volumes) share: modality, prompts, device, bundle, limits and the upstream's
 /// switches.
@@ -184,75 +182,39 @@ pub struct RunSettings {
     pub tensorrt: bool,
 }
 
-/// The settings from a manifest-validated map (defaults were filled in by the
-/// validation); only the checks the manifest cannot express (path resolution) happen here.
-pub fn run_settings(args: &Map<String, Value>, config: &Config) -> Result<RunSettings, ArgError> {
-    let string = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
-    let u32_list = |k: &str| -> Option<Vec<u32>> {
-        args.get(k).and_then(Value::as_array).map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_f64())
-                .map(|f| f as u32)
-                .collect()
-        })
-    };
-    let flag = |k: &str| args.get(k).and_then(Value::as_bool).unwrap_or(false);
-    let modality: Modality = string("modality")
-        .unwrap_or_else(|| "CT_BODY".into())
-        .parse()
-        .map_err(|_| {
-            ArgError::new(
-                "modality",
-                "must be CT_BODY, MRI_BODY or MRI_BRAIN",
-                "choose one of the three",
-            )
-        })?;
-    Ok(RunSettings {
-        modality,
-        label_prompts: u32_list("label_prompts"),
-        structures: args
-            .get("structures")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        device: match string("device").as_deref().unwrap_or("auto") {
-            "cuda" => DeviceRequest::Cuda,
-            "cpu" => DeviceRequest::Cpu,
-            _ => DeviceRequest::Auto,
-        },
-        upstream_root: string("upstream_root").map(|p| config.absolute(std::path::Path::new(&p))),
-        timeout: Duration::from_secs_f64(
-            args.get("timeout_seconds")
-                .and_then(Value::as_f64)
-                .unwrap_or(3600.0),
-        ),
-        preprocessed_brain_input: flag("preprocessed_brain_input"),
-        patch_size: u32_list("patch_size"),
-        sw_batch_size: args
-            .get("sw_batch_size")
-            .and_then(Value::as_f64)
-            .map(|f| f as u32),
-        cpu_postprocessing: flag("cpu_postprocessing"),
-        tensorrt: flag("tensorrt"),
-    })
+impl SettingsArgs {
+    /// The settings, with relative paths resolved against the working directory.
+    pub fn settings(self, config: &Config) -> RunSettings {
+        RunSettings {
+            modality: self.modality.unwrap_or(Modality::CtBody),
+            label_prompts: self.label_prompts,
+            structures: self.structures.unwrap_or_default(),
+            device: self.device.unwrap_or(DeviceRequest::Auto),
+            upstream_root: self.upstream_root.map(|p| config.absolute(Path::new(&p))),
+            timeout: Duration::from_secs_f64(self.timeout_seconds.unwrap_or(3600.0)),
+            preprocessed_brain_input: self.preprocessed_brain_input.unwrap_or(false),
+            patch_size: self.patch_size,
+            sw_batch_size: self.sw_batch_size,
+            cpu_postprocessing: self.cpu_postprocessing.unwrap_or(false),
+            tensorrt: self.tensorrt.unwrap_or(false),
+        }
+    }
 }
 
-fn typed(args: &Map<String, Value>, config: &Config) -> Result<RunRequest, ArgError> {
-    let string = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
-    let input = string("input").ok_or_else(|| {
+/// Typed arguments → request: the input is required (the manifest cannot say "input,
+/// unless the argv form"), paths become absolute, and the output directory defaults to
+/// the reference's `<stem>_nv_segment_ctmr_out` beside the input.
+pub fn request(args: RunScriptArgs, config: &Config) -> Result<RunRequest, ArgError> {
+    let input = args.input.ok_or_else(|| {
         ArgError::new(
             "input",
             "is required",
             "pass the path of a CT or MRI NIfTI volume (.nii or .nii.gz)",
         )
     })?;
-    let input = config.absolute(std::path::Path::new(&input));
-    let output_dir = match string("output_dir") {
-        Some(dir) => config.absolute(std::path::Path::new(&dir)),
+    let input = config.absolute(Path::new(&input));
+    let output_dir = match args.output_dir {
+        Some(dir) => config.absolute(Path::new(&dir)),
         None => {
             let stem = crate::upstream::nifti_stem(&input);
             input
@@ -264,15 +226,38 @@ fn typed(args: &Map<String, Value>, config: &Config) -> Result<RunRequest, ArgEr
     Ok(RunRequest {
         input,
         output_dir,
-        ground_truth: string("ground_truth").map(|p| config.absolute(std::path::Path::new(&p))),
-        settings: run_settings(args, config)?,
+        ground_truth: args.ground_truth.map(|p| config.absolute(Path::new(&p))),
+        settings: args.settings.settings(config),
         batch_config: false,
     })
+}
+
+/// Tool arguments of either form → request (the path the registry takes, in one call).
+pub fn from_tool_arguments(
+    tool: &ToolDecl,
+    args: &Map<String, Value>,
+    config: &Config,
+) -> Result<RunRequest, ArgError> {
+    let structured = normalise(tool, args.clone())?;
+    let checked = validate(tool, &structured)?;
+    let typed: RunScriptArgs = serde_json::from_value(Value::Object(checked))
+        .map_err(|e| ArgError::new("arguments", e.to_string(), "check the argument types"))?;
+    request(typed, config)
+}
+
+/// `ctmr-skill run`: the same path as the tool.
+pub fn from_run_args(
+    tool: &ToolDecl,
+    run: &RunArgs,
+    config: &Config,
+) -> Result<RunRequest, ArgError> {
+    from_tool_arguments(tool, &run.to_arguments(), config)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn world() -> (tempfile::TempDir, Config, ToolDecl) {
         let dir = tempfile::tempdir().unwrap();

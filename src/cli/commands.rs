@@ -1,5 +1,5 @@
 //! The CLI subcommands: each is a thin face over the library, printing JSON or a
-//! readable table and returning the documented exit code (see [`crate::cli`]).
+//! readable table and returning the documented exit code (see [`super`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,15 +7,17 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::cli::{
+use super::progress_bar::{ProgressMode, ProgressStyle, TerminalBar, Units};
+use super::{
     Command, DoctorArgs, InspectArgs, LabelsArgs, RunArgs, RunBatchArgs, SchemaArgs, VerifyArgs,
 };
+use crate::call::{CallContext, Progress, ProgressSink};
 use crate::config::Config;
+use crate::evidence::cohort::CohortStatus;
 use crate::evidence::RunStatus;
 use crate::manifest::Manifest;
-use crate::progress_bar::{ProgressMode, ProgressStyle, TerminalBar, Units};
 use crate::tools::run_script::{request, RunCall, RunScript};
-use crate::tools::{CallContext, CtmrTools, Progress, ProgressSink};
+use crate::tools::CtmrTools;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -45,7 +47,7 @@ pub fn dispatch(command: Command, config: Config, progress: ProgressMode) -> u8 
         Command::Inspect(args) => inspect(&args, &config),
         Command::Labels(args) => labels(&args, &config),
         Command::Verify(args) => verify(&args, &config),
-        Command::Schema(args) => schema(&args),
+        Command::Schema(args) => schema(&args, config, manifest),
         Command::Doctor(args) => doctor(&args, &config),
     }
 }
@@ -77,7 +79,13 @@ fn serve(config: Config, manifest: Manifest) -> u8 {
             crate::NOT_FOR_CLINICAL_USE
         ),
     };
-    let tools = Arc::new(CtmrTools::new(config, manifest));
+    let tools = match CtmrTools::new(config, manifest) {
+        Ok(tools) => Arc::new(tools),
+        Err(e) => {
+            eprintln!("ctmr-skill serve: {e}");
+            return EXIT_ERROR;
+        }
+    };
     let rt = runtime();
     let served = rt.block_on(crate::server::serve_stdio(tools, options));
     // A tool that ignores cancellation must not keep the process alive after stdin
@@ -152,7 +160,7 @@ fn run(args: &RunArgs, config: Config, manifest: Manifest, mode: ProgressMode) -
 /// `ctmr-skill run-batch`: cohort JSON on stdout, one progress line per change on stderr.
 fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest, mode: ProgressMode) -> u8 {
     use crate::tools::run_batch::{request as batch_request, BatchCall, RunBatch};
-    let arguments = batch_request::arguments_from_cli(args);
+    let arguments = args.to_arguments();
     let tool = manifest
         .tool("run_batch")
         .expect("manifest declares run_batch")
@@ -205,21 +213,21 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest, mode: Prog
         BatchCall::Ran(cohort) => {
             eprintln!("{}", cohort.summary);
             for f in &cohort.failures {
-                eprintln!("  {} ({:?}): {}", f.id, f.status, f.reason);
+                eprintln!("  {} ({}): {}", f.id, f.status.as_str(), f.reason);
             }
             print_json(&cohort);
-            match cohort.status.as_str() {
-                "succeeded" => EXIT_OK,
-                "timed_out" => EXIT_TIMED_OUT,
-                "cancelled" => EXIT_CANCELLED,
-                _ => EXIT_UPSTREAM_FAILED,
+            match cohort.status {
+                CohortStatus::Succeeded => EXIT_OK,
+                CohortStatus::TimedOut => EXIT_TIMED_OUT,
+                CohortStatus::Cancelled => EXIT_CANCELLED,
+                CohortStatus::Partial | CohortStatus::Failed => EXIT_UPSTREAM_FAILED,
             }
         }
     }
 }
 
 /// Where progress goes during run and run-batch: today's plain lines, nothing, or the
-/// bar (see [`crate::progress_bar`]) fed with labels cut down to the thing in flight.
+/// bar (see [`super::progress_bar`]) fed with labels cut down to the thing in flight.
 #[derive(Clone)]
 struct ProgressOutput {
     sink: ProgressSink,
@@ -291,7 +299,7 @@ fn init_cli_logging(bar: Option<Arc<TerminalBar>>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(crate::server::log_filter())
         .with_ansi(false)
-        .with_writer(crate::progress_bar::LogThroughBar(bar))
+        .with_writer(super::progress_bar::LogThroughBar(bar))
         .try_init();
 }
 
@@ -756,16 +764,16 @@ fn switch_checks(
 }
 
 /// `ctmr-skill schema`: write (or check) the generated schema files.
-fn schema(args: &SchemaArgs) -> u8 {
-    let manifest = match crate::manifest::embedded() {
-        Ok(m) => m,
+fn schema(args: &SchemaArgs, config: Config, manifest: Manifest) -> u8 {
+    let tools = match CtmrTools::new(config, manifest) {
+        Ok(tools) => tools,
         Err(e) => {
-            eprintln!("ctmr-skill: {e}");
+            eprintln!("ctmr-skill schema: {e}");
             return EXIT_ERROR;
         }
     };
     let mut drifted = Vec::new();
-    for (relative, content) in crate::manifest::schema::generated_files(&manifest) {
+    for (relative, content) in tools.schema_files() {
         let path = args.root.join(&relative);
         let current = std::fs::read_to_string(&path).ok();
         if current.as_deref() == Some(content.as_str()) {

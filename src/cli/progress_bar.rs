@@ -20,7 +20,7 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::tools::Progress;
+use crate::call::Progress;
 
 /// Redraws closer together than this are skipped (the final state is always drawn).
 pub const MIN_REDRAW_INTERVAL: Duration = Duration::from_millis(100);
@@ -110,7 +110,7 @@ pub fn fraction(progress: f64, total: Option<f64>) -> Option<f64> {
     Some((progress / total).clamp(0.0, 1.0))
 }
 
-/// Time left at the pace so far ([`crate::tools::estimate_seconds_left`]): `None` until
+/// Time left at the pace so far ([`crate::call::estimate_seconds_left`]): `None` until
 /// something was done in this run, when the total is unknown, or when nothing is left.
 pub fn estimate_left(
     progress: f64,
@@ -123,7 +123,7 @@ pub fn estimate_left(
     if !progress.is_finite() || !baseline.is_finite() {
         return None;
     }
-    let seconds = crate::tools::estimate_seconds_left(
+    let seconds = crate::call::estimate_seconds_left(
         progress - baseline,
         total - progress,
         elapsed.as_secs_f64(),

@@ -8,7 +8,7 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::evidence::{Evidence, RunStatus};
+use super::document::{Evidence, RunStatus};
 
 pub const COHORT_SCHEMA_VERSION: &str = "ctmr-skill.cohort/1";
 /// Where the cohort schema is checked in (and embedded for `run_batch`'s outputSchema).
@@ -43,6 +43,17 @@ impl VolumeStatus {
     pub fn ok(self) -> bool {
         matches!(self, VolumeStatus::Succeeded | VolumeStatus::Reused)
     }
+    /// The word the documents use (`upstream_failed`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeStatus::Succeeded => "succeeded",
+            VolumeStatus::Reused => "reused",
+            VolumeStatus::UpstreamFailed => "upstream_failed",
+            VolumeStatus::TimedOut => "timed_out",
+            VolumeStatus::Cancelled => "cancelled",
+            VolumeStatus::Refused => "refused",
+        }
+    }
 }
 
 /// One volume's line in the cohort.
@@ -63,6 +74,42 @@ pub struct VolumeRow {
     pub class_volumes_ml: BTreeMap<String, f64>,
 }
 
+/// How one attempt (one upstream batch process) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Exited,
+    TimedOut,
+    Cancelled,
+    SpawnFailed,
+}
+
+/// How the cohort as a whole ended: `succeeded` when every volume succeeded or was
+/// reused, `partial` when some did, `failed` when none did, `cancelled` / `timed_out`
+/// when the batch was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CohortStatus {
+    Succeeded,
+    Partial,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl CohortStatus {
+    /// The word the documents use (`partial`, `timed_out`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CohortStatus::Succeeded => "succeeded",
+            CohortStatus::Partial => "partial",
+            CohortStatus::Failed => "failed",
+            CohortStatus::Cancelled => "cancelled",
+            CohortStatus::TimedOut => "timed_out",
+        }
+    }
+}
+
 /// One `python -m monai.bundle run` of the batch config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Attempt {
@@ -71,8 +118,8 @@ pub struct Attempt {
     pub command: Vec<String>,
     /// Volume ids given to this attempt, in order.
     pub volumes: Vec<String>,
-    /// How it ended: exited, timed_out, cancelled, spawn_failed.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
     pub exit_code: Option<i32>,
     pub seconds: f64,
     /// Volumes whose masks this attempt wrote.
@@ -110,7 +157,7 @@ pub struct Cohort {
     pub run_id: String,
     /// `succeeded` when every volume succeeded or was reused; `partial` when some did;
     /// `failed` when none did; `cancelled` / `timed_out` when the batch was stopped.
-    pub status: String,
+    pub status: CohortStatus,
     pub summary: String,
     pub output_root: String,
     pub modality: String,
@@ -229,30 +276,55 @@ fn csv_field(s: &str) -> String {
 pub fn overall(
     rows: &[VolumeRow],
     stopped: Option<VolumeStatus>,
-) -> (String, BTreeMap<String, usize>) {
+) -> (CohortStatus, BTreeMap<String, usize>) {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for row in rows {
-        let key = serde_json::to_value(row.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        *counts.entry(key).or_default() += 1;
+        *counts.entry(row.status.as_str().to_string()).or_default() += 1;
     }
     counts.insert("total".into(), rows.len());
     let ok = rows.iter().filter(|r| r.status.ok()).count();
     let status = match stopped {
-        Some(VolumeStatus::Cancelled) => "cancelled",
-        Some(VolumeStatus::TimedOut) => "timed_out",
-        _ if ok == rows.len() => "succeeded",
-        _ if ok > 0 => "partial",
-        _ => "failed",
+        Some(VolumeStatus::Cancelled) => CohortStatus::Cancelled,
+        Some(VolumeStatus::TimedOut) => CohortStatus::TimedOut,
+        _ if ok == rows.len() => CohortStatus::Succeeded,
+        _ if ok > 0 => CohortStatus::Partial,
+        _ => CohortStatus::Failed,
     };
-    (status.to_string(), counts)
+    (status, counts)
 }
 
 /// The JSON Schema of [`Cohort`] (2020-12, inlined, no Rust number formats).
 pub fn cohort_schema() -> serde_json::Value {
-    crate::jobs::schema_of::<Cohort>()
+    crate::json_schema::schema_of::<Cohort>()
+}
+
+/// A test that the words the code uses are the words serde writes.
+#[cfg(test)]
+mod words {
+    use super::*;
+
+    #[test]
+    fn as_str_is_the_serialised_word() {
+        for s in [
+            VolumeStatus::Succeeded,
+            VolumeStatus::Reused,
+            VolumeStatus::UpstreamFailed,
+            VolumeStatus::TimedOut,
+            VolumeStatus::Cancelled,
+            VolumeStatus::Refused,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        for s in [
+            CohortStatus::Succeeded,
+            CohortStatus::Partial,
+            CohortStatus::Failed,
+            CohortStatus::Cancelled,
+            CohortStatus::TimedOut,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 }
 
 /// Write `cohort.json` and `cohort_volumes.csv` atomically.
@@ -308,11 +380,14 @@ mod tests {
         assert_eq!(stats["liver"].min_ml, 10.0);
         assert_eq!(stats["spleen"].max_ml, 2.0);
         let (status, counts) = overall(&rows, None);
-        assert_eq!(status, "partial");
+        assert_eq!(status, CohortStatus::Partial);
         assert_eq!(counts["total"], 3);
         assert_eq!(counts["upstream_failed"], 1);
-        assert_eq!(overall(&rows[..2], None).0, "succeeded");
-        assert_eq!(overall(&rows[2..], None).0, "failed");
-        assert_eq!(overall(&rows, Some(VolumeStatus::Cancelled)).0, "cancelled");
+        assert_eq!(overall(&rows[..2], None).0, CohortStatus::Succeeded);
+        assert_eq!(overall(&rows[2..], None).0, CohortStatus::Failed);
+        assert_eq!(
+            overall(&rows, Some(VolumeStatus::Cancelled)).0,
+            CohortStatus::Cancelled
+        );
     }
 }

@@ -10,13 +10,18 @@
 //! - 4: the upstream run timed out (the evidence is still written)
 //! - 5: the run was cancelled (the evidence is still written)
 
-use std::path::PathBuf;
+pub mod commands;
+pub mod progress_bar;
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Map, Value};
 
 use crate::config::Config;
-use crate::progress_bar::ProgressMode;
+pub use crate::tools::run_script::argv::{KnobArgs, RunArgs};
+use progress_bar::ProgressMode;
 
 /// Run NV-Segment-CTMR through its documented MONAI entry point and return verifiable
 /// evidence. Research and benchmarking only: not for clinical use.
@@ -54,44 +59,6 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Report the Python runtime, MONAI, torch, CUDA, the bundle root and the model file.
     Doctor(DoctorArgs),
-}
-
-/// The flags of the reference `scripts/run_ctmr.py`; `run_script`'s argv form parses
-/// its `args` with this same grammar.
-#[derive(Debug, Clone, Args, Default)]
-pub struct RunArgs {
-    /// The CT or MRI NIfTI volume.
-    #[arg(value_name = "IMAGE")]
-    pub input: PathBuf,
-    /// CT_BODY | MRI_BODY | MRI_BRAIN.
-    #[arg(long, default_value = "CT_BODY")]
-    pub modality: String,
-    /// Directory for the mask and the evidence pack.
-    #[arg(long, short = 'o')]
-    pub output_dir: Option<PathBuf>,
-    /// Comma-separated class ids, e.g. 3,14.
-    #[arg(long, value_delimiter = ',')]
-    pub label_prompts: Option<Vec<u32>>,
-    /// Class names resolved from the label table (repeatable), e.g. --structure liver.
-    #[arg(long = "structure")]
-    pub structures: Vec<String>,
-    /// Reference label map, recorded for the paired verifier.
-    #[arg(long)]
-    pub ground_truth: Option<PathBuf>,
-    /// auto | cuda | cpu.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// Bundle root (default: $NV_SEGMENT_CTMR_ROOT, then .workbench_data/...).
-    #[arg(long)]
-    pub upstream_root: Option<PathBuf>,
-    /// Wall-clock limit for the upstream run, in seconds.
-    #[arg(long, default_value_t = 3600.0)]
-    pub timeout_seconds: f64,
-    /// Acknowledge that an MRI_BRAIN input is already preprocessed.
-    #[arg(long)]
-    pub preprocessed_brain_input: bool,
-    #[command(flatten)]
-    pub knobs: KnobArgs,
 }
 
 /// `ctmr-skill run-batch`: the flags of the `run_batch` tool.
@@ -132,40 +99,44 @@ pub struct RunBatchArgs {
     pub knobs: KnobArgs,
 }
 
-/// The upstream's documented memory/speed switches, the same for `run` and `run-batch`.
-#[derive(Debug, Clone, Args, Default)]
-pub struct KnobArgs {
-    /// Sliding-window patch size, e.g. 64,64,64.
-    #[arg(long, value_delimiter = ',')]
-    pub patch_size: Option<Vec<u32>>,
-    /// Sliding-window batch size.
-    #[arg(long)]
-    pub sw_batch_size: Option<u32>,
-    /// Run the postprocessing on the CPU (less GPU memory; try after a smaller --patch-size).
-    #[arg(long)]
-    pub cpu_postprocessing: bool,
-    /// Use the bundle's TensorRT config (configs/inference_trt.json; NVIDIA GPU only).
-    #[arg(long)]
-    pub tensorrt: bool,
-}
-
-impl KnobArgs {
-    /// The switches that are set, as tool arguments (absent ones stay absent so the
+impl RunBatchArgs {
+    /// The flags as `run_batch` tool arguments (absent flags stay absent so the
     /// manifest's defaults apply).
-    pub fn insert_into(&self, map: &mut serde_json::Map<String, serde_json::Value>) {
-        use serde_json::json;
-        if let Some(patch) = &self.patch_size {
-            map.insert("patch_size".into(), json!(patch));
+    pub fn to_arguments(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        let path = |p: &Path| json!(p.to_string_lossy());
+        if !self.inputs.is_empty() {
+            map.insert(
+                "inputs".into(),
+                Value::Array(self.inputs.iter().map(|p| path(p)).collect()),
+            );
         }
-        if let Some(n) = self.sw_batch_size {
-            map.insert("sw_batch_size".into(), json!(n));
+        if let Some(dir) = &self.input_dir {
+            map.insert("input_dir".into(), path(dir));
         }
-        if self.cpu_postprocessing {
-            map.insert("cpu_postprocessing".into(), json!(true));
+        if let Some(s) = &self.suffix {
+            map.insert("suffix".into(), json!(s));
         }
-        if self.tensorrt {
-            map.insert("tensorrt".into(), json!(true));
+        map.insert("modality".into(), json!(self.modality));
+        map.insert("output_root".into(), path(&self.output_root));
+        if let Some(p) = &self.label_prompts {
+            map.insert("label_prompts".into(), json!(p));
         }
+        if !self.structures.is_empty() {
+            map.insert("structures".into(), json!(self.structures));
+        }
+        map.insert("device".into(), json!(self.device));
+        if let Some(root) = &self.upstream_root {
+            map.insert("upstream_root".into(), path(root));
+        }
+        if let Some(t) = self.timeout_seconds {
+            map.insert("timeout_seconds".into(), json!(t));
+        }
+        if self.preprocessed_brain_input {
+            map.insert("preprocessed_brain_input".into(), json!(true));
+        }
+        self.knobs.insert_into(&mut map);
+        map
     }
 }
 
@@ -283,6 +254,63 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = crate::commands::dispatch(cli.command, config, cli.progress);
+    let code = commands::dispatch(cli.command, config, cli.progress);
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::Modality;
+    use crate::manifest::ToolDecl;
+    use crate::tools::run_batch::request::from_tool_arguments;
+    use crate::upstream::DeviceRequest;
+    use std::time::Duration;
+
+    fn world() -> (tempfile::TempDir, Config, ToolDecl) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(dir.path().to_path_buf(), vec![], None, None, 1);
+        let tool = crate::manifest::embedded()
+            .unwrap()
+            .tool("run_batch")
+            .unwrap()
+            .clone();
+        (dir, config, tool)
+    }
+
+    #[test]
+    fn cli_flags_map_to_the_same_request() {
+        let (_d, config, tool) = world();
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            batch: RunBatchArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "run-batch",
+            "/a.nii.gz",
+            "--modality",
+            "MRI_BODY",
+            "-o",
+            "/o",
+            "--label-prompts",
+            "3,14",
+            "--device",
+            "cpu",
+            "--timeout-seconds",
+            "60",
+            "--patch-size",
+            "64,64,64",
+            "--cpu-postprocessing",
+        ])
+        .unwrap();
+        let map = cli.batch.to_arguments();
+        let r = from_tool_arguments(&tool, &map, &config).unwrap();
+        assert_eq!(r.settings.modality, Modality::MriBody);
+        assert_eq!(r.settings.device, DeviceRequest::Cpu);
+        assert_eq!(r.settings.timeout, Duration::from_secs(60));
+        assert_eq!(r.settings.patch_size, Some(vec![64, 64, 64]));
+        assert!(r.settings.cpu_postprocessing && !r.settings.tensorrt);
+    }
 }

@@ -1,0 +1,330 @@
+//! The one shape of a tool ([`Tool`]) and the registry that dispatches calls to it.
+//!
+//! Every call takes the same path: the manifest validates the arguments (types,
+//! ranges, enums, defaults) → serde turns them into the tool's typed `Args` → the tool
+//! makes its `Request` (path resolution, checks the manifest cannot express) → the
+//! tool executes it, waited or (for tools that run in the background) under the job
+//! table. Why a start-up check: the manifest, the typed arguments and the registry
+//! are three statements of the same interface; [`Registry::check`] refuses to start
+//! when they disagree, so a tool added to one and not the others fails its first test.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::{runs, Started};
+use crate::call::{CallContext, ToolOutcome};
+use crate::jobs::JobTable;
+use crate::manifest::args::{validate, ArgError};
+use crate::manifest::{Manifest, ToolDecl};
+
+/// Where a background run of a request keeps its record and result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Background {
+    /// The evidence pack (run_script) or output root (run_batch).
+    pub pack_dir: PathBuf,
+    /// The result document in `pack_dir` (`output.json`, `cohort.json`).
+    pub result_file: &'static str,
+}
+
+/// One tool. `Args` mirrors the manifest's argument list (the start-up check compares
+/// the two); `Request` is what execution needs.
+pub trait Tool: Send + Sync + Sized + 'static {
+    /// The name declared in `skill_manifest.yaml`.
+    const NAME: &'static str;
+    /// The arguments after manifest validation (defaults filled in), deserialised.
+    type Args: DeserializeOwned + JsonSchema;
+    /// A request ready to execute.
+    type Request: Send + 'static;
+
+    /// The JSON Schema of the tool's `structuredContent`.
+    fn output_schema() -> Value;
+
+    /// Arguments as the client sent them → the form the manifest declares (e.g. the
+    /// reference argv form → structured fields). Most tools take them as they are.
+    fn normalise(&self, args: Map<String, Value>) -> Result<Map<String, Value>, ArgError> {
+        Ok(args)
+    }
+
+    /// Arguments → request: what the manifest cannot check (paths, combinations).
+    fn request(&self, args: Self::Args) -> Result<Self::Request, ArgError>;
+
+    /// Run a request to its end.
+    fn execute(
+        self: Arc<Self>,
+        request: Self::Request,
+        ctx: CallContext,
+    ) -> BoxFuture<'static, ToolOutcome>;
+
+    /// How a refused argument is answered.
+    fn refusal(&self, error: ArgError) -> ToolOutcome {
+        ToolOutcome::failure(error.to_string())
+    }
+
+    /// Whether the call asked to wait for the result (`wait: false` says no).
+    fn waits(_args: &Self::Args) -> bool {
+        true
+    }
+
+    /// Where a background run of `request` lives; `None` for tools that always answer
+    /// in full.
+    fn background(&self, _request: &Self::Request) -> Option<Background> {
+        None
+    }
+}
+
+/// Blocking file work runs off the async workers, so the server keeps answering.
+pub fn blocking(
+    f: impl FnOnce() -> ToolOutcome + Send + 'static,
+) -> BoxFuture<'static, ToolOutcome> {
+    async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .unwrap_or_else(|e| ToolOutcome::failure(format!("tool task failed: {e}")))
+    }
+    .boxed()
+}
+
+/// A parsed call: the request and whether to wait for it.
+struct Parsed<R> {
+    request: R,
+    waits: bool,
+}
+
+/// A [`Tool`] with its type erased, so the registry can hold them side by side.
+trait DynTool: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn output_schema(&self) -> Value;
+    fn arg_names(&self) -> BTreeSet<String>;
+    fn call(
+        &self,
+        decl: &ToolDecl,
+        args: &Map<String, Value>,
+        ctx: CallContext,
+        jobs: &Arc<JobTable>,
+    ) -> BoxFuture<'static, ToolOutcome>;
+    fn start(
+        &self,
+        decl: &ToolDecl,
+        args: &Map<String, Value>,
+        jobs: &Arc<JobTable>,
+    ) -> BoxFuture<'static, Started>;
+}
+
+struct Registered<T: Tool>(Arc<T>);
+
+impl<T: Tool> Registered<T> {
+    fn parse(
+        &self,
+        decl: &ToolDecl,
+        args: &Map<String, Value>,
+    ) -> Result<Parsed<T::Request>, ToolOutcome> {
+        let refuse = |e: ArgError| self.0.refusal(e);
+        let args = self.0.normalise(args.clone()).map_err(refuse)?;
+        let checked = validate(decl, &args).map_err(refuse)?;
+        let typed: T::Args = serde_json::from_value(Value::Object(checked)).map_err(|e| {
+            refuse(ArgError::new(
+                "arguments",
+                format!("do not match {}'s declaration: {e}", T::NAME),
+                "this is a ctmr-skill defect (the manifest and the tool disagree); report it",
+            ))
+        })?;
+        let waits = T::waits(&typed);
+        let request = self.0.request(typed).map_err(refuse)?;
+        Ok(Parsed { request, waits })
+    }
+
+    fn detach(&self, request: T::Request, place: Background, jobs: &Arc<JobTable>) -> Started {
+        let tool = self.0.clone();
+        runs::start_detached(
+            jobs.clone(),
+            T::NAME,
+            place.pack_dir,
+            place.result_file,
+            move |ctx| tool.execute(request, ctx),
+        )
+    }
+}
+
+impl<T: Tool> DynTool for Registered<T> {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
+    fn output_schema(&self) -> Value {
+        T::output_schema()
+    }
+
+    fn arg_names(&self) -> BTreeSet<String> {
+        let schema = crate::json_schema::schema_of::<T::Args>();
+        schema["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn call(
+        &self,
+        decl: &ToolDecl,
+        args: &Map<String, Value>,
+        ctx: CallContext,
+        jobs: &Arc<JobTable>,
+    ) -> BoxFuture<'static, ToolOutcome> {
+        let parsed = match self.parse(decl, args) {
+            Ok(p) => p,
+            Err(refusal) => return async move { refusal }.boxed(),
+        };
+        match self.0.background(&parsed.request) {
+            Some(place) if !parsed.waits => {
+                let started = self.detach(parsed.request, place, jobs);
+                async move { runs::started_outcome(started) }.boxed()
+            }
+            _ => self.0.clone().execute(parsed.request, ctx),
+        }
+    }
+
+    fn start(
+        &self,
+        decl: &ToolDecl,
+        args: &Map<String, Value>,
+        jobs: &Arc<JobTable>,
+    ) -> BoxFuture<'static, Started> {
+        let parsed = match self.parse(decl, args) {
+            Ok(p) => p,
+            Err(refusal) => return async move { Started::Answered(refusal) }.boxed(),
+        };
+        match self.0.background(&parsed.request) {
+            Some(place) => {
+                let started = self.detach(parsed.request, place, jobs);
+                async move { started }.boxed()
+            }
+            None => {
+                let run = self
+                    .0
+                    .clone()
+                    .execute(parsed.request, CallContext::detached());
+                async move { Started::Answered(run.await) }.boxed()
+            }
+        }
+    }
+}
+
+/// Every tool of the product, by name.
+pub struct Registry {
+    tools: Vec<Arc<dyn DynTool>>,
+}
+
+impl Registry {
+    /// An empty registry; [`Registry::with`] adds tools.
+    pub fn empty() -> Self {
+        Registry { tools: Vec::new() }
+    }
+
+    /// Add a tool.
+    pub fn with<T: Tool>(mut self, tool: T) -> Self {
+        self.tools.push(Arc::new(Registered(Arc::new(tool))));
+        self
+    }
+
+    fn find(&self, name: &str) -> Option<&Arc<dyn DynTool>> {
+        self.tools.iter().find(|t| t.name() == name)
+    }
+
+    /// The output schema documents by the paths the manifest names for them.
+    pub fn documents(&self, manifest: &Manifest) -> Vec<(String, Value)> {
+        manifest
+            .interface
+            .tools
+            .iter()
+            .filter_map(|decl| {
+                let path = decl.output_schema.clone()?;
+                Some((path, self.find(&decl.name)?.output_schema()))
+            })
+            .collect()
+    }
+
+    /// The start-up check: every tool in the manifest has exactly one implementation
+    /// and vice versa, each declares an output schema, and each implementation's typed
+    /// arguments are exactly the manifest's argument names.
+    pub fn check(&self, manifest: &Manifest) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let declared: BTreeSet<&str> = manifest
+            .interface
+            .tools
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        let mut implemented = BTreeSet::new();
+        for tool in &self.tools {
+            if !implemented.insert(tool.name()) {
+                problems.push(format!("tool '{}' is registered twice", tool.name()));
+            }
+            if !declared.contains(tool.name()) {
+                problems.push(format!(
+                    "tool '{}' is implemented but not declared in skill_manifest.yaml",
+                    tool.name()
+                ));
+            }
+        }
+        for decl in &manifest.interface.tools {
+            let Some(tool) = self.find(&decl.name) else {
+                problems.push(format!(
+                    "tool '{}' is declared in skill_manifest.yaml but has no implementation",
+                    decl.name
+                ));
+                continue;
+            };
+            if decl.output_schema.is_none() {
+                problems.push(format!("tool '{}' declares no output_schema", decl.name));
+            }
+            let manifest_args: BTreeSet<String> =
+                decl.arguments.iter().map(|a| a.name.clone()).collect();
+            let typed_args = tool.arg_names();
+            if manifest_args != typed_args {
+                problems.push(format!(
+                    "tool '{}': the manifest declares arguments {:?} but the implementation takes {:?}",
+                    decl.name, manifest_args, typed_args
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "skill_manifest.yaml and the tool implementations disagree:\n- {}",
+                problems.join("\n- ")
+            ))
+        }
+    }
+
+    /// Call `name` (validated against `manifest`); `None` for an unknown tool.
+    pub fn call(
+        &self,
+        manifest: &Manifest,
+        name: &str,
+        args: &Map<String, Value>,
+        ctx: CallContext,
+        jobs: &Arc<JobTable>,
+    ) -> Option<BoxFuture<'static, ToolOutcome>> {
+        let decl = manifest.tool(name)?;
+        Some(self.find(name)?.call(decl, args, ctx, jobs))
+    }
+
+    /// Start `name` in the background where it can run there; `None` for an unknown tool.
+    pub fn start(
+        &self,
+        manifest: &Manifest,
+        name: &str,
+        args: &Map<String, Value>,
+        jobs: &Arc<JobTable>,
+    ) -> Option<BoxFuture<'static, Started>> {
+        let decl = manifest.tool(name)?;
+        Some(self.find(name)?.start(decl, args, jobs))
+    }
+}
