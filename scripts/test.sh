@@ -19,6 +19,10 @@ if [ -f scripts/setup-demo.sh ]; then
   bash scripts/setup-demo.sh
 fi
 
+step "Lint (rustfmt, clippy with warnings as errors)"
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+
 step "Rust tests"
 cargo test --locked --all-targets
 
