@@ -129,12 +129,66 @@ impl RunBatch {
             Err(message) => return refused(message, json!(null)),
         };
         report(&ctx, 0.0, inputs.len(), "checking gates".into());
+        let (mut entries, mut rows) = match self.gate_inputs(&inputs, &request) {
+            Ok(gated) => gated,
+            Err(refusal) => return refusal,
+        };
+        let Some(_slot) = self.acquire_slot(&request, entries.len(), &ctx).await else {
+            return BatchCall::NotStarted {
+                message: "cancelled while waiting for a run slot; nothing ran".into(),
+            };
+        };
+        let root = entries[0].gated.root.clone();
+        let batch_dir = request.output_root.join(".batch").join(&run_id);
+        let prompts = entries[0].gated.prompts.clone().filter(|p| !p.is_empty());
+        resume(&mut entries, &request, prompts.as_deref());
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut stopped: Option<VolumeStatus> = None;
+        let pending: Vec<usize> = (0..entries.len())
+            .filter(|i| entries[*i].row.is_none())
+            .collect();
+        // Nothing left to run (a complete re-run): no interpreter, no probe.
+        if !pending.is_empty() {
+            let (python, probe) = match self.prepare(&request, &root, &batch_dir).await {
+                Ok(ready) => ready,
+                Err(message) => return BatchCall::NotStarted { message },
+            };
+            let rc = RunContext {
+                python: &python,
+                probe: &probe,
+                root: &root,
+                batch_dir: &batch_dir,
+                base_env: self.config.child_env.clone(),
+                run_id: &run_id,
+                created_at: &created_at,
+                prompts: prompts.as_deref(),
+                total: entries.len(),
+                reused: entries.iter().filter(|e| e.row.is_some()).count(),
+                t0,
+            };
+            stopped = self
+                .run_attempts(pending, &mut entries, &mut attempts, &request, &rc, &ctx)
+                .await;
+        }
+        let total = entries.len();
+        rows.extend(entries.into_iter().filter_map(|e| e.row));
+        rows.sort_by(|a, b| a.input.cmp(&b.input).then(a.id.cmp(&b.id)));
+        let ids = RunIds { run_id, created_at };
+        let cohort = summarise(&request, rows, attempts, stopped, &ids, &root, t0);
+        finish(&request, cohort, total, &ctx)
+    }
 
-        // Gates, per input, before anything runs.
+    /// Every input through `run_script`'s gates. A refusal that is not about the input
+    /// itself refuses the batch; a bad input becomes a refused row.
+    fn gate_inputs(
+        &self,
+        inputs: &[PathBuf],
+        request: &BatchRunRequest,
+    ) -> Result<(Vec<Entry>, Vec<VolumeRow>), BatchCall> {
         let mut entries: Vec<Entry> = Vec::new();
         let mut rows: Vec<VolumeRow> = Vec::new();
-        for volume in plan::assign_ids(&inputs) {
-            let single_request = per_volume_request(&request, &volume);
+        for volume in plan::assign_ids(inputs) {
+            let single_request = per_volume_request(request, &volume);
             match gates::evaluate(single_request, &self.config, &self.manifest) {
                 Ok(gated) => entries.push(Entry {
                     volume,
@@ -145,13 +199,13 @@ impl RunBatch {
                 }),
                 Err(refusal) => {
                     if let Some(general) = not_about_the_input(&refusal) {
-                        return refused(
+                        return Err(refused(
                             format!(
                                 "run_batch refused before running anything (checked on {}):\n{general}",
                                 volume.input.display()
                             ),
                             json!(refusal.gates),
-                        );
+                        ));
                     }
                     rows.push(refused_row(&volume, &refusal));
                 }
@@ -162,211 +216,174 @@ impl RunBatch {
                 .iter()
                 .map(|r| format!("- {}: {}", r.input, r.reason.clone().unwrap_or_default()))
                 .collect();
-            return refused(
+            return Err(refused(
                 format!(
                     "run_batch refused: every input failed its gates; nothing ran:\n{}",
                     reasons.join("\n")
                 ),
                 json!(rows),
-            );
+            ));
         }
+        Ok((entries, rows))
+    }
 
+    /// A run slot on the batch's device; queued calls hear their place in the queue.
+    async fn acquire_slot(
+        &self,
+        request: &BatchRunRequest,
+        volumes: usize,
+        ctx: &CallContext,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let device = DevicePool::of(request.settings.device);
         let per_device = self.slots.per_device();
         let progress = ctx.progress.clone();
-        let volumes = entries.len() as f64;
         let queued = |position| {
             progress(Progress {
                 progress: 0.0,
-                total: Some(volumes),
+                total: Some(volumes as f64),
                 message: Some(queued_message(device, position, per_device)),
                 item: None,
             })
         };
-        let Some(_slot) = self.slots.acquire(device, &ctx.cancel, queued).await else {
-            return BatchCall::NotStarted {
-                message: "cancelled while waiting for a run slot; nothing ran".into(),
+        self.slots.acquire(device, &ctx.cancel, queued).await
+    }
+
+    /// The interpreter and its probed environment, checked against the request's
+    /// device and TensorRT switch.
+    async fn prepare(
+        &self,
+        request: &BatchRunRequest,
+        root: &Path,
+        batch_dir: &Path,
+    ) -> Result<(upstream::PythonChoice, upstream::EnvProbe), String> {
+        let python = single::find_python(&self.config).map_err(|StartFailure(m)| m)?;
+        let env = upstream::child_env(
+            self.config.child_env.clone(),
+            &batch_dir.join("attempt-1/masks"),
+            request.settings.device,
+        );
+        let probe =
+            upstream::probe_environment(&python.path, &env, root, upstream::DEFAULT_PROBE_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+        upstream::check_device(request.settings.device, &probe)
+            .and_then(|()| upstream::check_tensorrt(request.settings.tensorrt, &probe))
+            .map_err(|e| e.to_string())?;
+        Ok((python, probe))
+    }
+
+    /// Attempts until every pending volume has its fate; returns how the batch was
+    /// stopped (timed out, cancelled), if it was.
+    async fn run_attempts(
+        &self,
+        mut pending: Vec<usize>,
+        entries: &mut [Entry],
+        attempts: &mut Vec<Attempt>,
+        request: &BatchRunRequest,
+        rc: &RunContext<'_>,
+        ctx: &CallContext,
+    ) -> Option<VolumeStatus> {
+        let mut stopped = None;
+        let mut previous_wrote_nothing = false;
+        while !pending.is_empty() {
+            let number = attempts.len() + 1;
+            let outcome = self
+                .attempt(number, &pending, entries, request, rc, ctx)
+                .await;
+            let (result, written, mut attempt) = match outcome {
+                Ok(o) => o,
+                Err(StartFailure(message)) => {
+                    for &i in &pending {
+                        let v = &entries[i].volume;
+                        entries[i].row = Some(failed_row(v, &entries[i].gated, &message));
+                    }
+                    break;
+                }
             };
+            let judged = Judged {
+                number,
+                result: &result,
+                pending: &pending,
+                written: &written,
+                previous_wrote_nothing,
+            };
+            let next = self.after_attempt(judged, entries, &mut attempt, rc);
+            stopped = stopped.or(next.stopped);
+            previous_wrote_nothing = next.wrote_nothing;
+            attempts.push(attempt);
+            pending = next.pending;
+        }
+        stopped
+    }
+
+    /// What an attempt's result means for its volumes: none left (all written), the
+    /// batch stopped (timeout, cancel), or the suspect volume failed and the rest go
+    /// again (unless two attempts in a row wrote nothing).
+    fn after_attempt(
+        &self,
+        judged: Judged<'_>,
+        entries: &mut [Entry],
+        attempt: &mut Attempt,
+        rc: &RunContext<'_>,
+    ) -> Next {
+        let Judged {
+            number,
+            result,
+            pending,
+            written,
+            previous_wrote_nothing,
+        } = judged;
+        let stop_status = match &result.outcome {
+            RunOutcome::TimedOut => Some(VolumeStatus::TimedOut),
+            RunOutcome::Cancelled => Some(VolumeStatus::Cancelled),
+            _ => None,
         };
-
-        let root = entries[0].gated.root.clone();
-        let batch_dir = request.output_root.join(".batch").join(&run_id);
-        // Resume: keep complete earlier packs.
-        let prompts = entries[0].gated.prompts.clone().filter(|p| !p.is_empty());
-        for entry in entries.iter_mut() {
-            entry.input_sha = upstream::sha256_file(&entry.volume.input).ok();
-            if let Some(row) = reuse(
-                entry,
-                request.settings.modality.as_str(),
-                prompts.as_deref(),
-            ) {
-                entry.row = Some(row);
-            }
-        }
-        let reused = entries.iter().filter(|e| e.row.is_some()).count();
-        let total = entries.len();
-        let mut attempts: Vec<Attempt> = Vec::new();
-        let mut stopped: Option<VolumeStatus> = None;
-        let mut pending: Vec<usize> = (0..entries.len())
-            .filter(|i| entries[*i].row.is_none())
-            .collect();
-        // Nothing left to run (a complete re-run): no interpreter, no probe.
-        if !pending.is_empty() {
-            let python = match single::find_python(&self.config) {
-                Ok(p) => p,
-                Err(StartFailure(message)) => return BatchCall::NotStarted { message },
-            };
-            let base_env = self.config.child_env.clone();
-            let env = upstream::child_env(
-                base_env.clone(),
-                &batch_dir.join("attempt-1/masks"),
-                request.settings.device,
-            );
-            let probe = match upstream::probe_environment(
-                &python.path,
-                &env,
-                &root,
-                upstream::DEFAULT_PROBE_TIMEOUT,
-            )
-            .await
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    return BatchCall::NotStarted {
-                        message: e.to_string(),
-                    }
+        let mut next = Next {
+            pending: Vec::new(),
+            stopped: None,
+            wrote_nothing: previous_wrote_nothing,
+        };
+        match plan::judge(pending, written) {
+            Verdict::AllWritten => {}
+            Verdict::StoppedAt { .. } if stop_status.is_some() => {
+                next.stopped = stop_status;
+                for &i in pending.iter().filter(|i| !written.contains(i)) {
+                    self.volume_failed(&mut entries[i], result, number, None, rc);
                 }
-            };
-            if let Err(e) = upstream::check_device(request.settings.device, &probe)
-                .and_then(|()| upstream::check_tensorrt(request.settings.tensorrt, &probe))
-            {
-                return BatchCall::NotStarted {
-                    message: e.to_string(),
-                };
             }
-
-            let ctx_run = RunContext {
-                python: &python,
-                probe: &probe,
-                root: &root,
-                batch_dir: &batch_dir,
-                base_env,
-                run_id: &run_id,
-                created_at: &created_at,
-                prompts: prompts.as_deref(),
-                total,
-                reused,
-                t0,
-            };
-            let mut previous_wrote_nothing = false;
-            while !pending.is_empty() {
-                let number = attempts.len() + 1;
-                let outcome = self
-                    .attempt(number, &pending, &mut entries, &request, &ctx_run, &ctx)
-                    .await;
-                let (result, written, mut attempt) = match outcome {
-                    Ok(o) => o,
-                    Err(StartFailure(message)) => {
-                        for &i in &pending {
-                            let v = &entries[i].volume;
-                            entries[i].row = Some(failed_row(v, &entries[i].gated, &message));
-                        }
-                        break;
+            Verdict::StoppedAt {
+                suspect,
+                rest,
+                wrote_any,
+            } => {
+                attempt.stopped_at = Some(entries[suspect].volume.id.clone());
+                let why = format!(
+                    "the upstream batch process stopped while this volume was in flight \
+                     (attempt {number}, {}){}. See logs.stderr_tail.",
+                    describe(result),
+                    if rest.is_empty() {
+                        ""
+                    } else {
+                        "; it was left out and the volumes after it were run again"
                     }
-                };
-                let verdict = plan::judge(&pending, &written);
-                let mut next = Vec::new();
-                let stop_status = match &result.outcome {
-                    RunOutcome::TimedOut => Some(VolumeStatus::TimedOut),
-                    RunOutcome::Cancelled => Some(VolumeStatus::Cancelled),
-                    _ => None,
-                };
-                match verdict {
-                    Verdict::AllWritten => {}
-                    Verdict::StoppedAt { .. } if stop_status.is_some() => {
-                        stopped = stop_status;
-                        for &i in pending.iter().filter(|i| !written.contains(i)) {
-                            self.volume_failed(&mut entries[i], &result, number, None, &ctx_run);
-                        }
+                );
+                self.volume_failed(&mut entries[suspect], result, number, Some(why), rc);
+                if !wrote_any && previous_wrote_nothing {
+                    let why = format!(
+                        "two attempts in a row wrote no mask at all (attempt {number}, {}): the failure \
+                         is not specific to one volume; not retried. See logs.stderr_tail.",
+                        describe(result)
+                    );
+                    for &i in &rest {
+                        self.volume_failed(&mut entries[i], result, number, Some(why.clone()), rc);
                     }
-                    Verdict::StoppedAt {
-                        suspect,
-                        rest,
-                        wrote_any,
-                    } => {
-                        attempt.stopped_at = Some(entries[suspect].volume.id.clone());
-                        let why = format!(
-                            "the upstream batch process stopped while this volume was in flight \
-                         (attempt {number}, {}){}. See logs.stderr_tail.",
-                            describe(&result),
-                            if rest.is_empty() {
-                                ""
-                            } else {
-                                "; it was left out and the volumes after it were run again"
-                            }
-                        );
-                        self.volume_failed(
-                            &mut entries[suspect],
-                            &result,
-                            number,
-                            Some(why),
-                            &ctx_run,
-                        );
-                        if !wrote_any && previous_wrote_nothing {
-                            let why = format!(
-                            "two attempts in a row wrote no mask at all (attempt {number}, {}): the failure \
-                             is not specific to one volume; not retried. See logs.stderr_tail.",
-                            describe(&result)
-                        );
-                            for &i in &rest {
-                                self.volume_failed(
-                                    &mut entries[i],
-                                    &result,
-                                    number,
-                                    Some(why.clone()),
-                                    &ctx_run,
-                                );
-                            }
-                        } else {
-                            next = rest;
-                        }
-                        previous_wrote_nothing = !wrote_any;
-                    }
+                } else {
+                    next.pending = rest;
                 }
-                attempts.push(attempt);
-                pending = next;
+                next.wrote_nothing = !wrote_any;
             }
         }
-
-        rows.extend(entries.into_iter().filter_map(|e| e.row));
-        rows.sort_by(|a, b| a.input.cmp(&b.input).then(a.id.cmp(&b.id)));
-        let cohort = summarise(
-            &request,
-            rows,
-            attempts,
-            stopped,
-            &run_id,
-            &created_at,
-            &root,
-            t0,
-        );
-        if let Err(e) = std::fs::create_dir_all(&request.output_root)
-            .and_then(|_| cohort::write(&request.output_root, &cohort))
-        {
-            return BatchCall::NotStarted {
-                message: format!(
-                    "the batch ran but its cohort summary could not be written to {}: {e}",
-                    request.output_root.display()
-                ),
-            };
-        }
-        report(
-            &ctx,
-            total as f64,
-            total,
-            format!("{total}/{total} done: {}", cohort.summary),
-        );
-        BatchCall::Ran(Box::new(cohort))
+        next
     }
 
     /// One run of the batch config over `order`; writes the packs of the volumes it
@@ -383,149 +400,81 @@ impl RunBatch {
         let dir = rc.batch_dir.join(format!("attempt-{number}"));
         let staging = dir.join("inputs");
         let masks = dir.join("masks");
-        let io = |what: &str, path: &Path, e: std::io::Error| {
-            StartFailure(format!("{what} {}: {e}", path.display()))
-        };
-        std::fs::create_dir_all(&staging).map_err(|e| io("cannot create", &staging, e))?;
-        let mut staged: Vec<(usize, PathBuf, PathBuf)> = Vec::new();
-        for &i in order {
-            let entry = &mut entries[i];
-            let link = staging.join(entry.volume.staged_name());
-            std::os::unix::fs::symlink(&entry.volume.input, &link)
-                .map_err(|e| io("cannot stage the input as", &link, e))?;
-            entry.stale = upstream::move_aside_stale(&entry.gated.mask_path, chrono::Utc::now())
-                .map_err(|e| StartFailure(e.to_string()))?;
-            let scratch_mask = upstream::expected_mask_path(&masks, &link);
-            staged.push((i, link, scratch_mask));
-        }
-        let mut overrides = vec![(
-            "input_list".to_string(),
-            py_list(staged.iter().map(|s| &s.1)),
-        )];
-        if let Some(prompts) = rc.prompts {
-            let ids: Vec<String> = prompts.iter().map(u32::to_string).collect();
-            let dicts: Vec<String> = staged
-                .iter()
-                .map(|(_, link, _)| {
-                    format!(
-                        "{{'image': {}, 'label_prompt': [{}]}}",
-                        upstream::python_repr_str(&link.to_string_lossy()),
-                        ids.join(", ")
-                    )
-                })
-                .collect();
-            overrides.push(("input_dicts".into(), format!("[{}]", dicts.join(", "))));
-        }
-        overrides.extend(single::overrides_of(&entries[order[0]].gated.request));
+        let staged = stage(order, entries, &staging, &masks)?;
         let upstream_request = upstream::BatchRequest {
             python: rc.python.path.clone(),
             bundle_root: rc.root.to_path_buf(),
             input_dir: staging.clone(),
             output_dir: masks.clone(),
             modality: request.settings.modality.as_str().to_string(),
-            overrides,
+            overrides: batch_overrides(&staged, rc.prompts, &entries[order[0]].gated.request),
             device: request.settings.device,
             tensorrt: request.settings.tensorrt,
         };
         if let Ok(argv) = upstream::build_batch_argv(&upstream_request) {
             single::declared_entry_point(&argv, &self.manifest)?;
         }
-        let per_volume = request.settings.timeout.as_secs_f64();
-        let mut options = upstream::RunOptions::new(
-            dir.join("logs"),
-            Duration::from_secs_f64((per_volume * order.len() as f64).min(30.0 * 86_400.0)),
-        );
-        options.base_env = rc.base_env.clone();
-        options.cancel = ctx.cancel.clone();
-        options.tick = Duration::from_secs(2);
-        let names: Vec<(String, PathBuf)> = staged
-            .iter()
-            .map(|(i, _, mask)| (entries[*i].volume.id.clone(), mask.clone()))
-            .collect();
-        let done_before = rc.total - rc.reused - entries.iter().filter(|e| e.row.is_none()).count();
-        let tracker = progress::Tracker::new(
-            names,
-            rc.total,
-            rc.reused + done_before,
-            done_before,
-            rc.t0,
-            ctx.progress.clone(),
-        );
-        options.progress = Some(Arc::new(move |_event| tracker.poll()));
-
+        let options = attempt_options(&dir, &staged, entries, request, rc, ctx);
         let result = upstream::run_batch(&upstream_request, rc.probe, &options)
             .await
             .map_err(|e| StartFailure(e.to_string()))?;
         let _ = std::fs::remove_dir_all(&staging);
-
-        let mut written = BTreeSet::new();
-        for (i, _, scratch_mask) in &staged {
-            let entry = &mut entries[*i];
-            if let MaskAdoption::Adopted { bytes, .. } =
-                upstream::adopt_mask(scratch_mask, result.started)
-            {
-                let target = &entry.gated.mask_path;
-                let moved = target
-                    .parent()
-                    .map_or(Ok(()), std::fs::create_dir_all)
-                    .and_then(|_| std::fs::rename(scratch_mask, target));
-                match moved {
-                    Ok(()) => {
-                        written.insert(*i);
-                        let mut own = result.clone();
-                        // The volume finished: its own outcome is success, whatever
-                        // came later; the process's own code is kept beside it.
-                        own.outcome = RunOutcome::Exited {
-                            code: 0,
-                            signal: None,
-                        };
-                        own.exit_code = Some(0);
-                        own.batch_process_exit_code = (result.exit_code != Some(0))
-                            .then_some(result.exit_code)
-                            .flatten();
-                        own.mask = Some(MaskAdoption::Adopted {
-                            path: target.clone(),
-                            bytes,
-                        });
-                        let row = self.volume_evidence(entry, own, number, None, rc);
-                        entry.row = Some(row);
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            "cannot move {} to {}: {e}",
-                            scratch_mask.display(),
-                            target.display()
-                        );
-                    }
-                }
-            }
-        }
-        let attempt = Attempt {
-            number,
-            command: result.command.clone(),
-            volumes: order
-                .iter()
-                .map(|i| entries[*i].volume.id.clone())
-                .collect(),
-            outcome: match &result.outcome {
-                RunOutcome::Exited { .. } => AttemptOutcome::Exited,
-                RunOutcome::TimedOut => AttemptOutcome::TimedOut,
-                RunOutcome::Cancelled => AttemptOutcome::Cancelled,
-                RunOutcome::SpawnFailed { .. } => AttemptOutcome::SpawnFailed,
-            },
-            exit_code: result.exit_code,
-            seconds: result.seconds,
-            written: order
-                .iter()
-                .filter(|i| written.contains(i))
-                .map(|i| entries[*i].volume.id.clone())
-                .collect(),
-            stopped_at: None,
-            stdout_log: result.stdout_log.display().to_string(),
-            stderr_log: result.stderr_log.display().to_string(),
-        };
+        let written = self.adopt(&staged, &result, entries, number, rc);
+        let attempt = attempt_record(number, order, entries, &result, &written);
         let _ = std::fs::remove_dir_all(&masks);
         Ok((result, written, attempt))
+    }
+
+    /// Move each mask the attempt wrote into its volume's pack and write the evidence.
+    fn adopt(
+        &self,
+        staged: &[Staged],
+        result: &RunResult,
+        entries: &mut [Entry],
+        number: usize,
+        rc: &RunContext<'_>,
+    ) -> BTreeSet<usize> {
+        let mut written = BTreeSet::new();
+        for (i, _, scratch_mask) in staged {
+            let entry = &mut entries[*i];
+            let MaskAdoption::Adopted { bytes, .. } =
+                upstream::adopt_mask(scratch_mask, result.started)
+            else {
+                continue;
+            };
+            let target = &entry.gated.mask_path;
+            let moved = target
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|_| std::fs::rename(scratch_mask, target));
+            if let Err(e) = moved {
+                tracing::warn!(
+                    "cannot move {} to {}: {e}",
+                    scratch_mask.display(),
+                    target.display()
+                );
+                continue;
+            }
+            written.insert(*i);
+            let mut own = result.clone();
+            // The volume finished: its own outcome is success, whatever came later;
+            // the process's own code is kept beside it.
+            own.outcome = RunOutcome::Exited {
+                code: 0,
+                signal: None,
+            };
+            own.exit_code = Some(0);
+            own.batch_process_exit_code = (result.exit_code != Some(0))
+                .then_some(result.exit_code)
+                .flatten();
+            own.mask = Some(MaskAdoption::Adopted {
+                path: target.clone(),
+                bytes,
+            });
+            let row = self.volume_evidence(entry, own, number, None, rc);
+            entry.row = Some(row);
+        }
+        written
     }
 
     /// Record a volume the attempt did not segment.
@@ -605,6 +554,181 @@ impl RunBatch {
             Err(message) => failed_row(&entry.volume, &entry.gated, &message),
         }
     }
+}
+
+/// A volume staged for an attempt: its index, the staged link, where its mask lands.
+type Staged = (usize, PathBuf, PathBuf);
+
+/// Stage the inputs of `order` as links in `staging` (the batch config reads a
+/// directory), moving aside stale masks of earlier runs.
+fn stage(
+    order: &[usize],
+    entries: &mut [Entry],
+    staging: &Path,
+    masks: &Path,
+) -> Result<Vec<Staged>, StartFailure> {
+    let io = |what: &str, path: &Path, e: std::io::Error| {
+        StartFailure(format!("{what} {}: {e}", path.display()))
+    };
+    std::fs::create_dir_all(staging).map_err(|e| io("cannot create", staging, e))?;
+    let mut staged = Vec::new();
+    for &i in order {
+        let entry = &mut entries[i];
+        let link = staging.join(entry.volume.staged_name());
+        std::os::unix::fs::symlink(&entry.volume.input, &link)
+            .map_err(|e| io("cannot stage the input as", &link, e))?;
+        entry.stale = upstream::move_aside_stale(&entry.gated.mask_path, chrono::Utc::now())
+            .map_err(|e| StartFailure(e.to_string()))?;
+        let scratch_mask = upstream::expected_mask_path(masks, &link);
+        staged.push((i, link, scratch_mask));
+    }
+    Ok(staged)
+}
+
+/// The batch's overrides: the staged list, the prompts per input (the batch config
+/// otherwise prompts everything), and the documented memory/speed switches.
+fn batch_overrides(
+    staged: &[Staged],
+    prompts: Option<&[u32]>,
+    first: &RunRequest,
+) -> Vec<(String, String)> {
+    let mut overrides = vec![(
+        "input_list".to_string(),
+        py_list(staged.iter().map(|s| &s.1)),
+    )];
+    if let Some(prompts) = prompts {
+        let ids: Vec<String> = prompts.iter().map(u32::to_string).collect();
+        let dicts: Vec<String> = staged
+            .iter()
+            .map(|(_, link, _)| {
+                format!(
+                    "{{'image': {}, 'label_prompt': [{}]}}",
+                    upstream::python_repr_str(&link.to_string_lossy()),
+                    ids.join(", ")
+                )
+            })
+            .collect();
+        overrides.push(("input_dicts".into(), format!("[{}]", dicts.join(", "))));
+    }
+    overrides.extend(single::overrides_of(first));
+    overrides
+}
+
+/// Logs, the attempt's time limit (per volume × volumes), cancellation and the
+/// per-volume progress tracker.
+fn attempt_options(
+    dir: &Path,
+    staged: &[Staged],
+    entries: &[Entry],
+    request: &BatchRunRequest,
+    rc: &RunContext<'_>,
+    ctx: &CallContext,
+) -> upstream::RunOptions {
+    let per_volume = request.settings.timeout.as_secs_f64();
+    let mut options = upstream::RunOptions::new(
+        dir.join("logs"),
+        Duration::from_secs_f64((per_volume * staged.len() as f64).min(30.0 * 86_400.0)),
+    );
+    options.base_env = rc.base_env.clone();
+    options.cancel = ctx.cancel.clone();
+    options.tick = Duration::from_secs(2);
+    let names: Vec<(String, PathBuf)> = staged
+        .iter()
+        .map(|(i, _, mask)| (entries[*i].volume.id.clone(), mask.clone()))
+        .collect();
+    let done_before = rc.total - rc.reused - entries.iter().filter(|e| e.row.is_none()).count();
+    let tracker = progress::Tracker::new(
+        names,
+        rc.total,
+        rc.reused + done_before,
+        done_before,
+        rc.t0,
+        ctx.progress.clone(),
+    );
+    options.progress = Some(Arc::new(move |_event| tracker.poll()));
+    options
+}
+
+/// The attempt as `cohort.json` records it.
+fn attempt_record(
+    number: usize,
+    order: &[usize],
+    entries: &[Entry],
+    result: &RunResult,
+    written: &BTreeSet<usize>,
+) -> Attempt {
+    let ids = |filter: &dyn Fn(&usize) -> bool| -> Vec<String> {
+        order
+            .iter()
+            .filter(|i| filter(i))
+            .map(|i| entries[*i].volume.id.clone())
+            .collect()
+    };
+    Attempt {
+        number,
+        command: result.command.clone(),
+        volumes: ids(&|_| true),
+        outcome: match &result.outcome {
+            RunOutcome::Exited { .. } => AttemptOutcome::Exited,
+            RunOutcome::TimedOut => AttemptOutcome::TimedOut,
+            RunOutcome::Cancelled => AttemptOutcome::Cancelled,
+            RunOutcome::SpawnFailed { .. } => AttemptOutcome::SpawnFailed,
+        },
+        exit_code: result.exit_code,
+        seconds: result.seconds,
+        written: ids(&|i| written.contains(i)),
+        stopped_at: None,
+        stdout_log: result.stdout_log.display().to_string(),
+        stderr_log: result.stderr_log.display().to_string(),
+    }
+}
+
+/// One attempt's result, as [`RunBatch::after_attempt`] judges it.
+struct Judged<'a> {
+    number: usize,
+    result: &'a RunResult,
+    pending: &'a [usize],
+    written: &'a BTreeSet<usize>,
+    previous_wrote_nothing: bool,
+}
+
+/// What comes after an attempt.
+struct Next {
+    pending: Vec<usize>,
+    stopped: Option<VolumeStatus>,
+    wrote_nothing: bool,
+}
+
+/// Resume: keep complete earlier packs for the same input bytes, modality and prompts.
+fn resume(entries: &mut [Entry], request: &BatchRunRequest, prompts: Option<&[u32]>) {
+    for entry in entries.iter_mut() {
+        entry.input_sha = upstream::sha256_file(&entry.volume.input).ok();
+        if let Some(row) = reuse(entry, request.settings.modality.as_str(), prompts) {
+            entry.row = Some(row);
+        }
+    }
+}
+
+/// Write `cohort.json` and the CSV, report the end, and answer.
+/// `total` counts the volumes that passed their gates (the progress denominator).
+fn finish(request: &BatchRunRequest, cohort: Cohort, total: usize, ctx: &CallContext) -> BatchCall {
+    if let Err(e) = std::fs::create_dir_all(&request.output_root)
+        .and_then(|_| cohort::write(&request.output_root, &cohort))
+    {
+        return BatchCall::NotStarted {
+            message: format!(
+                "the batch ran but its cohort summary could not be written to {}: {e}",
+                request.output_root.display()
+            ),
+        };
+    }
+    report(
+        ctx,
+        total as f64,
+        total,
+        format!("{total}/{total} done: {}", cohort.summary),
+    );
+    BatchCall::Ran(Box::new(cohort))
 }
 
 /// What every attempt of one batch shares.
@@ -769,14 +893,12 @@ fn describe(result: &RunResult) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn summarise(
     request: &BatchRunRequest,
     rows: Vec<VolumeRow>,
     attempts: Vec<Attempt>,
     stopped: Option<VolumeStatus>,
-    run_id: &str,
-    created_at: &str,
+    ids: &RunIds,
     root: &Path,
     t0: Instant,
 ) -> Cohort {
@@ -801,14 +923,14 @@ fn summarise(
     );
     Cohort {
         schema_version: cohort::COHORT_SCHEMA_VERSION.into(),
-        run_id: run_id.into(),
+        run_id: ids.run_id.clone(),
         status,
         summary,
         output_root: request.output_root.display().to_string(),
         modality: request.settings.modality.as_str().into(),
         label_prompts: request.settings.label_prompts.clone(),
         upstream_root: root.display().to_string(),
-        created_at: created_at.into(),
+        created_at: ids.created_at.clone(),
         finished_at: chrono::Utc::now().to_rfc3339(),
         seconds: (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         counts,
