@@ -17,7 +17,9 @@
 
 use std::path::Path;
 
-use super::{orientation, Affine, NiftiError, MAX_SLICE_VOXELS, MAX_TOTAL_VOXELS, MAX_VOX_OFFSET};
+use super::{
+    orientation, sniff, Affine, NiftiError, MAX_SLICE_VOXELS, MAX_TOTAL_VOXELS, MAX_VOX_OFFSET,
+};
 
 /// Which NIfTI flavour the file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -326,8 +328,14 @@ impl Header {
     /// magic, `eol_check`), datatype, dimensions, pixdim, `vox_offset`, scaling,
     /// transforms, units and `descrip`.
     pub fn parse(raw: &[u8], path: &Path) -> Result<Header, NiftiError> {
+        Header::parse_stream(raw, path, false)
+    }
+
+    /// [`Header::parse`] for bytes that came out of a gzip stream when `gzip`
+    /// (a file that is not NIfTI is then described as such).
+    pub(crate) fn parse_stream(raw: &[u8], path: &Path, gzip: bool) -> Result<Header, NiftiError> {
         let mut notes = Vec::new();
-        let (version, little_endian) = identify(raw, path, &mut notes)?;
+        let (version, little_endian) = identify(raw, path, gzip, &mut notes)?;
         let header_size = version.header_size();
         if raw.len() < header_size {
             return Err(NiftiError::Truncated {
@@ -359,7 +367,7 @@ impl Header {
             zooms,
             spacing,
             qfac,
-        } = p.zooms(dim.len());
+        } = p.zooms(dim.len())?;
         let vox_offset = p.vox_offset(pair_magic)?;
         let Scaling {
             scl_slope,
@@ -433,33 +441,22 @@ impl Header {
 fn identify(
     raw: &[u8],
     path: &Path,
+    gzip: bool,
     notes: &mut Vec<String>,
 ) -> Result<(NiftiVersion, bool), NiftiError> {
-    let not_nifti = |reason: String| NiftiError::NotNifti {
+    let not_nifti = || NiftiError::NotNiftiFile {
         path: path.to_path_buf(),
-        reason,
+        what: sniff::sniff(raw, path).message(gzip),
     };
-    if raw.is_empty() {
-        return Err(not_nifti("the file is empty".into()));
-    }
     if raw.len() < 4 {
-        return Err(not_nifti(format!(
-            "only {} bytes, too short for a header",
-            raw.len()
-        )));
+        return Err(not_nifti());
     }
     let first4 = [raw[0], raw[1], raw[2], raw[3]];
     if let Some(found) = detect_version(first4) {
         return Ok(found);
     }
     // nibabel recognises NIfTI-1 by its magic alone and fixes sizeof_hdr.
-    let found = sniff_nifti1_by_magic(raw).ok_or_else(|| {
-        not_nifti(format!(
-            "sizeof_hdr is {} (little-endian) / {} (big-endian), expected 348 (NIfTI-1) or 540 (NIfTI-2), and there is no NIfTI-1 magic",
-            i32::from_le_bytes(first4),
-            i32::from_be_bytes(first4)
-        ))
-    })?;
+    let found = sniff_nifti1_by_magic(raw).ok_or_else(not_nifti)?;
     notes.push(format!(
         "sizeof_hdr is {}, not 348; recognised by the NIfTI-1 magic as nibabel does",
         if found.1 {
@@ -541,9 +538,37 @@ impl Parser<'_> {
         }
     }
 
+    /// `vox_offset` as stored (NaN stays NaN), before any check.
+    fn raw_vox_offset(&self) -> f64 {
+        match self.version {
+            NiftiVersion::Nifti1 => self.f.f32(self.layout.vox_offset),
+            NiftiVersion::Nifti2 => self.f.i64(self.layout.vox_offset) as f64,
+        }
+    }
+
+    /// The smallest `vox_offset` of a single-file image: the header plus 4 extension bytes.
+    fn min_vox_offset(&self) -> u64 {
+        self.version.header_size() as u64 + 4
+    }
+
+    /// The refusal of the header half of a .hdr/.img pair (pair magic, voxels not in this file).
+    fn pair_header(&self) -> NiftiError {
+        NiftiError::NotNiftiFile {
+            path: self.path.to_path_buf(),
+            what: format!(
+                "this is the header half of a {} .hdr/.img pair (its voxels are in the matching .img file): pass the .img with it or convert to .nii (e.g. with nibabel); only single-file .nii/.nii.gz images are read",
+                self.version
+            ),
+        }
+    }
+
     /// The magic (`Ok(true)` for the magic of a .hdr/.img pair) and, for NIfTI-2, `eol_check`.
+    /// The header half of a pair (pair magic, `vox_offset` inside the header) is refused here.
     fn magic_and_eol(&mut self) -> Result<bool, NiftiError> {
         let pair_magic = check_magic(&self.f, self.version).map_err(|r| self.not_nifti(r))?;
+        if pair_magic && self.raw_vox_offset() < self.min_vox_offset() as f64 {
+            return Err(self.pair_header());
+        }
         if self.version == NiftiVersion::Nifti2 {
             let eol = self.f.array::<4>(8);
             if eol == [0, 0, 0, 0] {
@@ -601,7 +626,7 @@ impl Parser<'_> {
     }
 
     /// Zooms, with nibabel's on-load fixes of pixdim.
-    fn zooms(&mut self, ndim: usize) -> Zooms {
+    fn zooms(&mut self, ndim: usize) -> Result<Zooms, NiftiError> {
         let mut pixdim: Vec<f64> = (0..8)
             .map(|i| self.read_float(self.layout.pixdim + self.layout.float_width * i))
             .collect();
@@ -630,11 +655,11 @@ impl Parser<'_> {
             self.notes
                 .push(format!("voxel spacing {spacing:?} is not finite"));
         }
-        Zooms {
+        Ok(Zooms {
             zooms,
             spacing,
             qfac,
-        }
+        })
     }
 
     /// Where the voxels start, checked against the header size and the limit.
@@ -654,7 +679,7 @@ impl Parser<'_> {
                     .map_err(|_| self.invalid(format!("vox_offset is {v}, not a byte offset")))?
             }
         };
-        let min_offset = version.header_size() as u64 + 4;
+        let min_offset = self.min_vox_offset();
         if vox_offset > MAX_VOX_OFFSET {
             return Err(NiftiError::TooLarge {
                 path: self.path.to_path_buf(),
@@ -667,9 +692,7 @@ impl Parser<'_> {
         }
         if pair_magic {
             if vox_offset < min_offset {
-                return Err(self.not_nifti(format!(
-                    "the magic marks the header of a .hdr/.img pair (vox_offset {vox_offset}, data in a separate .img file); only single-file .nii/.nii.gz images are supported"
-                )));
+                return Err(self.pair_header());
             }
             self.notes.push(format!(
                 "pair magic in a single file; voxels read from vox_offset {vox_offset} as nibabel does"
@@ -822,11 +845,16 @@ fn check_magic(f: &Fields, version: NiftiVersion) -> Result<bool, String> {
     } else if &magic == pair {
         Ok(true)
     } else {
-        Err(format!(
-            "magic is \"{}\", expected \"{}\" for a {version} header",
-            magic.escape_ascii(),
-            single.escape_ascii()
-        ))
+        Err(missing_magic(version, magic == [0; 4]))
+    }
+}
+
+/// Why a header of the right size is not NIfTI, without showing its bytes.
+fn missing_magic(version: NiftiVersion, all_zero: bool) -> String {
+    match version {
+        NiftiVersion::Nifti1 if all_zero => "a 348-byte header without the NIfTI magic: an Analyze 7.5 header (or a damaged NIfTI-1 one); convert it to NIfTI with nibabel or fslchfiletype".to_string(),
+        NiftiVersion::Nifti1 => "the NIfTI-1 magic at byte 344 is damaged (expected \"n+1\" or \"ni1\"): the file is corrupt or not NIfTI".to_string(),
+        NiftiVersion::Nifti2 => "the NIfTI-2 magic at byte 4 is missing or damaged (expected \"n+2\" or \"ni2\"): the file is corrupt or not NIfTI".to_string(),
     }
 }
 
