@@ -11,7 +11,9 @@
 //! * `pixdim[0]` (qfac) not exactly ±1 → 1;
 //! * `qform_code`/`sform_code` outside 0..=5 → 0;
 //! * unknown datatype, bad magic, `vox_offset` below the header size, a
-//!   NIfTI-2 `eol_check` that is neither zero nor `0D 0A 1A 0A`: refused.
+//!   NIfTI-2 `eol_check` that is neither zero nor `0D 0A 1A 0A`: refused;
+//! * a NaN or infinite `pixdim[1..=dim[0]]` (voxel size): refused, where nibabel
+//!   loads it, because no voxel volume, spacing or affine can be derived from it.
 //!
 //! Every fix applied is recorded in [`Header::notes`] so nothing is silent.
 
@@ -625,7 +627,8 @@ impl Parser<'_> {
         Ok((dim, shape))
     }
 
-    /// Zooms, with nibabel's on-load fixes of pixdim.
+    /// Zooms, with nibabel's on-load fixes of pixdim; a NaN or infinite one is refused
+    /// (nibabel would load it, but no voxel volume or affine can come of it).
     fn zooms(&mut self, ndim: usize) -> Result<Zooms, NiftiError> {
         let mut pixdim: Vec<f64> = (0..8)
             .map(|i| self.read_float(self.layout.pixdim + self.layout.float_width * i))
@@ -649,12 +652,15 @@ impl Parser<'_> {
                 *p = p.abs();
             }
         }
+        // dims() has made sure of a 3-D volume, so ndim >= 3 and the spacing is checked too.
+        if let Some(axis) = (1..=ndim).find(|&axis| !pixdim[axis].is_finite()) {
+            return Err(self.invalid(format!(
+                "pixdim[{axis}] (the voxel size along axis {axis}) is {}, not a finite number, so voxel volumes and the affine cannot be computed; rewrite the header with the real voxel spacing (e.g. nibabel's header.set_zooms) or re-export the image",
+                pixdim[axis]
+            )));
+        }
         let zooms: Vec<f64> = pixdim[1..=ndim].to_vec();
         let spacing = [pixdim[1], pixdim[2], pixdim[3]];
-        if spacing.iter().any(|z| !z.is_finite()) {
-            self.notes
-                .push(format!("voxel spacing {spacing:?} is not finite"));
-        }
         Ok(Zooms {
             zooms,
             spacing,
@@ -1055,6 +1061,51 @@ mod tests {
             .contains("2 volumes"));
         assert!(spatial_shape(&[4, 5]).unwrap_err().contains("2-D"));
         assert!(spatial_shape(&[4, 5, 6, 1, 3]).is_err());
+    }
+
+    /// A valid little-endian NIfTI-1 header of a 4x5x6 float32 volume, voxels at 352.
+    fn nifti1_header() -> Vec<u8> {
+        let mut h = vec![0u8; 352];
+        h[0..4].copy_from_slice(&348i32.to_le_bytes());
+        for (i, d) in [3i16, 4, 5, 6, 1, 1, 1, 1].iter().enumerate() {
+            h[40 + 2 * i..42 + 2 * i].copy_from_slice(&d.to_le_bytes());
+        }
+        h[70..72].copy_from_slice(&16i16.to_le_bytes());
+        for (i, p) in [1f32, 1.5, 2.0, 3.0, 1.0, 1.0, 1.0, 1.0].iter().enumerate() {
+            h[76 + 4 * i..80 + 4 * i].copy_from_slice(&p.to_le_bytes());
+        }
+        h[108..112].copy_from_slice(&352f32.to_le_bytes());
+        h[344..348].copy_from_slice(b"n+1\0");
+        h
+    }
+
+    #[test]
+    fn non_finite_pixdim_is_refused_naming_pixdim_and_the_fix() {
+        let path = Path::new("/data/scan.nii");
+        assert_eq!(
+            Header::parse(&nifti1_header(), path).unwrap().spacing,
+            [1.5, 2.0, 3.0]
+        );
+        for (axis, value) in [(1, f32::NAN), (2, f32::INFINITY), (3, f32::NEG_INFINITY)] {
+            let mut h = nifti1_header();
+            h[76 + 4 * axis..80 + 4 * axis].copy_from_slice(&value.to_le_bytes());
+            let err = Header::parse(&h, path).unwrap_err();
+            assert_eq!(err.kind(), "invalid_header", "{err}");
+            let message = err.to_string();
+            assert!(message.starts_with("/data/scan.nii: "), "{message}");
+            assert!(message.contains(&format!("pixdim[{axis}]")), "{message}");
+            assert!(message.contains("set_zooms"), "{message}");
+        }
+        // A 4-D header with a singleton time axis: its zoom is reported, so it is checked too.
+        let mut h = nifti1_header();
+        h[40..42].copy_from_slice(&4i16.to_le_bytes());
+        h[92..96].copy_from_slice(&f32::NAN.to_le_bytes());
+        let message = Header::parse(&h, path).unwrap_err().to_string();
+        assert!(message.contains("pixdim[4]"), "{message}");
+        // pixdim beyond dim[0] is not used, so it may hold anything.
+        let mut h = nifti1_header();
+        h[96..100].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert!(Header::parse(&h, path).is_ok());
     }
 
     #[test]
