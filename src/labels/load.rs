@@ -106,67 +106,10 @@ pub(super) fn load_bundle(root: &Path) -> Result<LabelTable, LabelError> {
     let (metadata, source) = read_json(&metadata_path)?;
     sources.push(source);
     let mut classes = parse_channel_def(&metadata_path, &metadata)?;
-
-    let label_dict_path = configs.join("label_dict.json");
-    if label_dict_path.is_file() {
-        let (dict, source) = read_json(&label_dict_path)?;
-        sources.push(source);
-        apply_label_dict(&label_dict_path, &dict, &mut classes, &mut notes)?;
-    } else {
-        notes.push(format!(
-            "{} absent: classes carry no training datasets",
-            label_dict_path.display()
-        ));
-    }
-
-    let mappings_path = configs.join("label_mappings.json");
-    let mappings = if mappings_path.is_file() {
-        let (mappings, source) = read_json(&mappings_path)?;
-        sources.push(source);
-        let parsed = parse_label_mappings(&mappings_path, &mappings, &classes, &mut notes)?;
-        for (dataset, pairs) in &parsed {
-            for &(local_id, global) in pairs {
-                if let Some(class) = classes.get_mut(&global) {
-                    class.dataset_labels.push(DatasetLabel {
-                        dataset: dataset.clone(),
-                        local_id,
-                    });
-                }
-            }
-        }
-        for class in classes.values_mut() {
-            class.dataset_labels.sort();
-        }
-        Some(parsed)
-    } else {
-        notes.push(format!(
-            "{} absent: MRI everything-sets cannot be derived from it",
-            mappings_path.display()
-        ));
-        None
-    };
-
+    read_label_dict(&configs, &mut classes, &mut sources, &mut notes)?;
+    let mappings = read_label_mappings(&configs, &mut classes, &mut sources, &mut notes)?;
     let inference_path = configs.join("inference.json");
-    let inference = if inference_path.is_file() {
-        let (inference, source) = read_json(&inference_path)?;
-        sources.push(source);
-        match inference {
-            Value::Object(map) => Some(map),
-            _ => {
-                return Err(bad(
-                    &inference_path,
-                    "(top level)",
-                    "expected a JSON object",
-                ))
-            }
-        }
-    } else {
-        notes.push(format!(
-            "{} absent: everything-sets and sub-classes use the documented upstream definitions",
-            inference_path.display()
-        ));
-        None
-    };
+    let inference = read_inference(&inference_path, &mut sources, &mut notes)?;
 
     let ids: BTreeSet<u32> = classes.keys().copied().collect();
     let mut config = inference.as_ref().map(|map| Config {
@@ -177,60 +120,15 @@ pub(super) fn load_bundle(root: &Path) -> Result<LabelTable, LabelError> {
         stack: Vec::new(),
         notes: Vec::new(),
     });
-
-    let mut everything_sets = BTreeMap::new();
-    for modality in Modality::ALL {
-        let from_config = match config.as_mut() {
-            Some(config) => config.everything_set(modality, &ids)?,
-            None => None,
-        };
-        let set = match from_config {
-            Some(set) => Some(set),
-            None => fallback_everything_set(
-                modality,
-                inference.is_some(),
-                mappings.as_ref(),
-                &ids,
-                &mut notes,
-            ),
-        };
-        if let Some(set) = set {
-            everything_sets.insert(modality, set);
-        }
-    }
-
-    let (subclasses, subclass_source) = match config.as_mut() {
-        Some(config) if config.map.contains_key("subclass") => (
-            config.subclasses(&ids)?,
-            Some("configs/inference.json: subclass".to_string()),
-        ),
-        _ => {
-            let builtin = builtin_subclasses();
-            let why = if inference.is_some() {
-                "configs/inference.json has no `subclass`"
-            } else {
-                "configs/inference.json absent"
-            };
-            let named: BTreeSet<u32> = builtin
-                .iter()
-                .flat_map(|(parent, children)| std::iter::once(parent).chain(children))
-                .copied()
-                .collect();
-            let undefined: BTreeSet<u32> = named.difference(&ids).copied().collect();
-            if !undefined.is_empty() {
-                notes.push(undefined_note(
-                    "the built-in upstream `subclass`",
-                    &undefined,
-                ));
-            }
-            (
-                builtin,
-                Some(format!(
-                    "built-in: the upstream inference.json `subclass` ({why})"
-                )),
-            )
-        }
-    };
+    let everything_sets = everything_sets(
+        config.as_mut(),
+        inference.is_some(),
+        mappings.as_ref(),
+        &ids,
+        &mut notes,
+    )?;
+    let (subclasses, subclass_source) =
+        subclasses(config.as_mut(), inference.is_some(), &ids, &mut notes)?;
 
     if let Some(config) = config {
         notes.extend(config.notes);
@@ -249,6 +147,150 @@ pub(super) fn load_bundle(root: &Path) -> Result<LabelTable, LabelError> {
         subclass_source,
         notes,
     })
+}
+
+/// `configs/label_dict.json`, when present: training datasets of each class.
+fn read_label_dict(
+    configs: &Path,
+    classes: &mut BTreeMap<u32, LabelClass>,
+    sources: &mut Vec<SourceFile>,
+    notes: &mut Vec<String>,
+) -> Result<(), LabelError> {
+    let label_dict_path = configs.join("label_dict.json");
+    if label_dict_path.is_file() {
+        let (dict, source) = read_json(&label_dict_path)?;
+        sources.push(source);
+        apply_label_dict(&label_dict_path, &dict, classes, notes)?;
+    } else {
+        notes.push(format!(
+            "{} absent: classes carry no training datasets",
+            label_dict_path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// `configs/label_mappings.json`, when present: each class's local ids per dataset.
+fn read_label_mappings(
+    configs: &Path,
+    classes: &mut BTreeMap<u32, LabelClass>,
+    sources: &mut Vec<SourceFile>,
+    notes: &mut Vec<String>,
+) -> Result<Option<Mappings>, LabelError> {
+    let mappings_path = configs.join("label_mappings.json");
+    if !mappings_path.is_file() {
+        notes.push(format!(
+            "{} absent: MRI everything-sets cannot be derived from it",
+            mappings_path.display()
+        ));
+        return Ok(None);
+    }
+    let (mappings, source) = read_json(&mappings_path)?;
+    sources.push(source);
+    let parsed = parse_label_mappings(&mappings_path, &mappings, classes, notes)?;
+    for (dataset, pairs) in &parsed {
+        for &(local_id, global) in pairs {
+            if let Some(class) = classes.get_mut(&global) {
+                class.dataset_labels.push(DatasetLabel {
+                    dataset: dataset.clone(),
+                    local_id,
+                });
+            }
+        }
+    }
+    for class in classes.values_mut() {
+        class.dataset_labels.sort();
+    }
+    Ok(Some(parsed))
+}
+
+/// `configs/inference.json`, when present: it must be a JSON object.
+fn read_inference(
+    inference_path: &Path,
+    sources: &mut Vec<SourceFile>,
+    notes: &mut Vec<String>,
+) -> Result<Option<serde_json::Map<String, Value>>, LabelError> {
+    if !inference_path.is_file() {
+        notes.push(format!(
+            "{} absent: everything-sets and sub-classes use the documented upstream definitions",
+            inference_path.display()
+        ));
+        return Ok(None);
+    }
+    let (inference, source) = read_json(inference_path)?;
+    sources.push(source);
+    match inference {
+        Value::Object(map) => Ok(Some(map)),
+        _ => Err(bad(inference_path, "(top level)", "expected a JSON object")),
+    }
+}
+
+/// The everything-set of each modality: from inference.json, else the documented fallback.
+fn everything_sets(
+    mut config: Option<&mut Config>,
+    have_inference: bool,
+    mappings: Option<&Mappings>,
+    ids: &BTreeSet<u32>,
+    notes: &mut Vec<String>,
+) -> Result<BTreeMap<Modality, EverythingSet>, LabelError> {
+    let mut everything_sets = BTreeMap::new();
+    for modality in Modality::ALL {
+        let from_config = match config.as_deref_mut() {
+            Some(config) => config.everything_set(modality, ids)?,
+            None => None,
+        };
+        let set = match from_config {
+            Some(set) => Some(set),
+            None => fallback_everything_set(modality, have_inference, mappings, ids, notes),
+        };
+        if let Some(set) = set {
+            everything_sets.insert(modality, set);
+        }
+    }
+    Ok(everything_sets)
+}
+
+/// Prompt id → its sub-class ids.
+type Subclasses = BTreeMap<u32, Vec<u32>>;
+
+/// Sub-classes of each prompt, and where they come from: inference.json's
+/// `subclass`, else the built-in upstream definition.
+fn subclasses(
+    config: Option<&mut Config>,
+    have_inference: bool,
+    ids: &BTreeSet<u32>,
+    notes: &mut Vec<String>,
+) -> Result<(Subclasses, Option<String>), LabelError> {
+    if let Some(config) = config.filter(|c| c.map.contains_key("subclass")) {
+        return Ok((
+            config.subclasses(ids)?,
+            Some("configs/inference.json: subclass".to_string()),
+        ));
+    }
+    let builtin = builtin_subclasses();
+    let why = if have_inference {
+        "configs/inference.json has no `subclass`"
+    } else {
+        "configs/inference.json absent"
+    };
+    let named: BTreeSet<u32> = builtin
+        .iter()
+        .flat_map(|(parent, children)| std::iter::once(parent).chain(children))
+        .copied()
+        .collect();
+    let undefined: BTreeSet<u32> = named.difference(ids).copied().collect();
+    if !undefined.is_empty() {
+        notes.push(undefined_note(
+            "the built-in upstream `subclass`",
+            &undefined,
+        ));
+    }
+    Ok((
+        builtin,
+        Some(format!(
+            "built-in: the upstream inference.json `subclass` ({why})"
+        )),
+    ))
 }
 
 fn parse_channel_def(

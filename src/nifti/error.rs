@@ -15,10 +15,17 @@ pub enum NiftiError {
         source: std::io::Error,
     },
 
-    /// The bytes are not a single-file NIfTI-1/NIfTI-2 image at all (empty,
-    /// wrong `sizeof_hdr`, wrong magic).
+    /// The header has a NIfTI size but not a single-file NIfTI-1/NIfTI-2 image's
+    /// magic (Analyze 7.5, damaged magic). Files that are not NIfTI at all are
+    /// [`NiftiError::NotNiftiFile`].
     #[error("{}: not a NIfTI-1/NIfTI-2 image: {reason} (expected a .nii or .nii.gz file)", path.display())]
     NotNifti { path: PathBuf, reason: String },
+
+    /// The file is not NIfTI at all, and `what` says what it is instead (DICOM,
+    /// MINC, MGH, PAR/REC, text, the data half of a pair...) and how to convert it.
+    /// Never shows the file's bytes. Same [`NiftiError::kind`] as `NotNifti`.
+    #[error("{}: {what}", path.display())]
+    NotNiftiFile { path: PathBuf, what: String },
 
     /// The header is recognisably NIfTI but inconsistent or unusable.
     #[error("{}: invalid NIfTI header: {problem} (the file is corrupt or was written by a non-conforming tool)", path.display())]
@@ -61,6 +68,7 @@ impl NiftiError {
         match self {
             NiftiError::Io { path, .. }
             | NiftiError::NotNifti { path, .. }
+            | NiftiError::NotNiftiFile { path, .. }
             | NiftiError::InvalidHeader { path, .. }
             | NiftiError::Unsupported { path, .. }
             | NiftiError::NotThreeD { path, .. }
@@ -74,7 +82,7 @@ impl NiftiError {
     pub fn kind(&self) -> &'static str {
         match self {
             NiftiError::Io { .. } => "io",
-            NiftiError::NotNifti { .. } => "not_nifti",
+            NiftiError::NotNifti { .. } | NiftiError::NotNiftiFile { .. } => "not_nifti",
             NiftiError::InvalidHeader { .. } => "invalid_header",
             NiftiError::Unsupported { .. } => "unsupported",
             NiftiError::NotThreeD { .. } => "not_3d",

@@ -9,6 +9,7 @@
 //! * `header`: raw header → [`Header`] (shape, zooms, affine, scaling as nibabel);
 //! * `orientation`: `aff2axcodes`;
 //! * `reader`: gzip sniffing, skipping to `vox_offset`, slice decoding;
+//! * `sniff`: what a file that is not NIfTI is instead (DICOM, MINC, MGH, PAR/REC, text...);
 //! * `error`: [`NiftiError`], every variant naming the file.
 //!
 //! Limits (hostile or corrupt headers are refused before anything is allocated):
@@ -21,6 +22,7 @@ mod gz;
 pub mod header;
 pub mod orientation;
 pub mod reader;
+mod sniff;
 
 use std::path::Path;
 

@@ -270,7 +270,7 @@ fn open_stream(path: &Path) -> Result<(Header, Stream), NiftiError> {
         have += read_up_to(&mut stream, &mut buf[4..size])
             .map_err(|e| classify(path, gzip, e, || "inside the header".into()))?;
     }
-    let header = Header::parse(&buf[..have], path)?;
+    let header = Header::parse_stream(&buf[..have], path, gzip)?;
 
     // Uncompressed: the file length tells us about truncation before any reading.
     if !gzip {

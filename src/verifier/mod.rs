@@ -32,7 +32,7 @@ pub mod vocabulary;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::inspect::geometry::{compare_facts, DEFAULT_GEOMETRY_TOLERANCE};
+use crate::inspect::geometry::{compare_facts, GeometryComparison, DEFAULT_GEOMETRY_TOLERANCE};
 use crate::nifti::Header;
 
 use bounds::{AnatomyBounds, BoundsError};
@@ -303,6 +303,91 @@ impl Context<'_> {
         label_set_tolerance: u32,
     ) -> VerifierReport {
         let facts = self.facts;
+        let (modality_supported, modality_note) = self.modality();
+        let target_checks =
+            self.target_checks(manifest, validation, modality_supported, &modality_note);
+
+        // --- artifacts: the mask against the input image, from the headers --------
+        let mask = open_recorded(
+            self.pack_dir,
+            facts.mask_path.as_deref(),
+            "label map",
+            "output.path",
+        );
+        let input = open_recorded(
+            self.pack_dir,
+            facts.input_path.as_deref(),
+            "input image",
+            "input.path",
+        );
+        let gt = facts.ground_truth_path.as_deref().map(|raw| {
+            open_recorded(
+                self.pack_dir,
+                Some(raw),
+                "ground truth",
+                "input.ground_truth_path",
+            )
+        });
+        let (gt_geometry, scan) = self.scan_mask(&mask, gt.as_ref());
+        let artifacts = self.artifact_inventory(&mask, &input, scan.as_ref());
+
+        // --- anatomy ---------------------------------------------------------------
+        let present: Vec<u32> = artifacts.label_ids_present.clone();
+        let anatomy = self.anatomy(modality_supported, &modality_note, scan.as_ref(), &mask);
+
+        // --- label set ---------------------------------------------------------------
+        let expected = self.expected_set();
+        let subset = verdict::label_set_subset(
+            &present,
+            &facts.prompts,
+            expected.as_ref(),
+            label_set_tolerance,
+        );
+
+        // --- ground truth ------------------------------------------------------------
+        let gt_metrics = self.gt_metrics(
+            gt.as_ref(),
+            &mask,
+            scan.as_ref(),
+            gt_geometry.as_ref(),
+            expected.as_ref(),
+        );
+
+        let target = Target {
+            checks: target_checks,
+            evidence_pack: self.pack_dir.display().to_string(),
+            ground_truth_path: gt.as_ref().and_then(|g| g.shown.clone()),
+            input_image_path: input.shown.clone(),
+            input_modality: facts.modality.clone(),
+            label_map_path: mask.shown.clone(),
+            label_names_source: self.label_names_source(),
+            modality_note,
+            modality_supported,
+            skill_id: facts.skill_id.clone(),
+            source_overall_status: facts.validation_overall.clone(),
+            source_status: facts.status.clone(),
+        };
+        let (overall, overall_reasons) =
+            verdict::overall(&target, &artifacts, &anatomy, &subset, &gt_metrics);
+        VerifierReport {
+            anatomy_plausibility: anatomy,
+            artifact_inventory: artifacts,
+            gt_metrics,
+            label_set_subset: subset,
+            not_for_clinical_use: crate::NOT_FOR_CLINICAL_USE.to_string(),
+            overall,
+            overall_reasons,
+            target,
+            verifier: VerifierInfo {
+                id: VERIFIER_ID.to_string(),
+                version: VERIFIER_VERSION.to_string(),
+            },
+        }
+    }
+
+    /// Whether anatomy bounds cover the pack's modality, and the note saying so.
+    fn modality(&self) -> (bool, String) {
+        let facts = self.facts;
         let modality_is_ct_skill = matches!(
             facts.skill_id.as_str(),
             "nv_segment_ct" | "medagent.nv_segment_ct"
@@ -320,8 +405,18 @@ impl Context<'_> {
                 facts.modality.as_deref().unwrap_or("an unrecorded modality")
             )
         };
+        (modality_supported, modality_note)
+    }
 
-        // --- target: what ran, and did it succeed by its own account ---------------
+    /// Target checks: what ran, and did it succeed by its own account.
+    fn target_checks(
+        &self,
+        manifest: &PackDoc,
+        validation: &PackDoc,
+        modality_supported: bool,
+        modality_note: &str,
+    ) -> Vec<Check> {
+        let facts = self.facts;
         let mut target_checks = vec![
             Check::new(
                 "skill_id_recognised",
@@ -361,7 +456,7 @@ impl Context<'_> {
             Check::new(
                 "modality_supported",
                 modality_supported,
-                modality_note.clone(),
+                modality_note.to_string(),
             ),
         ];
         let normalised: BTreeSet<&str> = facts
@@ -388,31 +483,18 @@ impl Context<'_> {
                 facts.prompt_problems.join("; "),
             ));
         }
+        target_checks
+    }
 
-        // --- artifacts: the mask against the input image, from the headers --------
-        let mask = open_recorded(
-            self.pack_dir,
-            facts.mask_path.as_deref(),
-            "label map",
-            "output.path",
-        );
-        let input = open_recorded(
-            self.pack_dir,
-            facts.input_path.as_deref(),
-            "input image",
-            "input.path",
-        );
-        let gt = facts.ground_truth_path.as_deref().map(|raw| {
-            open_recorded(
-                self.pack_dir,
-                Some(raw),
-                "ground truth",
-                "input.ground_truth_path",
-            )
-        });
-
+    /// The ground truth's geometry against the mask's, and the scan of the mask
+    /// (together with the ground truth when it is aligned voxel for voxel).
+    fn scan_mask(
+        &self,
+        mask: &Opened,
+        gt: Option<&Opened>,
+    ) -> (Option<GeometryComparison>, Option<Result<MaskScan, String>>) {
         // GT usable for voxelwise comparison only when its geometry equals the mask's.
-        let gt_geometry = match (&mask.header, gt.as_ref().map(|g| &g.header)) {
+        let gt_geometry = match (&mask.header, gt.map(|g| &g.header)) {
             (Ok(m), Some(Ok(g))) => Some(compare_facts(
                 &load::geometry_facts(m),
                 &load::geometry_facts(g),
@@ -427,7 +509,7 @@ impl Context<'_> {
         let scan: Option<Result<MaskScan, String>> = match (&mask.header, &mask.path) {
             (Ok(_), Some(p)) => {
                 let gt_path = if gt_aligned {
-                    gt.as_ref().and_then(|g| g.path.as_deref())
+                    gt.and_then(|g| g.path.as_deref())
                 } else {
                     None
                 };
@@ -435,96 +517,56 @@ impl Context<'_> {
             }
             _ => None,
         };
-        let artifacts = self.artifact_inventory(&mask, &input, scan.as_ref());
+        (gt_geometry, scan)
+    }
 
-        // --- anatomy ---------------------------------------------------------------
-        let present: Vec<u32> = artifacts.label_ids_present.clone();
-        let anatomy = if !modality_supported {
-            verdict::anatomy_not_judged(
+    /// Anatomy plausibility, or why it is not judged.
+    fn anatomy(
+        &self,
+        modality_supported: bool,
+        modality_note: &str,
+        scan: Option<&Result<MaskScan, String>>,
+        mask: &Opened,
+    ) -> AnatomyPlausibility {
+        if !modality_supported {
+            return verdict::anatomy_not_judged(
                 Verdict::NotApplicable,
                 "modality_supported",
-                &modality_note,
+                modality_note,
                 self.bounds,
-            )
+            );
+        }
+        match scan {
+            Some(Ok(s)) => verdict::anatomy_plausibility(&self.observations(s, mask), self.bounds),
+            Some(Err(e)) => verdict::anatomy_not_judged(
+                Verdict::Fail,
+                "label_map_readable",
+                &format!("label map unreadable: {e}"),
+                self.bounds,
+            ),
+            None => verdict::anatomy_not_judged(
+                Verdict::Fail,
+                "label_map_readable",
+                mask.header
+                    .as_ref()
+                    .err()
+                    .map(String::as_str)
+                    .unwrap_or("label map unreadable"),
+                self.bounds,
+            ),
+        }
+    }
+
+    /// Where class names came from, with what was tried first.
+    fn label_names_source(&self) -> String {
+        if self.vocab.notes.is_empty() {
+            self.vocab.source.clone()
         } else {
-            match scan.as_ref() {
-                Some(Ok(s)) => {
-                    verdict::anatomy_plausibility(&self.observations(s, &mask), self.bounds)
-                }
-                Some(Err(e)) => verdict::anatomy_not_judged(
-                    Verdict::Fail,
-                    "label_map_readable",
-                    &format!("label map unreadable: {e}"),
-                    self.bounds,
-                ),
-                None => verdict::anatomy_not_judged(
-                    Verdict::Fail,
-                    "label_map_readable",
-                    mask.header
-                        .as_ref()
-                        .err()
-                        .map(String::as_str)
-                        .unwrap_or("label map unreadable"),
-                    self.bounds,
-                ),
-            }
-        };
-
-        // --- label set ---------------------------------------------------------------
-        let expected = self.expected_set();
-        let subset = verdict::label_set_subset(
-            &present,
-            &facts.prompts,
-            expected.as_ref(),
-            label_set_tolerance,
-        );
-
-        // --- ground truth ------------------------------------------------------------
-        let gt_metrics = self.gt_metrics(
-            gt.as_ref(),
-            &mask,
-            scan.as_ref(),
-            gt_geometry.as_ref(),
-            expected.as_ref(),
-        );
-
-        let target = Target {
-            checks: target_checks,
-            evidence_pack: self.pack_dir.display().to_string(),
-            ground_truth_path: gt.as_ref().and_then(|g| g.shown.clone()),
-            input_image_path: input.shown.clone(),
-            input_modality: facts.modality.clone(),
-            label_map_path: mask.shown.clone(),
-            label_names_source: if self.vocab.notes.is_empty() {
-                self.vocab.source.clone()
-            } else {
-                format!(
-                    "{} (tried first: {})",
-                    self.vocab.source,
-                    self.vocab.notes.join("; ")
-                )
-            },
-            modality_note,
-            modality_supported,
-            skill_id: facts.skill_id.clone(),
-            source_overall_status: facts.validation_overall.clone(),
-            source_status: facts.status.clone(),
-        };
-        let (overall, overall_reasons) =
-            verdict::overall(&target, &artifacts, &anatomy, &subset, &gt_metrics);
-        VerifierReport {
-            anatomy_plausibility: anatomy,
-            artifact_inventory: artifacts,
-            gt_metrics,
-            label_set_subset: subset,
-            not_for_clinical_use: crate::NOT_FOR_CLINICAL_USE.to_string(),
-            overall,
-            overall_reasons,
-            target,
-            verifier: VerifierInfo {
-                id: VERIFIER_ID.to_string(),
-                version: VERIFIER_VERSION.to_string(),
-            },
+            format!(
+                "{} (tried first: {})",
+                self.vocab.source,
+                self.vocab.notes.join("; ")
+            )
         }
     }
 
@@ -567,85 +609,134 @@ impl Context<'_> {
         }
         match &mask.header {
             Err(e) => checks.push(Check::new("label_map_readable", false, e.clone())),
-            Ok(h) => {
-                inv.label_map_dtype = Some(h.datatype.name().to_string());
-                inv.label_map_shape = h.shape.to_vec();
-                inv.label_map_spacing = h.spacing.to_vec();
-                inv.voxel_volume_ml = Some(h.voxel_volume_ml());
-                match scan {
-                    Some(Ok(s)) => {
-                        inv.label_map_readable = true;
-                        checks.push(Check::new(
-                            "label_map_readable",
-                            true,
-                            format!(
-                                "read every voxel of {}",
-                                mask.shown.as_deref().unwrap_or("?")
-                            ),
-                        ));
-                        inv.label_ids_present = s
-                            .tally
-                            .labels
-                            .iter()
-                            .filter_map(|l| u32::try_from(l.id).ok())
-                            .collect();
-                        let negative: Vec<i64> = s
-                            .tally
-                            .labels
-                            .iter()
-                            .map(|l| l.id)
-                            .filter(|&id| id < 0)
-                            .collect();
-                        inv.non_integer_voxels = Some(s.tally.non_integer_voxels);
-                        inv.nan_voxels = Some(s.tally.nan_voxels);
-                        inv.nan_sentinel_255_voxels = Some(s.tally.value_255_voxels);
-                        let bad = s.tally.non_integer_voxels + s.tally.nan_voxels;
-                        checks.push(Check::new(
-                            "integer_labels",
-                            bad == 0 && negative.is_empty(),
-                            format!(
-                                "{} non-integer, {} NaN voxels, negative ids {negative:?} (a label map holds non-negative integer ids only)",
-                                s.tally.non_integer_voxels, s.tally.nan_voxels
-                            ),
-                        ));
-                        let ct = self
-                            .facts
-                            .modality
-                            .as_deref()
-                            .is_none_or(|m| m == SUPPORTED_MODALITY);
-                        if ct {
-                            checks.push(Check::new(
-                                "no_nan_sentinel",
-                                s.tally.value_255_voxels == 0,
-                                format!(
-                                    "{} voxels equal {NAN_SENTINEL}, the upstream's NaN sentinel (not a {SUPPORTED_MODALITY} class)",
-                                    s.tally.value_255_voxels
-                                ),
-                            ));
-                        }
-                    }
-                    Some(Err(e)) => checks.push(Check::new(
-                        "label_map_readable",
-                        false,
-                        format!("header read, voxels not: {e}"),
-                    )),
-                    None => checks.push(Check::new(
-                        "label_map_readable",
-                        false,
-                        "label map not read",
-                    )),
-                }
-                match mask.path.as_deref().map(load::sha256_file) {
-                    Some(Ok(sha)) => inv.label_map_sha256 = Some(sha),
-                    Some(Err(e)) => checks.push(Check::new(
-                        "label_map_hashed",
-                        false,
-                        format!("cannot hash the label map: {e}"),
-                    )),
-                    None => {}
-                }
+            Ok(h) => self.mask_checks(h, mask, scan, &mut inv, &mut checks),
+        }
+        self.geometry_checks(mask, input, &mut inv, &mut checks);
+        if let (Some(path), true) = (&input.path, input.header.is_ok()) {
+            if let Some(c) = hash_check(
+                "input_hash_matches_claims",
+                path,
+                facts.hashes_of(HashedFile::Input),
+            ) {
+                checks.push(c);
             }
         }
+        if inv.label_map_readable {
+            checks.push(self.claims_check(&inv));
+        }
+        inv.verdict = if !checks.is_empty() && checks.iter().all(Check::passed) {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
+        inv.checks = checks;
+        inv
+    }
+
+    /// The readable mask: its header facts, its voxels (from the scan) and its hash.
+    fn mask_checks(
+        &self,
+        h: &Header,
+        mask: &Opened,
+        scan: Option<&Result<MaskScan, String>>,
+        inv: &mut ArtifactInventory,
+        checks: &mut Vec<Check>,
+    ) {
+        inv.label_map_dtype = Some(h.datatype.name().to_string());
+        inv.label_map_shape = h.shape.to_vec();
+        inv.label_map_spacing = h.spacing.to_vec();
+        inv.voxel_volume_ml = Some(h.voxel_volume_ml());
+        match scan {
+            Some(Ok(s)) => self.voxel_checks(s, mask, inv, checks),
+            Some(Err(e)) => checks.push(Check::new(
+                "label_map_readable",
+                false,
+                format!("header read, voxels not: {e}"),
+            )),
+            None => checks.push(Check::new(
+                "label_map_readable",
+                false,
+                "label map not read",
+            )),
+        }
+        match mask.path.as_deref().map(load::sha256_file) {
+            Some(Ok(sha)) => inv.label_map_sha256 = Some(sha),
+            Some(Err(e)) => checks.push(Check::new(
+                "label_map_hashed",
+                false,
+                format!("cannot hash the label map: {e}"),
+            )),
+            None => {}
+        }
+    }
+
+    /// What every voxel of the mask holds: ids present, integer ids only, no NaN sentinel.
+    fn voxel_checks(
+        &self,
+        s: &MaskScan,
+        mask: &Opened,
+        inv: &mut ArtifactInventory,
+        checks: &mut Vec<Check>,
+    ) {
+        inv.label_map_readable = true;
+        checks.push(Check::new(
+            "label_map_readable",
+            true,
+            format!(
+                "read every voxel of {}",
+                mask.shown.as_deref().unwrap_or("?")
+            ),
+        ));
+        inv.label_ids_present = s
+            .tally
+            .labels
+            .iter()
+            .filter_map(|l| u32::try_from(l.id).ok())
+            .collect();
+        let negative: Vec<i64> = s
+            .tally
+            .labels
+            .iter()
+            .map(|l| l.id)
+            .filter(|&id| id < 0)
+            .collect();
+        inv.non_integer_voxels = Some(s.tally.non_integer_voxels);
+        inv.nan_voxels = Some(s.tally.nan_voxels);
+        inv.nan_sentinel_255_voxels = Some(s.tally.value_255_voxels);
+        let bad = s.tally.non_integer_voxels + s.tally.nan_voxels;
+        checks.push(Check::new(
+            "integer_labels",
+            bad == 0 && negative.is_empty(),
+            format!(
+                "{} non-integer, {} NaN voxels, negative ids {negative:?} (a label map holds non-negative integer ids only)",
+                s.tally.non_integer_voxels, s.tally.nan_voxels
+            ),
+        ));
+        let ct = self
+            .facts
+            .modality
+            .as_deref()
+            .is_none_or(|m| m == SUPPORTED_MODALITY);
+        if ct {
+            checks.push(Check::new(
+                "no_nan_sentinel",
+                s.tally.value_255_voxels == 0,
+                format!(
+                    "{} voxels equal {NAN_SENTINEL}, the upstream's NaN sentinel (not a {SUPPORTED_MODALITY} class)",
+                    s.tally.value_255_voxels
+                ),
+            ));
+        }
+    }
+
+    /// The mask's geometry against the input image's, from the headers.
+    fn geometry_checks(
+        &self,
+        mask: &Opened,
+        input: &Opened,
+        inv: &mut ArtifactInventory,
+        checks: &mut Vec<Check>,
+    ) {
         match (&mask.header, &input.header) {
             (Ok(m), Ok(i)) => {
                 let c = compare_facts(
@@ -688,25 +779,6 @@ impl Context<'_> {
             )),
             (Err(_), Ok(_)) => {}
         }
-        if let (Some(path), true) = (&input.path, input.header.is_ok()) {
-            if let Some(c) = hash_check(
-                "input_hash_matches_claims",
-                path,
-                facts.hashes_of(HashedFile::Input),
-            ) {
-                checks.push(c);
-            }
-        }
-        if inv.label_map_readable {
-            checks.push(self.claims_check(&inv));
-        }
-        inv.verdict = if !checks.is_empty() && checks.iter().all(Check::passed) {
-            Verdict::Pass
-        } else {
-            Verdict::Fail
-        };
-        inv.checks = checks;
-        inv
     }
 
     /// The pack's claims must equal the recomputation; a disagreement means the pack
@@ -835,27 +907,81 @@ impl Context<'_> {
             surface_tolerance_mm: self.surface_tolerance,
             verdict: Verdict::Fail,
         };
-        let fail = |mut m: GtMetrics, name: &str, reason: String| {
-            m.checks.push(Check::new(name, false, reason.clone()));
-            m.reason = reason;
-            m.verdict = Verdict::Fail;
-            m.acceptable = false;
-            m
-        };
         let Some(gt) = gt else {
             m.verdict = Verdict::Skipped;
             m.acceptable = true;
             m.reason = "no ground_truth_path recorded in the evidence pack".to_string();
             return m;
         };
+        match self.compare_with_gt(&mut m, gt, mask, scan, geometry, expected) {
+            Ok(()) => m,
+            Err((name, reason)) => {
+                m.checks.push(Check::new(name, false, reason.clone()));
+                m.reason = reason;
+                m.verdict = Verdict::Fail;
+                m.acceptable = false;
+                m
+            }
+        }
+    }
+
+    /// The ground-truth comparison step by step; the first failing step ends it
+    /// (with the name of its check and the reason), keeping the checks passed so far.
+    fn compare_with_gt(
+        &self,
+        m: &mut GtMetrics,
+        gt: &Opened,
+        mask: &Opened,
+        scan: Option<&Result<MaskScan, String>>,
+        geometry: Option<&crate::inspect::GeometryComparison>,
+        expected: Option<&ExpectedSet>,
+    ) -> Result<(), GtFailure> {
+        let gt_header = self.gt_readable(m, gt)?;
+        gt_aligned(m, gt_header, mask, geometry)?;
+        let s = match scan {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => return Err(("voxels_readable", format!("cannot read voxels: {e}"))),
+            None => return Err(("voxels_readable", "label map not read".to_string())),
+        };
+        let Some(confusion) = &s.confusion else {
+            return Err(("voxels_readable", "ground truth was not read".to_string()));
+        };
+        let gt_bad = confusion.gt_nan_voxels + confusion.gt_non_integer_voxels;
+        if gt_bad > 0 {
+            return Err((
+                "ground_truth_integer_labels",
+                format!(
+                    "ground truth has {} NaN and {} non-integer voxels",
+                    confusion.gt_nan_voxels, confusion.gt_non_integer_voxels
+                ),
+            ));
+        }
+        let overlaps = self.class_overlaps(s, confusion, mask);
+        // Fail closed: a class present in both maps must have its surfaces measured.
+        let unmeasured: Vec<u32> = overlaps
+            .iter()
+            .filter(|o| o.pred_voxels > 0 && o.gt_voxels > 0 && o.surface.is_none())
+            .map(|o| o.label_id)
+            .collect();
+        if !unmeasured.is_empty() {
+            return Err((
+                "surface_metrics_computed",
+                format!("surface metrics could not be computed for label ids {unmeasured:?} (ids above 65535, or volumes above {} voxels, are not supported)", load::MAX_SURFACE_VOXELS),
+            ));
+        }
+        self.score(m, &overlaps, expected);
+        Ok(())
+    }
+
+    /// The ground truth's header is readable and its hash matches the pack's claims.
+    fn gt_readable<'g>(&self, m: &mut GtMetrics, gt: &'g Opened) -> Result<&'g Header, GtFailure> {
         let gt_header = match &gt.header {
             Ok(h) => h,
             Err(e) => {
-                return fail(
-                    m,
+                return Err((
                     "ground_truth_readable",
                     format!("recorded ground truth cannot be used: {e}"),
-                )
+                ))
             }
         };
         m.checks.push(Check::new(
@@ -870,71 +996,22 @@ impl Context<'_> {
                 self.facts.hashes_of(HashedFile::GroundTruth),
             ) {
                 Some(c) if !c.passed() => {
-                    return fail(m, "ground_truth_hash_matches_claims", c.reason)
+                    return Err(("ground_truth_hash_matches_claims", c.reason))
                 }
                 Some(c) => m.checks.push(c),
                 None => {}
             }
         }
-        let Some(geometry) = geometry else {
-            let why = mask
-                .header
-                .as_ref()
-                .err()
-                .cloned()
-                .unwrap_or_else(|| "label map unreadable".to_string());
-            return fail(
-                m,
-                "label_map_readable",
-                format!("cannot compare with the ground truth: {why}"),
-            );
-        };
-        m.geometry = Some(GtGeometry {
-            affine_match: geometry.affine_match,
-            affine_max_abs_diff: geometry.affine_max_abs_diff,
-            gt_shape: gt_header.shape.to_vec(),
-            gt_spacing: gt_header.spacing.to_vec(),
-            shape_match: geometry.shape_match,
-            spacing_match: geometry.spacing_match,
-        });
-        if !(geometry.shape_match && geometry.spacing_match && geometry.affine_match) {
-            return fail(
-                m,
-                "ground_truth_aligned",
-                format!(
-                    "ground truth and mask are not on the same grid: {}",
-                    geometry.differences.join("; ")
-                ),
-            );
-        }
-        m.checks.push(Check::new(
-            "ground_truth_aligned",
-            true,
-            "same shape, spacing and affine as the mask",
-        ));
-        let s = match scan {
-            Some(Ok(s)) => s,
-            Some(Err(e)) => return fail(m, "voxels_readable", format!("cannot read voxels: {e}")),
-            None => return fail(m, "voxels_readable", "label map not read".to_string()),
-        };
-        let Some(confusion) = &s.confusion else {
-            return fail(
-                m,
-                "voxels_readable",
-                "ground truth was not read".to_string(),
-            );
-        };
-        let gt_bad = confusion.gt_nan_voxels + confusion.gt_non_integer_voxels;
-        if gt_bad > 0 {
-            return fail(
-                m,
-                "ground_truth_integer_labels",
-                format!(
-                    "ground truth has {} NaN and {} non-integer voxels",
-                    confusion.gt_nan_voxels, confusion.gt_non_integer_voxels
-                ),
-            );
-        }
+        Ok(gt_header)
+    }
+
+    /// Per-class voxel counts, overlaps and (for classes in both maps) surface metrics.
+    fn class_overlaps(
+        &self,
+        s: &MaskScan,
+        confusion: &crate::inspect::confusion::ConfusionTally,
+        mask: &Opened,
+    ) -> Vec<ClassOverlap> {
         let spacing = mask.header.as_ref().map(|h| h.spacing).unwrap_or([1.0; 3]);
         let boxes = match (&s.pred_voxels, &s.gt_voxels) {
             (Some(p), Some(g)) => union_bboxes(p, g),
@@ -973,21 +1050,13 @@ impl Context<'_> {
                 surface,
             });
         }
-        // Fail closed: a class present in both maps must have its surfaces measured.
-        let unmeasured: Vec<u32> = overlaps
-            .iter()
-            .filter(|o| o.pred_voxels > 0 && o.gt_voxels > 0 && o.surface.is_none())
-            .map(|o| o.label_id)
-            .collect();
-        if !unmeasured.is_empty() {
-            return fail(
-                m,
-                "surface_metrics_computed",
-                format!("surface metrics could not be computed for label ids {unmeasured:?} (ids above 65535, or volumes above {} voxels, are not supported)", load::MAX_SURFACE_VOXELS),
-            );
-        }
+        overlaps
+    }
+
+    /// Per-class rows against the Dice floors, and the verdict from them.
+    fn score(&self, m: &mut GtMetrics, overlaps: &[ClassOverlap], expected: Option<&ExpectedSet>) {
         let scope: Option<BTreeSet<u32>> = expected.map(|e| e.ids.clone());
-        let (rows, checks) = verdict::gt_rows(&overlaps, scope.as_ref(), self.bounds);
+        let (rows, checks) = verdict::gt_rows(overlaps, scope.as_ref(), self.bounds);
         m.checks.extend(checks);
         let scored = rows.iter().filter(|r| r.scored).count();
         m.per_class = rows;
@@ -997,7 +1066,7 @@ impl Context<'_> {
             m.reason =
                 "the ground truth annotates no class inside the expected set: nothing to score"
                     .to_string();
-            return m;
+            return;
         }
         let failed = verdict::failed_reasons(&m.checks);
         m.verdict = if failed.is_none() {
@@ -1009,8 +1078,54 @@ impl Context<'_> {
         m.reason = failed.unwrap_or_else(|| {
             format!("{scored} scored class(es) meet their Dice floors; none missed")
         });
-        m
     }
+}
+
+/// A failed ground-truth step: the name of its check and the reason.
+type GtFailure = (&'static str, String);
+
+/// The ground truth lies on the mask's grid (shape, spacing, affine); its geometry is recorded.
+fn gt_aligned(
+    m: &mut GtMetrics,
+    gt_header: &Header,
+    mask: &Opened,
+    geometry: Option<&crate::inspect::GeometryComparison>,
+) -> Result<(), GtFailure> {
+    let Some(geometry) = geometry else {
+        let why = mask
+            .header
+            .as_ref()
+            .err()
+            .cloned()
+            .unwrap_or_else(|| "label map unreadable".to_string());
+        return Err((
+            "label_map_readable",
+            format!("cannot compare with the ground truth: {why}"),
+        ));
+    };
+    m.geometry = Some(GtGeometry {
+        affine_match: geometry.affine_match,
+        affine_max_abs_diff: geometry.affine_max_abs_diff,
+        gt_shape: gt_header.shape.to_vec(),
+        gt_spacing: gt_header.spacing.to_vec(),
+        shape_match: geometry.shape_match,
+        spacing_match: geometry.spacing_match,
+    });
+    if !(geometry.shape_match && geometry.spacing_match && geometry.affine_match) {
+        return Err((
+            "ground_truth_aligned",
+            format!(
+                "ground truth and mask are not on the same grid: {}",
+                geometry.differences.join("; ")
+            ),
+        ));
+    }
+    m.checks.push(Check::new(
+        "ground_truth_aligned",
+        true,
+        "same shape, spacing and affine as the mask",
+    ));
+    Ok(())
 }
 
 /// Inclusive bounding box per label id over the union of both label maps, in one

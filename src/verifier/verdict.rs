@@ -24,30 +24,10 @@ pub fn anatomy_plausibility(
     observed: &[ClassObservation],
     bounds: &AnatomyBounds,
 ) -> AnatomyPlausibility {
-    let mut per_class = Vec::with_capacity(observed.len());
-    for o in observed {
-        let b = bounds.class(o.label_id).cloned();
-        let (volume_ok, components_ok, fraction_ok) = match &b {
-            Some(b) => (
-                Some(o.volume_ml >= b.volume_ml_min && o.volume_ml <= b.volume_ml_max),
-                Some(o.components <= b.max_components),
-                Some(o.largest_fraction >= b.largest_cc_fraction_min),
-            ),
-            None => (None, None, None),
-        };
-        per_class.push(ClassPlausibility {
-            bounds: b,
-            component_count: o.components,
-            components_ok,
-            label_id: o.label_id,
-            largest_cc_fraction: o.largest_fraction,
-            largest_cc_fraction_ok: fraction_ok,
-            name: o.name.clone(),
-            volume_bounds_ok: volume_ok,
-            volume_ml: o.volume_ml,
-            voxel_count: o.voxels,
-        });
-    }
+    let per_class: Vec<ClassPlausibility> = observed
+        .iter()
+        .map(|o| class_plausibility(o, bounds))
+        .collect();
     let failing_volume: Vec<String> = per_class
         .iter()
         .filter(|r| r.volume_bounds_ok == Some(false))
@@ -59,23 +39,118 @@ pub fn anatomy_plausibility(
         .map(|r| r.name.clone())
         .collect();
     let cross_class = cross_class(&per_class, bounds);
-
-    let volume_detail = |names: &[String]| -> String {
-        per_class
-            .iter()
-            .filter(|r| names.contains(&r.name))
-            .map(|r| {
-                let b = r
-                    .bounds
-                    .as_ref()
-                    .map(|b| format!("{}–{} mL", b.volume_ml_min, b.volume_ml_max))
-                    .unwrap_or_default();
-                format!("{} {:.1} mL (bounds {b})", r.name, r.volume_ml)
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+    let checks = anatomy_checks(&per_class, &failing_volume, &fragmented, &cross_class);
+    let verdict = if checks.iter().all(Check::passed) {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
     };
-    let fragment_detail = per_class
+    let reason = failed_reasons(&checks)
+        .unwrap_or_else(|| "all anatomy plausibility checks pass".to_string());
+    AnatomyPlausibility {
+        checks,
+        classes_failing_volume_bounds: failing_volume,
+        classes_overfragmented: fragmented,
+        cross_class,
+        per_class,
+        reason,
+        verdict,
+    }
+}
+
+/// One class against its bounds (all `None` when it has none).
+fn class_plausibility(o: &ClassObservation, bounds: &AnatomyBounds) -> ClassPlausibility {
+    let b = bounds.class(o.label_id).cloned();
+    let (volume_ok, components_ok, fraction_ok) = match &b {
+        Some(b) => (
+            Some(o.volume_ml >= b.volume_ml_min && o.volume_ml <= b.volume_ml_max),
+            Some(o.components <= b.max_components),
+            Some(o.largest_fraction >= b.largest_cc_fraction_min),
+        ),
+        None => (None, None, None),
+    };
+    ClassPlausibility {
+        bounds: b,
+        component_count: o.components,
+        components_ok,
+        label_id: o.label_id,
+        largest_cc_fraction: o.largest_fraction,
+        largest_cc_fraction_ok: fraction_ok,
+        name: o.name.clone(),
+        volume_bounds_ok: volume_ok,
+        volume_ml: o.volume_ml,
+        voxel_count: o.voxels,
+    }
+}
+
+/// The anatomy checks, with the failing classes' numbers in their reasons.
+fn anatomy_checks(
+    per_class: &[ClassPlausibility],
+    failing_volume: &[String],
+    fragmented: &[String],
+    cross_class: &CrossClass,
+) -> Vec<Check> {
+    let present_ids: Vec<u32> = per_class.iter().map(|r| r.label_id).collect();
+    vec![
+        Check::new(
+            "any_class_present",
+            !per_class.is_empty(),
+            format!("label ids present in the mask: {present_ids:?}"),
+        ),
+        Check::new(
+            "all_classes_within_volume_bounds",
+            failing_volume.is_empty(),
+            if failing_volume.is_empty() {
+                "every bounded class lies within its volume bounds".to_string()
+            } else {
+                format!(
+                    "outside volume bounds: {}",
+                    volume_detail(per_class, failing_volume)
+                )
+            },
+        ),
+        Check::new(
+            "no_fragmented_classes",
+            fragmented.is_empty(),
+            if fragmented.is_empty() {
+                "no bounded class exceeds its component cap or falls below its largest-component share".to_string()
+            } else {
+                format!("fragmented: {}", fragment_detail(per_class, fragmented))
+            },
+        ),
+        Check::new(
+            "liver_gt_spleen",
+            cross_class.liver_gt_spleen.status != RuleStatus::Fail,
+            cross_class.liver_gt_spleen.reason.clone(),
+        ),
+        Check::new(
+            "bilateral_symmetry",
+            cross_class.bilateral_symmetry.status != RuleStatus::Fail,
+            cross_class.bilateral_symmetry.reason.clone(),
+        ),
+    ]
+}
+
+/// "name 12.3 mL (bounds a–b mL)" for each named class.
+fn volume_detail(per_class: &[ClassPlausibility], names: &[String]) -> String {
+    per_class
+        .iter()
+        .filter(|r| names.contains(&r.name))
+        .map(|r| {
+            let b = r
+                .bounds
+                .as_ref()
+                .map(|b| format!("{}–{} mL", b.volume_ml_min, b.volume_ml_max))
+                .unwrap_or_default();
+            format!("{} {:.1} mL (bounds {b})", r.name, r.volume_ml)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Components and largest-component share against the caps, for each fragmented class.
+fn fragment_detail(per_class: &[ClassPlausibility], fragmented: &[String]) -> String {
+    per_class
         .iter()
         .filter(|r| fragmented.contains(&r.name))
         .map(|r| {
@@ -93,59 +168,7 @@ pub fn anatomy_plausibility(
             )
         })
         .collect::<Vec<_>>()
-        .join("; ");
-    let present_ids: Vec<u32> = per_class.iter().map(|r| r.label_id).collect();
-    let checks = vec![
-        Check::new(
-            "any_class_present",
-            !per_class.is_empty(),
-            format!("label ids present in the mask: {present_ids:?}"),
-        ),
-        Check::new(
-            "all_classes_within_volume_bounds",
-            failing_volume.is_empty(),
-            if failing_volume.is_empty() {
-                "every bounded class lies within its volume bounds".to_string()
-            } else {
-                format!("outside volume bounds: {}", volume_detail(&failing_volume))
-            },
-        ),
-        Check::new(
-            "no_fragmented_classes",
-            fragmented.is_empty(),
-            if fragmented.is_empty() {
-                "no bounded class exceeds its component cap or falls below its largest-component share".to_string()
-            } else {
-                format!("fragmented: {fragment_detail}")
-            },
-        ),
-        Check::new(
-            "liver_gt_spleen",
-            cross_class.liver_gt_spleen.status != RuleStatus::Fail,
-            cross_class.liver_gt_spleen.reason.clone(),
-        ),
-        Check::new(
-            "bilateral_symmetry",
-            cross_class.bilateral_symmetry.status != RuleStatus::Fail,
-            cross_class.bilateral_symmetry.reason.clone(),
-        ),
-    ];
-    let verdict = if checks.iter().all(Check::passed) {
-        Verdict::Pass
-    } else {
-        Verdict::Fail
-    };
-    let reason = failed_reasons(&checks)
-        .unwrap_or_else(|| "all anatomy plausibility checks pass".to_string());
-    AnatomyPlausibility {
-        checks,
-        classes_failing_volume_bounds: failing_volume,
-        classes_overfragmented: fragmented,
-        cross_class,
-        per_class,
-        reason,
-        verdict,
-    }
+        .join("; ")
 }
 
 /// The block for a pack whose mask could not be judged (unreadable, or a modality
