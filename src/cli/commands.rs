@@ -566,139 +566,54 @@ fn verify(args: &VerifyArgs, config: &Config) -> u8 {
     }
 }
 
+/// One line of `doctor`: a prerequisite, its status and the fix.
+struct Check {
+    name: &'static str,
+    ok: bool,
+    detail: String,
+    fix: &'static str,
+}
+
+impl Check {
+    fn new(name: &'static str, ok: bool, detail: impl Into<String>, fix: &'static str) -> Self {
+        Check {
+            name,
+            ok,
+            detail: detail.into(),
+            fix,
+        }
+    }
+
+    fn optional(&self) -> bool {
+        OPTIONAL_CHECKS.contains(&self.name)
+    }
+
+    fn json(&self) -> Value {
+        json!({"check": self.name, "ok": self.ok, "detail": self.detail,
+               "fix": if self.ok { Value::Null } else { json!(self.fix) }})
+    }
+}
+
 /// `ctmr-skill doctor`: each prerequisite with its status and the fix.
 fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
-    let mut checks: Vec<Value> = Vec::new();
-    let mut add = |name: &str, ok: bool, detail: String, fix: &str| {
-        checks.push(json!({"check": name, "ok": ok, "detail": detail, "fix": if ok { Value::Null } else { json!(fix) }}));
-    };
-    let mut cuda = false;
-    let exe = std::env::current_exe().ok();
-    let python = crate::upstream::find_python(
-        config.python.as_deref(),
-        config.python_env.as_deref().map(std::path::Path::as_os_str),
-        &config.cwd,
-        exe.as_deref(),
-        std::env::var_os("PATH").as_deref(),
-    );
-    match &python {
-        Ok(choice) => add(
-            "python",
-            true,
-            format!("{} ({:?})", choice.path.display(), choice.source),
-            "",
-        ),
-        Err(e) => add(
-            "python",
-            false,
-            e.to_string(),
-            "run scripts/setup-python.sh or set CTMR_SKILL_PYTHON",
-        ),
-    }
-    if let Ok(choice) = &python {
-        let env = crate::upstream::child_env(
-            std::env::vars_os(),
-            &config.cwd,
-            crate::upstream::DeviceRequest::Auto,
-        );
-        let probe = runtime().block_on(crate::upstream::probe_environment(
-            &choice.path,
-            &env,
-            &config.cwd,
-            Duration::from_secs(120),
-        ));
-        cuda = probe.as_ref().is_ok_and(|p| p.cuda_available);
-        match probe {
-            Ok(p) => {
-                add("monai", true, p.monai_version.clone(), "");
-                add("torch", true, p.torch_version.clone(), "");
-                add(
-                    "cuda",
-                    p.cuda_available,
-                    p.cuda_device_name
-                        .clone()
-                        .unwrap_or_else(|| "not available: runs use the CPU".into()),
-                    "optional: a CUDA GPU with a CUDA build of torch makes runs ~100x faster",
-                );
-            }
-            Err(e) => add("monai", false, e.to_string(), "run scripts/setup-python.sh"),
-        }
-    }
-    let resolution = crate::upstream::resolve_root(
-        args.upstream_root
-            .as_ref()
-            .map(|p| config.absolute(p))
-            .as_deref(),
-        config.env_root.as_deref().map(std::ffi::OsStr::new),
-        &config.cwd,
-    );
-    match resolution.require() {
-        Ok(root) => {
-            add("bundle_root", true, root.display().to_string(), "");
-            let inventory = crate::upstream::inventory(root);
-            match inventory.require_model() {
-                Ok(model) => {
-                    let sha = crate::upstream::sha256_file(model)
-                        .unwrap_or_else(|e| format!("unreadable: {e}"));
-                    let provenance = crate::upstream::weights_provenance(&inventory, Some(&sha));
-                    add(
-                        "model",
-                        true,
-                        format!("{} sha256 {sha} ({provenance:?})", model.display()),
-                        "",
-                    );
-                }
-                Err(e) => add(
-                    "model",
-                    false,
-                    e.to_string(),
-                    crate::upstream::install_hint(),
-                ),
-            }
-            match crate::labels::LabelTable::load_bundle(root) {
-                Ok(t) => add("label_table", true, format!("{} classes", t.len()), ""),
-                Err(e) => add(
-                    "label_table",
-                    false,
-                    e.to_string(),
-                    "the bundle's configs/metadata.json must be readable",
-                ),
-            }
-            for (name, ok, detail, fix) in switch_checks(root, cuda) {
-                add(name, ok, detail, fix);
-            }
-        }
-        Err(e) => add(
-            "bundle_root",
-            false,
-            e.to_string(),
-            crate::upstream::install_hint(),
-        ),
-    }
-    let optional = |c: &Value| {
-        c["check"]
-            .as_str()
-            .is_some_and(|name| OPTIONAL_CHECKS.contains(&name))
-    };
-    let ok = checks.iter().all(|c| c["ok"] == json!(true) || optional(c));
+    let (mut checks, cuda) = python_checks(config);
+    checks.extend(bundle_checks(args, config, cuda));
+    let ok = checks.iter().all(|c| c.ok || c.optional());
     if args.json {
+        let checks: Vec<Value> = checks.iter().map(Check::json).collect();
         print_json(
             &json!({"ok": ok, "checks": checks, "not_for_clinical_use": crate::NOT_FOR_CLINICAL_USE}),
         );
     } else {
         for c in &checks {
-            let mark = match (c["ok"] == json!(true), optional(c)) {
+            let mark = match (c.ok, c.optional()) {
                 (true, _) => "ok  ",
                 (false, true) => "note",
                 (false, false) => "FAIL",
             };
-            println!(
-                "{mark} {:<18} {}",
-                c["check"].as_str().unwrap_or(""),
-                c["detail"].as_str().unwrap_or("")
-            );
-            if let Some(fix) = c["fix"].as_str() {
-                println!("     fix: {fix}");
+            println!("{mark} {:<18} {}", c.name, c.detail);
+            if !c.ok {
+                println!("     fix: {}", c.fix);
             }
         }
     }
@@ -707,6 +622,103 @@ fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
     } else {
         EXIT_ERROR
     }
+}
+
+/// The interpreter and what it imports; whether CUDA is usable.
+fn python_checks(config: &Config) -> (Vec<Check>, bool) {
+    let python = crate::tools::run_script::run::find_python(config);
+    let choice = match python {
+        Ok(choice) => choice,
+        Err(e) => {
+            let fix = "run scripts/setup-python.sh or set CTMR_SKILL_PYTHON";
+            return (vec![Check::new("python", false, e.0, fix)], false);
+        }
+    };
+    let mut checks = vec![Check::new(
+        "python",
+        true,
+        format!("{} ({})", choice.path.display(), choice.source.describe()),
+        "",
+    )];
+    let env = crate::upstream::child_env(
+        config.child_env.clone(),
+        &config.cwd,
+        crate::upstream::DeviceRequest::Auto,
+    );
+    let probe = runtime().block_on(crate::upstream::probe_environment(
+        &choice.path,
+        &env,
+        &config.cwd,
+        Duration::from_secs(120),
+    ));
+    let p = match probe {
+        Ok(p) => p,
+        Err(e) => {
+            checks.push(Check::new(
+                "monai",
+                false,
+                e.to_string(),
+                "run scripts/setup-python.sh",
+            ));
+            return (checks, false);
+        }
+    };
+    checks.push(Check::new("monai", true, p.monai_version.clone(), ""));
+    checks.push(Check::new("torch", true, p.torch_version.clone(), ""));
+    checks.push(Check::new(
+        "cuda",
+        p.cuda_available,
+        p.cuda_device_name
+            .clone()
+            .unwrap_or_else(|| "not available: runs use the CPU".into()),
+        "optional: a CUDA GPU with a CUDA build of torch makes runs ~100x faster",
+    ));
+    (checks, p.cuda_available)
+}
+
+/// The bundle root, its weights, its label table and its optional modes.
+fn bundle_checks(args: &DoctorArgs, config: &Config, cuda: bool) -> Vec<Check> {
+    let explicit = args.upstream_root.as_ref().map(|p| config.absolute(p));
+    let resolution = crate::upstream::resolve_root(
+        explicit.as_deref(),
+        config.env_root.as_deref().map(std::ffi::OsStr::new),
+        &config.cwd,
+    );
+    let hint = crate::upstream::install_hint();
+    let root = match resolution.require() {
+        Ok(root) => root,
+        Err(e) => return vec![Check::new("bundle_root", false, e.to_string(), hint)],
+    };
+    let mut checks = vec![Check::new(
+        "bundle_root",
+        true,
+        root.display().to_string(),
+        "",
+    )];
+    let inventory = crate::upstream::inventory(root);
+    checks.push(match inventory.require_model() {
+        Ok(model) => {
+            let sha =
+                crate::upstream::sha256_file(model).unwrap_or_else(|e| format!("unreadable: {e}"));
+            let provenance = crate::upstream::weights_provenance(&inventory, Some(&sha));
+            let detail = format!("{} sha256 {sha} ({})", model.display(), provenance.as_str());
+            Check::new("model", true, detail, "")
+        }
+        Err(e) => Check::new("model", false, e.to_string(), hint),
+    });
+    checks.push(match crate::labels::LabelTable::load_bundle(root) {
+        Ok(t) => Check::new("label_table", true, format!("{} classes", t.len()), ""),
+        Err(e) => Check::new(
+            "label_table",
+            false,
+            e.to_string(),
+            "the bundle's configs/metadata.json must be readable",
+        ),
+    });
+    for (name, ok, detail, fix) in switch_checks(root, cuda) {
+        checks.push(Check::new(name, ok, detail, fix));
+    }
+    checks
 }
 
 /// What `doctor` reports without failing: runs work without them.

@@ -115,113 +115,28 @@ pub fn evaluate(
         manifest,
         results: Vec::new(),
     };
-
     let input_header = check_volume(&mut rec, &request.input);
-
-    rec.pass(
-        "modality_known",
-        format!("modality {}", request.settings.modality),
-    );
-    if request.settings.modality == Modality::MriBrain && !request.settings.preprocessed_brain_input
-    {
-        rec.fail(
-            "brain_preprocessing_acknowledged",
-            "preprocessed_brain_input",
-            "MRI_BRAIN needs an input already preprocessed by the upstream brain pipeline, and the call did not say so",
-        );
-    } else if request.settings.modality == Modality::MriBrain {
-        rec.pass(
-            "brain_preprocessing_acknowledged",
-            "the caller acknowledged preprocessed brain input",
-        );
-    } else {
-        rec.skip(
-            "brain_preprocessing_acknowledged",
-            "only MRI_BRAIN needs it",
-        );
-    }
+    check_modality(&mut rec, &request);
     rec.pass(
         "timeout_in_bounds",
         format!("{} s", request.settings.timeout.as_secs_f64()),
     );
-
-    let resolution = upstream::resolve_root(
-        request.settings.upstream_root.as_deref(),
-        config.env_root.as_deref().map(std::ffi::OsStr::new),
-        &config.cwd,
-    );
-    let mut root_inventory = None;
-    match resolution.require() {
-        Ok(root) => {
-            rec.pass(
-                "upstream_root_valid",
-                format!("bundle root {}", root.display()),
-            );
-            let inventory = upstream::inventory(root);
-            match inventory.require_model() {
-                Ok(model) => rec.pass(
-                    "model_weights_present",
-                    format!("weights {}", model.display()),
-                ),
-                Err(e) => rec.fail("model_weights_present", "upstream_root", e.to_string()),
-            }
-            root_inventory = Some((root.to_path_buf(), inventory));
-        }
-        Err(e) => {
-            rec.fail("upstream_root_valid", "upstream_root", e.to_string());
-            rec.skip("model_weights_present", "no bundle root");
-        }
-    }
-
-    check_knobs(
-        &mut rec,
-        &request,
-        root_inventory.as_ref().map(|(r, _)| r.as_path()),
-    );
-
-    let mask_path = check_output_dir(
-        &mut rec,
-        &request,
-        config,
-        root_inventory.as_ref().map(|(r, _)| r.as_path()),
-    );
-
+    let (resolution, root_inventory) = check_root(&mut rec, &request, config);
+    let root = root_inventory.as_ref().map(|(r, _)| r.as_path());
+    check_knobs(&mut rec, &request, root);
+    let mask_path = check_output_dir(&mut rec, &request, config, root);
     // Labels: prompts and structures are checked against the bundle's own table.
-    let (labels, label_error) = match &root_inventory {
-        Some((root, _)) => match LabelTable::load_bundle(root) {
+    let (labels, label_error) = match root {
+        Some(root) => match LabelTable::load_bundle(root) {
             Ok(table) => (Some(table), None),
             Err(e) => (None, Some(e.to_string())),
         },
         None => (None, Some("no bundle root".to_string())),
     };
     let prompts = check_labels(&mut rec, &request, labels.as_ref(), label_error.as_deref());
-
-    match &request.ground_truth {
-        None => rec.skip("ground_truth_readable", "no ground truth given"),
-        Some(gt) => match read_header(gt) {
-            Ok(_) => rec.pass(
-                "ground_truth_readable",
-                format!("ground truth {}", gt.display()),
-            ),
-            Err(e) => rec.fail("ground_truth_readable", "ground_truth", e.to_string()),
-        },
-    }
-
+    check_ground_truth(&mut rec, &request);
     if rec.failed() {
-        let failures: Vec<String> = rec
-            .results
-            .iter()
-            .filter(|g| g.failed())
-            .map(|g| format!("- {}: {}", g.name, g.message))
-            .collect();
-        return Err(Box::new(Refusal {
-            message: format!(
-                "run_script refused before running anything:\n{}",
-                failures.join("\n")
-            ),
-            gates: rec.results,
-            resolution: Some(resolution),
-        }));
+        return Err(Box::new(refusal(rec.results, resolution)));
     }
     let (root, inventory) = root_inventory.expect("gates passed, so the root resolved");
     Ok(Gated {
@@ -236,6 +151,92 @@ pub fn evaluate(
         mask_path: mask_path.expect("gates passed, so the output location was checked"),
         gates: rec.results,
     })
+}
+
+/// One message listing every failed gate.
+fn refusal(gates: Vec<GateResult>, resolution: RootResolution) -> Refusal {
+    let failures: Vec<String> = gates
+        .iter()
+        .filter(|g| g.failed())
+        .map(|g| format!("- {}: {}", g.name, g.message))
+        .collect();
+    Refusal {
+        message: format!(
+            "run_script refused before running anything:\n{}",
+            failures.join("\n")
+        ),
+        gates,
+        resolution: Some(resolution),
+    }
+}
+
+fn check_modality(rec: &mut Recorder, request: &RunRequest) {
+    let settings = &request.settings;
+    rec.pass("modality_known", format!("modality {}", settings.modality));
+    if settings.modality != Modality::MriBrain {
+        rec.skip(
+            "brain_preprocessing_acknowledged",
+            "only MRI_BRAIN needs it",
+        );
+    } else if settings.preprocessed_brain_input {
+        rec.pass(
+            "brain_preprocessing_acknowledged",
+            "the caller acknowledged preprocessed brain input",
+        );
+    } else {
+        rec.fail(
+            "brain_preprocessing_acknowledged",
+            "preprocessed_brain_input",
+            "MRI_BRAIN needs an input already preprocessed by the upstream brain pipeline, and the call did not say so",
+        );
+    }
+}
+
+/// The bundle root and its weights.
+fn check_root(
+    rec: &mut Recorder,
+    request: &RunRequest,
+    config: &Config,
+) -> (RootResolution, Option<(PathBuf, BundleInventory)>) {
+    let resolution = upstream::resolve_root(
+        request.settings.upstream_root.as_deref(),
+        config.env_root.as_deref().map(std::ffi::OsStr::new),
+        &config.cwd,
+    );
+    let root = match resolution.require() {
+        Ok(root) => root.to_path_buf(),
+        Err(e) => {
+            rec.fail("upstream_root_valid", "upstream_root", e.to_string());
+            rec.skip("model_weights_present", "no bundle root");
+            return (resolution, None);
+        }
+    };
+    rec.pass(
+        "upstream_root_valid",
+        format!("bundle root {}", root.display()),
+    );
+    let inventory = upstream::inventory(&root);
+    match inventory.require_model() {
+        Ok(model) => rec.pass(
+            "model_weights_present",
+            format!("weights {}", model.display()),
+        ),
+        Err(e) => rec.fail("model_weights_present", "upstream_root", e.to_string()),
+    }
+    (resolution, Some((root, inventory)))
+}
+
+fn check_ground_truth(rec: &mut Recorder, request: &RunRequest) {
+    match &request.ground_truth {
+        None => rec.skip("ground_truth_readable", "no ground truth given"),
+        Some(gt) => match read_header(gt) {
+            Ok(_) => rec.pass(
+                "ground_truth_readable",
+                format!("ground truth {}", gt.display()),
+            ),
+            Err(e) => rec.fail("ground_truth_readable", "ground_truth", e.to_string()),
+        },
+    }
 }
 
 /// `cpu_postprocessing` and `tensorrt` depend on what the bundle ships (and TensorRT on
