@@ -83,6 +83,9 @@ def plan(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str], list
         problems.append(f"upstream root {root} has no configs/inference.json" + (f": {SETUP_HINT}" if root == DEMO_BUNDLE else ""))
     elif root == DEMO_BUNDLE and not (root / "models" / "model.pt").is_file():
         problems.append(f"the demo bundle has no weights at {root / 'models' / 'model.pt'}: {SETUP_HINT}")
+    # This script starts the server, so it is the operator: it installs the bundle root
+    # the client then names (a client alone cannot introduce one).
+    env["CTMR_SKILL_BUNDLE_ROOTS"] = str(root.resolve())
     arguments: dict[str, Any] = {
         "input": str(image.resolve()),
         "modality": args.modality,

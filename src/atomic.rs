@@ -22,7 +22,12 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         uuid::Uuid::new_v4().simple()
     ));
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -31,6 +36,43 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// [`write`] `rel` beneath the directory `base` (already checked by the caller),
+/// refusing to pass through a symbolic link on the way: a link planted at `.runs/`
+/// or `logs/` inside a pack must not carry a write outside it. Missing directories are
+/// created; a link at the final name is replaced, never followed.
+pub fn write_beneath(base: &Path, rel: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(base)?;
+    let mut dir = base.to_path_buf();
+    for part in rel.parent().into_iter().flat_map(Path::components) {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(std::io::Error::other(format!(
+                    "{} is a symbolic link; refusing to write through it",
+                    dir.display()
+                )))
+            }
+            Ok(_) => {}
+            Err(_) => std::fs::create_dir(&dir).or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })?,
+        }
+    }
+    write(&base.join(rel), bytes)
+}
+
+/// [`write_beneath`] of pretty JSON.
+pub fn write_json_beneath<T: serde::Serialize>(
+    base: &Path,
+    rel: &Path,
+    value: &T,
+) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    write_beneath(base, rel, &bytes)
 }
 
 /// Serialise `value` as pretty JSON (keys as serde_json orders them) and write it atomically.
@@ -69,5 +111,25 @@ mod tests {
         std::fs::write(blocked.join("x"), b"").unwrap();
         assert!(write(&blocked, b"bad").is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"good");
+    }
+
+    #[test]
+    fn writes_beneath_a_base_never_pass_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let pack = dir.path().join("pack");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&pack).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, pack.join(".runs")).unwrap();
+        let e = write_beneath(&pack, Path::new(".runs/r.json"), b"{}").unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        write_beneath(&pack, Path::new("logs/a/b.txt"), b"x").unwrap();
+        assert_eq!(std::fs::read(pack.join("logs/a/b.txt")).unwrap(), b"x");
+        // A link at the final name is replaced, not written through.
+        std::os::unix::fs::symlink(outside.join("target"), pack.join("out.json")).unwrap();
+        write_beneath(&pack, Path::new("out.json"), b"y").unwrap();
+        assert!(!outside.join("target").exists());
+        assert_eq!(std::fs::read(pack.join("out.json")).unwrap(), b"y");
     }
 }

@@ -12,8 +12,31 @@ pub const ROOT_ENV: &str = "NV_SEGMENT_CTMR_ROOT";
 pub const PYTHON_ENV: &str = "CTMR_SKILL_PYTHON";
 /// Environment variable for how many upstream runs may execute at once on each device.
 pub const MAX_RUNS_ENV: &str = "CTMR_SKILL_MAX_CONCURRENT_RUNS";
+/// Environment variable naming the bundle roots an operator installed
+/// (`:`-separated, each `DIR` or `NAME=DIR`), beside `serve --bundle-root`.
+pub const BUNDLE_ROOTS_ENV: &str = "CTMR_SKILL_BUNDLE_ROOTS";
+/// The bundle root found without any setting (relative to the working directory).
+pub const WORKBENCH_ROOT: &str = ".workbench_data/upstreams/NV-Segment-CTMR/NV-Segment-CTMR";
 /// Environment variable naming the runs index directory (see [`index_dir`]).
 pub const RUNS_DIR_ENV: &str = "CTMR_SKILL_RUNS_DIR";
+
+/// A bundle root the operator installed, and the name a client may use for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleRoot {
+    pub name: String,
+    /// Absolute.
+    pub path: PathBuf,
+}
+
+/// Who names bundle roots in calls. The bundle's configs and scripts run as code, so
+/// only the operator may introduce one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootPolicy {
+    /// The operator's own CLI: any directory it names.
+    Operator,
+    /// MCP clients: one of [`Config::bundle_roots`], by name or path, or none.
+    Declared,
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -37,6 +60,11 @@ pub struct Config {
     pub path_var: Option<OsString>,
     /// The environment the upstream children start from (they add and remove from it).
     pub child_env: Vec<(OsString, OsString)>,
+    /// The bundle roots the operator declared (`serve --bundle-root`,
+    /// `CTMR_SKILL_BUNDLE_ROOTS`, `NV_SEGMENT_CTMR_ROOT` as `env`, the workbench root
+    /// as `default`), in that order.
+    pub bundle_roots: Vec<BundleRoot>,
+    pub root_policy: RootPolicy,
 }
 
 impl Config {
@@ -75,6 +103,14 @@ impl Config {
         config.exe = std::env::current_exe().ok();
         config.path_var = std::env::var_os("PATH");
         config.child_env = std::env::vars_os().collect();
+        config.declare_roots(
+            &std::env::var(BUNDLE_ROOTS_ENV)
+                .unwrap_or_default()
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>(),
+        )?;
         Ok(config)
     }
 
@@ -96,7 +132,7 @@ impl Config {
                 .map(|p| canonical_or_self(&cwd.join(p))),
         );
         allowed_dirs.dedup();
-        Config {
+        let mut config = Config {
             runs_dir: cwd.join(".ctmr-skill/runs"),
             cwd,
             allowed_dirs,
@@ -107,7 +143,98 @@ impl Config {
             exe: None,
             path_var: None,
             child_env: Vec::new(),
+            bundle_roots: Vec::new(),
+            root_policy: RootPolicy::Operator,
+        };
+        config.declare_implicit_roots();
+        config
+    }
+
+    /// `NV_SEGMENT_CTMR_ROOT` as `env` and the workbench root as `default`, after
+    /// whatever was declared by name.
+    fn declare_implicit_roots(&mut self) {
+        self.bundle_roots
+            .retain(|r| r.name != "env" && r.name != "default");
+        if let Some(env) = &self.env_root {
+            let path = canonical_or_self(&self.cwd.join(env));
+            self.bundle_roots.push(BundleRoot {
+                name: "env".into(),
+                path,
+            });
         }
+        let path = canonical_or_self(&self.cwd.join(WORKBENCH_ROOT));
+        self.bundle_roots.push(BundleRoot {
+            name: "default".into(),
+            path,
+        });
+    }
+
+    /// Add operator roots, each `DIR` (named after its last component) or `NAME=DIR`,
+    /// ahead of `env` and `default`. A name used twice is an error.
+    pub fn declare_roots(&mut self, specs: &[String]) -> Result<(), String> {
+        let mut declared: Vec<BundleRoot> = Vec::new();
+        for spec in specs {
+            let (name, dir) = match spec.split_once('=') {
+                Some((name, dir)) if !name.is_empty() && !name.contains('/') => {
+                    (name.to_string(), dir)
+                }
+                _ => {
+                    let name = Path::new(spec)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| spec.clone());
+                    (name, spec.as_str())
+                }
+            };
+            let path = canonical_or_self(&self.cwd.join(dir));
+            if declared
+                .iter()
+                .chain(&self.bundle_roots)
+                .any(|r| r.name == name)
+            {
+                return Err(format!("bundle root name '{name}' is declared twice; give each --bundle-root NAME=DIR a distinct name"));
+            }
+            declared.push(BundleRoot { name, path });
+        }
+        declared.append(&mut self.bundle_roots);
+        self.bundle_roots = declared;
+        Ok(())
+    }
+
+    /// The bundle root a call asked for, under the policy. Nothing asked: `None` (the
+    /// usual order: `NV_SEGMENT_CTMR_ROOT`, then the workbench root) unless the
+    /// variable is unset and the operator declared roots by name, then the first of
+    /// those. The error says which roots a client may name.
+    pub fn bundle_root_for(&self, requested: Option<&str>) -> Result<Option<PathBuf>, String> {
+        let Some(requested) = requested else {
+            if self.env_root.is_some() {
+                return Ok(None);
+            }
+            let declared = self
+                .bundle_roots
+                .iter()
+                .find(|r| r.name != "env" && r.name != "default");
+            return Ok(declared.map(|r| r.path.clone()));
+        };
+        if self.root_policy == RootPolicy::Operator {
+            return Ok(Some(self.absolute(Path::new(requested))));
+        }
+        if let Some(root) = self.bundle_roots.iter().find(|r| r.name == requested) {
+            return Ok(Some(root.path.clone()));
+        }
+        let asked = canonical_or_self(&self.absolute(Path::new(requested)));
+        if let Some(root) = self.bundle_roots.iter().find(|r| r.path == asked) {
+            return Ok(Some(root.path.clone()));
+        }
+        let known: Vec<String> = self
+            .bundle_roots
+            .iter()
+            .map(|r| format!("{} ({})", r.name, r.path.display()))
+            .collect();
+        Err(format!(
+            "names no bundle root the operator installed (a bundle's configs and scripts run as code, so only the operator may add one); use one of: {}",
+            known.join(", ")
+        ))
     }
 
     /// An argument path made absolute against the working directory.
@@ -217,6 +344,62 @@ mod tests {
         assert_eq!(
             index_dir(None, None, None, cwd),
             PathBuf::from("/work/here/.ctmr-skill/runs")
+        );
+    }
+
+    #[test]
+    fn clients_choose_among_the_operators_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        let mut config = Config::new(base.clone(), vec![], Some("env-root".into()), None, 1);
+        config
+            .declare_roots(&["demo=bundles/demo".into(), "bundles/real".into()])
+            .unwrap();
+        let names: Vec<&str> = config
+            .bundle_roots
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(names, ["demo", "real", "env", "default"]);
+        // The operator's CLI may name any directory.
+        assert_eq!(
+            config.bundle_root_for(Some("/elsewhere")).unwrap(),
+            Some(PathBuf::from("/elsewhere"))
+        );
+        config.root_policy = RootPolicy::Declared;
+        assert_eq!(
+            config.bundle_root_for(Some("demo")).unwrap(),
+            Some(base.join("bundles/demo"))
+        );
+        assert_eq!(
+            config
+                .bundle_root_for(Some(&base.join("bundles/real/").display().to_string()))
+                .unwrap(),
+            Some(base.join("bundles/real"))
+        );
+        assert_eq!(
+            config.bundle_root_for(Some("env")).unwrap(),
+            Some(base.join("env-root"))
+        );
+        // NV_SEGMENT_CTMR_ROOT stays the default while it is set.
+        assert_eq!(config.bundle_root_for(None).unwrap(), None);
+        let refused = config.bundle_root_for(Some("/tmp/attacker")).unwrap_err();
+        assert!(
+            refused.contains("demo (") && refused.contains("operator"),
+            "{refused}"
+        );
+        // `..` cannot walk out of a declared root into another directory.
+        assert!(config
+            .bundle_root_for(Some(&base.join("bundles/demo/../x").display().to_string()))
+            .is_err());
+        assert!(config.declare_roots(&["demo=/x".into()]).is_err());
+        // Without the variable, the first root declared by name is the default.
+        let mut config = Config::new(base.clone(), vec![], None, None, 1);
+        config.declare_roots(&["demo=bundles/demo".into()]).unwrap();
+        config.root_policy = RootPolicy::Declared;
+        assert_eq!(
+            config.bundle_root_for(None).unwrap(),
+            Some(base.join("bundles/demo"))
         );
     }
 }

@@ -157,7 +157,8 @@ fn long_calls_stay_responsive_cancel_and_end_on_eof() {
     let (root, python) = common::standin_bundle(&base, "sleep");
     let input = base.join("ct.nii.gz");
     common::make_volume(&input, &[]);
-    let mut server = Server::start(&base, Some(&python));
+    let mut server =
+        Server::start_with_env(&base, Some(&python), &[("CTMR_SKILL_BUNDLE_ROOTS", &root)]);
     server.initialize();
 
     let out = base.join("out1");

@@ -38,12 +38,16 @@ fn world(names: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf, Vec<PathBuf>) 
 const TASKS: &str = "io.modelcontextprotocol/tasks";
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// A server over `index` whose client declared the tasks extension.
+/// A server over `index` whose client declared the tasks extension; the operator
+/// installed the bundle at `base/demo-bundle`.
 fn tasks_server(base: &Path, index: &Path) -> Server {
     let mut server = Server::start_with_env(
         base,
         Some(&common::python()),
-        &[("CTMR_SKILL_RUNS_DIR", index)],
+        &[
+            ("CTMR_SKILL_RUNS_DIR", index),
+            ("CTMR_SKILL_BUNDLE_ROOTS", &base.join("demo-bundle")),
+        ],
     );
     let init = server.initialize_with("2025-11-25", json!({"extensions": {TASKS: {}}}));
     assert!(

@@ -41,7 +41,7 @@ pub fn dispatch(command: Command, config: Config, progress: ProgressMode) -> u8 
         }
     };
     match command {
-        Command::Serve => serve(config, manifest),
+        Command::Serve(args) => serve(&args, config, manifest),
         Command::Run(args) => run(&args, config, manifest, progress),
         Command::RunBatch(args) => run_batch(&args, config, manifest, progress),
         Command::Inspect(args) => inspect(&args, &config),
@@ -67,7 +67,12 @@ fn print_json(value: &impl serde::Serialize) {
 }
 
 /// `ctmr-skill serve`: MCP over stdio until stdin closes.
-fn serve(config: Config, manifest: Manifest) -> u8 {
+fn serve(args: &super::ServeArgs, mut config: Config, manifest: Manifest) -> u8 {
+    if let Err(e) = config.declare_roots(&args.bundle_roots) {
+        eprintln!("ctmr-skill serve: --bundle-root: {e}");
+        return EXIT_USAGE;
+    }
+    config.root_policy = crate::config::RootPolicy::Declared;
     crate::server::init_stderr_logging();
     let options = crate::server::ServerOptions {
         name: "ctmr-skill".into(),

@@ -43,7 +43,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the tools over MCP on stdio (JSON-RPC 2.0, one message per line).
-    Serve,
+    Serve(ServeArgs),
     /// Run the upstream bundle on one volume; evidence JSON on stdout, pack in --output-dir.
     Run(RunArgs),
     /// Run the upstream's batch config once over a cohort; one evidence pack per volume
@@ -97,6 +97,16 @@ pub struct RunBatchArgs {
     pub preprocessed_brain_input: bool,
     #[command(flatten)]
     pub knobs: KnobArgs,
+}
+
+/// `ctmr-skill serve`: what the operator decides for every client.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ServeArgs {
+    /// A bundle root clients may use (repeatable): `DIR` or `NAME=DIR`. The first is
+    /// the default. Clients choose among these (and $NV_SEGMENT_CTMR_ROOT as `env`,
+    /// the workbench root as `default`) by name or path, and cannot name another.
+    #[arg(long = "bundle-root", value_name = "[NAME=]DIR")]
+    pub bundle_roots: Vec<String>,
 }
 
 impl RunBatchArgs {

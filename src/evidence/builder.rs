@@ -467,7 +467,21 @@ fn invocation(facts: &RunFacts<'_>, run: &UpstreamRun<'_>) -> Invocation {
         checked_roots: checked_roots(facts.resolution),
         python: Some(run.python.path.display().to_string()),
         python_source: Some(python_source_word(run.python.source).into()),
+        bundle_fingerprint: Some(fingerprint_of(facts.root)),
         overrides: facts.overrides.iter().cloned().collect(),
+    }
+}
+
+fn fingerprint_of(root: &Path) -> BundleFingerprint {
+    let f = upstream::fingerprint::fingerprint(root);
+    BundleFingerprint {
+        digest: f.digest,
+        files: f.files,
+        published_commit: upstream::fingerprint::PUBLISHED_COMMIT.into(),
+        matches_published: f.matches_published,
+        differing: f.differing,
+        missing: f.missing,
+        extra: f.extra,
     }
 }
 

@@ -180,6 +180,25 @@ pub struct CheckedRoot {
     pub reason: Option<String>,
 }
 
+/// sha256 of the bundle's `configs/*.json` and `scripts/**/*.py`, compared with the
+/// published NV-Segment-CTMR bundle at `published_commit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BundleFingerprint {
+    /// sha256 over the sorted `path  sha256` lines of `files`.
+    pub digest: String,
+    /// Relative path → sha256.
+    pub files: BTreeMap<String, String>,
+    pub published_commit: String,
+    /// Every file is published with the same hash and nothing published is missing.
+    pub matches_published: bool,
+    /// Published, with another hash here.
+    pub differing: Vec<String>,
+    /// Published, absent here.
+    pub missing: Vec<String>,
+    /// Here, not published.
+    pub extra: Vec<String>,
+}
+
 /// How the upstream was invoked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Invocation {
@@ -213,6 +232,10 @@ pub struct Invocation {
     /// The Python interpreter and why it was chosen.
     pub python: Option<String>,
     pub python_source: Option<String>,
+    /// The bundle's code and configs by hash and how they compare with the published
+    /// upstream. Absent in packs written before this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_fingerprint: Option<BundleFingerprint>,
     /// Documented overrides passed to the bundle as `--key value` (`patch_size`,
     /// `sw_batch_size`; `cpu_postprocessing` as `postprocessing#transforms#0#_disabled_: False`).
     pub overrides: BTreeMap<String, String>,

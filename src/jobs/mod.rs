@@ -114,7 +114,9 @@ struct Pointer {
 
 struct Live {
     record: RunRecord,
-    record_path: PathBuf,
+    /// The pack, and the record's place in it (`.runs/<id>.json`).
+    pack_dir: PathBuf,
+    record_rel: PathBuf,
     cancel: CancellationToken,
     result: Option<Value>,
 }
@@ -132,6 +134,22 @@ pub fn new_run_id() -> String {
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     )
+}
+
+/// Whether `id` has the form [`new_run_id`] gives (`20261204T153000Z-1a2b3c4d`).
+/// Ids come from clients: only this form ever touches the file system, so `../x`
+/// or an absolute path can never name a file.
+pub fn valid_run_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    b.len() == 25
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
+        && b[16] == b'-'
+        && b[17..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
 }
 
 fn now() -> String {
@@ -191,8 +209,9 @@ impl JobTable {
             message: None,
             progress: None,
         };
-        let record_path = pack_dir.join(".runs").join(format!("{run_id}.json"));
-        crate::atomic::write_json(&record_path, &record)?;
+        let record_rel = Path::new(".runs").join(format!("{run_id}.json"));
+        let record_path = pack_dir.join(&record_rel);
+        crate::atomic::write_json_beneath(pack_dir, &record_rel, &record)?;
         crate::atomic::write_json(
             &self.index.join(format!("{run_id}.json")),
             &Pointer {
@@ -205,7 +224,8 @@ impl JobTable {
             run_id,
             Live {
                 record: record.clone(),
-                record_path,
+                pack_dir: pack_dir.to_path_buf(),
+                record_rel,
                 cancel: cancel.clone(),
                 result: None,
             },
@@ -264,16 +284,21 @@ impl JobTable {
         entry.result = result;
         let mut on_disk = entry.record.clone();
         on_disk.progress = None;
-        if let Err(e) = crate::atomic::write_json(&entry.record_path, &on_disk) {
+        if let Err(e) =
+            crate::atomic::write_json_beneath(&entry.pack_dir, &entry.record_rel, &on_disk)
+        {
             tracing::warn!(
                 "run record {} not written: {e}",
-                entry.record_path.display()
+                entry.pack_dir.join(&entry.record_rel).display()
             );
         }
     }
 
     /// Cancel a live run; false when it is not running here.
     pub fn cancel(&self, run_id: &str) -> bool {
+        if !valid_run_id(run_id) {
+            return false;
+        }
         match self.lock().get(run_id) {
             Some(live) if live.record.state == RunState::Running => {
                 live.cancel.cancel();
@@ -286,6 +311,9 @@ impl JobTable {
     /// One run: live state first, else the record on disk (marked interrupted if its
     /// server is gone), with the result document read from the pack when finished.
     pub fn get(&self, run_id: &str) -> Option<RunView> {
+        if !valid_run_id(run_id) {
+            return None;
+        }
         if let Some(live) = self.lock().get(run_id) {
             let result = live.result.clone().or_else(|| {
                 (live.record.state != RunState::Running)
@@ -424,5 +452,34 @@ mod tests {
         assert_eq!(view.result, Some(json!({"status": "succeeded"})));
         assert_eq!(view.run.message.as_deref(), Some("ok"));
         assert!(restarted.get("no-such-run").is_none());
+    }
+
+    #[test]
+    fn run_ids_are_checked_before_they_touch_the_file_system() {
+        let id = new_run_id();
+        assert!(valid_run_id(&id), "{id}");
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "",
+            "20261204T153000Z-1a2b3c4",
+            "20261204T153000Z-1A2B3C4D",
+            "20261204T153000Z/1a2b3c4d",
+            "../../20261204T15300-1a2b3c4d",
+        ] {
+            assert!(!valid_run_id(bad), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("index");
+        std::fs::create_dir_all(&index).unwrap();
+        // A pointer-shaped file outside the index is never read through a crafted id.
+        std::fs::write(
+            dir.path().join("x.json"),
+            r#"{"run_id": "x", "record": "/etc/hostname"}"#,
+        )
+        .unwrap();
+        let table = JobTable::new(index);
+        assert!(table.get("../x").is_none());
+        assert!(!table.cancel("../x"));
     }
 }

@@ -56,7 +56,10 @@ impl Tool for InspectLabelMap {
                 ground_truth: path(args.ground_truth),
                 ..InspectOptions::default()
             },
-            upstream_root: path(args.upstream_root),
+            upstream_root: crate::tools::run_script::request::admit_root(
+                &self.0,
+                args.upstream_root.as_deref(),
+            )?,
         })
     }
 

@@ -1,7 +1,6 @@
 //! `list_labels`: the upstream label table, filtered, and name → id resolution for
 //! agents (exact, normalised, unique substring; never a guessed id).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -50,7 +49,10 @@ impl Tool for ListLabels {
             query: args.query,
             resolve: args.resolve.unwrap_or_default(),
             modality: args.modality,
-            upstream_root: args.upstream_root.map(|p| self.0.absolute(Path::new(&p))),
+            upstream_root: crate::tools::run_script::request::admit_root(
+                &self.0,
+                args.upstream_root.as_deref(),
+            )?,
         })
     }
 

@@ -77,6 +77,16 @@ pub trait Tool: Send + Sync + Sized + 'static {
     fn background(&self, _request: &Self::Request) -> Option<Background> {
         None
     }
+
+    /// Before a background run writes anything (its run record): the checks a waited
+    /// call makes before it runs (the gates), so a refused call is answered at once,
+    /// exactly as when waited, and writes nothing.
+    fn admit(
+        self: Arc<Self>,
+        request: Self::Request,
+    ) -> BoxFuture<'static, Result<Self::Request, ToolOutcome>> {
+        async move { Ok(request) }.boxed()
+    }
 }
 
 /// Blocking file work runs off the async workers, so the server keeps answering.
@@ -140,15 +150,29 @@ impl<T: Tool> Registered<T> {
         Ok(Parsed { request, waits })
     }
 
-    fn detach(&self, request: T::Request, place: Background, jobs: &Arc<JobTable>) -> Started {
+    /// Admit the request (its gates), then start it under a run record.
+    fn detach(
+        &self,
+        request: T::Request,
+        place: Background,
+        jobs: &Arc<JobTable>,
+    ) -> BoxFuture<'static, Started> {
         let tool = self.0.clone();
-        runs::start_detached(
-            jobs.clone(),
-            T::NAME,
-            place.pack_dir,
-            place.result_file,
-            move |ctx| tool.execute(request, ctx),
-        )
+        let jobs = jobs.clone();
+        async move {
+            let request = match tool.clone().admit(request).await {
+                Ok(request) => request,
+                Err(refusal) => return Started::Answered(refusal),
+            };
+            runs::start_detached(
+                jobs,
+                T::NAME,
+                place.pack_dir,
+                place.result_file,
+                move |ctx| tool.execute(request, ctx),
+            )
+        }
+        .boxed()
     }
 }
 
@@ -181,10 +205,10 @@ impl<T: Tool> DynTool for Registered<T> {
             Err(refusal) => return async move { refusal }.boxed(),
         };
         match self.0.background(&parsed.request) {
-            Some(place) if !parsed.waits => {
-                let started = self.detach(parsed.request, place, jobs);
-                async move { runs::started_outcome(started) }.boxed()
-            }
+            Some(place) if !parsed.waits => self
+                .detach(parsed.request, place, jobs)
+                .map(runs::started_outcome)
+                .boxed(),
             _ => self.0.clone().execute(parsed.request, ctx),
         }
     }
@@ -200,10 +224,7 @@ impl<T: Tool> DynTool for Registered<T> {
             Err(refusal) => return async move { Started::Answered(refusal) }.boxed(),
         };
         match self.0.background(&parsed.request) {
-            Some(place) => {
-                let started = self.detach(parsed.request, place, jobs);
-                async move { started }.boxed()
-            }
+            Some(place) => self.detach(parsed.request, place, jobs),
             None => {
                 let run = self
                     .0

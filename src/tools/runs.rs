@@ -79,6 +79,21 @@ pub fn started_outcome(started: Started) -> ToolOutcome {
     }
 }
 
+/// A run id from a client, checked against the form the server gives out.
+fn run_id(args: RunIdArgs) -> Result<String, ArgError> {
+    if crate::jobs::valid_run_id(&args.run_id) {
+        return Ok(args.run_id);
+    }
+    Err(ArgError::new(
+        "run_id",
+        format!(
+            "'{}' is not a run id (they look like 20261204T153000Z-1a2b3c4d)",
+            args.run_id.escape_default()
+        ),
+        "pass the run_id a wait:false call returned (list_runs lists them)",
+    ))
+}
+
 /// `get_run` and `cancel_run`: one run, by id.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct RunIdArgs {
@@ -106,7 +121,7 @@ impl Tool for GetRun {
     }
 
     fn request(&self, args: RunIdArgs) -> Result<String, ArgError> {
-        Ok(args.run_id)
+        run_id(args)
     }
 
     fn execute(
@@ -128,7 +143,7 @@ impl Tool for CancelRun {
     }
 
     fn request(&self, args: RunIdArgs) -> Result<String, ArgError> {
-        Ok(args.run_id)
+        run_id(args)
     }
 
     fn execute(

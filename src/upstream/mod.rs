@@ -57,6 +57,7 @@
 
 mod argv;
 mod error;
+pub mod fingerprint;
 mod hash;
 pub mod oom;
 mod output;

@@ -50,7 +50,8 @@ def python_path() -> Path:
 def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for a spawned server. The SDK passes only a safe subset of ours
     (HOME, PATH, ...), so everything the server needs is named here."""
-    env = {"CTMR_SKILL_PYTHON": str(python_path())}
+    # The operator (this harness) installed the demo bundle; clients may name it.
+    env = {"CTMR_SKILL_PYTHON": str(python_path()), "CTMR_SKILL_BUNDLE_ROOTS": f"demo={DEMO_BUNDLE}"}
     # The server's allowed temp dir must be the one pytest's tmp_path lives under.
     for name in ("TMPDIR", "RUST_LOG", "RUST_BACKTRACE"):
         if name in os.environ:

@@ -185,6 +185,15 @@ impl RunBatch {
         inputs: &[PathBuf],
         request: &BatchRunRequest,
     ) -> Result<(Vec<Entry>, Vec<VolumeRow>), BatchCall> {
+        let root = &request.output_root;
+        if let Some(problem) = gates::output_dir_problem(root, &[".runs", ".batch"]) {
+            return Err(refused(
+                format!(
+                    "run_batch refused before running anything: argument 'output_root': {problem}"
+                ),
+                json!(null),
+            ));
+        }
         let mut entries: Vec<Entry> = Vec::new();
         let mut rows: Vec<VolumeRow> = Vec::new();
         for volume in plan::assign_ids(inputs) {
@@ -979,6 +988,29 @@ impl Tool for RunBatch {
             pack_dir: request.output_root.clone(),
             result_file: "cohort.json",
         })
+    }
+
+    fn admit(
+        self: Arc<Self>,
+        request: Self::Request,
+    ) -> BoxFuture<'static, Result<Self::Request, ToolOutcome>> {
+        async move {
+            let tool = self.clone();
+            let checked = request.clone();
+            let gated = tokio::task::spawn_blocking(move || {
+                let inputs = collect_inputs(&checked).map_err(|m| refused(m, json!(null)))?;
+                tool.gate_inputs(&inputs, &checked).map(|_| ())
+            })
+            .await;
+            match gated {
+                Ok(Ok(())) => Ok(request),
+                Ok(Err(refusal)) => Err(refusal.into_outcome()),
+                Err(e) => Err(ToolOutcome::failure(format!(
+                    "the gates could not run: {e}"
+                ))),
+            }
+        }
+        .boxed()
     }
 }
 

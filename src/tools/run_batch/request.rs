@@ -76,7 +76,7 @@ pub fn request(args: BatchArgs, config: &Config) -> Result<BatchRunRequest, ArgE
     Ok(BatchRunRequest {
         inputs,
         output_root,
-        settings: args.settings.settings(config),
+        settings: args.settings.settings(config)?,
     })
 }
 

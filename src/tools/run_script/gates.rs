@@ -373,6 +373,11 @@ fn check_output_dir(
     config: &Config,
     root: Option<&Path>,
 ) -> Option<PathBuf> {
+    let stem = upstream::nifti_stem(&request.input);
+    if let Some(problem) = output_dir_problem(&request.output_dir, &["logs", ".runs", &stem]) {
+        rec.fail("output_dir_allowed", "output_dir", problem);
+        return None;
+    }
     let out = crate::config::canonical_or_self(&request.output_dir);
     if !config
         .allowed_dirs
@@ -488,4 +493,38 @@ fn check_labels(
     let mut seen = std::collections::BTreeSet::new();
     prompts.retain(|id| seen.insert(*id));
     Some(prompts)
+}
+
+/// What makes `output_dir` unusable before its location is even compared: it is a
+/// file or a dangling link, or a name the run writes through inside it (`logs/`, the
+/// mask's `<stem>/`, `.runs/`) is a symbolic link, which would carry the upstream's
+/// logs, the mask or the run record outside the allowed directories.
+pub fn output_dir_problem(output_dir: &Path, written_names: &[&str]) -> Option<String> {
+    let shown = output_dir.display();
+    match std::fs::symlink_metadata(output_dir) {
+        Err(_) => return None,
+        Ok(meta) if meta.file_type().is_symlink() => match std::fs::metadata(output_dir) {
+            Err(_) => return Some(format!("{shown} is a symbolic link to nothing (dangling)")),
+            Ok(target) if !target.is_dir() => {
+                return Some(format!(
+                    "{shown} links to something that is not a directory"
+                ))
+            }
+            Ok(_) => {}
+        },
+        Ok(meta) if !meta.is_dir() => {
+            return Some(format!("{shown} exists and is not a directory"))
+        }
+        Ok(_) => {}
+    }
+    for name in written_names {
+        let inside = output_dir.join(name);
+        if std::fs::symlink_metadata(&inside).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Some(format!(
+                "{} is a symbolic link; a run writes there, so it must be a real directory (remove the link)",
+                inside.display()
+            ));
+        }
+    }
+    None
 }

@@ -169,6 +169,28 @@ impl Tool for RunScript {
             result_file: "output.json",
         })
     }
+
+    fn admit(
+        self: Arc<Self>,
+        request: Self::Request,
+    ) -> BoxFuture<'static, Result<Self::Request, ToolOutcome>> {
+        async move {
+            let tool = self.clone();
+            let checked = request.clone();
+            let gated = tokio::task::spawn_blocking(move || {
+                gates::evaluate(checked, &tool.config, &tool.manifest).map(|_| ())
+            })
+            .await;
+            match gated {
+                Ok(Ok(())) => Ok(request),
+                Ok(Err(refusal)) => Err(ToolOutcome::failure(refusal.message)),
+                Err(e) => Err(ToolOutcome::failure(format!(
+                    "the gates could not run: {e}"
+                ))),
+            }
+        }
+        .boxed()
+    }
 }
 
 /// The refusal document of a request the manifest or the typing refused (the CLI

@@ -183,28 +183,61 @@ pub struct RunSettings {
 }
 
 impl SettingsArgs {
-    /// The settings, with relative paths resolved against the working directory.
-    pub fn settings(self, config: &Config) -> RunSettings {
-        RunSettings {
+    /// The settings, with relative paths resolved against the working directory and
+    /// the bundle root admitted by the operator's policy ([`Config::bundle_root_for`]).
+    pub fn settings(self, config: &Config) -> Result<RunSettings, ArgError> {
+        let upstream_root = admit_root(config, self.upstream_root.as_deref())?;
+        Ok(RunSettings {
             modality: self.modality.unwrap_or(Modality::CtBody),
             label_prompts: self.label_prompts,
             structures: self.structures.unwrap_or_default(),
             device: self.device.unwrap_or(DeviceRequest::Auto),
-            upstream_root: self.upstream_root.map(|p| config.absolute(Path::new(&p))),
+            upstream_root,
             timeout: Duration::from_secs_f64(self.timeout_seconds.unwrap_or(3600.0)),
             preprocessed_brain_input: self.preprocessed_brain_input.unwrap_or(false),
             patch_size: self.patch_size,
             sw_batch_size: self.sw_batch_size,
             cpu_postprocessing: self.cpu_postprocessing.unwrap_or(false),
             tensorrt: self.tensorrt.unwrap_or(false),
-        }
+        })
     }
+}
+
+/// A path argument with a NUL byte can name no file; say so before anything uses it.
+pub fn no_nul(argument: &str, value: Option<&str>) -> Result<(), ArgError> {
+    match value {
+        Some(v) if v.contains('\0') => Err(ArgError::new(
+            argument,
+            "contains a NUL byte, which no file name can hold",
+            "pass the path without the \\u0000 character",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A bundle root named in a call, if the operator's policy admits it.
+pub fn admit_root(config: &Config, requested: Option<&str>) -> Result<Option<PathBuf>, ArgError> {
+    config.bundle_root_for(requested).map_err(|rule| {
+        ArgError::new(
+            "upstream_root",
+            rule,
+            "omit upstream_root to use the operator's default bundle, or ask the operator to add one with `serve --bundle-root NAME=DIR`",
+        )
+    })
 }
 
 /// Typed arguments → request: the input is required (the manifest cannot say "input,
 /// unless the argv form"), paths become absolute, and the output directory defaults to
 /// the reference's `<stem>_nv_segment_ctmr_out` beside the input.
 pub fn request(args: RunScriptArgs, config: &Config) -> Result<RunRequest, ArgError> {
+    for (name, value) in [
+        ("input", &args.input),
+        ("output_dir", &args.output_dir),
+        ("ground_truth", &args.ground_truth),
+        ("upstream_root", &args.settings.upstream_root),
+    ] {
+        no_nul(name, value.as_deref())?;
+    }
     let input = args.input.ok_or_else(|| {
         ArgError::new(
             "input",
@@ -227,7 +260,7 @@ pub fn request(args: RunScriptArgs, config: &Config) -> Result<RunRequest, ArgEr
         input,
         output_dir,
         ground_truth: args.ground_truth.map(|p| config.absolute(Path::new(&p))),
-        settings: args.settings.settings(config),
+        settings: args.settings.settings(config)?,
         batch_config: false,
     })
 }
