@@ -181,6 +181,19 @@ fn long_calls_stay_responsive_cancel_and_end_on_eof() {
 
     server.send(json!({"jsonrpc": "2.0", "id": 11, "method": "ping"}));
     server.response(11, Duration::from_secs(10));
+    // A second request reusing the id in flight is answered (not silently dropped).
+    server.send(json!({"jsonrpc": "2.0", "id": 10, "method": "ping"}));
+    let reused = server.wait_for("reply to the reused id", Duration::from_secs(10), |m| {
+        m["id"] == json!(10) && m.get("error").is_some()
+    });
+    assert_eq!(reused["error"]["code"], -32600, "{reused}");
+    assert!(
+        reused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already in use"),
+        "{reused}"
+    );
     server.send(json!({"jsonrpc": "2.0", "id": 12, "method": "tools/list"}));
     assert!(server.response(12, Duration::from_secs(10))["result"]["tools"].is_array());
 

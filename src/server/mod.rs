@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::tools::ToolBox;
 use handler::{Handler, SUPPORTED_VERSIONS};
-use transport::{pump_input, LifecycleGate, LineTransport, LineWriter};
+use transport::{pump_input, InFlight, LifecycleGate, LineTransport, LineWriter};
 
 /// Who the server says it is.
 #[derive(Debug, Clone, PartialEq)]
@@ -203,10 +203,12 @@ where
         })
     };
     let (forward, incoming) = mpsc::channel(64);
+    let in_flight = InFlight::default();
     let reader_task = tokio::spawn(pump_input(
         reader,
         forward,
         writer.clone(),
+        in_flight.clone(),
         LifecycleGate::new(SUPPORTED_VERSIONS.to_vec()),
         tuning.max_line_bytes,
         input_closed.clone(),
@@ -219,7 +221,7 @@ where
         shutdown: input_closed.clone(),
         keepalive: tuning.keepalive,
     };
-    let transport = LineTransport::new(incoming, writer);
+    let transport = LineTransport::new(incoming, writer, in_flight);
 
     let outcome = match serve_server_with_ct(handler, transport, CancellationToken::new()).await {
         Ok(running) => {

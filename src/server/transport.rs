@@ -28,6 +28,29 @@ pub(crate) const PARSE_ERROR: i64 = -32700;
 pub(crate) const INVALID_REQUEST: i64 = -32600;
 pub(crate) const INVALID_PARAMS: i64 = -32602;
 
+/// The ids of requests forwarded to the SDK and not yet answered. JSON-RPC ids must
+/// be unique among requests in flight; the SDK silently drops a second request that
+/// reuses one, which leaves its client waiting forever, so the reader answers it.
+#[derive(Clone, Default)]
+pub(crate) struct InFlight(Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+impl InFlight {
+    fn key(id: &impl serde::Serialize) -> String {
+        serde_json::to_string(id).unwrap_or_default()
+    }
+
+    /// Record `id`; false when a request with this id is still in flight.
+    fn begin(&self, id: &impl serde::Serialize) -> bool {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        set.insert(Self::key(id))
+    }
+
+    fn end(&self, id: &impl serde::Serialize) {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        set.remove(&Self::key(id));
+    }
+}
+
 /// The output stream; `None` once closed.
 type SharedOutput = Arc<Mutex<Option<Pin<Box<dyn AsyncWrite + Send>>>>>;
 
@@ -356,6 +379,7 @@ pub(crate) async fn pump_input<R: AsyncRead + Unpin>(
     reader: R,
     forward: mpsc::Sender<ClientJsonRpcMessage>,
     writer: LineWriter,
+    in_flight: InFlight,
     mut gate: LifecycleGate,
     max_line_bytes: usize,
     input_closed: CancellationToken,
@@ -386,6 +410,21 @@ pub(crate) async fn pump_input<R: AsyncRead + Unpin>(
                     );
                     continue;
                 }
+                if let JsonRpcMessage::Request(request) = &*message {
+                    if !in_flight.begin(&request.id) {
+                        let id = serde_json::to_value(&request.id).unwrap_or(Value::Null);
+                        let reply = error_response(
+                            id.clone(),
+                            INVALID_REQUEST,
+                            format!("request id {id} is already in use by a request in flight; send each request with a new id"),
+                        );
+                        let bytes = serde_json::to_vec(&reply).expect("a JSON value serializes");
+                        if let Err(e) = writer.write_line(&bytes).await {
+                            tracing::error!(error = %e, "writing an error reply failed");
+                        }
+                        continue;
+                    }
+                }
                 if forward.send(*message).await.is_err() {
                     break; // the service loop is gone
                 }
@@ -411,11 +450,20 @@ pub(crate) async fn pump_input<R: AsyncRead + Unpin>(
 pub(crate) struct LineTransport {
     incoming: mpsc::Receiver<ClientJsonRpcMessage>,
     writer: LineWriter,
+    in_flight: InFlight,
 }
 
 impl LineTransport {
-    pub(crate) fn new(incoming: mpsc::Receiver<ClientJsonRpcMessage>, writer: LineWriter) -> Self {
-        LineTransport { incoming, writer }
+    pub(crate) fn new(
+        incoming: mpsc::Receiver<ClientJsonRpcMessage>,
+        writer: LineWriter,
+        in_flight: InFlight,
+    ) -> Self {
+        LineTransport {
+            incoming,
+            writer,
+            in_flight,
+        }
     }
 }
 
@@ -427,6 +475,15 @@ impl Transport<RoleServer> for LineTransport {
         item: ServerJsonRpcMessage,
     ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
         let writer = self.writer.clone();
+        match &item {
+            JsonRpcMessage::Response(r) => self.in_flight.end(&r.id),
+            JsonRpcMessage::Error(e) => {
+                if let Some(id) = &e.id {
+                    self.in_flight.end(id);
+                }
+            }
+            _ => {}
+        }
         async move {
             let bytes = serde_json::to_vec(&item).map_err(std::io::Error::other)?;
             writer.write_line(&bytes).await
