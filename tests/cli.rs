@@ -230,3 +230,23 @@ fn doctor_reports_each_prerequisite() {
         .unwrap()
         .contains("NV-Segment-CTMR"));
 }
+
+/// `verify` and `labels` print to a pipe that closes early: a quiet end, never a panic.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::process::Stdio;
+    let dir = common::fresh_dir();
+    let (root, _) = common::standin_bundle(dir.path(), "ok");
+    let mut child = Command::new(common::binary())
+        .args(["labels", "--upstream-root", root.to_str().unwrap(), "--json"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ctmr-skill");
+    drop(child.stdout.take()); // the reader is gone before anything is written
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+}

@@ -239,6 +239,17 @@ pub struct DoctorArgs {
     pub json: bool,
 }
 
+/// A subcommand whose stdout is closed early (`ctmr-skill inspect ... | head`) ends
+/// quietly, as command-line tools do, instead of panicking on the failed write. (The
+/// server keeps Rust's default: a closed stdout is an error it handles, ending the
+/// session and its children in order.)
+fn quiet_on_broken_pipe() {
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Parse the process arguments, run, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -252,6 +263,9 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    if !matches!(cli.command, Command::Serve(_)) {
+        quiet_on_broken_pipe();
+    }
     let config = match Config::from_env() {
         Ok(mut config) => {
             if let Some(python) = &cli.python {
