@@ -238,7 +238,12 @@ fn a_closed_stdout_ends_quietly() {
     let dir = common::fresh_dir();
     let (root, _) = common::standin_bundle(dir.path(), "ok");
     let mut child = Command::new(common::binary())
-        .args(["labels", "--upstream-root", root.to_str().unwrap(), "--json"])
+        .args([
+            "labels",
+            "--upstream-root",
+            root.to_str().unwrap(),
+            "--json",
+        ])
         .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

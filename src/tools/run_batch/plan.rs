@@ -74,23 +74,38 @@ pub fn assign_ids(inputs: &[PathBuf]) -> Vec<Volume> {
 
 /// Files under `dir` (recursively, like the upstream's `**/*.nii.gz`) whose names end
 /// with `suffix`, sorted; hidden directories and anything under `exclude` (the output
-/// root, when it lies inside the input directory) are skipped.
+/// root, when it lies inside the input directory) are skipped. A dangling link or an
+/// unreadable entry is left out (logged), not fatal for the whole directory; a
+/// directory reached twice through links (a loop) is walked once.
 pub fn discover(dir: &Path, suffix: &str, exclude: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
     let mut stack = vec![dir.to_path_buf()];
+    let mut first = true;
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let entry = entry?;
+        if !seen.insert(std::fs::canonicalize(&d).unwrap_or_else(|_| d.clone())) {
+            continue;
+        }
+        let entries = match std::fs::read_dir(&d) {
+            Ok(entries) => entries,
+            Err(e) if first => return Err(e),
+            Err(e) => {
+                tracing::warn!("input_dir: skipping {}: {e}", d.display());
+                continue;
+            }
+        };
+        first = false;
+        for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if path.starts_with(exclude) || name.starts_with('.') {
                 continue;
             }
-            let kind = std::fs::metadata(&path)?;
-            if kind.is_dir() {
-                stack.push(path);
-            } else if kind.is_file() && name.ends_with(suffix) {
-                out.push(path);
+            match std::fs::metadata(&path) {
+                Ok(kind) if kind.is_dir() => stack.push(path),
+                Ok(kind) if kind.is_file() && name.ends_with(suffix) => out.push(path),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("input_dir: skipping {}: {e}", path.display()),
             }
         }
     }
@@ -244,5 +259,22 @@ mod tests {
             .map(|p| p.strip_prefix(base).unwrap().display().to_string())
             .collect();
         assert_eq!(names, ["a.nii.gz", "b.nii.gz", "sub/c.nii.gz"]);
+    }
+
+    #[test]
+    fn dangling_links_and_loops_do_not_refuse_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("in");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("a.nii.gz"), b"x").unwrap();
+        std::fs::write(root.join("sub/b.nii.gz"), b"x").unwrap();
+        std::os::unix::fs::symlink(root.join("gone.nii.gz"), root.join("dangling.nii.gz")).unwrap();
+        std::os::unix::fs::symlink(&root, root.join("sub/loop")).unwrap();
+        std::os::unix::fs::symlink(root.join("sub/self"), root.join("sub/self")).unwrap();
+        let found = discover(&root, ".nii.gz", &dir.path().join("out")).unwrap();
+        assert_eq!(
+            found,
+            vec![root.join("a.nii.gz"), root.join("sub/b.nii.gz")]
+        );
     }
 }
