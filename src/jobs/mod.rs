@@ -355,7 +355,9 @@ impl JobTable {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+    // Bounded, regular files only: a FIFO or device in the runs directory is skipped.
+    let text = crate::files::read_to_string_capped(path, crate::files::JSON_CAP).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 fn read_result(record: &RunRecord) -> Option<Value> {

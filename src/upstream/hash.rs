@@ -7,7 +7,9 @@ use sha2::{Digest, Sha256};
 
 /// Lower-case hex SHA-256 of the file at `path`, read in 1 MiB chunks.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    // Regular files only (a FIFO would block, a device never end); no size cap:
+    // volumes and weights are large.
+    let mut file = crate::files::open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

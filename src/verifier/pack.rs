@@ -21,11 +21,12 @@ impl PackDoc {
     /// Read `<pack_dir>/<name>`.
     pub fn read(pack_dir: &Path, name: &str) -> PackDoc {
         let path = pack_dir.join(name);
-        match std::fs::read_to_string(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => PackDoc::Missing(path),
+        // Bounded, regular files only: a FIFO or /dev/zero here is refused at once.
+        match crate::files::read_to_string_capped(&path, crate::files::JSON_CAP) {
+            Err(e) if e.io_kind() == std::io::ErrorKind::NotFound => PackDoc::Missing(path),
             Err(e) => PackDoc::Invalid {
                 path,
-                reason: e.to_string(),
+                reason: e.into_io_without_path().to_string(),
             },
             Ok(text) => match serde_json::from_str::<Value>(&text) {
                 Ok(v) if v.is_object() => PackDoc::Parsed(v),
