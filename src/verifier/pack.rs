@@ -36,7 +36,7 @@ impl PackDoc {
                 },
                 Err(e) => PackDoc::Invalid {
                     path,
-                    reason: e.to_string(),
+                    reason: format!("not valid JSON: {e}"),
                 },
             },
         }
@@ -55,7 +55,7 @@ impl PackDoc {
             PackDoc::Parsed(_) => None,
             PackDoc::Missing(p) => Some(format!("{} is missing", p.display())),
             PackDoc::Invalid { path, reason } => {
-                Some(format!("{} is not valid JSON: {reason}", path.display()))
+                Some(format!("{} cannot be used: {reason}", path.display()))
             }
         }
     }
@@ -350,12 +350,31 @@ mod tests {
         assert!(d
             .problem()
             .unwrap()
-            .contains("output.json is not valid JSON"));
+            .contains("output.json cannot be used: not valid JSON"));
         std::fs::write(dir.path().join("output.json"), "[1]").unwrap();
         assert!(PackDoc::read(dir.path(), "output.json")
             .problem()
             .unwrap()
             .contains("not a JSON object"));
+    }
+
+    #[test]
+    fn a_document_that_is_a_device_or_fifo_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("manifest.json")).unwrap();
+        let problem = PackDoc::read(dir.path(), "manifest.json")
+            .problem()
+            .unwrap();
+        assert!(
+            problem.contains("manifest.json cannot be used: is a character device"),
+            "{problem}"
+        );
+        let fifo = dir.path().join("output.json");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let problem = PackDoc::read(dir.path(), "output.json").problem().unwrap();
+        assert!(problem.contains("is a FIFO (named pipe)"), "{problem}");
     }
 
     #[test]
