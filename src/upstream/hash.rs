@@ -64,6 +64,27 @@ mod tests {
     }
 
     #[test]
+    fn a_fifo_or_device_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send([sha256_file(&fifo), sha256_file(Path::new("/dev/zero"))]);
+        });
+        let results = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("hashing a FIFO or /dev/zero blocked");
+        for (result, kind) in results.into_iter().zip(["FIFO", "character device"]) {
+            let err = result.unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains(kind), "{err}");
+        }
+    }
+
+    #[test]
     fn missing_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let err = sha256_file(&dir.path().join("nope")).unwrap_err();
