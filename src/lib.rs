@@ -11,8 +11,9 @@
 //!
 //! | layer | module | concern | may use |
 //! |---|---|---|---|
-//! | 1 foundations | [`atomic`] | write-then-rename, so no file is ever half-written | std |
-//! | | [`nifti`] | streaming NIfTI-1/-2 reader with nibabel's semantics | std |
+//! | 1 foundations | [`files`] | bounded, non-blocking reads of regular files only (no FIFOs, devices) | std |
+//! | | [`atomic`] | write-then-rename, so no file is ever half-written | std |
+//! | | [`nifti`] | streaming NIfTI-1/-2 reader with nibabel's semantics | std, `files` |
 //! | | [`json_schema`] | the one JSON Schema generator (from Rust types) | std |
 //! | | [`config`] | the environment, read once at start-up and passed down | std |
 //! | | [`call`] | progress, call context, tool outcome: what a running call deals in | std |
@@ -32,6 +33,7 @@ pub mod call;
 pub mod cli;
 pub mod config;
 pub mod evidence;
+pub mod files;
 pub mod inspect;
 pub mod jobs;
 pub mod json_schema;

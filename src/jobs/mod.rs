@@ -383,7 +383,9 @@ impl JobTable {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+    // Bounded, regular files only: a FIFO or device in the runs directory is skipped.
+    let text = crate::files::read_to_string_capped(path, crate::files::JSON_CAP).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 fn read_result(record: &RunRecord) -> Option<Value> {
@@ -397,6 +399,27 @@ fn read_result(record: &RunRecord) -> Option<Value> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_fifo_or_device_in_the_index_is_skipped_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("index");
+        std::fs::create_dir_all(&index).unwrap();
+        let fifo = index.join("fifo-run.json");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        std::os::unix::fs::symlink("/dev/zero", index.join("zero-run.json")).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let table = JobTable::new(index);
+            let _ = tx.send((table.list().len(), table.get("fifo-run").is_none()));
+        });
+        let (listed, absent) = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("listing runs blocked on a FIFO");
+        assert_eq!((listed, absent), (0, true));
+    }
 
     #[test]
     fn records_survive_a_restart_and_dead_runs_become_interrupted() {

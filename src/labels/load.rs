@@ -36,10 +36,12 @@ pub(super) fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Read and parse a JSON file, recording its hash.
 pub(super) fn read_json(path: &Path) -> Result<(Value, SourceFile), LabelError> {
-    let bytes = std::fs::read(path).map_err(|source| LabelError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    // Bounded, regular files only: a FIFO or /dev/zero is refused at once.
+    let bytes =
+        crate::files::read_capped(path, crate::files::JSON_CAP).map_err(|e| LabelError::Read {
+            path: path.to_path_buf(),
+            source: e.into_io_without_path(),
+        })?;
     let value = serde_json::from_slice(&bytes).map_err(|source| LabelError::Json {
         path: path.to_path_buf(),
         source,

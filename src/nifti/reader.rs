@@ -241,12 +241,11 @@ fn open_stream(path: &Path) -> Result<(Header, Stream), NiftiError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = File::open(path).map_err(io_err)?;
-    let meta = file.metadata().map_err(io_err)?;
-    if meta.is_dir() {
-        return Err(io_err(io::Error::other("is a directory, not a file")));
-    }
-    let file_len = meta.len();
+    // A regular file only: a FIFO, device, socket or directory is refused at once,
+    // without blocking, naming what it is.
+    let mut file =
+        crate::files::open_regular(path).map_err(|e| io_err(e.into_io_without_path()))?;
+    let file_len = file.metadata().map_err(io_err)?.len();
     let mut magic = [0u8; 2];
     let got = read_up_to(&mut file, &mut magic).map_err(io_err)?;
     let gzip = got == 2 && magic == GZIP_MAGIC;

@@ -7,7 +7,9 @@ use sha2::{Digest, Sha256};
 
 /// Lower-case hex SHA-256 of the file at `path`, read in 1 MiB chunks.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    // Regular files only (a FIFO would block, a device never end); no size cap:
+    // volumes and weights are large.
+    let mut file = crate::files::open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -59,6 +61,27 @@ mod tests {
         let data: Vec<u8> = (0..(3 << 20) + 17).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
         assert_eq!(sha256_file(&path).unwrap(), hex(&Sha256::digest(&data)));
+    }
+
+    #[test]
+    fn a_fifo_or_device_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send([sha256_file(&fifo), sha256_file(Path::new("/dev/zero"))]);
+        });
+        let results = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("hashing a FIFO or /dev/zero blocked");
+        for (result, kind) in results.into_iter().zip(["FIFO", "character device"]) {
+            let err = result.unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains(kind), "{err}");
+        }
     }
 
     #[test]

@@ -92,10 +92,13 @@ impl AnatomyBounds {
 
     /// Load and validate a bounds file.
     pub fn load(path: &Path) -> Result<AnatomyBounds, BoundsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| BoundsError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crate::files::read_to_string_capped(path, crate::files::JSON_CAP).map_err(|e| {
+                BoundsError::Read {
+                    path: path.to_path_buf(),
+                    source: e.into_io_without_path(),
+                }
+            })?;
         Self::parse(&text, path)
     }
 

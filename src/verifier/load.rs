@@ -43,7 +43,8 @@ pub fn geometry_facts(h: &Header) -> GeometryFacts {
 
 /// SHA-256 of a file's bytes, hex.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    // A FIFO or device is refused at once instead of blocking or hashing without end.
+    let mut file = crate::files::open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -21,11 +21,12 @@ impl PackDoc {
     /// Read `<pack_dir>/<name>`.
     pub fn read(pack_dir: &Path, name: &str) -> PackDoc {
         let path = pack_dir.join(name);
-        match std::fs::read_to_string(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => PackDoc::Missing(path),
+        // Bounded, regular files only: a FIFO or /dev/zero here is refused at once.
+        match crate::files::read_to_string_capped(&path, crate::files::JSON_CAP) {
+            Err(e) if e.io_kind() == std::io::ErrorKind::NotFound => PackDoc::Missing(path),
             Err(e) => PackDoc::Invalid {
                 path,
-                reason: e.to_string(),
+                reason: e.into_io_without_path().to_string(),
             },
             Ok(text) => match serde_json::from_str::<Value>(&text) {
                 Ok(v) if v.is_object() => PackDoc::Parsed(v),
@@ -35,7 +36,7 @@ impl PackDoc {
                 },
                 Err(e) => PackDoc::Invalid {
                     path,
-                    reason: e.to_string(),
+                    reason: format!("not valid JSON: {e}"),
                 },
             },
         }
@@ -54,7 +55,7 @@ impl PackDoc {
             PackDoc::Parsed(_) => None,
             PackDoc::Missing(p) => Some(format!("{} is missing", p.display())),
             PackDoc::Invalid { path, reason } => {
-                Some(format!("{} is not valid JSON: {reason}", path.display()))
+                Some(format!("{} cannot be used: {reason}", path.display()))
             }
         }
     }
@@ -349,12 +350,31 @@ mod tests {
         assert!(d
             .problem()
             .unwrap()
-            .contains("output.json is not valid JSON"));
+            .contains("output.json cannot be used: not valid JSON"));
         std::fs::write(dir.path().join("output.json"), "[1]").unwrap();
         assert!(PackDoc::read(dir.path(), "output.json")
             .problem()
             .unwrap()
             .contains("not a JSON object"));
+    }
+
+    #[test]
+    fn a_document_that_is_a_device_or_fifo_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("manifest.json")).unwrap();
+        let problem = PackDoc::read(dir.path(), "manifest.json")
+            .problem()
+            .unwrap();
+        assert!(
+            problem.contains("manifest.json cannot be used: is a character device"),
+            "{problem}"
+        );
+        let fifo = dir.path().join("output.json");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let problem = PackDoc::read(dir.path(), "output.json").problem().unwrap();
+        assert!(problem.contains("is a FIFO (named pipe)"), "{problem}");
     }
 
     #[test]
