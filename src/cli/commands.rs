@@ -738,7 +738,7 @@ fn switch_checks(
     let batch = root.join("configs/batch_inference.json");
     let trt = root.join(crate::upstream::TRT_CONFIG_FILE);
     let inference = root.join("configs/inference.json");
-    let postprocessing = std::fs::read_to_string(&inference)
+    let postprocessing = crate::files::read_to_string_capped(&inference, crate::files::JSON_CAP)
         .map_err(|e| e.to_string())
         .and_then(|text| serde_json::from_str::<Value>(&text).map_err(|e| e.to_string()))
         .and_then(|config| {

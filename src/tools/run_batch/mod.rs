@@ -861,7 +861,9 @@ fn failed_row(volume: &Volume, gated: &Gated, message: &str) -> VolumeRow {
 /// The earlier pack of `entry`, when it can stand.
 fn reuse(entry: &Entry, modality: &str, prompts: Option<&[u32]>) -> Option<VolumeRow> {
     let pack = &entry.gated.request.output_dir;
-    let text = std::fs::read_to_string(pack.join("output.json")).ok()?;
+    let text =
+        crate::files::read_to_string_capped(&pack.join("output.json"), crate::files::JSON_CAP)
+            .ok()?;
     let previous: Evidence = serde_json::from_str(&text).ok()?;
     let sha = entry.input_sha.as_deref()?;
     match plan::reusable(&previous, sha, modality, prompts, |p| {

@@ -297,8 +297,8 @@ fn check_knobs(rec: &mut Recorder, request: &RunRequest, root: Option<&Path>) {
         if name != upstream::CONFIG_FILE && !path.is_file() {
             continue;
         }
-        let read = std::fs::read(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        let read = crate::files::read_capped(&path, crate::files::JSON_CAP)
+            .map_err(|e| e.to_string())
             .and_then(|bytes| {
                 serde_json::from_slice::<serde_json::Value>(&bytes)
                     .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))
