@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::registry::{blocking, Tool};
+use super::registry::{blocking_heavy, Tool};
 use crate::call::{CallContext, ToolOutcome};
 use crate::config::Config;
 use crate::inspect::{inspect, InspectOptions, InspectReport};
@@ -68,7 +68,7 @@ impl Tool for InspectLabelMap {
         request: InspectRequest,
         _ctx: CallContext,
     ) -> BoxFuture<'static, ToolOutcome> {
-        blocking(move || outcome(execute(&request, &self.0)))
+        blocking_heavy(move || outcome(execute(&request, &self.0)))
     }
 }
 

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::registry::{blocking, Tool};
+use super::registry::{blocking_heavy, Tool};
 use crate::call::{CallContext, ToolOutcome};
 use crate::config::Config;
 use crate::labels::{LabelTable, Modality};
@@ -61,7 +61,7 @@ impl Tool for ListLabels {
         request: LabelsRequest,
         _ctx: CallContext,
     ) -> BoxFuture<'static, ToolOutcome> {
-        blocking(move || outcome(execute(&request, &self.0)))
+        blocking_heavy(move || outcome(execute(&request, &self.0)))
     }
 }
 

@@ -90,6 +90,8 @@ pub trait Tool: Send + Sync + Sized + 'static {
 }
 
 /// Blocking file work runs off the async workers, so the server keeps answering.
+/// Short bookkeeping (the run records) takes this path; reading volumes and packs
+/// takes [`blocking_heavy`].
 pub fn blocking(
     f: impl FnOnce() -> ToolOutcome + Send + 'static,
 ) -> BoxFuture<'static, ToolOutcome> {
@@ -97,6 +99,47 @@ pub fn blocking(
         tokio::task::spawn_blocking(f)
             .await
             .unwrap_or_else(|e| ToolOutcome::failure(format!("tool task failed: {e}")))
+    }
+    .boxed()
+}
+
+/// How many volume and pack reads run at once; more calls wait their turn without
+/// holding a thread, so the blocking pool is never exhausted and `ping`, `tools/list`
+/// and the run tools always answer.
+pub const HEAVY_AT_ONCE: usize = 8;
+/// How long a caller waits for one volume or pack read before it is answered with an
+/// error (the read itself ends on its own; reads are bounded and never block).
+pub const HEAVY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// [`blocking`] for reads of client-named volumes and packs: at most
+/// [`HEAVY_AT_ONCE`] at a time, each answered within [`HEAVY_DEADLINE`].
+pub fn blocking_heavy(
+    f: impl FnOnce() -> ToolOutcome + Send + 'static,
+) -> BoxFuture<'static, ToolOutcome> {
+    static PERMITS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let permits = PERMITS
+        .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(HEAVY_AT_ONCE)))
+        .clone();
+    async move {
+        let work = async move {
+            let Ok(permit) = permits.acquire_owned().await else {
+                return ToolOutcome::failure("the server is shutting down");
+            };
+            // The permit lives as long as the thread, even past the deadline.
+            blocking(move || {
+                let _permit = permit;
+                f()
+            })
+            .await
+        };
+        tokio::time::timeout(HEAVY_DEADLINE, work)
+            .await
+            .unwrap_or_else(|_| {
+                ToolOutcome::failure(format!(
+                    "the call did not finish within {} s and was abandoned; try a smaller input or call again later",
+                    HEAVY_DEADLINE.as_secs()
+                ))
+            })
     }
     .boxed()
 }

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::registry::{blocking, Tool};
+use super::registry::{blocking_heavy, Tool};
 use crate::call::{CallContext, ToolOutcome};
 use crate::config::Config;
 use crate::manifest::args::ArgError;
@@ -42,7 +42,7 @@ impl Tool for VerifyEvidence {
         pack_dir: PathBuf,
         _ctx: CallContext,
     ) -> BoxFuture<'static, ToolOutcome> {
-        blocking(move || execute(&pack_dir))
+        blocking_heavy(move || execute(&pack_dir))
     }
 }
 
