@@ -135,27 +135,20 @@ pub fn build_argv(req: &UpstreamRequest) -> Result<Vec<String>, UpstreamError> {
         &req.overrides,
         &["config_file", "input_dict", "output_dir", "modality"],
     )?;
-
-    let mut input_dict = format!("{{'image': {}", python_repr_str(input));
-    if let Some(prompts) = &req.label_prompts {
-        let ids: Vec<String> = prompts.iter().map(u32::to_string).collect();
-        input_dict.push_str(&format!(", 'label_prompt': [{}]", ids.join(", ")));
-    }
-    input_dict.push('}');
-
-    let mut argv = entry(python);
-    argv.extend([
-        "--config_file".into(),
-        config_file_value(&config_files(false, req.tensorrt)),
-        "--input_dict".into(),
-        input_dict,
-        "--output_dir".into(),
-        output_dir.into(),
-        "--modality".into(),
-        req.modality.clone(),
-    ]);
-    push_overrides(&mut argv, &req.overrides);
-    Ok(argv)
+    let named = [
+        (
+            "--input_dict",
+            input_dict(input, req.label_prompts.as_deref()),
+        ),
+        ("--output_dir", output_dir.to_string()),
+        ("--modality", req.modality.clone()),
+    ];
+    Ok(documented_argv(
+        python,
+        &config_files(false, req.tensorrt),
+        &named,
+        &req.overrides,
+    ))
 }
 
 /// The argv of a batch run, `argv[0]` being the interpreter.
@@ -174,19 +167,47 @@ pub fn build_batch_argv(req: &BatchRequest) -> Result<Vec<String>, UpstreamError
             "modality",
         ],
     )?;
+    let named = [
+        ("--input_dir", input_dir.to_string()),
+        ("--output_dir", output_dir.to_string()),
+        ("--modality", req.modality.clone()),
+    ];
+    Ok(documented_argv(
+        python,
+        &config_files(true, req.tensorrt),
+        &named,
+        &req.overrides,
+    ))
+}
+
+/// The `--input_dict` value, as Python's `repr(dict)` writes it:
+/// `{'image': '<input>'}`, plus `'label_prompt': [ids]` when prompts are given.
+fn input_dict(input: &str, label_prompts: Option<&[u32]>) -> String {
+    let mut items = vec![format!("'image': {}", python_repr_str(input))];
+    if let Some(prompts) = label_prompts {
+        let ids: Vec<String> = prompts.iter().map(u32::to_string).collect();
+        items.push(format!("'label_prompt': [{}]", ids.join(", ")));
+    }
+    format!("{{{}}}", items.join(", "))
+}
+
+/// `python -m monai.bundle run --config_file C`, then the named arguments in order,
+/// then the overrides.
+fn documented_argv(
+    python: &str,
+    configs: &[&str],
+    named: &[(&str, String)],
+    overrides: &[(String, String)],
+) -> Vec<String> {
     let mut argv = entry(python);
-    argv.extend([
-        "--config_file".into(),
-        config_file_value(&config_files(true, req.tensorrt)),
-        "--input_dir".into(),
-        input_dir.into(),
-        "--output_dir".into(),
-        output_dir.into(),
-        "--modality".into(),
-        req.modality.clone(),
-    ]);
-    push_overrides(&mut argv, &req.overrides);
-    Ok(argv)
+    argv.push("--config_file".into());
+    argv.push(config_file_value(configs));
+    for (flag, value) in named {
+        argv.push((*flag).to_string());
+        argv.push(value.clone());
+    }
+    push_overrides(&mut argv, overrides);
+    argv
 }
 
 fn entry(python: &str) -> Vec<String> {

@@ -239,23 +239,97 @@ fn create_dir(dir: &Path) -> Result<(), UpstreamError> {
 /// the cancellation token, and clean up the whole group. `Err` only when the log files
 /// cannot be created; a program that cannot start is [`RunOutcome::SpawnFailed`].
 pub async fn supervise(inv: &Invocation, opts: &RunOptions) -> Result<RunResult, UpstreamError> {
-    create_dir(&opts.log_dir)?;
-    let stdout_log = opts.log_dir.join("upstream.stdout.log");
-    let stderr_log = opts.log_dir.join("upstream.stderr.log");
-    let open = |path: &Path| {
-        std::fs::File::create(path)
-            .map(tokio::fs::File::from_std)
-            .map_err(|source| UpstreamError::Io {
-                action: "cannot create the log",
-                path: path.to_path_buf(),
-                source,
-            })
-    };
-    let (out_file, err_file) = (open(&stdout_log)?, open(&stderr_log)?);
-
-    let started = SystemTime::now();
+    let logs = Logs::create(&opts.log_dir)?;
     let t0 = Instant::now();
-    let mut result = RunResult {
+    let mut result = new_result(inv, &logs);
+    if opts.cancel.is_cancelled() {
+        return Ok(finish(result, t0));
+    }
+    let Some((program, args)) = inv.argv.split_first() else {
+        result.outcome = RunOutcome::SpawnFailed {
+            reason: "empty command".into(),
+        };
+        return Ok(finish(result, t0));
+    };
+    let mut child = match spawn_child(inv, program, args) {
+        Ok(c) => c,
+        Err(e) => {
+            result.outcome = RunOutcome::SpawnFailed {
+                reason: format!("cannot start {program} in {}: {e}", inv.cwd.display()),
+            };
+            return Ok(finish(result, t0));
+        }
+    };
+    let pgid = child.id();
+    let mut guard = GroupGuard(pgid);
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+
+    // Fires when the group is gone; the pumps then get DRAIN_GRACE to reach end-of-file.
+    let group_gone = CancellationToken::new();
+    let hook = opts.progress.clone();
+    let pump_out = pump(
+        stdout,
+        logs.out_file,
+        Stream::Stdout,
+        hook.clone(),
+        group_gone.clone(),
+    );
+    let pump_err = pump(
+        stderr,
+        logs.err_file,
+        Stream::Stderr,
+        hook.clone(),
+        group_gone.clone(),
+    );
+    let watch = watch_child(&mut child, pgid, opts, t0, &group_gone);
+    let ((out_tail, out_err), (err_tail, err_err), outcome) =
+        tokio::join!(pump_out, pump_err, watch);
+    guard.disarm();
+
+    result.exit_code = exit_code_of(&outcome);
+    result.outcome = outcome;
+    result.stdout_tail = out_tail;
+    result.stderr_tail = err_tail;
+    result.log_write_error = out_err.or(err_err);
+    Ok(finish(result, t0))
+}
+
+/// The two log files of a run, created (truncated) in the log directory.
+struct Logs {
+    stdout_log: PathBuf,
+    stderr_log: PathBuf,
+    out_file: tokio::fs::File,
+    err_file: tokio::fs::File,
+}
+
+impl Logs {
+    fn create(log_dir: &Path) -> Result<Logs, UpstreamError> {
+        create_dir(log_dir)?;
+        let stdout_log = log_dir.join("upstream.stdout.log");
+        let stderr_log = log_dir.join("upstream.stderr.log");
+        let open = |path: &Path| {
+            std::fs::File::create(path)
+                .map(tokio::fs::File::from_std)
+                .map_err(|source| UpstreamError::Io {
+                    action: "cannot create the log",
+                    path: path.to_path_buf(),
+                    source,
+                })
+        };
+        let (out_file, err_file) = (open(&stdout_log)?, open(&stderr_log)?);
+        Ok(Logs {
+            stdout_log,
+            stderr_log,
+            out_file,
+            err_file,
+        })
+    }
+}
+
+/// The record of a run that starts now; outcome `Cancelled` until it is known.
+fn new_result(inv: &Invocation, logs: &Logs) -> RunResult {
+    let started = SystemTime::now();
+    RunResult {
         command: inv.argv.clone(),
         cwd: inv.cwd.clone(),
         env_set: inv.env.set_by_us.clone(),
@@ -267,30 +341,31 @@ pub async fn supervise(inv: &Invocation, opts: &RunOptions) -> Result<RunResult,
         started,
         stdout_tail: String::new(),
         stderr_tail: String::new(),
-        stdout_log,
-        stderr_log,
+        stdout_log: logs.stdout_log.clone(),
+        stderr_log: logs.stderr_log.clone(),
         log_write_error: None,
         stale_output: None,
         mask: None,
         batch_process_exit_code: None,
         device_requested: None,
         device: None,
-    };
-    let finish = |mut r: RunResult| {
-        r.seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-        r.finished_at = rfc3339(SystemTime::now());
-        r
-    };
-    if opts.cancel.is_cancelled() {
-        return Ok(finish(result));
     }
-    let Some((program, args)) = inv.argv.split_first() else {
-        result.outcome = RunOutcome::SpawnFailed {
-            reason: "empty command".into(),
-        };
-        return Ok(finish(result));
-    };
+}
 
+/// Stamp the duration (to the millisecond) and the finishing time.
+fn finish(mut r: RunResult, t0: Instant) -> RunResult {
+    r.seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    r.finished_at = rfc3339(SystemTime::now());
+    r
+}
+
+/// Start the program: no shell, exactly this environment, stdin null, stdout and
+/// stderr piped, its own process group, killed if the handle is dropped.
+fn spawn_child(
+    inv: &Invocation,
+    program: &str,
+    args: &[String],
+) -> std::io::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .current_dir(&inv.cwd)
@@ -302,90 +377,64 @@ pub async fn supervise(inv: &Invocation, opts: &RunOptions) -> Result<RunResult,
         .kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            result.outcome = RunOutcome::SpawnFailed {
-                reason: format!("cannot start {program} in {}: {e}", inv.cwd.display()),
-            };
-            return Ok(finish(result));
-        }
-    };
-    let pgid = child.id();
-    let mut guard = GroupGuard(pgid);
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
+    cmd.spawn()
+}
 
-    // Fires when the group is gone; the pumps then get DRAIN_GRACE to reach end-of-file.
-    let group_gone = CancellationToken::new();
-    let hook = opts.progress.clone();
-    let pump_out = pump(
-        stdout,
-        out_file,
-        Stream::Stdout,
-        hook.clone(),
-        group_gone.clone(),
-    );
-    let pump_err = pump(
-        stderr,
-        err_file,
-        Stream::Stderr,
-        hook.clone(),
-        group_gone.clone(),
-    );
-
-    let watch = async {
-        // Clamped: a zero period panics in tokio, a huge one overflows the clock.
-        let period = opts
-            .tick
-            .clamp(Duration::from_millis(10), Duration::from_secs(86_400));
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let deadline = tokio::time::sleep(opts.timeout);
-        tokio::pin!(deadline);
-        let ended = loop {
-            tokio::select! {
-                status = child.wait() => break Ok(status),
-                _ = &mut deadline => break Err(RunOutcome::TimedOut),
-                _ = opts.cancel.cancelled() => break Err(RunOutcome::Cancelled),
-                _ = ticker.tick() => {
-                    if let Some(h) = &hook {
-                        h(ProgressEvent::Tick { elapsed: t0.elapsed() });
-                    }
+/// Wait for the child, the deadline or the cancellation token, ticking the hook;
+/// terminate the group on a deadline or cancellation, then kill what is left of it
+/// and fire `group_gone`.
+async fn watch_child(
+    child: &mut tokio::process::Child,
+    pgid: Option<u32>,
+    opts: &RunOptions,
+    t0: Instant,
+    group_gone: &CancellationToken,
+) -> RunOutcome {
+    // Clamped: a zero period panics in tokio, a huge one overflows the clock.
+    let period = opts
+        .tick
+        .clamp(Duration::from_millis(10), Duration::from_secs(86_400));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = tokio::time::sleep(opts.timeout);
+    tokio::pin!(deadline);
+    let ended = loop {
+        tokio::select! {
+            status = child.wait() => break Ok(status),
+            _ = &mut deadline => break Err(RunOutcome::TimedOut),
+            _ = opts.cancel.cancelled() => break Err(RunOutcome::Cancelled),
+            _ = ticker.tick() => {
+                if let Some(h) = &opts.progress {
+                    h(ProgressEvent::Tick { elapsed: t0.elapsed() });
                 }
             }
-        };
-        let outcome = match ended {
-            Ok(Ok(status)) => exited(status),
-            Ok(Err(e)) => RunOutcome::SpawnFailed {
-                reason: format!("lost track of the child: {e}"),
-            },
-            Err(killed) => {
-                terminate(pgid, &mut child, opts.kill_grace).await;
-                killed
-            }
-        };
-        // The leader is gone; helpers it left in the group go too.
-        if let Some(pid) = pgid {
-            kill_group(pid, libc::SIGKILL);
         }
-        group_gone.cancel();
-        outcome
     };
-    let ((out_tail, out_err), (err_tail, err_err), outcome) =
-        tokio::join!(pump_out, pump_err, watch);
-    guard.disarm();
+    let outcome = match ended {
+        Ok(Ok(status)) => exited(status),
+        Ok(Err(e)) => RunOutcome::SpawnFailed {
+            reason: format!("lost track of the child: {e}"),
+        },
+        Err(killed) => {
+            terminate(pgid, child, opts.kill_grace).await;
+            killed
+        }
+    };
+    // The leader is gone; helpers it left in the group go too.
+    if let Some(pid) = pgid {
+        kill_group(pid, libc::SIGKILL);
+    }
+    group_gone.cancel();
+    outcome
+}
 
-    result.exit_code = match &outcome {
+/// `Exited` → its code; `TimedOut` → 124; otherwise none.
+fn exit_code_of(outcome: &RunOutcome) -> Option<i32> {
+    match outcome {
         RunOutcome::Exited { code, .. } => Some(*code),
         RunOutcome::TimedOut => Some(TIMEOUT_EXIT_CODE),
         _ => None,
-    };
-    result.outcome = outcome;
-    result.stdout_tail = out_tail;
-    result.stderr_tail = err_tail;
-    result.log_write_error = out_err.or(err_err);
-    Ok(finish(result))
+    }
 }
 
 fn exited(status: std::process::ExitStatus) -> RunOutcome {
