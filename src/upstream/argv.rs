@@ -210,6 +210,34 @@ fn documented_argv(
     argv
 }
 
+/// The program that stands in for `-m monai.bundle` in the line actually executed,
+/// after [`super::SAFE_PATH_PRELUDE`] (the bundle root goes on `sys.path` after
+/// site-packages, never first): `runpy._run_module_as_main`, the function `python -m`
+/// itself calls, so `monai.bundle` runs as `__main__` in the same namespace with
+/// `sys.argv` = the module's file followed by the documented arguments.
+pub const RUN_BOOTSTRAP: &str = "__import__('runpy')._run_module_as_main('monai.bundle', True)
+";
+
+/// The line actually executed for a documented `python -m monai.bundle ...` argv:
+/// `python -c <prelude + bootstrap> ...` with every argument after `monai.bundle`
+/// unchanged, so MONAI sees exactly the documented arguments while a `monai/` package
+/// in the bundle root (the working directory) cannot shadow the installed MONAI. Any
+/// other argv is returned as it is.
+pub fn launch_argv(documented: &[String]) -> Vec<String> {
+    match documented {
+        [python, m, module, rest @ ..] if m == "-m" && module == "monai.bundle" => {
+            let mut argv = vec![
+                python.clone(),
+                "-c".to_string(),
+                format!("{}{RUN_BOOTSTRAP}", super::python::SAFE_PATH_PRELUDE),
+            ];
+            argv.extend(rest.iter().cloned());
+            argv
+        }
+        other => other.to_vec(),
+    }
+}
+
 fn entry(python: &str) -> Vec<String> {
     vec![
         python.into(),
@@ -493,6 +521,27 @@ mod tests {
                 "configs/inference_trt.json"
             ]
         );
+    }
+
+    #[test]
+    fn launch_argv_swaps_only_the_module_switch_for_the_bootstrap() {
+        let documented = build_argv(&request()).unwrap();
+        let launch = launch_argv(&documented);
+        assert_eq!(launch[0], documented[0]);
+        assert_eq!(launch[1], "-c");
+        assert!(launch[2].starts_with(crate::upstream::SAFE_PATH_PRELUDE));
+        assert!(launch[2].ends_with(RUN_BOOTSTRAP));
+        assert!(launch[2].contains("'monai.bundle'"));
+        assert_eq!(launch[3..], documented[3..]);
+        assert_eq!(launch[3], "run");
+        assert_eq!(
+            config_files_of(&launch),
+            config_files_of(&documented),
+            "the evidence reads the same configs from either line"
+        );
+        let other = vec!["sh".to_string(), "-c".to_string(), "true".to_string()];
+        assert_eq!(launch_argv(&other), other);
+        assert_eq!(launch_argv(&[]), Vec::<String>::new());
     }
 
     #[test]

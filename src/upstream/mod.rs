@@ -64,9 +64,9 @@ mod root;
 mod supervise;
 
 pub use argv::{
-    build_argv, build_batch_argv, config_file_value, config_files, config_files_of,
+    build_argv, build_batch_argv, config_file_value, config_files, config_files_of, launch_argv,
     python_repr_str, BatchRequest, UpstreamRequest, BATCH_CONFIG_FILES, CONFIG_FILE,
-    CPU_POSTPROCESSING_OVERRIDE, SUPPORTED_MODALITIES, TRT_CONFIG_FILE,
+    CPU_POSTPROCESSING_OVERRIDE, RUN_BOOTSTRAP, SUPPORTED_MODALITIES, TRT_CONFIG_FILE,
 };
 pub use error::{install_hint, weights_hint, UpstreamError};
 pub use hash::sha256_file;
@@ -77,7 +77,7 @@ pub use output::{
 pub use python::{
     check_device, check_tensorrt, child_env, find_python, find_python_here, probe_environment,
     CheckedPython, ChildEnv, DeviceRequest, EnvProbe, PythonChoice, PythonSource,
-    DEFAULT_PROBE_TIMEOUT, ENV_PYTHON, PROBE_SCRIPT,
+    DEFAULT_PROBE_TIMEOUT, ENV_PYTHON, PROBE_SCRIPT, SAFE_PATH_PRELUDE, STRIPPED_PYTHON_VARS,
 };
 pub use root::{
     git_commit, inventory, resolve_root, resolve_root_here, weights_provenance, BundleInventory,

@@ -221,7 +221,35 @@ pub struct ChildEnv {
     pub vars: BTreeMap<OsString, OsString>,
     /// What we set or replaced, for the record.
     pub set_by_us: BTreeMap<String, String>,
+    /// Variables of the base environment we did not pass on ([`STRIPPED_PYTHON_VARS`]),
+    /// for the record.
+    pub removed: Vec<String>,
 }
+
+/// Python variables never passed to the child: each would let the client's shell
+/// change which code the interpreter runs (`PYTHONPATH` ahead of site-packages, a
+/// startup file, another prefix or user base, an interactive prompt at the end).
+pub const STRIPPED_PYTHON_VARS: [&str; 5] = [
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PYTHONHOME",
+    "PYTHONUSERBASE",
+    "PYTHONINSPECT",
+];
+
+/// Run first in every `-c` program we start in the bundle root (the probe, the run's
+/// bootstrap): drop the working directory `-c` puts first on `sys.path` (Python older
+/// than 3.11, which ignores `PYTHONSAFEPATH`), using nothing but the built-in `sys`, then
+/// append the bundle root (the working directory) *after* site-packages, so the
+/// bundle's own `scripts` package imports while a `monai/` (or `runpy.py`, `torch/`, ...)
+/// placed in the bundle root cannot shadow the installed one.
+/// It leaves no names behind in `__main__`.
+pub const SAFE_PATH_PRELUDE: &str = "import sys
+if sys.path and sys.path[0] == '':
+    del sys.path[0]
+sys.path.append(__import__('os').getcwd())
+del sys
+";
 
 /// The child's environment: `base` (normally the server's own environment) plus
 /// - `MONAI_DATA_DIRECTORY=<output_dir>/_monai_data` and
@@ -230,7 +258,10 @@ pub struct ChildEnv {
 /// - `PYTHONUNBUFFERED=1` if unset, so log lines arrive as they are written (progress);
 /// - `PYTHONDONTWRITEBYTECODE=1` if unset, so importing the bundle's `scripts` package
 ///   writes no `__pycache__` into the upstream checkout;
-/// - for `device=cpu`, `CUDA_VISIBLE_DEVICES=""`.
+/// - for `device=cpu`, `CUDA_VISIBLE_DEVICES=""`;
+/// - `PYTHONSAFEPATH=1` always (Python >= 3.11 then puts no working directory first on
+///   `sys.path`; see [`SAFE_PATH_PRELUDE`] for older ones);
+/// - without [`STRIPPED_PYTHON_VARS`], whatever the base says.
 pub fn child_env(
     base: impl IntoIterator<Item = (OsString, OsString)>,
     output_dir: &Path,
@@ -258,7 +289,19 @@ pub fn child_env(
         vars.insert("CUDA_VISIBLE_DEVICES".into(), OsString::new());
         set_by_us.insert("CUDA_VISIBLE_DEVICES".into(), String::new());
     }
-    ChildEnv { vars, set_by_us }
+    vars.insert("PYTHONSAFEPATH".into(), "1".into());
+    set_by_us.insert("PYTHONSAFEPATH".into(), "1".into());
+    let mut removed = Vec::new();
+    for key in STRIPPED_PYTHON_VARS {
+        if vars.remove(OsStr::new(key)).is_some() {
+            removed.push(key.to_string());
+        }
+    }
+    ChildEnv {
+        vars,
+        set_by_us,
+        removed,
+    }
 }
 
 /// What the interpreter provides under the run's environment.
@@ -314,6 +357,8 @@ struct RawProbe {
 
 /// Run the probe with `python` under `env` in `cwd` (the run's own settings, so
 /// `CUDA_VISIBLE_DEVICES` and friends have their effect), killed after `timeout`.
+/// The program is [`SAFE_PATH_PRELUDE`] then [`PROBE_SCRIPT`]: like the run, the probe
+/// imports monai and torch from site-packages, never from the bundle root.
 pub async fn probe_environment(
     python: &Path,
     env: &ChildEnv,
@@ -327,7 +372,7 @@ pub async fn probe_environment(
     };
     let mut cmd = tokio::process::Command::new(python);
     cmd.arg("-c")
-        .arg(PROBE_SCRIPT)
+        .arg(format!("{SAFE_PATH_PRELUDE}{PROBE_SCRIPT}"))
         .current_dir(cwd)
         .env_clear()
         .envs(&env.vars)
@@ -558,6 +603,38 @@ mod tests {
             "max_split_size_mb:128,expandable_segments:True"
         );
         assert!(!e.vars.contains_key(OsStr::new("CUDA_VISIBLE_DEVICES")));
+    }
+
+    #[test]
+    fn the_clients_python_settings_never_reach_the_child() {
+        let mut base: Vec<(OsString, OsString)> = STRIPPED_PYTHON_VARS
+            .iter()
+            .map(|k| (OsString::from(k), OsString::from("/client/thing")))
+            .collect();
+        base.push(("PYTHONSAFEPATH".into(), "".into()));
+        base.push(("PYTHONWARNINGS".into(), "ignore".into()));
+        let e = child_env(base, Path::new("/runs/out"), DeviceRequest::Auto);
+        for key in STRIPPED_PYTHON_VARS {
+            assert!(!e.vars.contains_key(OsStr::new(key)), "{key} passed on");
+        }
+        assert_eq!(e.removed, STRIPPED_PYTHON_VARS);
+        assert_eq!(e.vars[OsStr::new("PYTHONSAFEPATH")], "1");
+        assert_eq!(e.set_by_us["PYTHONSAFEPATH"], "1");
+        assert_eq!(e.vars[OsStr::new("PYTHONWARNINGS")], "ignore");
+
+        let e = child_env(Vec::new(), Path::new("/runs/out"), DeviceRequest::Auto);
+        assert!(e.removed.is_empty());
+        assert_eq!(e.vars[OsStr::new("PYTHONSAFEPATH")], "1");
+    }
+
+    #[test]
+    fn the_prelude_uses_only_sys_before_dropping_the_working_directory() {
+        let drop_at = SAFE_PATH_PRELUDE.find("del sys.path[0]").unwrap();
+        let before = &SAFE_PATH_PRELUDE[..drop_at];
+        assert_eq!(before.matches("import").count(), 1, "{before}");
+        assert!(before.starts_with("import sys\n"));
+        assert!(SAFE_PATH_PRELUDE.contains("sys.path.append("));
+        assert!(!SAFE_PATH_PRELUDE.contains("insert("));
     }
 
     #[test]

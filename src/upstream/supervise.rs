@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::argv::{build_argv, build_batch_argv, BatchRequest, UpstreamRequest};
+use super::argv::{build_argv, build_batch_argv, launch_argv, BatchRequest, UpstreamRequest};
 use super::error::UpstreamError;
 use super::output::{
     adopt_mask, check_output_dir, check_output_location, move_aside_stale, MaskAdoption,
@@ -120,10 +120,18 @@ pub enum RunOutcome {
 /// Everything about one supervised run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
+    /// The command on record: for [`run`] and [`run_batch`] the documented
+    /// `python -m monai.bundle run ...`; for [`supervise`] the argv it ran.
     pub command: Vec<String>,
+    /// The argv actually executed. For [`run`] and [`run_batch`] it is [`launch_argv`]
+    /// of `command`: `-m monai.bundle` replaced by the safe-path bootstrap, every other
+    /// argument the same.
+    pub launch_argv: Vec<String>,
     pub cwd: PathBuf,
     /// Environment variables we set or replaced for the child.
     pub env_set: BTreeMap<String, String>,
+    /// Variables of the base environment the child did not get ([`ChildEnv::removed`]).
+    pub env_removed: Vec<String>,
     pub outcome: RunOutcome,
     /// `Exited` → its code; `TimedOut` → 124; `Cancelled`, `SpawnFailed` → `None`.
     pub exit_code: Option<i32>,
@@ -163,6 +171,8 @@ impl RunResult {
 /// Run a single-volume request: refuse before starting when `device=cuda` has no CUDA
 /// under `probe`, when the output would land in the bundle or over the input; move a
 /// stale mask aside; supervise; then adopt the mask only if this run wrote it.
+/// The child runs [`launch_argv`] of the documented command (MONAI cannot be shadowed
+/// from the bundle root); the result's `command` is the documented one.
 /// `probe` must come from [`super::probe_environment`] under the same environment.
 pub async fn run(
     req: &UpstreamRequest,
@@ -181,11 +191,12 @@ pub async fn run(
     create_dir(&req.output_dir)?;
     let stale = move_aside_stale(&mask_path, Utc::now())?;
     let inv = Invocation {
-        argv,
+        argv: launch_argv(&argv),
         cwd: req.bundle_root.clone(),
         env: child_env(opts.base_env.clone(), &req.output_dir, req.device),
     };
     let mut result = supervise(&inv, opts).await?;
+    result.command = argv;
     result.stale_output = stale;
     result.mask = Some(adopt_mask(&mask_path, result.started));
     result.device_requested = Some(req.device);
@@ -217,11 +228,12 @@ pub async fn run_batch(
     check_output_dir(&req.output_dir, &req.bundle_root)?;
     create_dir(&req.output_dir)?;
     let inv = Invocation {
-        argv,
+        argv: launch_argv(&argv),
         cwd: req.bundle_root.clone(),
         env: child_env(opts.base_env.clone(), &req.output_dir, req.device),
     };
     let mut result = supervise(&inv, opts).await?;
+    result.command = argv;
     result.device_requested = Some(req.device);
     result.device = Some(probe.device.clone());
     Ok(result)
@@ -331,8 +343,10 @@ fn new_result(inv: &Invocation, logs: &Logs) -> RunResult {
     let started = SystemTime::now();
     RunResult {
         command: inv.argv.clone(),
+        launch_argv: inv.argv.clone(),
         cwd: inv.cwd.clone(),
         env_set: inv.env.set_by_us.clone(),
+        env_removed: inv.env.removed.clone(),
         outcome: RunOutcome::Cancelled,
         exit_code: None,
         seconds: 0.0,
