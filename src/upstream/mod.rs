@@ -16,6 +16,7 @@
 //! | build the command | [`build_argv`], [`build_batch_argv`], [`config_files`] (pure) | `argv` |
 //! | guard the output | [`check_output_dir`], [`check_output_location`], [`expected_mask_path`], [`move_aside_stale`] | `output` |
 //! | run it | [`run`] / [`run_batch`] / [`supervise`] → [`RunResult`] | `supervise` |
+//! | confine it | [`sandbox_for`] ([`build_policy`] pure) → [`SandboxReport`], [`harden`] | `sandbox` |
 //! | adopt the mask | [`adopt_mask`] | `output` |
 //! | provenance | [`git_commit`], [`sha256_file`] | `root`, `hash` |
 //!
@@ -61,6 +62,7 @@ mod hash;
 mod output;
 mod python;
 mod root;
+mod sandbox;
 mod supervise;
 
 pub use argv::{
@@ -76,13 +78,19 @@ pub use output::{
 };
 pub use python::{
     check_device, check_tensorrt, child_env, find_python, find_python_here, probe_environment,
-    CheckedPython, ChildEnv, DeviceRequest, EnvProbe, PythonChoice, PythonSource,
-    DEFAULT_PROBE_TIMEOUT, ENV_PYTHON, PROBE_SCRIPT, SAFE_PATH_PRELUDE, STRIPPED_PYTHON_VARS,
+    probe_environment_in, CheckedPython, ChildEnv, DeviceRequest, EnvProbe, PythonChoice,
+    PythonSource, DEFAULT_PROBE_TIMEOUT, ENV_PYTHON, PROBE_SCRIPT, SAFE_PATH_PRELUDE,
+    STRIPPED_PYTHON_VARS,
 };
 pub use root::{
     git_commit, inventory, resolve_root, resolve_root_here, weights_provenance, BundleInventory,
     CheckedRoot, LabelFile, RootRejection, RootResolution, RootSource, StandInMarker,
     WeightsProvenance, ENV_ROOT, WORKBENCH_ROOT,
+};
+pub use sandbox::{
+    build_policy, discover_inputs, handled_fs, harden, landlock_abi, prepare, rights, sandbox_for,
+    PathRule, PreparedSandbox, PrivateTmp, RuleKind, SandboxInputs, SandboxPolicy, SandboxReport,
+    SandboxRequest,
 };
 pub use supervise::{
     probe_for_request, run, run_batch, supervise, Invocation, ProgressEvent, ProgressHook,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::UpstreamError;
+use super::sandbox::{harden, sandbox_for, with_tmpdir, PrivateTmp, SandboxRequest};
 
 /// How long the probe may take by default: importing torch is slow on a cold cache.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -358,13 +359,42 @@ struct RawProbe {
 /// Run the probe with `python` under `env` in `cwd` (the run's own settings, so
 /// `CUDA_VISIBLE_DEVICES` and friends have their effect), killed after `timeout`.
 /// The program is [`SAFE_PATH_PRELUDE`] then [`PROBE_SCRIPT`]: like the run, the probe
-/// imports monai and torch from site-packages, never from the bundle root.
+/// imports monai and torch from site-packages, never from the bundle root. It runs in
+/// the sandbox where Landlock is available, writing nowhere but its private `TMPDIR`
+/// ([`super::supervise::probe_for_request`] applies the run's own sandbox settings).
 pub async fn probe_environment(
     python: &Path,
     env: &ChildEnv,
     cwd: &Path,
     timeout: Duration,
 ) -> Result<EnvProbe, UpstreamError> {
+    let sandbox = SandboxRequest {
+        enabled: true,
+        required: false,
+        writable: Vec::new(),
+    };
+    probe_environment_in(python, env, cwd, timeout, &sandbox).await
+}
+
+/// [`probe_environment`] under the sandbox settings `sandbox` (a private `TMPDIR` is
+/// added to its writable directories).
+pub async fn probe_environment_in(
+    python: &Path,
+    env: &ChildEnv,
+    cwd: &Path,
+    timeout: Duration,
+    sandbox: &SandboxRequest,
+) -> Result<EnvProbe, UpstreamError> {
+    let tmp = PrivateTmp::create().map_err(|source| UpstreamError::Io {
+        action: "cannot create the private temp dir in",
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let env = with_tmpdir(env, tmp.path());
+    let mut sandbox = sandbox.clone();
+    sandbox.writable.push(tmp.path().to_path_buf());
+    let prepared = sandbox_for(&sandbox, &env)
+        .map_err(|reason| UpstreamError::SandboxUnavailable { reason })?;
     let failed = |detail: String, stderr: &[u8]| UpstreamError::ProbeFailed {
         python: python.to_path_buf(),
         detail,
@@ -382,9 +412,10 @@ pub async fn probe_environment(
         .kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);
-    let child = cmd
-        .spawn()
-        .map_err(|e| failed(format!("could not start it: {e}"), b""))?;
+    harden(&mut cmd, &prepared);
+    let spawned = cmd.spawn();
+    drop(prepared);
+    let child = spawned.map_err(|e| failed(format!("could not start it: {e}"), b""))?;
     let pid = child.id();
     let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(r) => r.map_err(|e| failed(format!("could not wait for it: {e}"), b""))?,

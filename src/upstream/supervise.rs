@@ -28,7 +28,11 @@ use super::output::{
     StaleOutput,
 };
 use super::python::{
-    check_device, check_tensorrt, child_env, probe_environment, ChildEnv, DeviceRequest, EnvProbe,
+    check_device, check_tensorrt, child_env, probe_environment_in, ChildEnv, DeviceRequest,
+    EnvProbe,
+};
+use super::sandbox::{
+    harden, sandbox_for, with_tmpdir, PreparedSandbox, PrivateTmp, SandboxReport, SandboxRequest,
 };
 
 /// Characters of each stream kept as a tail (the reference wrapper's 4000).
@@ -77,10 +81,21 @@ pub struct RunOptions {
     pub tick: Duration,
     /// The environment the child starts from (normally ours); see [`child_env`].
     pub base_env: Vec<(OsString, OsString)>,
+    /// Confine the child (the run and [`probe_for_request`]'s probe) with the Landlock
+    /// sandbox ([`super::sandbox_for`]); default true. Where Landlock is unavailable the
+    /// child runs unconfined and [`RunResult::sandbox`] says why.
+    pub sandbox: bool,
+    /// Refuse to start ([`UpstreamError::SandboxUnavailable`]) instead of running
+    /// unconfined when the sandbox cannot be applied; default false.
+    pub require_sandbox: bool,
+    /// Directories the child may write besides the log directory, its private `TMPDIR`
+    /// and (for [`run`] and [`run_batch`]) the output directory.
+    pub writable_dirs: Vec<PathBuf>,
 }
 
 impl RunOptions {
-    /// Defaults: 3 s kill grace, 5 s ticks, no hook, a fresh token, our own environment.
+    /// Defaults: 3 s kill grace, 5 s ticks, no hook, a fresh token, our own environment,
+    /// the sandbox applied where available.
     pub fn new(log_dir: impl Into<PathBuf>, timeout: Duration) -> Self {
         RunOptions {
             timeout,
@@ -90,6 +105,9 @@ impl RunOptions {
             progress: None,
             tick: Duration::from_secs(5),
             base_env: std::env::vars_os().collect(),
+            sandbox: true,
+            require_sandbox: false,
+            writable_dirs: Vec::new(),
         }
     }
 }
@@ -159,6 +177,8 @@ pub struct RunResult {
     /// on a later one: that process's own exit code (`outcome`/`exit_code` are then
     /// the volume's, 0). `None` otherwise.
     pub batch_process_exit_code: Option<i32>,
+    /// The Landlock sandbox the child ran under (or why it ran without one).
+    pub sandbox: SandboxReport,
 }
 
 impl RunResult {
@@ -195,7 +215,7 @@ pub async fn run(
         cwd: req.bundle_root.clone(),
         env: child_env(opts.base_env.clone(), &req.output_dir, req.device),
     };
-    let mut result = supervise(&inv, opts).await?;
+    let mut result = supervise_writing(&inv, opts, std::slice::from_ref(&req.output_dir)).await?;
     result.command = argv;
     result.stale_output = stale;
     result.mask = Some(adopt_mask(&mask_path, result.started));
@@ -205,14 +225,28 @@ pub async fn run(
 }
 
 /// Probe the environment exactly as [`run`] will start `req` (same base environment,
-/// output-derived variables, device setting and working directory).
+/// output-derived variables, device setting, working directory and sandbox settings).
 pub async fn probe_for_request(
     req: &UpstreamRequest,
     opts: &RunOptions,
     timeout: Duration,
 ) -> Result<EnvProbe, UpstreamError> {
     let env = child_env(opts.base_env.clone(), &req.output_dir, req.device);
-    probe_environment(&req.python, &env, &req.bundle_root, timeout).await
+    let sandbox = sandbox_request(opts, std::slice::from_ref(&req.output_dir));
+    probe_environment_in(&req.python, &env, &req.bundle_root, timeout, &sandbox).await
+}
+
+/// The sandbox settings of `opts`, writable: the log directory, `extra` and
+/// `opts.writable_dirs` (the private `TMPDIR` is added where it is created).
+fn sandbox_request(opts: &RunOptions, extra: &[PathBuf]) -> SandboxRequest {
+    let mut writable = vec![opts.log_dir.clone()];
+    writable.extend(extra.iter().cloned());
+    writable.extend(opts.writable_dirs.iter().cloned());
+    SandboxRequest {
+        enabled: opts.sandbox,
+        required: opts.require_sandbox,
+        writable,
+    }
 }
 
 /// Run a batch request (the same refusals, minus the per-file ones; the upstream's own
@@ -232,7 +266,7 @@ pub async fn run_batch(
         cwd: req.bundle_root.clone(),
         env: child_env(opts.base_env.clone(), &req.output_dir, req.device),
     };
-    let mut result = supervise(&inv, opts).await?;
+    let mut result = supervise_writing(&inv, opts, std::slice::from_ref(&req.output_dir)).await?;
     result.command = argv;
     result.device_requested = Some(req.device);
     result.device = Some(probe.device.clone());
@@ -247,10 +281,22 @@ fn create_dir(dir: &Path) -> Result<(), UpstreamError> {
     })
 }
 
-/// Supervise `inv`: spawn it in its own process group with logs, enforce the timeout and
-/// the cancellation token, and clean up the whole group. `Err` only when the log files
-/// cannot be created; a program that cannot start is [`RunOutcome::SpawnFailed`].
+/// Supervise `inv`: spawn it in its own process group with logs, a private `TMPDIR`
+/// and the sandbox of `opts` (writable: the log directory, the `TMPDIR`,
+/// `opts.writable_dirs`), enforce the timeout and the cancellation token, and clean up
+/// the whole group. `Err` when the log files or the `TMPDIR` cannot be created, or the
+/// sandbox is required and unavailable; a program that cannot start is
+/// [`RunOutcome::SpawnFailed`].
 pub async fn supervise(inv: &Invocation, opts: &RunOptions) -> Result<RunResult, UpstreamError> {
+    supervise_writing(inv, opts, &[]).await
+}
+
+/// [`supervise`], the child also allowed to write below `extra_writable`.
+async fn supervise_writing(
+    inv: &Invocation,
+    opts: &RunOptions,
+    extra_writable: &[PathBuf],
+) -> Result<RunResult, UpstreamError> {
     let logs = Logs::create(&opts.log_dir)?;
     let t0 = Instant::now();
     let mut result = new_result(inv, &logs);
@@ -263,7 +309,21 @@ pub async fn supervise(inv: &Invocation, opts: &RunOptions) -> Result<RunResult,
         };
         return Ok(finish(result, t0));
     };
-    let mut child = match spawn_child(inv, program, args) {
+    let tmp = PrivateTmp::create().map_err(|source| UpstreamError::Io {
+        action: "cannot create the private temp dir in",
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let env = with_tmpdir(&inv.env, tmp.path());
+    result.env_set = env.set_by_us.clone();
+    let mut request = sandbox_request(opts, extra_writable);
+    request.writable.push(tmp.path().to_path_buf());
+    let sandbox = sandbox_for(&request, &env)
+        .map_err(|reason| UpstreamError::SandboxUnavailable { reason })?;
+    result.sandbox = sandbox.report.clone();
+    let spawned = spawn_child(&inv.cwd, &env, program, args, &sandbox);
+    drop(sandbox);
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             result.outcome = RunOutcome::SpawnFailed {
@@ -363,6 +423,7 @@ fn new_result(inv: &Invocation, logs: &Logs) -> RunResult {
         batch_process_exit_code: None,
         device_requested: None,
         device: None,
+        sandbox: SandboxReport::not_enforced(None, "the child was not started"),
     }
 }
 
@@ -374,23 +435,27 @@ fn finish(mut r: RunResult, t0: Instant) -> RunResult {
 }
 
 /// Start the program: no shell, exactly this environment, stdin null, stdout and
-/// stderr piped, its own process group, killed if the handle is dropped.
+/// stderr piped, its own process group, killed if the handle is dropped, hardened
+/// ([`harden`]: the sandbox, death with the server).
 fn spawn_child(
-    inv: &Invocation,
+    cwd: &Path,
+    env: &ChildEnv,
     program: &str,
     args: &[String],
+    sandbox: &PreparedSandbox,
 ) -> std::io::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
-        .current_dir(&inv.cwd)
+        .current_dir(cwd)
         .env_clear()
-        .envs(&inv.env.vars)
+        .envs(&env.vars)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);
+    harden(&mut cmd, sandbox);
     cmd.spawn()
 }
 
