@@ -1,7 +1,8 @@
 //! The child cannot be redirected to other code: a `monai/` package (or `runpy.py`)
 //! placed in the bundle root does not shadow the installed MONAI, in the probe or in the
-//! run, while the bundle's own `scripts` package still imports; and the client's
-//! `PYTHONPATH` / `PYTHONSTARTUP` never reach the child. Real MONAI from the project's
+//! run (both launch forms: the documented line with the path shim, and the `-c`
+//! bootstrap for Pythons before 3.11), while the bundle's own `scripts` package still
+//! imports; and the client's `PYTHONPATH` / `PYTHONSTARTUP` never reach the child. Real MONAI from the project's
 //! venv (tests/common::python), the demo bundle copied per test.
 
 mod common;
@@ -12,8 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use ctmr_skill::upstream::{
-    expected_mask_path, probe_for_request, run, DeviceRequest, MaskAdoption, RunOptions,
-    UpstreamError, UpstreamRequest, DEFAULT_PROBE_TIMEOUT,
+    expected_mask_path, launch_argv, probe_for_request, run, safe_path_honoured, DeviceRequest,
+    MaskAdoption, RunOptions, UpstreamError, UpstreamRequest, DEFAULT_PROBE_TIMEOUT, PATH_SHIM,
 };
 
 /// A package that announces itself: writes `$FAKE_MARKER_DIR/<name>` (when it can),
@@ -205,10 +206,90 @@ async fn probe_and_run_use_the_installed_monai_and_the_bundles_scripts() {
         ["PYTHONPATH", "PYTHONSTARTUP", "PYTHONINSPECT"]
     );
     assert_eq!(res.env_set["PYTHONSAFEPATH"], "1");
-    // The record keeps the documented command; the executed line differs only there.
+    // Python >= 3.11: the documented line itself ran, with our path shim as PYTHONPATH.
+    assert!(safe_path_honoured(&probe.python_version));
     assert_eq!(res.command[1..3], ["-m", "monai.bundle"]);
+    assert_eq!(res.launch_argv, res.command);
+    let shim = PathBuf::from(&res.env_set["PYTHONPATH"]);
+    assert_ne!(shim, w.pythonpath);
+    assert!(!shim.exists(), "the shim dir outlived the run");
+}
+
+#[tokio::test]
+async fn older_pythons_get_the_bootstrap_line_and_the_same_protection() {
+    // The probe of a Python without PYTHONSAFEPATH: the run starts through the `-c`
+    // bootstrap (which works on any Python, this one included).
+    let w = World::new();
+    let req = w.request();
+    let opts = w.options();
+    let mut probe = probe_for_request(&req, &opts, DEFAULT_PROBE_TIMEOUT)
+        .await
+        .unwrap();
+    probe.python_version = "3.10.14".into();
+    let res = run(&req, &probe, &opts).await.unwrap();
+    assert!(
+        res.succeeded(),
+        "{:?}\nstderr: {}",
+        res.outcome,
+        res.stderr_tail
+    );
+    assert!(w.markers().is_empty(), "fakes ran: {:?}", w.markers());
+    assert_eq!(res.launch_argv, launch_argv(&res.command));
     assert_eq!(res.launch_argv[1], "-c");
     assert_eq!(res.launch_argv[3..], res.command[3..]);
+    assert!(!res.env_set.contains_key("PYTHONPATH"));
+    let mask = expected_mask_path(&w.out, &w.input);
+    assert!(mask.exists());
+}
+
+#[test]
+fn the_shim_steps_aside_for_the_environments_own_sitecustomize() {
+    let dir = common::fresh_dir();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let (shim, own, cwd) = (base.join("shim"), base.join("own"), base.join("cwd"));
+    for d in [&shim, &own, &cwd] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(shim.join("sitecustomize.py"), PATH_SHIM).unwrap();
+    std::fs::write(
+        own.join("sitecustomize.py"),
+        "import sys\nsys.own_sitecustomize_ran = True\n",
+    )
+    .unwrap();
+    std::fs::write(
+        cwd.join("sitecustomize.py"),
+        "raise SystemExit('bundle sitecustomize ran')\n",
+    )
+    .unwrap();
+    let code = "import json, os, sys\n\
+print(json.dumps({'own': getattr(sys, 'own_sitecustomize_ran', False), 'path': sys.path, 'cwd': os.getcwd()}))";
+    let mut pythonpath = std::ffi::OsString::from(&shim);
+    pythonpath.push(":");
+    pythonpath.push(&own);
+    let out = Command::new(common::python())
+        .args(["-c", code])
+        .current_dir(&cwd)
+        .env("PYTHONSAFEPATH", "1")
+        .env("PYTHONPATH", &pythonpath)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        seen["own"], true,
+        "the environment's sitecustomize did not run"
+    );
+    let path: Vec<String> = serde_json::from_value(seen["path"].clone()).unwrap();
+    let cwd = cwd.display().to_string();
+    assert_eq!(path.last(), Some(&cwd), "{path:?}");
+    assert_eq!(path.iter().filter(|p| **p == cwd).count(), 1, "{path:?}");
+    assert!(!path.contains(&shim.display().to_string()), "{path:?}");
+    let site = path.iter().position(|p| p.ends_with("site-packages"));
+    assert!(site.is_some(), "{path:?}");
 }
 
 #[tokio::test]

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ctmr_skill::upstream::{
-    build_argv, expected_mask_path, launch_argv, run, supervise, DeviceRequest, EnvProbe,
-    Invocation, MaskAdoption, ProgressEvent, RunOptions, RunOutcome, Stream, UpstreamError,
-    UpstreamRequest, TAIL_CHARS,
+    build_argv, expected_mask_path, run, supervise, DeviceRequest, EnvProbe, Invocation,
+    MaskAdoption, ProgressEvent, RunOptions, RunOutcome, Stream, UpstreamError, UpstreamRequest,
+    TAIL_CHARS,
 };
 use serde_json::Value;
 
@@ -185,11 +185,7 @@ async fn wiring_logs_tails_progress_and_mask_adoption() {
     // What the child saw.
     let rec = read_json(&record);
     let seen: Vec<String> = serde_json::from_value(rec["argv"].clone()).unwrap();
-    // It ran the documented arguments behind the safe-path bootstrap.
-    assert_eq!(res.launch_argv, launch_argv(&argv));
-    assert_eq!(seen, res.launch_argv[1..]);
-    assert_eq!(seen[..1], ["-c"]);
-    assert_eq!(seen[2..], argv[3..]);
+    assert_eq!(seen, argv[1..]);
     assert_eq!(rec["cwd"], w.bundle.display().to_string());
     assert_eq!(rec["stdin"], "", "stdin must be null");
     assert_eq!(
@@ -514,12 +510,8 @@ async fn batch_run_wiring_and_refusal() {
         .unwrap();
     assert!(res.succeeded());
     let seen: Vec<String> = serde_json::from_value(read_json(&record)["argv"].clone()).unwrap();
-    assert_eq!(seen, res.launch_argv[1..]);
-    assert_eq!(
-        res.command[1..5],
-        ["-m", "monai.bundle", "run", "--config_file"]
-    );
-    assert_eq!(seen[2..], res.command[3..]);
+    assert_eq!(seen, res.command[1..]);
+    assert_eq!(seen[..4], ["-m", "monai.bundle", "run", "--config_file"]);
     assert_eq!(read_json(&record)["cwd"], w.bundle.display().to_string());
     assert!(
         !res.env_set.contains_key("CUDA_VISIBLE_DEVICES"),

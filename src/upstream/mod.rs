@@ -59,6 +59,7 @@
 mod argv;
 mod error;
 mod hash;
+mod launch;
 mod output;
 mod python;
 mod root;
@@ -72,6 +73,7 @@ pub use argv::{
 };
 pub use error::{install_hint, weights_hint, UpstreamError};
 pub use hash::sha256_file;
+pub use launch::{plan_launch, safe_path_honoured, Launch, PATH_SHIM};
 pub use output::{
     adopt_mask, check_output_dir, check_output_location, expected_mask_path, move_aside_stale,
     nifti_stem, MaskAdoption, StaleOutput,

@@ -21,8 +21,9 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::argv::{build_argv, build_batch_argv, launch_argv, BatchRequest, UpstreamRequest};
+use super::argv::{build_argv, build_batch_argv, BatchRequest, UpstreamRequest};
 use super::error::UpstreamError;
+use super::launch::plan_launch;
 use super::output::{
     adopt_mask, check_output_dir, check_output_location, move_aside_stale, MaskAdoption,
     StaleOutput,
@@ -141,9 +142,11 @@ pub struct RunResult {
     /// The command on record: for [`run`] and [`run_batch`] the documented
     /// `python -m monai.bundle run ...`; for [`supervise`] the argv it ran.
     pub command: Vec<String>,
-    /// The argv actually executed. For [`run`] and [`run_batch`] it is [`launch_argv`]
-    /// of `command`: `-m monai.bundle` replaced by the safe-path bootstrap, every other
-    /// argument the same.
+    /// The argv actually executed. For [`run`] and [`run_batch`] ([`super::plan_launch`]):
+    /// `command` itself on Python >= 3.11 (the bundle root is kept behind site-packages
+    /// through the environment: `PYTHONSAFEPATH`, the `PYTHONPATH` path shim); on older
+    /// Pythons [`super::launch_argv`] of `command`, `-m monai.bundle` replaced by the
+    /// safe-path bootstrap, every other argument the same.
     pub launch_argv: Vec<String>,
     pub cwd: PathBuf,
     /// Environment variables we set or replaced for the child.
@@ -191,8 +194,8 @@ impl RunResult {
 /// Run a single-volume request: refuse before starting when `device=cuda` has no CUDA
 /// under `probe`, when the output would land in the bundle or over the input; move a
 /// stale mask aside; supervise; then adopt the mask only if this run wrote it.
-/// The child runs [`launch_argv`] of the documented command (MONAI cannot be shadowed
-/// from the bundle root); the result's `command` is the documented one.
+/// The child is started as [`super::plan_launch`] says for the probed Python (MONAI
+/// cannot be shadowed from the bundle root); the result's `command` is the documented one.
 /// `probe` must come from [`super::probe_environment`] under the same environment.
 pub async fn run(
     req: &UpstreamRequest,
@@ -210,10 +213,12 @@ pub async fn run(
     let mask_path = check_output_location(&req.input, &req.output_dir, &req.bundle_root)?;
     create_dir(&req.output_dir)?;
     let stale = move_aside_stale(&mask_path, Utc::now())?;
+    let env = child_env(opts.base_env.clone(), &req.output_dir, req.device);
+    let launch = plan_launch(&argv, env, &probe.python_version)?;
     let inv = Invocation {
-        argv: launch_argv(&argv),
+        argv: launch.argv.clone(),
         cwd: req.bundle_root.clone(),
-        env: child_env(opts.base_env.clone(), &req.output_dir, req.device),
+        env: launch.env.clone(),
     };
     let mut result = supervise_writing(&inv, opts, std::slice::from_ref(&req.output_dir)).await?;
     result.command = argv;
@@ -261,10 +266,12 @@ pub async fn run_batch(
     check_tensorrt(req.tensorrt, probe)?;
     check_output_dir(&req.output_dir, &req.bundle_root)?;
     create_dir(&req.output_dir)?;
+    let env = child_env(opts.base_env.clone(), &req.output_dir, req.device);
+    let launch = plan_launch(&argv, env, &probe.python_version)?;
     let inv = Invocation {
-        argv: launch_argv(&argv),
+        argv: launch.argv.clone(),
         cwd: req.bundle_root.clone(),
-        env: child_env(opts.base_env.clone(), &req.output_dir, req.device),
+        env: launch.env.clone(),
     };
     let mut result = supervise_writing(&inv, opts, std::slice::from_ref(&req.output_dir)).await?;
     result.command = argv;
