@@ -15,6 +15,7 @@
 //! | check the runtime | [`probe_for_request`] / [`probe_environment`] → [`EnvProbe`], [`check_device`], [`check_tensorrt`] | `python` |
 //! | build the command | [`build_argv`], [`build_batch_argv`], [`config_files`] (pure) | `argv` |
 //! | guard the output | [`check_output_dir`], [`check_output_location`], [`expected_mask_path`], [`move_aside_stale`] | `output` |
+//! | start it unshadowed | [`plan_launch`] (documented line + [`PATH_SHIM`] on Python >= 3.11, else [`launch_argv`]) | `launch` |
 //! | run it | [`run`] / [`run_batch`] / [`supervise`] → [`RunResult`] | `supervise` |
 //! | confine it | [`sandbox_for`] ([`build_policy`] pure) → [`SandboxReport`], [`harden`] | `sandbox` |
 //! | adopt the mask | [`adopt_mask`] | `output` |

@@ -438,6 +438,12 @@ pub async fn probe_environment_in(
     };
     let raw: RawProbe = serde_json::from_str(line)
         .map_err(|e| failed(format!("unreadable answer ({e}): {line}"), &out.stderr))?;
+    probe_answer(python, raw)
+}
+
+/// The probe's answer as an [`EnvProbe`]; missing torch or monai is
+/// [`UpstreamError::RuntimeMissing`].
+fn probe_answer(python: &Path, raw: RawProbe) -> Result<EnvProbe, UpstreamError> {
     let missing: Vec<String> = [raw.torch_error.as_ref(), raw.monai_error.as_ref()]
         .into_iter()
         .flatten()
