@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use ctmr_skill::upstream::{
-    child_env, probe_environment, DeviceRequest, UpstreamError, DEFAULT_PROBE_TIMEOUT,
+    child_env, probe_environment, probe_environment_in, DeviceRequest, SandboxRequest,
+    UpstreamError, DEFAULT_PROBE_TIMEOUT,
 };
 
 /// What the interpreter itself says, asked directly (one launch: importing torch is slow).
@@ -99,7 +100,13 @@ async fn hanging_interpreter_is_killed_at_the_probe_timeout() {
     base.push(("FAKE_SLEEP".into(), "300".into()));
     base.push(("FAKE_RECORD".into(), record.clone().into_os_string()));
     let env = child_env(base, dir.path(), DeviceRequest::Auto);
-    let err = probe_environment(&python, &env, dir.path(), Duration::from_secs(8))
+    // The fake records beside the probe's private TMPDIR: let the sandbox allow it.
+    let sandbox = SandboxRequest {
+        enabled: true,
+        required: false,
+        writable: vec![dir.path().to_path_buf()],
+    };
+    let err = probe_environment_in(&python, &env, dir.path(), Duration::from_secs(8), &sandbox)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no answer within"), "{err}");

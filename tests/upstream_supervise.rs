@@ -68,6 +68,9 @@ impl World {
     fn options(&self, fake: &[(&str, String)]) -> RunOptions {
         let mut opts = RunOptions::new(self.out.join("logs"), Duration::from_secs(120));
         opts.kill_grace = Duration::from_secs(1);
+        // The fake writes its records and pid files beside the output directory; the
+        // sandbox (tests/sandbox_supervise.rs) lets it write there.
+        opts.writable_dirs.push(self.root.clone());
         opts.base_env
             .retain(|(k, _)| !k.to_string_lossy().starts_with("FAKE_"));
         for (k, v) in fake {

@@ -135,27 +135,20 @@ pub fn build_argv(req: &UpstreamRequest) -> Result<Vec<String>, UpstreamError> {
         &req.overrides,
         &["config_file", "input_dict", "output_dir", "modality"],
     )?;
-
-    let mut input_dict = format!("{{'image': {}", python_repr_str(input));
-    if let Some(prompts) = &req.label_prompts {
-        let ids: Vec<String> = prompts.iter().map(u32::to_string).collect();
-        input_dict.push_str(&format!(", 'label_prompt': [{}]", ids.join(", ")));
-    }
-    input_dict.push('}');
-
-    let mut argv = entry(python);
-    argv.extend([
-        "--config_file".into(),
-        config_file_value(&config_files(false, req.tensorrt)),
-        "--input_dict".into(),
-        input_dict,
-        "--output_dir".into(),
-        output_dir.into(),
-        "--modality".into(),
-        req.modality.clone(),
-    ]);
-    push_overrides(&mut argv, &req.overrides);
-    Ok(argv)
+    let named = [
+        (
+            "--input_dict",
+            input_dict(input, req.label_prompts.as_deref()),
+        ),
+        ("--output_dir", output_dir.to_string()),
+        ("--modality", req.modality.clone()),
+    ];
+    Ok(documented_argv(
+        python,
+        &config_files(false, req.tensorrt),
+        &named,
+        &req.overrides,
+    ))
 }
 
 /// The argv of a batch run, `argv[0]` being the interpreter.
@@ -174,19 +167,75 @@ pub fn build_batch_argv(req: &BatchRequest) -> Result<Vec<String>, UpstreamError
             "modality",
         ],
     )?;
+    let named = [
+        ("--input_dir", input_dir.to_string()),
+        ("--output_dir", output_dir.to_string()),
+        ("--modality", req.modality.clone()),
+    ];
+    Ok(documented_argv(
+        python,
+        &config_files(true, req.tensorrt),
+        &named,
+        &req.overrides,
+    ))
+}
+
+/// The `--input_dict` value, as Python's `repr(dict)` writes it:
+/// `{'image': '<input>'}`, plus `'label_prompt': [ids]` when prompts are given.
+fn input_dict(input: &str, label_prompts: Option<&[u32]>) -> String {
+    let mut items = vec![format!("'image': {}", python_repr_str(input))];
+    if let Some(prompts) = label_prompts {
+        let ids: Vec<String> = prompts.iter().map(u32::to_string).collect();
+        items.push(format!("'label_prompt': [{}]", ids.join(", ")));
+    }
+    format!("{{{}}}", items.join(", "))
+}
+
+/// `python -m monai.bundle run --config_file C`, then the named arguments in order,
+/// then the overrides.
+fn documented_argv(
+    python: &str,
+    configs: &[&str],
+    named: &[(&str, String)],
+    overrides: &[(String, String)],
+) -> Vec<String> {
     let mut argv = entry(python);
-    argv.extend([
-        "--config_file".into(),
-        config_file_value(&config_files(true, req.tensorrt)),
-        "--input_dir".into(),
-        input_dir.into(),
-        "--output_dir".into(),
-        output_dir.into(),
-        "--modality".into(),
-        req.modality.clone(),
-    ]);
-    push_overrides(&mut argv, &req.overrides);
-    Ok(argv)
+    argv.push("--config_file".into());
+    argv.push(config_file_value(configs));
+    for (flag, value) in named {
+        argv.push((*flag).to_string());
+        argv.push(value.clone());
+    }
+    push_overrides(&mut argv, overrides);
+    argv
+}
+
+/// The program that stands in for `-m monai.bundle` in the line actually executed,
+/// after [`super::SAFE_PATH_PRELUDE`] (the bundle root goes on `sys.path` after
+/// site-packages, never first): `runpy._run_module_as_main`, the function `python -m`
+/// itself calls, so `monai.bundle` runs as `__main__` in the same namespace with
+/// `sys.argv` = the module's file followed by the documented arguments.
+pub const RUN_BOOTSTRAP: &str = "__import__('runpy')._run_module_as_main('monai.bundle', True)
+";
+
+/// The line actually executed for a documented `python -m monai.bundle ...` argv:
+/// `python -c <prelude + bootstrap> ...` with every argument after `monai.bundle`
+/// unchanged, so MONAI sees exactly the documented arguments while a `monai/` package
+/// in the bundle root (the working directory) cannot shadow the installed MONAI. Any
+/// other argv is returned as it is.
+pub fn launch_argv(documented: &[String]) -> Vec<String> {
+    match documented {
+        [python, m, module, rest @ ..] if m == "-m" && module == "monai.bundle" => {
+            let mut argv = vec![
+                python.clone(),
+                "-c".to_string(),
+                format!("{}{RUN_BOOTSTRAP}", super::python::SAFE_PATH_PRELUDE),
+            ];
+            argv.extend(rest.iter().cloned());
+            argv
+        }
+        other => other.to_vec(),
+    }
 }
 
 fn entry(python: &str) -> Vec<String> {
@@ -472,6 +521,27 @@ mod tests {
                 "configs/inference_trt.json"
             ]
         );
+    }
+
+    #[test]
+    fn launch_argv_swaps_only_the_module_switch_for_the_bootstrap() {
+        let documented = build_argv(&request()).unwrap();
+        let launch = launch_argv(&documented);
+        assert_eq!(launch[0], documented[0]);
+        assert_eq!(launch[1], "-c");
+        assert!(launch[2].starts_with(crate::upstream::SAFE_PATH_PRELUDE));
+        assert!(launch[2].ends_with(RUN_BOOTSTRAP));
+        assert!(launch[2].contains("'monai.bundle'"));
+        assert_eq!(launch[3..], documented[3..]);
+        assert_eq!(launch[3], "run");
+        assert_eq!(
+            config_files_of(&launch),
+            config_files_of(&documented),
+            "the evidence reads the same configs from either line"
+        );
+        let other = vec!["sh".to_string(), "-c".to_string(), "true".to_string()];
+        assert_eq!(launch_argv(&other), other);
+        assert_eq!(launch_argv(&[]), Vec::<String>::new());
     }
 
     #[test]

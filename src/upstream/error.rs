@@ -160,6 +160,14 @@ CTMR_SKILL_PYTHON at an interpreter with monai and torch installed)",
         torch_version: String,
     },
 
+    /// The caller required the Landlock sandbox and it cannot be applied here.
+    #[error(
+        "the Landlock sandbox is required (require_sandbox) but cannot be applied: {reason}. Nothing ran. \
+Fix: run on a Linux kernel with Landlock enabled (5.13 or later, 'landlock' in the lsm= boot list), or \
+allow running without the sandbox"
+    )]
+    SandboxUnavailable { reason: String },
+
     /// Moving a stale mask aside failed.
     #[error("could not move the stale mask {} aside to {}: {source}", from.display(), to.display())]
     MoveAside {

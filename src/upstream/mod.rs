@@ -15,7 +15,9 @@
 //! | check the runtime | [`probe_for_request`] / [`probe_environment`] → [`EnvProbe`], [`check_device`], [`check_tensorrt`] | `python` |
 //! | build the command | [`build_argv`], [`build_batch_argv`], [`config_files`] (pure) | `argv` |
 //! | guard the output | [`check_output_dir`], [`check_output_location`], [`expected_mask_path`], [`move_aside_stale`] | `output` |
+//! | start it unshadowed | [`plan_launch`] (documented line + [`PATH_SHIM`] on Python >= 3.11, else [`launch_argv`]) | `launch` |
 //! | run it | [`run`] / [`run_batch`] / [`supervise`] → [`RunResult`] | `supervise` |
+//! | confine it | [`sandbox_for`] ([`build_policy`] pure) → [`SandboxReport`], [`harden`] | `sandbox` |
 //! | adopt the mask | [`adopt_mask`] | `output` |
 //! | provenance | [`git_commit`], [`sha256_file`] | `root`, `hash` |
 //!
@@ -59,32 +61,41 @@ mod argv;
 mod error;
 pub mod fingerprint;
 mod hash;
+mod launch;
 pub mod oom;
 mod output;
 mod python;
 mod root;
+mod sandbox;
 mod supervise;
 
 pub use argv::{
-    build_argv, build_batch_argv, config_file_value, config_files, config_files_of,
+    build_argv, build_batch_argv, config_file_value, config_files, config_files_of, launch_argv,
     python_repr_str, BatchRequest, UpstreamRequest, BATCH_CONFIG_FILES, CONFIG_FILE,
-    CPU_POSTPROCESSING_OVERRIDE, SUPPORTED_MODALITIES, TRT_CONFIG_FILE,
+    CPU_POSTPROCESSING_OVERRIDE, RUN_BOOTSTRAP, SUPPORTED_MODALITIES, TRT_CONFIG_FILE,
 };
 pub use error::{install_hint, weights_hint, UpstreamError};
 pub use hash::sha256_file;
+pub use launch::{plan_launch, safe_path_honoured, Launch, PATH_SHIM};
 pub use output::{
     adopt_mask, check_output_dir, check_output_location, expected_mask_path, move_aside_stale,
     nifti_stem, MaskAdoption, StaleOutput,
 };
 pub use python::{
     check_device, check_tensorrt, child_env, find_python, find_python_here, probe_environment,
-    CheckedPython, ChildEnv, DeviceRequest, EnvProbe, PythonChoice, PythonSource,
-    DEFAULT_PROBE_TIMEOUT, ENV_PYTHON, PROBE_SCRIPT,
+    probe_environment_in, CheckedPython, ChildEnv, DeviceRequest, EnvProbe, PythonChoice,
+    PythonSource, DEFAULT_PROBE_TIMEOUT, ENV_PYTHON, PROBE_SCRIPT, SAFE_PATH_PRELUDE,
+    STRIPPED_PYTHON_VARS,
 };
 pub use root::{
     git_commit, inventory, resolve_root, resolve_root_here, weights_provenance, BundleInventory,
     CheckedRoot, LabelFile, RootRejection, RootResolution, RootSource, StandInMarker,
     WeightsProvenance, ENV_ROOT, WORKBENCH_ROOT,
+};
+pub use sandbox::{
+    build_policy, discover_inputs, handled_fs, harden, landlock_abi, prepare, rights, sandbox_for,
+    PathRule, PreparedSandbox, PrivateTmp, RuleKind, SandboxInputs, SandboxPolicy, SandboxReport,
+    SandboxRequest,
 };
 pub use supervise::{
     probe_for_request, run, run_batch, supervise, Invocation, ProgressEvent, ProgressHook,

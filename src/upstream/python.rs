@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::UpstreamError;
+use super::sandbox::{harden, sandbox_for, with_tmpdir, PrivateTmp, SandboxRequest};
 
 /// How long the probe may take by default: importing torch is slow on a cold cache.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -221,7 +222,35 @@ pub struct ChildEnv {
     pub vars: BTreeMap<OsString, OsString>,
     /// What we set or replaced, for the record.
     pub set_by_us: BTreeMap<String, String>,
+    /// Variables of the base environment we did not pass on ([`STRIPPED_PYTHON_VARS`]),
+    /// for the record.
+    pub removed: Vec<String>,
 }
+
+/// Python variables never passed to the child: each would let the client's shell
+/// change which code the interpreter runs (`PYTHONPATH` ahead of site-packages, a
+/// startup file, another prefix or user base, an interactive prompt at the end).
+pub const STRIPPED_PYTHON_VARS: [&str; 5] = [
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PYTHONHOME",
+    "PYTHONUSERBASE",
+    "PYTHONINSPECT",
+];
+
+/// Run first in every `-c` program we start in the bundle root (the probe, the run's
+/// bootstrap): drop the working directory `-c` puts first on `sys.path` (Python older
+/// than 3.11, which ignores `PYTHONSAFEPATH`), using nothing but the built-in `sys`, then
+/// append the bundle root (the working directory) *after* site-packages, so the
+/// bundle's own `scripts` package imports while a `monai/` (or `runpy.py`, `torch/`, ...)
+/// placed in the bundle root cannot shadow the installed one.
+/// It leaves no names behind in `__main__`.
+pub const SAFE_PATH_PRELUDE: &str = "import sys
+if sys.path and sys.path[0] == '':
+    del sys.path[0]
+sys.path.append(__import__('os').getcwd())
+del sys
+";
 
 /// The child's environment: `base` (normally the server's own environment) plus
 /// - `MONAI_DATA_DIRECTORY=<output_dir>/_monai_data` and
@@ -230,7 +259,10 @@ pub struct ChildEnv {
 /// - `PYTHONUNBUFFERED=1` if unset, so log lines arrive as they are written (progress);
 /// - `PYTHONDONTWRITEBYTECODE=1` if unset, so importing the bundle's `scripts` package
 ///   writes no `__pycache__` into the upstream checkout;
-/// - for `device=cpu`, `CUDA_VISIBLE_DEVICES=""`.
+/// - for `device=cpu`, `CUDA_VISIBLE_DEVICES=""`;
+/// - `PYTHONSAFEPATH=1` always (Python >= 3.11 then puts no working directory first on
+///   `sys.path`; see [`SAFE_PATH_PRELUDE`] for older ones);
+/// - without [`STRIPPED_PYTHON_VARS`], whatever the base says.
 pub fn child_env(
     base: impl IntoIterator<Item = (OsString, OsString)>,
     output_dir: &Path,
@@ -258,7 +290,19 @@ pub fn child_env(
         vars.insert("CUDA_VISIBLE_DEVICES".into(), OsString::new());
         set_by_us.insert("CUDA_VISIBLE_DEVICES".into(), String::new());
     }
-    ChildEnv { vars, set_by_us }
+    vars.insert("PYTHONSAFEPATH".into(), "1".into());
+    set_by_us.insert("PYTHONSAFEPATH".into(), "1".into());
+    let mut removed = Vec::new();
+    for key in STRIPPED_PYTHON_VARS {
+        if vars.remove(OsStr::new(key)).is_some() {
+            removed.push(key.to_string());
+        }
+    }
+    ChildEnv {
+        vars,
+        set_by_us,
+        removed,
+    }
 }
 
 /// What the interpreter provides under the run's environment.
@@ -314,12 +358,43 @@ struct RawProbe {
 
 /// Run the probe with `python` under `env` in `cwd` (the run's own settings, so
 /// `CUDA_VISIBLE_DEVICES` and friends have their effect), killed after `timeout`.
+/// The program is [`SAFE_PATH_PRELUDE`] then [`PROBE_SCRIPT`]: like the run, the probe
+/// imports monai and torch from site-packages, never from the bundle root. It runs in
+/// the sandbox where Landlock is available, writing nowhere but its private `TMPDIR`
+/// ([`super::supervise::probe_for_request`] applies the run's own sandbox settings).
 pub async fn probe_environment(
     python: &Path,
     env: &ChildEnv,
     cwd: &Path,
     timeout: Duration,
 ) -> Result<EnvProbe, UpstreamError> {
+    let sandbox = SandboxRequest {
+        enabled: true,
+        required: false,
+        writable: Vec::new(),
+    };
+    probe_environment_in(python, env, cwd, timeout, &sandbox).await
+}
+
+/// [`probe_environment`] under the sandbox settings `sandbox` (a private `TMPDIR` is
+/// added to its writable directories).
+pub async fn probe_environment_in(
+    python: &Path,
+    env: &ChildEnv,
+    cwd: &Path,
+    timeout: Duration,
+    sandbox: &SandboxRequest,
+) -> Result<EnvProbe, UpstreamError> {
+    let tmp = PrivateTmp::create().map_err(|source| UpstreamError::Io {
+        action: "cannot create the private temp dir in",
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let env = with_tmpdir(env, tmp.path());
+    let mut sandbox = sandbox.clone();
+    sandbox.writable.push(tmp.path().to_path_buf());
+    let prepared = sandbox_for(&sandbox, &env)
+        .map_err(|reason| UpstreamError::SandboxUnavailable { reason })?;
     let failed = |detail: String, stderr: &[u8]| UpstreamError::ProbeFailed {
         python: python.to_path_buf(),
         detail,
@@ -327,7 +402,7 @@ pub async fn probe_environment(
     };
     let mut cmd = tokio::process::Command::new(python);
     cmd.arg("-c")
-        .arg(PROBE_SCRIPT)
+        .arg(format!("{SAFE_PATH_PRELUDE}{PROBE_SCRIPT}"))
         .current_dir(cwd)
         .env_clear()
         .envs(&env.vars)
@@ -337,9 +412,10 @@ pub async fn probe_environment(
         .kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);
-    let child = cmd
-        .spawn()
-        .map_err(|e| failed(format!("could not start it: {e}"), b""))?;
+    harden(&mut cmd, &prepared);
+    let spawned = cmd.spawn();
+    drop(prepared);
+    let child = spawned.map_err(|e| failed(format!("could not start it: {e}"), b""))?;
     let pid = child.id();
     let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(r) => r.map_err(|e| failed(format!("could not wait for it: {e}"), b""))?,
@@ -362,6 +438,12 @@ pub async fn probe_environment(
     };
     let raw: RawProbe = serde_json::from_str(line)
         .map_err(|e| failed(format!("unreadable answer ({e}): {line}"), &out.stderr))?;
+    probe_answer(python, raw)
+}
+
+/// The probe's answer as an [`EnvProbe`]; missing torch or monai is
+/// [`UpstreamError::RuntimeMissing`].
+fn probe_answer(python: &Path, raw: RawProbe) -> Result<EnvProbe, UpstreamError> {
     let missing: Vec<String> = [raw.torch_error.as_ref(), raw.monai_error.as_ref()]
         .into_iter()
         .flatten()
@@ -558,6 +640,38 @@ mod tests {
             "max_split_size_mb:128,expandable_segments:True"
         );
         assert!(!e.vars.contains_key(OsStr::new("CUDA_VISIBLE_DEVICES")));
+    }
+
+    #[test]
+    fn the_clients_python_settings_never_reach_the_child() {
+        let mut base: Vec<(OsString, OsString)> = STRIPPED_PYTHON_VARS
+            .iter()
+            .map(|k| (OsString::from(k), OsString::from("/client/thing")))
+            .collect();
+        base.push(("PYTHONSAFEPATH".into(), "".into()));
+        base.push(("PYTHONWARNINGS".into(), "ignore".into()));
+        let e = child_env(base, Path::new("/runs/out"), DeviceRequest::Auto);
+        for key in STRIPPED_PYTHON_VARS {
+            assert!(!e.vars.contains_key(OsStr::new(key)), "{key} passed on");
+        }
+        assert_eq!(e.removed, STRIPPED_PYTHON_VARS);
+        assert_eq!(e.vars[OsStr::new("PYTHONSAFEPATH")], "1");
+        assert_eq!(e.set_by_us["PYTHONSAFEPATH"], "1");
+        assert_eq!(e.vars[OsStr::new("PYTHONWARNINGS")], "ignore");
+
+        let e = child_env(Vec::new(), Path::new("/runs/out"), DeviceRequest::Auto);
+        assert!(e.removed.is_empty());
+        assert_eq!(e.vars[OsStr::new("PYTHONSAFEPATH")], "1");
+    }
+
+    #[test]
+    fn the_prelude_uses_only_sys_before_dropping_the_working_directory() {
+        let drop_at = SAFE_PATH_PRELUDE.find("del sys.path[0]").unwrap();
+        let before = &SAFE_PATH_PRELUDE[..drop_at];
+        assert_eq!(before.matches("import").count(), 1, "{before}");
+        assert!(before.starts_with("import sys\n"));
+        assert!(SAFE_PATH_PRELUDE.contains("sys.path.append("));
+        assert!(!SAFE_PATH_PRELUDE.contains("insert("));
     }
 
     #[test]

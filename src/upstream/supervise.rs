@@ -23,12 +23,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::argv::{build_argv, build_batch_argv, BatchRequest, UpstreamRequest};
 use super::error::UpstreamError;
+use super::launch::plan_launch;
 use super::output::{
     adopt_mask, check_output_dir, check_output_location, move_aside_stale, MaskAdoption,
     StaleOutput,
 };
 use super::python::{
-    check_device, check_tensorrt, child_env, probe_environment, ChildEnv, DeviceRequest, EnvProbe,
+    check_device, check_tensorrt, child_env, probe_environment_in, ChildEnv, DeviceRequest,
+    EnvProbe,
+};
+use super::sandbox::{
+    harden, sandbox_for, with_tmpdir, PreparedSandbox, PrivateTmp, SandboxReport, SandboxRequest,
 };
 
 /// Characters of each stream kept as a tail (the reference wrapper's 4000).
@@ -77,10 +82,21 @@ pub struct RunOptions {
     pub tick: Duration,
     /// The environment the child starts from (normally ours); see [`child_env`].
     pub base_env: Vec<(OsString, OsString)>,
+    /// Confine the child (the run and [`probe_for_request`]'s probe) with the Landlock
+    /// sandbox ([`super::sandbox_for`]); default true. Where Landlock is unavailable the
+    /// child runs unconfined and [`RunResult::sandbox`] says why.
+    pub sandbox: bool,
+    /// Refuse to start ([`UpstreamError::SandboxUnavailable`]) instead of running
+    /// unconfined when the sandbox cannot be applied; default false.
+    pub require_sandbox: bool,
+    /// Directories the child may write besides the log directory, its private `TMPDIR`
+    /// and (for [`run`] and [`run_batch`]) the output directory.
+    pub writable_dirs: Vec<PathBuf>,
 }
 
 impl RunOptions {
-    /// Defaults: 3 s kill grace, 5 s ticks, no hook, a fresh token, our own environment.
+    /// Defaults: 3 s kill grace, 5 s ticks, no hook, a fresh token, our own environment,
+    /// the sandbox applied where available.
     pub fn new(log_dir: impl Into<PathBuf>, timeout: Duration) -> Self {
         RunOptions {
             timeout,
@@ -90,6 +106,9 @@ impl RunOptions {
             progress: None,
             tick: Duration::from_secs(5),
             base_env: std::env::vars_os().collect(),
+            sandbox: true,
+            require_sandbox: false,
+            writable_dirs: Vec::new(),
         }
     }
 }
@@ -120,10 +139,20 @@ pub enum RunOutcome {
 /// Everything about one supervised run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
+    /// The command on record: for [`run`] and [`run_batch`] the documented
+    /// `python -m monai.bundle run ...`; for [`supervise`] the argv it ran.
     pub command: Vec<String>,
+    /// The argv actually executed. For [`run`] and [`run_batch`] ([`super::plan_launch`]):
+    /// `command` itself on Python >= 3.11 (the bundle root is kept behind site-packages
+    /// through the environment: `PYTHONSAFEPATH`, the `PYTHONPATH` path shim); on older
+    /// Pythons [`super::launch_argv`] of `command`, `-m monai.bundle` replaced by the
+    /// safe-path bootstrap, every other argument the same.
+    pub launch_argv: Vec<String>,
     pub cwd: PathBuf,
     /// Environment variables we set or replaced for the child.
     pub env_set: BTreeMap<String, String>,
+    /// Variables of the base environment the child did not get ([`ChildEnv::removed`]).
+    pub env_removed: Vec<String>,
     pub outcome: RunOutcome,
     /// `Exited` → its code; `TimedOut` → 124; `Cancelled`, `SpawnFailed` → `None`.
     pub exit_code: Option<i32>,
@@ -151,6 +180,8 @@ pub struct RunResult {
     /// on a later one: that process's own exit code (`outcome`/`exit_code` are then
     /// the volume's, 0). `None` otherwise.
     pub batch_process_exit_code: Option<i32>,
+    /// The Landlock sandbox the child ran under (or why it ran without one).
+    pub sandbox: SandboxReport,
 }
 
 impl RunResult {
@@ -163,6 +194,8 @@ impl RunResult {
 /// Run a single-volume request: refuse before starting when `device=cuda` has no CUDA
 /// under `probe`, when the output would land in the bundle or over the input; move a
 /// stale mask aside; supervise; then adopt the mask only if this run wrote it.
+/// The child is started as [`super::plan_launch`] says for the probed Python (MONAI
+/// cannot be shadowed from the bundle root); the result's `command` is the documented one.
 /// `probe` must come from [`super::probe_environment`] under the same environment.
 pub async fn run(
     req: &UpstreamRequest,
@@ -180,12 +213,15 @@ pub async fn run(
     let mask_path = check_output_location(&req.input, &req.output_dir, &req.bundle_root)?;
     create_dir(&req.output_dir)?;
     let stale = move_aside_stale(&mask_path, Utc::now())?;
+    let env = child_env(opts.base_env.clone(), &req.output_dir, req.device);
+    let launch = plan_launch(&argv, env, &probe.python_version)?;
     let inv = Invocation {
-        argv,
+        argv: launch.argv.clone(),
         cwd: req.bundle_root.clone(),
-        env: child_env(opts.base_env.clone(), &req.output_dir, req.device),
+        env: launch.env.clone(),
     };
-    let mut result = supervise(&inv, opts).await?;
+    let mut result = supervise_writing(&inv, opts, std::slice::from_ref(&req.output_dir)).await?;
+    result.command = argv;
     result.stale_output = stale;
     result.mask = Some(adopt_mask(&mask_path, result.started));
     result.device_requested = Some(req.device);
@@ -194,14 +230,28 @@ pub async fn run(
 }
 
 /// Probe the environment exactly as [`run`] will start `req` (same base environment,
-/// output-derived variables, device setting and working directory).
+/// output-derived variables, device setting, working directory and sandbox settings).
 pub async fn probe_for_request(
     req: &UpstreamRequest,
     opts: &RunOptions,
     timeout: Duration,
 ) -> Result<EnvProbe, UpstreamError> {
     let env = child_env(opts.base_env.clone(), &req.output_dir, req.device);
-    probe_environment(&req.python, &env, &req.bundle_root, timeout).await
+    let sandbox = sandbox_request(opts, std::slice::from_ref(&req.output_dir));
+    probe_environment_in(&req.python, &env, &req.bundle_root, timeout, &sandbox).await
+}
+
+/// The sandbox settings of `opts`, writable: the log directory, `extra` and
+/// `opts.writable_dirs` (the private `TMPDIR` is added where it is created).
+fn sandbox_request(opts: &RunOptions, extra: &[PathBuf]) -> SandboxRequest {
+    let mut writable = vec![opts.log_dir.clone()];
+    writable.extend(extra.iter().cloned());
+    writable.extend(opts.writable_dirs.iter().cloned());
+    SandboxRequest {
+        enabled: opts.sandbox,
+        required: opts.require_sandbox,
+        writable,
+    }
 }
 
 /// Run a batch request (the same refusals, minus the per-file ones; the upstream's own
@@ -216,12 +266,15 @@ pub async fn run_batch(
     check_tensorrt(req.tensorrt, probe)?;
     check_output_dir(&req.output_dir, &req.bundle_root)?;
     create_dir(&req.output_dir)?;
+    let env = child_env(opts.base_env.clone(), &req.output_dir, req.device);
+    let launch = plan_launch(&argv, env, &probe.python_version)?;
     let inv = Invocation {
-        argv,
+        argv: launch.argv.clone(),
         cwd: req.bundle_root.clone(),
-        env: child_env(opts.base_env.clone(), &req.output_dir, req.device),
+        env: launch.env.clone(),
     };
-    let mut result = supervise(&inv, opts).await?;
+    let mut result = supervise_writing(&inv, opts, std::slice::from_ref(&req.output_dir)).await?;
+    result.command = argv;
     result.device_requested = Some(req.device);
     result.device = Some(probe.device.clone());
     Ok(result)
@@ -235,30 +288,132 @@ fn create_dir(dir: &Path) -> Result<(), UpstreamError> {
     })
 }
 
-/// Supervise `inv`: spawn it in its own process group with logs, enforce the timeout and
-/// the cancellation token, and clean up the whole group. `Err` only when the log files
-/// cannot be created; a program that cannot start is [`RunOutcome::SpawnFailed`].
+/// Supervise `inv`: spawn it in its own process group with logs, a private `TMPDIR`
+/// and the sandbox of `opts` (writable: the log directory, the `TMPDIR`,
+/// `opts.writable_dirs`), enforce the timeout and the cancellation token, and clean up
+/// the whole group. `Err` when the log files or the `TMPDIR` cannot be created, or the
+/// sandbox is required and unavailable; a program that cannot start is
+/// [`RunOutcome::SpawnFailed`].
 pub async fn supervise(inv: &Invocation, opts: &RunOptions) -> Result<RunResult, UpstreamError> {
-    create_dir(&opts.log_dir)?;
-    let stdout_log = opts.log_dir.join("upstream.stdout.log");
-    let stderr_log = opts.log_dir.join("upstream.stderr.log");
-    let open = |path: &Path| {
-        std::fs::File::create(path)
-            .map(tokio::fs::File::from_std)
-            .map_err(|source| UpstreamError::Io {
-                action: "cannot create the log",
-                path: path.to_path_buf(),
-                source,
-            })
-    };
-    let (out_file, err_file) = (open(&stdout_log)?, open(&stderr_log)?);
+    supervise_writing(inv, opts, &[]).await
+}
 
-    let started = SystemTime::now();
+/// [`supervise`], the child also allowed to write below `extra_writable`.
+async fn supervise_writing(
+    inv: &Invocation,
+    opts: &RunOptions,
+    extra_writable: &[PathBuf],
+) -> Result<RunResult, UpstreamError> {
+    let logs = Logs::create(&opts.log_dir)?;
     let t0 = Instant::now();
-    let mut result = RunResult {
+    let mut result = new_result(inv, &logs);
+    if opts.cancel.is_cancelled() {
+        return Ok(finish(result, t0));
+    }
+    let Some((program, args)) = inv.argv.split_first() else {
+        result.outcome = RunOutcome::SpawnFailed {
+            reason: "empty command".into(),
+        };
+        return Ok(finish(result, t0));
+    };
+    let tmp = PrivateTmp::create().map_err(|source| UpstreamError::Io {
+        action: "cannot create the private temp dir in",
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let env = with_tmpdir(&inv.env, tmp.path());
+    result.env_set = env.set_by_us.clone();
+    let mut request = sandbox_request(opts, extra_writable);
+    request.writable.push(tmp.path().to_path_buf());
+    let sandbox = sandbox_for(&request, &env)
+        .map_err(|reason| UpstreamError::SandboxUnavailable { reason })?;
+    result.sandbox = sandbox.report.clone();
+    let spawned = spawn_child(&inv.cwd, &env, program, args, &sandbox);
+    drop(sandbox);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            result.outcome = RunOutcome::SpawnFailed {
+                reason: format!("cannot start {program} in {}: {e}", inv.cwd.display()),
+            };
+            return Ok(finish(result, t0));
+        }
+    };
+    let pgid = child.id();
+    let mut guard = GroupGuard(pgid);
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+
+    // Fires when the group is gone; the pumps then get DRAIN_GRACE to reach end-of-file.
+    let group_gone = CancellationToken::new();
+    let hook = opts.progress.clone();
+    let pump_out = pump(
+        stdout,
+        logs.out_file,
+        Stream::Stdout,
+        hook.clone(),
+        group_gone.clone(),
+    );
+    let pump_err = pump(
+        stderr,
+        logs.err_file,
+        Stream::Stderr,
+        hook.clone(),
+        group_gone.clone(),
+    );
+    let watch = watch_child(&mut child, pgid, opts, t0, &group_gone);
+    let ((out_tail, out_err), (err_tail, err_err), outcome) =
+        tokio::join!(pump_out, pump_err, watch);
+    guard.disarm();
+
+    result.exit_code = exit_code_of(&outcome);
+    result.outcome = outcome;
+    result.stdout_tail = out_tail;
+    result.stderr_tail = err_tail;
+    result.log_write_error = out_err.or(err_err);
+    Ok(finish(result, t0))
+}
+
+/// The two log files of a run, created (truncated) in the log directory.
+struct Logs {
+    stdout_log: PathBuf,
+    stderr_log: PathBuf,
+    out_file: tokio::fs::File,
+    err_file: tokio::fs::File,
+}
+
+impl Logs {
+    fn create(log_dir: &Path) -> Result<Logs, UpstreamError> {
+        create_dir(log_dir)?;
+        let stdout_log = log_dir.join("upstream.stdout.log");
+        let stderr_log = log_dir.join("upstream.stderr.log");
+        let open = |path: &Path| {
+            std::fs::File::create(path)
+                .map(tokio::fs::File::from_std)
+                .map_err(|source| UpstreamError::Io {
+                    action: "cannot create the log",
+                    path: path.to_path_buf(),
+                    source,
+                })
+        };
+        let (out_file, err_file) = (open(&stdout_log)?, open(&stderr_log)?);
+        Ok(Logs {
+            stdout_log,
+            stderr_log,
+            out_file,
+            err_file,
+        })
+    }
+}
+
+/// The record of a run that starts now; outcome `Cancelled` until it is known.
+fn new_result(inv: &Invocation, logs: &Logs) -> RunResult {
+    let started = SystemTime::now();
+    RunResult {
         command: inv.argv.clone(),
+        launch_argv: inv.argv.clone(),
         cwd: inv.cwd.clone(),
         env_set: inv.env.set_by_us.clone(),
+        env_removed: inv.env.removed.clone(),
         outcome: RunOutcome::Cancelled,
         exit_code: None,
         seconds: 0.0,
@@ -267,125 +422,105 @@ pub async fn supervise(inv: &Invocation, opts: &RunOptions) -> Result<RunResult,
         started,
         stdout_tail: String::new(),
         stderr_tail: String::new(),
-        stdout_log,
-        stderr_log,
+        stdout_log: logs.stdout_log.clone(),
+        stderr_log: logs.stderr_log.clone(),
         log_write_error: None,
         stale_output: None,
         mask: None,
         batch_process_exit_code: None,
         device_requested: None,
         device: None,
-    };
-    let finish = |mut r: RunResult| {
-        r.seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-        r.finished_at = rfc3339(SystemTime::now());
-        r
-    };
-    if opts.cancel.is_cancelled() {
-        return Ok(finish(result));
+        sandbox: SandboxReport::not_enforced(None, "the child was not started"),
     }
-    let Some((program, args)) = inv.argv.split_first() else {
-        result.outcome = RunOutcome::SpawnFailed {
-            reason: "empty command".into(),
-        };
-        return Ok(finish(result));
-    };
+}
 
+/// Stamp the duration (to the millisecond) and the finishing time.
+fn finish(mut r: RunResult, t0: Instant) -> RunResult {
+    r.seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    r.finished_at = rfc3339(SystemTime::now());
+    r
+}
+
+/// Start the program: no shell, exactly this environment, stdin null, stdout and
+/// stderr piped, its own process group, killed if the handle is dropped, hardened
+/// ([`harden`]: the sandbox, death with the server).
+fn spawn_child(
+    cwd: &Path,
+    env: &ChildEnv,
+    program: &str,
+    args: &[String],
+    sandbox: &PreparedSandbox,
+) -> std::io::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
-        .current_dir(&inv.cwd)
+        .current_dir(cwd)
         .env_clear()
-        .envs(&inv.env.vars)
+        .envs(&env.vars)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            result.outcome = RunOutcome::SpawnFailed {
-                reason: format!("cannot start {program} in {}: {e}", inv.cwd.display()),
-            };
-            return Ok(finish(result));
-        }
-    };
-    let pgid = child.id();
-    let mut guard = GroupGuard(pgid);
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
+    harden(&mut cmd, sandbox);
+    cmd.spawn()
+}
 
-    // Fires when the group is gone; the pumps then get DRAIN_GRACE to reach end-of-file.
-    let group_gone = CancellationToken::new();
-    let hook = opts.progress.clone();
-    let pump_out = pump(
-        stdout,
-        out_file,
-        Stream::Stdout,
-        hook.clone(),
-        group_gone.clone(),
-    );
-    let pump_err = pump(
-        stderr,
-        err_file,
-        Stream::Stderr,
-        hook.clone(),
-        group_gone.clone(),
-    );
-
-    let watch = async {
-        // Clamped: a zero period panics in tokio, a huge one overflows the clock.
-        let period = opts
-            .tick
-            .clamp(Duration::from_millis(10), Duration::from_secs(86_400));
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let deadline = tokio::time::sleep(opts.timeout);
-        tokio::pin!(deadline);
-        let ended = loop {
-            tokio::select! {
-                status = child.wait() => break Ok(status),
-                _ = &mut deadline => break Err(RunOutcome::TimedOut),
-                _ = opts.cancel.cancelled() => break Err(RunOutcome::Cancelled),
-                _ = ticker.tick() => {
-                    if let Some(h) = &hook {
-                        h(ProgressEvent::Tick { elapsed: t0.elapsed() });
-                    }
+/// Wait for the child, the deadline or the cancellation token, ticking the hook;
+/// terminate the group on a deadline or cancellation, then kill what is left of it
+/// and fire `group_gone`.
+async fn watch_child(
+    child: &mut tokio::process::Child,
+    pgid: Option<u32>,
+    opts: &RunOptions,
+    t0: Instant,
+    group_gone: &CancellationToken,
+) -> RunOutcome {
+    // Clamped: a zero period panics in tokio, a huge one overflows the clock.
+    let period = opts
+        .tick
+        .clamp(Duration::from_millis(10), Duration::from_secs(86_400));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = tokio::time::sleep(opts.timeout);
+    tokio::pin!(deadline);
+    let ended = loop {
+        tokio::select! {
+            status = child.wait() => break Ok(status),
+            _ = &mut deadline => break Err(RunOutcome::TimedOut),
+            _ = opts.cancel.cancelled() => break Err(RunOutcome::Cancelled),
+            _ = ticker.tick() => {
+                if let Some(h) = &opts.progress {
+                    h(ProgressEvent::Tick { elapsed: t0.elapsed() });
                 }
             }
-        };
-        let outcome = match ended {
-            Ok(Ok(status)) => exited(status),
-            Ok(Err(e)) => RunOutcome::SpawnFailed {
-                reason: format!("lost track of the child: {e}"),
-            },
-            Err(killed) => {
-                terminate(pgid, &mut child, opts.kill_grace).await;
-                killed
-            }
-        };
-        // The leader is gone; helpers it left in the group go too.
-        if let Some(pid) = pgid {
-            kill_group(pid, libc::SIGKILL);
         }
-        group_gone.cancel();
-        outcome
     };
-    let ((out_tail, out_err), (err_tail, err_err), outcome) =
-        tokio::join!(pump_out, pump_err, watch);
-    guard.disarm();
+    let outcome = match ended {
+        Ok(Ok(status)) => exited(status),
+        Ok(Err(e)) => RunOutcome::SpawnFailed {
+            reason: format!("lost track of the child: {e}"),
+        },
+        Err(killed) => {
+            terminate(pgid, child, opts.kill_grace).await;
+            killed
+        }
+    };
+    // The leader is gone; helpers it left in the group go too.
+    if let Some(pid) = pgid {
+        kill_group(pid, libc::SIGKILL);
+    }
+    group_gone.cancel();
+    outcome
+}
 
-    result.exit_code = match &outcome {
+/// `Exited` → its code; `TimedOut` → 124; otherwise none.
+fn exit_code_of(outcome: &RunOutcome) -> Option<i32> {
+    match outcome {
         RunOutcome::Exited { code, .. } => Some(*code),
         RunOutcome::TimedOut => Some(TIMEOUT_EXIT_CODE),
         _ => None,
-    };
-    result.outcome = outcome;
-    result.stdout_tail = out_tail;
-    result.stderr_tail = err_tail;
-    result.log_write_error = out_err.or(err_err);
-    Ok(finish(result))
+    }
 }
 
 fn exited(status: std::process::ExitStatus) -> RunOutcome {
