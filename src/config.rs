@@ -15,6 +15,8 @@ pub const MAX_RUNS_ENV: &str = "CTMR_SKILL_MAX_CONCURRENT_RUNS";
 /// Environment variable naming the bundle roots an operator installed
 /// (`:`-separated, each `DIR` or `NAME=DIR`), beside `serve --bundle-root`.
 pub const BUNDLE_ROOTS_ENV: &str = "CTMR_SKILL_BUNDLE_ROOTS";
+/// Environment variable that makes the sandbox a requirement (`1`, `true`, `yes`).
+pub const REQUIRE_SANDBOX_ENV: &str = "CTMR_SKILL_REQUIRE_SANDBOX";
 /// The bundle root found without any setting (relative to the working directory).
 pub const WORKBENCH_ROOT: &str = ".workbench_data/upstreams/NV-Segment-CTMR/NV-Segment-CTMR";
 /// Environment variable naming the runs index directory (see [`index_dir`]).
@@ -65,6 +67,9 @@ pub struct Config {
     /// as `default`), in that order.
     pub bundle_roots: Vec<BundleRoot>,
     pub root_policy: RootPolicy,
+    /// Refuse to run the upstream where the Landlock sandbox cannot be applied
+    /// (`serve --require-sandbox`, `CTMR_SKILL_REQUIRE_SANDBOX=1`).
+    pub require_sandbox: bool,
 }
 
 impl Config {
@@ -100,9 +105,10 @@ impl Config {
             max_runs,
         );
         config.runs_dir = runs_dir;
-        config.exe = std::env::current_exe().ok();
-        config.path_var = std::env::var_os("PATH");
-        config.child_env = std::env::vars_os().collect();
+        config.require_sandbox = matches!(
+            std::env::var(REQUIRE_SANDBOX_ENV).as_deref().map(str::trim),
+            Ok("1" | "true" | "yes")
+        );
         config.declare_roots(
             &std::env::var(BUNDLE_ROOTS_ENV)
                 .unwrap_or_default()
@@ -140,9 +146,11 @@ impl Config {
             python,
             python_env: None,
             max_concurrent_runs: max_concurrent_runs.max(1),
-            exe: None,
-            path_var: None,
-            child_env: Vec::new(),
+            // What the process itself was started with: the children start from it.
+            exe: std::env::current_exe().ok(),
+            path_var: std::env::var_os("PATH"),
+            child_env: std::env::vars_os().collect(),
+            require_sandbox: false,
             bundle_roots: Vec::new(),
             root_policy: RootPolicy::Operator,
         };

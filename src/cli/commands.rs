@@ -73,6 +73,7 @@ fn serve(args: &super::ServeArgs, mut config: Config, manifest: Manifest) -> u8 
         return EXIT_USAGE;
     }
     config.root_policy = crate::config::RootPolicy::Declared;
+    config.require_sandbox |= args.require_sandbox;
     crate::server::init_stderr_logging();
     let options = crate::server::ServerOptions {
         name: "ctmr-skill".into(),

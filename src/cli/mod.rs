@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// the workbench root as `default`) by name or path, and cannot name another.
     #[arg(long = "bundle-root", value_name = "[NAME=]DIR")]
     pub bundle_roots: Vec<String>,
+    /// Refuse to run the upstream where the Landlock sandbox cannot be applied
+    /// (default: run unconfined and say so in the evidence).
+    #[arg(long)]
+    pub require_sandbox: bool,
 }
 
 impl RunBatchArgs {

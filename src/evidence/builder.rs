@@ -453,6 +453,12 @@ fn invocation(facts: &RunFacts<'_>, run: &UpstreamRun<'_>) -> Invocation {
         modality: facts.modality.as_str().into(),
         label_prompts: facts.prompts.filter(|p| !p.is_empty()).map(<[u32]>::to_vec),
         command: run.result.command.clone(),
+        launch_argv: if run.result.launch_argv == run.result.command {
+            Vec::new()
+        } else {
+            run.result.launch_argv.clone()
+        },
+        env_removed: run.result.env_removed.clone(),
         exit_code: run.result.exit_code,
         batch_process_exit_code: run.result.batch_process_exit_code,
         model_inventory: ModelInventory {
@@ -510,6 +516,7 @@ fn runtime_info(facts: &RunFacts<'_>, run: &UpstreamRun<'_>) -> RuntimeInfo {
         monai_version: Some(probe.monai_version.clone()),
         torch_version: Some(probe.torch_version.clone()),
         cuda_available: Some(probe.cuda_available),
+        sandbox: Some(run.result.sandbox.clone()),
     }
 }
 

@@ -216,8 +216,16 @@ pub struct Invocation {
     pub output_dir: String,
     pub modality: String,
     pub label_prompts: Option<Vec<u32>>,
-    /// The exact argv (no shell).
+    /// The exact argv (no shell): the documented command a reader can run again.
     pub command: Vec<String>,
+    /// What was executed when it differs from `command` (an interpreter flag or a
+    /// bootstrap that keeps the bundle root from shadowing site-packages); the bundle
+    /// sees the same arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch_argv: Vec<String>,
+    /// Environment variables not passed to the upstream (`PYTHONPATH`, `PYTHONSTARTUP`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_removed: Vec<String>,
     /// Exit code of the upstream process; 124 on timeout, null when it never ran. For a
     /// batch volume whose mask was written before the batch process failed on a later
     /// volume: 0, with the process's code in `batch_process_exit_code`.
@@ -252,6 +260,10 @@ pub struct RuntimeInfo {
     pub monai_version: Option<String>,
     pub torch_version: Option<String>,
     pub cuda_available: Option<bool>,
+    /// The Landlock sandbox around the upstream: enforced or not (and why), the
+    /// writable paths, the network rule. Absent in packs written before this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::upstream::SandboxReport>,
 }
 
 /// Upstream output: full logs on disk, tails here.

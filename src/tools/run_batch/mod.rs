@@ -159,6 +159,7 @@ impl RunBatch {
                 root: &root,
                 batch_dir: &batch_dir,
                 base_env: self.config.child_env.clone(),
+                require_sandbox: self.config.require_sandbox,
                 run_id: &run_id,
                 created_at: &created_at,
                 prompts: prompts.as_deref(),
@@ -639,6 +640,7 @@ fn attempt_options(
         Duration::from_secs_f64((per_volume * staged.len() as f64).min(30.0 * 86_400.0)),
     );
     options.base_env = rc.base_env.clone();
+    options.require_sandbox = rc.require_sandbox;
     options.cancel = ctx.cancel.clone();
     options.tick = Duration::from_secs(2);
     let names: Vec<(String, PathBuf)> = staged
@@ -747,6 +749,7 @@ struct RunContext<'a> {
     root: &'a Path,
     batch_dir: &'a Path,
     base_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    require_sandbox: bool,
     run_id: &'a str,
     created_at: &'a str,
     prompts: Option<&'a [u32]>,

@@ -92,6 +92,8 @@ pub async fn execute(
     }
     let mut options =
         upstream::RunOptions::new(request.output_dir.join("logs"), request.settings.timeout);
+    options.base_env = config.child_env.clone();
+    options.require_sandbox = config.require_sandbox;
     options.cancel = ctx.cancel.clone();
     let hook_ctx = ctx.clone();
     let started = std::time::Instant::now();
