@@ -138,6 +138,38 @@ fn success_writes_a_complete_pack_whose_numbers_match_the_mask() {
         evidence.output.classes[0].voxels
     );
     assert!(evidence.output.geometry.shape_match && evidence.output.geometry.affine_match);
+
+    // How it ran: the sandbox (this machine's kernel has Landlock, or the evidence says
+    // why not) and the bundle's fingerprint against the published upstream.
+    let sandbox = evidence
+        .runtime
+        .sandbox
+        .as_ref()
+        .expect("the evidence records the sandbox");
+    match ctmr_skill::upstream::landlock_abi() {
+        Ok(abi) => {
+            assert!(sandbox.enforced, "{sandbox:?}");
+            assert_eq!(sandbox.abi, Some(abi));
+            assert!(
+                sandbox.writable.iter().any(|w| Path::new(w) == out),
+                "{sandbox:?}"
+            );
+            assert_eq!(sandbox.network_denied, abi >= 4);
+        }
+        Err(_) => assert!(!sandbox.enforced && sandbox.reason.is_some(), "{sandbox:?}"),
+    }
+    let fingerprint = evidence
+        .invocation
+        .bundle_fingerprint
+        .as_ref()
+        .expect("the evidence fingerprints the bundle");
+    assert!(fingerprint.files.contains_key("configs/inference.json"));
+    assert!(
+        !fingerprint.matches_published,
+        "a stand-in bundle is not the published one"
+    );
+    assert_eq!(fingerprint.digest.len(), 64);
+
     assert!(evidence.output.geometry.spacing_match);
     assert_eq!(evidence.output.geometry.input_spacing, vec![2.0, 2.5, 3.0]);
     assert!(
