@@ -49,21 +49,33 @@ pub fn estimate_seconds_left(
 /// Where a running tool reports progress. Cheap to clone.
 pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
 
+/// Told the process id of each upstream child a call starts (the group leader), so a
+/// background run's record can name the process a restarted server must not leave
+/// running.
+pub type ChildSink = Arc<dyn Fn(u32) + Send + Sync>;
+
 /// What a tool call gets besides its arguments.
 #[derive(Clone)]
 pub struct CallContext {
     pub progress: ProgressSink,
     /// Cancelled when the client sends `notifications/cancelled` or the server shuts down.
     pub cancel: CancellationToken,
+    pub children: ChildSink,
 }
 
 impl CallContext {
+    /// A context with these progress and cancellation, that records no children.
+    pub fn new(progress: ProgressSink, cancel: CancellationToken) -> Self {
+        CallContext {
+            progress,
+            cancel,
+            children: Arc::new(|_| {}),
+        }
+    }
+
     /// A context that drops progress and is never cancelled (CLI use, tests).
     pub fn detached() -> Self {
-        CallContext {
-            progress: Arc::new(|_| {}),
-            cancel: CancellationToken::new(),
-        }
+        Self::new(Arc::new(|_| {}), CancellationToken::new())
     }
 }
 

@@ -84,10 +84,10 @@ impl World {
     fn call(&self, args: Map<String, Value>) -> (BatchCall, Vec<Progress>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
-        let ctx = CallContext {
-            progress: Arc::new(move |p: Progress| sink.lock().unwrap().push(p)),
-            cancel: tokio_util::sync::CancellationToken::new(),
-        };
+        let ctx = CallContext::new(
+            Arc::new(move |p: Progress| sink.lock().unwrap().push(p)),
+            tokio_util::sync::CancellationToken::new(),
+        );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -526,10 +526,10 @@ fn a_second_run_waits_for_the_slot_and_reports_its_queue_position() {
     let world = World::new("sleep");
     let messages = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sink = messages.clone();
-    let queued_ctx = CallContext {
-        progress: Arc::new(move |p| sink.lock().unwrap().extend(p.message)),
-        cancel: tokio_util::sync::CancellationToken::new(),
-    };
+    let queued_ctx = CallContext::new(
+        Arc::new(move |p: ctmr_skill::tools::Progress| sink.lock().unwrap().extend(p.message)),
+        tokio_util::sync::CancellationToken::new(),
+    );
     let first_args =
         world.args(json!({"output_dir": world.base().join("first"), "timeout_seconds": 3}));
     let second_args =

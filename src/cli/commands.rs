@@ -358,10 +358,10 @@ fn run_interruptible<T, F>(
 where
     F: std::future::Future<Output = T>,
 {
-    let ctx = CallContext {
-        progress: output.sink.clone(),
-        cancel: tokio_util::sync::CancellationToken::new(),
-    };
+    let ctx = CallContext::new(
+        output.sink.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    );
     let interrupt = ctx.cancel.clone();
     let name = name.to_string();
     let notice = output.clone();

@@ -86,6 +86,50 @@ pub struct RunRecord {
     pub message: Option<String>,
     /// The latest progress (while running, from the live server only).
     pub progress: Option<ProgressView>,
+    /// The upstream process group the run started last, so a restarted server can end
+    /// it if it outlived its server. Absent in records written before this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<ChildProcess>,
+}
+
+/// An upstream child process: its pid (also its process group id) and its start
+/// time, which tells it apart from a later process that reused the pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ChildProcess {
+    pub pid: u32,
+    /// Clock ticks after boot (`/proc/<pid>/stat`, field 22).
+    pub start_ticks: u64,
+}
+
+impl ChildProcess {
+    /// The process as it is now, if it is alive.
+    pub fn of(pid: u32) -> Option<ChildProcess> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After the command name in parentheses: field 3 (state) onwards.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let start_ticks = rest.split_whitespace().nth(19)?.parse().ok()?;
+        Some(ChildProcess { pid, start_ticks })
+    }
+
+    /// Still the same process (the pid was not reused).
+    pub fn alive(self) -> bool {
+        ChildProcess::of(self.pid) == Some(self)
+    }
+
+    /// Kill its whole process group; true when it was alive.
+    pub fn kill_group(self) -> bool {
+        if !self.alive() {
+            return false;
+        }
+        let Ok(pgid) = libc::pid_t::try_from(self.pid) else {
+            return false;
+        };
+        // SAFETY: a signal to a process group we checked is this run's child.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        true
+    }
 }
 
 /// `get_run`'s answer: the record, and the result document when there is one.
@@ -194,6 +238,7 @@ impl JobTable {
         pack_dir: &Path,
         result_file: &str,
     ) -> std::io::Result<(RunRecord, CancellationToken)> {
+        self.settle_pack(pack_dir);
         let run_id = new_run_id();
         let record = RunRecord {
             schema_version: RUN_RECORD_SCHEMA_VERSION.into(),
@@ -208,6 +253,7 @@ impl JobTable {
             finished_at: None,
             message: None,
             progress: None,
+            child: None,
         };
         let record_rel = Path::new(".runs").join(format!("{run_id}.json"));
         let record_path = pack_dir.join(&record_rel);
@@ -246,6 +292,22 @@ impl JobTable {
                 message: p.message.clone(),
                 at: now(),
             });
+        }
+    }
+
+    /// Record the upstream child a live run started (memory and disk).
+    pub fn child(&self, run_id: &str, pid: u32) {
+        let mut live = self.lock();
+        let Some(entry) = live.get_mut(run_id) else {
+            return;
+        };
+        entry.record.child = ChildProcess::of(pid);
+        let mut on_disk = entry.record.clone();
+        on_disk.progress = None;
+        if let Err(e) =
+            crate::atomic::write_json_beneath(&entry.pack_dir, &entry.record_rel, &on_disk)
+        {
+            tracing::warn!("run record of {run_id} not updated with its child: {e}");
         }
     }
 
@@ -360,6 +422,21 @@ impl JobTable {
         runs
     }
 
+    /// Before a new run uses `pack_dir`: settle the records of earlier runs there, so
+    /// an upstream that outlived its server is killed before it can write into the
+    /// new run's pack.
+    fn settle_pack(&self, pack_dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(pack_dir.join(".runs")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.strip_suffix(".json").is_some_and(valid_run_id) {
+                let _ = self.settle(&entry.path());
+            }
+        }
+    }
+
     /// A record from disk; one left `running` by a server that is gone becomes
     /// `interrupted` (and is rewritten so).
     fn settle(&self, path: &Path) -> Option<RunRecord> {
@@ -370,9 +447,16 @@ impl JobTable {
             && !(record.pid != std::process::id() && pid_alive(record.pid))
         {
             record.state = RunState::Interrupted;
+            let orphan = record.child.filter(|c| c.kill_group());
             record.message = Some(format!(
-                "the server (pid {}) stopped while this run was in flight; start it again (run_batch resumes finished volumes)",
-                record.pid
+                "the server (pid {}) stopped while this run was in flight{}; start it again (run_batch resumes finished volumes)",
+                record.pid,
+                orphan
+                    .map(|c| format!(
+                        "; its upstream process group (pid {}) was still running and was killed",
+                        c.pid
+                    ))
+                    .unwrap_or_default()
             ));
             if let Err(e) = crate::atomic::write_json(path, &record) {
                 tracing::warn!("run record {} not rewritten: {e}", path.display());
@@ -504,5 +588,52 @@ mod tests {
         let table = JobTable::new(index);
         assert!(table.get("../x").is_none());
         assert!(!table.cancel("../x"));
+    }
+
+    #[test]
+    fn a_restarted_server_kills_an_upstream_that_outlived_its_server() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("index");
+        let pack = dir.path().join("pack");
+        let table = JobTable::new(index.clone());
+        let (record, _) = table.start("run_script", &pack, "output.json").unwrap();
+        let mut orphan = std::process::Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        table.child(&record.run_id, orphan.id());
+        // The server "died" without ending its run (SIGKILL): its pid is gone.
+        let path = pack.join(".runs").join(format!("{}.json", record.run_id));
+        let mut on_disk: RunRecord = read_json(&path).unwrap();
+        assert_eq!(on_disk.child.map(|c| c.pid), Some(orphan.id()));
+        on_disk.pid = i32::MAX as u32;
+        crate::atomic::write_json(&path, &on_disk).unwrap();
+        drop(table);
+        let restarted = JobTable::new(index);
+        let status = orphan.wait().unwrap();
+        assert!(!status.success(), "the orphan was killed: {status:?}");
+        let view = restarted.get(&record.run_id).unwrap();
+        assert_eq!(view.run.state, RunState::Interrupted);
+        assert!(view
+            .run
+            .message
+            .unwrap()
+            .contains("was still running and was killed"));
+        // A pid that now belongs to another process (other start time) is left alone.
+        let mut other = std::process::Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let stranger = ChildProcess {
+            pid: other.id(),
+            start_ticks: 1,
+        };
+        assert!(!stranger.kill_group());
+        assert!(other.try_wait().unwrap().is_none());
+        other.kill().unwrap();
+        let _ = other.wait();
     }
 }

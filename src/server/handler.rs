@@ -165,14 +165,9 @@ impl Handler {
             context.meta.get_progress_token(),
             self.keepalive,
         );
-        let call = self.toolbox.call(
-            &name,
-            arguments,
-            CallContext {
-                progress: sink,
-                cancel,
-            },
-        );
+        let call = self
+            .toolbox
+            .call(&name, arguments, CallContext::new(sink, cancel));
         // A task of its own, so a panicking tool fails this request, not the server.
         let joined = tokio::spawn(call).await;
         if let Some(pump) = pump {

@@ -125,6 +125,7 @@ mod tests {
             finished_at: (state != RunState::Running).then(|| "2026-11-29T10:05:00+00:00".into()),
             message: (state != RunState::Running).then(|| "2/2 volumes succeeded".into()),
             progress: None,
+            child: None,
         }
     }
 

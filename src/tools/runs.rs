@@ -44,10 +44,13 @@ pub fn start_detached(
     let run_id = record.run_id.clone();
     let sink_jobs = jobs.clone();
     let sink_id = run_id.clone();
-    let ctx = CallContext {
-        progress: Arc::new(move |p: Progress| sink_jobs.progress(&sink_id, &p)),
-        cancel: cancel.clone(),
-    };
+    let child_jobs = jobs.clone();
+    let mut ctx = CallContext::new(
+        Arc::new(move |p: Progress| sink_jobs.progress(&sink_id, &p)),
+        cancel.clone(),
+    );
+    let child_id = run_id.clone();
+    ctx.children = Arc::new(move |pid| child_jobs.child(&child_id, pid));
     let tool = tool.to_string();
     tokio::spawn(async move {
         let outcome = match tokio::spawn(run(ctx)).await {

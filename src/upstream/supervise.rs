@@ -92,6 +92,8 @@ pub struct RunOptions {
     /// Directories the child may write besides the log directory, its private `TMPDIR`
     /// and (for [`run`] and [`run_batch`]) the output directory.
     pub writable_dirs: Vec<PathBuf>,
+    /// Told the child's pid (its process group id) once it started.
+    pub on_spawn: Option<Arc<dyn Fn(u32) + Send + Sync>>,
 }
 
 impl RunOptions {
@@ -109,6 +111,7 @@ impl RunOptions {
             sandbox: true,
             require_sandbox: false,
             writable_dirs: Vec::new(),
+            on_spawn: None,
         }
     }
 }
@@ -340,6 +343,9 @@ async fn supervise_writing(
         }
     };
     let pgid = child.id();
+    if let (Some(hook), Some(pid)) = (&opts.on_spawn, pgid) {
+        hook(pid);
+    }
     let mut guard = GroupGuard(pgid);
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
 

@@ -641,6 +641,7 @@ fn attempt_options(
     );
     options.base_env = rc.base_env.clone();
     options.require_sandbox = rc.require_sandbox;
+    options.on_spawn = Some(ctx.children.clone());
     options.cancel = ctx.cancel.clone();
     options.tick = Duration::from_secs(2);
     let names: Vec<(String, PathBuf)> = staged

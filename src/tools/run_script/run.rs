@@ -94,6 +94,7 @@ pub async fn execute(
         upstream::RunOptions::new(request.output_dir.join("logs"), request.settings.timeout);
     options.base_env = config.child_env.clone();
     options.require_sandbox = config.require_sandbox;
+    options.on_spawn = Some(ctx.children.clone());
     options.cancel = ctx.cancel.clone();
     let hook_ctx = ctx.clone();
     let started = std::time::Instant::now();
