@@ -548,6 +548,7 @@ fn verify(args: &VerifyArgs, config: &Config) -> u8 {
         labels,
         bounds_path,
         surface_tolerance_mm: args.surface_tolerance,
+        cwd: Some(config.cwd.clone()),
         ..VerifyOptions::default()
     };
     match crate::verifier::verify_pack(&config.absolute(&args.pack_dir), &options) {
@@ -736,9 +737,9 @@ fn switch_checks(
     root: &std::path::Path,
     cuda: bool,
 ) -> Vec<(&'static str, bool, String, &'static str)> {
-    let batch = root.join("configs/batch_inference.json");
+    let batch = root.join(crate::upstream::BATCH_CONFIG_FILES[1]);
     let trt = root.join(crate::upstream::TRT_CONFIG_FILE);
-    let inference = root.join("configs/inference.json");
+    let inference = root.join(crate::upstream::CONFIG_FILE);
     let postprocessing = crate::files::read_to_string_capped(&inference, crate::files::JSON_CAP)
         .map_err(|e| e.to_string())
         .and_then(|text| serde_json::from_str::<Value>(&text).map_err(|e| e.to_string()))

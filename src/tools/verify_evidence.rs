@@ -42,12 +42,16 @@ impl Tool for VerifyEvidence {
         pack_dir: PathBuf,
         _ctx: CallContext,
     ) -> BoxFuture<'static, ToolOutcome> {
-        blocking_heavy(move || execute(&pack_dir))
+        blocking_heavy(move || execute(&pack_dir, &self.0.cwd))
     }
 }
 
-pub fn execute(pack_dir: &Path) -> ToolOutcome {
-    match verify_pack(pack_dir, &VerifyOptions::default()) {
+pub fn execute(pack_dir: &Path, cwd: &Path) -> ToolOutcome {
+    let options = VerifyOptions {
+        cwd: Some(cwd.to_path_buf()),
+        ..VerifyOptions::default()
+    };
+    match verify_pack(pack_dir, &options) {
         Err(e) => ToolOutcome::failure(format!(
             "argument 'pack_dir': {e}. Fix: pass the output_dir of a run_script call (it holds output.json)"
         )),

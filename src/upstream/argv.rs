@@ -25,8 +25,7 @@ use super::python::DeviceRequest;
 /// The inference config, relative to the bundle root (the child's working directory).
 pub const CONFIG_FILE: &str = "configs/inference.json";
 /// The batch config list, in the order the upstream README gives it.
-pub const BATCH_CONFIG_FILES: [&str; 2] =
-    ["configs/inference.json", "configs/batch_inference.json"];
+pub const BATCH_CONFIG_FILES: [&str; 2] = [CONFIG_FILE, "configs/batch_inference.json"];
 /// The upstream's TensorRT config, appended last to the config list when asked for.
 pub const TRT_CONFIG_FILE: &str = "configs/inference_trt.json";
 /// The documented out-of-memory switch (upstream docs/README.md, "TroubleShoot for

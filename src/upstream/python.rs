@@ -18,8 +18,8 @@ use super::sandbox::{harden, sandbox_for, with_tmpdir, PrivateTmp, SandboxReques
 /// How long the probe may take by default: importing torch is slow on a cold cache.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Environment variable naming the interpreter.
-pub const ENV_PYTHON: &str = "CTMR_SKILL_PYTHON";
+/// The environment variable naming the interpreter (defined once, in the config).
+pub use crate::config::PYTHON_ENV as ENV_PYTHON;
 
 /// Where the chosen interpreter came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

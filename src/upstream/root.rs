@@ -11,10 +11,10 @@ use serde::Serialize;
 
 use super::error::UpstreamError;
 
-/// Environment variable naming the bundle root.
-pub const ENV_ROOT: &str = "NV_SEGMENT_CTMR_ROOT";
-/// Conventional local checkout, relative to the base (working) directory.
-pub const WORKBENCH_ROOT: &str = ".workbench_data/upstreams/NV-Segment-CTMR/NV-Segment-CTMR";
+/// The environment variable naming the bundle root (defined once, in the config).
+pub use crate::config::ROOT_ENV as ENV_ROOT;
+/// The bundle root found without any setting (defined once, in the config).
+pub use crate::config::WORKBENCH_ROOT;
 
 /// Where a candidate root came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -246,7 +246,7 @@ pub fn inventory(root: &Path) -> BundleInventory {
         root: root.to_path_buf(),
         config_present: config_file.is_file(),
         config_file,
-        batch_config_present: root.join("configs/batch_inference.json").is_file(),
+        batch_config_present: root.join(super::argv::BATCH_CONFIG_FILES[1]).is_file(),
         model_pt_present: model_meta.is_some(),
         model_pt_bytes: model_meta.map(|m| m.len()),
         model_pt_path,

@@ -86,6 +86,9 @@ pub struct VerifyOptions {
     pub geometry_tolerance: Option<f64>,
     /// Extra labels tolerated by the subset check (default 0, strict).
     pub label_set_tolerance: u32,
+    /// Where relative paths recorded in a pack are also looked for, after the pack
+    /// directory (the caller's working directory, from its config).
+    pub cwd: Option<PathBuf>,
 }
 
 /// Errors that mean "no verdict could be formed": the CLI maps them to exit 2.
@@ -146,9 +149,11 @@ pub fn verify_pack(
     let manifest = PackDoc::read(pack_dir, "manifest.json");
     let validation = PackDoc::read(pack_dir, "validation_summary.json");
     let facts = PackFacts::gather(&output, manifest.value(), validation.value());
-    let vocab = vocabulary_for(pack_dir, &facts, opts.labels.as_ref())?;
+    let cwd = opts.cwd.as_deref();
+    let vocab = vocabulary_for(pack_dir, cwd, &facts, opts.labels.as_ref())?;
     let ctx = Context {
         pack_dir,
+        cwd,
         facts: &facts,
         bounds: &bounds,
         vocab: &vocab,
@@ -161,6 +166,7 @@ pub fn verify_pack(
 /// The label vocabulary for this pack (see [`vocabulary`] for the order tried).
 fn vocabulary_for(
     pack_dir: &Path,
+    cwd: Option<&Path>,
     facts: &PackFacts,
     explicit: Option<&LabelSource>,
 ) -> Result<Vocabulary, VerifyUsageError> {
@@ -189,13 +195,13 @@ fn vocabulary_for(
     if let Some(src) = &facts.label_map_source {
         candidates.push((
             "output.label_map_source",
-            resolve_recorded_path(pack_dir, src),
+            resolve_recorded_path(pack_dir, src, cwd),
         ));
     }
     if let Some(root) = &facts.upstream_root {
         candidates.push((
             "invocation.upstream_root",
-            resolve_recorded_path(pack_dir, root),
+            resolve_recorded_path(pack_dir, root, cwd),
         ));
     }
     for (field, path) in candidates {
@@ -219,6 +225,7 @@ fn vocabulary_for(
 /// Everything one verification needs, borrowed.
 struct Context<'a> {
     pack_dir: &'a Path,
+    cwd: Option<&'a Path>,
     facts: &'a PackFacts,
     bounds: &'a AnatomyBounds,
     vocab: &'a Vocabulary,
@@ -233,7 +240,12 @@ struct Opened {
     header: Result<Header, String>,
 }
 
-fn open_recorded(pack_dir: &Path, raw: Option<&str>, what: &str, field: &str) -> Opened {
+fn open_recorded(
+    (pack_dir, cwd): (&Path, Option<&Path>),
+    raw: Option<&str>,
+    what: &str,
+    field: &str,
+) -> Opened {
     let Some(raw) = raw else {
         return Opened {
             shown: None,
@@ -241,7 +253,7 @@ fn open_recorded(pack_dir: &Path, raw: Option<&str>, what: &str, field: &str) ->
             header: Err(format!("no {what} recorded ({field} is absent)")),
         };
     };
-    let path = resolve_recorded_path(pack_dir, raw);
+    let path = resolve_recorded_path(pack_dir, raw, cwd);
     let shown = Some(path.display().to_string());
     let header = if !path.exists() {
         Err(format!("{what} {} does not exist", path.display()))
@@ -309,20 +321,20 @@ impl Context<'_> {
 
         // --- artifacts: the mask against the input image, from the headers --------
         let mask = open_recorded(
-            self.pack_dir,
+            (self.pack_dir, self.cwd),
             facts.mask_path.as_deref(),
             "label map",
             "output.path",
         );
         let input = open_recorded(
-            self.pack_dir,
+            (self.pack_dir, self.cwd),
             facts.input_path.as_deref(),
             "input image",
             "input.path",
         );
         let gt = facts.ground_truth_path.as_deref().map(|raw| {
             open_recorded(
-                self.pack_dir,
+                (self.pack_dir, self.cwd),
                 Some(raw),
                 "ground truth",
                 "input.ground_truth_path",

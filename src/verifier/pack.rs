@@ -274,9 +274,10 @@ impl PackFacts {
 }
 
 /// Resolve a path recorded in the pack: absolute as-is; relative against the pack
-/// directory, then the working directory. When neither exists, the pack-relative
-/// candidate is returned so the report names where it was looked for.
-pub fn resolve_recorded_path(pack_dir: &Path, raw: &str) -> PathBuf {
+/// directory, then the caller's working directory `cwd` (from its config). When
+/// neither exists, the pack-relative candidate is returned so the report names where
+/// it was looked for.
+pub fn resolve_recorded_path(pack_dir: &Path, raw: &str, cwd: Option<&Path>) -> PathBuf {
     let p = Path::new(raw);
     if p.is_absolute() {
         return p.to_path_buf();
@@ -285,7 +286,7 @@ pub fn resolve_recorded_path(pack_dir: &Path, raw: &str) -> PathBuf {
     if in_pack.exists() {
         return in_pack;
     }
-    if let Ok(cwd) = std::env::current_dir() {
+    if let Some(cwd) = cwd {
         let in_cwd = cwd.join(p);
         if in_cwd.exists() {
             return in_cwd;
@@ -382,15 +383,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("m.nii.gz"), b"").unwrap();
         assert_eq!(
-            resolve_recorded_path(dir.path(), "m.nii.gz"),
+            resolve_recorded_path(dir.path(), "m.nii.gz", None),
             dir.path().join("m.nii.gz")
         );
         assert_eq!(
-            resolve_recorded_path(dir.path(), "nope.nii.gz"),
+            resolve_recorded_path(dir.path(), "nope.nii.gz", None),
             dir.path().join("nope.nii.gz")
         );
         assert_eq!(
-            resolve_recorded_path(dir.path(), "/abs/x"),
+            resolve_recorded_path(dir.path(), "/abs/x", None),
             PathBuf::from("/abs/x")
         );
     }

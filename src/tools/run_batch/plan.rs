@@ -155,7 +155,10 @@ pub fn reusable(
     mask_sha: impl FnOnce(&Path) -> Option<String>,
 ) -> Result<(), String> {
     if previous.status != RunStatus::Succeeded {
-        return Err(format!("the earlier run ended {:?}", previous.status));
+        return Err(format!(
+            "the earlier run ended {}",
+            previous.status.as_str()
+        ));
     }
     if previous.input.sha256.as_deref() != Some(input_sha) {
         return Err("the input changed since the earlier run (sha256 differs)".into());

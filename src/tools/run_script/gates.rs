@@ -349,7 +349,7 @@ fn check_volume(rec: &mut Recorder, input: &Path) -> Option<Header> {
         Ok(header) => {
             rec.pass(
                 "input_is_nifti",
-                format!("{:?} {}", header.version, header.datatype.name()),
+                format!("{} {}", header.version, header.datatype.name()),
             );
             rec.pass("input_is_3d", format!("shape {:?}", header.shape));
             Some(header)
