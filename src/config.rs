@@ -15,6 +15,8 @@ pub const MAX_RUNS_ENV: &str = "CTMR_SKILL_MAX_CONCURRENT_RUNS";
 /// Environment variable naming the bundle roots an operator installed
 /// (`:`-separated, each `DIR` or `NAME=DIR`), beside `serve --bundle-root`.
 pub const BUNDLE_ROOTS_ENV: &str = "CTMR_SKILL_BUNDLE_ROOTS";
+/// Environment variable: seconds a warm worker waits for requests before it stops.
+pub const WORKER_IDLE_ENV: &str = "CTMR_SKILL_WORKER_IDLE_SECONDS";
 /// Environment variable that makes the sandbox a requirement (`1`, `true`, `yes`).
 pub const REQUIRE_SANDBOX_ENV: &str = "CTMR_SKILL_REQUIRE_SANDBOX";
 /// The bundle root found without any setting (relative to the working directory).
@@ -70,6 +72,12 @@ pub struct Config {
     /// Refuse to run the upstream where the Landlock sandbox cannot be applied
     /// (`serve --require-sandbox`, `CTMR_SKILL_REQUIRE_SANDBOX=1`).
     pub require_sandbox: bool,
+    /// `run_script` goes through warm workers that keep the model loaded (`serve`'s
+    /// default; `serve --no-warm` and the CLI run the documented command each time).
+    pub warm_workers: bool,
+    /// A warm worker stops after this long without requests
+    /// (`CTMR_SKILL_WORKER_IDLE_SECONDS`, default 300), freeing its memory.
+    pub worker_idle: std::time::Duration,
 }
 
 impl Config {
@@ -105,6 +113,17 @@ impl Config {
             max_runs,
         );
         config.runs_dir = runs_dir;
+        if let Ok(v) = std::env::var(WORKER_IDLE_ENV) {
+            let seconds = v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .ok_or(format!(
+                    "{WORKER_IDLE_ENV}={v:?} is not a positive number of seconds"
+                ))?;
+            config.worker_idle = std::time::Duration::from_secs_f64(seconds);
+        }
         config.require_sandbox = matches!(
             std::env::var(REQUIRE_SANDBOX_ENV).as_deref().map(str::trim),
             Ok("1" | "true" | "yes")
@@ -151,6 +170,8 @@ impl Config {
             path_var: std::env::var_os("PATH"),
             child_env: std::env::vars_os().collect(),
             require_sandbox: false,
+            warm_workers: false,
+            worker_idle: std::time::Duration::from_secs(300),
             bundle_roots: Vec::new(),
             root_policy: RootPolicy::Operator,
         };

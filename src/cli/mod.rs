@@ -111,6 +111,10 @@ pub struct ServeArgs {
     /// (default: run unconfined and say so in the evidence).
     #[arg(long)]
     pub require_sandbox: bool,
+    /// Run the documented command for every call instead of keeping a warm worker
+    /// (a Python process with the model loaded) per bundle and device.
+    #[arg(long)]
+    pub no_warm: bool,
 }
 
 impl RunBatchArgs {

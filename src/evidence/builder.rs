@@ -45,11 +45,15 @@ pub struct RunFacts<'a> {
 }
 
 /// What the upstream child did, and with which interpreter.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct UpstreamRun<'a> {
     pub result: &'a RunResult,
     pub probe: &'a EnvProbe,
     pub python: &'a PythonChoice,
+    /// The warm worker that served it (`None`: one-shot).
+    pub worker: Option<WorkerInfo>,
+    /// Why a warm worker did not serve it.
+    pub fallback_reason: Option<String>,
 }
 
 /// The skill as the manifest declares it: identity and the checks every document gets.
@@ -452,6 +456,13 @@ fn invocation(facts: &RunFacts<'_>, run: &UpstreamRun<'_>) -> Invocation {
         output_dir: facts.output_dir.display().to_string(),
         modality: facts.modality.as_str().into(),
         label_prompts: facts.prompts.filter(|p| !p.is_empty()).map(<[u32]>::to_vec),
+        mode: if run.worker.is_some() {
+            RunMode::WarmWorker
+        } else {
+            RunMode::OneShot
+        },
+        worker: run.worker.clone(),
+        fallback_reason: run.fallback_reason.clone(),
         command: run.result.command.clone(),
         launch_argv: if run.result.launch_argv == run.result.command {
             Vec::new()

@@ -199,6 +199,30 @@ pub struct BundleFingerprint {
     pub extra: Vec<String>,
 }
 
+/// How the upstream ran: the documented command in a fresh process, or a request to a
+/// warm worker that kept the bundle loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    #[default]
+    OneShot,
+    WarmWorker,
+}
+
+/// The warm worker that served a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub pid: u32,
+    pub started_at: String,
+    /// Requests it had served, this one included.
+    pub requests_served: u64,
+    /// Seconds its first request spent building the network and loading the weights.
+    pub model_load_seconds: Option<f64>,
+    /// Seconds from its start to its environment report (Python, torch, MONAI imported).
+    pub start_seconds: f64,
+}
+
 /// How the upstream was invoked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Invocation {
@@ -216,7 +240,18 @@ pub struct Invocation {
     pub output_dir: String,
     pub modality: String,
     pub label_prompts: Option<Vec<u32>>,
-    /// The exact argv (no shell): the documented command a reader can run again.
+    /// `one_shot` (the documented command in its own process) or `warm_worker`; packs
+    /// written before this field ran one-shot.
+    #[serde(default)]
+    pub mode: RunMode,
+    /// The worker, for `warm_worker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerInfo>,
+    /// Why a warm worker did not serve this run (it ran one-shot instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    /// The exact argv (no shell): the documented command a reader can run again, with
+    /// the same result, whichever `mode` ran it.
     pub command: Vec<String>,
     /// What was executed when it differs from `command` (an interpreter flag or a
     /// bootstrap that keeps the bundle root from shadowing site-packages); the bundle

@@ -25,6 +25,7 @@ pub mod schemas;
 pub mod slots;
 mod toolbox;
 pub mod verify_evidence;
+pub mod workers;
 
 use std::sync::Arc;
 

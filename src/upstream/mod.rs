@@ -68,6 +68,7 @@ mod python;
 mod root;
 mod sandbox;
 mod supervise;
+pub mod worker;
 
 pub use argv::{
     build_argv, build_batch_argv, config_file_value, config_files, config_files_of, launch_argv,

@@ -181,7 +181,7 @@ fn which(name: &OsStr, path_var: Option<&OsStr>) -> Option<PathBuf> {
 }
 
 /// The device the caller asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceRequest {
     /// Leave the environment as it is; the bundle picks CUDA when torch sees it.
@@ -344,7 +344,7 @@ print("CTMR_SKILL_PROBE " + json.dumps(r), flush=True)
 const PROBE_MARK: &str = "CTMR_SKILL_PROBE ";
 
 #[derive(Deserialize)]
-struct RawProbe {
+pub(crate) struct RawProbe {
     python_executable: String,
     python_version: String,
     platform: String,
@@ -443,7 +443,7 @@ pub async fn probe_environment_in(
 
 /// The probe's answer as an [`EnvProbe`]; missing torch or monai is
 /// [`UpstreamError::RuntimeMissing`].
-fn probe_answer(python: &Path, raw: RawProbe) -> Result<EnvProbe, UpstreamError> {
+pub(crate) fn probe_answer(python: &Path, raw: RawProbe) -> Result<EnvProbe, UpstreamError> {
     let missing: Vec<String> = [raw.torch_error.as_ref(), raw.monai_error.as_ref()]
         .into_iter()
         .flatten()

@@ -537,6 +537,8 @@ impl RunBatch {
             result: &own,
             probe: rc.probe,
             python: rc.python,
+            worker: None,
+            fallback_reason: None,
         };
         let skill = self.manifest.skill();
         match crate::evidence::write_evidence(

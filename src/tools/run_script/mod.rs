@@ -31,6 +31,8 @@ pub struct RunScript {
     config: Arc<Config>,
     manifest: Arc<Manifest>,
     slots: Arc<RunSlots>,
+    /// The warm workers, when the config asks for them (`serve`).
+    workers: Option<Arc<crate::tools::workers::Workers>>,
 }
 
 /// What a call ended as, before it is shaped for MCP or the CLI.
@@ -47,10 +49,14 @@ pub enum RunCall {
 impl RunScript {
     pub fn new(config: Arc<Config>, manifest: Arc<Manifest>) -> Self {
         let slots = Arc::new(RunSlots::new(config.max_concurrent_runs));
+        let workers = config
+            .warm_workers
+            .then(|| Arc::new(crate::tools::workers::Workers::new(&config)));
         RunScript {
             config,
             manifest,
             slots,
+            workers,
         }
     }
 
@@ -110,7 +116,8 @@ impl RunScript {
                 message: "cancelled while waiting for a run slot; nothing ran".into(),
             };
         };
-        match run::execute(gated, &self.config, &self.manifest, &ctx).await {
+        let workers = self.workers.as_deref();
+        match run::execute(gated, &self.config, &self.manifest, &ctx, workers).await {
             Ok(evidence) => RunCall::Ran(Box::new(evidence)),
             Err(run::StartFailure(message)) => RunCall::NotStarted { message },
         }

@@ -8,8 +8,9 @@ use super::gates::Gated;
 use crate::call::{CallContext, Progress};
 use crate::config::Config;
 use crate::evidence::builder::model_sha256;
-use crate::evidence::{write_evidence, Evidence, InputHashes, RunIds, UpstreamRun};
+use crate::evidence::{write_evidence, Evidence, InputHashes, RunIds, UpstreamRun, WorkerInfo};
 use crate::manifest::Manifest;
+use crate::tools::workers::{Warm, Workers};
 use crate::upstream::{self, UpstreamRequest};
 
 /// The phases of a run, in order, as progress reports name them.
@@ -63,12 +64,15 @@ fn report(ctx: &CallContext, phase: Phase, detail: Option<String>) {
 pub struct StartFailure(pub String);
 
 /// Run the upstream for `gated` and write the evidence pack. Returns the evidence
-/// whatever the outcome (succeeded, failed, timed out, cancelled).
+/// whatever the outcome (succeeded, failed, timed out, cancelled). With `workers`, the
+/// run goes through a warm worker when it can be run there identically; otherwise the
+/// documented command runs in its own process.
 pub async fn execute(
     gated: Gated,
     config: &Config,
     manifest: &Manifest,
     ctx: &CallContext,
+    workers: Option<&Workers>,
 ) -> Result<Evidence, StartFailure> {
     let request = &gated.request;
     let run_id = crate::jobs::new_run_id();
@@ -76,7 +80,45 @@ pub async fn execute(
     report(ctx, Phase::StartingUpstream, None);
 
     let python = find_python(config)?;
-    let upstream_request = UpstreamRequest {
+    let upstream_request = upstream_request(&gated, &python);
+    if let Ok(argv) = upstream::build_argv(&upstream_request) {
+        declared_entry_point(&argv, manifest)?;
+    }
+    // Hash the inputs while the upstream runs: the real model file is ~900 MB, and a
+    // client that disconnects right after the run must still get a complete pack.
+    let (model_path, input_path) = (gated.inventory.model_pt_path.clone(), request.input.clone());
+    let hashing = tokio::task::spawn_blocking(move || {
+        (
+            model_sha256(&model_path),
+            upstream::sha256_file(&input_path).ok(),
+        )
+    });
+    let ran = run_upstream(&upstream_request, config, ctx, workers, request).await?;
+
+    report(ctx, Phase::Writing, None);
+    report(ctx, Phase::Inspecting, None);
+    let (model, input) = hashing.await.unwrap_or((None, None));
+    let overrides = overrides_of(&gated.request);
+    let upstream_run = UpstreamRun {
+        result: &ran.result,
+        probe: &ran.probe,
+        python: &python,
+        worker: ran.worker,
+        fallback_reason: ran.fallback_reason,
+    };
+    write_evidence(
+        &gated.facts(&overrides),
+        &upstream_run,
+        &RunIds { run_id, created_at },
+        InputHashes { model, input },
+        &manifest.skill(),
+    )
+    .map_err(StartFailure)
+}
+
+fn upstream_request(gated: &Gated, python: &upstream::PythonChoice) -> UpstreamRequest {
+    let request = &gated.request;
+    UpstreamRequest {
         python: python.path.clone(),
         bundle_root: gated.root.clone(),
         input: request.input.clone(),
@@ -86,12 +128,68 @@ pub async fn execute(
         overrides: overrides_of(request),
         device: request.settings.device,
         tensorrt: request.settings.tensorrt,
-    };
-    if let Ok(argv) = upstream::build_argv(&upstream_request) {
-        declared_entry_point(&argv, manifest)?;
     }
-    let mut options =
-        upstream::RunOptions::new(request.output_dir.join("logs"), request.settings.timeout);
+}
+
+/// How the upstream ran.
+struct Ran {
+    result: upstream::RunResult,
+    probe: upstream::EnvProbe,
+    worker: Option<WorkerInfo>,
+    fallback_reason: Option<String>,
+}
+
+/// Through a warm worker when there is one and it can serve the request identically
+/// (TensorRT builds its own engine per config list, so it always runs one-shot); the
+/// documented command in its own process otherwise.
+async fn run_upstream(
+    req: &UpstreamRequest,
+    config: &Config,
+    ctx: &CallContext,
+    workers: Option<&Workers>,
+    request: &super::request::RunRequest,
+) -> Result<Ran, StartFailure> {
+    let timeout = request.settings.timeout;
+    let fallback_reason = match workers {
+        Some(_) if req.tensorrt => Some(
+            "tensorrt runs the documented command (its engine is built per config list)"
+                .to_string(),
+        ),
+        Some(workers) => match workers.run(req, ctx, timeout).await {
+            Warm::Served {
+                result,
+                probe,
+                worker,
+            } => {
+                return Ok(Ran {
+                    result: *result,
+                    probe: *probe,
+                    worker: Some(worker),
+                    fallback_reason: None,
+                })
+            }
+            Warm::Refused(message) => return Err(StartFailure(message)),
+            Warm::Fallback(reason) => Some(reason),
+        },
+        None => None,
+    };
+    let (result, probe) = one_shot(req, config, ctx, timeout).await?;
+    Ok(Ran {
+        result,
+        probe,
+        worker: None,
+        fallback_reason,
+    })
+}
+
+/// The documented command in its own process, after a probe of its environment.
+async fn one_shot(
+    req: &UpstreamRequest,
+    config: &Config,
+    ctx: &CallContext,
+    timeout: Duration,
+) -> Result<(upstream::RunResult, upstream::EnvProbe), StartFailure> {
+    let mut options = upstream::RunOptions::new(req.output_dir.join("logs"), timeout);
     options.base_env = config.child_env.clone();
     options.require_sandbox = config.require_sandbox;
     options.on_spawn = Some(ctx.children.clone());
@@ -109,39 +207,13 @@ pub async fn execute(
     }));
     // The probe runs under exactly the environment the run will get, so the device it
     // reports is the device the run uses.
-    let probe = upstream::probe_for_request(&upstream_request, &options, Duration::from_secs(120))
+    let probe = upstream::probe_for_request(req, &options, Duration::from_secs(120))
         .await
         .map_err(|e| StartFailure(e.to_string()))?;
-    // Hash the inputs while the upstream runs: the real model file is ~900 MB, and a
-    // client that disconnects right after the run must still get a complete pack.
-    let (model_path, input_path) = (gated.inventory.model_pt_path.clone(), request.input.clone());
-    let hashing = tokio::task::spawn_blocking(move || {
-        (
-            model_sha256(&model_path),
-            upstream::sha256_file(&input_path).ok(),
-        )
-    });
-    let result = upstream::run(&upstream_request, &probe, &options)
+    let result = upstream::run(req, &probe, &options)
         .await
         .map_err(|e| StartFailure(e.to_string()))?;
-
-    report(ctx, Phase::Writing, None);
-    report(ctx, Phase::Inspecting, None);
-    let (model, input) = hashing.await.unwrap_or((None, None));
-    let overrides = overrides_of(&gated.request);
-    let upstream_run = UpstreamRun {
-        result: &result,
-        probe: &probe,
-        python: &python,
-    };
-    write_evidence(
-        &gated.facts(&overrides),
-        &upstream_run,
-        &RunIds { run_id, created_at },
-        InputHashes { model, input },
-        &manifest.skill(),
-    )
-    .map_err(StartFailure)
+    Ok((result, probe))
 }
 
 /// The interpreter a run uses ($CTMR_SKILL_PYTHON, the project venv, PATH).
