@@ -107,6 +107,14 @@ fn nifti_bytes(path: &Path) -> Vec<u8> {
     bytes
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -169,6 +177,39 @@ fn a_warm_worker_writes_what_the_documented_command_writes() {
             stems,
             vec![input.to_string()],
             "{out} holds another call's output"
+        );
+    }
+    // Each pack replays without ctmr-skill: its replay.sh runs the documented command
+    // into a fresh directory and writes the same mask.
+    for (input, out) in [("x", "a"), ("x", "c")] {
+        let pack = w.base.join(out);
+        let fresh = w.base.join(format!("{out}-replayed"));
+        let status = std::process::Command::new("bash")
+            .arg(pack.join("replay.sh"))
+            .arg(&fresh)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{out}/replay.sh failed");
+        let mask = format!("{input}/{input}_trans.nii.gz");
+        assert!(
+            nifti_bytes(&fresh.join(&mask)) == nifti_bytes(&pack.join(&mask)),
+            "{out}: the replay differs"
+        );
+        let manifest: Value =
+            serde_json::from_str(&std::fs::read_to_string(pack.join("manifest.json")).unwrap())
+                .unwrap();
+        let script = std::fs::read(pack.join("replay.sh")).unwrap();
+        assert_eq!(
+            manifest["hashes"]["replay_sh_sha256"],
+            json!(sha256_hex(&script)),
+        );
+        let lock = std::fs::read_to_string(pack.join("environment.lock")).unwrap();
+        assert!(lock.lines().any(|l| l.starts_with("monai==")), "{lock}");
+        assert_eq!(
+            manifest["hashes"]["environment_lock_sha256"],
+            json!(sha256_hex(lock.as_bytes())),
         );
     }
     // A prompt does not leak: call 2 asked for [1] only, call 4 (same input) for everything.

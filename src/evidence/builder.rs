@@ -54,6 +54,8 @@ pub struct UpstreamRun<'a> {
     pub worker: Option<WorkerInfo>,
     /// Why a warm worker did not serve it.
     pub fallback_reason: Option<String>,
+    /// The interpreter's `pip freeze` ([`super::replay::environment_lock`]).
+    pub environment_lock: Option<String>,
 }
 
 /// The skill as the manifest declares it: identity and the checks every document gets.
@@ -115,7 +117,10 @@ pub fn write_evidence(
     if let (Some(table), Some(Ok(report))) = (facts.labels, &inspection) {
         write_sidecars(table, report, mask.as_deref(), &evidence, facts.output_dir);
     }
-    let manifest = run_manifest(facts, run, ids, &evidence, skill);
+    let mut manifest = run_manifest(facts, run, ids, &evidence, skill);
+    manifest
+        .hashes
+        .extend(write_replay(facts, run, &ids.run_id));
     write_pack(facts.output_dir, &evidence, &manifest).map_err(|e| {
         format!(
             "the run finished ({}) but its evidence pack could not be written to {}: {e}",
@@ -124,6 +129,40 @@ pub fn write_evidence(
         )
     })?;
     Ok(evidence)
+}
+
+/// `replay.sh` and `environment.lock` into the pack; their hashes for the manifest.
+fn write_replay(
+    facts: &RunFacts<'_>,
+    run: &UpstreamRun<'_>,
+    run_id: &str,
+) -> Vec<(String, Option<String>)> {
+    use sha2::{Digest, Sha256};
+    let digest = |bytes: &[u8]| {
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let mut hashes = Vec::new();
+    let script =
+        super::replay::replay_script(run_id, &run.result.command, facts.root, &run.result.env_set);
+    let path = facts.output_dir.join("replay.sh");
+    let written = crate::atomic::write(&path, script.as_bytes()).and_then(|()| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+    });
+    hashes.push((
+        "replay_sh_sha256".to_string(),
+        written.ok().map(|()| digest(script.as_bytes())),
+    ));
+    let lock = run.environment_lock.as_deref().and_then(|text| {
+        crate::atomic::write(&facts.output_dir.join("environment.lock"), text.as_bytes())
+            .ok()
+            .map(|()| digest(text.as_bytes()))
+    });
+    hashes.push(("environment_lock_sha256".to_string(), lock));
+    hashes
 }
 
 fn write_sidecars(

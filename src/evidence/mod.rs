@@ -20,6 +20,7 @@ pub mod builder;
 pub mod cohort;
 pub mod document;
 pub mod pack;
+pub mod replay;
 pub mod sanity;
 
 pub use builder::{write_evidence, InputHashes, RunFacts, RunIds, Skill, UpstreamRun};

@@ -539,6 +539,7 @@ impl RunBatch {
             python: rc.python,
             worker: None,
             fallback_reason: None,
+            environment_lock: crate::evidence::replay::environment_lock(&rc.python.path),
         };
         let skill = self.manifest.skill();
         match crate::evidence::write_evidence(

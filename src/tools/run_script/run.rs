@@ -93,6 +93,10 @@ pub async fn execute(
             upstream::sha256_file(&input_path).ok(),
         )
     });
+    let interpreter = python.path.clone();
+    let locking = tokio::task::spawn_blocking(move || {
+        crate::evidence::replay::environment_lock(&interpreter)
+    });
     let ran = run_upstream(&upstream_request, config, ctx, workers, request).await?;
 
     report(ctx, Phase::Writing, None);
@@ -105,6 +109,7 @@ pub async fn execute(
         python: &python,
         worker: ran.worker,
         fallback_reason: ran.fallback_reason,
+        environment_lock: locking.await.ok().flatten(),
     };
     write_evidence(
         &gated.facts(&overrides),
