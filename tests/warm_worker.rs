@@ -150,6 +150,26 @@ fn a_warm_worker_writes_what_the_documented_command_writes() {
         let worker = warm.invocation.worker.as_ref().unwrap();
         assert_eq!(worker.requests_served, served, "one worker served them all");
         assert_eq!(worker_id.get_or_insert(worker.id.clone()), &worker.id);
+        // Phases and cost: the first warm call starts the worker and loads the model,
+        // later ones do neither; both modes measure the upstream's CPU time.
+        let phases = &warm.runtime.phases;
+        assert_eq!(
+            phases.contains_key("worker_start"),
+            served == 1,
+            "{phases:?}"
+        );
+        assert_eq!(phases.contains_key("model_load"), served == 1, "{phases:?}");
+        assert!(phases.contains_key("upstream") && phases.contains_key("inspection_and_writing"));
+        assert!(cold.runtime.phases.contains_key("probe"));
+        for ev in [&warm, &cold] {
+            let cost = ev.runtime.cost.as_ref().unwrap();
+            assert!(cost.cpu_seconds.unwrap() > 0.0, "{cost:?}");
+            assert!(
+                cost.wall_seconds >= ev.runtime.subprocess_seconds,
+                "{cost:?}"
+            );
+            assert!(!cost.gpu.measured && cost.gpu.reason.is_some());
+        }
         // The recorded command is the documented one, for the real output directory.
         let dir = w.base.join(out);
         assert!(

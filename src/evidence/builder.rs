@@ -56,6 +56,10 @@ pub struct UpstreamRun<'a> {
     pub fallback_reason: Option<String>,
     /// The interpreter's `pip freeze` ([`super::replay::environment_lock`]).
     pub environment_lock: Option<String>,
+    /// Seconds per phase so far (the builder adds its own).
+    pub phases: BTreeMap<String, f64>,
+    /// The cost, without the builder's own time (it adds that to the wall time).
+    pub cost: Option<RunCost>,
 }
 
 /// The skill as the manifest declares it: identity and the checks every document gets.
@@ -97,6 +101,7 @@ pub fn write_evidence(
     hashes: InputHashes,
     skill: &Skill<'_>,
 ) -> Result<Evidence, String> {
+    let t0 = std::time::Instant::now();
     let mask = run
         .result
         .mask
@@ -112,6 +117,14 @@ pub fn write_evidence(
         model: hashes.model,
     };
     let mut evidence = build(facts, run, inspection.as_ref(), hashes, &ids.run_id, skill);
+    let own = round3(t0.elapsed().as_secs_f64());
+    evidence
+        .runtime
+        .phases
+        .insert("inspection_and_writing".into(), own);
+    if let Some(cost) = &mut evidence.runtime.cost {
+        cost.wall_seconds = round3(cost.wall_seconds + own);
+    }
     let doc = serde_json::to_value(&evidence).expect("evidence serialises");
     evidence.sanity_checks = evaluate_all(skill.sanity_checks, &doc);
     if let (Some(table), Some(Ok(report))) = (facts.labels, &inspection) {
@@ -245,6 +258,10 @@ pub fn model_sha256(path: &Path) -> Option<String> {
     let digest = upstream::sha256_file(path).ok()?;
     cache.lock().ok()?.insert(key, digest.clone());
     Some(digest)
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 fn round6(x: f64) -> f64 {
@@ -567,6 +584,8 @@ fn runtime_info(facts: &RunFacts<'_>, run: &UpstreamRun<'_>) -> RuntimeInfo {
         torch_version: Some(probe.torch_version.clone()),
         cuda_available: Some(probe.cuda_available),
         sandbox: Some(run.result.sandbox.clone()),
+        phases: run.phases.clone(),
+        cost: run.cost.clone(),
     }
 }
 

@@ -299,6 +299,33 @@ pub struct RuntimeInfo {
     /// writable paths, the network rule. Absent in packs written before this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<crate::upstream::SandboxReport>,
+    /// Seconds per phase of the call (gates, queue_wait, probe, worker_start,
+    /// model_load, upstream, hashing_wait, inspection_and_writing).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub phases: BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<RunCost>,
+}
+
+/// What a run cost, measured on the upstream's processes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunCost {
+    /// Wall-clock seconds of the whole call (gates to pack).
+    pub wall_seconds: f64,
+    /// CPU seconds (user + system) of the upstream during this run.
+    pub cpu_seconds: Option<f64>,
+    /// Peak resident memory of the upstream process, in MiB.
+    pub peak_rss_mib: Option<f64>,
+    /// Which processes the figures cover.
+    pub measured_on: String,
+    pub gpu: GpuCost,
+}
+
+/// GPU figures (peak memory, utilisation) when they were measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GpuCost {
+    pub measured: bool,
+    pub reason: Option<String>,
 }
 
 /// Upstream output: full logs on disk, tails here.

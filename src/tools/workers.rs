@@ -42,12 +42,22 @@ pub enum Warm {
         result: Box<RunResult>,
         probe: Box<EnvProbe>,
         worker: WorkerInfo,
+        measured: Measured,
     },
     /// The worker cannot run it identically (or could not start): nothing ran; run
     /// the documented command instead, and say why.
     Fallback(String),
     /// The request cannot run at all (the device is not there): the message says why.
     Refused(String),
+}
+
+/// What a served request cost the worker, and whether this call started it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Measured {
+    pub cpu_seconds: Option<f64>,
+    pub peak_rss_kib: Option<u64>,
+    /// Seconds spent starting the worker, when this call started it.
+    pub worker_start_seconds: Option<f64>,
 }
 
 /// The pool.
@@ -84,15 +94,19 @@ impl Workers {
         let slot = self.slot(&key);
         let mut guard = slot.lock().await;
         guard.generation += 1;
+        let mut started = None;
         if guard.worker.is_none() {
             report(ctx, "starting a warm worker (Python, torch, MONAI, then the model on the first request)");
             match Worker::start(&self.spec(req)).await {
-                Ok(worker) => guard.worker = Some(worker),
+                Ok(worker) => {
+                    started = Some(worker.start_seconds);
+                    guard.worker = Some(worker);
+                }
                 Err(e) => return Warm::Fallback(format!("the warm worker could not start: {e}")),
             }
         }
         let worker = guard.worker.as_mut().expect("started above");
-        let outcome = serve(worker, req, ctx, timeout).await;
+        let outcome = serve(worker, req, ctx, timeout, started).await;
         if matches!(outcome, Served::Lost(..)) {
             guard.worker = None; // its process group is killed; the next request starts anew
         }
@@ -136,23 +150,23 @@ fn report(ctx: &CallContext, message: &str) {
 
 /// One request's end, before it is shaped for the caller.
 enum Served {
-    Ran(Box<RunResult>, Box<EnvProbe>, WorkerInfo),
+    Ran(Box<RunResult>, Box<EnvProbe>, WorkerInfo, Measured),
     Fallback(String),
     Refused(String),
     /// The worker is gone; the result records how the run ended.
-    Lost(Box<RunResult>, Box<EnvProbe>, WorkerInfo),
+    Lost(Box<RunResult>, Box<EnvProbe>, WorkerInfo, Measured),
 }
 
 impl Served {
     fn into_warm(self) -> Warm {
         match self {
-            Served::Ran(result, probe, worker) | Served::Lost(result, probe, worker) => {
-                Warm::Served {
-                    result,
-                    probe,
-                    worker,
-                }
-            }
+            Served::Ran(result, probe, worker, measured)
+            | Served::Lost(result, probe, worker, measured) => Warm::Served {
+                result,
+                probe,
+                worker,
+                measured,
+            },
             Served::Fallback(reason) => Warm::Fallback(reason),
             Served::Refused(message) => Warm::Refused(message),
         }
@@ -165,6 +179,7 @@ async fn serve(
     req: &UpstreamRequest,
     ctx: &CallContext,
     timeout: Duration,
+    started_worker: Option<f64>,
 ) -> Served {
     if let Err(e) = upstream::check_device(req.device, &worker.probe)
         .and_then(|()| upstream::check_tensorrt(req.tensorrt, &worker.probe))
@@ -179,9 +194,17 @@ async fn serve(
     let started = SystemTime::now();
     let started_at = chrono::Utc::now().to_rfc3339();
     let t0 = Instant::now();
+    let cpu_before = upstream::usage::process_cpu_seconds(worker.pid);
     let reply = worker
         .request(&prepared.arguments, &prepared.logs, &ctx.cancel, timeout)
         .await;
+    let measured = Measured {
+        cpu_seconds: cpu_before
+            .zip(upstream::usage::process_cpu_seconds(worker.pid))
+            .map(|(a, b)| b - a),
+        peak_rss_kib: upstream::usage::process_peak_rss_kib(worker.pid),
+        worker_start_seconds: started_worker,
+    };
     if let Ok(WarmReply {
         fallback: Some(reason),
         ..
@@ -213,8 +236,8 @@ async fn serve(
     result.seconds = reply.as_ref().map(|r| r.seconds).unwrap_or(result.seconds);
     let probe = Box::new(worker.probe.clone());
     match reply {
-        Ok(_) => Served::Ran(Box::new(result), probe, info),
-        Err(_) => Served::Lost(Box::new(result), probe, info),
+        Ok(_) => Served::Ran(Box::new(result), probe, info, measured),
+        Err(_) => Served::Lost(Box::new(result), probe, info, measured),
     }
 }
 

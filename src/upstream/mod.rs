@@ -68,6 +68,7 @@ mod python;
 mod root;
 mod sandbox;
 mod supervise;
+pub mod usage;
 pub mod worker;
 
 pub use argv::{

@@ -540,6 +540,11 @@ impl RunBatch {
             worker: None,
             fallback_reason: None,
             environment_lock: crate::evidence::replay::environment_lock(&rc.python.path),
+            phases: std::collections::BTreeMap::from([(
+                "upstream_batch_process".to_string(),
+                own.seconds,
+            )]),
+            cost: None,
         };
         let skill = self.manifest.skill();
         match crate::evidence::write_evidence(

@@ -85,6 +85,7 @@ impl RunScript {
             message: Some(run::Phase::Validating.as_str().into()),
             item: None,
         });
+        let call_start = std::time::Instant::now();
         let gated = match gates::evaluate(request, &self.config, &self.manifest) {
             Ok(g) => g,
             Err(refusal) => {
@@ -100,6 +101,7 @@ impl RunScript {
                 }
             }
         };
+        let gates_seconds = call_start.elapsed().as_secs_f64();
         let device = DevicePool::of(gated.request.settings.device);
         let per_device = self.slots.per_device();
         let progress = ctx.progress.clone();
@@ -116,8 +118,13 @@ impl RunScript {
                 message: "cancelled while waiting for a run slot; nothing ran".into(),
             };
         };
+        let timing = run::Timing {
+            call_start,
+            gates: gates_seconds,
+            queue_wait: call_start.elapsed().as_secs_f64() - gates_seconds,
+        };
         let workers = self.workers.as_deref();
-        match run::execute(gated, &self.config, &self.manifest, &ctx, workers).await {
+        match run::execute(gated, &self.config, &self.manifest, &ctx, workers, timing).await {
             Ok(evidence) => RunCall::Ran(Box::new(evidence)),
             Err(run::StartFailure(message)) => RunCall::NotStarted { message },
         }

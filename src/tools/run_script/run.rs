@@ -1,6 +1,7 @@
 //! Executing a gated request: the upstream run, then the evidence built from the
 //! files it left (never from what the child printed), then the pack on disk.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +9,9 @@ use super::gates::Gated;
 use crate::call::{CallContext, Progress};
 use crate::config::Config;
 use crate::evidence::builder::model_sha256;
-use crate::evidence::{write_evidence, Evidence, InputHashes, RunIds, UpstreamRun, WorkerInfo};
+use crate::evidence::{
+    write_evidence, Evidence, GpuCost, InputHashes, RunCost, RunIds, UpstreamRun, WorkerInfo,
+};
 use crate::manifest::Manifest;
 use crate::tools::workers::{Warm, Workers};
 use crate::upstream::{self, UpstreamRequest};
@@ -73,6 +76,7 @@ pub async fn execute(
     manifest: &Manifest,
     ctx: &CallContext,
     workers: Option<&Workers>,
+    timing: Timing,
 ) -> Result<Evidence, StartFailure> {
     let request = &gated.request;
     let run_id = crate::jobs::new_run_id();
@@ -97,11 +101,20 @@ pub async fn execute(
     let locking = tokio::task::spawn_blocking(move || {
         crate::evidence::replay::environment_lock(&interpreter)
     });
-    let ran = run_upstream(&upstream_request, config, ctx, workers, request).await?;
+    let mut ran = run_upstream(&upstream_request, config, ctx, workers, request).await?;
 
     report(ctx, Phase::Writing, None);
     report(ctx, Phase::Inspecting, None);
+    let waited = std::time::Instant::now();
     let (model, input) = hashing.await.unwrap_or((None, None));
+    ran.phases.insert("gates".into(), round3(timing.gates));
+    ran.phases
+        .insert("queue_wait".into(), round3(timing.queue_wait));
+    ran.phases.insert(
+        "hashing_wait".into(),
+        round3(waited.elapsed().as_secs_f64()),
+    );
+    ran.cost.wall_seconds = round3(timing.call_start.elapsed().as_secs_f64());
     let overrides = overrides_of(&gated.request);
     let upstream_run = UpstreamRun {
         result: &ran.result,
@@ -110,6 +123,8 @@ pub async fn execute(
         worker: ran.worker,
         fallback_reason: ran.fallback_reason,
         environment_lock: locking.await.ok().flatten(),
+        phases: ran.phases,
+        cost: Some(ran.cost),
     };
     write_evidence(
         &gated.facts(&overrides),
@@ -136,12 +151,40 @@ fn upstream_request(gated: &Gated, python: &upstream::PythonChoice) -> UpstreamR
     }
 }
 
-/// How the upstream ran.
+/// When the call began, and the seconds of its first phases (the gates, the wait for
+/// a run slot), measured by the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub call_start: std::time::Instant,
+    pub gates: f64,
+    pub queue_wait: f64,
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// How the upstream ran, and what it cost.
 struct Ran {
     result: upstream::RunResult,
     probe: upstream::EnvProbe,
     worker: Option<WorkerInfo>,
     fallback_reason: Option<String>,
+    phases: BTreeMap<String, f64>,
+    cost: RunCost,
+}
+
+fn cost(cpu_seconds: Option<f64>, peak_rss_kib: Option<u64>, measured_on: &str) -> RunCost {
+    RunCost {
+        wall_seconds: 0.0,
+        cpu_seconds: cpu_seconds.map(round3),
+        peak_rss_mib: peak_rss_kib.map(|k| round3(k as f64 / 1024.0)),
+        measured_on: measured_on.into(),
+        gpu: GpuCost {
+            measured: false,
+            reason: Some(upstream::usage::gpu_unmeasured_reason()),
+        },
+    }
 }
 
 /// Through a warm worker when there is one and it can serve the request identically
@@ -165,25 +208,45 @@ async fn run_upstream(
                 result,
                 probe,
                 worker,
+                measured,
             } => {
+                let mut phases = BTreeMap::new();
+                if let Some(start) = measured.worker_start_seconds {
+                    phases.insert("worker_start".into(), round3(start));
+                }
+                let load = worker
+                    .model_load_seconds
+                    .filter(|_| worker.requests_served == 1);
+                if let Some(load) = load {
+                    phases.insert("model_load".into(), round3(load));
+                }
+                phases.insert("upstream".into(), round3(result.seconds));
                 return Ok(Ran {
                     result: *result,
                     probe: *probe,
                     worker: Some(worker),
                     fallback_reason: None,
-                })
+                    phases,
+                    cost: cost(
+                        measured.cpu_seconds,
+                        measured.peak_rss_kib,
+                        "the warm worker process during this request (peak memory: since it started)",
+                    ),
+                });
             }
             Warm::Refused(message) => return Err(StartFailure(message)),
             Warm::Fallback(reason) => Some(reason),
         },
         None => None,
     };
-    let (result, probe) = one_shot(req, config, ctx, timeout).await?;
+    let (result, probe, phases, cost) = one_shot(req, config, ctx, timeout).await?;
     Ok(Ran {
         result,
         probe,
         worker: None,
         fallback_reason,
+        phases,
+        cost,
     })
 }
 
@@ -193,7 +256,15 @@ async fn one_shot(
     config: &Config,
     ctx: &CallContext,
     timeout: Duration,
-) -> Result<(upstream::RunResult, upstream::EnvProbe), StartFailure> {
+) -> Result<
+    (
+        upstream::RunResult,
+        upstream::EnvProbe,
+        BTreeMap<String, f64>,
+        RunCost,
+    ),
+    StartFailure,
+> {
     let mut options = upstream::RunOptions::new(req.output_dir.join("logs"), timeout);
     options.base_env = config.child_env.clone();
     options.require_sandbox = config.require_sandbox;
@@ -212,13 +283,58 @@ async fn one_shot(
     }));
     // The probe runs under exactly the environment the run will get, so the device it
     // reports is the device the run uses.
-    let probe = upstream::probe_for_request(req, &options, Duration::from_secs(120))
-        .await
-        .map_err(|e| StartFailure(e.to_string()))?;
+    let probing = std::time::Instant::now();
+    let probe = cached_probe(req, &options).await?;
+    let mut phases =
+        BTreeMap::from([("probe".to_string(), round3(probing.elapsed().as_secs_f64()))]);
+    let before = upstream::usage::children_usage();
     let result = upstream::run(req, &probe, &options)
         .await
         .map_err(|e| StartFailure(e.to_string()))?;
-    Ok((result, probe))
+    let after = upstream::usage::children_usage();
+    phases.insert("upstream".into(), round3(result.seconds));
+    let cost = cost(
+        Some(after.0 - before.0),
+        Some(after.1),
+        "the upstream process tree, as children this server reaped during the run (peak memory: the largest child so far)",
+    );
+    Ok((result, probe, phases, cost))
+}
+
+/// The environment probe, once per interpreter (path, size, mtime), bundle and device:
+/// its facts do not change between runs, and its imports cost seconds (17 s cold on
+/// an H200), so only the first one-shot run of each pays for it.
+async fn cached_probe(
+    req: &UpstreamRequest,
+    options: &upstream::RunOptions,
+) -> Result<upstream::EnvProbe, StartFailure> {
+    type Key = (
+        std::path::PathBuf,
+        u64,
+        Option<std::time::SystemTime>,
+        std::path::PathBuf,
+        &'static str,
+    );
+    static CACHE: std::sync::Mutex<BTreeMap<Key, upstream::EnvProbe>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let meta = std::fs::metadata(&req.python).ok();
+    let key: Key = (
+        req.python.clone(),
+        meta.as_ref().map_or(0, |m| m.len()),
+        meta.and_then(|m| m.modified().ok()),
+        req.bundle_root.clone(),
+        req.device.as_str(),
+    );
+    if let Some(hit) = CACHE.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Ok(hit);
+    }
+    let probe = upstream::probe_for_request(req, options, Duration::from_secs(120))
+        .await
+        .map_err(|e| StartFailure(e.to_string()))?;
+    if let Ok(mut cache) = CACHE.lock() {
+        cache.insert(key, probe.clone());
+    }
+    Ok(probe)
 }
 
 /// The interpreter a run uses ($CTMR_SKILL_PYTHON, the project venv, PATH).
