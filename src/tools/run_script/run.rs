@@ -284,7 +284,7 @@ async fn one_shot(
     // The probe runs under exactly the environment the run will get, so the device it
     // reports is the device the run uses.
     let probing = std::time::Instant::now();
-    let probe = cached_probe(req, &options).await?;
+    let probe = cached_probe(req, &options, config).await?;
     let mut phases =
         BTreeMap::from([("probe".to_string(), round3(probing.elapsed().as_secs_f64()))]);
     let before = upstream::usage::children_usage();
@@ -302,37 +302,54 @@ async fn one_shot(
 }
 
 /// The environment probe, once per interpreter (path, size, mtime), bundle and device:
-/// its facts do not change between runs, and its imports cost seconds (17 s cold on
-/// an H200), so only the first one-shot run of each pays for it.
+/// its facts do not change between runs, and its imports cost seconds (17 s cold on an
+/// H200). Remembered in memory and in `probe-cache.json` beside the runs index, so a
+/// CLI run (a fresh process each time) pays for it only once per interpreter too.
 async fn cached_probe(
     req: &UpstreamRequest,
     options: &upstream::RunOptions,
+    config: &Config,
 ) -> Result<upstream::EnvProbe, StartFailure> {
-    type Key = (
-        std::path::PathBuf,
-        u64,
-        Option<std::time::SystemTime>,
-        std::path::PathBuf,
-        &'static str,
-    );
-    static CACHE: std::sync::Mutex<BTreeMap<Key, upstream::EnvProbe>> =
+    static MEMORY: std::sync::Mutex<BTreeMap<String, upstream::EnvProbe>> =
         std::sync::Mutex::new(BTreeMap::new());
     let meta = std::fs::metadata(&req.python).ok();
-    let key: Key = (
-        req.python.clone(),
+    let mtime = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let key = format!(
+        "{}|{}|{mtime}|{}|{}",
+        req.python.display(),
         meta.as_ref().map_or(0, |m| m.len()),
-        meta.and_then(|m| m.modified().ok()),
-        req.bundle_root.clone(),
-        req.device.as_str(),
+        req.bundle_root.display(),
+        req.device.as_str()
     );
-    if let Some(hit) = CACHE.lock().ok().and_then(|c| c.get(&key).cloned()) {
+    let file = config
+        .runs_dir
+        .parent()
+        .unwrap_or(&config.runs_dir)
+        .join("probe-cache.json");
+    let on_disk = || -> BTreeMap<String, upstream::EnvProbe> {
+        crate::files::read_capped(&file, crate::files::JSON_CAP)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    };
+    let remembered = MEMORY.lock().ok().and_then(|m| m.get(&key).cloned());
+    if let Some(hit) = remembered.or_else(|| on_disk().remove(&key)) {
         return Ok(hit);
     }
     let probe = upstream::probe_for_request(req, options, Duration::from_secs(120))
         .await
         .map_err(|e| StartFailure(e.to_string()))?;
-    if let Ok(mut cache) = CACHE.lock() {
-        cache.insert(key, probe.clone());
+    if let Ok(mut memory) = MEMORY.lock() {
+        memory.insert(key.clone(), probe.clone());
+    }
+    let mut all = on_disk();
+    all.insert(key, probe.clone());
+    if let Err(e) = crate::atomic::write_json(&file, &all) {
+        tracing::debug!("probe cache {} not written: {e}", file.display());
     }
     Ok(probe)
 }
