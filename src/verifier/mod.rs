@@ -375,7 +375,9 @@ impl Context<'_> {
             label_names_source: self.label_names_source(),
             modality_note,
             modality_supported,
+            run_success_evidence: facts.run_succeeded().1,
             skill_id: facts.skill_id.clone(),
+            source_exit_code: facts.exit_code,
             source_overall_status: facts.validation_overall.clone(),
             source_status: facts.status.clone(),
         };
@@ -438,24 +440,11 @@ impl Context<'_> {
                     facts.skill_id
                 ),
             ),
-            Check::new(
-                "manifest_readable",
-                manifest.problem().is_none(),
-                manifest
-                    .problem()
-                    .unwrap_or_else(|| "manifest.json parsed".to_string()),
-            ),
-            Check::new(
-                "run_succeeded",
-                facts.status.as_deref() == Some("succeeded"),
-                match &facts.status {
-                    Some(s) => format!("output.json status is {s:?}"),
-                    None => {
-                        "output.json records no status: the run cannot be shown to have succeeded"
-                            .to_string()
-                    }
-                },
-            ),
+            self.manifest_check(manifest),
+            {
+                let (ok, _, reason) = facts.run_succeeded();
+                Check::new("run_succeeded", ok, reason)
+            },
             Check::new(
                 "validation_passed",
                 facts.validation_overall.as_deref() == Some("passed"),
@@ -496,6 +485,29 @@ impl Context<'_> {
             ));
         }
         target_checks
+    }
+
+    /// `manifest.json` parses; a reference-layout pack may lack it (the reference
+    /// wrapper writes none), a ctmr-skill pack may not.
+    fn manifest_check(&self, manifest: &PackDoc) -> Check {
+        match manifest {
+            PackDoc::Missing(p) if self.facts.reference_layout() => Check::new(
+                "manifest_readable",
+                true,
+                format!(
+                    "{} is absent, as in the reference wrapper's packs (output.json records no \
+                     ctmr-skill schema_version); hashes are recomputed from the files",
+                    p.display()
+                ),
+            ),
+            _ => Check::new(
+                "manifest_readable",
+                manifest.problem().is_none(),
+                manifest
+                    .problem()
+                    .unwrap_or_else(|| "manifest.json parsed".to_string()),
+            ),
+        }
     }
 
     /// The ground truth's geometry against the mask's, and the scan of the mask
