@@ -158,7 +158,8 @@ impl RunBatchArgs {
 pub struct InspectArgs {
     /// The label map.
     pub mask: PathBuf,
-    /// An image on the same grid: intensity statistics per label and a geometry comparison.
+    /// An image: every geometry difference from the label map, and intensity statistics
+    /// per label when it is on the label map's voxel grid (same shape).
     #[arg(long)]
     pub reference: Option<PathBuf>,
     /// A reference label map: per-label Dice and IoU.
