@@ -149,6 +149,18 @@ fn run(args: &RunArgs, config: Config, manifest: Manifest, mode: ProgressMode) -
             print_json(&json!({"status": "not_started", "message": message}));
             EXIT_ERROR
         }
+        RunCall::Verified(evidence, trust) => {
+            eprintln!("{}", evidence.summary);
+            eprintln!("{}", trust.summary);
+            let mut document = serde_json::to_value(&*evidence).expect("evidence serialises");
+            document["trust_summary"] = trust.to_value();
+            print_json(&document);
+            if trust.trusted {
+                EXIT_OK
+            } else {
+                EXIT_ERROR
+            }
+        }
         RunCall::Ran(evidence) => {
             eprintln!("{}", evidence.summary);
             print_json(&evidence);

@@ -29,6 +29,7 @@ pub mod load;
 pub mod pack;
 pub mod report;
 pub mod surface;
+pub mod trust;
 pub mod verdict;
 pub mod vocabulary;
 
