@@ -152,3 +152,96 @@ fn verify_true_runs_the_paired_verifier_and_says_whether_to_trust_the_pack() {
     assert!(result["structuredContent"].get("trust_summary").is_none());
     assert!(!w.cwd.join("plain/trust_summary.json").exists());
 }
+
+#[test]
+fn run_batch_verify_true_judges_every_succeeded_volume() {
+    let mut w = world();
+    let demo = w.cwd.join("a.nii.gz");
+    std::fs::copy(
+        common::repo_root().join("examples/demo-data/demo_ct.nii.gz"),
+        &demo,
+    )
+    .unwrap();
+    let noise = w.cwd.join("b.nii.gz");
+    common::make_volume(&noise, &[]);
+    let result = w.server.request(
+        2,
+        "tools/call",
+        json!({"name": "run_batch", "arguments": {
+            "inputs": [demo.to_str().unwrap(), noise.to_str().unwrap()],
+            "output_root": "cohort", "upstream_root": "demo", "device": "cpu", "verify": true
+        }}),
+        LIMIT,
+    )["result"]
+        .clone();
+    assert_eq!(result["isError"], false, "{result}");
+    let trust = result["structuredContent"]["trust_summaries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no trust_summaries: {result}"));
+    let seen: Vec<(&str, &str, bool)> = trust
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap(),
+                t["verdict"].as_str().unwrap(),
+                t["trusted"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, vec![("a", "pass", true), ("b", "fail", false)]);
+    for t in trust {
+        let pack = Path::new(t["pack_dir"].as_str().unwrap());
+        let on_disk: Value = serde_json::from_str(
+            &std::fs::read_to_string(pack.join("trust_summary.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(on_disk["verdict"], t["verdict"]);
+        assert_eq!(on_disk["judged_files"], t["judged_files"]);
+    }
+    let said = text(&result);
+    assert!(
+        said.starts_with("Verification: 1 of 2 succeeded volume(s) ran and verified."),
+        "{said}"
+    );
+    assert!(said.contains("- b: Ran but failed verification"), "{said}");
+}
+
+#[test]
+fn cli_run_verify_exits_by_the_combined_verdict() {
+    let dir = common::fresh_dir();
+    let base = dir.path().canonicalize().unwrap();
+    common::demo_bundle_copy(&base.join("demo"));
+    let demo = base.join("demo_ct.nii.gz");
+    std::fs::copy(
+        common::repo_root().join("examples/demo-data/demo_ct.nii.gz"),
+        &demo,
+    )
+    .unwrap();
+    let noise = base.join("noise.nii.gz");
+    common::make_volume(&noise, &[]);
+    for (input, out, code, verdict) in [(&demo, "ok", 0, "pass"), (&noise, "bad", 1, "fail")] {
+        let output = std::process::Command::new(common::binary())
+            .current_dir(&base)
+            .env("CTMR_SKILL_PYTHON", common::python())
+            .env_remove("NV_SEGMENT_CTMR_ROOT")
+            .args([
+                "run",
+                input.to_str().unwrap(),
+                "--output-dir",
+                out,
+                "--device",
+                "cpu",
+            ])
+            .arg("--upstream-root")
+            .arg(base.join("demo"))
+            .arg("--verify")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{stderr}");
+        let v: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(v["status"], "succeeded");
+        assert_eq!(v["trust_summary"]["verdict"], verdict, "{stderr}");
+        assert!(base.join(out).join("trust_summary.json").exists());
+    }
+}

@@ -95,6 +95,9 @@ pub struct RunBatchArgs {
     pub timeout_seconds: Option<f64>,
     #[arg(long)]
     pub preprocessed_brain_input: bool,
+    /// After the batch, run the paired verifier on every succeeded volume's pack.
+    #[arg(long)]
+    pub verify: bool,
     #[command(flatten)]
     pub knobs: KnobArgs,
 }
@@ -148,6 +151,9 @@ impl RunBatchArgs {
         }
         if self.preprocessed_brain_input {
             map.insert("preprocessed_brain_input".into(), json!(true));
+        }
+        if self.verify {
+            map.insert("verify".into(), json!(true));
         }
         self.knobs.insert_into(&mut map);
         map
