@@ -179,7 +179,9 @@ fn reference_geometry_differences_are_named() {
         geo.differences,
         vec![
             "spacing differs on axis 2: 1.5 vs 3.0".to_string(),
-            "affine differs: max abs difference 2.0 exceeds tolerance 0.0001".to_string(),
+            "affine differs: max abs difference 2.0 at element [0][0] (1.0 vs -1.0) exceeds \
+             tolerance 0.0001"
+                .to_string(),
             "orientation differs: RAS vs LAS".to_string(),
         ]
     );
@@ -201,33 +203,131 @@ fn reference_geometry_differences_are_named() {
 }
 
 #[test]
-fn shape_mismatch_and_unreadable_files_are_clear_errors() {
+fn a_second_image_off_the_grid_is_an_answer_naming_every_difference() {
+    // As a TotalSegmentator mask against a brain MRI: shape, spacing, affine,
+    // orientation and the sform/qform codes all differ. Expected facts from nibabel.
+    let c = case("geometry");
+    let mask = c.file("mask").unwrap();
+    let other = c.dir.join("all_differ.nii.gz");
+    let facts: Value =
+        serde_json::from_str(&std::fs::read_to_string(c.dir.join("all_differ.json")).unwrap())
+            .unwrap();
+    let (a, b) = (&facts["a"], &facts["b"]);
+    let plain = inspect(&mask, &InspectOptions::default()).unwrap();
+    for (role, opts) in [
+        (
+            "reference",
+            InspectOptions {
+                components: true,
+                reference: Some(other.clone()),
+                ..InspectOptions::default()
+            },
+        ),
+        (
+            "ground truth",
+            InspectOptions {
+                components: true,
+                ground_truth: Some(other.clone()),
+                ..InspectOptions::default()
+            },
+        ),
+    ] {
+        let report = inspect(&mask, &opts).unwrap_or_else(|e| panic!("{role}: {e}"));
+        let geo = if role == "reference" {
+            assert!(report.ground_truth_geometry.is_none());
+            report
+                .reference_geometry
+                .clone()
+                .expect("reference geometry")
+        } else {
+            assert!(report.ground_truth.is_none(), "no overlap off the grid");
+            assert!(report.reference_geometry.is_none());
+            report
+                .ground_truth_geometry
+                .clone()
+                .expect("ground-truth geometry")
+        };
+        assert!(
+            !geo.shape_match
+                && !geo.spacing_match
+                && !geo.affine_match
+                && !geo.orientation_match
+                && !geo.codes_match
+        );
+        let json = serde_json::to_value(&geo).unwrap();
+        for key in [
+            "shape",
+            "spacing",
+            "orientation",
+            "sform_code",
+            "qform_code",
+        ] {
+            assert_eq!(json[format!("{key}_a")], a[key], "{role} {key}_a");
+            assert_eq!(json[format!("{key}_b")], b[key], "{role} {key}_b");
+        }
+        assert!(
+            (geo.affine_max_abs_diff - facts["affine_max_abs_diff"].as_f64().unwrap()).abs() < 1e-9
+        );
+        assert_eq!(
+            json["affine_max_abs_diff_at"],
+            facts["affine_max_abs_diff_at"]
+        );
+        let kinds: Vec<&str> = geo
+            .differences
+            .iter()
+            .map(|d| d.split(' ').next().unwrap())
+            .collect();
+        for kind in [
+            "shape",
+            "spacing",
+            "affine",
+            "orientation",
+            "sform_code",
+            "qform_code",
+        ] {
+            assert!(
+                kinds.contains(&kind),
+                "{role}: no {kind} difference in {kinds:?}"
+            );
+        }
+        // Every difference at once in the message, and what was skipped.
+        let note = report.geometry_note().expect("a note");
+        for d in &geo.differences {
+            assert!(note.contains(d.as_str()), "{role}: {d} not in {note}");
+        }
+        assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
+        let skipped = &report.skipped[0];
+        let what = if role == "reference" {
+            "intensities"
+        } else {
+            "Dice"
+        };
+        assert!(
+            skipped.contains(what) && skipped.contains("all_differ.nii.gz"),
+            "{skipped}"
+        );
+        let table = report.render_table();
+        assert!(
+            table.contains("SKIPPED") && table.contains("qform_code differs"),
+            "{table}"
+        );
+        // Only the figures needing matching grids are skipped: counts and components stay.
+        assert!(report.labels.iter().all(|l| l.intensity.is_none()));
+        assert_eq!(report.labels.len(), plain.labels.len());
+        assert_eq!(report.labels[0].voxels, plain.labels[0].voxels);
+        assert!(report.labels[0].components.is_some());
+    }
+    // On the grid, nothing is skipped and there is no note.
+    let on_grid = c.report();
+    assert!(on_grid.skipped.is_empty());
+    assert!(on_grid.labels.iter().all(|l| l.intensity.is_some()));
+}
+
+#[test]
+fn compare_label_maps_still_needs_the_grid_and_unreadable_files_are_clear_errors() {
     let c = case("geometry");
     let mask = c.file("mask").unwrap();
     let other = c.dir.join("other_shape.nii.gz");
-    for opts in [
-        InspectOptions {
-            reference: Some(other.clone()),
-            ..InspectOptions::default()
-        },
-        InspectOptions {
-            ground_truth: Some(other.clone()),
-            ..InspectOptions::default()
-        },
-    ] {
-        let err = inspect(&mask, &opts).unwrap_err();
-        assert!(matches!(err, InspectError::ShapeMismatch { .. }), "{err:?}");
-        let msg = err.to_string();
-        assert!(
-            msg.contains("other_shape.nii.gz") && msg.contains("mask.nii.gz"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("[12, 10, 9]") && msg.contains("[12, 10, 8]"),
-            "{msg}"
-        );
-        assert!(msg.contains("resample"), "the message says the fix: {msg}");
-    }
     let err = compare_label_maps(&mask, &other).unwrap_err();
     assert!(err.to_string().contains("ground truth"), "{err}");
 
@@ -294,6 +394,25 @@ fn reports_validate_against_the_published_schema_and_round_trip() {
         std::fs::write(&path, json).unwrap();
         paths.push(path.to_str().unwrap().to_string());
     }
+    // A report with both second images off the grid (geometry only, figures skipped).
+    let c = case("geometry");
+    let off = c.dir.join("all_differ.nii.gz");
+    let report = inspect(
+        &c.file("mask").unwrap(),
+        &InspectOptions {
+            reference: Some(off.clone()),
+            ground_truth: Some(off),
+            ..InspectOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(report.skipped.len(), 2);
+    let json = serde_json::to_string_pretty(&report).unwrap();
+    let back: InspectReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, report, "off-grid: JSON round trip");
+    let path = dir.path().join("off_grid.json");
+    std::fs::write(&path, json).unwrap();
+    paths.push(path.to_str().unwrap().to_string());
     let schema = common::repo_root().join("schemas/inspect_report.schema.json");
     let mut args = vec![schema.to_str().unwrap()];
     args.extend(paths.iter().map(String::as_str));
@@ -301,7 +420,7 @@ fn reports_validate_against_the_published_schema_and_round_trip() {
         &common::repo_root().join("tests/py/inspect_validate_schema.py"),
         &args,
     );
-    assert!(out.contains("4 report(s) valid"), "{out}");
+    assert!(out.contains("5 report(s) valid"), "{out}");
 
     // And the schema rejects a report that breaks it (so the check can fail).
     let mut broken: Value =
@@ -348,5 +467,63 @@ fn table_names_labels_warnings_and_the_clinical_disclaimer() {
             "label {} has a row:\n{table}",
             l.id
         );
+    }
+}
+
+#[test]
+fn off_grid_geometry_is_an_answer_over_the_cli_and_in_the_tool_summary() {
+    let c = case("geometry");
+    let mask = c.file("mask").unwrap();
+    let other = c.dir.join("all_differ.nii.gz");
+    let run = |json: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ctmr-skill"));
+        cmd.arg("inspect").arg(&mask).arg("--reference").arg(&other);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(true);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let differences = v["reference_geometry"]["differences"].as_array().unwrap();
+    // Three shape axes, three spacing axes, the affine, orientation, both codes.
+    assert_eq!(differences.len(), 3 + 3 + 1 + 1 + 2, "{differences:?}");
+    assert_eq!(v["skipped"].as_array().unwrap().len(), 1);
+    let out = run(false);
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    for d in differences {
+        assert!(table.contains(d.as_str().unwrap()), "{d} not in {table}");
+    }
+
+    // The MCP tool's summary carries every difference and what was skipped.
+    let report = inspect(
+        &mask,
+        &InspectOptions {
+            reference: Some(other),
+            ..InspectOptions::default()
+        },
+    )
+    .unwrap();
+    match ctmr_skill::tools::inspect_label_map::outcome(Ok((report, None))) {
+        ctmr_skill::call::ToolOutcome::Success { summary, .. } => {
+            for d in differences {
+                assert!(
+                    summary.contains(d.as_str().unwrap()),
+                    "{d} not in {summary}"
+                );
+            }
+            assert!(
+                summary.contains("Skipped: per-label intensities"),
+                "{summary}"
+            );
+        }
+        other => panic!("{other:?}"),
     }
 }

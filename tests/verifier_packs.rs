@@ -384,13 +384,17 @@ fn recorded_ground_truth_that_is_missing_fails() {
 }
 
 #[test]
-fn mri_packs_are_not_covered_and_cannot_pass() {
-    let (report, v) = verify("mri_pack");
+fn mri_brain_packs_are_not_covered_and_cannot_pass() {
+    let (report, v) = verify("mri_brain_pack");
     assert!(!report.passed());
     assert_eq!(v["target"]["modality_supported"], false);
-    assert_eq!(v["target"]["input_modality"], "MRI_BODY");
+    assert_eq!(v["target"]["input_modality"], "MRI_BRAIN");
     assert_eq!(v["anatomy_plausibility"]["verdict"], "not_applicable");
-    assert!(failed(&v["target"], "modality_supported").contains("no verifier covers MRI_BODY yet"));
+    let reason = failed(&v["target"], "modality_supported");
+    assert!(
+        reason.contains("no verifier covers MRI_BRAIN") && reason.contains("brain structures"),
+        "{reason}"
+    );
     // The rest is still checked.
     assert_eq!(v["artifact_inventory"]["verdict"], "pass");
 }
@@ -570,13 +574,23 @@ fn manifest_sanity_failures(report: &Value) -> Vec<String> {
 fn verifier_manifest_sanity_checks_hold_exactly_on_passing_reports() {
     let (_, v) = verify("pass_pack");
     assert_eq!(manifest_sanity_failures(&v), Vec::<String>::new());
-    let (_, v) = verify("gt_identical_pack");
-    assert_eq!(manifest_sanity_failures(&v), Vec::<String>::new());
+    for name in [
+        "gt_identical_pack",
+        "mri_pack",
+        "mri_gt_shifted_pack",
+        "reference_pass_pack",
+    ] {
+        let (_, v) = verify(name);
+        assert_eq!(manifest_sanity_failures(&v), Vec::<String>::new(), "{name}");
+    }
     for name in [
         "fragmented_pack",
         "flipped_affine_pack",
         "sentinel_pack",
-        "mri_pack",
+        "mri_brain_pack",
+        "mri_fragmented_pack",
+        "reference_failed_run_pack",
+        "reference_no_signals_pack",
         "failed_run_pack",
         "missing_gt_pack",
         "corrupt_mask_pack",

@@ -150,6 +150,18 @@ fn run(args: &RunArgs, config: Config, manifest: Manifest, mode: ProgressMode) -
             print_json(&json!({"status": "not_started", "message": message}));
             EXIT_ERROR
         }
+        RunCall::Verified(evidence, trust) => {
+            eprintln!("{}", evidence.summary);
+            eprintln!("{}", trust.summary);
+            let mut document = serde_json::to_value(&*evidence).expect("evidence serialises");
+            document["trust_summary"] = trust.to_value();
+            print_json(&document);
+            if trust.trusted {
+                EXIT_OK
+            } else {
+                EXIT_ERROR
+            }
+        }
         RunCall::Ran(evidence) => {
             eprintln!("{}", evidence.summary);
             print_json(&evidence);
@@ -216,6 +228,22 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest, mode: Prog
             eprintln!("ctmr-skill run-batch: {message}");
             print_json(&json!({"status": "not_started", "message": message}));
             EXIT_ERROR
+        }
+        BatchCall::Verified(cohort, trust) => {
+            eprintln!("{}", cohort.summary);
+            for t in &trust {
+                eprintln!("  {}: {}", t.id, t.trust.summary);
+            }
+            let mut document = serde_json::to_value(&*cohort).expect("cohort serialises");
+            document["trust_summaries"] = json!(trust);
+            print_json(&document);
+            match cohort.status {
+                _ if trust.iter().any(|t| !t.trust.trusted) => EXIT_ERROR,
+                CohortStatus::Succeeded => EXIT_OK,
+                CohortStatus::TimedOut => EXIT_TIMED_OUT,
+                CohortStatus::Cancelled => EXIT_CANCELLED,
+                CohortStatus::Partial | CohortStatus::Failed => EXIT_UPSTREAM_FAILED,
+            }
         }
         BatchCall::Ran(cohort) => {
             eprintln!("{}", cohort.summary);

@@ -95,6 +95,9 @@ pub struct RunBatchArgs {
     pub timeout_seconds: Option<f64>,
     #[arg(long)]
     pub preprocessed_brain_input: bool,
+    /// After the batch, run the paired verifier on every succeeded volume's pack.
+    #[arg(long)]
+    pub verify: bool,
     #[command(flatten)]
     pub knobs: KnobArgs,
 }
@@ -153,6 +156,9 @@ impl RunBatchArgs {
         if self.preprocessed_brain_input {
             map.insert("preprocessed_brain_input".into(), json!(true));
         }
+        if self.verify {
+            map.insert("verify".into(), json!(true));
+        }
         self.knobs.insert_into(&mut map);
         map
     }
@@ -162,7 +168,8 @@ impl RunBatchArgs {
 pub struct InspectArgs {
     /// The label map.
     pub mask: PathBuf,
-    /// An image on the same grid: intensity statistics per label and a geometry comparison.
+    /// An image: every geometry difference from the label map, and intensity statistics
+    /// per label when it is on the label map's voxel grid (same shape).
     #[arg(long)]
     pub reference: Option<PathBuf>,
     /// A reference label map: per-label Dice and IoU.

@@ -1,5 +1,6 @@
-//! Geometry comparison of two images: shape, spacing, affine, orientation codes, with
-//! a human-readable list of what differs.
+//! Geometry comparison of two images: shape, spacing, affine (with its largest element
+//! difference), orientation codes, sform/qform codes, with a human-readable list of
+//! every difference at once.
 //!
 //! The affine tolerance defaults to 1e-4 like the reference wrapper
 //! (`max |A - B| <= 1e-4`); spacings use the same tolerance per axis.
@@ -16,6 +17,9 @@ pub struct GeometryFacts {
     pub spacing: [f64; 3],
     pub affine: [[f64; 4]; 4],
     pub orientation: [char; 3],
+    /// The header's `sform_code` and `qform_code` (0 = unknown).
+    pub sform_code: i32,
+    pub qform_code: i32,
 }
 
 /// How two images' geometries relate.
@@ -28,6 +32,10 @@ pub struct GeometryComparison {
     pub spacing_b: [f64; 3],
     pub spacing_match: bool,
     pub affine_max_abs_diff: f64,
+    /// `[row, column]` of the affine element with the largest difference (the first
+    /// one on ties; `[0, 0]` when the affines are equal).
+    #[serde(default)]
+    pub affine_max_abs_diff_at: [usize; 2],
     pub affine_match: bool,
     /// The tolerance applied to the affine and the spacings.
     pub tolerance: f64,
@@ -35,12 +43,29 @@ pub struct GeometryComparison {
     pub orientation_a: String,
     pub orientation_b: String,
     pub orientation_match: bool,
+    /// `sform_code` / `qform_code` of each image (0 = unknown, 1 = scanner, 2 = aligned,
+    /// 3 = Talairach, 4 = MNI, 5 = template).
+    #[serde(default)]
+    pub sform_code_a: i32,
+    #[serde(default)]
+    pub sform_code_b: i32,
+    #[serde(default)]
+    pub qform_code_a: i32,
+    #[serde(default)]
+    pub qform_code_b: i32,
+    /// Both codes equal.
+    #[serde(default = "yes")]
+    pub codes_match: bool,
     /// One sentence per difference; empty when everything matches.
     pub differences: Vec<String>,
 }
 
+fn yes() -> bool {
+    true
+}
+
 impl GeometryComparison {
-    /// True when shape, spacing, affine and orientation all match.
+    /// True when shape, spacing, affine, orientation and the sform/qform codes all match.
     pub fn matches(&self) -> bool {
         self.differences.is_empty()
     }
@@ -69,17 +94,25 @@ pub fn compare_facts(a: &GeometryFacts, b: &GeometryFacts, tolerance: f64) -> Ge
             ));
         }
     }
-    let affine_max_abs_diff = a
-        .affine
-        .iter()
-        .flatten()
-        .zip(b.affine.iter().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f64, |m, d| if d.is_nan() || d > m { d } else { m });
+    let mut affine_max_abs_diff = 0.0f64;
+    let mut affine_max_abs_diff_at = [0usize; 2];
+    for r in 0..4 {
+        for c in 0..4 {
+            let d = (a.affine[r][c] - b.affine[r][c]).abs();
+            // A NaN difference wins and stays (nothing compares above it).
+            if (d.is_nan() && !affine_max_abs_diff.is_nan()) || d > affine_max_abs_diff {
+                affine_max_abs_diff = d;
+                affine_max_abs_diff_at = [r, c];
+            }
+        }
+    }
     let affine_match = affine_max_abs_diff <= tolerance;
     if !affine_match {
+        let [r, c] = affine_max_abs_diff_at;
         differences.push(format!(
-            "affine differs: max abs difference {affine_max_abs_diff:?} exceeds tolerance {tolerance:?}"
+            "affine differs: max abs difference {affine_max_abs_diff:?} at element [{r}][{c}] \
+             ({:?} vs {:?}) exceeds tolerance {tolerance:?}",
+            a.affine[r][c], b.affine[r][c]
         ));
     }
     let orientation_a: String = a.orientation.iter().collect();
@@ -90,6 +123,15 @@ pub fn compare_facts(a: &GeometryFacts, b: &GeometryFacts, tolerance: f64) -> Ge
             "orientation differs: {orientation_a} vs {orientation_b}"
         ));
     }
+    for (name, x, y) in [
+        ("sform_code", a.sform_code, b.sform_code),
+        ("qform_code", a.qform_code, b.qform_code),
+    ] {
+        if x != y {
+            differences.push(format!("{name} differs: {x} vs {y}"));
+        }
+    }
+    let codes_match = a.sform_code == b.sform_code && a.qform_code == b.qform_code;
     GeometryComparison {
         shape_a: a.shape,
         shape_b: b.shape,
@@ -98,11 +140,17 @@ pub fn compare_facts(a: &GeometryFacts, b: &GeometryFacts, tolerance: f64) -> Ge
         spacing_b: b.spacing,
         spacing_match,
         affine_max_abs_diff,
+        affine_max_abs_diff_at,
         affine_match,
         tolerance,
         orientation_a,
         orientation_b,
         orientation_match,
+        sform_code_a: a.sform_code,
+        sform_code_b: b.sform_code,
+        qform_code_a: a.qform_code,
+        qform_code_b: b.qform_code,
+        codes_match,
         differences,
     }
 }
@@ -122,6 +170,8 @@ mod tests {
             spacing,
             affine,
             orientation,
+            sform_code: 1,
+            qform_code: 1,
         }
     }
 
@@ -139,16 +189,24 @@ mod tests {
         let a = facts([1.0, 1.0, 1.5], ['R', 'A', 'S']);
         let mut b = facts([1.0, 1.0, 3.0], ['L', 'P', 'S']);
         b.shape[0] = 11;
+        b.sform_code = 0;
+        b.qform_code = 2;
         let c = compare_facts(&a, &b, DEFAULT_GEOMETRY_TOLERANCE);
         assert!(!c.shape_match && !c.spacing_match && !c.affine_match && !c.orientation_match);
+        assert!(!c.codes_match && !c.matches());
         assert_eq!(c.affine_max_abs_diff, 1.5);
+        assert_eq!(c.affine_max_abs_diff_at, [2, 2]);
         assert_eq!(
             c.differences,
             vec![
                 "shape differs on axis 0: 10 vs 11".to_string(),
                 "spacing differs on axis 2: 1.5 vs 3.0".to_string(),
-                "affine differs: max abs difference 1.5 exceeds tolerance 0.0001".to_string(),
+                "affine differs: max abs difference 1.5 at element [2][2] (1.5 vs 3.0) exceeds \
+                 tolerance 0.0001"
+                    .to_string(),
                 "orientation differs: RAS vs LPS".to_string(),
+                "sform_code differs: 1 vs 0".to_string(),
+                "qform_code differs: 1 vs 2".to_string(),
             ]
         );
     }

@@ -110,6 +110,8 @@ fn facts(h: &Header) -> GeometryFacts {
         spacing: h.spacing,
         affine: h.affine,
         orientation: h.orientation(),
+        sform_code: h.sform_code,
+        qform_code: h.qform_code,
     }
 }
 
@@ -132,16 +134,43 @@ pub fn mask_info(path: &Path, h: &Header) -> MaskInfo {
 pub fn inspect(mask: &Path, opts: &InspectOptions) -> Result<InspectReport, InspectError> {
     let mut mask_stream = start(VolumeReader::open(mask)?)?;
     let header = mask_stream.header().clone();
-    let mut reference = opts
-        .reference
-        .as_deref()
-        .map(|p| open_on_grid(p, "reference image", mask, &header))
-        .transpose()?;
-    let mut ground_truth = opts
-        .ground_truth
-        .as_deref()
-        .map(|p| open_on_grid(p, "ground truth", mask, &header))
-        .transpose()?;
+    let tolerance = opts.geometry_tolerance;
+    // A second image off the label map's grid is an answer, not an error: every
+    // geometry difference is reported, and only the figures that need voxel-for-voxel
+    // correspondence (intensities, overlap) are skipped.
+    let mut skipped = Vec::new();
+    let (mut reference, reference_geometry) = match opts.reference.as_deref() {
+        None => (None, None),
+        Some(p) => {
+            let (stream, geometry) = open_beside(p, &header, tolerance)?;
+            if stream.is_none() {
+                skipped.push(format!(
+                    "per-label intensities under the reference image {}: not computed, it is not \
+                     on the label map's voxel grid ({}); resample it onto the label map's grid \
+                     to measure them",
+                    p.display(),
+                    geometry.differences.join("; ")
+                ));
+            }
+            (stream, Some(geometry))
+        }
+    };
+    let (mut ground_truth, gt_geometry) = match opts.ground_truth.as_deref() {
+        None => (None, None),
+        Some(p) => {
+            let (stream, geometry) = open_beside(p, &header, tolerance)?;
+            if stream.is_none() {
+                skipped.push(format!(
+                    "overlap with the ground truth {} (confusion, Dice, IoU): not computed, it is \
+                     not on the label map's voxel grid ({}); resample it onto the label map's \
+                     grid (nearest-neighbour) to compare",
+                    p.display(),
+                    geometry.differences.join("; ")
+                ));
+            }
+            (stream, Some(geometry))
+        }
+    };
 
     let plan = PassPlan {
         components: opts.components,
@@ -172,17 +201,18 @@ pub fn inspect(mask: &Path, opts: &InspectOptions) -> Result<InspectReport, Insp
         result.components.as_ref(),
         result.intensity.as_ref(),
     );
-    let reference_geometry = reference
-        .as_ref()
-        .map(|r| compare_geometry(&header, r.header(), opts.geometry_tolerance));
-    let comparison = match (ground_truth, result.confusion) {
-        (Some(gt), Some(tally)) => Some(Comparison::from_tally(
-            mask.display().to_string(),
-            gt.path().display().to_string(),
-            compare_geometry(&header, gt.header(), opts.geometry_tolerance),
-            tally,
-        )),
-        _ => None,
+    let (comparison, ground_truth_geometry) = match (ground_truth, result.confusion, gt_geometry) {
+        (Some(gt), Some(tally), Some(geometry)) => (
+            Some(Comparison::from_tally(
+                mask.display().to_string(),
+                gt.path().display().to_string(),
+                geometry,
+                tally,
+            )),
+            None,
+        ),
+        // Off the grid: the geometry alone, next to the reason in `skipped`.
+        (_, _, geometry) => (None, geometry),
     };
     let t = result.tally;
     Ok(InspectReport {
@@ -199,8 +229,25 @@ pub fn inspect(mask: &Path, opts: &InspectOptions) -> Result<InspectReport, Insp
         reference_path: opts.reference.as_ref().map(|p| p.display().to_string()),
         reference_geometry,
         ground_truth: comparison,
+        ground_truth_geometry,
+        skipped,
         not_for_clinical_use: crate::NOT_FOR_CLINICAL_USE.to_string(),
     })
+}
+
+/// Open a second image and compare its geometry with the label map's; start reading
+/// it only when it has the label map's shape (voxel-for-voxel correspondence).
+fn open_beside(
+    path: &Path,
+    mask_header: &Header,
+    tolerance: f64,
+) -> Result<(Option<SliceStream>, GeometryComparison), InspectError> {
+    let reader = VolumeReader::open(path)?;
+    let geometry = compare_geometry(mask_header, reader.header(), tolerance);
+    if reader.header().shape != mask_header.shape {
+        return Ok((None, geometry));
+    }
+    Ok((Some(start(reader)?), geometry))
 }
 
 /// Compare a predicted label map with a ground truth in one streamed pass over both:

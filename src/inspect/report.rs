@@ -144,8 +144,15 @@ pub struct InspectReport {
     pub reference_path: Option<String>,
     /// Geometry of the mask (a) vs the reference image (b), when one was given.
     pub reference_geometry: Option<GeometryComparison>,
-    /// Overlap with a ground-truth map, when one was given.
+    /// Overlap with a ground-truth map, when one was given on the label map's grid.
     pub ground_truth: Option<Comparison>,
+    /// Geometry of the mask (a) vs a ground truth that is *not* on its voxel grid
+    /// (the overlap is then skipped; on the grid, the geometry is in `ground_truth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ground_truth_geometry: Option<GeometryComparison>,
+    /// Figures not computed, each with why (a second image off the label map's grid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
     /// Always the crate's `NOT_FOR_CLINICAL_USE` statement.
     pub not_for_clinical_use: String,
 }
@@ -188,6 +195,32 @@ pub fn voxel_to_world(affine: &[[f64; 4]; 4], ijk: [f64; 3]) -> [f64; 3] {
 }
 
 impl InspectReport {
+    /// One sentence on the second images' geometry when anything differs from the
+    /// label map's (every difference, and what was skipped); `None` when all match.
+    pub fn geometry_note(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        let gt = self
+            .ground_truth
+            .as_ref()
+            .map(|c| &c.geometry)
+            .or(self.ground_truth_geometry.as_ref());
+        for (role, g) in [
+            ("reference image", self.reference_geometry.as_ref()),
+            ("ground truth", gt),
+        ] {
+            if let Some(g) = g.filter(|g| !g.matches()) {
+                parts.push(format!(
+                    "Geometry differs from the {role}: {}.",
+                    g.differences.join("; ")
+                ));
+            }
+        }
+        for s in &self.skipped {
+            parts.push(format!("Skipped: {s}."));
+        }
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
+
     /// Fill in class names from a label table (`None` leaves a label unnamed).
     pub fn attach_names(&mut self, lookup: impl Fn(i64) -> Option<String>) {
         for label in &mut self.labels {
@@ -250,6 +283,13 @@ impl InspectReport {
         if let Some(c) = &self.ground_truth {
             out.push('\n');
             out.push_str(&render_comparison(c));
+        }
+        if let Some(g) = &self.ground_truth_geometry {
+            let _ = writeln!(out, "\nground truth (not on the label map's grid):");
+            render_geometry(&mut out, g);
+        }
+        for s in &self.skipped {
+            let _ = writeln!(out, "  SKIPPED: {s}");
         }
         let _ = writeln!(out, "\n{}", self.not_for_clinical_use);
         out
@@ -443,6 +483,8 @@ mod tests {
             labels: vec![],
             reference_path: None,
             reference_geometry: None,
+            ground_truth_geometry: None,
+            skipped: Vec::new(),
             ground_truth: None,
             not_for_clinical_use: crate::NOT_FOR_CLINICAL_USE.into(),
         };

@@ -135,6 +135,10 @@ pub fn outcome(result: Result<(InspectReport, Option<String>), String>) -> ToolO
             if let Some(note) = note {
                 summary.push_str(&format!(" Ids are unnamed: {note}"));
             }
+            if let Some(geometry) = report.geometry_note() {
+                summary.push(' ');
+                summary.push_str(&geometry);
+            }
             summary.push_str(" Not for clinical use.");
             ToolOutcome::Success {
                 structured: serde_json::to_value(&report).expect("report serialises"),

@@ -67,6 +67,16 @@ pub struct AnatomyBounds {
     /// Keyed by the label id as a decimal string (JSON object keys are strings).
     pub classes: BTreeMap<String, ClassBounds>,
     pub cross_class: CrossClassRules,
+    /// The modalities the bounds apply to (organ volumes do not depend on the
+    /// modality). For a modality other than `CT_BODY` only the classes of that
+    /// modality's everything-set are bounded; the others are reported, not bounded.
+    /// Absent in older files: `["CT_BODY"]`.
+    #[serde(default = "ct_body_only")]
+    pub modalities: Vec<String>,
+}
+
+fn ct_body_only() -> Vec<String> {
+    vec!["CT_BODY".to_string()]
 }
 
 /// Why a bounds file could not be used.
@@ -165,6 +175,31 @@ impl AnatomyBounds {
     /// Bounds of one class, if it is bounded.
     pub fn class(&self, id: u32) -> Option<&ClassBounds> {
         self.classes.get(&id.to_string())
+    }
+
+    /// Whether the bounds cover `modality`.
+    pub fn covers(&self, modality: &str) -> bool {
+        self.modalities.iter().any(|m| m == modality)
+    }
+
+    /// The bounds restricted to the classes in `ids` (a modality's class set); the
+    /// dropped ids, ascending, are returned beside them.
+    pub fn restricted_to(
+        &self,
+        ids: &std::collections::BTreeSet<u32>,
+    ) -> (AnatomyBounds, Vec<u32>) {
+        let mut kept = self.clone();
+        let mut dropped = Vec::new();
+        kept.classes.retain(|key, _| match key.parse::<u32>() {
+            Ok(id) if ids.contains(&id) => true,
+            Ok(id) => {
+                dropped.push(id);
+                false
+            }
+            Err(_) => false,
+        });
+        dropped.sort_unstable();
+        (kept, dropped)
     }
 
     /// Bounded ids, ascending.

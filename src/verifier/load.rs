@@ -38,6 +38,8 @@ pub fn geometry_facts(h: &Header) -> GeometryFacts {
         spacing: h.spacing,
         affine: h.affine,
         orientation: h.orientation(),
+        sform_code: h.sform_code,
+        qform_code: h.qform_code,
     }
 }
 

@@ -14,9 +14,12 @@
 //! bounds data, [`vocabulary`] the label names and sets.
 //!
 //! Decisions:
-//! - **Unsupported modalities** (`MRI_BODY`, `MRI_BRAIN`): `modality_supported: false`,
+//! - **Covered modalities** are those of the bounds file (`CT_BODY`, `MRI_BODY`): organ
+//!   volumes do not depend on the modality. In `MRI_BODY` only the classes of its
+//!   everything-set (TotalSegmentatorMR) are bounded; others are reported, not bounded.
+//! - **Unsupported modalities** (`MRI_BRAIN`): `modality_supported: false`,
 //!   anatomy plausibility `not_applicable`, overall `fail` with the reason that no
-//!   verifier covers them yet. Artifacts, label set and ground truth are still checked
+//!   verifier covers them. Artifacts, label set and ground truth are still checked
 //!   and reported. Overall can never pass by default for them.
 //! - **Ground truth** recorded but missing, unreadable or misaligned: `fail`.
 //! - **Surface metrics** are reported per class, not gated (no published floors).
@@ -26,6 +29,7 @@ pub mod load;
 pub mod pack;
 pub mod report;
 pub mod surface;
+pub mod trust;
 pub mod verdict;
 pub mod vocabulary;
 
@@ -55,7 +59,7 @@ pub const TARGET_SKILL_IDS: &[&str] = &[
     "nv_segment_ct",
     "medagent.nv_segment_ct",
 ];
-/// The only CTMR modality with anatomy bounds.
+/// The modality assumed when a pack records none (and the CT skill's).
 pub const SUPPORTED_MODALITY: &str = "CT_BODY";
 /// Default tolerance of the normalised surface Dice, in mm.
 pub const DEFAULT_SURFACE_TOLERANCE_MM: f64 = 1.0;
@@ -151,16 +155,56 @@ pub fn verify_pack(
     let facts = PackFacts::gather(&output, manifest.value(), validation.value());
     let cwd = opts.cwd.as_deref();
     let vocab = vocabulary_for(pack_dir, cwd, &facts, opts.labels.as_ref())?;
+    let (bounds, bounds_note) = bounds_for_modality(bounds, &facts, &vocab);
     let ctx = Context {
         pack_dir,
         cwd,
         facts: &facts,
         bounds: &bounds,
+        bounds_note,
         vocab: &vocab,
         surface_tolerance,
         geometry_tolerance,
     };
     Ok(ctx.run(&manifest, &validation, opts.label_set_tolerance))
+}
+
+/// The bounds as they apply to the pack's modality: for a covered modality other than
+/// `CT_BODY`, only the classes of its everything-set stay bounded (the others are
+/// reported, not bounded); the note says which set was used and what was dropped.
+fn bounds_for_modality(
+    bounds: AnatomyBounds,
+    facts: &PackFacts,
+    vocab: &Vocabulary,
+) -> (AnatomyBounds, Option<String>) {
+    let Some(m) = facts.modality.as_deref() else {
+        return (bounds, None);
+    };
+    if m == SUPPORTED_MODALITY || !bounds.covers(m) {
+        return (bounds, None);
+    }
+    match vocab.everything_sets.get(m) {
+        Some((ids, source)) => {
+            let (kept, dropped) = bounds.restricted_to(ids);
+            let note = format!(
+                "bounded classes are those of the {m} set ({source}): {:?}{}",
+                kept.ids(),
+                if dropped.is_empty() {
+                    String::new()
+                } else {
+                    format!("; outside it, reported not bounded: {dropped:?}")
+                }
+            );
+            (kept, Some(note))
+        }
+        None => {
+            let note = format!(
+                "the {m} class set is unknown (no label table gives it), so every bounded class is bounded: {:?}",
+                bounds.ids()
+            );
+            (bounds, Some(note))
+        }
+    }
 }
 
 /// The label vocabulary for this pack (see [`vocabulary`] for the order tried).
@@ -228,6 +272,8 @@ struct Context<'a> {
     cwd: Option<&'a Path>,
     facts: &'a PackFacts,
     bounds: &'a AnatomyBounds,
+    /// How the bounds were fitted to the pack's modality, when they were.
+    bounds_note: Option<String>,
     vocab: &'a Vocabulary,
     surface_tolerance: f64,
     geometry_tolerance: f64,
@@ -375,7 +421,9 @@ impl Context<'_> {
             label_names_source: self.label_names_source(),
             modality_note,
             modality_supported,
+            run_success_evidence: facts.run_succeeded().1,
             skill_id: facts.skill_id.clone(),
+            source_exit_code: facts.exit_code,
             source_overall_status: facts.validation_overall.clone(),
             source_status: facts.status.clone(),
         };
@@ -404,18 +452,31 @@ impl Context<'_> {
             facts.skill_id.as_str(),
             "nv_segment_ct" | "medagent.nv_segment_ct"
         );
+        let modality = facts.modality.as_deref();
         let modality_supported =
-            modality_is_ct_skill || facts.modality.as_deref() == Some(SUPPORTED_MODALITY);
-        let modality_note = if modality_supported {
-            format!(
+            modality_is_ct_skill || modality.is_some_and(|m| self.bounds.covers(m));
+        let covered = self.bounds.modalities.join(", ");
+        let modality_note = match (modality_supported, modality) {
+            (true, Some(m)) if m != SUPPORTED_MODALITY => format!(
+                "{m} is covered: organ volumes do not depend on the modality, so the adult anatomy \
+                 bounds apply{}",
+                self.bounds_note
+                    .as_deref()
+                    .map(|n| format!("; {n}"))
+                    .unwrap_or_default()
+            ),
+            (true, _) => format!(
                 "{} is covered: adult CT anatomy bounds apply",
-                facts.modality.as_deref().unwrap_or("CT")
-            )
-        } else {
-            format!(
-                "no verifier covers {} yet: anatomy bounds here are for CT_BODY only, so this pack cannot pass",
-                facts.modality.as_deref().unwrap_or("an unrecorded modality")
-            )
+                modality.unwrap_or("CT")
+            ),
+            (false, Some("MRI_BRAIN")) => format!(
+                "no verifier covers MRI_BRAIN: its classes are brain structures, not the abdominal \
+                 organs the anatomy bounds describe (they cover {covered}), so this pack cannot pass"
+            ),
+            (false, m) => format!(
+                "no verifier covers {}: anatomy bounds here cover {covered} only, so this pack cannot pass",
+                m.unwrap_or("an unrecorded modality")
+            ),
         };
         (modality_supported, modality_note)
     }
@@ -438,24 +499,11 @@ impl Context<'_> {
                     facts.skill_id
                 ),
             ),
-            Check::new(
-                "manifest_readable",
-                manifest.problem().is_none(),
-                manifest
-                    .problem()
-                    .unwrap_or_else(|| "manifest.json parsed".to_string()),
-            ),
-            Check::new(
-                "run_succeeded",
-                facts.status.as_deref() == Some("succeeded"),
-                match &facts.status {
-                    Some(s) => format!("output.json status is {s:?}"),
-                    None => {
-                        "output.json records no status: the run cannot be shown to have succeeded"
-                            .to_string()
-                    }
-                },
-            ),
+            self.manifest_check(manifest),
+            {
+                let (ok, _, reason) = facts.run_succeeded();
+                Check::new("run_succeeded", ok, reason)
+            },
             Check::new(
                 "validation_passed",
                 facts.validation_overall.as_deref() == Some("passed"),
@@ -496,6 +544,29 @@ impl Context<'_> {
             ));
         }
         target_checks
+    }
+
+    /// `manifest.json` parses; a reference-layout pack may lack it (the reference
+    /// wrapper writes none), a ctmr-skill pack may not.
+    fn manifest_check(&self, manifest: &PackDoc) -> Check {
+        match manifest {
+            PackDoc::Missing(p) if self.facts.reference_layout() => Check::new(
+                "manifest_readable",
+                true,
+                format!(
+                    "{} is absent, as in the reference wrapper's packs (output.json records no \
+                     ctmr-skill schema_version); hashes are recomputed from the files",
+                    p.display()
+                ),
+            ),
+            _ => Check::new(
+                "manifest_readable",
+                manifest.problem().is_none(),
+                manifest
+                    .problem()
+                    .unwrap_or_else(|| "manifest.json parsed".to_string()),
+            ),
+        }
     }
 
     /// The ground truth's geometry against the mask's, and the scan of the mask
@@ -724,18 +795,16 @@ impl Context<'_> {
                 s.tally.non_integer_voxels, s.tally.nan_voxels
             ),
         ));
-        let ct = self
-            .facts
-            .modality
-            .as_deref()
-            .is_none_or(|m| m == SUPPORTED_MODALITY);
-        if ct {
+        // 255 is a class only in MRI_BRAIN; in the body modalities it is the sentinel.
+        let modality = self.facts.modality.as_deref();
+        if modality.is_none_or(|m| m == SUPPORTED_MODALITY || m == "MRI_BODY") {
             checks.push(Check::new(
                 "no_nan_sentinel",
                 s.tally.value_255_voxels == 0,
                 format!(
-                    "{} voxels equal {NAN_SENTINEL}, the upstream's NaN sentinel (not a {SUPPORTED_MODALITY} class)",
-                    s.tally.value_255_voxels
+                    "{} voxels equal {NAN_SENTINEL}, the upstream's NaN sentinel (not a {} class)",
+                    s.tally.value_255_voxels,
+                    modality.unwrap_or(SUPPORTED_MODALITY)
                 ),
             ));
         }

@@ -70,6 +70,17 @@ pub struct PackFacts {
     pub status: Option<String>,
     /// `validation_summary.overall_status`.
     pub validation_overall: Option<String>,
+    /// `invocation.exit_code` (the reference wrapper's success signal, with
+    /// `validation_overall`, in packs that record no `status`).
+    pub exit_code: Option<i64>,
+    /// `validation_summary.schema_status` and `sanity_status` as recorded (the
+    /// reference wrapper's summary fields; reported only).
+    pub validation_schema_status: Option<String>,
+    pub validation_sanity_status: Option<String>,
+    /// `output.schema_version` (ctmr-skill packs record it; the reference wrapper's do not).
+    pub schema_version: Option<String>,
+    /// `output.json` records the reference wrapper's `skill` and `invocation` blocks.
+    pub has_reference_fields: bool,
     /// `input.modality`, else `invocation.modality`.
     pub modality: Option<String>,
     pub mask_path: Option<String>,
@@ -105,7 +116,67 @@ pub struct HashClaim {
     pub sha256: String,
 }
 
+/// Which evidence showed whether the run succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunSuccessEvidence {
+    /// `output.json` `status` (ctmr-skill packs).
+    Status,
+    /// No `status`: `invocation.exit_code` together with `validation_summary.json`
+    /// `overall_status`, as the reference wrapper records success.
+    ExitCodeAndValidation,
+    /// Neither is recorded: the run cannot be shown to have succeeded.
+    None,
+}
+
 impl PackFacts {
+    /// Whether the run succeeded by its own account, which evidence said so, and why.
+    /// `status` wins when recorded; otherwise the reference wrapper's signals
+    /// (`invocation.exit_code == 0` and `overall_status == "passed"`); neither fails.
+    pub fn run_succeeded(&self) -> (bool, RunSuccessEvidence, String) {
+        if let Some(s) = &self.status {
+            return (
+                s == "succeeded",
+                RunSuccessEvidence::Status,
+                format!("output.json status is {s:?}"),
+            );
+        }
+        let Some(code) = self.exit_code else {
+            return (
+                false,
+                RunSuccessEvidence::None,
+                "output.json records neither status nor invocation.exit_code: the run cannot be \
+                 shown to have succeeded"
+                    .to_string(),
+            );
+        };
+        let overall = match &self.validation_overall {
+            Some(s) => format!("validation_summary.json overall_status is {s:?}"),
+            None => "validation_summary.json records no overall_status".to_string(),
+        };
+        let ok = code == 0 && self.validation_overall.as_deref() == Some("passed");
+        (
+            ok,
+            RunSuccessEvidence::ExitCodeAndValidation,
+            format!(
+                "output.json records no status (the reference wrapper's layout), so success is read \
+                 from its own signals: invocation.exit_code is {code} and {overall}{}",
+                if ok { "" } else { "; success needs exit code 0 and \"passed\"" }
+            ),
+        )
+    }
+
+    /// Whether the pack is laid out as the reference wrapper writes it: `output.json`
+    /// has its `skill` and `invocation` blocks and no ctmr-skill `schema_version`
+    /// (ctmr-skill packs always record one).
+    pub fn reference_layout(&self) -> bool {
+        self.has_reference_fields
+            && !self
+                .schema_version
+                .as_deref()
+                .is_some_and(|v| v.starts_with("ctmr-skill."))
+    }
+
     /// The recorded hashes of one file.
     pub fn hashes_of(&self, file: HashedFile) -> impl Iterator<Item = &HashClaim> {
         self.hash_claims.iter().filter(move |c| c.file == file)
@@ -175,6 +246,16 @@ impl PackFacts {
                 .unwrap_or_default()
                 .to_string(),
             status: str_at(output, &["status"]).map(str::to_string),
+            exit_code: at(output, &["invocation", "exit_code"]).and_then(Value::as_i64),
+            validation_schema_status: validation
+                .and_then(|v| str_at(v, &["schema_status"]))
+                .map(str::to_string),
+            validation_sanity_status: validation
+                .and_then(|v| str_at(v, &["sanity_status"]))
+                .map(str::to_string),
+            schema_version: str_at(output, &["schema_version"]).map(str::to_string),
+            has_reference_fields: str_at(output, &["skill"]).is_some()
+                && output.get("invocation").is_some_and(Value::is_object),
             validation_overall: validation
                 .and_then(|v| str_at(v, &["overall_status"]))
                 .map(str::to_string),

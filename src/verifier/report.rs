@@ -98,7 +98,12 @@ pub struct Target {
     /// Why the modality is or is not covered.
     pub modality_note: String,
     pub modality_supported: bool,
+    /// Which evidence `run_succeeded` used: `status`, or (no status, the reference
+    /// wrapper's layout) `exit_code_and_validation`, or `none`.
+    pub run_success_evidence: super::pack::RunSuccessEvidence,
     pub skill_id: String,
+    /// `output.json` `invocation.exit_code` as recorded (`null` when absent).
+    pub source_exit_code: Option<i64>,
     /// `validation_summary.json` `overall_status` as recorded (`null` when absent).
     pub source_overall_status: Option<String>,
     /// `output.json` `status` as recorded (`null` when absent).

@@ -291,6 +291,31 @@ def main():
     shifted[:3, :3] = np.diag([-1.0, 1.0, 3.0])
     save(RNG.random(shape).astype(np.float32), shifted, os.path.join(d, "reference.nii.gz"), np.float32)
     save(np.zeros((12, 10, 9), np.float32), aff, os.path.join(d, "other_shape.nii.gz"), np.float32)
+    # An image where everything differs, as a TotalSegmentator mask against a brain MRI:
+    # shape, spacing, affine, orientation and the sform/qform codes. Its facts, read back
+    # by nibabel, go into all_differ.json for the test to compare with.
+    lps = np.diag([-0.8, -0.9, 2.0, 1.0])
+    lps[:3, 3] = [40.0, 30.0, -20.0]
+    img = nib.Nifti1Image(RNG.random((9, 11, 7)).astype(np.float32), lps)
+    img.header.set_sform(lps, code=1)
+    img.header.set_qform(lps, code=1)
+    nib.save(img, os.path.join(d, "all_differ.nii.gz"))
+    facts = {}
+    for key, fname in (("a", "mask.nii.gz"), ("b", "all_differ.nii.gz")):
+        back = nib.load(os.path.join(d, fname))
+        facts[key] = {
+            "shape": [int(v) for v in back.shape],
+            "spacing": [float(v) for v in back.header.get_zooms()[:3]],
+            "affine": back.affine.tolist(),
+            "orientation": "".join(nib.aff2axcodes(back.affine)),
+            "sform_code": int(back.header["sform_code"]),
+            "qform_code": int(back.header["qform_code"]),
+        }
+    diff = np.abs(np.array(facts["a"]["affine"]) - np.array(facts["b"]["affine"]))
+    facts["affine_max_abs_diff"] = float(diff.max())
+    facts["affine_max_abs_diff_at"] = [int(v) for v in np.unravel_index(int(np.argmax(diff)), diff.shape)]
+    with open(os.path.join(d, "all_differ.json"), "w") as f:
+        json.dump(facts, f, indent=2)
     write_case(out, name, {"mask": "mask.nii.gz", "reference": "reference.nii.gz"}, {})
     cases.append(name)
 

@@ -79,6 +79,63 @@ pub enum BatchCall {
     NotStarted { message: String },
     /// The batch ran (fully or not): packs and the cohort summary are on disk.
     Ran(Box<Cohort>),
+    /// `verify: true`: the batch ran, and the paired verifier judged every succeeded
+    /// (or reused) volume's pack, each of which now holds `trust_summary.json`.
+    Verified(Box<Cohort>, Vec<VolumeTrust>),
+}
+
+/// One volume's trust summary after `verify: true`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VolumeTrust {
+    pub id: String,
+    pub pack_dir: String,
+    #[serde(flatten)]
+    pub trust: crate::verifier::trust::TrustSummary,
+}
+
+/// The paired verifier on every succeeded or reused volume's pack, in row order.
+async fn verify_volumes(cohort: &Cohort, config: &Config) -> Vec<VolumeTrust> {
+    let mut out = Vec::new();
+    for row in &cohort.volumes {
+        let ok = matches!(row.status, VolumeStatus::Succeeded | VolumeStatus::Reused);
+        let Some(pack) = row.pack_dir.clone().filter(|_| ok) else {
+            continue;
+        };
+        let opts = crate::verifier::VerifyOptions {
+            cwd: Some(config.cwd.clone()),
+            ..crate::verifier::VerifyOptions::default()
+        };
+        let dir = PathBuf::from(&pack);
+        let trust = tokio::task::spawn_blocking(move || {
+            crate::verifier::trust::verify_and_record(&dir, "succeeded", &opts)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            crate::verifier::trust::TrustSummary::not_formed(
+                "succeeded",
+                format!("the verifier stopped: {e}"),
+            )
+        });
+        out.push(VolumeTrust {
+            id: row.id.clone(),
+            pack_dir: pack,
+            trust,
+        });
+    }
+    out
+}
+
+/// One line per volume: verified, or why not.
+fn trust_lines(trust: &[VolumeTrust]) -> String {
+    let trusted = trust.iter().filter(|t| t.trust.trusted).count();
+    let mut out = format!(
+        "Verification: {trusted} of {} succeeded volume(s) ran and verified.",
+        trust.len()
+    );
+    for t in trust.iter().filter(|t| !t.trust.trusted) {
+        out.push_str(&format!("\n- {}: {}", t.id, t.trust.summary));
+    }
+    out
 }
 
 /// One volume through the batch.
@@ -176,7 +233,13 @@ impl RunBatch {
         rows.sort_by(|a, b| a.input.cmp(&b.input).then(a.id.cmp(&b.id)));
         let ids = RunIds { run_id, created_at };
         let cohort = summarise(&request, rows, attempts, stopped, &ids, &root, t0);
-        finish(&request, cohort, total, &ctx)
+        match finish(&request, cohort, total, &ctx) {
+            BatchCall::Ran(cohort) if request.settings.verify => {
+                let trust = verify_volumes(&cohort, &self.config).await;
+                BatchCall::Verified(cohort, trust)
+            }
+            other => other,
+        }
     }
 
     /// Every input through `run_script`'s gates. A refusal that is not about the input
@@ -1036,6 +1099,33 @@ impl BatchCall {
                 ToolOutcome::Failure {
                     message,
                     structured: None,
+                }
+            }
+            BatchCall::Verified(cohort, trust) => {
+                let lines = trust_lines(&trust);
+                match BatchCall::Ran(cohort).into_outcome() {
+                    ToolOutcome::Success {
+                        mut structured,
+                        summary,
+                    } => {
+                        structured["trust_summaries"] = json!(trust);
+                        ToolOutcome::Success {
+                            structured,
+                            summary: format!("{lines} {summary}"),
+                        }
+                    }
+                    ToolOutcome::Failure {
+                        message,
+                        mut structured,
+                    } => {
+                        if let Some(s) = structured.as_mut() {
+                            s["trust_summaries"] = json!(trust);
+                        }
+                        ToolOutcome::Failure {
+                            message: format!("{lines} {message}"),
+                            structured,
+                        }
+                    }
                 }
             }
             BatchCall::Ran(cohort) => {

@@ -41,6 +41,9 @@ pub struct RunArgs {
     /// Acknowledge that an MRI_BRAIN input is already preprocessed.
     #[arg(long)]
     pub preprocessed_brain_input: bool,
+    /// After a successful run, run the paired verifier on the pack (trust_summary.json).
+    #[arg(long)]
+    pub verify: bool,
     #[command(flatten)]
     pub knobs: KnobArgs,
 }
@@ -108,6 +111,9 @@ impl RunArgs {
         map.insert("timeout_seconds".into(), json!(self.timeout_seconds));
         if self.preprocessed_brain_input {
             map.insert("preprocessed_brain_input".into(), json!(true));
+        }
+        if self.verify {
+            map.insert("verify".into(), json!(true));
         }
         self.knobs.insert_into(&mut map);
         map

@@ -25,6 +25,7 @@ use crate::manifest::args::ArgError;
 use crate::manifest::{Manifest, ToolDecl};
 use crate::tools::registry::{Background, Tool};
 use crate::tools::slots::{queued_message, DevicePool, RunSlots};
+use crate::verifier::trust::TrustSummary;
 
 /// The tool, with its run slots (the concurrency limit on upstream runs).
 pub struct RunScript {
@@ -44,6 +45,9 @@ pub enum RunCall {
     NotStarted { message: String },
     /// The upstream ran (or was cancelled / timed out): the evidence is on disk.
     Ran(Box<Evidence>),
+    /// `verify: true` and the run succeeded: the evidence, and the paired verifier's
+    /// trust summary (also written into the pack as `trust_summary.json`).
+    Verified(Box<Evidence>, Box<TrustSummary>),
 }
 
 impl RunScript {
@@ -79,6 +83,7 @@ impl RunScript {
 
     /// A parsed request (from the tool or `ctmr-skill run`) → a finished call.
     pub async fn run(&self, request: request::RunRequest, ctx: CallContext) -> RunCall {
+        let verify = request.settings.verify;
         (ctx.progress)(Progress {
             progress: 0.0,
             total: Some(100.0),
@@ -125,9 +130,33 @@ impl RunScript {
         };
         let workers = self.workers.as_deref();
         match run::execute(gated, &self.config, &self.manifest, &ctx, workers, timing).await {
+            Ok(evidence) if verify && evidence.status == RunStatus::Succeeded => {
+                let trust = verify_pack_of(&evidence, &self.config).await;
+                RunCall::Verified(Box::new(evidence), Box::new(trust))
+            }
             Ok(evidence) => RunCall::Ran(Box::new(evidence)),
             Err(run::StartFailure(message)) => RunCall::NotStarted { message },
         }
+    }
+}
+
+/// Run the paired verifier on a succeeded run's pack (off the async threads) and
+/// record `trust_summary.json` there.
+pub async fn verify_pack_of(evidence: &Evidence, config: &Config) -> TrustSummary {
+    let pack = std::path::PathBuf::from(&evidence.pack_dir);
+    let status = evidence.status.as_str().to_string();
+    let opts = crate::verifier::VerifyOptions {
+        cwd: Some(config.cwd.clone()),
+        ..crate::verifier::VerifyOptions::default()
+    };
+    let on_thread = (pack, status.clone());
+    match tokio::task::spawn_blocking(move || {
+        crate::verifier::trust::verify_and_record(&on_thread.0, &on_thread.1, &opts)
+    })
+    .await
+    {
+        Ok(trust) => trust,
+        Err(e) => TrustSummary::not_formed(&status, format!("the verifier stopped: {e}")),
     }
 }
 
@@ -228,6 +257,18 @@ impl RunCall {
                 ToolOutcome::Failure {
                     message,
                     structured: None,
+                }
+            }
+            RunCall::Verified(evidence, trust) => {
+                let mut structured = serde_json::to_value(&*evidence).expect("evidence serialises");
+                structured["trust_summary"] = trust.to_value();
+                ToolOutcome::Success {
+                    structured,
+                    summary: format!(
+                        "{} {} Evidence pack: {} (output.json, manifest.json, \
+                         validation_summary.json, trust_summary.json).",
+                        trust.summary, evidence.summary, evidence.pack_dir
+                    ),
                 }
             }
             RunCall::Ran(evidence) => {

@@ -69,6 +69,8 @@ pub struct SettingsArgs {
     pub tensorrt: Option<bool>,
     /// false: start in the background and answer with a run record.
     pub wait: Option<bool>,
+    /// true: after a successful run, run the paired verifier on the pack.
+    pub verify: Option<bool>,
 }
 
 /// `run_script`'s arguments after the manifest checked them (defaults filled in).
@@ -84,7 +86,7 @@ pub struct RunScriptArgs {
 }
 
 /// The argv form (`script` + `args`) as structured fields; the structured form as is.
-/// `wait` may accompany either form.
+/// `wait` and `verify` may accompany either form.
 pub fn normalise(
     tool: &ToolDecl,
     args: Map<String, Value>,
@@ -95,7 +97,7 @@ pub fn normalise(
     let mixed: Vec<&str> = args
         .keys()
         .map(String::as_str)
-        .filter(|k| !matches!(*k, "script" | "args" | "wait"))
+        .filter(|k| !matches!(*k, "script" | "args" | "wait" | "verify"))
         .collect();
     if !mixed.is_empty() {
         return Err(ArgError::new(
@@ -113,8 +115,10 @@ pub fn normalise(
         ArgvForm::try_parse_from(std::iter::once(REFERENCE_SCRIPT.to_string()).chain(argv))
             .map_err(argv_error)?;
     let mut structured = parsed.run.to_arguments();
-    if let Some(wait) = args.get("wait") {
-        structured.insert("wait".into(), wait.clone());
+    for key in ["wait", "verify"] {
+        if let Some(v) = args.get(key) {
+            structured.insert(key.into(), v.clone());
+        }
     }
     Ok(structured)
 }
@@ -180,6 +184,8 @@ pub struct RunSettings {
     pub cpu_postprocessing: bool,
     /// Add the bundle's `configs/inference_trt.json` to the config list (needs CUDA).
     pub tensorrt: bool,
+    /// After a successful run, run the paired verifier and write `trust_summary.json`.
+    pub verify: bool,
 }
 
 impl SettingsArgs {
@@ -199,6 +205,7 @@ impl SettingsArgs {
             sw_batch_size: self.sw_batch_size,
             cpu_postprocessing: self.cpu_postprocessing.unwrap_or(false),
             tensorrt: self.tensorrt.unwrap_or(false),
+            verify: self.verify.unwrap_or(false),
         })
     }
 }
