@@ -69,6 +69,9 @@ pub struct SettingsArgs {
     pub tensorrt: Option<bool>,
     /// false: start in the background and answer with a run record.
     pub wait: Option<bool>,
+    /// `summary` (default) or `full`: how much of the result the server answers with
+    /// (the server shapes the answer; the tool ignores it).
+    pub detail: Option<String>,
 }
 
 /// `run_script`'s arguments after the manifest checked them (defaults filled in).
@@ -95,7 +98,7 @@ pub fn normalise(
     let mixed: Vec<&str> = args
         .keys()
         .map(String::as_str)
-        .filter(|k| !matches!(*k, "script" | "args" | "wait"))
+        .filter(|k| !matches!(*k, "script" | "args" | "wait" | "detail"))
         .collect();
     if !mixed.is_empty() {
         return Err(ArgError::new(
@@ -113,8 +116,10 @@ pub fn normalise(
         ArgvForm::try_parse_from(std::iter::once(REFERENCE_SCRIPT.to_string()).chain(argv))
             .map_err(argv_error)?;
     let mut structured = parsed.run.to_arguments();
-    if let Some(wait) = args.get("wait") {
-        structured.insert("wait".into(), wait.clone());
+    for kept in ["wait", "detail"] {
+        if let Some(value) = args.get(kept) {
+            structured.insert(kept.into(), value.clone());
+        }
     }
     Ok(structured)
 }
