@@ -174,7 +174,10 @@ fn failed(list: Option<&Value>) -> Vec<String> {
                 )
         })
         .map(|c| {
-            let id = s(c, "/id").or_else(|| s(c, "/name")).unwrap_or("check");
+            let id = s(c, "/id")
+                .or_else(|| s(c, "/name"))
+                .or_else(|| s(c, "/path"))
+                .unwrap_or("check");
             let why = s(c, "/message")
                 .or_else(|| s(c, "/detail"))
                 .or_else(|| s(c, "/reason"))
@@ -351,6 +354,31 @@ mod tests {
         assert_eq!(cuts.trimmed["$.big"], 100);
         assert_eq!(cuts.trimmed["$.map"], 20);
         assert_eq!(cuts.omitted, vec!["$.blob".to_string()]);
+    }
+
+    #[test]
+    fn an_everything_run_names_the_largest_classes_and_counts_the_rest() {
+        let classes: Vec<Value> = (1..=117)
+            .map(|i| json!({"id": i, "name": format!("structure_number_{i}"), "volume_ml": i as f64 * 10.0}))
+            .collect();
+        let doc = json!({
+            "status": "succeeded", "pack_dir": "/data/runs/case1",
+            "output": {"classes": classes, "label_prompts_requested": []},
+            "gates": [{"name": "input_exists", "status": "passed", "message": "ok"}],
+            "sanity_checks": [{"path": "output.shape", "status": "failed", "reason": "shape differs"}],
+        });
+        let t = text("run_script", &doc, "CT_BODY everything run succeeded");
+        assert!(t.contains("structure_number_117 (117): 1170.0 mL"), "{t}");
+        assert!(!t.contains("structure_number_1 (1):"), "{t}");
+        assert!(t.contains("and 92 more"), "{t}");
+        assert!(
+            t.contains("sanity failed: output.shape: shape differs"),
+            "{t}"
+        );
+        assert!(!t.contains("gates failed"), "{t}");
+        assert!(t.contains("pack: /data/runs/case1"), "{t}");
+        // Well under 1 500 tokens (a token is at least ~2.5 characters of such text).
+        assert!(t.len() < 3000, "{} chars", t.len());
     }
 
     #[test]
