@@ -1,7 +1,7 @@
 //! The full evidence one step away: `resource_link`s in every result that names an
 //! evidence pack, and MCP resources over the packs' files.
 //!
-//! URI scheme: `ctmr://pack` followed by the file's absolute path, e.g.
+//! URI scheme: `ctmr://pack` followed by the file's absolute path (percent-encoded), e.g.
 //! `ctmr://pack/data/runs/case1/output.json`. `resources/read` serves only files
 //! inside a pack directory this server linked in a result or that a run in the runs
 //! index names (after resolving symbolic links), and only text files (JSON, CSV, text,
@@ -45,15 +45,38 @@ impl Packs {
     }
 }
 
-/// The URI of a file.
+/// The URI of a file: bytes other than letters, digits, `/`, `-`, `.`, `_` and `~`
+/// percent-encoded, so any path makes a valid URI.
 pub fn uri_of(path: &Path) -> String {
-    format!("{SCHEME}{}", path.display())
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from(SCHEME);
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri
 }
 
 /// The absolute path a URI names, if it is one of ours.
 pub fn path_of(uri: &str) -> Option<PathBuf> {
-    let rest = uri.strip_prefix(SCHEME)?;
-    let path = PathBuf::from(rest);
+    use std::os::unix::ffi::OsStringExt;
+    let rest = uri.strip_prefix(SCHEME)?.as_bytes();
+    let mut bytes = Vec::with_capacity(rest.len());
+    let mut i = 0;
+    while i < rest.len() {
+        if rest[i] == b'%' {
+            let hex = std::str::from_utf8(rest.get(i + 1..i + 3)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            bytes.push(rest[i]);
+            i += 1;
+        }
+    }
+    let path = PathBuf::from(std::ffi::OsString::from_vec(bytes));
     path.is_absolute().then_some(path)
 }
 
@@ -197,6 +220,13 @@ mod tests {
         let allowed = packs.all();
         let json_uri = &links[1].uri;
         assert_eq!(path_of(json_uri).unwrap(), dir.join("output.json"));
+        let odd = Path::new("/data/my runs/case%1/ö.json");
+        assert_eq!(
+            uri_of(odd),
+            "ctmr://pack/data/my%20runs/case%251/%C3%B6.json"
+        );
+        assert_eq!(path_of(&uri_of(odd)).unwrap(), odd);
+        assert_eq!(path_of("ctmr://pack/x%2"), None);
         assert_eq!(read(json_uri, &allowed).unwrap().0, "{\"a\":1}");
         assert!(read(&links[0].uri, &allowed)
             .unwrap_err()
