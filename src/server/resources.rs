@@ -101,14 +101,14 @@ pub fn readable_kind(path: &Path) -> bool {
     mime_of(path).starts_with("text/") || mime_of(path) == "application/json"
 }
 
-/// The pack directories a result document names: `pack_dir` (also under `run`,
-/// `result` and `target`) and `output_root`.
+/// The pack directories a result document names: `pack_dir` (also under `run` and
+/// `result`), the verifier's `target.evidence_pack`, and `output_root`.
 pub fn pack_dirs(doc: &Value) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = [
         "/pack_dir",
         "/run/pack_dir",
         "/result/pack_dir",
-        "/target/pack_dir",
+        "/target/evidence_pack",
         "/output_root",
         "/result/output_root",
     ]

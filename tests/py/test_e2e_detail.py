@@ -113,4 +113,5 @@ def test_full_is_the_whole_document(server: Server, demo_bundle: Path, demo_ct: 
     # verify_evidence: the summary names the verdict; full is the whole report.
     assert summary.structured_content["overall"] == verified.structured_content["overall"]
     assert verified.structured_content["overall"] in texts(summary)[0]
+    assert "output.json" in links(summary) and "output.json" in links(verified)
     assert not inspected.is_error and "labels:" in texts(inspected)[0], texts(inspected)
