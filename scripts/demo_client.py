@@ -91,6 +91,8 @@ def plan(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str], list
         "modality": args.modality,
         "output_dir": str(args.output_dir.resolve()),
         "upstream_root": str(root.resolve()),
+        # The report below prints every class and check: the whole evidence document.
+        "detail": "full",
     }
     if args.label_prompts:
         try:
@@ -202,7 +204,7 @@ async def session(args: argparse.Namespace, arguments: dict[str, Any], env: dict
         if result.is_error or not ev or ev.get("status") != "succeeded":
             return 1
 
-        verdict = await client.call_tool("verify_evidence", {"pack_dir": ev["pack_dir"]})
+        verdict = await client.call_tool("verify_evidence", {"pack_dir": ev["pack_dir"], "detail": "full"})
         if verdict.is_error:
             print(f"\nverify_evidence failed: {text_of(verdict)}")
         else:

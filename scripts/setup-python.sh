@@ -12,6 +12,8 @@ REQS=(
   "monai>=1.5,<1.6" "numpy<2" nibabel scipy typer PyYAML fire huggingface_hub
   pytorch-ignite einops
   "mcp>=1.20" pytest jsonschema
+  # scripts/bench-tokens.py: OpenAI BPE vocabularies shipped inside the package (works offline)
+  "bpe-openai>=0.1.4"
 )
 STAMP="$VENV/.ctmr-skill-requirements"
 WANT="$(printf '%s\n' "${REQS[@]}")"

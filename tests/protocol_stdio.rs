@@ -48,6 +48,48 @@ fn tools_list_matches_the_golden_file() {
     server.close_and_wait(Duration::from_secs(5));
 }
 
+/// Issue 17's budget: the whole `tools/list` answer, as sent, fits in 25 KB; the server
+/// advertises resources, and `resources/read` refuses what is not inside a known pack.
+#[test]
+fn tools_list_fits_the_budget_and_resources_are_advertised() {
+    let dir = common::fresh_dir();
+    let mut server = Server::start(dir.path(), None);
+    let init = server.initialize_with("2025-06-18", json!({}));
+    assert!(
+        init["result"]["capabilities"]["resources"].is_object(),
+        "{init}"
+    );
+    server.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
+    let listed = server.response(1, Duration::from_secs(10));
+    let bytes = listed.to_string().len();
+    assert!(bytes <= 25_000, "tools/list is {bytes} bytes");
+    for tool in listed["result"]["tools"].as_array().unwrap() {
+        let schema = tool["outputSchema"].to_string();
+        assert!(
+            !schema.contains("\"description\""),
+            "{}: {schema}",
+            tool["name"]
+        );
+    }
+    server.send(json!({"jsonrpc": "2.0", "id": 2, "method": "resources/list"}));
+    let resources = server.response(2, Duration::from_secs(10));
+    assert!(resources["result"]["resources"].is_array(), "{resources}");
+    let outside = dir.path().join("secret.json");
+    std::fs::write(&outside, "{}").unwrap();
+    server.send(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "resources/read",
+        "params": {"uri": format!("ctmr://pack{}", outside.display())}}),
+    );
+    let refused = server.response(3, Duration::from_secs(10));
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not inside")),
+        "{refused}"
+    );
+    server.close_and_wait(Duration::from_secs(5));
+}
+
 #[test]
 fn faults_and_refusals_never_kill_the_server() {
     let dir = common::fresh_dir();

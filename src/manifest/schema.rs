@@ -118,10 +118,113 @@ pub fn tool_specs(manifest: &Manifest, documents: &[(String, Value)]) -> Vec<Too
                 .as_deref()
                 .and_then(document)
                 .map(inline_refs)
-                .map(flatten_top_level),
+                .map(flatten_top_level)
+                .map(compact_output_schema),
             read_only: tool.read_only,
         })
         .collect()
+}
+
+/// How deep an output schema in `tools/list` describes its document: the top-level
+/// fields and the fields of those; deeper values are typed only.
+pub const OUTPUT_SCHEMA_DEPTH: usize = 2;
+
+/// An output schema as `tools/list` sends it: no prose (`description`, `title`,
+/// `examples`, `default`, `$schema`), `required` only at the top level, and below
+/// [`OUTPUT_SCHEMA_DEPTH`] only each value's type (`type`, `enum`, `const`, `anyOf` of
+/// those). Every document the full schema accepts,
+/// this one accepts; the full schemas stay under schemas/ for readers.
+pub fn compact_output_schema(schema: Value) -> Value {
+    fn strip(node: Value, names: bool) -> Value {
+        match node {
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .filter(|(k, _)| {
+                        names
+                            || !matches!(
+                                k.as_str(),
+                                "description" | "title" | "examples" | "default" | "$comment"
+                            )
+                    })
+                    .map(|(k, v)| {
+                        let under_names = !names && (k == "properties" || k == "$defs");
+                        (k, strip(v, under_names))
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|v| strip(v, false)).collect())
+            }
+            other => other,
+        }
+    }
+    fn cut(node: Value, level: usize) -> Value {
+        let Value::Object(mut map) = node else {
+            return node;
+        };
+        if let Some(Value::Array(options)) = map.remove("anyOf") {
+            map.insert(
+                "anyOf".into(),
+                Value::Array(options.into_iter().map(|o| cut(o, level)).collect()),
+            );
+        }
+        if level > 0 {
+            // The top level names what every result has; below it, the types suffice.
+            map.remove("required");
+        }
+        if level >= OUTPUT_SCHEMA_DEPTH {
+            return type_only(map);
+        }
+        if let Some(Value::Object(props)) = map.remove("properties") {
+            let props = props
+                .into_iter()
+                .map(|(k, v)| (k, cut(v, level + 1)))
+                .collect();
+            map.insert("properties".into(), Value::Object(props));
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(inner) = map.get_mut(key).filter(|v| v.is_object()) {
+                *inner = cut(inner.take(), level + 1);
+            }
+        }
+        Value::Object(map)
+    }
+    let mut compact = cut(strip(schema, false), 0);
+    if let Some(root) = compact.as_object_mut() {
+        root.remove("$schema");
+        root.remove("$id");
+    }
+    compact
+}
+
+/// A value below [`OUTPUT_SCHEMA_DEPTH`]: its JSON type(s) only (an `anyOf` of types
+/// becomes a type list; an `enum` or `const` keeps its type), which accepts every value
+/// the full schema accepts.
+fn type_only(map: Map<String, Value>) -> Value {
+    fn types_of(map: &Map<String, Value>) -> Option<Vec<Value>> {
+        match map.get("type") {
+            Some(Value::String(t)) => return Some(vec![json!(t)]),
+            Some(Value::Array(ts)) => return Some(ts.clone()),
+            _ => {}
+        }
+        if let Some(Value::Array(options)) = map.get("anyOf") {
+            let mut all = Vec::new();
+            for option in options {
+                for t in types_of(option.as_object()?)? {
+                    if !all.contains(&t) {
+                        all.push(t);
+                    }
+                }
+            }
+            return Some(all);
+        }
+        None
+    }
+    match types_of(&map) {
+        Some(types) if types.len() == 1 => json!({"type": types[0]}),
+        Some(types) => json!({ "type": types }),
+        None => json!({}),
+    }
 }
 
 /// Replace every local `{"$ref": "#/$defs/name"}` with the definition itself and drop

@@ -9,16 +9,19 @@ use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
-    CreateTaskResult, GetTaskParams, GetTaskResult, Implementation, ListToolsResult,
-    PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
-    ToolsCapability,
+    CreateTaskResult, GetTaskParams, GetTaskResult, Implementation, ListResourcesResult,
+    ListToolsResult, MetaObject, PaginatedRequestParams, ProtocolVersion,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ResourceContents,
+    ResourcesCapability, ServerCapabilities, ServerConfig, Tool, ToolsCapability,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::detail::{self, Detail};
 use super::progress;
+use super::resources::{self, Packs};
 use super::tasks;
 use crate::jobs::RunState;
 use crate::tools::{CallContext, Started, ToolBox, ToolCallError, ToolOutcome, ToolSpec};
@@ -40,6 +43,8 @@ pub(crate) struct Handler {
     /// Cancelled when the input ends: every running call's token descends from it.
     pub shutdown: CancellationToken,
     pub keepalive: Duration,
+    /// The packs linked in results so far: what `resources/read` may serve.
+    pub packs: Packs,
 }
 
 /// The instructions as sent: the caller's text, with the clinical-use statement
@@ -116,6 +121,70 @@ pub(crate) fn result_from_outcome(outcome: ToolOutcome) -> CallToolResult {
     }
 }
 
+/// How a tool's call is answered: the detail it asked for (`None`: the tool takes no
+/// `detail`, its answer is the full one), its output schema (to cut a summary by) and
+/// the packs it links.
+pub(crate) struct Shape<'a> {
+    pub tool: &'a str,
+    pub detail: Option<Detail>,
+    pub output_schema: Option<&'a serde_json::Value>,
+    pub packs: &'a Packs,
+}
+
+/// [`result_from_outcome`] at the detail the call asked for, with a `resource_link`
+/// for every file of the packs the result names. Summary: the summary text and the
+/// cut `structuredContent` (what was cut in `_meta["ctmr/summary"]`), no JSON text.
+pub(crate) fn shaped_result(outcome: ToolOutcome, shape: &Shape<'_>) -> CallToolResult {
+    let document = match &outcome {
+        ToolOutcome::Success { structured, .. } => Some(structured.clone()),
+        ToolOutcome::Failure { structured, .. } => structured.clone(),
+    };
+    let links = document
+        .as_ref()
+        .map(|d| resources::links(d, shape.packs))
+        .unwrap_or_default();
+    let mut result = match (shape.detail, outcome) {
+        (
+            Some(Detail::Summary),
+            ToolOutcome::Success {
+                structured,
+                summary,
+            },
+        ) => {
+            let text = detail::text(shape.tool, &structured, &summary);
+            let (kept, cuts) = detail::subset(&structured, shape.output_schema);
+            let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+            result.structured_content = Some(kept);
+            let mut meta = serde_json::Map::new();
+            meta.insert("ctmr/summary".into(), cuts.to_meta());
+            result.meta = Some(MetaObject(meta));
+            result
+        }
+        (
+            Some(Detail::Summary),
+            ToolOutcome::Failure {
+                message,
+                structured: Some(structured),
+            },
+        ) => {
+            let text = detail::text(shape.tool, &structured, &message);
+            let (kept, cuts) = detail::subset(&structured, shape.output_schema);
+            let mut result =
+                CallToolResult::error(vec![ContentBlock::text(message), ContentBlock::text(text)]);
+            result.structured_content = Some(kept);
+            let mut meta = serde_json::Map::new();
+            meta.insert("ctmr/summary".into(), cuts.to_meta());
+            result.meta = Some(MetaObject(meta));
+            result
+        }
+        (_, outcome) => result_from_outcome(outcome),
+    };
+    result
+        .content
+        .extend(links.into_iter().map(ContentBlock::resource_link));
+    result
+}
+
 fn unknown_task(id: &str, index: &std::path::Path) -> ErrorData {
     ErrorData::invalid_params(
         format!(
@@ -145,6 +214,12 @@ impl Handler {
     ) -> Result<CallToolResult, ErrorData> {
         let name = request.name.to_string();
         let arguments = request.arguments.unwrap_or_default();
+        let spec = self.toolbox.list().into_iter().find(|t| t.name == name);
+        let detail = Detail::requested(
+            spec.as_ref()
+                .is_some_and(|t| t.input_schema.pointer("/properties/detail").is_some()),
+            &arguments,
+        );
 
         // The call's token: cancelled by `notifications/cancelled` for this
         // request (the SDK cancels `context.ct`) or by the end of the input.
@@ -175,7 +250,14 @@ impl Handler {
         }
         link.abort();
 
-        self.map_joined(&name, joined).map(result_from_outcome)
+        let shape = Shape {
+            tool: &name,
+            detail,
+            output_schema: spec.as_ref().and_then(|t| t.output_schema.as_ref()),
+            packs: &self.packs,
+        };
+        self.map_joined(&name, joined)
+            .map(|outcome| shaped_result(outcome, &shape))
     }
 
     /// A finished call as the protocol answers it.
@@ -229,12 +311,27 @@ impl Handler {
     ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.to_string();
         let arguments = request.arguments.unwrap_or_default();
+        let spec = self.toolbox.list().into_iter().find(|t| t.name == name);
+        let detail = Detail::requested(
+            spec.as_ref()
+                .is_some_and(|t| t.input_schema.pointer("/properties/detail").is_some()),
+            &arguments,
+        );
         let started = tokio::spawn(self.toolbox.start(&name, arguments)).await;
         Ok(match self.map_joined(&name, started)? {
             Started::Run(record) => {
                 CallToolResponse::Task(CreateTaskResult::new(tasks::task_of(&record)))
             }
-            Started::Answered(outcome) => result_from_outcome(outcome).into(),
+            Started::Answered(outcome) => shaped_result(
+                outcome,
+                &Shape {
+                    tool: &name,
+                    detail,
+                    output_schema: spec.as_ref().and_then(|t| t.output_schema.as_ref()),
+                    packs: &self.packs,
+                },
+            )
+            .into(),
         })
     }
 
@@ -254,6 +351,9 @@ impl ServerHandler for Handler {
         let mut tools = ToolsCapability::default();
         tools.list_changed = Some(false);
         capabilities.tools = Some(tools);
+        let mut resources = ResourcesCapability::default();
+        resources.list_changed = Some(false);
+        capabilities.resources = Some(resources);
         capabilities
             .extensions
             .get_or_insert_with(Default::default)
@@ -284,6 +384,78 @@ impl ServerHandler for Handler {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ErrorData::internal_error(e, None))?;
         Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let jobs = self.toolbox.jobs();
+        let linked = self.packs.all();
+        let listed = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            if let Some(jobs) = jobs {
+                for run in jobs.list().into_iter().take(resources::LIST_RUNS) {
+                    let file = std::path::Path::new(&run.pack_dir).join(&run.result_file);
+                    if let Ok(meta) = std::fs::metadata(&file) {
+                        let state = serde_json::to_value(run.state)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default();
+                        out.push(
+                            rmcp::model::Resource::new(
+                                resources::uri_of(&file),
+                                format!("run {} ({}, {state})", run.run_id, run.tool),
+                            )
+                            .with_mime_type(resources::mime_of(&file))
+                            .with_size(meta.len()),
+                        );
+                    }
+                }
+            }
+            for dir in linked {
+                for (path, size) in resources::files_of(&dir) {
+                    let uri = resources::uri_of(&path);
+                    if !out.iter().any(|r| r.uri == uri) {
+                        out.push(resources::resource_of(&path, size, &dir));
+                    }
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| ErrorData::internal_error(format!("resources/list failed: {e}"), None))?;
+        Ok(ListResourcesResult::with_all_items(listed))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let jobs = self.toolbox.jobs();
+        let linked = self.packs.all();
+        let uri = request.uri;
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut allowed = linked;
+            if let Some(jobs) = jobs {
+                allowed.extend(
+                    jobs.list()
+                        .into_iter()
+                        .filter_map(|run| std::path::Path::new(&run.pack_dir).canonicalize().ok()),
+                );
+            }
+            resources::read(&uri, &allowed).map(|(text, mime)| (uri, text, mime))
+        })
+        .await
+        .map_err(|e| ErrorData::internal_error(format!("resources/read failed: {e}"), None))?;
+        let (uri, text, mime) = answer.map_err(|why| ErrorData::resource_not_found(why, None))?;
+        let contents: ResourceContents = serde_json::from_value(json!({
+            "uri": uri, "mimeType": mime, "text": text,
+        }))
+        .map_err(|e| ErrorData::internal_error(format!("resources/read: {e}"), None))?;
+        Ok(ReadResourceResult::new(vec![contents]).into())
     }
 
     async fn call_tool(

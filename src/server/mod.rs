@@ -24,8 +24,10 @@
 //! that ignores cancellation cannot keep the process alive. A client that pipes
 //! requests in must therefore read their responses before closing stdin.
 
+pub mod detail;
 mod handler;
 mod progress;
+pub mod resources;
 mod tasks;
 mod transport;
 
@@ -220,6 +222,7 @@ where
         instructions: opts.instructions,
         shutdown: input_closed.clone(),
         keepalive: tuning.keepalive,
+        packs: Default::default(),
     };
     let transport = LineTransport::new(incoming, writer, in_flight);
 

@@ -27,6 +27,9 @@ pub struct InspectArgs {
     pub ground_truth: Option<String>,
     pub components: Option<bool>,
     pub upstream_root: Option<String>,
+    /// `summary` (default) or `full`: how much of the result the server answers with
+    /// (the server shapes the answer; the tool ignores it).
+    pub detail: Option<String>,
 }
 
 /// Parsed arguments.

@@ -101,6 +101,9 @@ fn run_id(args: RunIdArgs) -> Result<String, ArgError> {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct RunIdArgs {
     pub run_id: String,
+    /// `summary` (default) or `full`: how much of the result the server answers with
+    /// (the server shapes the answer; the tool ignores it).
+    pub detail: Option<String>,
 }
 
 /// `list_runs` takes no arguments.

@@ -185,7 +185,7 @@ mod tests {
             "{e}"
         );
         assert!(
-            e.contains("'verify_evidence': the manifest declares arguments {\"pack\"}"),
+            e.contains("'verify_evidence': the manifest declares arguments {\"detail\", \"pack\"}"),
             "{e}"
         );
     }

@@ -22,6 +22,9 @@ pub struct VerifyEvidence(pub Arc<Config>);
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct VerifyArgs {
     pub pack_dir: String,
+    /// `summary` (default) or `full`: how much of the result the server answers with
+    /// (the server shapes the answer; the tool ignores it).
+    pub detail: Option<String>,
 }
 
 impl Tool for VerifyEvidence {

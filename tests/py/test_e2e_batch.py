@@ -57,6 +57,7 @@ def test_run_batch_cohort_with_progress_and_evidence(server: Server, demo_bundle
                     "modality": "CT_BODY",
                     "upstream_root": str(demo_bundle),
                     "device": "cpu",
+                    "detail": "full",
                 },
                 progress_callback=on_progress,
             )
@@ -116,7 +117,7 @@ def test_wait_false_then_get_run_and_list_runs(server: Server, demo_bundle: Path
             assert record["state"] == "running" and record["tool"] == "run_batch"
             deadline = time.monotonic() + 600
             while True:
-                view = await client.call_tool("get_run", {"run_id": record["run_id"]})
+                view = await client.call_tool("get_run", {"run_id": record["run_id"], "detail": "full"})
                 assert not view.is_error, text_of(view)
                 state = view.structured_content["run"]["state"]
                 if state != "running":

@@ -66,6 +66,8 @@ def argv_arguments(image: Path, out: Path, bundle: Path, *extra: str) -> dict[st
     return {
         "script": "scripts/run_ctmr.py",
         "args": [str(image), "--modality", "CT_BODY", "--output-dir", str(out), "--upstream-root", str(bundle), *extra],
+        # These tests re-derive the whole evidence document; the summary is tested on its own.
+        "detail": "full",
     }
 
 
@@ -298,6 +300,7 @@ def test_run_script_structured_form_reports_progress(server: Server, demo_bundle
                 client,
                 "run_script",
                 {
+                    "detail": "full",
                     "input": str(demo_ct),
                     "modality": "CT_BODY",
                     "output_dir": str(out),
@@ -540,7 +543,7 @@ def test_inspect_label_map_counts_match_numpy(server: Server, demo_bundle: Path,
     async def body():
         async with server.client(mode="2026-07-28") as client:
             return await call_and_check_schema(
-                client, "inspect_label_map", {"mask": str(path), "components": True, "upstream_root": str(demo_bundle)}
+                client, "inspect_label_map", {"mask": str(path), "components": True, "upstream_root": str(demo_bundle), "detail": "full"}
             )
 
     result = run_async(body)
@@ -593,8 +596,8 @@ def test_verify_evidence_on_a_real_pack(argv_run, session_server: Server, tmp_pa
 
     async def body():
         async with session_server.client(mode="legacy") as client:
-            good = await call_and_check_schema(client, "verify_evidence", {"pack_dir": str(out)})
-            bad = await call_and_check_schema(client, "verify_evidence", {"pack_dir": str(tampered)})
+            good = await call_and_check_schema(client, "verify_evidence", {"pack_dir": str(out), "detail": "full"})
+            bad = await call_and_check_schema(client, "verify_evidence", {"pack_dir": str(tampered), "detail": "full"})
             missing = await client.call_tool("verify_evidence", {"pack_dir": str(tmp_path / "no-such-pack")})
             return good, bad, missing
 
@@ -690,7 +693,7 @@ def test_real_upstream_two_prompts(ctmr_binary: Path, python_exe: Path, tmp_path
             return await call_and_check_schema(
                 client,
                 "run_script",
-                {"input": str(image), "output_dir": str(out), "label_prompts": [1, 3], "patch_size": [64, 64, 64]},
+                {"input": str(image), "output_dir": str(out), "label_prompts": [1, 3], "patch_size": [64, 64, 64], "detail": "full"},
             )
 
     result = run_async(body)

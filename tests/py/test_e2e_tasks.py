@@ -82,7 +82,7 @@ class Tasks(ClientExtension):
 
 
 def batch_args(inputs: list[Path], out: Path, bundle: Path) -> dict[str, Any]:
-    return {"inputs": [str(p) for p in inputs], "output_root": str(out), "upstream_root": str(bundle), "device": "cpu"}
+    return {"inputs": [str(p) for p in inputs], "output_root": str(out), "upstream_root": str(bundle), "device": "cpu", "detail": "full"}
 
 
 def test_run_batch_as_a_task_from_the_python_sdk(server: Server, demo_bundle: Path, tmp_path: Path):
@@ -93,7 +93,7 @@ def test_run_batch_as_a_task_from_the_python_sdk(server: Server, demo_bundle: Pa
     async def body():
         async with server.client(mode="2026-07-28", extensions=[tasks]) as client:
             result = await client.call_tool("run_batch", batch_args(inputs, tmp_path / "out", demo_bundle))
-            run = await client.call_tool("get_run", {"run_id": tasks.created[0].task_id})
+            run = await client.call_tool("get_run", {"run_id": tasks.created[0].task_id, "detail": "full"})
             # A read-only tool is answered in full even for a task-aware client.
             labels = await client.call_tool("list_labels", {"resolve": ["liver"], "upstream_root": str(demo_bundle)})
             return result, run, labels
@@ -134,7 +134,7 @@ def test_tasks_cancel_ends_a_running_task(server: Server, demo_bundle: Path, tmp
             assert isinstance(created, CreatedTask), created
             await client.session.send_request(TasksCancel(params={"taskId": created.task_id}), RAW)
             ended = await until_ended(client.session, created.task_id, [])
-            run = await client.call_tool("get_run", {"run_id": created.task_id})
+            run = await client.call_tool("get_run", {"run_id": created.task_id, "detail": "full"})
             return ended, run
 
     ended, run = anyio.run(body)

@@ -71,6 +71,9 @@ pub struct SettingsArgs {
     pub wait: Option<bool>,
     /// true: after a successful run, run the paired verifier on the pack.
     pub verify: Option<bool>,
+    /// `summary` (default) or `full`: how much of the result the server answers with
+    /// (the server shapes the answer; the tool ignores it).
+    pub detail: Option<String>,
 }
 
 /// `run_script`'s arguments after the manifest checked them (defaults filled in).
@@ -86,7 +89,7 @@ pub struct RunScriptArgs {
 }
 
 /// The argv form (`script` + `args`) as structured fields; the structured form as is.
-/// `wait` and `verify` may accompany either form.
+/// `wait`, `verify` and `detail` may accompany either form.
 pub fn normalise(
     tool: &ToolDecl,
     args: Map<String, Value>,
@@ -97,7 +100,7 @@ pub fn normalise(
     let mixed: Vec<&str> = args
         .keys()
         .map(String::as_str)
-        .filter(|k| !matches!(*k, "script" | "args" | "wait" | "verify"))
+        .filter(|k| !matches!(*k, "script" | "args" | "wait" | "verify" | "detail"))
         .collect();
     if !mixed.is_empty() {
         return Err(ArgError::new(
@@ -115,7 +118,7 @@ pub fn normalise(
         ArgvForm::try_parse_from(std::iter::once(REFERENCE_SCRIPT.to_string()).chain(argv))
             .map_err(argv_error)?;
     let mut structured = parsed.run.to_arguments();
-    for key in ["wait", "verify"] {
+    for key in ["wait", "verify", "detail"] {
         if let Some(v) = args.get(key) {
             structured.insert(key.into(), v.clone());
         }
