@@ -65,6 +65,8 @@ impl World {
             "output_dir": out,
             "upstream_root": "demo",
             "device": "cpu",
+            // The whole document: these tests read every field of the trust summary.
+            "detail": "full",
         });
         if let Some(v) = verify {
             args["verify"] = json!(v);
@@ -169,7 +171,8 @@ fn run_batch_verify_true_judges_every_succeeded_volume() {
         "tools/call",
         json!({"name": "run_batch", "arguments": {
             "inputs": [demo.to_str().unwrap(), noise.to_str().unwrap()],
-            "output_root": "cohort", "upstream_root": "demo", "device": "cpu", "verify": true
+            "output_root": "cohort", "upstream_root": "demo", "device": "cpu", "verify": true,
+            "detail": "full"
         }}),
         LIMIT,
     )["result"]
