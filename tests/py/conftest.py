@@ -129,6 +129,8 @@ class Server:
     env: dict[str, str]
     errlog: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Extra `serve` flags, e.g. --no-warm for tests of the one-shot process group.
+    extra_args: list[str] = field(default_factory=list)
 
     def stderr_tail(self, n: int = 4000) -> str:
         try:
@@ -145,7 +147,7 @@ class Server:
         from mcp.client.stdio import StdioServerParameters, stdio_client
 
         params = StdioServerParameters(
-            command=str(self.binary), args=["serve"], env={**self.env, **self.extra_env}, cwd=str(self.cwd)
+            command=str(self.binary), args=["serve", *self.extra_args], env={**self.env, **self.extra_env}, cwd=str(self.cwd)
         )
         with open(self.errlog, "a") as errlog:
             transport = stdio_client(params, errlog=errlog)

@@ -356,6 +356,7 @@ def test_run_script_structures_resolve_to_ids(server: Server, demo_bundle: Path,
 def test_cancel_kills_upstream_process_group(server: Server, demo_bundle: Path, demo_ct: Path, tmp_path: Path):
     """Cancel mid-flight (SDK task cancellation sends notifications/cancelled): the upstream's
     whole process group dies, the pack says "cancelled", and the server keeps serving."""
+    server.extra_args.append("--no-warm")  # the one-shot process group; warm workers have their own tests
     out = tmp_path / "cancelled-run"
     seen_upstream: list[list[tuple[int, str]]] = []
     groups: set[int] = set()
@@ -441,7 +442,7 @@ def test_client_disconnect_mid_run_leaves_no_upstream(server: Server, demo_bundl
     ]
     with open(server.errlog, "a") as errlog:
         proc = subprocess.Popen(
-            [str(server.binary), "serve"], cwd=server.cwd, env={**os.environ, **server.env},
+            [str(server.binary), "serve", "--no-warm"], cwd=server.cwd, env={**os.environ, **server.env},
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errlog, text=True,
         )
         try:
