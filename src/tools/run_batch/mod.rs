@@ -714,7 +714,7 @@ fn attempt_options(
     options.require_sandbox = rc.require_sandbox;
     options.on_spawn = Some(ctx.children.clone());
     options.cancel = ctx.cancel.clone();
-    options.tick = Duration::from_secs(2);
+    options.tick = Duration::from_millis(500);
     let names: Vec<(String, PathBuf)> = staged
         .iter()
         .map(|(i, _, mask)| (entries[*i].volume.id.clone(), mask.clone()))
