@@ -321,12 +321,8 @@ pub struct RunCost {
     pub gpu: GpuCost,
 }
 
-/// GPU figures (peak memory, utilisation) when they were measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct GpuCost {
-    pub measured: bool,
-    pub reason: Option<String>,
-}
+/// GPU figures (peak memory, utilisation, GPU-seconds) when NVML measured them.
+pub use crate::upstream::gpu::GpuCost;
 
 /// Upstream output: full logs on disk, tails here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

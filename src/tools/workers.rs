@@ -9,12 +9,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::call::{CallContext, Progress};
 use crate::config::Config;
 use crate::evidence::WorkerInfo;
+use crate::upstream::gpu::{GpuCost, GpuSampler};
 use crate::upstream::worker::{tail_of, WarmReply, Worker, WorkerLost, WorkerSpec};
 use crate::upstream::{
     self, adopt_mask, build_argv, DeviceRequest, EnvProbe, RunOutcome, RunResult, UpstreamRequest,
@@ -52,9 +54,11 @@ pub enum Warm {
 }
 
 /// What a served request cost the worker, and whether this call started it.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone)]
 pub struct Measured {
     pub cpu_seconds: Option<f64>,
+    /// GPU figures of the worker's process group during the request.
+    pub gpu: GpuCost,
     pub peak_rss_kib: Option<u64>,
     /// Seconds spent starting the worker, when this call started it.
     pub worker_start_seconds: Option<f64>,
@@ -195,10 +199,12 @@ async fn serve(
     let started_at = chrono::Utc::now().to_rfc3339();
     let t0 = Instant::now();
     let cpu_before = upstream::usage::process_cpu_seconds(worker.pid);
+    let sampler = GpuSampler::start(Arc::new(AtomicU32::new(worker.pid)));
     let reply = worker
         .request(&prepared.arguments, &prepared.logs, &ctx.cancel, timeout)
         .await;
     let measured = Measured {
+        gpu: sampler.finish(),
         cpu_seconds: cpu_before
             .zip(upstream::usage::process_cpu_seconds(worker.pid))
             .map(|(a, b)| b - a),

@@ -60,6 +60,7 @@
 mod argv;
 mod error;
 pub mod fingerprint;
+pub mod gpu;
 mod hash;
 mod launch;
 pub mod oom;

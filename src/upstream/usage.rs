@@ -3,8 +3,7 @@
 //! One-shot runs are measured as this server's reaped children (`getrusage`
 //! `RUSAGE_CHILDREN`, the difference across the run: the child and everything it
 //! waited for); a warm worker by its own `/proc/<pid>` counters across the request
-//! (its threads included). GPU figures need NVML, which this build does not sample:
-//! the evidence says so instead of guessing.
+//! (its threads included). GPU figures come from NVML, in [`super::gpu`].
 
 /// CPU seconds (user + system) and peak RSS in KiB of this process's reaped children.
 pub fn children_usage() -> (f64, u64) {
@@ -40,15 +39,6 @@ pub fn process_peak_rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
-/// Why GPU figures are absent.
-pub fn gpu_unmeasured_reason() -> String {
-    if std::path::Path::new("/dev/nvidiactl").exists() {
-        "an NVIDIA driver is present, but this build does not sample NVML".into()
-    } else {
-        "no NVIDIA driver on this machine (/dev/nvidiactl is absent)".into()
-    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! files it left (never from what the child printed), then the pack on disk.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::evidence::{
 };
 use crate::manifest::Manifest;
 use crate::tools::workers::{Warm, Workers};
+use crate::upstream::gpu::GpuSampler;
 use crate::upstream::{self, UpstreamRequest};
 
 /// The phases of a run, in order, as progress reports name them.
@@ -174,16 +176,18 @@ struct Ran {
     cost: RunCost,
 }
 
-fn cost(cpu_seconds: Option<f64>, peak_rss_kib: Option<u64>, measured_on: &str) -> RunCost {
+fn cost(
+    cpu_seconds: Option<f64>,
+    peak_rss_kib: Option<u64>,
+    measured_on: &str,
+    gpu: GpuCost,
+) -> RunCost {
     RunCost {
         wall_seconds: 0.0,
         cpu_seconds: cpu_seconds.map(round3),
         peak_rss_mib: peak_rss_kib.map(|k| round3(k as f64 / 1024.0)),
         measured_on: measured_on.into(),
-        gpu: GpuCost {
-            measured: false,
-            reason: Some(upstream::usage::gpu_unmeasured_reason()),
-        },
+        gpu,
     }
 }
 
@@ -231,6 +235,7 @@ async fn run_upstream(
                         measured.cpu_seconds,
                         measured.peak_rss_kib,
                         "the warm worker process during this request (peak memory: since it started)",
+                        measured.gpu,
                     ),
                 });
             }
@@ -268,7 +273,13 @@ async fn one_shot(
     let mut options = upstream::RunOptions::new(req.output_dir.join("logs"), timeout);
     options.base_env = config.child_env.clone();
     options.require_sandbox = config.require_sandbox;
-    options.on_spawn = Some(ctx.children.clone());
+    // The child leads its own process group: the GPU sampler attributes by that group.
+    let group = Arc::new(AtomicU32::new(0));
+    let (children, spawned) = (ctx.children.clone(), group.clone());
+    options.on_spawn = Some(Arc::new(move |pid| {
+        spawned.store(pid, Ordering::Relaxed);
+        children(pid);
+    }));
     options.cancel = ctx.cancel.clone();
     let hook_ctx = ctx.clone();
     let started = std::time::Instant::now();
@@ -288,15 +299,17 @@ async fn one_shot(
     let mut phases =
         BTreeMap::from([("probe".to_string(), round3(probing.elapsed().as_secs_f64()))]);
     let before = upstream::usage::children_usage();
-    let result = upstream::run(req, &probe, &options)
-        .await
-        .map_err(|e| StartFailure(e.to_string()))?;
+    let sampler = GpuSampler::start(group);
+    let result = upstream::run(req, &probe, &options).await;
+    let gpu = sampler.finish();
+    let result = result.map_err(|e| StartFailure(e.to_string()))?;
     let after = upstream::usage::children_usage();
     phases.insert("upstream".into(), round3(result.seconds));
     let cost = cost(
         Some(after.0 - before.0),
         Some(after.1),
         "the upstream process tree, as children this server reaped during the run (peak memory: the largest child so far)",
+        gpu,
     );
     Ok((result, probe, phases, cost))
 }
