@@ -44,7 +44,7 @@ pub enum Warm {
         result: Box<RunResult>,
         probe: Box<EnvProbe>,
         worker: WorkerInfo,
-        measured: Measured,
+        measured: Box<Measured>,
     },
     /// The worker cannot run it identically (or could not start): nothing ran; run
     /// the documented command instead, and say why.
@@ -154,11 +154,11 @@ fn report(ctx: &CallContext, message: &str) {
 
 /// One request's end, before it is shaped for the caller.
 enum Served {
-    Ran(Box<RunResult>, Box<EnvProbe>, WorkerInfo, Measured),
+    Ran(Box<RunResult>, Box<EnvProbe>, WorkerInfo, Box<Measured>),
     Fallback(String),
     Refused(String),
     /// The worker is gone; the result records how the run ended.
-    Lost(Box<RunResult>, Box<EnvProbe>, WorkerInfo, Measured),
+    Lost(Box<RunResult>, Box<EnvProbe>, WorkerInfo, Box<Measured>),
 }
 
 impl Served {
@@ -203,14 +203,14 @@ async fn serve(
     let reply = worker
         .request(&prepared.arguments, &prepared.logs, &ctx.cancel, timeout)
         .await;
-    let measured = Measured {
+    let measured = Box::new(Measured {
         gpu: sampler.finish(),
         cpu_seconds: cpu_before
             .zip(upstream::usage::process_cpu_seconds(worker.pid))
             .map(|(a, b)| b - a),
         peak_rss_kib: upstream::usage::process_peak_rss_kib(worker.pid),
         worker_start_seconds: started_worker,
-    };
+    });
     if let Ok(WarmReply {
         fallback: Some(reason),
         ..
