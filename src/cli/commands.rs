@@ -94,6 +94,14 @@ fn serve(args: &super::ServeArgs, mut config: Config, manifest: Manifest) -> u8 
         }
     };
     let rt = runtime();
+    if let Some(prewarm) = tools.prewarm().filter(|_| args.warm) {
+        rt.spawn(async move {
+            match prewarm.await {
+                Ok(line) => tracing::info!("{line}"),
+                Err(e) => tracing::warn!("serve --warm: no worker started: {e}"),
+            }
+        });
+    }
     let served = rt.block_on(crate::server::serve_stdio(tools, options));
     // A tool that ignores cancellation must not keep the process alive after stdin
     // closed; upstream process groups are killed by their supervisors' drop guards.
@@ -634,12 +642,17 @@ impl Check {
 fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
     let (mut checks, cuda) = python_checks(config);
     checks.extend(bundle_checks(args, config, cuda));
+    let workers = crate::tools::workers::listing::list(&crate::tools::workers::listing::dir_for(
+        &config.runs_dir,
+    ));
+    checks.push(gpu_metrics_check());
+    checks.push(workers_check(&workers));
     let ok = checks.iter().all(|c| c.ok || c.optional());
     if args.json {
         let checks: Vec<Value> = checks.iter().map(Check::json).collect();
-        print_json(
-            &json!({"ok": ok, "checks": checks, "not_for_clinical_use": crate::NOT_FOR_CLINICAL_USE}),
-        );
+        let workers: Vec<Value> = workers.iter().map(worker_json).collect();
+        print_json(&json!({"ok": ok, "checks": checks, "workers": workers,
+                           "not_for_clinical_use": crate::NOT_FOR_CLINICAL_USE}));
     } else {
         for c in &checks {
             let mark = match (c.ok, c.optional()) {
@@ -758,7 +771,77 @@ fn bundle_checks(args: &DoctorArgs, config: &Config, cuda: bool) -> Vec<Check> {
 }
 
 /// What `doctor` reports without failing: runs work without them.
-const OPTIONAL_CHECKS: [&str; 4] = ["cuda", "batch_config", "cpu_postprocessing", "tensorrt"];
+const OPTIONAL_CHECKS: [&str; 6] = [
+    "cuda",
+    "batch_config",
+    "cpu_postprocessing",
+    "tensorrt",
+    "gpu_metrics",
+    "warm_workers",
+];
+
+/// Whether runs can record GPU memory and utilisation (NVML).
+fn gpu_metrics_check() -> Check {
+    match crate::upstream::gpu::available() {
+        Ok(()) => Check::new("gpu_metrics", true, "NVML answers: runs record GPU memory, utilisation and GPU-seconds", ""),
+        Err(reason) => Check::new(
+            "gpu_metrics",
+            false,
+            reason,
+            "optional: GPU figures need the NVIDIA driver's libnvidia-ml.so.1; runs work without it",
+        ),
+    }
+}
+
+/// The warm workers `serve` processes on this machine keep, with their memory now.
+fn workers_check(workers: &[crate::tools::workers::listing::Found]) -> Check {
+    let gpu = crate::upstream::gpu::memory_by_pid().unwrap_or_default();
+    let alive: Vec<String> = workers
+        .iter()
+        .filter(|w| w.alive)
+        .map(|w| {
+            let l = &w.listed;
+            let gpu = gpu.get(&l.pid).map_or("GPU -".to_string(), |b| {
+                format!("GPU {:.1} GiB", *b as f64 / (1u64 << 30) as f64)
+            });
+            format!(
+                "{} pid {} ({}, {}): RSS {} MiB, {gpu}, {} requests, stops after {} s idle",
+                l.id,
+                l.pid,
+                l.bundle_root.display(),
+                l.device,
+                w.rss_mib.map_or("-".into(), |m| format!("{m:.0}")),
+                l.requests_served,
+                l.idle_stop_seconds
+            )
+        })
+        .collect();
+    let stale = workers.len() - alive.len();
+    let mut detail = match alive.len() {
+        0 => {
+            "none running (serve starts them on the first run_script call, or at start with --warm)"
+                .to_string()
+        }
+        n => format!("{n} running: {}", alive.join("; ")),
+    };
+    if stale > 0 {
+        detail.push_str(&format!(
+            "; {stale} stale listing(s) of workers that are gone"
+        ));
+    }
+    Check::new("warm_workers", true, detail, "")
+}
+
+fn worker_json(w: &crate::tools::workers::listing::Found) -> Value {
+    let gpu = crate::upstream::gpu::memory_by_pid().ok();
+    let l = &w.listed;
+    json!({"id": l.id, "pid": l.pid, "server_pid": l.server_pid, "alive": w.alive,
+           "bundle_root": l.bundle_root, "python": l.python, "device": l.device,
+           "started_at": l.started_at, "start_seconds": l.start_seconds,
+           "requests_served": l.requests_served, "last_request_at": l.last_request_at,
+           "idle_stop_seconds": l.idle_stop_seconds, "rss_mib": w.rss_mib,
+           "gpu_memory_mib": gpu.and_then(|g| g.get(&l.pid).map(|b| *b as f64 / 1048576.0))})
+}
 
 /// Which of the bundle's optional run modes and switches this bundle (and machine)
 /// can honour: `(check, ok, detail, fix)`, with the same checks the gates make.

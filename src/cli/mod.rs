@@ -116,8 +116,12 @@ pub struct ServeArgs {
     pub require_sandbox: bool,
     /// Run the documented command for every call instead of keeping a warm worker
     /// (a Python process with the model loaded) per bundle and device.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "warm")]
     pub no_warm: bool,
+    /// Start the default bundle's warm worker now (Python, torch, MONAI imported, CUDA
+    /// initialised), not on the first call; the model itself loads on the first call.
+    #[arg(long)]
+    pub warm: bool,
 }
 
 impl RunBatchArgs {

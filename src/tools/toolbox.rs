@@ -13,6 +13,7 @@ use super::run_batch::RunBatch;
 use super::run_script::RunScript;
 use super::runs::{CancelRun, GetRun, ListRuns};
 use super::verify_evidence::VerifyEvidence;
+use super::workers::Workers;
 use super::{Started, ToolBox, ToolCallError};
 use crate::call::{CallContext, ToolOutcome};
 use crate::config::Config;
@@ -25,11 +26,18 @@ pub struct CtmrTools {
     registry: Registry,
     specs: Vec<ToolSpec>,
     jobs: Arc<JobTable>,
+    config: Arc<Config>,
+    workers: Option<Arc<Workers>>,
 }
 
 /// Every tool of the product: the one place that lists them.
-pub fn registry(config: &Arc<Config>, manifest: &Arc<Manifest>, jobs: &Arc<JobTable>) -> Registry {
-    let run_script = RunScript::new(config.clone(), manifest.clone());
+pub fn registry(
+    config: &Arc<Config>,
+    manifest: &Arc<Manifest>,
+    jobs: &Arc<JobTable>,
+    workers: Option<Arc<Workers>>,
+) -> Registry {
+    let run_script = RunScript::with_workers(config.clone(), manifest.clone(), workers);
     let slots = run_script.slots();
     Registry::empty()
         .with(run_script)
@@ -55,7 +63,8 @@ impl CtmrTools {
         let config = Arc::new(config);
         let manifest = Arc::new(manifest);
         let jobs = Arc::new(jobs);
-        let registry = registry(&config, &manifest, &jobs);
+        let workers = Workers::for_config(&config);
+        let registry = registry(&config, &manifest, &jobs, workers.clone());
         registry.check(&manifest)?;
         let specs = crate::manifest::schema::tool_specs(&manifest, &registry.documents(&manifest));
         Ok(CtmrTools {
@@ -63,7 +72,15 @@ impl CtmrTools {
             registry,
             specs,
             jobs,
+            config,
+            workers,
         })
+    }
+
+    /// Start the default warm worker now (`serve --warm`); `None` when workers are off.
+    pub fn prewarm(&self) -> Option<BoxFuture<'static, Result<String, String>>> {
+        let workers = self.workers.clone()?;
+        Some(super::run_script::prewarm(workers, self.config.clone()).boxed())
     }
 
     pub fn jobs(&self) -> &Arc<JobTable> {
@@ -148,7 +165,7 @@ mod tests {
     #[test]
     fn every_declared_tool_has_exactly_one_implementation() {
         let (_dir, config, manifest, jobs) = world();
-        registry(&config, &manifest, &jobs)
+        registry(&config, &manifest, &jobs, None)
             .check(&manifest)
             .unwrap();
     }
@@ -177,7 +194,7 @@ mod tests {
             .find(|t| t.name == "verify_evidence")
             .unwrap();
         verify.arguments[0].name = "pack".into();
-        let e = registry(&config, &manifest, &jobs)
+        let e = registry(&config, &manifest, &jobs, None)
             .check(&edited)
             .unwrap_err();
         assert!(
@@ -193,7 +210,7 @@ mod tests {
     #[test]
     fn every_tool_schema_is_flat_closed_and_object_rooted() {
         let (_dir, config, manifest, jobs) = world();
-        let documents = registry(&config, &manifest, &jobs).documents(&manifest);
+        let documents = registry(&config, &manifest, &jobs, None).documents(&manifest);
         for spec in tool_specs(&manifest, &documents) {
             let schema = &spec.input_schema;
             assert_eq!(schema["type"], "object", "{}", spec.name);

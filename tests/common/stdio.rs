@@ -23,9 +23,20 @@ impl Server {
 
     /// With extra environment variables (e.g. `CTMR_SKILL_RUNS_DIR`).
     pub fn start_with_env(cwd: &Path, python: Option<&Path>, env: &[(&str, &Path)]) -> Server {
+        Server::start_with_args(cwd, python, env, &[])
+    }
+
+    /// With extra environment variables and `serve` flags (e.g. `--warm`).
+    pub fn start_with_args(
+        cwd: &Path,
+        python: Option<&Path>,
+        env: &[(&str, &Path)],
+        flags: &[&str],
+    ) -> Server {
         let mut command = Command::new(super::binary());
         command
             .arg("serve")
+            .args(flags)
             .current_dir(cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -25,6 +25,7 @@ use crate::manifest::args::ArgError;
 use crate::manifest::{Manifest, ToolDecl};
 use crate::tools::registry::{Background, Tool};
 use crate::tools::slots::{queued_message, DevicePool, RunSlots};
+use crate::tools::workers::Workers;
 use crate::verifier::trust::TrustSummary;
 
 /// The tool, with its run slots (the concurrency limit on upstream runs).
@@ -33,7 +34,7 @@ pub struct RunScript {
     manifest: Arc<Manifest>,
     slots: Arc<RunSlots>,
     /// The warm workers, when the config asks for them (`serve`).
-    workers: Option<Arc<crate::tools::workers::Workers>>,
+    workers: Option<Arc<Workers>>,
 }
 
 /// What a call ended as, before it is shaped for MCP or the CLI.
@@ -52,10 +53,17 @@ pub enum RunCall {
 
 impl RunScript {
     pub fn new(config: Arc<Config>, manifest: Arc<Manifest>) -> Self {
+        let workers = Workers::for_config(&config);
+        Self::with_workers(config, manifest, workers)
+    }
+
+    /// With the server's warm workers (shared with `serve --warm`'s start-up).
+    pub fn with_workers(
+        config: Arc<Config>,
+        manifest: Arc<Manifest>,
+        workers: Option<Arc<Workers>>,
+    ) -> Self {
         let slots = Arc::new(RunSlots::new(config.max_concurrent_runs));
-        let workers = config
-            .warm_workers
-            .then(|| Arc::new(crate::tools::workers::Workers::new(&config)));
         RunScript {
             config,
             manifest,
@@ -291,4 +299,29 @@ impl RunCall {
             }
         }
     }
+}
+
+/// Start the warm worker a call with default settings would use (the operator's default
+/// bundle and interpreter, `device: auto`) before any call comes: `serve --warm`.
+/// Returns a line for the log.
+pub async fn prewarm(workers: Arc<Workers>, config: Arc<Config>) -> Result<String, String> {
+    let python = run::find_python(&config).map_err(|e| e.0)?.path;
+    let asked = config.bundle_root_for(None)?;
+    let resolution = crate::upstream::resolve_root(
+        asked.as_deref(),
+        config.env_root.as_deref().map(std::ffi::OsStr::new),
+        &config.cwd,
+    );
+    let root = resolution
+        .require()
+        .map_err(|e| e.to_string())?
+        .to_path_buf();
+    let seconds = workers
+        .prestart(python, root.clone(), crate::upstream::DeviceRequest::Auto)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "warm worker ready for {} after {seconds:.1} s (the model loads on the first call)",
+        root.display()
+    ))
 }

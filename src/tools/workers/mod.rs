@@ -7,6 +7,8 @@
 //! command): the worker writes into its private scratch folder and the mask and logs
 //! are moved into the pack here, so a pack looks the same whichever way it was made.
 
+pub mod listing;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU32;
@@ -33,6 +35,8 @@ struct Key {
 #[derive(Default)]
 struct Slot {
     worker: Option<Worker>,
+    /// Its file under `workers/`, for `doctor`; dropped (removed) with the worker.
+    listing: Option<listing::Entry>,
     /// Bumped by every request; an idle stop only acts when nothing came since.
     generation: u64,
 }
@@ -69,15 +73,22 @@ pub struct Workers {
     idle: Duration,
     require_sandbox: bool,
     base_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    listing_dir: PathBuf,
     slots: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<Slot>>>>,
 }
 
 impl Workers {
+    /// The pool when the config asks for warm workers (`serve` without `--no-warm`).
+    pub fn for_config(config: &Config) -> Option<Arc<Self>> {
+        config.warm_workers.then(|| Arc::new(Self::new(config)))
+    }
+
     pub fn new(config: &Config) -> Self {
         Workers {
             idle: config.worker_idle,
             require_sandbox: config.require_sandbox,
             base_env: config.child_env.clone(),
+            listing_dir: listing::dir_for(&config.runs_dir),
             slots: Mutex::new(HashMap::new()),
         }
     }
@@ -98,21 +109,24 @@ impl Workers {
         let slot = self.slot(&key);
         let mut guard = slot.lock().await;
         guard.generation += 1;
-        let mut started = None;
-        if guard.worker.is_none() {
-            report(ctx, "starting a warm worker (Python, torch, MONAI, then the model on the first request)");
-            match Worker::start(&self.spec(req)).await {
-                Ok(worker) => {
-                    started = Some(worker.start_seconds);
-                    guard.worker = Some(worker);
-                }
-                Err(e) => return Warm::Fallback(format!("the warm worker could not start: {e}")),
-            }
-        }
+        let started = match self.ensure_started(&mut guard, &key, ctx).await {
+            Ok(started) => started,
+            Err(e) => return Warm::Fallback(format!("the warm worker could not start: {e}")),
+        };
         let worker = guard.worker.as_mut().expect("started above");
         let outcome = serve(worker, req, ctx, timeout, started).await;
-        if matches!(outcome, Served::Lost(..)) {
-            guard.worker = None; // its process group is killed; the next request starts anew
+        match &outcome {
+            Served::Lost(..) => {
+                // Its process group is killed; the next request starts anew.
+                guard.worker = None;
+                guard.listing = None;
+            }
+            Served::Ran(_, _, info, _) => {
+                if let Some(listing) = guard.listing.as_mut() {
+                    listing.served(info.requests_served);
+                }
+            }
+            Served::Fallback(_) | Served::Refused(_) => {}
         }
         let generation = guard.generation;
         drop(guard);
@@ -120,11 +134,74 @@ impl Workers {
         outcome.into_warm()
     }
 
-    fn spec(&self, req: &UpstreamRequest) -> WorkerSpec {
+    /// Start the slot's worker unless it runs; the seconds it took when this call
+    /// started it.
+    async fn ensure_started(
+        &self,
+        slot: &mut Slot,
+        key: &Key,
+        ctx: &CallContext,
+    ) -> Result<Option<f64>, upstream::UpstreamError> {
+        if slot.worker.is_some() {
+            return Ok(None);
+        }
+        report(
+            ctx,
+            "starting a warm worker (Python, torch, MONAI, then the model on the first request)",
+        );
+        let worker = Worker::start(&self.spec(key)).await?;
+        slot.listing = Some(listing::Entry::create(
+            &self.listing_dir,
+            listing::Listed {
+                id: worker.id.clone(),
+                pid: worker.pid,
+                server_pid: std::process::id(),
+                python: key.python.clone(),
+                bundle_root: key.root.clone(),
+                device: key.device.as_str().to_string(),
+                started_at: worker.started_at.clone(),
+                start_seconds: worker.start_seconds,
+                requests_served: 0,
+                last_request_at: None,
+                idle_stop_seconds: self.idle.as_secs(),
+            },
+        ));
+        let seconds = worker.start_seconds;
+        slot.worker = Some(worker);
+        Ok(Some(seconds))
+    }
+
+    /// Start the worker for this interpreter, bundle and device now (`serve --warm`),
+    /// so the first call does not wait for Python, torch and MONAI to import. It stops
+    /// after the idle time like any other.
+    pub async fn prestart(
+        &self,
+        python: PathBuf,
+        root: PathBuf,
+        device: DeviceRequest,
+    ) -> Result<f64, upstream::UpstreamError> {
+        let key = Key {
+            python,
+            root,
+            device,
+        };
+        let slot = self.slot(&key);
+        let mut guard = slot.lock().await;
+        guard.generation += 1;
+        let started = self
+            .ensure_started(&mut guard, &key, &CallContext::detached())
+            .await?;
+        let generation = guard.generation;
+        drop(guard);
+        self.stop_when_idle(slot, generation);
+        Ok(started.unwrap_or_default())
+    }
+
+    fn spec(&self, key: &Key) -> WorkerSpec {
         WorkerSpec {
-            python: req.python.clone(),
-            bundle_root: req.bundle_root.clone(),
-            device: req.device,
+            python: key.python.clone(),
+            bundle_root: key.root.clone(),
+            device: key.device,
             base_env: self.base_env.clone(),
             require_sandbox: self.require_sandbox,
         }
@@ -137,6 +214,7 @@ impl Workers {
             tokio::time::sleep(idle).await;
             let mut guard = slot.lock().await;
             if guard.generation == generation && guard.worker.take().is_some() {
+                guard.listing = None;
                 tracing::info!("warm worker stopped after {} s idle", idle.as_secs());
             }
         });
