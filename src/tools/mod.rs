@@ -17,6 +17,7 @@
 
 pub mod inspect_label_map;
 pub mod list_labels;
+pub mod probe_cache;
 pub mod registry;
 pub mod run_batch;
 pub mod run_script;

@@ -210,6 +210,10 @@ impl RunBatch {
                 Ok(ready) => ready,
                 Err(message) => return BatchCall::NotStarted { message },
             };
+            // `pip freeze` (seconds) runs beside the upstream, not in the first pack's
+            // writer: the per-interpreter cache is warm by the time a mask appears.
+            let interpreter = python.path.clone();
+            std::thread::spawn(move || crate::evidence::replay::environment_lock(&interpreter));
             let rc = RunContext {
                 python: &python,
                 probe: &probe,
@@ -335,10 +339,19 @@ impl RunBatch {
             &batch_dir.join("attempt-1/masks"),
             request.settings.device,
         );
+        let device = request.settings.device;
         let probe =
-            upstream::probe_environment(&python.path, &env, root, upstream::DEFAULT_PROBE_TIMEOUT)
+            crate::tools::probe_cache::cached(&self.config, &python.path, root, device, || async {
+                upstream::probe_environment(
+                    &python.path,
+                    &env,
+                    root,
+                    upstream::DEFAULT_PROBE_TIMEOUT,
+                )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())
+            })
+            .await?;
         upstream::check_device(request.settings.device, &probe)
             .and_then(|()| upstream::check_tensorrt(request.settings.tensorrt, &probe))
             .map_err(|e| e.to_string())?;

@@ -314,57 +314,26 @@ async fn one_shot(
     Ok((result, probe, phases, cost))
 }
 
-/// The environment probe, once per interpreter (path, size, mtime), bundle and device:
-/// its facts do not change between runs, and its imports cost seconds (17 s cold on an
-/// H200). Remembered in memory and in `probe-cache.json` beside the runs index, so a
-/// CLI run (a fresh process each time) pays for it only once per interpreter too.
+/// The environment probe of the run's interpreter, bundle and device, cached
+/// ([`crate::tools::probe_cache`]).
 async fn cached_probe(
     req: &UpstreamRequest,
     options: &upstream::RunOptions,
     config: &Config,
 ) -> Result<upstream::EnvProbe, StartFailure> {
-    static MEMORY: std::sync::Mutex<BTreeMap<String, upstream::EnvProbe>> =
-        std::sync::Mutex::new(BTreeMap::new());
-    let meta = std::fs::metadata(&req.python).ok();
-    let mtime = meta
-        .as_ref()
-        .and_then(|m| m.modified().ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    let key = format!(
-        "{}|{}|{mtime}|{}|{}",
-        req.python.display(),
-        meta.as_ref().map_or(0, |m| m.len()),
-        req.bundle_root.display(),
-        req.device.as_str()
-    );
-    let file = config
-        .runs_dir
-        .parent()
-        .unwrap_or(&config.runs_dir)
-        .join("probe-cache.json");
-    let on_disk = || -> BTreeMap<String, upstream::EnvProbe> {
-        crate::files::read_capped(&file, crate::files::JSON_CAP)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
-    };
-    let remembered = MEMORY.lock().ok().and_then(|m| m.get(&key).cloned());
-    if let Some(hit) = remembered.or_else(|| on_disk().remove(&key)) {
-        return Ok(hit);
-    }
-    let probe = upstream::probe_for_request(req, options, Duration::from_secs(120))
-        .await
-        .map_err(|e| StartFailure(e.to_string()))?;
-    if let Ok(mut memory) = MEMORY.lock() {
-        memory.insert(key.clone(), probe.clone());
-    }
-    let mut all = on_disk();
-    all.insert(key, probe.clone());
-    if let Err(e) = crate::atomic::write_json(&file, &all) {
-        tracing::debug!("probe cache {} not written: {e}", file.display());
-    }
-    Ok(probe)
+    crate::tools::probe_cache::cached(
+        config,
+        &req.python,
+        &req.bundle_root,
+        req.device,
+        || async {
+            upstream::probe_for_request(req, options, Duration::from_secs(120))
+                .await
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await
+    .map_err(StartFailure)
 }
 
 /// The interpreter a run uses ($CTMR_SKILL_PYTHON, the project venv, PATH).
