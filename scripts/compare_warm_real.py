@@ -35,7 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 CALLS = [
     ("a", {"label_prompts": [1, 3]}),
     ("b", {"label_prompts": [5]}),
-    ("a", {"label_prompts": [1, 3], "cpu_postprocessing": True}),
 ]
 
 

@@ -105,6 +105,7 @@ async fn hanging_interpreter_is_killed_at_the_probe_timeout() {
         enabled: true,
         required: false,
         writable: vec![dir.path().to_path_buf()],
+        append_files: vec![],
     };
     let err = probe_environment_in(&python, &env, dir.path(), Duration::from_secs(8), &sandbox)
         .await

@@ -30,16 +30,7 @@ fn world() -> World {
         ("small", ["40", "40", "24"]),
         ("large", ["256", "256", "160"]),
     ] {
-        common::run_python(
-            &common::repo_root().join("scripts/make-demo-volume.py"),
-            &[
-                base.join(format!("{name}.nii.gz")).to_str().unwrap(),
-                "--shape",
-                shape[0],
-                shape[1],
-                shape[2],
-            ],
-        );
+        common::demo_volume(&base.join(format!("{name}.nii.gz")), shape);
     }
     let runs = base.join("state/runs");
     World {

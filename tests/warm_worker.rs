@@ -33,16 +33,7 @@ fn world() -> World {
     let root = base.join("demo-bundle");
     common::demo_bundle_copy(&root);
     for (name, shape) in [("x", ["40", "40", "24"]), ("y", ["48", "40", "20"])] {
-        common::run_python(
-            &common::repo_root().join("scripts/make-demo-volume.py"),
-            &[
-                base.join(format!("{name}.nii.gz")).to_str().unwrap(),
-                "--shape",
-                shape[0],
-                shape[1],
-                shape[2],
-            ],
-        );
+        common::demo_volume(&base.join(format!("{name}.nii.gz")), shape);
     }
     let runner = |warm: bool| {
         let mut config = Config::new(base.clone(), vec![], None, Some(common::python()), 1);

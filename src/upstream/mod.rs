@@ -58,6 +58,7 @@
 //! stdout/stderr go to log files, never to ours.
 
 mod argv;
+pub mod bundle_logs;
 mod error;
 pub mod fingerprint;
 pub mod gpu;

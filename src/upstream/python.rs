@@ -372,6 +372,7 @@ pub async fn probe_environment(
         enabled: true,
         required: false,
         writable: Vec::new(),
+        append_files: Vec::new(),
     };
     probe_environment_in(python, env, cwd, timeout, &sandbox).await
 }

@@ -77,6 +77,8 @@ pub struct SandboxInputs {
     /// Device nodes (or directories of them) the child opens for writing and ioctls:
     /// `/dev/null`, `/dev/nvidia*`, `/dev/dri`.
     pub devices: Vec<PathBuf>,
+    /// Files the bundle's own logging config appends to (`training.log`): write only.
+    pub append_files: Vec<PathBuf>,
 }
 
 /// Why a path is in the policy.
@@ -88,6 +90,8 @@ pub enum RuleKind {
     Writable,
     /// A device node: open for reading and writing, ioctl.
     Device,
+    /// One existing file the bundle's logging config appends to: write only.
+    AppendFile,
 }
 
 /// One `path_beneath` rule.
@@ -148,6 +152,14 @@ pub fn build_policy(inputs: &SandboxInputs, abi: u32) -> SandboxPolicy {
     }
     for path in &inputs.devices {
         push_unique(&mut rules, path, RuleKind::Device, device);
+    }
+    for path in &inputs.append_files {
+        push_unique(
+            &mut rules,
+            path,
+            RuleKind::AppendFile,
+            handled & AccessFs::WriteFile,
+        );
     }
     SandboxPolicy {
         abi,
@@ -267,6 +279,7 @@ fn discover_inputs_in(writable: &[PathBuf], env: &ChildEnv, dev: &Path) -> Sandb
         caches: caches.into_iter().filter(exists).collect(),
         shm: Some(dev.join("shm")).filter(exists),
         devices: devices.into_iter().filter(exists).collect(),
+        append_files: Vec::new(),
     }
 }
 
@@ -361,6 +374,8 @@ pub struct SandboxRequest {
     pub required: bool,
     /// The directories the child may write (missing ones are skipped).
     pub writable: Vec<PathBuf>,
+    /// Existing files it may append to (see [`super::bundle_logs`]); others skipped.
+    pub append_files: Vec<PathBuf>,
 }
 
 /// The sandbox for one child: `Ok` with a restriction, or `Ok` unconfined (with the
@@ -368,7 +383,14 @@ pub struct SandboxRequest {
 /// is required and cannot be applied.
 pub fn sandbox_for(req: &SandboxRequest, env: &ChildEnv) -> Result<PreparedSandbox, String> {
     decide(req, landlock_abi(), |abi| {
-        prepare(&build_policy(&discover_inputs(&req.writable, env), abi))
+        let mut inputs = discover_inputs(&req.writable, env);
+        inputs.append_files = req
+            .append_files
+            .iter()
+            .filter(|p| p.is_absolute() && p.is_file())
+            .cloned()
+            .collect();
+        prepare(&build_policy(&inputs, abi))
     })
 }
 
@@ -502,6 +524,7 @@ mod tests {
                 "/dev/nvidia0".into(),
                 "/dev/nvidiactl".into(),
             ],
+            append_files: vec!["/bundle/training.log".into()],
         }
     }
 
@@ -551,7 +574,12 @@ mod tests {
                 AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate | AccessFs::IoctlDev
             );
         }
-        assert_eq!(p.rules.len(), 1 + 5 + 3);
+        // The bundle's log file: written (appended), not created, removed or truncated.
+        let log = rule(&p, "/bundle/training.log");
+        assert_eq!(log.kind, RuleKind::AppendFile);
+        assert_eq!(log.access, AccessFs::WriteFile);
+        assert!(p.rules.iter().all(|r| r.path != Path::new("/bundle")));
+        assert_eq!(p.rules.len(), 1 + 5 + 3 + 1);
         // Everything written is handled, so everything not granted is denied.
         for r in &p.rules {
             assert!(p.handled_fs.contains(r.access), "{:?}", r.path);
@@ -602,10 +630,14 @@ mod tests {
                 "/dev/shm",
                 "/dev/null",
                 "/dev/nvidia0",
-                "/dev/nvidiactl"
+                "/dev/nvidiactl",
+                "/bundle/training.log"
             ]
         );
         assert_eq!(r.rules[0], "/: execute, read_file, read_dir");
+        assert!(r
+            .rules
+            .contains(&"/bundle/training.log: write_file".to_string()));
         assert_eq!(r.rules.last().unwrap(), "tcp: bind and connect denied");
         assert!(r
             .rules
@@ -675,6 +707,7 @@ mod tests {
             enabled: true,
             required: false,
             writable: vec![],
+            append_files: vec![],
         };
         let never = |_| -> Result<PreparedSandbox, String> { panic!("prepared without an ABI") };
         let p = decide(&req, Err("Landlock is disabled".into()), never).unwrap();
@@ -713,6 +746,7 @@ mod tests {
             enabled: false,
             required: true,
             writable: vec![],
+            append_files: vec![],
         };
         assert!(decide(&off_required, Ok(7), never).is_err());
     }

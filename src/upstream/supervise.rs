@@ -254,6 +254,7 @@ fn sandbox_request(opts: &RunOptions, extra: &[PathBuf]) -> SandboxRequest {
         enabled: opts.sandbox,
         required: opts.require_sandbox,
         writable,
+        append_files: Vec::new(),
     }
 }
 
@@ -328,6 +329,8 @@ async fn supervise_writing(
     result.env_set = env.set_by_us.clone();
     let mut request = sandbox_request(opts, extra_writable);
     request.writable.push(tmp.path().to_path_buf());
+    // The documented command appends to the bundle's own log file(s) in its cwd.
+    request.append_files = super::bundle_logs::bundle_log_files(&inv.cwd);
     let sandbox = sandbox_for(&request, &env)
         .map_err(|reason| UpstreamError::SandboxUnavailable { reason })?;
     result.sandbox = sandbox.report.clone();

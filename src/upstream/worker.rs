@@ -151,6 +151,7 @@ impl Worker {
                 enabled: true,
                 required: spec.require_sandbox,
                 writable,
+                append_files: super::bundle_logs::bundle_log_files(&spec.bundle_root),
             },
             &env,
         )

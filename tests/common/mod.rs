@@ -151,6 +151,20 @@ pub fn standin_bundle(base: &Path, mode: &str) -> (PathBuf, PathBuf) {
     (root, wrapper)
 }
 
+/// A synthetic demo CT of `shape` voxels (scripts/make-demo-volume.py) at `path`.
+pub fn demo_volume(path: &Path, shape: [&str; 3]) {
+    run_python(
+        &repo_root().join("scripts/make-demo-volume.py"),
+        &[
+            path.to_str().unwrap(),
+            "--shape",
+            shape[0],
+            shape[1],
+            shape[2],
+        ],
+    );
+}
+
 /// Write a small synthetic NIfTI volume (tests/fixtures/run_script/make_volume.py).
 pub fn make_volume(path: &Path, extra: &[&str]) {
     let mut args = vec![path.to_str().unwrap()];

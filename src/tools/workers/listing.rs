@@ -102,7 +102,9 @@ pub fn list(dir: &Path) -> Vec<Found> {
         .filter_map(|bytes| serde_json::from_slice::<Listed>(&bytes).ok())
         .map(|listed| {
             let alive = is_worker(listed.pid);
-            let rss_mib = alive.then(|| rss_kib(listed.pid)).flatten();
+            let rss_mib = alive
+                .then(|| crate::upstream::usage::process_rss_kib(listed.pid))
+                .flatten();
             Found {
                 alive,
                 rss_mib: rss_mib.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
@@ -122,15 +124,6 @@ fn is_worker(pid: u32) -> bool {
                 .any(|arg| arg.ends_with(b"ctmr_worker.py"))
         })
         .unwrap_or(false)
-}
-
-/// Current resident memory (`VmRSS`) in KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 #[cfg(test)]
