@@ -40,6 +40,7 @@ pub mod json_schema;
 pub mod labels;
 pub mod manifest;
 pub mod nifti;
+pub mod render;
 pub mod server;
 pub mod tools;
 pub mod upstream;
