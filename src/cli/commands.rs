@@ -46,6 +46,7 @@ pub fn dispatch(command: Command, config: Config, progress: ProgressMode) -> u8 
         Command::RunBatch(args) => run_batch(&args, config, manifest, progress),
         Command::Inspect(args) => inspect(&args, &config),
         Command::Labels(args) => labels(&args, &config),
+        Command::Render(args) => render(&args, &config),
         Command::Verify(args) => verify(&args, &config),
         Command::Schema(args) => schema(&args, config, manifest),
         Command::Doctor(args) => doctor(&args, &config),
@@ -471,6 +472,36 @@ fn inspect(args: &InspectArgs, config: &Config) -> u8 {
         print!("{}", report.render_table());
     }
     EXIT_OK
+}
+
+/// `ctmr-skill render`: the `render_overlay` tool's code; exit 2 on bad input.
+fn render(args: &super::RenderArgs, config: &Config) -> u8 {
+    use crate::tools::render_overlay::{execute, RenderRequest};
+    let window = match args.window.parse() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("ctmr-skill render: --{e}");
+            return EXIT_USAGE;
+        }
+    };
+    let request = RenderRequest {
+        mask: config.absolute(&args.mask),
+        image: args.image.as_ref().map(|p| config.absolute(p)),
+        structures: args.structures.clone(),
+        window,
+        out: Some(config.absolute(&args.out)),
+        upstream_root: args.upstream_root.as_ref().map(|p| config.absolute(p)),
+    };
+    match execute(&request, config) {
+        Ok(picture) => {
+            print_json(&picture.info);
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("ctmr-skill render: {e}");
+            EXIT_USAGE
+        }
+    }
 }
 
 /// `ctmr-skill labels`.

@@ -258,6 +258,61 @@ impl LabelTable {
         load::load_bundle(root)
     }
 
+    /// The upstream table compiled into the binary (commit c46f994, data/upstream/):
+    /// the fallback when no bundle root is found.
+    pub fn built_in() -> &'static LabelTable {
+        static TABLE: std::sync::OnceLock<LabelTable> = std::sync::OnceLock::new();
+        TABLE.get_or_init(|| {
+            let mut table = load::load_bundle(std::path::Path::new(load::BUILT_IN_ROOT))
+                .expect("the built-in upstream label files parse");
+            table.notes.push(
+                "no bundle root found: the built-in upstream label table (commit c46f994) is used"
+                    .to_string(),
+            );
+            table
+        })
+    }
+
+    /// Whether this table was read from the built-in upstream files.
+    pub fn is_built_in(&self) -> bool {
+        self.sources
+            .first()
+            .is_some_and(|s| s.path.starts_with(load::BUILT_IN_ROOT))
+    }
+
+    /// How this table's id → name map differs from the built-in upstream one, in
+    /// words (`None` when they agree).
+    pub fn differs_from_built_in(&self) -> Option<String> {
+        let built_in = LabelTable::built_in();
+        let mut changed = Vec::new();
+        let mut missing = 0usize;
+        for class in built_in.iter() {
+            match self.get(class.id) {
+                None => missing += 1,
+                Some(c) if c.name != class.name => changed.push(class.id),
+                Some(_) => {}
+            }
+        }
+        let extra = self.iter().filter(|c| built_in.get(c.id).is_none()).count();
+        if changed.is_empty() && missing == 0 && extra == 0 {
+            return None;
+        }
+        let shown: Vec<String> = changed.iter().take(8).map(u32::to_string).collect();
+        Some(format!(
+            "the bundle's label table differs from the built-in upstream table (commit c46f994): \
+             it has {} classes, the built-in table {}; {missing} built-in ids absent, {extra} ids \
+             extra, {} renamed{}; the bundle's names are used",
+            self.len(),
+            built_in.len(),
+            changed.len(),
+            if shown.is_empty() {
+                String::new()
+            } else {
+                format!(" (ids {})", shown.join(", "))
+            }
+        ))
+    }
+
     /// Read a `labels.json` sidecar written by [`write_sidecars`] back into a table
     /// (its classes and its recorded sources; no everything-sets or sub-classes).
     pub fn load_labels_json(path: &std::path::Path) -> Result<LabelTable, LabelError> {

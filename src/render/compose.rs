@@ -3,6 +3,7 @@
 //! windowed image with a 1-pixel outline, a legend line per row, orientation letters
 //! on every panel and "NOT FOR CLINICAL USE" in the header.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::canvas::{Canvas, Rgb};
@@ -24,7 +25,7 @@ const WARNING: Rgb = [255, 80, 64];
 const LETTERS: Rgb = [255, 220, 0];
 
 /// A structure drawn in a row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Shown {
     pub id: u32,
     pub name: String,
@@ -34,7 +35,7 @@ pub struct Shown {
 }
 
 /// Where a panel lies in the picture.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Panel {
     pub view: View,
     pub x: u32,

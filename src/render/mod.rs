@@ -29,6 +29,7 @@ pub mod window;
 
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 pub use compose::{label_id, Panel, Shown};
@@ -82,7 +83,7 @@ pub struct Picture {
 }
 
 /// The description of a picture (the `render_overlay` result).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct PictureInfo {
     pub width: u32,
     pub height: u32,
@@ -94,11 +95,13 @@ pub struct PictureInfo {
     pub window: Option<Window>,
     pub structures: Vec<ShownRow>,
     pub notes: Vec<String>,
+    /// Where the PNG was written, when it was.
+    pub written_to: Option<String>,
     pub not_for_clinical_use: String,
 }
 
 /// One row: a structure and its three panels.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct ShownRow {
     #[serde(flatten)]
     pub structure: Shown,
@@ -223,6 +226,7 @@ pub fn render(
                 .map(|(structure, panels)| ShownRow { structure, panels })
                 .collect(),
             notes,
+            written_to: None,
             not_for_clinical_use: crate::NOT_FOR_CLINICAL_USE.to_string(),
         };
         return Ok(Picture { png, info });

@@ -7,13 +7,14 @@
 //! if looking up from the feet (axial) or facing the patient (coronal); sagittal
 //! with anterior on the left; superior always up.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::nifti::orientation::io_orientation;
 use crate::nifti::Affine;
 
 /// One of the three orthogonal views.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum View {
     Axial,

@@ -3,12 +3,13 @@
 
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::labels::Modality;
 
 /// The window a caller asks for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WindowChoice {
     /// CT soft tissue for CT (by modality, or values below -200 in the shown planes),
@@ -72,7 +73,7 @@ impl FromStr for WindowChoice {
 }
 
 /// The window applied: what was chosen and the value range mapped to black..white.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
 pub struct Window {
     pub kind: WindowChoice,
     pub low: f64,

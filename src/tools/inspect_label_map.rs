@@ -98,7 +98,9 @@ pub fn execute(
     Ok((report, note))
 }
 
-/// The label table of the resolved bundle root (explicit, env, workbench).
+/// The label table of the resolved bundle root (explicit, env, workbench); with no
+/// root given and none found, the built-in upstream table. A root that was named
+/// explicitly and cannot be read stays an error.
 pub fn load_table(
     explicit: Option<&std::path::Path>,
     config: &Config,
@@ -108,8 +110,11 @@ pub fn load_table(
         config.env_root.as_deref().map(std::ffi::OsStr::new),
         &config.cwd,
     );
-    let root = resolution.require().map_err(|e| e.to_string())?;
-    LabelTable::load_bundle(root).map_err(|e| e.to_string())
+    match resolution.require() {
+        Ok(root) => LabelTable::load_bundle(root).map_err(|e| e.to_string()),
+        Err(_) if explicit.is_none() => Ok(LabelTable::built_in().clone()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `[512, 512, 200]` as `512×512×200`.
@@ -146,6 +151,7 @@ pub fn outcome(result: Result<(InspectReport, Option<String>), String>) -> ToolO
             ToolOutcome::Success {
                 structured: serde_json::to_value(&report).expect("report serialises"),
                 summary,
+                images: Vec::new(),
             }
         }
     }

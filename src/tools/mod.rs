@@ -18,6 +18,7 @@
 pub mod inspect_label_map;
 pub mod list_labels;
 pub mod registry;
+pub mod render_overlay;
 pub mod run_batch;
 pub mod run_script;
 pub mod runs;

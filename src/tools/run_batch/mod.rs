@@ -1107,11 +1107,13 @@ impl BatchCall {
                     ToolOutcome::Success {
                         mut structured,
                         summary,
+                        images,
                     } => {
                         structured["trust_summaries"] = json!(trust);
                         ToolOutcome::Success {
                             structured,
                             summary: format!("{lines} {summary}"),
+                            images,
                         }
                     }
                     ToolOutcome::Failure {
@@ -1149,6 +1151,7 @@ impl BatchCall {
                     ToolOutcome::Success {
                         structured,
                         summary,
+                        images: Vec::new(),
                     }
                 } else {
                     ToolOutcome::Failure {

@@ -269,6 +269,7 @@ impl RunCall {
                          validation_summary.json, trust_summary.json).",
                         trust.summary, evidence.summary, evidence.pack_dir
                     ),
+                    images: Vec::new(),
                 }
             }
             RunCall::Ran(evidence) => {
@@ -281,6 +282,7 @@ impl RunCall {
                     ToolOutcome::Success {
                         structured,
                         summary,
+                        images: Vec::new(),
                     }
                 } else {
                     ToolOutcome::Failure {
