@@ -66,9 +66,18 @@ pub fn plane_of(
     view: View,
     centroid: [f64; 3],
 ) -> (usize, usize) {
-    let axis = o.axes(view).normal;
-    let max = scene_shape[axis].saturating_sub(1);
-    (axis, (centroid[axis].round().max(0.0) as usize).min(max))
+    // Rounded toward the world axis' positive end at a half voxel, so the same
+    // patient stored in either direction gets the same plane.
+    let axes = o.axes(view);
+    let axis = axes.normal;
+    let last = scene_shape[axis].saturating_sub(1) as f64;
+    let c = centroid[axis].clamp(0.0, last);
+    let index = if axes.normal_reversed {
+        last - (last - c).round()
+    } else {
+        c.round()
+    };
+    (axis, index as usize)
 }
 
 /// Draw the montage at `cell` pixels per panel box.

@@ -79,6 +79,8 @@ pub struct ShownAxis {
 pub struct ViewAxes {
     /// The voxel axis held fixed (the plane's normal).
     pub normal: usize,
+    /// True when that voxel axis runs against the world axis (e.g. L for R).
+    pub normal_reversed: bool,
     pub columns: ShownAxis,
     pub rows: ShownAxis,
 }
@@ -127,8 +129,10 @@ impl Orientation {
             }
         };
         let [columns, rows] = view.display_axes();
+        let (normal, dir) = self.world_to_voxel[view.normal()];
         ViewAxes {
-            normal: self.world_to_voxel[view.normal()].0,
+            normal,
+            normal_reversed: dir < 0,
             columns: shown(columns),
             rows: shown(rows),
         }
