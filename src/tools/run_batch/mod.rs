@@ -885,6 +885,7 @@ fn per_volume_request(request: &BatchRunRequest, volume: &Volume) -> RunRequest 
         ground_truth: None,
         settings: request.settings.clone(),
         batch_config: true,
+        preview: false,
     }
 }
 
