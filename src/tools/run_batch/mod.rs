@@ -29,6 +29,7 @@
 //! process stopped later on another volume (`attempts` in cohort.json tells that story).
 
 pub mod plan;
+pub mod plot;
 pub mod progress;
 pub mod request;
 
@@ -805,6 +806,7 @@ fn finish(request: &BatchRunRequest, cohort: Cohort, total: usize, ctx: &CallCon
             ),
         };
     }
+    plot::write(&request.output_root, &cohort);
     report(
         ctx,
         total as f64,
