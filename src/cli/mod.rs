@@ -235,6 +235,10 @@ pub struct LabelsArgs {
 pub struct VerifyArgs {
     /// The evidence pack directory (holds output.json).
     pub pack_dir: PathBuf,
+    /// Also draw the failing classes (volume bounds, fragments, unrequested) over the
+    /// input as a PNG at this path (the largest classes when none fails).
+    #[arg(long, value_name = "PNG")]
+    pub render: Option<PathBuf>,
     /// Label table naming the ids: a labels.json sidecar, or an NV-Segment-CTMR bundle
     /// root (a directory with configs/). Default: the table the pack points at.
     #[arg(long, value_name = "PATH")]

@@ -24,6 +24,14 @@
 //! A class is *deprecated* when its `channel_def` name ends with `(deprecated)`
 //! (16 classes upstream). Deprecated classes stay resolvable but are flagged.
 //!
+//! # Without a bundle ([`LabelTable::built_in`])
+//!
+//! The upstream's `metadata.json`, `label_dict.json` and `label_mappings.json` of commit
+//! c46f994 are compiled into the binary (data/upstream/, with their sha256) and read by
+//! the same loader, so names, sidecars and pictures work on a machine that has only the
+//! binary. A bundle found at run time always wins; [`LabelTable::differs_from_built_in`]
+//! says how its table differs, for `list_labels` to report.
+//!
 //! # Everything-sets (the ids segmented when no prompt is given)
 //!
 //! Upstream (`NV-Segment-CTMR/configs/inference.json`) defines
@@ -449,6 +457,30 @@ mod tests {
         assert_eq!(table.len(), 2);
         assert_eq!(table.name(2), Some("kidney"));
         assert!(table.everything_set(Modality::CtBody).is_none());
+    }
+
+    #[test]
+    fn the_built_in_table_is_the_upstream_one_with_its_hashes() {
+        let table = LabelTable::built_in();
+        assert!(table.is_built_in());
+        assert_eq!(table.len(), 345);
+        assert_eq!(table.name(1), Some("liver"));
+        assert_eq!(table.resolve("left kidney").unwrap(), 14);
+        let metadata = &table.sources()[0];
+        assert_eq!(
+            metadata.sha256,
+            "55a9d7960095eeacdda8934802e0a2eb36f009d9a1283114d62d26be14e5d909"
+        );
+        assert!(table.everything_set(Modality::CtBody).is_some());
+        assert_eq!(table.differs_from_built_in(), None);
+        // A bundle with other names is reported, not merged.
+        let other = LabelTable::from_classes(vec![class(1, "hepar"), class(900, "extra")]);
+        let note = other.differs_from_built_in().unwrap();
+        assert!(
+            note.contains("1 renamed (ids 1)") && note.contains("1 ids extra"),
+            "{note}"
+        );
+        assert!(!other.is_built_in());
     }
 
     #[test]
