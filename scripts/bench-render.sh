@@ -40,13 +40,21 @@ for name, data in (("mask.nii.gz", mask), ("image.nii.gz", image)):
 print(f"bench-render: wrote {out}/mask.nii.gz and image.nii.gz, 512x512x400 float32")
 PY
 fi
-secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc; }
-inspect_s=$(secs "$BIN" inspect --json "$DIR/mask.nii.gz")
-render_s=$(secs "$BIN" render "$DIR/mask.nii.gz" --out "$DIR/mask_only.png")
-image_s=$(secs "$BIN" render "$DIR/mask.nii.gz" --image "$DIR/image.nii.gz" --out "$DIR/overlay.png")
-printf 'bench-render: 512x512x400 float32 .nii.gz (mask %s, image %s)\n' \
+# "wall cpu" seconds of a command (cpu = user + sys: the figure that holds on a busy machine).
+secs() {
+  local TIMEFORMAT='%R %U %S' out
+  out=$( { time "$@" >/dev/null 2>&1; } 2>&1 )
+  set -- $out
+  echo "$1 $(echo "$2 + $3" | bc)"
+}
+read -r inspect_s inspect_cpu < <(secs "$BIN" inspect --json "$DIR/mask.nii.gz")
+read -r render_s render_cpu < <(secs "$BIN" render "$DIR/mask.nii.gz" --out "$DIR/mask_only.png")
+read -r image_s image_cpu < <(secs "$BIN" render "$DIR/mask.nii.gz" --image "$DIR/image.nii.gz" --out "$DIR/overlay.png")
+read -r iinspect_s iinspect_cpu < <(secs "$BIN" inspect --json "$DIR/image.nii.gz")
+printf 'bench-render: 512x512x400 float32 .nii.gz (mask %s, image %s); seconds wall / cpu\n' \
   "$(du -h "$DIR/mask.nii.gz" | cut -f1)" "$(du -h "$DIR/image.nii.gz" | cut -f1)"
-printf '  inspect (one pass)            %6.2f s\n' "$inspect_s"
-printf '  render mask only              %6.2f s  (render - inspect: %.2f s)\n' "$render_s" "$(echo "$render_s - $inspect_s" | bc)"
-printf '  render over the image         %6.2f s  (render - inspect: %.2f s)\n' "$image_s" "$(echo "$image_s - $inspect_s" | bc)"
+printf '  inspect the mask (one pass)        %6.2f / %6.2f\n' "$inspect_s" "$inspect_cpu"
+printf '  render the mask alone              %6.2f / %6.2f  (inspect + plane pass)\n' "$render_s" "$render_cpu"
+printf '  inspect the image (one pass)       %6.2f / %6.2f\n' "$iinspect_s" "$iinspect_cpu"
+printf '  render the mask over the image     %6.2f / %6.2f  (inspect + plane pass over both)\n' "$image_s" "$image_cpu"
 printf '  picture: %s bytes\n' "$(stat -c %s "$DIR/overlay.png")"
