@@ -79,11 +79,28 @@ impl CallContext {
     }
 }
 
+/// A PNG picture a tool answers with beside its text (an MCP `image` content item).
+#[derive(Clone, PartialEq)]
+pub struct Image {
+    pub png: Vec<u8>,
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Image({} bytes of PNG)", self.png.len())
+    }
+}
+
 /// The result of a tool call that reached the tool.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToolOutcome {
-    /// `isError: false`: `structured` conforms to the tool's output schema.
-    Success { structured: Value, summary: String },
+    /// `isError: false`: `structured` conforms to the tool's output schema; `images`
+    /// are pictures of the result (e.g. the overlay preview), usually none.
+    Success {
+        structured: Value,
+        summary: String,
+        images: Vec<Image>,
+    },
     /// `isError: true`: `message` names the argument, the rule and the fix;
     /// `structured` carries evidence when there is some (e.g. a failed upstream run).
     Failure {

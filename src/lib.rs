@@ -19,9 +19,10 @@
 //! | | [`call`] | progress, call context, tool outcome: what a running call deals in | std |
 //! | 2 domain | [`inspect`] | one-pass label-map statistics, components, intensities, confusion, geometry | layer 1 |
 //! | | [`labels`] | the upstream label table, everything-sets, prompts, name resolution, sidecars | layer 1 |
+//! | | [`render`] | pictures: the overlay montage of a label map, the cohort volume plot | layer 1, `inspect`, `labels` |
 //! | | [`upstream`] | bundle roots, the documented argv, the supervised child process | layer 1 |
-//! | | [`verifier`] | the paired verifier `ct_segmentation_quality_v1` | layer 1, `inspect`, `labels` |
-//! | | [`evidence`] | the evidence document, its builder, sanity checks, packs, cohorts | layer 1, `inspect`, `labels`, `upstream` |
+//! | | [`verifier`] | the paired verifier `ct_segmentation_quality_v1` | layer 1, `inspect`, `labels`, `render` |
+//! | | [`evidence`] | the evidence document, its builder, sanity checks, packs, cohorts | layer 1, `inspect`, `labels`, `render`, `upstream` |
 //! | | [`jobs`] | background runs: the one job table, run records, the runs index | layer 1 |
 //! | 3 interface | [`manifest`] | `skill_manifest.yaml`: argument validation, input schemas, gates, tool specs | layers 1-2 |
 //! | 4 tools | [`tools`] | one file per tool behind one `Tool` trait; the registry; run slots | layers 1-3 |
@@ -40,6 +41,7 @@ pub mod json_schema;
 pub mod labels;
 pub mod manifest;
 pub mod nifti;
+pub mod render;
 pub mod server;
 pub mod tools;
 pub mod upstream;

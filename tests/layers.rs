@@ -24,34 +24,39 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("call", vec![]),
         ("inspect", with(&[])),
         ("labels", with(&[])),
+        ("render", with(&["inspect", "labels"])),
         ("upstream", with(&[])),
         ("jobs", with(&[])),
-        ("verifier", with(&["inspect", "labels"])),
-        ("evidence", with(&["inspect", "labels", "upstream"])),
+        ("verifier", with(&["inspect", "labels", "render"])),
+        (
+            "evidence",
+            with(&["inspect", "labels", "render", "upstream"]),
+        ),
         (
             "manifest",
             with(&[
-                "inspect", "labels", "upstream", "jobs", "verifier", "evidence",
+                "inspect", "labels", "render", "upstream", "jobs", "verifier", "evidence",
             ]),
         ),
         (
             "tools",
             with(&[
-                "inspect", "labels", "upstream", "jobs", "verifier", "evidence", "manifest",
+                "inspect", "labels", "render", "upstream", "jobs", "verifier", "evidence",
+                "manifest",
             ]),
         ),
         (
             "server",
             with(&[
-                "inspect", "labels", "upstream", "jobs", "verifier", "evidence", "manifest",
-                "tools",
+                "inspect", "labels", "render", "upstream", "jobs", "verifier", "evidence",
+                "manifest", "tools",
             ]),
         ),
         (
             "cli",
             with(&[
-                "inspect", "labels", "upstream", "jobs", "verifier", "evidence", "manifest",
-                "tools", "server",
+                "inspect", "labels", "render", "upstream", "jobs", "verifier", "evidence",
+                "manifest", "tools", "server",
             ]),
         ),
     ])

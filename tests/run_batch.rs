@@ -230,6 +230,12 @@ fn a_cohort_runs_once_survives_a_bad_volume_and_resumes() {
         rows[1]
     );
     assert_eq!(first.classes["liver"].volumes_present, 2);
+    let plot = std::fs::read(out.join("cohort_volumes.png")).unwrap();
+    assert_eq!(
+        &plot[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "cohort_volumes.png is not a PNG"
+    );
 
     // Progress: per volume, with the volume in flight, counts never going back.
     let messages: Vec<&str> = progress

@@ -108,6 +108,7 @@ impl ToolBox for NoisyBox {
                             "child_read_from_stdin": String::from_utf8_lossy(&cat.stdout),
                         }),
                         summary: "made noise".into(),
+                        images: Vec::new(),
                     })
                 }
                 "slow" => {
@@ -122,6 +123,7 @@ impl ToolBox for NoisyBox {
                 "echo" => Ok(ToolOutcome::Success {
                     summary: "echoed".into(),
                     structured: json!({"text": arguments.get("text").cloned().unwrap_or_default()}),
+                    images: Vec::new(),
                 }),
                 "fails" => Ok(ToolOutcome::Failure {
                     message: "argument `text` is required; pass some text".into(),
@@ -139,6 +141,7 @@ impl ToolBox for NoisyBox {
                     Ok(ToolOutcome::Success {
                         summary: "progressed".into(),
                         structured: json!({}),
+                        images: Vec::new(),
                     })
                 }
                 "boom" => Err(ToolCallError::Internal("disk on fire".into())),

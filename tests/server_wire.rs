@@ -72,6 +72,7 @@ impl ToolBox for TestBox {
                 "echo" => Ok(ToolOutcome::Success {
                     summary: format!("echoed {} argument(s)", arguments.len()),
                     structured: json!({ "echo": arguments }),
+                    images: Vec::new(),
                 }),
                 "fails" => Ok(ToolOutcome::Failure {
                     message: "argument `text` must not be empty; pass some text".into(),
@@ -102,7 +103,7 @@ impl ToolBox for TestBox {
                         _ = release.notified() => Ok(ToolOutcome::Success {
                             summary: "slow done".into(),
                             structured: json!({"done": true}),
-                        }),
+                            images: Vec::new(),                        }),
                     }
                 }
                 "stubborn" => {
@@ -111,6 +112,7 @@ impl ToolBox for TestBox {
                     Ok(ToolOutcome::Success {
                         summary: "never".into(),
                         structured: json!({}),
+                        images: Vec::new(),
                     })
                 }
                 other => Err(ToolCallError::UnknownTool(other.to_owned())),

@@ -174,3 +174,38 @@ fn labels_from_a_bundle_root_or_a_missing_file_named_in_the_error() {
         "{error}"
     );
 }
+
+/// `--render` draws the classes the verdict failed (here the liver, under stricter bounds).
+#[test]
+fn render_draws_the_failing_classes() {
+    let dir = common::fresh_dir();
+    let bounds = strict_liver_bounds(dir.path());
+    let png_path = dir.path().join("failing.png");
+    let out = verify(
+        &pack("pass_pack"),
+        &[
+            "--bounds",
+            bounds.to_str().unwrap(),
+            "--render",
+            png_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("failing classes [1]"),
+        "{}",
+        stderr(&out)
+    );
+    let bytes = std::fs::read(&png_path).unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let frame = reader.next_frame(&mut buf).unwrap();
+    let liver = ctmr_skill::labels::colour_for(1);
+    let drawn = buf[..frame.buffer_size()]
+        .chunks(3)
+        .filter(|p| *p == liver)
+        .count();
+    assert!(drawn > 50, "the liver's colour covers only {drawn} pixels");
+}

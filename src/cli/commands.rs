@@ -46,6 +46,7 @@ pub fn dispatch(command: Command, config: Config, progress: ProgressMode) -> u8 
         Command::RunBatch(args) => run_batch(&args, config, manifest, progress),
         Command::Inspect(args) => inspect(&args, &config),
         Command::Labels(args) => labels(&args, &config),
+        Command::Render(args) => render(&args, &config),
         Command::Verify(args) => verify(&args, &config),
         Command::Schema(args) => schema(&args, config, manifest),
         Command::Doctor(args) => doctor(&args, &config),
@@ -481,6 +482,36 @@ fn inspect(args: &InspectArgs, config: &Config) -> u8 {
     EXIT_OK
 }
 
+/// `ctmr-skill render`: the `render_overlay` tool's code; exit 2 on bad input.
+fn render(args: &super::RenderArgs, config: &Config) -> u8 {
+    use crate::tools::render_overlay::{execute, RenderRequest};
+    let window = match args.window.parse() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("ctmr-skill render: --{e}");
+            return EXIT_USAGE;
+        }
+    };
+    let request = RenderRequest {
+        mask: config.absolute(&args.mask),
+        image: args.image.as_ref().map(|p| config.absolute(p)),
+        structures: args.structures.clone(),
+        window,
+        out: Some(config.absolute(&args.out)),
+        upstream_root: args.upstream_root.as_ref().map(|p| config.absolute(p)),
+    };
+    match execute(&request, config) {
+        Ok(picture) => {
+            print_json(&picture.info);
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("ctmr-skill render: {e}");
+            EXIT_USAGE
+        }
+    }
+}
+
 /// `ctmr-skill labels`.
 fn labels(args: &LabelsArgs, config: &Config) -> u8 {
     let modality = match args
@@ -601,6 +632,12 @@ fn verify(args: &VerifyArgs, config: &Config) -> u8 {
             let value: Value = serde_json::to_value(&report).expect("report serialises");
             print_json(&value);
             eprintln!("{}", report.summary());
+            if let Some(out) = &args.render {
+                if let Err(e) = render_failing(&report, &config.absolute(out), config) {
+                    eprintln!("ctmr-skill verify: --render: {e}");
+                    return EXIT_ERROR;
+                }
+            }
             if report.passed() {
                 EXIT_OK
             } else {
@@ -608,6 +645,62 @@ fn verify(args: &VerifyArgs, config: &Config) -> u8 {
             }
         }
     }
+}
+
+/// `verify --render`: the classes the verifier failed, drawn over the pack's input.
+fn render_failing(
+    report: &crate::verifier::VerifierReport,
+    out: &Path,
+    config: &Config,
+) -> Result<(), String> {
+    let mask = report
+        .target
+        .label_map_path
+        .as_deref()
+        .ok_or("the pack names no label map to draw")?;
+    let failing = failing_classes(report);
+    let table = crate::tools::inspect_label_map::load_table(None, config).ok();
+    let options = crate::render::RenderOptions {
+        structures: failing.clone(),
+        ..crate::render::RenderOptions::default()
+    };
+    let image = report.target.input_image_path.as_deref().map(Path::new);
+    let mask = Path::new(mask);
+    let picture = crate::render::render_files(mask, image, table.as_ref(), &options)
+        .or_else(|_| crate::render::render_files(mask, None, table.as_ref(), &options))
+        .map_err(|e| e.to_string())?;
+    crate::atomic::write(out, &picture.png)
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let what = if failing.is_empty() {
+        "no class failed: the largest classes".to_string()
+    } else {
+        format!("failing classes {failing:?}")
+    };
+    eprintln!("ctmr-skill verify: drew {what} in {}", out.display());
+    Ok(())
+}
+
+/// Class ids the verifier failed: volume bounds, fragmentation, or present unrequested.
+fn failing_classes(report: &crate::verifier::VerifierReport) -> Vec<u32> {
+    let mut ids: Vec<u32> = report
+        .anatomy_plausibility
+        .per_class
+        .iter()
+        .filter(|c| {
+            [
+                c.volume_bounds_ok,
+                c.components_ok,
+                c.largest_cc_fraction_ok,
+            ]
+            .contains(&Some(false))
+        })
+        .map(|c| c.label_id)
+        .chain(report.label_set_subset.extras.iter().copied())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.truncate(crate::render::MAX_SHOWN);
+    ids
 }
 
 /// One line of `doctor`: a prerequisite, its status and the fix.

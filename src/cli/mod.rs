@@ -53,6 +53,9 @@ pub enum Command {
     Inspect(InspectArgs),
     /// List the upstream label table, or resolve names to ids.
     Labels(LabelsArgs),
+    /// Draw a label map (over its image) as a PNG: axial, coronal and sagittal planes
+    /// through each structure's centroid. The picture's description as JSON on stdout.
+    Render(RenderArgs),
     /// Verify an evidence pack with ct_segmentation_quality_v1 (exit 0 pass, 1 fail, 2 usage).
     Verify(VerifyArgs),
     /// Write the JSON Schemas generated from skill_manifest.yaml (or check they are current).
@@ -100,6 +103,28 @@ pub struct RunBatchArgs {
     pub verify: bool,
     #[command(flatten)]
     pub knobs: KnobArgs,
+}
+
+/// `ctmr-skill render`: the arguments of the `render_overlay` tool.
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    /// The label map (.nii or .nii.gz).
+    pub mask: PathBuf,
+    /// The image the mask was segmented from (same voxel grid), drawn under it.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Class names or ids to show, comma-separated (default: the largest, up to 6).
+    #[arg(long, value_delimiter = ',')]
+    pub structures: Vec<String>,
+    /// auto | soft_tissue | bone | lung | percentile.
+    #[arg(long, default_value = "auto")]
+    pub window: String,
+    /// Where to write the PNG.
+    #[arg(long, short = 'o', default_value = "overlay.png")]
+    pub out: PathBuf,
+    /// Bundle whose label table names the classes (default: as for run; else built in).
+    #[arg(long)]
+    pub upstream_root: Option<PathBuf>,
 }
 
 /// `ctmr-skill serve`: what the operator decides for every client.
@@ -214,6 +239,10 @@ pub struct LabelsArgs {
 pub struct VerifyArgs {
     /// The evidence pack directory (holds output.json).
     pub pack_dir: PathBuf,
+    /// Also draw the failing classes (volume bounds, fragments, unrequested) over the
+    /// input as a PNG at this path (the largest classes when none fails).
+    #[arg(long, value_name = "PNG")]
+    pub render: Option<PathBuf>,
     /// Label table naming the ids: a labels.json sidecar, or an NV-Segment-CTMR bundle
     /// root (a directory with configs/). Default: the table the pack points at.
     #[arg(long, value_name = "PATH")]

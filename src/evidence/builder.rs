@@ -134,6 +134,12 @@ pub fn write_evidence(
     manifest
         .hashes
         .extend(write_replay(facts, run, &ids.run_id));
+    if let (Some(path), Some(Ok(report))) = (&mask, &inspection) {
+        manifest.hashes.insert(
+            "preview_png_sha256".to_string(),
+            write_preview(facts, report, path),
+        );
+    }
     write_pack(facts.output_dir, &evidence, &manifest).map_err(|e| {
         format!(
             "the run finished ({}) but its evidence pack could not be written to {}: {e}",
@@ -177,6 +183,52 @@ fn write_replay(
     hashes.push(("environment_lock_sha256".to_string(), lock));
     hashes
 }
+
+/// `preview.png` in the pack: the mask over the input (the mask alone when the input
+/// cannot be drawn under it), the prompted structures present or else the largest.
+/// Returns its sha256; a picture that cannot be drawn is a warning, not a failed run.
+fn write_preview(facts: &RunFacts<'_>, report: &InspectReport, mask: &Path) -> Option<String> {
+    let present: BTreeSet<u32> = report
+        .labels
+        .iter()
+        .filter_map(|l| u32::try_from(l.id).ok())
+        .collect();
+    let options = crate::render::RenderOptions {
+        structures: facts
+            .prompts
+            .unwrap_or_default()
+            .iter()
+            .copied()
+            .filter(|id| present.contains(id))
+            .collect(),
+        modality: Some(facts.modality),
+        ..crate::render::RenderOptions::default()
+    };
+    let draw =
+        |image: Option<&Path>| crate::render::render(mask, image, report, facts.labels, &options);
+    let picture = draw(Some(facts.input))
+        .or_else(|e| {
+            tracing::info!("preview drawn without the input image: {e}");
+            draw(None)
+        })
+        .map_err(|e| tracing::warn!("preview.png not written: {e}"))
+        .ok()?;
+    let path = facts.output_dir.join(PREVIEW_FILE);
+    match crate::atomic::write(&path, &picture.png) {
+        Ok(()) => {
+            use sha2::{Digest, Sha256};
+            let digest = Sha256::digest(&picture.png);
+            Some(digest.iter().map(|b| format!("{b:02x}")).collect())
+        }
+        Err(e) => {
+            tracing::warn!("preview.png not written to {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// The overlay picture of a run's mask in its evidence pack.
+pub const PREVIEW_FILE: &str = "preview.png";
 
 fn write_sidecars(
     table: &LabelTable,

@@ -23,6 +23,8 @@ pub mod pack;
 pub mod replay;
 pub mod sanity;
 
-pub use builder::{write_evidence, InputHashes, RunFacts, RunIds, Skill, UpstreamRun};
+pub use builder::{
+    write_evidence, InputHashes, RunFacts, RunIds, Skill, UpstreamRun, PREVIEW_FILE,
+};
 pub use document::*;
 pub use pack::{write_pack, PackFiles, RunManifest, ValidationSummary};

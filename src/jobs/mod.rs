@@ -321,6 +321,7 @@ impl JobTable {
             ToolOutcome::Success {
                 structured,
                 summary,
+                ..
             } => (
                 RunState::Succeeded,
                 summary.clone(),
@@ -528,6 +529,7 @@ mod tests {
             &ToolOutcome::Success {
                 structured: json!({"status": "succeeded"}),
                 summary: "ok".into(),
+                images: Vec::new(),
             },
             false,
         );

@@ -13,6 +13,42 @@ use super::{
     SourceFile,
 };
 
+/// The path under which the built-in upstream files (data/upstream/) are recorded.
+pub(super) const BUILT_IN_ROOT: &str = "<built-in upstream c46f994>";
+
+/// The upstream label files compiled into the binary (provenance: data/upstream/README.md).
+const BUILT_IN_FILES: [(&str, &str); 3] = [
+    (
+        "configs/metadata.json",
+        include_str!("../../data/upstream/configs/metadata.json"),
+    ),
+    (
+        "configs/label_dict.json",
+        include_str!("../../data/upstream/configs/label_dict.json"),
+    ),
+    (
+        "configs/label_mappings.json",
+        include_str!("../../data/upstream/configs/label_mappings.json"),
+    ),
+];
+
+/// The built-in bytes of `path` when it names a file under [`BUILT_IN_ROOT`].
+fn built_in(path: &Path) -> Option<&'static str> {
+    let rel = path.strip_prefix(BUILT_IN_ROOT).ok()?;
+    BUILT_IN_FILES
+        .iter()
+        .find(|(name, _)| Path::new(name) == rel)
+        .map(|(_, text)| *text)
+}
+
+/// A label file exists: built in, or a regular file on disk.
+fn exists(path: &Path) -> bool {
+    if path.starts_with(BUILT_IN_ROOT) {
+        return built_in(path).is_some();
+    }
+    path.is_file()
+}
+
 const CHANNEL_DEF: &str = "network_data_format.outputs.pred.channel_def";
 const DEPRECATED_SUFFIX: &str = "(deprecated)";
 
@@ -37,11 +73,15 @@ pub(super) fn sha256_hex(bytes: &[u8]) -> String {
 /// Read and parse a JSON file, recording its hash.
 pub(super) fn read_json(path: &Path) -> Result<(Value, SourceFile), LabelError> {
     // Bounded, regular files only: a FIFO or /dev/zero is refused at once.
-    let bytes =
-        crate::files::read_capped(path, crate::files::JSON_CAP).map_err(|e| LabelError::Read {
-            path: path.to_path_buf(),
-            source: e.into_io_without_path(),
-        })?;
+    let bytes = match built_in(path) {
+        Some(text) => text.as_bytes().to_vec(),
+        None => crate::files::read_capped(path, crate::files::JSON_CAP).map_err(|e| {
+            LabelError::Read {
+                path: path.to_path_buf(),
+                source: e.into_io_without_path(),
+            }
+        })?,
+    };
     let value = serde_json::from_slice(&bytes).map_err(|source| LabelError::Json {
         path: path.to_path_buf(),
         source,
@@ -96,7 +136,7 @@ fn parse_id(path: &Path, key: &str, text: &str) -> Result<u32, LabelError> {
 pub(super) fn load_bundle(root: &Path) -> Result<LabelTable, LabelError> {
     let configs = root.join("configs");
     let metadata_path = configs.join("metadata.json");
-    if !metadata_path.is_file() {
+    if !exists(&metadata_path) {
         return Err(LabelError::NotABundle {
             root: root.to_path_buf(),
             expected: metadata_path,
@@ -159,7 +199,7 @@ fn read_label_dict(
     notes: &mut Vec<String>,
 ) -> Result<(), LabelError> {
     let label_dict_path = configs.join("label_dict.json");
-    if label_dict_path.is_file() {
+    if exists(&label_dict_path) {
         let (dict, source) = read_json(&label_dict_path)?;
         sources.push(source);
         apply_label_dict(&label_dict_path, &dict, classes, notes)?;
@@ -180,7 +220,7 @@ fn read_label_mappings(
     notes: &mut Vec<String>,
 ) -> Result<Option<Mappings>, LabelError> {
     let mappings_path = configs.join("label_mappings.json");
-    if !mappings_path.is_file() {
+    if !exists(&mappings_path) {
         notes.push(format!(
             "{} absent: MRI everything-sets cannot be derived from it",
             mappings_path.display()
@@ -212,7 +252,7 @@ fn read_inference(
     sources: &mut Vec<SourceFile>,
     notes: &mut Vec<String>,
 ) -> Result<Option<serde_json::Map<String, Value>>, LabelError> {
-    if !inference_path.is_file() {
+    if !exists(inference_path) {
         notes.push(format!(
             "{} absent: everything-sets and sub-classes use the documented upstream definitions",
             inference_path.display()

@@ -24,6 +24,14 @@
 //! A class is *deprecated* when its `channel_def` name ends with `(deprecated)`
 //! (16 classes upstream). Deprecated classes stay resolvable but are flagged.
 //!
+//! # Without a bundle ([`LabelTable::built_in`])
+//!
+//! The upstream's `metadata.json`, `label_dict.json` and `label_mappings.json` of commit
+//! c46f994 are compiled into the binary (data/upstream/, with their sha256) and read by
+//! the same loader, so names, sidecars and pictures work on a machine that has only the
+//! binary. A bundle found at run time always wins; [`LabelTable::differs_from_built_in`]
+//! says how its table differs, for `list_labels` to report.
+//!
 //! # Everything-sets (the ids segmented when no prompt is given)
 //!
 //! Upstream (`NV-Segment-CTMR/configs/inference.json`) defines
@@ -258,6 +266,61 @@ impl LabelTable {
         load::load_bundle(root)
     }
 
+    /// The upstream table compiled into the binary (commit c46f994, data/upstream/):
+    /// the fallback when no bundle root is found.
+    pub fn built_in() -> &'static LabelTable {
+        static TABLE: std::sync::OnceLock<LabelTable> = std::sync::OnceLock::new();
+        TABLE.get_or_init(|| {
+            let mut table = load::load_bundle(std::path::Path::new(load::BUILT_IN_ROOT))
+                .expect("the built-in upstream label files parse");
+            table.notes.push(
+                "no bundle root found: the built-in upstream label table (commit c46f994) is used"
+                    .to_string(),
+            );
+            table
+        })
+    }
+
+    /// Whether this table was read from the built-in upstream files.
+    pub fn is_built_in(&self) -> bool {
+        self.sources
+            .first()
+            .is_some_and(|s| s.path.starts_with(load::BUILT_IN_ROOT))
+    }
+
+    /// How this table's id → name map differs from the built-in upstream one, in
+    /// words (`None` when they agree).
+    pub fn differs_from_built_in(&self) -> Option<String> {
+        let built_in = LabelTable::built_in();
+        let mut changed = Vec::new();
+        let mut missing = 0usize;
+        for class in built_in.iter() {
+            match self.get(class.id) {
+                None => missing += 1,
+                Some(c) if c.name != class.name => changed.push(class.id),
+                Some(_) => {}
+            }
+        }
+        let extra = self.iter().filter(|c| built_in.get(c.id).is_none()).count();
+        if changed.is_empty() && missing == 0 && extra == 0 {
+            return None;
+        }
+        let shown: Vec<String> = changed.iter().take(8).map(u32::to_string).collect();
+        Some(format!(
+            "the bundle's label table differs from the built-in upstream table (commit c46f994): \
+             it has {} classes, the built-in table {}; {missing} built-in ids absent, {extra} ids \
+             extra, {} renamed{}; the bundle's names are used",
+            self.len(),
+            built_in.len(),
+            changed.len(),
+            if shown.is_empty() {
+                String::new()
+            } else {
+                format!(" (ids {})", shown.join(", "))
+            }
+        ))
+    }
+
     /// Read a `labels.json` sidecar written by [`write_sidecars`] back into a table
     /// (its classes and its recorded sources; no everything-sets or sub-classes).
     pub fn load_labels_json(path: &std::path::Path) -> Result<LabelTable, LabelError> {
@@ -394,6 +457,30 @@ mod tests {
         assert_eq!(table.len(), 2);
         assert_eq!(table.name(2), Some("kidney"));
         assert!(table.everything_set(Modality::CtBody).is_none());
+    }
+
+    #[test]
+    fn the_built_in_table_is_the_upstream_one_with_its_hashes() {
+        let table = LabelTable::built_in();
+        assert!(table.is_built_in());
+        assert_eq!(table.len(), 345);
+        assert_eq!(table.name(1), Some("liver"));
+        assert_eq!(table.resolve("left kidney").unwrap(), 14);
+        let metadata = &table.sources()[0];
+        assert_eq!(
+            metadata.sha256,
+            "55a9d7960095eeacdda8934802e0a2eb36f009d9a1283114d62d26be14e5d909"
+        );
+        assert!(table.everything_set(Modality::CtBody).is_some());
+        assert_eq!(table.differs_from_built_in(), None);
+        // A bundle with other names is reported, not merged.
+        let other = LabelTable::from_classes(vec![class(1, "hepar"), class(900, "extra")]);
+        let note = other.differs_from_built_in().unwrap();
+        assert!(
+            note.contains("1 renamed (ids 1)") && note.contains("1 ids extra"),
+            "{note}"
+        );
+        assert!(!other.is_built_in());
     }
 
     #[test]

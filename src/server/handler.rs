@@ -98,11 +98,14 @@ pub(crate) fn result_from_outcome(outcome: ToolOutcome) -> CallToolResult {
         ToolOutcome::Success {
             structured,
             summary,
+            images,
         } => {
-            let mut result = CallToolResult::success(vec![
+            let mut content = vec![
                 ContentBlock::text(summary),
                 ContentBlock::text(structured.to_string()),
-            ]);
+            ];
+            content.extend(images.iter().map(image_block));
+            let mut result = CallToolResult::success(content);
             result.structured_content = Some(structured);
             result
         }
@@ -119,6 +122,15 @@ pub(crate) fn result_from_outcome(outcome: ToolOutcome) -> CallToolResult {
             result
         }
     }
+}
+
+/// A picture as an MCP `image` content item (base64 PNG).
+fn image_block(image: &crate::call::Image) -> ContentBlock {
+    use base64::Engine as _;
+    ContentBlock::image(
+        base64::engine::general_purpose::STANDARD.encode(&image.png),
+        "image/png",
+    )
 }
 
 /// How a tool's call is answered: the detail it asked for (`None`: the tool takes no
@@ -149,11 +161,14 @@ pub(crate) fn shaped_result(outcome: ToolOutcome, shape: &Shape<'_>) -> CallTool
             ToolOutcome::Success {
                 structured,
                 summary,
+                images,
             },
         ) => {
             let text = detail::text(shape.tool, &structured, &summary);
             let (kept, cuts) = detail::subset(&structured, shape.output_schema);
-            let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+            let mut content = vec![ContentBlock::text(text)];
+            content.extend(images.iter().map(image_block));
+            let mut result = CallToolResult::success(content);
             result.structured_content = Some(kept);
             let mut meta = serde_json::Map::new();
             meta.insert("ctmr/summary".into(), cuts.to_meta());
@@ -553,6 +568,7 @@ mod tests {
         let r = serde_json::to_value(result_from_outcome(ToolOutcome::Success {
             structured: json!({"a": 1}),
             summary: "did it".into(),
+            images: Vec::new(),
         }))
         .unwrap();
         assert_eq!(r["isError"], false);

@@ -68,6 +68,7 @@ pub(crate) fn detailed(view: &RunView) -> DetailedTask {
                 Some(structured) => ToolOutcome::Success {
                     structured: structured.clone(),
                     summary: message,
+                    images: Vec::new(),
                 },
                 // Finished without error, but its result document is gone or unreadable.
                 None => ToolOutcome::Failure {

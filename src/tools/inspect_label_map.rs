@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::registry::{blocking_heavy, Tool};
-use crate::call::{CallContext, ToolOutcome};
+use crate::call::{CallContext, Image, ToolOutcome};
 use crate::config::Config;
 use crate::inspect::{inspect, InspectOptions, InspectReport};
 use crate::labels::LabelTable;
@@ -27,6 +27,7 @@ pub struct InspectArgs {
     pub ground_truth: Option<String>,
     pub components: Option<bool>,
     pub upstream_root: Option<String>,
+    pub preview: Option<bool>,
     /// `summary` (default) or `full`: how much of the result the server answers with
     /// (the server shapes the answer; the tool ignores it).
     pub detail: Option<String>,
@@ -38,6 +39,8 @@ pub struct InspectRequest {
     pub mask: PathBuf,
     pub options: InspectOptions,
     pub upstream_root: Option<PathBuf>,
+    /// Answer with an overlay picture too.
+    pub preview: bool,
 }
 
 impl Tool for InspectLabelMap {
@@ -63,6 +66,7 @@ impl Tool for InspectLabelMap {
                 &self.0,
                 args.upstream_root.as_deref(),
             )?,
+            preview: args.preview.unwrap_or(false),
         })
     }
 
@@ -71,7 +75,25 @@ impl Tool for InspectLabelMap {
         request: InspectRequest,
         _ctx: CallContext,
     ) -> BoxFuture<'static, ToolOutcome> {
-        blocking_heavy(move || outcome(execute(&request, &self.0)))
+        blocking_heavy(move || {
+            let result = execute(&request, &self.0);
+            let picture = match (&result, request.preview) {
+                (Ok((report, _)), true) => Some(preview(&request, report, &self.0)),
+                _ => None,
+            };
+            let mut answer = outcome(result);
+            if let ToolOutcome::Success {
+                images, summary, ..
+            } = &mut answer
+            {
+                match picture {
+                    Some(Ok(png)) => images.push(Image { png }),
+                    Some(Err(e)) => summary.push_str(&format!(" No picture: {e}.")),
+                    None => {}
+                }
+            }
+            answer
+        })
     }
 }
 
@@ -98,7 +120,28 @@ pub fn execute(
     Ok((report, note))
 }
 
-/// The label table of the resolved bundle root (explicit, env, workbench).
+/// The overlay picture of an inspected mask (over the reference image when given),
+/// from the report at hand: one more pass, over the planes drawn only.
+fn preview(
+    request: &InspectRequest,
+    report: &InspectReport,
+    config: &Config,
+) -> Result<Vec<u8>, String> {
+    let table = load_table(request.upstream_root.as_deref(), config).ok();
+    crate::render::render(
+        &request.mask,
+        request.options.reference.as_deref(),
+        report,
+        table.as_ref(),
+        &crate::render::RenderOptions::default(),
+    )
+    .map(|p| p.png)
+    .map_err(|e| e.to_string())
+}
+
+/// The label table of the resolved bundle root (explicit, env, workbench); with no
+/// root given and none found, the built-in upstream table. A root that was named
+/// explicitly and cannot be read stays an error.
 pub fn load_table(
     explicit: Option<&std::path::Path>,
     config: &Config,
@@ -108,8 +151,11 @@ pub fn load_table(
         config.env_root.as_deref().map(std::ffi::OsStr::new),
         &config.cwd,
     );
-    let root = resolution.require().map_err(|e| e.to_string())?;
-    LabelTable::load_bundle(root).map_err(|e| e.to_string())
+    match resolution.require() {
+        Ok(root) => LabelTable::load_bundle(root).map_err(|e| e.to_string()),
+        Err(_) if explicit.is_none() => Ok(LabelTable::built_in().clone()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `[512, 512, 200]` as `512×512×200`.
@@ -146,6 +192,7 @@ pub fn outcome(result: Result<(InspectReport, Option<String>), String>) -> ToolO
             ToolOutcome::Success {
                 structured: serde_json::to_value(&report).expect("report serialises"),
                 summary,
+                images: Vec::new(),
             }
         }
     }

@@ -100,6 +100,8 @@ pub fn document(table: &LabelTable, request: &LabelsRequest) -> Value {
         "schema_version": "ctmr-skill.labels/1",
         "upstream_root": table.sources().first().and_then(|s| s.path.parent()).and_then(|p| p.parent()).map(|p| p.display().to_string()),
         "sources": table.sources().iter().map(|s| json!({"path": s.path.display().to_string(), "sha256": s.sha256})).collect::<Vec<_>>(),
+        "label_source": if table.is_built_in() { "built_in" } else { "bundle" },
+        "warnings": table.differs_from_built_in().filter(|_| !table.is_built_in()).into_iter().collect::<Vec<_>>(),
         "total_classes": table.len(),
         "modality": request.modality.map(|m| m.as_str()),
         "query": request.query,
@@ -131,6 +133,7 @@ pub fn outcome(result: Result<Value, String>) -> ToolOutcome {
             ToolOutcome::Success {
                 structured: doc,
                 summary,
+                images: Vec::new(),
             }
         }
     }

@@ -19,6 +19,7 @@ pub mod inspect_label_map;
 pub mod list_labels;
 pub mod probe_cache;
 pub mod registry;
+pub mod render_overlay;
 pub mod run_batch;
 pub mod run_script;
 pub mod runs;

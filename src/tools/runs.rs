@@ -78,6 +78,7 @@ pub fn started_outcome(started: Started) -> ToolOutcome {
                 record.tool, record.run_id, record.pack_dir, record.run_id
             ),
             structured: serde_json::to_value(&record).expect("record serialises"),
+            images: Vec::new(),
         },
     }
 }
@@ -202,6 +203,7 @@ fn get_run(jobs: &JobTable, run_id: &str) -> ToolOutcome {
             ToolOutcome::Success {
                 structured: serde_json::to_value(&view).expect("view serialises"),
                 summary,
+                images: Vec::new(),
             }
         }
         None => ToolOutcome::failure(format!(
@@ -228,5 +230,6 @@ fn list_runs(jobs: &JobTable) -> ToolOutcome {
     ToolOutcome::Success {
         summary: format!("{} run(s) recorded in {}.", list.runs.len(), list.runs_dir),
         structured: serde_json::to_value(&list).expect("list serialises"),
+        images: Vec::new(),
     }
 }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use super::inspect_label_map::InspectLabelMap;
 use super::list_labels::ListLabels;
 use super::registry::Registry;
+use super::render_overlay::RenderOverlay;
 use super::run_batch::RunBatch;
 use super::run_script::RunScript;
 use super::runs::{CancelRun, GetRun, ListRuns};
@@ -48,6 +49,7 @@ pub fn registry(
         .with(InspectLabelMap(config.clone()))
         .with(ListLabels(config.clone()))
         .with(VerifyEvidence(config.clone()))
+        .with(RenderOverlay(config.clone()))
 }
 
 impl CtmrTools {

@@ -61,6 +61,7 @@ pub fn execute(pack_dir: &Path, cwd: &Path) -> ToolOutcome {
         Ok(report) => ToolOutcome::Success {
             summary: report.summary(),
             structured: serde_json::to_value(&report).expect("report serialises"),
+            images: Vec::new(),
         },
     }
 }

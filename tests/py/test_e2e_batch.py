@@ -10,6 +10,7 @@ binary and the demo assets exist.
 from __future__ import annotations
 
 import csv
+import struct
 import subprocess
 import sys
 import time
@@ -72,6 +73,11 @@ def test_run_batch_cohort_with_progress_and_evidence(server: Server, demo_bundle
     assert len(cohort["attempts"]) == 1, "one upstream run for the whole cohort"
     assert cohort["attempts"][0]["command"][5] == "['configs/inference.json', 'configs/batch_inference.json']"
     assert load_json(out / "cohort.json") == cohort
+    # The cohort plot beside the CSV: a PNG with one row per class (dots drawn).
+    plot = (out / "cohort_volumes.png").read_bytes()
+    assert plot[:8] == b"\x89PNG\r\n\x1a\n", plot[:8]
+    width, height = struct.unpack(">II", plot[16:24])
+    assert width == 960 and height >= 110 + 22 * len(cohort["classes"]), (width, height, sorted(cohort["classes"]))
 
     # Each pack's evidence agrees with its mask, recounted with nibabel.
     rows = {r["id"]: r for r in csv.DictReader((out / "cohort_volumes.csv").open())}

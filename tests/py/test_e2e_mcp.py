@@ -37,7 +37,7 @@ from conftest import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
-TOOLS = {"run_script", "run_batch", "get_run", "cancel_run", "list_runs", "inspect_label_map", "list_labels", "verify_evidence"}
+TOOLS = {"run_script", "run_batch", "get_run", "cancel_run", "list_runs", "inspect_label_map", "list_labels", "verify_evidence", "render_overlay"}
 DEMO_STEM = "demo_ct"
 # Ids the demo bundle labels in the demo volume (real NV-Segment-CTMR ids).
 DEMO_CORE_IDS = {1, 3, 5, 14}  # liver, spleen, right kidney, left kidney

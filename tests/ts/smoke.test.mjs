@@ -21,7 +21,7 @@ const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..
 const FIX = 'run scripts/test.sh (it builds target/release/ctmr-skill and the Python runtime)';
 const BINARY = process.env.CTMR_SKILL_BIN || path.join(REPO_ROOT, 'target', 'release', 'ctmr-skill');
 const PYTHON = process.env.CTMR_SKILL_PYTHON || path.join(REPO_ROOT, '.venv', 'bin', 'python');
-const TOOLS = ['cancel_run', 'get_run', 'inspect_label_map', 'list_labels', 'list_runs', 'run_batch', 'run_script', 'verify_evidence'];
+const TOOLS = ['cancel_run', 'get_run', 'inspect_label_map', 'list_labels', 'list_runs', 'render_overlay', 'run_batch', 'run_script', 'verify_evidence'];
 
 // Writes a label map with nibabel and prints what numpy counts in it, as JSON.
 const WRITE_MASK = `

@@ -29,6 +29,7 @@
 //! process stopped later on another volume (`attempts` in cohort.json tells that story).
 
 pub mod plan;
+pub mod plot;
 pub mod progress;
 pub mod request;
 
@@ -818,6 +819,7 @@ fn finish(request: &BatchRunRequest, cohort: Cohort, total: usize, ctx: &CallCon
             ),
         };
     }
+    plot::write(&request.output_root, &cohort);
     report(
         ctx,
         total as f64,
@@ -898,6 +900,7 @@ fn per_volume_request(request: &BatchRunRequest, volume: &Volume) -> RunRequest 
         ground_truth: None,
         settings: request.settings.clone(),
         batch_config: true,
+        preview: false,
     }
 }
 
@@ -1120,11 +1123,13 @@ impl BatchCall {
                     ToolOutcome::Success {
                         mut structured,
                         summary,
+                        images,
                     } => {
                         structured["trust_summaries"] = json!(trust);
                         ToolOutcome::Success {
                             structured,
                             summary: format!("{lines} {summary}"),
+                            images,
                         }
                     }
                     ToolOutcome::Failure {
@@ -1162,6 +1167,7 @@ impl BatchCall {
                     ToolOutcome::Success {
                         structured,
                         summary,
+                        images: Vec::new(),
                     }
                 } else {
                     ToolOutcome::Failure {

@@ -201,7 +201,17 @@ impl Tool for RunScript {
         request: Self::Request,
         ctx: CallContext,
     ) -> BoxFuture<'static, ToolOutcome> {
-        async move { self.run(request, ctx).await.into_outcome() }.boxed()
+        let preview = request
+            .preview
+            .then(|| request.output_dir.join(crate::evidence::PREVIEW_FILE));
+        async move {
+            let mut outcome = self.run(request, ctx).await.into_outcome();
+            if let (Some(path), ToolOutcome::Success { images, .. }) = (preview, &mut outcome) {
+                images.extend(preview_image(&path));
+            }
+            outcome
+        }
+        .boxed()
     }
 
     fn refusal(&self, error: ArgError) -> ToolOutcome {
@@ -244,6 +254,15 @@ impl Tool for RunScript {
     }
 }
 
+/// The pack's preview.png as an image content item, when it was written (bounded read).
+fn preview_image(path: &std::path::Path) -> Option<crate::call::Image> {
+    const PREVIEW_CAP: u64 = 4 << 20;
+    crate::files::read_capped(path, PREVIEW_CAP)
+        .map(|png| crate::call::Image { png })
+        .map_err(|e| tracing::warn!("no preview image in the answer: {e}"))
+        .ok()
+}
+
 /// The refusal document of a request the manifest or the typing refused (the CLI
 /// prints it; MCP answers with the message).
 pub fn refusal_document(e: &ArgError) -> Value {
@@ -277,6 +296,7 @@ impl RunCall {
                          validation_summary.json, trust_summary.json).",
                         trust.summary, evidence.summary, evidence.pack_dir
                     ),
+                    images: Vec::new(),
                 }
             }
             RunCall::Ran(evidence) => {
@@ -289,6 +309,7 @@ impl RunCall {
                     ToolOutcome::Success {
                         structured,
                         summary,
+                        images: Vec::new(),
                     }
                 } else {
                     ToolOutcome::Failure {

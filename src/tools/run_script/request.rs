@@ -33,6 +33,8 @@ pub struct RunRequest {
     /// This volume runs through the batch config (`run_batch`), so the gates read
     /// `configs/batch_inference.json` as part of the bundle's config.
     pub batch_config: bool,
+    /// Answer with the pack's preview.png as an image content item (`preview`).
+    pub preview: bool,
 }
 
 /// The reference entry point the argv form names.
@@ -84,6 +86,8 @@ pub struct RunScriptArgs {
     pub input: Option<String>,
     pub output_dir: Option<String>,
     pub ground_truth: Option<String>,
+    /// false: no image content item in the answer (preview.png is still written).
+    pub preview: Option<bool>,
     #[serde(flatten)]
     pub settings: SettingsArgs,
 }
@@ -100,7 +104,12 @@ pub fn normalise(
     let mixed: Vec<&str> = args
         .keys()
         .map(String::as_str)
-        .filter(|k| !matches!(*k, "script" | "args" | "wait" | "verify" | "detail"))
+        .filter(|k| {
+            !matches!(
+                *k,
+                "script" | "args" | "wait" | "verify" | "detail" | "preview"
+            )
+        })
         .collect();
     if !mixed.is_empty() {
         return Err(ArgError::new(
@@ -118,7 +127,7 @@ pub fn normalise(
         ArgvForm::try_parse_from(std::iter::once(REFERENCE_SCRIPT.to_string()).chain(argv))
             .map_err(argv_error)?;
     let mut structured = parsed.run.to_arguments();
-    for key in ["wait", "verify", "detail"] {
+    for key in ["wait", "verify", "detail", "preview"] {
         if let Some(v) = args.get(key) {
             structured.insert(key.into(), v.clone());
         }
@@ -272,6 +281,7 @@ pub fn request(args: RunScriptArgs, config: &Config) -> Result<RunRequest, ArgEr
         ground_truth: args.ground_truth.map(|p| config.absolute(Path::new(&p))),
         settings: args.settings.settings(config)?,
         batch_config: false,
+        preview: args.preview.unwrap_or(true),
     })
 }
 

@@ -1,0 +1,158 @@
+//! `render_overlay`: a PNG montage of a label map over its image (see
+//! [`crate::render`]), answered as an MCP image content item beside its description,
+//! and written to `out` when asked. The CLI's `ctmr-skill render` runs the same code.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::registry::{blocking_heavy, Tool};
+use crate::call::{CallContext, Image, ToolOutcome};
+use crate::config::Config;
+use crate::labels::LabelTable;
+use crate::manifest::args::ArgError;
+use crate::render::{render_files, Picture, PictureInfo, RenderOptions, WindowChoice};
+
+/// The tool.
+pub struct RenderOverlay(pub Arc<Config>);
+
+/// `render_overlay`'s arguments after the manifest checked them.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct RenderArgs {
+    pub mask: String,
+    pub image: Option<String>,
+    pub structures: Option<Vec<String>>,
+    pub window: Option<String>,
+    pub out: Option<String>,
+    pub upstream_root: Option<String>,
+}
+
+/// Parsed arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderRequest {
+    pub mask: PathBuf,
+    pub image: Option<PathBuf>,
+    /// Class names or ids, resolved against the label table at execution.
+    pub structures: Vec<String>,
+    pub window: WindowChoice,
+    pub out: Option<PathBuf>,
+    pub upstream_root: Option<PathBuf>,
+}
+
+impl Tool for RenderOverlay {
+    const NAME: &'static str = "render_overlay";
+    type Args = RenderArgs;
+    type Request = RenderRequest;
+
+    fn output_schema() -> Value {
+        crate::json_schema::schema_of::<PictureInfo>()
+    }
+
+    fn request(&self, args: RenderArgs) -> Result<RenderRequest, ArgError> {
+        let path = |p: Option<String>| p.map(|p| self.0.absolute(Path::new(&p)));
+        let window = match args.window.as_deref() {
+            None => WindowChoice::Auto,
+            Some(w) => w.parse().map_err(|_| {
+                ArgError::new(
+                    "window",
+                    format!("'{w}' is not a window"),
+                    format!("use one of {}", WindowChoice::NAMES),
+                )
+            })?,
+        };
+        Ok(RenderRequest {
+            mask: self.0.absolute(Path::new(&args.mask)),
+            image: path(args.image),
+            structures: args.structures.unwrap_or_default(),
+            window,
+            out: path(args.out),
+            upstream_root: crate::tools::run_script::request::admit_root(
+                &self.0,
+                args.upstream_root.as_deref(),
+            )?,
+        })
+    }
+
+    fn execute(
+        self: Arc<Self>,
+        request: RenderRequest,
+        _ctx: CallContext,
+    ) -> BoxFuture<'static, ToolOutcome> {
+        blocking_heavy(move || outcome(execute(&request, &self.0)))
+    }
+}
+
+/// Class names or ids → ids, from `table`; the error names `structures`.
+pub fn resolve_structures(table: &LabelTable, names: &[String]) -> Result<Vec<u32>, String> {
+    names
+        .iter()
+        .map(|q| {
+            table
+                .resolve(q)
+                .map_err(|e| format!("structures: {e}; list_labels shows the class names"))
+        })
+        .collect()
+}
+
+/// Draw the picture (and write it to `out` when asked).
+pub fn execute(request: &RenderRequest, config: &Config) -> Result<Picture, String> {
+    let table = super::inspect_label_map::load_table(request.upstream_root.as_deref(), config)?;
+    let options = RenderOptions {
+        structures: resolve_structures(&table, &request.structures)?,
+        window: request.window,
+        ..RenderOptions::default()
+    };
+    let mut picture = render_files(
+        &request.mask,
+        request.image.as_deref(),
+        Some(&table),
+        &options,
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(out) = &request.out {
+        crate::atomic::write(out, &picture.png).map_err(|e| {
+            format!(
+                "out: cannot write {}: {e}; pass a writable path ending in .png",
+                out.display()
+            )
+        })?;
+        picture.info.written_to = Some(out.display().to_string());
+    }
+    Ok(picture)
+}
+
+pub fn outcome(result: Result<Picture, String>) -> ToolOutcome {
+    match result {
+        Err(message) => ToolOutcome::failure(message),
+        Ok(picture) => {
+            let names: Vec<String> = picture
+                .info
+                .structures
+                .iter()
+                .map(|r| format!("{} ({:.1} mL)", r.structure.name, r.structure.volume_ml))
+                .collect();
+            let summary = format!(
+                "Overlay {}x{} px of {} structure(s): {}. Axial, coronal and sagittal planes through each centroid, radiological orientation.{} Not for clinical use.",
+                picture.info.width,
+                picture.info.height,
+                names.len(),
+                names.join(", "),
+                picture
+                    .info
+                    .written_to
+                    .as_deref()
+                    .map(|p| format!(" Written to {p}."))
+                    .unwrap_or_default()
+            );
+            ToolOutcome::Success {
+                structured: serde_json::to_value(&picture.info).expect("picture info serialises"),
+                summary,
+                images: vec![Image { png: picture.png }],
+            }
+        }
+    }
+}
