@@ -223,7 +223,13 @@ pub fn convert(plan: &Plan, out: &Path) -> Result<DicomSeriesInfo, DicomError> {
         description: "ctmr-skill: converted DICOM series; not for clinical use".into(),
     };
     write_nii_gz(out, &volume).map_err(DicomError::Write)?;
-    Ok(info(plan, out, volume.voxels.dtype(), hex(&listing.finalize()), t0))
+    Ok(info(
+        plan,
+        out,
+        volume.voxels.dtype(),
+        hex(&listing.finalize()),
+        t0,
+    ))
 }
 
 /// One slice's values, rescaled (stored × slope + intercept), row by row.
@@ -257,7 +263,13 @@ fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
-fn info(plan: &Plan, out: &Path, dtype: &str, files_sha256: String, t0: Instant) -> DicomSeriesInfo {
+fn info(
+    plan: &Plan,
+    out: &Path,
+    dtype: &str,
+    files_sha256: String,
+    t0: Instant,
+) -> DicomSeriesInfo {
     let slices = &plan.chosen.slices;
     let first = &slices[0];
     let fold = |f: fn(&SliceMeta) -> f64, pick: fn(f64, f64) -> f64| {

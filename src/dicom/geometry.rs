@@ -186,9 +186,9 @@ fn one_orientation(
     name: &dyn Fn(usize) -> String,
 ) -> Result<(V3, V3, [f64; 6]), DicomError> {
     let first = geometry[0].1;
-    if let Some(k) = (1..geometry.len()).find(|&k| {
-        (0..6).any(|i| (geometry[k].1[i] - first[i]).abs() > ORIENTATION_TOLERANCE)
-    }) {
+    if let Some(k) = (1..geometry.len())
+        .find(|&k| (0..6).any(|i| (geometry[k].1[i] - first[i]).abs() > ORIENTATION_TOLERANCE))
+    {
         return Err(DicomError::check(
             Check::OneOrientation,
             format!(
@@ -258,7 +258,12 @@ fn no_tilt(
             let along = dot(v, normal);
             let off = sub(v, [along * normal[0], along * normal[1], along * normal[2]]);
             let perp = dot(off, off).sqrt();
-            (perp - TILT_TOLERANCE_MM - 1e-4 * along.abs(), perp, along, k)
+            (
+                perp - TILT_TOLERANCE_MM - 1e-4 * along.abs(),
+                perp,
+                along,
+                k,
+            )
         })
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .expect("two slices at least");
@@ -277,7 +282,7 @@ fn no_tilt(
         ));
     }
     Ok(format!(
-        "every slice within {perp:.4} mm of the normal through the first (tilt {degrees:.4} degrees)"
+        "the slices advance along their normal (largest offset {perp:.4} mm, tilt {degrees:.4} degrees)"
     ))
 }
 
@@ -346,7 +351,9 @@ mod tests {
     }
 
     fn axial(zs: &[f64]) -> Vec<SliceMeta> {
-        zs.iter().map(|&z| slice([-100.0, -120.0, z], AXIAL)).collect()
+        zs.iter()
+            .map(|&z| slice([-100.0, -120.0, z], AXIAL))
+            .collect()
     }
 
     #[test]
@@ -370,7 +377,13 @@ mod tests {
         // Rotated about x: rows along x, columns tilted towards z.
         let o = [1.0, 0.0, 0.0, 0.0, c, -s];
         let normal = cross([1.0, 0.0, 0.0], [0.0, c, -s]);
-        let at = |k: f64| [5.0 + 3.0 * k * normal[0], 3.0 * k * normal[1], 3.0 * k * normal[2]];
+        let at = |k: f64| {
+            [
+                5.0 + 3.0 * k * normal[0],
+                3.0 * k * normal[1],
+                3.0 * k * normal[2],
+            ]
+        };
         let slices = vec![slice(at(2.0), o), slice(at(0.0), o), slice(at(1.0), o)];
         let l = layout(&slices, &name).unwrap();
         assert_eq!(l.order, vec![1, 2, 0]);
@@ -386,18 +399,27 @@ mod tests {
         let mut missing = axial(&[0.0, 1.0, 2.0]);
         missing[2].position = None;
         let e = layout(&missing, &name).unwrap_err().to_string();
-        assert!(e.contains("positions_present") && e.contains("file2"), "{e}");
+        assert!(
+            e.contains("positions_present") && e.contains("file2"),
+            "{e}"
+        );
 
         let e = layout(&axial(&[0.0, 1.0, 1.0, 2.0]), &name)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("positions_distinct") && e.contains("duplicate"), "{e}");
+        assert!(
+            e.contains("positions_distinct") && e.contains("duplicate"),
+            "{e}"
+        );
 
         let e = layout(&axial(&[0.0, 2.5, 5.0, 10.0, 12.5]), &name)
             .unwrap_err()
             .to_string();
         assert!(e.contains("uniform_spacing"), "{e}");
-        assert!(e.contains("file2") && e.contains("file3") && e.contains("5.000 mm"), "{e}");
+        assert!(
+            e.contains("file2") && e.contains("file3") && e.contains("5.000 mm"),
+            "{e}"
+        );
 
         let mut mixed = axial(&[0.0, 1.0, 2.0]);
         mixed[1].orientation = Some([0.0, 1.0, 0.0, 0.0, 0.0, -1.0]);

@@ -108,7 +108,10 @@ pub fn scan(path: &Path) -> Result<Scan, DicomError> {
         match parsed {
             Err(_) => not_dicom += 1,
             Ok(obj) => match slice_meta(&obj, i, bytes.len() as u64) {
-                Some(meta) => series.entry(meta.series_uid.clone()).or_default().push(meta),
+                Some(meta) => series
+                    .entry(meta.series_uid.clone())
+                    .or_default()
+                    .push(meta),
                 None => not_image += 1,
             },
         }

@@ -48,8 +48,12 @@ impl Voxels {
 
     fn extend_le(&self, out: &mut Vec<u8>) {
         match self {
-            Voxels::Int16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Voxels::Float32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Voxels::Int16(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Voxels::Float32(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
         }
     }
 }
@@ -73,7 +77,11 @@ pub fn nifti1_bytes(volume: &Volume) -> Result<Vec<u8>, String> {
             volume.voxels.len()
         ));
     }
-    if volume.shape.iter().any(|&n| n == 0 || n > i16::MAX as usize) {
+    if volume
+        .shape
+        .iter()
+        .any(|&n| n == 0 || n > i16::MAX as usize)
+    {
         return Err(format!(
             "shape {:?} does not fit NIfTI-1 (each axis 1..=32767)",
             volume.shape
@@ -111,7 +119,16 @@ fn header(volume: &Volume) -> Vec<u8> {
     let mut h = vec![0u8; 348];
     h[0..4].copy_from_slice(&348i32.to_le_bytes());
     h[38] = b'r';
-    let dims = [3, volume.shape[0], volume.shape[1], volume.shape[2], 1, 1, 1, 1];
+    let dims = [
+        3,
+        volume.shape[0],
+        volume.shape[1],
+        volume.shape[2],
+        1,
+        1,
+        1,
+        1,
+    ];
     for (i, d) in dims.iter().enumerate() {
         put_i16(&mut h, 40 + 2 * i, *d as i16);
     }
@@ -270,7 +287,10 @@ mod tests {
                 assert!((h.affine[i][j] - affine[i][j]).abs() < 1e-4, "{i},{j}");
             }
         }
-        assert!(!h.sform_qform_disagree(), "the qform says what the sform says");
+        assert!(
+            !h.sform_qform_disagree(),
+            "the qform says what the sform says"
+        );
         let expected: Vec<f64> = values.iter().map(|v| *v as f64).collect();
         assert_eq!(read, expected);
     }
@@ -297,7 +317,12 @@ mod tests {
     fn a_wrong_voxel_count_is_refused() {
         let volume = Volume {
             shape: [2, 2, 2],
-            affine: [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0; 4]],
+            affine: [
+                [1.0, 0.0, 0.0, 0.0],
+                [0.0, 1.0, 0.0, 0.0],
+                [0.0, 0.0, 1.0, 0.0],
+                [0.0; 4],
+            ],
             voxels: Voxels::Int16(vec![0; 7]),
             description: String::new(),
         };
