@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, MRImageStorage, generate_uid
 
 # Identifying attributes planted in every generated file; none may appear in any output.
 PLANTED_NAME = "Zzplanted^Quixotic"
@@ -84,8 +85,9 @@ def _dataset(spec: SeriesSpec, k: int, pixels: np.ndarray, path: Path) -> FileDa
     ds.StudyInstanceUID = spec.study_uid
     ds.SeriesInstanceUID = spec.series_uid
     ds.InstanceNumber = k + 1
-    ds.ImagePositionPatient = [float(x) for x in spec.position(k)]
-    ds.ImageOrientationPatient = [float(x) for x in spec.orientation]
+    # DS values hold at most 16 characters: 6 decimals, as scanners write them.
+    ds.ImagePositionPatient = [round(float(x), 6) for x in spec.position(k)]
+    ds.ImageOrientationPatient = [round(float(x), 6) for x in spec.orientation]
     ds.PixelSpacing = [float(x) for x in spec.pixel_spacing]
     ds.SliceThickness = 9.99  # deliberately wrong: spacing must come from the positions
     ds.Rows, ds.Columns = spec.rows, spec.columns
@@ -111,10 +113,11 @@ def write_series(directory: Path, spec: SeriesSpec, reverse_names: bool = False,
         number = spec.slices - 1 - k if reverse_names else k
         path = directory / f"{prefix}{number:04d}.dcm"
         ds = _dataset(spec, k, stored[k], path)
-        if spec.transfer_syntax == ImplicitVRLittleEndian:
-            ds.save_as(path, implicit_vr=True, little_endian=True, enforce_file_format=True)
-        else:
-            ds.save_as(path, enforce_file_format=True)
+        if spec.transfer_syntax == JPEG2000Lossless:
+            # Encapsulated (compressed) pixel data: the bytes need not decode, the
+            # converter must refuse by the transfer syntax before trying.
+            ds.PixelData = encapsulate([stored[k].tobytes()[:64]])
+        ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
 
@@ -162,3 +165,27 @@ def files_mentioning(root: Path, needles: list[str]) -> list[str]:
         hits += [f"{path}: {n}" for n in needles if n.encode() in data]
     hits += [f"file name {p}: {n}" for p in root.rglob("*") for n in needles if n in p.name]
     return hits
+
+
+def oblique_orientation(about_x_deg: float, about_y_deg: float) -> tuple[float, ...]:
+    """ImageOrientationPatient of an axial plane rotated about x, then about y."""
+    ax, ay = np.radians(about_x_deg), np.radians(about_y_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rotation = ry @ rx
+    return tuple(float(v) for v in (*rotation @ [1, 0, 0], *rotation @ [0, 1, 0]))
+
+
+def sorted_listing_sha256(files: list[Path], names: list[str], spec: SeriesSpec) -> str:
+    """The `files_sha256` ctmr-skill records: one `<sha256>  <name>` line per slice, in
+    the order of the slices along the normal (independently recomputed)."""
+    import hashlib
+
+    import pydicom as _p
+
+    normal = np.cross(np.array(spec.orientation[:3]), np.array(spec.orientation[3:]))
+    along = [float(np.dot(np.array(_p.dcmread(f).ImagePositionPatient, dtype=float), normal)) for f in files]
+    lines = "".join(
+        f"{hashlib.sha256(files[i].read_bytes()).hexdigest()}  {names[i]}\n" for i in np.argsort(along, kind="stable")
+    )
+    return hashlib.sha256(lines.encode()).hexdigest()
