@@ -29,6 +29,9 @@ pub const TILT_TOLERANCE_MM: f64 = 0.01;
 
 type V3 = [f64; 3];
 
+/// One slice's (ImagePositionPatient, ImageOrientationPatient, PixelSpacing).
+type SliceGeometry = (V3, [f64; 6], [f64; 2]);
+
 fn dot(a: V3, b: V3) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
@@ -141,7 +144,7 @@ pub fn layout(slices: &[SliceMeta], name: &dyn Fn(usize) -> String) -> Result<La
 fn present(
     slices: &[SliceMeta],
     name: &dyn Fn(usize) -> String,
-) -> Result<Vec<(V3, [f64; 6], [f64; 2])>, DicomError> {
+) -> Result<Vec<SliceGeometry>, DicomError> {
     let missing: Vec<usize> = (0..slices.len())
         .filter(|&k| {
             let s = &slices[k];
@@ -182,7 +185,7 @@ fn present(
 }
 
 fn one_orientation(
-    geometry: &[(V3, [f64; 6], [f64; 2])],
+    geometry: &[SliceGeometry],
     name: &dyn Fn(usize) -> String,
 ) -> Result<(V3, V3, [f64; 6]), DicomError> {
     let first = geometry[0].1;
@@ -244,7 +247,7 @@ fn distinct(d: &[f64], order: &[usize], name: &dyn Fn(usize) -> String) -> Resul
 }
 
 fn no_tilt(
-    geometry: &[(V3, [f64; 6], [f64; 2])],
+    geometry: &[SliceGeometry],
     order: &[usize],
     normal: V3,
     name: &dyn Fn(usize) -> String,

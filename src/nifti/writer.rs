@@ -162,9 +162,9 @@ fn header(volume: &Volume) -> Vec<u8> {
         }
     }
     put_i16(&mut h, 254, 1);
-    for (row, at) in [280, 296, 312].iter().enumerate() {
-        for col in 0..4 {
-            put_f32(&mut h, at + 4 * col, a[row][col] as f32);
+    for (row, at) in a.iter().take(3).zip([280, 296, 312]) {
+        for (col, v) in row.iter().enumerate() {
+            put_f32(&mut h, at + 4 * col, *v as f32);
         }
     }
     h[344..348].copy_from_slice(b"n+1\0");
@@ -282,9 +282,9 @@ mod tests {
         assert_eq!(h.shape, [3, 2, 2]);
         assert_eq!(h.datatype, DataType::Float32);
         assert_eq!(h.affine_source, AffineSource::Sform);
-        for i in 0..3 {
-            for j in 0..4 {
-                assert!((h.affine[i][j] - affine[i][j]).abs() < 1e-4, "{i},{j}");
+        for (got, want) in h.affine.iter().zip(&affine).take(3) {
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-4, "{got:?} vs {want:?}");
             }
         }
         assert!(
