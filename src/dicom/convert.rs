@@ -19,7 +19,7 @@ use super::geometry::{layout, Layout};
 use super::info::{Check, ConversionCheck, DicomSeriesInfo, RescaleRange};
 use super::series::{Chosen, SliceMeta};
 use super::{DicomError, CONVERT_ELSEWHERE};
-use crate::nifti::writer::{write_nii_gz, Volume, Voxels};
+use crate::nifti::writer::{nii_gz_bytes, Volume, Voxels};
 
 /// Largest volume converted: 2^30 voxels (4 GiB as float32 in memory).
 pub const MAX_VOXELS: u64 = 1 << 30;
@@ -222,7 +222,9 @@ pub fn convert(plan: &Plan, out: &Path) -> Result<DicomSeriesInfo, DicomError> {
         voxels,
         description: "ctmr-skill: converted DICOM series; not for clinical use".into(),
     };
-    write_nii_gz(out, &volume).map_err(DicomError::Write)?;
+    let bytes = nii_gz_bytes(&volume).map_err(DicomError::Write)?;
+    crate::atomic::write(out, &bytes)
+        .map_err(|e| DicomError::Write(format!("{}: {e}", out.display())))?;
     Ok(info(
         plan,
         out,

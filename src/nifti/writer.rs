@@ -3,15 +3,14 @@
 //!
 //! Why our own: the project reads NIfTI with its own nibabel-faithful reader (see the
 //! module docs), and the only crate writer (`nifti`) needs `ndarray` and writes to a
-//! path in place; here the bytes are built in memory and written with
-//! [`crate::atomic`], so no half-written input ever reaches the upstream. The header
+//! path in place; here the bytes are built in memory, and the caller writes them
+//! with `crate::atomic`, so no half-written input ever reaches the upstream. The header
 //! is the 348-byte NIfTI-1 layout; both the sform (exact affine) and the qform (its
 //! rotation as a quaternion, when the affine's axes are orthogonal) are set with code
 //! 1 (scanner), as dcm2niix does. Round trips are tested against our reader here and
 //! against nibabel in `tests/py/test_dicom_*.py`.
 
 use std::io::Write;
-use std::path::Path;
 
 use super::Affine;
 
@@ -94,16 +93,15 @@ pub fn nifti1_bytes(volume: &Volume) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Write `volume` as a gzip-compressed NIfTI-1 file at `path`, atomically.
-pub fn write_nii_gz(path: &Path, volume: &Volume) -> Result<(), String> {
+/// Bytes of a `.nii.gz` file (the caller writes them with `crate::atomic`).
+pub fn nii_gz_bytes(volume: &Volume) -> Result<Vec<u8>, String> {
     let raw = nifti1_bytes(volume)?;
     let mut gz = flate2::write::GzEncoder::new(
         Vec::with_capacity(raw.len() / 2),
         flate2::Compression::fast(),
     );
     gz.write_all(&raw).map_err(|e| e.to_string())?;
-    let bytes = gz.finish().map_err(|e| e.to_string())?;
-    crate::atomic::write(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))
+    gz.finish().map_err(|e| e.to_string())
 }
 
 fn put_i16(h: &mut [u8], at: usize, v: i16) {
@@ -256,7 +254,7 @@ mod tests {
             voxels,
             description: "test".into(),
         };
-        write_nii_gz(&path, &volume).unwrap();
+        std::fs::write(&path, nii_gz_bytes(&volume).unwrap()).unwrap();
         let mut reader = VolumeReader::open(&path).unwrap();
         let header = reader.header().clone();
         let mut all = Vec::new();
