@@ -307,3 +307,99 @@ fn info(
         conversion_seconds: (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dicom::source::Source;
+
+    const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+
+    fn chosen(n: usize, edit: impl Fn(usize, &mut SliceMeta)) -> Chosen {
+        let names: Vec<String> = (0..n).map(|k| format!("IM{k}")).collect();
+        let slices = (0..n)
+            .map(|k| {
+                let mut s = SliceMeta {
+                    entry: k,
+                    series_uid: "1.2.3".into(),
+                    rows: 4,
+                    columns: 5,
+                    frames: 1,
+                    samples_per_pixel: 1,
+                    bits_allocated: 16,
+                    photometric: "MONOCHROME2".into(),
+                    pixel_spacing: Some([0.5, 0.5]),
+                    orientation: Some([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+                    position: Some([0.0, 0.0, 2.0 * k as f64]),
+                    slope: 1.0,
+                    transfer_syntax: EXPLICIT_LE.into(),
+                    ..SliceMeta::default()
+                };
+                edit(k, &mut s);
+                s
+            })
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        Chosen {
+            source: Source::listed(&refs),
+            slices,
+            other_series: 0,
+            skipped_entries: 0,
+        }
+    }
+
+    fn refusal(c: Chosen) -> String {
+        plan(c).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_native_series_passes_every_check() {
+        let p = plan(chosen(3, |_, _| {})).unwrap();
+        assert_eq!(p.shape(), [5, 4, 3]);
+        let names: Vec<&str> = p.layout.checks.iter().map(|c| c.check.as_str()).collect();
+        assert_eq!(names.len(), 8, "{names:?}");
+        assert!(p.transfer_syntax.contains("Explicit VR Little Endian"));
+    }
+
+    #[test]
+    fn compressed_multi_frame_and_mixed_series_are_refused_by_name() {
+        let e = refusal(chosen(3, |k, s| {
+            if k == 1 {
+                s.transfer_syntax = "1.2.840.10008.1.2.4.50".into();
+            }
+        }));
+        assert!(
+            e.contains("transfer_syntax_decodable") && e.contains("JPEG Baseline"),
+            "{e}"
+        );
+        assert!(
+            e.contains("IM1") && e.contains("1.2.840.10008.1.2.4.50"),
+            "{e}"
+        );
+        let e = refusal(chosen(3, |k, s| s.frames = if k == 2 { 40 } else { 1 }));
+        assert!(
+            e.contains("single_frame") && e.contains("IM2") && e.contains("40 frames"),
+            "{e}"
+        );
+        let e = refusal(chosen(3, |k, s| {
+            if k == 1 {
+                s.rows = 8;
+            }
+        }));
+        assert!(
+            e.contains("same_grid") && e.contains("mixed sizes") && e.contains("IM1"),
+            "{e}"
+        );
+        let e = refusal(chosen(3, |_, s| {
+            s.photometric = "RGB".into();
+            s.samples_per_pixel = 3;
+        }));
+        assert!(e.contains("same_grid") && e.contains("RGB"), "{e}");
+        let e = refusal(chosen(3, |k, s| {
+            if k == 2 {
+                s.pixel_spacing = Some([0.5, 0.6]);
+            }
+        }));
+        assert!(e.contains("same_grid") && e.contains("PixelSpacing"), "{e}");
+    }
+}

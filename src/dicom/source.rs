@@ -97,6 +97,20 @@ impl Source {
         })
     }
 
+    /// A directory source with these entry names (for tests of the checks).
+    #[cfg(test)]
+    pub(crate) fn listed(names: &[&str]) -> Source {
+        Source {
+            path: PathBuf::from("/series"),
+            container: Container::Directory,
+            names: names.iter().map(|n| n.to_string()).collect(),
+            refs: names
+                .iter()
+                .map(|n| EntryRef::File(PathBuf::from(n)))
+                .collect(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.names.len()
     }
