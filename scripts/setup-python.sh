@@ -12,6 +12,9 @@ REQS=(
   "monai>=1.5,<1.6" "numpy<2" nibabel scipy typer PyYAML fire huggingface_hub
   pytorch-ignite einops
   "mcp>=1.20" pytest jsonschema
+  # tests/py/test_dicom_input.py: DICOM series written with pydicom, and an independent
+  # converter (SimpleITK, GDCM's reader) to compare ctmr-skill's conversion with
+  "pydicom>=3" SimpleITK
   # scripts/bench-tokens.py: OpenAI BPE vocabularies shipped inside the package (works offline)
   "bpe-openai>=0.1.4"
 )

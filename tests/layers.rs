@@ -27,35 +27,36 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("render", with(&["inspect", "labels"])),
         ("upstream", with(&[])),
         ("jobs", with(&[])),
+        ("dicom", with(&[])),
         ("verifier", with(&["inspect", "labels", "render"])),
         (
             "evidence",
-            with(&["inspect", "labels", "render", "upstream"]),
+            with(&["inspect", "labels", "render", "upstream", "dicom"]),
         ),
         (
             "manifest",
             with(&[
-                "inspect", "labels", "render", "upstream", "jobs", "verifier", "evidence",
+                "inspect", "labels", "render", "upstream", "jobs", "dicom", "verifier", "evidence",
             ]),
         ),
         (
             "tools",
             with(&[
-                "inspect", "labels", "render", "upstream", "jobs", "verifier", "evidence",
+                "inspect", "labels", "render", "upstream", "jobs", "dicom", "verifier", "evidence",
                 "manifest",
             ]),
         ),
         (
             "server",
             with(&[
-                "inspect", "labels", "render", "upstream", "jobs", "verifier", "evidence",
+                "inspect", "labels", "render", "upstream", "jobs", "dicom", "verifier", "evidence",
                 "manifest", "tools",
             ]),
         ),
         (
             "cli",
             with(&[
-                "inspect", "labels", "render", "upstream", "jobs", "verifier", "evidence",
+                "inspect", "labels", "render", "upstream", "jobs", "dicom", "verifier", "evidence",
                 "manifest", "tools", "server",
             ]),
         ),

@@ -436,7 +436,8 @@ fn inspect(args: &InspectArgs, config: &Config) -> u8 {
         ground_truth: args.ground_truth.as_ref().map(|p| config.absolute(p)),
         ..crate::inspect::InspectOptions::default()
     };
-    let mut report = match crate::inspect::inspect(&config.absolute(&args.mask), &options) {
+    let mask = config.absolute(&args.mask);
+    let mut report = match crate::tools::inspect_label_map::inspect_any(&mask, &options) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ctmr-skill inspect: {e}");

@@ -67,7 +67,7 @@ pub enum Command {
 /// `ctmr-skill run-batch`: the flags of the `run_batch` tool.
 #[derive(Debug, Clone, Args)]
 pub struct RunBatchArgs {
-    /// The volumes (or use --input-dir).
+    /// The volumes: NIfTI files or DICOM series (directories or .zip); or use --input-dir.
     #[arg(value_name = "INPUT", required_unless_present = "input_dir")]
     pub inputs: Vec<PathBuf>,
     /// A directory searched recursively for inputs.
@@ -197,8 +197,9 @@ impl RunBatchArgs {
 pub struct InspectArgs {
     /// The label map.
     pub mask: PathBuf,
-    /// An image: every geometry difference from the label map, and intensity statistics
-    /// per label when it is on the label map's voxel grid (same shape).
+    /// An image (NIfTI, or a DICOM series: directory or .zip): every geometry difference
+    /// from the label map, and intensity statistics per label when it is on the label
+    /// map's voxel grid (same shape).
     #[arg(long)]
     pub reference: Option<PathBuf>,
     /// A reference label map: per-label Dice and IoU.

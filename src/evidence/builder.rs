@@ -42,6 +42,8 @@ pub struct RunFacts<'a> {
     /// Prompts after resolving `structures`.
     pub prompts: Option<&'a [u32]>,
     pub gates: &'a [GateResult],
+    /// For a DICOM input: the series `input` was converted from.
+    pub dicom: Option<&'a crate::dicom::DicomSeriesInfo>,
 }
 
 /// What the upstream child did, and with which interpreter.
@@ -280,7 +282,7 @@ fn run_manifest(
             ("platform".into(), some(&probe.platform)),
             ("ctmr_skill_version".into(), some(env!("CARGO_PKG_VERSION"))),
         ]),
-        hashes: BTreeMap::from([
+        hashes: BTreeMap::from_iter([
             ("input_sha256".into(), evidence.input.sha256.clone()),
             ("mask_sha256".into(), evidence.output.sha256.clone()),
             ("model_sha256".into(), evidence.weights.sha256.clone()),
@@ -290,8 +292,29 @@ fn run_manifest(
                     .ground_truth
                     .and_then(|p| upstream::sha256_file(p).ok()),
             ),
-        ]),
+        ])
+        .into_iter()
+        .chain(dicom_hashes(facts, evidence))
+        .collect(),
         not_for_clinical_use: crate::NOT_FOR_CLINICAL_USE.into(),
+    }
+}
+
+/// A DICOM input's pack also holds the converted volume (`input_converted_sha256`,
+/// the same file as `input_sha256`) and names the DICOM files by hash.
+fn dicom_hashes(facts: &RunFacts<'_>, evidence: &Evidence) -> Vec<(String, Option<String>)> {
+    match facts.dicom {
+        None => Vec::new(),
+        Some(dicom) => vec![
+            (
+                "input_converted_sha256".into(),
+                evidence.input.sha256.clone(),
+            ),
+            (
+                "dicom_files_sha256".into(),
+                Some(dicom.files_sha256.clone()),
+            ),
+        ],
     }
 }
 
@@ -425,6 +448,11 @@ fn input_info(facts: &RunFacts<'_>, sha256: Option<String>) -> InputInfo {
         sha256,
         affine: Some(header.affine.iter().map(|row| row.to_vec()).collect()),
         orientation: Some(header.orientation().iter().map(|c| c.to_string()).collect()),
+        source: match facts.dicom {
+            Some(_) => InputSource::DicomSeries,
+            None => InputSource::Nifti,
+        },
+        dicom: facts.dicom.cloned(),
     }
 }
 

@@ -60,6 +60,7 @@ impl VolumeStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VolumeRow {
     pub id: String,
+    /// The input as the caller named it: a volume, or a DICOM series (directory or .zip).
     pub input: String,
     pub input_sha256: Option<String>,
     /// The volume's evidence pack (output.json ...); null when it was refused.
@@ -187,7 +188,11 @@ pub fn row_from_evidence(
 ) -> VolumeRow {
     VolumeRow {
         id: id.to_string(),
-        input: evidence.input.path.clone(),
+        // What the caller named: the volume, or the DICOM series it was converted from.
+        input: match &evidence.input.dicom {
+            Some(dicom) => dicom.source_path.clone(),
+            None => evidence.input.path.clone(),
+        },
         input_sha256: evidence.input.sha256.clone(),
         pack_dir: Some(evidence.pack_dir.clone()),
         status,

@@ -72,10 +72,22 @@ pub struct Weights {
     pub note: String,
 }
 
+/// Where the input volume came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputSource {
+    /// The NIfTI file the caller named, read as it is.
+    #[default]
+    Nifti,
+    /// A DICOM series the caller named, converted into the pack (see `input.dicom`).
+    DicomSeries,
+}
+
 /// The input volume.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InputInfo {
-    /// Absolute path.
+    /// Absolute path of the volume the upstream read (for DICOM, the converted
+    /// `input_converted.nii.gz` in the pack).
     pub path: String,
     pub shape: Vec<usize>,
     pub ndim: usize,
@@ -88,6 +100,12 @@ pub struct InputInfo {
     pub affine: Option<Vec<Vec<f64>>>,
     /// Axis codes such as ["R", "A", "S"].
     pub orientation: Option<Vec<String>>,
+    /// `nifti` or `dicom_series`; packs written before this field read `nifti`.
+    #[serde(default)]
+    pub source: InputSource,
+    /// The DICOM series the volume was converted from (no patient data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dicom: Option<crate::dicom::DicomSeriesInfo>,
 }
 
 /// Mask geometry against the input (the reference's 8 fields).

@@ -10,7 +10,8 @@
 //! * `orientation`: `aff2axcodes`;
 //! * `reader`: gzip sniffing, skipping to `vox_offset`, slice decoding;
 //! * `sniff`: what a file that is not NIfTI is instead (DICOM, MINC, MGH, PAR/REC, text...);
-//! * `error`: [`NiftiError`], every variant naming the file.
+//! * `error`: [`NiftiError`], every variant naming the file;
+//! * `writer`: the one NIfTI-1 writer (the volume converted from a DICOM series).
 //!
 //! Limits (hostile or corrupt headers are refused before anything is allocated):
 //! one z-slice may hold at most [`MAX_SLICE_VOXELS`] voxels (the only buffer we
@@ -23,6 +24,7 @@ pub mod header;
 pub mod orientation;
 pub mod reader;
 mod sniff;
+pub mod writer;
 
 use std::path::Path;
 

@@ -103,7 +103,7 @@ pub fn execute(
     request: &InspectRequest,
     config: &Config,
 ) -> Result<(InspectReport, Option<String>), String> {
-    let mut report = inspect(&request.mask, &request.options).map_err(|e| e.to_string())?;
+    let mut report = inspect_any(&request.mask, &request.options)?;
     let table = load_table(request.upstream_root.as_deref(), config);
     let note = match &table {
         Ok(table) => {
@@ -128,15 +128,64 @@ fn preview(
     config: &Config,
 ) -> Result<Vec<u8>, String> {
     let table = load_table(request.upstream_root.as_deref(), config).ok();
+    // A DICOM reference is converted only for the statistics: the picture shows the mask.
+    let reference = request
+        .options
+        .reference
+        .as_deref()
+        .filter(|p| !crate::dicom::is_source(p));
     crate::render::render(
         &request.mask,
-        request.options.reference.as_deref(),
+        reference,
         report,
         table.as_ref(),
         &crate::render::RenderOptions::default(),
     )
     .map(|p| p.png)
     .map_err(|e| e.to_string())
+}
+
+/// [`inspect`], with a DICOM series (a directory or .zip of one series) accepted as
+/// the reference image: it is converted, as `run_script` converts an input, to a
+/// temporary NIfTI file in the temp dir (removed afterwards, so the tool still writes
+/// nothing), and the report names the series, not the temporary file.
+pub fn inspect_any(mask: &Path, options: &InspectOptions) -> Result<InspectReport, String> {
+    let Some(source) = options
+        .reference
+        .as_deref()
+        .filter(|p| crate::dicom::is_source(p))
+    else {
+        return inspect(mask, options).map_err(|e| e.to_string());
+    };
+    let temp = TempVolume(std::env::temp_dir().join(format!(
+        "ctmr-skill-reference-{}.nii.gz",
+        uuid::Uuid::new_v4().simple()
+    )));
+    crate::dicom::scan(source)
+        .and_then(|scan| scan.choose(None))
+        .and_then(crate::dicom::plan)
+        .and_then(|plan| crate::dicom::convert(&plan, &temp.0))
+        .map_err(|e| format!("reference: {e}"))?;
+    let converted = InspectOptions {
+        reference: Some(temp.0.clone()),
+        ..options.clone()
+    };
+    let (from, to) = (temp.0.display().to_string(), source.display().to_string());
+    let mut report = inspect(mask, &converted).map_err(|e| e.to_string().replace(&from, &to))?;
+    report.reference_path = Some(to.clone());
+    for line in &mut report.skipped {
+        *line = line.replace(&from, &to);
+    }
+    Ok(report)
+}
+
+/// A temporary file removed when dropped.
+struct TempVolume(PathBuf);
+
+impl Drop for TempVolume {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// The label table of the resolved bundle root (explicit, env, workbench); with no

@@ -61,7 +61,12 @@ use crate::tools::slots::{queued_message, DevicePool, RunSlots};
 use crate::upstream::{self, oom, MaskAdoption, RunOutcome, RunResult};
 
 /// Gates about the input file itself: failing one leaves that input out.
-const INPUT_GATES: [&str; 3] = ["input_exists", "input_is_nifti", "input_is_3d"];
+const INPUT_GATES: [&str; 4] = [
+    "input_exists",
+    "input_is_nifti",
+    "input_is_3d",
+    "dicom_series_convertible",
+];
 
 /// The tool, sharing the run slots of `run_script` (one upstream process at a time
 /// per slot, whichever tool starts it).
@@ -670,7 +675,8 @@ fn stage(
     for &i in order {
         let entry = &mut entries[i];
         let link = staging.join(entry.volume.staged_name());
-        std::os::unix::fs::symlink(&entry.volume.input, &link)
+        // The gated input: the volume itself, or its conversion from DICOM in the pack.
+        std::os::unix::fs::symlink(&entry.gated.request.input, &link)
             .map_err(|e| io("cannot stage the input as", &link, e))?;
         entry.stale = upstream::move_aside_stale(&entry.gated.mask_path, chrono::Utc::now())
             .map_err(|e| StartFailure(e.to_string()))?;
@@ -799,7 +805,7 @@ struct Next {
 /// Resume: keep complete earlier packs for the same input bytes, modality and prompts.
 fn resume(entries: &mut [Entry], request: &BatchRunRequest, prompts: Option<&[u32]>) {
     for entry in entries.iter_mut() {
-        entry.input_sha = upstream::sha256_file(&entry.volume.input).ok();
+        entry.input_sha = upstream::sha256_file(&entry.gated.request.input).ok();
         if let Some(row) = reuse(entry, request.settings.modality.as_str(), prompts) {
             entry.row = Some(row);
         }
@@ -896,6 +902,7 @@ fn collect_inputs(request: &BatchRunRequest) -> Result<Vec<PathBuf>, String> {
 fn per_volume_request(request: &BatchRunRequest, volume: &Volume) -> RunRequest {
     RunRequest {
         input: volume.input.clone(),
+        series_uid: None,
         output_dir: request.output_root.join(&volume.id),
         ground_truth: None,
         settings: request.settings.clone(),

@@ -11,9 +11,12 @@ use serde_json::{json, Map, Value};
 /// its `args` with this same grammar.
 #[derive(Debug, Clone, Args, Default)]
 pub struct RunArgs {
-    /// The CT or MRI NIfTI volume.
+    /// The CT or MRI NIfTI volume, or a DICOM series (directory or .zip).
     #[arg(value_name = "IMAGE")]
     pub input: PathBuf,
+    /// DICOM input with several series: the SeriesInstanceUID to segment.
+    #[arg(long)]
+    pub series_uid: Option<String>,
     /// CT_BODY | MRI_BODY | MRI_BRAIN.
     #[arg(long, default_value = "CT_BODY")]
     pub modality: String,
@@ -91,6 +94,9 @@ impl RunArgs {
         let mut map = Map::new();
         let path = |p: &PathBuf| json!(p.to_string_lossy());
         map.insert("input".into(), path(&self.input));
+        if let Some(uid) = &self.series_uid {
+            map.insert("series_uid".into(), json!(uid));
+        }
         map.insert("modality".into(), json!(self.modality));
         if let Some(dir) = &self.output_dir {
             map.insert("output_dir".into(), path(dir));

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::dicom_input::{self, DicomInput};
 use super::request::RunRequest;
 use crate::config::Config;
 use crate::evidence::{GateResult, GateStatus, RunFacts};
@@ -27,6 +28,9 @@ pub struct Gated {
     pub prompts: Option<Vec<u32>>,
     pub mask_path: PathBuf,
     pub gates: Vec<GateResult>,
+    /// For a DICOM input: the series converted into the pack (`request.input` is then
+    /// the converted volume).
+    pub dicom: Option<crate::dicom::DicomSeriesInfo>,
 }
 
 impl Gated {
@@ -48,6 +52,7 @@ impl Gated {
             labels: self.labels.as_ref(),
             prompts: self.prompts.as_deref(),
             gates: &self.gates,
+            dicom: self.dicom.as_ref(),
         }
     }
 }
@@ -60,27 +65,27 @@ pub struct Refusal {
     pub resolution: Option<RootResolution>,
 }
 
-struct Recorder<'a> {
+pub(super) struct Recorder<'a> {
     manifest: &'a Manifest,
-    results: Vec<GateResult>,
+    pub(super) results: Vec<GateResult>,
 }
 
 impl Recorder<'_> {
-    fn pass(&mut self, id: &str, message: impl Into<String>) {
+    pub(super) fn pass(&mut self, id: &str, message: impl Into<String>) {
         self.results.push(GateResult {
             name: id.into(),
             status: GateStatus::Passed,
             message: message.into(),
         });
     }
-    fn skip(&mut self, id: &str, message: impl Into<String>) {
+    pub(super) fn skip(&mut self, id: &str, message: impl Into<String>) {
         self.results.push(GateResult {
             name: id.into(),
             status: GateStatus::Skipped,
             message: message.into(),
         });
     }
-    fn fail(&mut self, id: &str, argument: &str, problem: impl Into<String>) {
+    pub(super) fn fail(&mut self, id: &str, argument: &str, problem: impl Into<String>) {
         let fix = self
             .manifest
             .gate(id)
@@ -105,18 +110,44 @@ impl Recorder<'_> {
     }
 }
 
-/// Evaluate every gate of `request`.
+/// Evaluate every gate of `request`; a DICOM input that passes is converted into
+/// the pack as the last step.
 pub fn evaluate(
     request: RunRequest,
     config: &Config,
     manifest: &Manifest,
 ) -> Result<Gated, Box<Refusal>> {
+    gate(request, config, manifest, true)
+        .map(|gated| gated.expect("with the conversion, passed gates give a Gated"))
+}
+
+/// Every gate, writing nothing: a DICOM input's headers are checked but the series is
+/// not converted (the admission of a `wait: false` call; the run evaluates again).
+pub fn check(
+    request: RunRequest,
+    config: &Config,
+    manifest: &Manifest,
+) -> Result<(), Box<Refusal>> {
+    gate(request, config, manifest, false).map(|_| ())
+}
+
+fn gate(
+    request: RunRequest,
+    config: &Config,
+    manifest: &Manifest,
+    convert: bool,
+) -> Result<Option<Gated>, Box<Refusal>> {
     let mut rec = Recorder {
         manifest,
         results: Vec::new(),
     };
-    let input_header = check_volume(&mut rec, &request.input);
-    check_modality(&mut rec, &request);
+    let dicom = dicom_input::plan(&mut rec, &request);
+    let input_header = match dicom {
+        DicomInput::NotDicom => check_volume(&mut rec, &request.input),
+        _ => None,
+    };
+    let upstream_input = dicom.upstream_input(&request);
+    check_modality(&mut rec, &request, dicom.modality());
     rec.pass(
         "timeout_in_bounds",
         format!("{} s", request.settings.timeout.as_secs_f64()),
@@ -124,7 +155,7 @@ pub fn evaluate(
     let (resolution, root_inventory) = check_root(&mut rec, &request, config);
     let root = root_inventory.as_ref().map(|(r, _)| r.as_path());
     check_knobs(&mut rec, &request, root);
-    let mask_path = check_output_dir(&mut rec, &request, config, root);
+    let mask_path = check_output_dir(&mut rec, &request, &upstream_input, config, root);
     // Labels: prompts and structures are checked against the bundle's own table.
     let (labels, label_error) = match root {
         Some(root) => match LabelTable::load_bundle(root) {
@@ -138,10 +169,27 @@ pub fn evaluate(
     if rec.failed() {
         return Err(Box::new(refusal(rec.results, resolution)));
     }
+    let (input_header, info) = match dicom {
+        DicomInput::Planned(_) if !convert => return Ok(None),
+        DicomInput::Planned(plan) => {
+            let modality = request.settings.modality;
+            match dicom_input::convert(&mut rec, &plan, &upstream_input, modality) {
+                Some((header, info)) => (header, Some(info)),
+                None => return Err(Box::new(refusal(rec.results, resolution))),
+            }
+        }
+        _ => (
+            input_header.expect("gates passed, so the input header was read"),
+            None,
+        ),
+    };
     let (root, inventory) = root_inventory.expect("gates passed, so the root resolved");
-    Ok(Gated {
-        request,
-        input_header: input_header.expect("gates passed, so the input header was read"),
+    Ok(Some(Gated {
+        request: RunRequest {
+            input: upstream_input,
+            ..request
+        },
+        input_header,
         resolution,
         root,
         inventory,
@@ -150,7 +198,8 @@ pub fn evaluate(
         prompts,
         mask_path: mask_path.expect("gates passed, so the output location was checked"),
         gates: rec.results,
-    })
+        dicom: info,
+    }))
 }
 
 /// One message listing every failed gate.
@@ -170,9 +219,16 @@ fn refusal(gates: Vec<GateResult>, resolution: RootResolution) -> Refusal {
     }
 }
 
-fn check_modality(rec: &mut Recorder, request: &RunRequest) {
+fn check_modality(rec: &mut Recorder, request: &RunRequest, dicom_modality: Option<&str>) {
     let settings = &request.settings;
-    rec.pass("modality_known", format!("modality {}", settings.modality));
+    let warning = dicom_modality
+        .and_then(|m| dicom_input::modality_warning(m, settings.modality))
+        .map(|w| format!("; warning: {w}"))
+        .unwrap_or_default();
+    rec.pass(
+        "modality_known",
+        format!("modality {}{warning}", settings.modality),
+    );
     if settings.modality != Modality::MriBrain {
         rec.skip(
             "brain_preprocessing_acknowledged",
@@ -367,13 +423,15 @@ fn check_volume(rec: &mut Recorder, input: &Path) -> Option<Header> {
     }
 }
 
+/// `input` is the file the upstream will read (for DICOM, the converted volume).
 fn check_output_dir(
     rec: &mut Recorder,
     request: &RunRequest,
+    input: &Path,
     config: &Config,
     root: Option<&Path>,
 ) -> Option<PathBuf> {
-    let stem = upstream::nifti_stem(&request.input);
+    let stem = upstream::nifti_stem(input);
     if let Some(problem) = output_dir_problem(&request.output_dir, &["logs", ".runs", &stem]) {
         rec.fail("output_dir_allowed", "output_dir", problem);
         return None;
@@ -404,7 +462,7 @@ fn check_output_dir(
         rec.skip("output_dir_allowed", "no bundle root to compare with");
         return None;
     };
-    match upstream::check_output_location(&request.input, &request.output_dir, root) {
+    match upstream::check_output_location(input, &request.output_dir, root) {
         Ok(mask) => {
             rec.pass(
                 "output_dir_allowed",

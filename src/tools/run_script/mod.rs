@@ -7,6 +7,7 @@
 //! writes the evidence pack.
 
 pub mod argv;
+mod dicom_input;
 pub mod gates;
 pub mod knobs;
 pub mod request;
@@ -99,9 +100,18 @@ impl RunScript {
             item: None,
         });
         let call_start = std::time::Instant::now();
-        let gated = match gates::evaluate(request, &self.config, &self.manifest) {
-            Ok(g) => g,
-            Err(refusal) => {
+        // Off the async workers: the gates read headers and may convert a DICOM series.
+        let (config, manifest) = (self.config.clone(), self.manifest.clone());
+        let evaluated =
+            tokio::task::spawn_blocking(move || gates::evaluate(request, &config, &manifest)).await;
+        let gated = match evaluated {
+            Ok(Ok(g)) => g,
+            Err(e) => {
+                return RunCall::NotStarted {
+                    message: format!("the gates could not run: {e}"),
+                }
+            }
+            Ok(Err(refusal)) => {
                 return RunCall::Refused {
                     document: json!({
                         "status": RunStatus::Refused,
@@ -239,7 +249,7 @@ impl Tool for RunScript {
             let tool = self.clone();
             let checked = request.clone();
             let gated = tokio::task::spawn_blocking(move || {
-                gates::evaluate(checked, &tool.config, &tool.manifest).map(|_| ())
+                gates::check(checked, &tool.config, &tool.manifest)
             })
             .await;
             match gated {

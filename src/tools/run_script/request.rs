@@ -23,8 +23,11 @@ use crate::upstream::DeviceRequest;
 /// A validated `run_script` request (gates not yet evaluated).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRequest {
-    /// Absolute.
+    /// Absolute: a NIfTI file, or a DICOM series (directory or .zip) until the gates
+    /// convert it, after which it is the converted volume in the pack.
     pub input: PathBuf,
+    /// For a DICOM input with several series: the one to convert.
+    pub series_uid: Option<String>,
     /// Absolute.
     pub output_dir: PathBuf,
     pub ground_truth: Option<PathBuf>,
@@ -84,6 +87,7 @@ pub struct RunScriptArgs {
     pub script: Option<String>,
     pub args: Option<Vec<String>>,
     pub input: Option<String>,
+    pub series_uid: Option<String>,
     pub output_dir: Option<String>,
     pub ground_truth: Option<String>,
     /// false: no image content item in the answer (preview.png is still written).
@@ -147,7 +151,7 @@ fn argv_error(e: clap::Error) -> ArgError {
         "args",
         first,
         "use the flags of scripts/run_ctmr.py: IMAGE --modality M --output-dir DIR \
-         [--label-prompts 3,14] [--ground-truth GT] [--device auto|cuda|cpu] \
+         [--series-uid UID] [--label-prompts 3,14] [--ground-truth GT] [--device auto|cuda|cpu] \
          [--upstream-root DIR] [--timeout-seconds N] [--patch-size 64,64,64] \
          [--sw-batch-size N] [--cpu-postprocessing] [--tensorrt]",
     )
@@ -277,6 +281,7 @@ pub fn request(args: RunScriptArgs, config: &Config) -> Result<RunRequest, ArgEr
     };
     Ok(RunRequest {
         input,
+        series_uid: args.series_uid,
         output_dir,
         ground_truth: args.ground_truth.map(|p| config.absolute(Path::new(&p))),
         settings: args.settings.settings(config)?,
