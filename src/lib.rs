@@ -20,8 +20,9 @@
 //! | 2 domain | [`inspect`] | one-pass label-map statistics, components, intensities, confusion, geometry | layer 1 |
 //! | | [`labels`] | the upstream label table, everything-sets, prompts, name resolution, sidecars | layer 1 |
 //! | | [`upstream`] | bundle roots, the documented argv, the supervised child process | layer 1 |
+//! | | [`cluster`] | Slurm: task placement and states, the job script, sbatch/squeue/scontrol/scancel | layer 1 |
 //! | | [`verifier`] | the paired verifier `ct_segmentation_quality_v1` | layer 1, `inspect`, `labels` |
-//! | | [`evidence`] | the evidence document, its builder, sanity checks, packs, cohorts | layer 1, `inspect`, `labels`, `upstream` |
+//! | | [`evidence`] | the evidence document, its builder, sanity checks, packs, cohorts | layer 1, `inspect`, `labels`, `upstream`, `cluster` |
 //! | | [`jobs`] | background runs: the one job table, run records, the runs index | layer 1 |
 //! | 3 interface | [`manifest`] | `skill_manifest.yaml`: argument validation, input schemas, gates, tool specs | layers 1-2 |
 //! | 4 tools | [`tools`] | one file per tool behind one `Tool` trait; the registry; run slots | layers 1-3 |
@@ -31,6 +32,7 @@
 pub mod atomic;
 pub mod call;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod evidence;
 pub mod files;

@@ -26,31 +26,32 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("labels", with(&[])),
         ("upstream", with(&[])),
         ("jobs", with(&[])),
+        ("cluster", with(&[])),
         ("verifier", with(&["inspect", "labels"])),
-        ("evidence", with(&["inspect", "labels", "upstream"])),
+        ("evidence", with(&["inspect", "labels", "upstream", "cluster"])),
         (
             "manifest",
             with(&[
-                "inspect", "labels", "upstream", "jobs", "verifier", "evidence",
+                "inspect", "labels", "upstream", "jobs", "cluster", "verifier", "evidence",
             ]),
         ),
         (
             "tools",
             with(&[
-                "inspect", "labels", "upstream", "jobs", "verifier", "evidence", "manifest",
+                "inspect", "labels", "upstream", "jobs", "cluster", "verifier", "evidence", "manifest",
             ]),
         ),
         (
             "server",
             with(&[
-                "inspect", "labels", "upstream", "jobs", "verifier", "evidence", "manifest",
+                "inspect", "labels", "upstream", "jobs", "cluster", "verifier", "evidence", "manifest",
                 "tools",
             ]),
         ),
         (
             "cli",
             with(&[
-                "inspect", "labels", "upstream", "jobs", "verifier", "evidence", "manifest",
+                "inspect", "labels", "upstream", "jobs", "cluster", "verifier", "evidence", "manifest",
                 "tools", "server",
             ]),
         ),

@@ -75,6 +75,9 @@ fn serve(args: &super::ServeArgs, mut config: Config, manifest: Manifest) -> u8 
     config.root_policy = crate::config::RootPolicy::Declared;
     config.require_sandbox |= args.require_sandbox;
     config.warm_workers = !args.no_warm;
+    config
+        .slurm_allow_flags
+        .extend(args.slurm_allow_flags.iter().cloned());
     crate::server::init_stderr_logging();
     let options = crate::server::ServerOptions {
         name: "ctmr-skill".into(),
