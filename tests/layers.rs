@@ -28,7 +28,10 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("jobs", with(&[])),
         ("cluster", with(&[])),
         ("verifier", with(&["inspect", "labels"])),
-        ("evidence", with(&["inspect", "labels", "upstream", "cluster"])),
+        (
+            "evidence",
+            with(&["inspect", "labels", "upstream", "cluster"]),
+        ),
         (
             "manifest",
             with(&[
@@ -38,21 +41,22 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         (
             "tools",
             with(&[
-                "inspect", "labels", "upstream", "jobs", "cluster", "verifier", "evidence", "manifest",
+                "inspect", "labels", "upstream", "jobs", "cluster", "verifier", "evidence",
+                "manifest",
             ]),
         ),
         (
             "server",
             with(&[
-                "inspect", "labels", "upstream", "jobs", "cluster", "verifier", "evidence", "manifest",
-                "tools",
+                "inspect", "labels", "upstream", "jobs", "cluster", "verifier", "evidence",
+                "manifest", "tools",
             ]),
         ),
         (
             "cli",
             with(&[
-                "inspect", "labels", "upstream", "jobs", "cluster", "verifier", "evidence", "manifest",
-                "tools", "server",
+                "inspect", "labels", "upstream", "jobs", "cluster", "verifier", "evidence",
+                "manifest", "tools", "server",
             ]),
         ),
     ])

@@ -146,14 +146,29 @@ impl SlurmCliArgs {
             }
         };
         put("executor", self.executor.as_ref().map(|v| json!(v)));
-        put("slurm_partition", self.slurm_partition.as_ref().map(|v| json!(v)));
-        put("slurm_gpus_per_task", self.slurm_gpus_per_task.map(|v| json!(v)));
-        put("slurm_cpus_per_task", self.slurm_cpus_per_task.map(|v| json!(v)));
+        put(
+            "slurm_partition",
+            self.slurm_partition.as_ref().map(|v| json!(v)),
+        );
+        put(
+            "slurm_gpus_per_task",
+            self.slurm_gpus_per_task.map(|v| json!(v)),
+        );
+        put(
+            "slurm_cpus_per_task",
+            self.slurm_cpus_per_task.map(|v| json!(v)),
+        );
         put("slurm_mem", self.slurm_mem.as_ref().map(|v| json!(v)));
         put("slurm_time", self.slurm_time.as_ref().map(|v| json!(v)));
-        put("slurm_account", self.slurm_account.as_ref().map(|v| json!(v)));
+        put(
+            "slurm_account",
+            self.slurm_account.as_ref().map(|v| json!(v)),
+        );
         put("slurm_qos", self.slurm_qos.as_ref().map(|v| json!(v)));
-        put("slurm_max_concurrent", self.slurm_max_concurrent.map(|v| json!(v)));
+        put(
+            "slurm_max_concurrent",
+            self.slurm_max_concurrent.map(|v| json!(v)),
+        );
         put("slurm_shard_size", self.slurm_shard_size.map(|v| json!(v)));
         put(
             "slurm_flags",
@@ -180,7 +195,11 @@ pub struct ServeArgs {
     pub no_warm: bool,
     /// An sbatch flag clients may add to a Slurm cohort in `slurm_flags`, e.g.
     /// `--constraint` (repeatable; adds to CTMR_SKILL_SLURM_ALLOW_FLAGS).
-    #[arg(long = "slurm-allow-flag", value_name = "--FLAG", allow_hyphen_values = true)]
+    #[arg(
+        long = "slurm-allow-flag",
+        value_name = "--FLAG",
+        allow_hyphen_values = true
+    )]
     pub slurm_allow_flags: Vec<String>,
 }
 

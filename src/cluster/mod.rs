@@ -62,7 +62,9 @@ impl Placement {
 }
 
 /// The state of one array task, as `squeue -t all` / `scontrol` name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     Pending,
@@ -288,7 +290,10 @@ pub fn parse_squeue(out: &str) -> Vec<TaskView> {
             let mut f = line.trim().split('|');
             let task_id = f.next()?.trim().parse().ok()?;
             let state = TaskState::parse(f.next()?);
-            let reason = f.next().map(str::trim).filter(|r| !r.is_empty() && *r != "None");
+            let reason = f
+                .next()
+                .map(str::trim)
+                .filter(|r| !r.is_empty() && *r != "None");
             let node = f.next().map(str::trim).filter(|n| !n.is_empty());
             Some(TaskView {
                 task_id,

@@ -51,7 +51,10 @@ pub fn job_script(parts: &ScriptParts) -> String {
         .replace("{{env}}", &env.join("\n"))
         .replace(
             "{{prologue}}",
-            parts.prologue.as_deref().unwrap_or("# (no operator prologue)"),
+            parts
+                .prologue
+                .as_deref()
+                .unwrap_or("# (no operator prologue)"),
         )
         .replace(
             "{{shard_dir}}",
@@ -63,8 +66,7 @@ pub fn job_script(parts: &ScriptParts) -> String {
 /// One word for bash: bare when it is plainly safe, else single-quoted.
 pub fn shell_quote(s: &str) -> String {
     let plain = !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@%".contains(c));
     if plain {
         s.to_string()

@@ -7,10 +7,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::slurm::options::{Executor, SlurmArgs};
 use crate::config::Config;
 use crate::manifest::args::{validate, ArgError};
 use crate::manifest::ToolDecl;
-use super::slurm::options::{Executor, SlurmArgs};
 use crate::tools::run_script::request::{RunSettings, SettingsArgs};
 
 /// Where the cohort comes from.

@@ -77,7 +77,12 @@ pub(super) async fn run(
     let submitted = submit(batch, entries, &pending, options, request, run_id).await?;
     let total = entries.len();
     let reused = total - pending.len();
-    report(ctx, reused, total, format!("slurm job {} submitted", submitted.job_id));
+    report(
+        ctx,
+        reused,
+        total,
+        format!("slurm job {} submitted", submitted.job_id),
+    );
     let (mut tasks, cancelled) = follow(&submitted, entries, reused, ctx).await;
     // Exit codes and run times come from scontrol (squeue has neither).
     match cluster::scontrol_tasks(&submitted.job_id).await {
@@ -102,8 +107,7 @@ async fn submit(
     )?;
     let python = single::find_python(config).map_err(|StartFailure(m)| m)?;
     let dir = request.output_root.join(".slurm").join(run_id);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let shards: Vec<Shard> = pending
         .chunks(options.shard_size.max(1))
         .enumerate()
@@ -141,7 +145,10 @@ async fn submit(
         "shards": shards.iter().map(|s| s.members.iter().map(|i| entries[*i].volume.id.clone()).collect::<Vec<_>>()).collect::<Vec<_>>(),
     });
     let _ = crate::atomic::write_json(&dir.join("submission.json"), &submission);
-    tracing::info!("run_batch {run_id}: Slurm array job {job_id}, {} task(s)", shards.len());
+    tracing::info!(
+        "run_batch {run_id}: Slurm array job {job_id}, {} task(s)",
+        shards.len()
+    );
     Ok(Submitted {
         job_id,
         dir,
@@ -190,7 +197,12 @@ fn write_shard(dir: &Path, shard: &Shard, entries: &[Entry]) -> std::io::Result<
 
 /// `ctmr-skill --python PY --progress plain run-batch ...` with the request's settings
 /// (prompts already resolved to ids), without inputs.
-fn task_command(exe: &Path, python: &Path, request: &BatchRunRequest, first: &Entry) -> Vec<String> {
+fn task_command(
+    exe: &Path,
+    python: &Path,
+    request: &BatchRunRequest,
+    first: &Entry,
+) -> Vec<String> {
     let s = &request.settings;
     let mut c: Vec<String> = vec![
         exe.display().to_string(),
@@ -241,9 +253,15 @@ fn script_env(config: &crate::config::Config, root: &Path) -> Vec<(String, Strin
         .map(|d| d.display().to_string())
         .collect();
     let mut env = vec![
-        (crate::config::RUNS_DIR_ENV.to_string(), config.runs_dir.display().to_string()),
+        (
+            crate::config::RUNS_DIR_ENV.to_string(),
+            config.runs_dir.display().to_string(),
+        ),
         (crate::config::ALLOWED_DIRS_ENV.to_string(), dirs.join(":")),
-        (crate::config::BUNDLE_ROOTS_ENV.to_string(), root.display().to_string()),
+        (
+            crate::config::BUNDLE_ROOTS_ENV.to_string(),
+            root.display().to_string(),
+        ),
     ];
     if config.require_sandbox {
         env.push((crate::config::REQUIRE_SANDBOX_ENV.to_string(), "1".into()));
@@ -295,7 +313,10 @@ async fn follow(
                 reused + done.len()
             ),
         );
-        let all_finished = tasks.len() >= s.shards.len() && tasks.iter().all(|t| t.state.finished());
+        // `squeue -r` lists every pending task, so when all listed tasks are
+        // finished none is left to run: a task cancelled while still pending is
+        // dropped from the listing altogether (slurm 22.05), not shown as CANCELLED.
+        let all_finished = !tasks.is_empty() && tasks.iter().all(|t| t.state.finished());
         let vanished = tasks.is_empty() && started.elapsed() > VANISHED_AFTER;
         let gave_up = cancelled_at.is_some_and(|t| t.elapsed() > CANCEL_WAIT);
         if all_finished || vanished || gave_up {
@@ -319,8 +340,24 @@ fn written_by(job_id: &str, entry: &Entry) -> Option<Evidence> {
     let text = crate::files::read_to_string_capped(&path, crate::files::JSON_CAP).ok()?;
     let evidence: Evidence = serde_json::from_str(&text).ok()?;
     let placement = evidence.runtime.slurm.as_ref()?;
-    let array = placement.array_job_id.as_deref().unwrap_or(&placement.job_id);
+    let array = placement
+        .array_job_id
+        .as_deref()
+        .unwrap_or(&placement.job_id);
     (array == job_id).then_some(evidence)
+}
+
+/// A task missing from a listing that shows its siblings: Slurm drops a task that is
+/// cancelled while pending (scancel JOB_N) from the queue without a record.
+fn never_started(task_id: u32) -> TaskView {
+    TaskView {
+        task_id,
+        state: TaskState::Cancelled,
+        reason: Some("cancelled before it started (no longer listed by the controller)".into()),
+        exit_code: None,
+        node: None,
+        run_seconds: None,
+    }
 }
 
 /// `scontrol`'s view of each task over `squeue`'s.
@@ -348,8 +385,13 @@ fn conclude(
 ) -> ArrayOutcome {
     let mut attempts = Vec::new();
     let mut records = Vec::new();
+    let listed_any = !tasks.is_empty();
     for shard in &s.shards {
-        let view = tasks.iter().find(|t| t.task_id == shard.task_id).cloned();
+        let view = tasks
+            .iter()
+            .find(|t| t.task_id == shard.task_id)
+            .cloned()
+            .or_else(|| listed_any.then(|| never_started(shard.task_id)));
         let log = s.dir.join(format!("task-{}.log", shard.task_id));
         let mut written = Vec::new();
         for i in &shard.members {
@@ -359,11 +401,19 @@ fn conclude(
             }
             entries[*i].row = Some(row);
         }
-        let ids = shard.members.iter().map(|i| entries[*i].volume.id.clone()).collect();
+        let ids = shard
+            .members
+            .iter()
+            .map(|i| entries[*i].volume.id.clone())
+            .collect();
         attempts.push(task_attempt(s, shard, view.as_ref(), ids, written, &log));
         records.push(TaskRecord {
             task_id: shard.task_id,
-            volumes: shard.members.iter().map(|i| entries[*i].volume.id.clone()).collect(),
+            volumes: shard
+                .members
+                .iter()
+                .map(|i| entries[*i].volume.id.clone())
+                .collect(),
             state: view.as_ref().map_or(TaskState::Unknown, |v| v.state),
             reason: view.as_ref().and_then(|v| v.reason.clone()),
             exit_code: view.as_ref().and_then(|v| v.exit_code.clone()),
@@ -414,7 +464,8 @@ fn volume_row(
     if let Some(evidence) = written_by(&s.job_id, entry) {
         let status = VolumeStatus::from_run(evidence.status);
         let reason = (!status.ok()).then(|| format!("{} ({task})", evidence.summary));
-        let mut row = cohort::row_from_evidence(&entry.volume.id, &evidence, status, attempt, reason);
+        let mut row =
+            cohort::row_from_evidence(&entry.volume.id, &evidence, status, attempt, reason);
         row.input = entry.volume.input.display().to_string();
         return row;
     }
@@ -444,7 +495,9 @@ fn volume_row(
 /// `Slurm array task 1 of job 12 ended CANCELLED (reason: ..., exit code 0:15, node n1)`.
 fn describe_task(job: &str, task: u32, view: Option<&TaskView>) -> String {
     let Some(v) = view else {
-        return format!("Slurm array task {task} of job {job} was no longer listed by the controller");
+        return format!(
+            "Slurm array task {task} of job {job} was no longer listed by the controller"
+        );
     };
     let mut extra = Vec::new();
     if let Some(r) = &v.reason {

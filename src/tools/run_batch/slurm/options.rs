@@ -57,7 +57,12 @@ pub struct SlurmOptions {
     pub flags: Vec<String>,
 }
 
-fn check(arg: &str, value: &Option<String>, ok: fn(char) -> bool, example: &str) -> Result<Option<String>, ArgError> {
+fn check(
+    arg: &str,
+    value: &Option<String>,
+    ok: fn(char) -> bool,
+    example: &str,
+) -> Result<Option<String>, ArgError> {
     match value {
         Some(v) if v.is_empty() || v.len() > 128 || !v.chars().all(ok) => Err(ArgError::new(
             arg,
@@ -106,7 +111,9 @@ impl SlurmArgs {
             account: check("slurm_account", &self.slurm_account, name_char, "radiology")?,
             qos: check("slurm_qos", &self.slurm_qos, name_char, "normal")?,
             max_concurrent: self.slurm_max_concurrent,
-            shard_size: self.slurm_shard_size.map_or(DEFAULT_SHARD_SIZE, |n| n as usize),
+            shard_size: self
+                .slurm_shard_size
+                .map_or(DEFAULT_SHARD_SIZE, |n| n as usize),
             flags: allowed_flags(self.slurm_flags.unwrap_or_default(), allowed)?,
         }))
     }
@@ -163,7 +170,12 @@ impl SlurmOptions {
             }
         };
         opt("partition", self.partition.clone());
-        opt("gres", self.gpus_per_task.filter(|n| *n > 0).map(|n| format!("gpu:{n}")));
+        opt(
+            "gres",
+            self.gpus_per_task
+                .filter(|n| *n > 0)
+                .map(|n| format!("gpu:{n}")),
+        );
         opt("cpus-per-task", self.cpus_per_task.map(|n| n.to_string()));
         opt("mem", self.mem.clone());
         opt("time", self.time.clone());
