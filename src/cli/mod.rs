@@ -101,7 +101,7 @@ pub struct RunBatchArgs {
     #[command(flatten)]
     pub knobs: KnobArgs,
     #[command(flatten)]
-    pub slurm: SlurmCliArgs,
+    pub slurm: Box<SlurmCliArgs>,
 }
 
 /// `run-batch --executor slurm` and its `--slurm-*` flags (the `slurm_*` arguments).
