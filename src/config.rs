@@ -23,6 +23,11 @@ pub const REQUIRE_SANDBOX_ENV: &str = "CTMR_SKILL_REQUIRE_SANDBOX";
 pub const WORKBENCH_ROOT: &str = ".workbench_data/upstreams/NV-Segment-CTMR/NV-Segment-CTMR";
 /// Environment variable naming the runs index directory (see [`index_dir`]).
 pub const RUNS_DIR_ENV: &str = "CTMR_SKILL_RUNS_DIR";
+/// Comma-separated `sbatch` flags (`--constraint,--reservation`) clients may add to a
+/// Slurm cohort (`serve --slurm-allow-flag` adds more).
+pub const SLURM_ALLOW_FLAGS_ENV: &str = "CTMR_SKILL_SLURM_ALLOW_FLAGS";
+/// Lines the Slurm job script runs before ctmr-skill (`module load ...`, a container).
+pub const SLURM_PROLOGUE_ENV: &str = "CTMR_SKILL_SLURM_PROLOGUE";
 
 /// A bundle root the operator installed, and the name a client may use for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +83,10 @@ pub struct Config {
     /// A warm worker stops after this long without requests
     /// (`CTMR_SKILL_WORKER_IDLE_SECONDS`, default 300), freeing its memory.
     pub worker_idle: std::time::Duration,
+    /// `sbatch` flags a client may pass in `slurm_flags` (the operator's allow-list).
+    pub slurm_allow_flags: Vec<String>,
+    /// The operator's prologue for Slurm job scripts.
+    pub slurm_prologue: Option<String>,
 }
 
 impl Config {
@@ -124,6 +133,14 @@ impl Config {
                 ))?;
             config.worker_idle = std::time::Duration::from_secs_f64(seconds);
         }
+        config.slurm_allow_flags = std::env::var(SLURM_ALLOW_FLAGS_ENV)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        config.slurm_prologue = non_empty(std::env::var(SLURM_PROLOGUE_ENV).ok());
         config.require_sandbox = matches!(
             std::env::var(REQUIRE_SANDBOX_ENV).as_deref().map(str::trim),
             Ok("1" | "true" | "yes")
@@ -172,6 +189,8 @@ impl Config {
             require_sandbox: false,
             warm_workers: false,
             worker_idle: std::time::Duration::from_secs(300),
+            slurm_allow_flags: Vec::new(),
+            slurm_prologue: None,
             bundle_roots: Vec::new(),
             root_policy: RootPolicy::Operator,
         };

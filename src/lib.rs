@@ -21,8 +21,9 @@
 //! | | [`labels`] | the upstream label table, everything-sets, prompts, name resolution, sidecars | layer 1 |
 //! | | [`render`] | pictures: the overlay montage of a label map, the cohort volume plot | layer 1, `inspect`, `labels` |
 //! | | [`upstream`] | bundle roots, the documented argv, the supervised child process | layer 1 |
+//! | | [`cluster`] | Slurm: task placement and states, the job script, sbatch/squeue/scontrol/scancel | layer 1 |
 //! | | [`verifier`] | the paired verifier `ct_segmentation_quality_v1` | layer 1, `inspect`, `labels`, `render` |
-//! | | [`evidence`] | the evidence document, its builder, sanity checks, packs, cohorts | layer 1, `inspect`, `labels`, `render`, `upstream`, `dicom` |
+//! | | [`evidence`] | the evidence document, its builder, sanity checks, packs, cohorts | layer 1, `inspect`, `labels`, `render`, `upstream`, `dicom`, `cluster` |
 //! | | [`jobs`] | background runs: the one job table, run records, the runs index | layer 1 |
 //! | | [`dicom`] | a DICOM series (directory or zip) checked and converted to NIfTI, no patient data | layer 1 |
 //! | 3 interface | [`manifest`] | `skill_manifest.yaml`: argument validation, input schemas, gates, tool specs | layers 1-2 |
@@ -33,6 +34,7 @@
 pub mod atomic;
 pub mod call;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dicom;
 pub mod evidence;

@@ -28,36 +28,40 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("upstream", with(&[])),
         ("jobs", with(&[])),
         ("dicom", with(&[])),
+        ("cluster", with(&[])),
         ("verifier", with(&["inspect", "labels", "render"])),
         (
             "evidence",
-            with(&["inspect", "labels", "render", "upstream", "dicom"]),
+            with(&[
+                "inspect", "labels", "render", "upstream", "dicom", "cluster",
+            ]),
         ),
         (
             "manifest",
             with(&[
-                "inspect", "labels", "render", "upstream", "jobs", "dicom", "verifier", "evidence",
+                "inspect", "labels", "render", "upstream", "jobs", "dicom", "cluster", "verifier",
+                "evidence",
             ]),
         ),
         (
             "tools",
             with(&[
-                "inspect", "labels", "render", "upstream", "jobs", "dicom", "verifier", "evidence",
-                "manifest",
+                "inspect", "labels", "render", "upstream", "jobs", "dicom", "cluster", "verifier",
+                "evidence", "manifest",
             ]),
         ),
         (
             "server",
             with(&[
-                "inspect", "labels", "render", "upstream", "jobs", "dicom", "verifier", "evidence",
-                "manifest", "tools",
+                "inspect", "labels", "render", "upstream", "jobs", "dicom", "cluster", "verifier",
+                "evidence", "manifest", "tools",
             ]),
         ),
         (
             "cli",
             with(&[
-                "inspect", "labels", "render", "upstream", "jobs", "dicom", "verifier", "evidence",
-                "manifest", "tools", "server",
+                "inspect", "labels", "render", "upstream", "jobs", "dicom", "cluster", "verifier",
+                "evidence", "manifest", "tools", "server",
             ]),
         ),
     ])

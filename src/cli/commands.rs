@@ -76,6 +76,9 @@ fn serve(args: &super::ServeArgs, mut config: Config, manifest: Manifest) -> u8 
     config.root_policy = crate::config::RootPolicy::Declared;
     config.require_sandbox |= args.require_sandbox;
     config.warm_workers = !args.no_warm;
+    config
+        .slurm_allow_flags
+        .extend(args.slurm_allow_flags.iter().cloned());
     crate::server::init_stderr_logging();
     let options = crate::server::ServerOptions {
         name: "ctmr-skill".into(),
@@ -406,7 +409,19 @@ where
     let ticking = output.bar.clone();
     let result = runtime().block_on(async move {
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            // Ctrl-C, or SIGTERM (what `kill` and schedulers send): stop cleanly, so
+            // the upstream process group (or a Slurm array, via scancel) goes too.
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => s.recv().await,
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            let stopped = tokio::select! {
+                c = tokio::signal::ctrl_c() => c.is_ok(),
+                t = term => t.is_some(),
+            };
+            if stopped {
                 notice.println(&format!(
                     "ctmr-skill {name}: interrupted; stopping the upstream process group"
                 ));

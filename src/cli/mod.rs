@@ -103,6 +103,81 @@ pub struct RunBatchArgs {
     pub verify: bool,
     #[command(flatten)]
     pub knobs: KnobArgs,
+    #[command(flatten)]
+    pub slurm: Box<SlurmCliArgs>,
+}
+
+/// `run-batch --executor slurm` and its `--slurm-*` flags (the `slurm_*` arguments).
+#[derive(Debug, Clone, Args, Default)]
+pub struct SlurmCliArgs {
+    /// local (default) or slurm: submit the cohort as one Slurm job array.
+    #[arg(long, value_name = "local|slurm")]
+    pub executor: Option<String>,
+    #[arg(long)]
+    pub slurm_partition: Option<String>,
+    /// GPUs per task (--gres=gpu:N).
+    #[arg(long)]
+    pub slurm_gpus_per_task: Option<u32>,
+    #[arg(long)]
+    pub slurm_cpus_per_task: Option<u32>,
+    /// Memory per task, e.g. 16G.
+    #[arg(long)]
+    pub slurm_mem: Option<String>,
+    /// Time limit per task, e.g. 02:00:00.
+    #[arg(long)]
+    pub slurm_time: Option<String>,
+    #[arg(long)]
+    pub slurm_account: Option<String>,
+    #[arg(long)]
+    pub slurm_qos: Option<String>,
+    /// Array tasks running at once (--array=0-N%MAX).
+    #[arg(long)]
+    pub slurm_max_concurrent: Option<u32>,
+    /// Volumes per array task (default 25).
+    #[arg(long)]
+    pub slurm_shard_size: Option<u32>,
+    /// An extra sbatch flag (repeatable); must be on CTMR_SKILL_SLURM_ALLOW_FLAGS.
+    #[arg(long = "slurm-flag", allow_hyphen_values = true)]
+    pub slurm_flags: Vec<String>,
+}
+
+impl SlurmCliArgs {
+    fn insert_into(&self, map: &mut Map<String, Value>) {
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                map.insert(k.into(), v);
+            }
+        };
+        put("executor", self.executor.as_ref().map(|v| json!(v)));
+        put(
+            "slurm_partition",
+            self.slurm_partition.as_ref().map(|v| json!(v)),
+        );
+        put(
+            "slurm_gpus_per_task",
+            self.slurm_gpus_per_task.map(|v| json!(v)),
+        );
+        put(
+            "slurm_cpus_per_task",
+            self.slurm_cpus_per_task.map(|v| json!(v)),
+        );
+        put("slurm_mem", self.slurm_mem.as_ref().map(|v| json!(v)));
+        put("slurm_time", self.slurm_time.as_ref().map(|v| json!(v)));
+        put(
+            "slurm_account",
+            self.slurm_account.as_ref().map(|v| json!(v)),
+        );
+        put("slurm_qos", self.slurm_qos.as_ref().map(|v| json!(v)));
+        put(
+            "slurm_max_concurrent",
+            self.slurm_max_concurrent.map(|v| json!(v)),
+        );
+        put("slurm_shard_size", self.slurm_shard_size.map(|v| json!(v)));
+        put(
+            "slurm_flags",
+            (!self.slurm_flags.is_empty()).then(|| json!(self.slurm_flags)),
+        );
+    }
 }
 
 /// `ctmr-skill render`: the arguments of the `render_overlay` tool.
@@ -147,6 +222,14 @@ pub struct ServeArgs {
     /// initialised), not on the first call; the model itself loads on the first call.
     #[arg(long)]
     pub warm: bool,
+    /// An sbatch flag clients may add to a Slurm cohort in `slurm_flags`, e.g.
+    /// `--constraint` (repeatable; adds to CTMR_SKILL_SLURM_ALLOW_FLAGS).
+    #[arg(
+        long = "slurm-allow-flag",
+        value_name = "--FLAG",
+        allow_hyphen_values = true
+    )]
+    pub slurm_allow_flags: Vec<String>,
 }
 
 impl RunBatchArgs {
@@ -189,6 +272,7 @@ impl RunBatchArgs {
             map.insert("verify".into(), json!(true));
         }
         self.knobs.insert_into(&mut map);
+        self.slurm.insert_into(&mut map);
         map
     }
 }

@@ -666,6 +666,7 @@ fn runtime_info(facts: &RunFacts<'_>, run: &UpstreamRun<'_>) -> RuntimeInfo {
         sandbox: Some(run.result.sandbox.clone()),
         phases: run.phases.clone(),
         cost: run.cost.clone(),
+        slurm: crate::cluster::Placement::from_env(),
     }
 }
 

@@ -176,6 +176,9 @@ pub struct Cohort {
     /// The CSV table (one row per volume, one column per class, mL).
     pub volumes_csv: String,
     pub intended_use_disclaimer: String,
+    /// The Slurm job array the volumes ran in (`executor: slurm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<crate::cluster::ArrayRecord>,
 }
 
 /// The row of a volume that has evidence.

@@ -323,6 +323,10 @@ pub struct RuntimeInfo {
     pub phases: BTreeMap<String, f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<RunCost>,
+    /// Where the run ran when inside a Slurm job (an array task of `run_batch`'s
+    /// Slurm executor): job id, array task id, node, GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<crate::cluster::Placement>,
 }
 
 /// What a run cost, measured on the upstream's processes.

@@ -32,6 +32,7 @@ pub mod plan;
 pub mod plot;
 pub mod progress;
 pub mod request;
+pub mod slurm;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -196,10 +197,21 @@ impl RunBatch {
             Ok(gated) => gated,
             Err(refusal) => return refusal,
         };
-        let Some(_slot) = self.acquire_slot(&request, entries.len(), &ctx).await else {
-            return BatchCall::NotStarted {
-                message: "cancelled while waiting for a run slot; nothing ran".into(),
-            };
+        // A Slurm cohort runs on the cluster's GPUs, not in this server's run slots.
+        let slurm = match &request.executor {
+            slurm::options::Executor::Slurm(options) => Some(options.clone()),
+            slurm::options::Executor::Local => None,
+        };
+        let slot = match slurm {
+            Some(_) => None,
+            None => match self.acquire_slot(&request, entries.len(), &ctx).await {
+                Some(slot) => Some(slot),
+                None => {
+                    return BatchCall::NotStarted {
+                        message: "cancelled while waiting for a run slot; nothing ran".into(),
+                    }
+                }
+            },
         };
         let root = entries[0].gated.root.clone();
         let batch_dir = request.output_root.join(".batch").join(&run_id);
@@ -207,11 +219,22 @@ impl RunBatch {
         resume(&mut entries, &request, prompts.as_deref());
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut stopped: Option<VolumeStatus> = None;
+        let mut array = None;
         let pending: Vec<usize> = (0..entries.len())
             .filter(|i| entries[*i].row.is_none())
             .collect();
+        if let (Some(options), false) = (&slurm, pending.is_empty()) {
+            match slurm::run(self, &mut entries, options, &request, &run_id, &ctx).await {
+                Ok(outcome) => {
+                    attempts = outcome.attempts;
+                    stopped = outcome.stopped;
+                    array = Some(outcome.record);
+                }
+                Err(message) => return BatchCall::NotStarted { message },
+            }
+        }
         // Nothing left to run (a complete re-run): no interpreter, no probe.
-        if !pending.is_empty() {
+        if slot.is_some() && !pending.is_empty() {
             let (python, probe) = match self.prepare(&request, &root, &batch_dir).await {
                 Ok(ready) => ready,
                 Err(message) => return BatchCall::NotStarted { message },
@@ -242,7 +265,14 @@ impl RunBatch {
         rows.extend(entries.into_iter().filter_map(|e| e.row));
         rows.sort_by(|a, b| a.input.cmp(&b.input).then(a.id.cmp(&b.id)));
         let ids = RunIds { run_id, created_at };
-        let cohort = summarise(&request, rows, attempts, stopped, &ids, &root, t0);
+        let mut cohort = summarise(&request, rows, attempts, stopped, &ids, &root, t0);
+        if let Some(array) = array {
+            cohort.summary = cohort.summary.replace(
+                "upstream attempt(s)",
+                &format!("Slurm array task(s) of job {}", array.job_id),
+            );
+            cohort.slurm = Some(array);
+        }
         match finish(&request, cohort, total, &ctx) {
             BatchCall::Ran(cohort) if request.settings.verify => {
                 let trust = verify_volumes(&cohort, &self.config).await;
@@ -1049,6 +1079,7 @@ fn summarise(
         attempts,
         failures,
         intended_use_disclaimer: crate::evidence::DISCLAIMER.into(),
+        slurm: None,
     }
 }
 

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::slurm::options::{Executor, SlurmArgs};
 use crate::config::Config;
 use crate::manifest::args::{validate, ArgError};
 use crate::manifest::ToolDecl;
@@ -29,6 +30,8 @@ pub struct BatchRunRequest {
     pub output_root: PathBuf,
     /// What every volume's request gets.
     pub settings: RunSettings,
+    /// Here (default) or as a Slurm job array.
+    pub executor: Executor,
 }
 
 /// `run_batch`'s arguments after the manifest checked them (defaults filled in).
@@ -40,6 +43,8 @@ pub struct BatchArgs {
     pub output_root: Option<String>,
     #[serde(flatten)]
     pub settings: SettingsArgs,
+    #[serde(flatten)]
+    pub slurm: SlurmArgs,
 }
 
 /// Typed arguments → request: a list or a directory (not both), paths absolute.
@@ -77,6 +82,7 @@ pub fn request(args: BatchArgs, config: &Config) -> Result<BatchRunRequest, ArgE
         inputs,
         output_root,
         settings: args.settings.settings(config)?,
+        executor: args.slurm.executor(&config.slurm_allow_flags)?,
     })
 }
 
