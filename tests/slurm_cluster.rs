@@ -4,7 +4,8 @@
 //! - the CLI submits a 6-volume cohort as 3 array tasks; one array index is killed
 //!   with `scancel`; the cohort reports it with its Slurm state; a re-run submits only
 //!   the unfinished volumes and does not touch the finished packs;
-//! - over MCP (`ctmr-skill serve`), a background Slurm cohort shows its job id and
+//! - over MCP (`ctmr-skill serve`), a cohort runs to the end and its packs name their
+//!   job and task; a background Slurm cohort shows its job id and
 //!   task counts in `get_run`, and `cancel_run` removes the array from the queue.
 //!
 //! No cluster is a FAILURE naming the fix, never a silent skip. Only an explicit
@@ -355,4 +356,48 @@ fn cancel_run_cancels_the_array() {
         std::thread::sleep(Duration::from_millis(500));
     }
     server.close_and_wait(minute);
+}
+
+/// Over MCP, to the end: `run_batch` with `executor: slurm` (2 volumes, one per array
+/// task) waits for the array and answers with the cohort; the packs and `cohort.json`
+/// say which job and task made each volume.
+#[test]
+fn a_cohort_runs_to_completion_over_mcp() {
+    if !cluster_up() {
+        return;
+    }
+    let w = world(2);
+    let index = w.base.join("index");
+    let mut server = common::stdio::Server::start_with_env(
+        &w.base,
+        Some(&common::python()),
+        &[
+            ("CTMR_SKILL_RUNS_DIR", &index),
+            ("CTMR_SKILL_BUNDLE_ROOTS", &w.bundle),
+        ],
+    );
+    server.initialize();
+    let out = w.base.join("out");
+    server.call(
+        1,
+        "run_batch",
+        json!({"inputs": w.volumes, "output_root": out, "device": "cpu",
+               "upstream_root": w.bundle, "executor": "slurm", "detail": "full",
+               "slurm_shard_size": 1, "slurm_time": "00:20:00"}),
+    );
+    let reply = server.response(1, Duration::from_secs(600));
+    assert_eq!(reply["result"]["isError"], false, "{reply}");
+    let cohort: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("cohort.json")).unwrap()).unwrap();
+    assert_eq!(cohort["status"], "succeeded", "{cohort}");
+    let job = cohort["slurm"]["job_id"].as_str().unwrap().to_string();
+    assert_eq!(cohort["slurm"]["tasks"].as_array().unwrap().len(), 2);
+    for (task, id) in ["v1", "v2"].iter().enumerate() {
+        let p = pack(&out, id);
+        assert_eq!(p["status"], "succeeded", "{p}");
+        assert_eq!(p["runtime"]["slurm"]["array_job_id"], job.as_str(), "{p}");
+        assert_eq!(p["runtime"]["slurm"]["array_task_id"], task, "{p}");
+    }
+    assert!(active(&job).is_empty(), "the array left the queue");
+    server.close_and_wait(Duration::from_secs(20));
 }
