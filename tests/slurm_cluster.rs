@@ -92,6 +92,11 @@ fn world(n: u32) -> World {
 impl World {
     /// `ctmr-skill run-batch --executor slurm` over every volume, 2 per task.
     fn cli(&self, out: &Path) -> Command {
+        self.cli_sharded(out, 2, 2)
+    }
+
+    /// The same with `shard` volumes per task, at most `max` tasks at once.
+    fn cli_sharded(&self, out: &Path, shard: u32, max: u32) -> Command {
         let mut c = Command::new(common::binary());
         c.current_dir(&self.base)
             .env_remove("NV_SEGMENT_CTMR_ROOT")
@@ -102,8 +107,14 @@ impl World {
             .arg(&self.bundle)
             .arg("--output-root")
             .arg(out)
-            .args(["--executor", "slurm", "--slurm-shard-size", "2"])
-            .args(["--slurm-max-concurrent", "2", "--slurm-time", "00:20:00"])
+            .args([
+                "--executor",
+                "slurm",
+                "--slurm-shard-size",
+                &shard.to_string(),
+            ])
+            .args(["--slurm-max-concurrent", &max.to_string()])
+            .args(["--slurm-time", "00:20:00"])
             .args(&self.volumes);
         c
     }
@@ -400,4 +411,54 @@ fn a_cohort_runs_to_completion_over_mcp() {
     }
     assert!(active(&job).is_empty(), "the array left the queue");
     server.close_and_wait(Duration::from_secs(20));
+}
+
+/// SIGTERM of the CLI coordinator (a batch system's or a user's `kill`) cancels the
+/// array it submitted: no task is left queued or running.
+#[test]
+fn sigterm_of_the_coordinator_cancels_the_array() {
+    if !cluster_up() {
+        return;
+    }
+    let w = world(4);
+    let out = w.base.join("out");
+    let mut child = w
+        .cli_sharded(&out, 1, 1)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let job = loop {
+        let line = stderr
+            .next()
+            .unwrap_or_else(|| panic!("the CLI ended before it named its job"))
+            .unwrap();
+        if let Some(rest) = line.split("slurm job ").nth(1) {
+            break rest
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>();
+        }
+    };
+    assert!(!active(&job).is_empty(), "array {job} is not queued");
+    // SAFETY: a signal to the child this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    std::thread::spawn(move || stderr.for_each(drop));
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "a terminated batch does not report success"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !active(&job).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "array {job} outlived its coordinator: {}",
+            active(&job)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
