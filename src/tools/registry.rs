@@ -89,6 +89,25 @@ pub trait Tool: Send + Sync + Sized + 'static {
     }
 }
 
+/// [`Tool::admit`] for gates that read files: `check` runs on a copy of the request off
+/// the async workers; the request comes back when it passes.
+pub fn admit_blocking<R: Clone + Send + 'static>(
+    request: R,
+    check: impl FnOnce(R) -> Result<(), ToolOutcome> + Send + 'static,
+) -> BoxFuture<'static, Result<R, ToolOutcome>> {
+    async move {
+        let checked = request.clone();
+        match tokio::task::spawn_blocking(move || check(checked)).await {
+            Ok(Ok(())) => Ok(request),
+            Ok(Err(outcome)) => Err(outcome),
+            Err(e) => Err(ToolOutcome::failure(format!(
+                "the gates could not run: {e}"
+            ))),
+        }
+    }
+    .boxed()
+}
+
 /// Blocking file work runs off the async workers, so the server keeps answering.
 /// Short bookkeeping (the run records) takes this path; reading volumes and packs
 /// takes [`blocking_heavy`].

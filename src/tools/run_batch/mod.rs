@@ -54,7 +54,7 @@ use crate::evidence::cohort::{
 use crate::evidence::{Evidence, InputHashes, RunIds, RunStatus, UpstreamRun};
 use crate::manifest::args::ArgError;
 use crate::manifest::Manifest;
-use crate::tools::registry::{Background, Tool};
+use crate::tools::registry::{admit_blocking, Background, Tool};
 use crate::tools::run_script::gates::{self, Gated, Refusal};
 use crate::tools::run_script::request::RunRequest;
 use crate::tools::run_script::run::{self as single, StartFailure};
@@ -1125,23 +1125,12 @@ impl Tool for RunBatch {
         self: Arc<Self>,
         request: Self::Request,
     ) -> BoxFuture<'static, Result<Self::Request, ToolOutcome>> {
-        async move {
-            let tool = self.clone();
-            let checked = request.clone();
-            let gated = tokio::task::spawn_blocking(move || {
-                let inputs = collect_inputs(&checked).map_err(|m| refused(m, json!(null)))?;
-                tool.gate_inputs(&inputs, &checked).map(|_| ())
-            })
-            .await;
-            match gated {
-                Ok(Ok(())) => Ok(request),
-                Ok(Err(refusal)) => Err(refusal.into_outcome()),
-                Err(e) => Err(ToolOutcome::failure(format!(
-                    "the gates could not run: {e}"
-                ))),
-            }
-        }
-        .boxed()
+        admit_blocking(request, move |checked| {
+            collect_inputs(&checked)
+                .map_err(|m| refused(m, json!(null)))
+                .and_then(|inputs| self.gate_inputs(&inputs, &checked).map(|_| ()))
+                .map_err(|refusal| refusal.into_outcome())
+        })
     }
 }
 

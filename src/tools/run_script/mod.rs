@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::evidence::{Evidence, RunStatus};
 use crate::manifest::args::ArgError;
 use crate::manifest::{Manifest, ToolDecl};
-use crate::tools::registry::{Background, Tool};
+use crate::tools::registry::{admit_blocking, Background, Tool};
 use crate::tools::slots::{queued_message, DevicePool, RunSlots};
 use crate::tools::workers::Workers;
 use crate::verifier::trust::TrustSummary;
@@ -245,22 +245,10 @@ impl Tool for RunScript {
         self: Arc<Self>,
         request: Self::Request,
     ) -> BoxFuture<'static, Result<Self::Request, ToolOutcome>> {
-        async move {
-            let tool = self.clone();
-            let checked = request.clone();
-            let gated = tokio::task::spawn_blocking(move || {
-                gates::check(checked, &tool.config, &tool.manifest)
-            })
-            .await;
-            match gated {
-                Ok(Ok(())) => Ok(request),
-                Ok(Err(refusal)) => Err(ToolOutcome::failure(refusal.message)),
-                Err(e) => Err(ToolOutcome::failure(format!(
-                    "the gates could not run: {e}"
-                ))),
-            }
-        }
-        .boxed()
+        admit_blocking(request, move |checked| {
+            gates::check(checked, &self.config, &self.manifest)
+                .map_err(|refusal| ToolOutcome::failure(refusal.message))
+        })
     }
 }
 
