@@ -183,7 +183,8 @@ pub fn demo_bundle_copy(dest: &Path) {
         for entry in std::fs::read_dir(from).unwrap() {
             let entry = entry.unwrap();
             let name = entry.file_name();
-            if name == "__pycache__" || name == "model.pt" {
+            // Run artefacts of the repository's bundle (ignored by git): not part of a copy.
+            if name == "__pycache__" || name == "model.pt" || name == "training.log" {
                 continue;
             }
             if entry.file_type().unwrap().is_dir() {
