@@ -13,31 +13,41 @@ use super::{
     SourceFile,
 };
 
-/// The path under which the built-in upstream files (data/upstream/) are recorded.
+/// The path under which the built-in upstream files (embedded by build.rs) are recorded.
 pub(super) const BUILT_IN_ROOT: &str = "<built-in upstream c46f994>";
 
-/// The upstream label files compiled into the binary (provenance: data/upstream/README.md).
+/// The upstream label files compiled into the binary by build.rs from the shared
+/// upstream data (never committed; provenance: data/upstream/README.md). Empty when the
+/// build found none.
 const BUILT_IN_FILES: [(&str, &str); 3] = [
     (
         "configs/metadata.json",
-        include_str!("../../data/upstream/configs/metadata.json"),
+        include_str!(concat!(env!("OUT_DIR"), "/upstream-labels/metadata.json")),
     ),
     (
         "configs/label_dict.json",
-        include_str!("../../data/upstream/configs/label_dict.json"),
+        include_str!(concat!(env!("OUT_DIR"), "/upstream-labels/label_dict.json")),
     ),
     (
         "configs/label_mappings.json",
-        include_str!("../../data/upstream/configs/label_mappings.json"),
+        include_str!(concat!(
+            env!("OUT_DIR"),
+            "/upstream-labels/label_mappings.json"
+        )),
     ),
 ];
+
+/// Whether this build embeds the upstream label files.
+pub(super) fn has_built_in() -> bool {
+    BUILT_IN_FILES.iter().all(|(_, text)| !text.is_empty())
+}
 
 /// The built-in bytes of `path` when it names a file under [`BUILT_IN_ROOT`].
 fn built_in(path: &Path) -> Option<&'static str> {
     let rel = path.strip_prefix(BUILT_IN_ROOT).ok()?;
     BUILT_IN_FILES
         .iter()
-        .find(|(name, _)| Path::new(name) == rel)
+        .find(|(name, text)| Path::new(name) == rel && !text.is_empty())
         .map(|(_, text)| *text)
 }
 

@@ -27,8 +27,8 @@
 //! # Without a bundle ([`LabelTable::built_in`])
 //!
 //! The upstream's `metadata.json`, `label_dict.json` and `label_mappings.json` of commit
-//! c46f994 are compiled into the binary (data/upstream/, with their sha256) and read by
-//! the same loader, so names, sidecars and pictures work on a machine that has only the
+//! c46f994 are compiled into the binary (by build.rs, from the shared upstream data,
+//! checked against their sha256; never committed here) and read by the same loader, so names, sidecars and pictures work on a machine that has only the
 //! binary. A bundle found at run time always wins; [`LabelTable::differs_from_built_in`]
 //! says how its table differs, for `list_labels` to report.
 //!
@@ -266,19 +266,23 @@ impl LabelTable {
         load::load_bundle(root)
     }
 
-    /// The upstream table compiled into the binary (commit c46f994, data/upstream/):
-    /// the fallback when no bundle root is found.
-    pub fn built_in() -> &'static LabelTable {
+    /// The upstream table compiled into the binary (commit c46f994, embedded by
+    /// build.rs): the fallback when no bundle root is found. `None` for a build made
+    /// without the upstream data.
+    pub fn built_in() -> Option<&'static LabelTable> {
         static TABLE: std::sync::OnceLock<LabelTable> = std::sync::OnceLock::new();
-        TABLE.get_or_init(|| {
+        if !load::has_built_in() {
+            return None;
+        }
+        Some(TABLE.get_or_init(|| {
             let mut table = load::load_bundle(std::path::Path::new(load::BUILT_IN_ROOT))
-                .expect("the built-in upstream label files parse");
+                .expect("the built-in upstream label files parse (build.rs checked their sha256)");
             table.notes.push(
                 "no bundle root found: the built-in upstream label table (commit c46f994) is used"
                     .to_string(),
             );
             table
-        })
+        }))
     }
 
     /// Whether this table was read from the built-in upstream files.
@@ -291,7 +295,7 @@ impl LabelTable {
     /// How this table's id → name map differs from the built-in upstream one, in
     /// words (`None` when they agree).
     pub fn differs_from_built_in(&self) -> Option<String> {
-        let built_in = LabelTable::built_in();
+        let built_in = LabelTable::built_in()?;
         let mut changed = Vec::new();
         let mut missing = 0usize;
         for class in built_in.iter() {
@@ -461,7 +465,8 @@ mod tests {
 
     #[test]
     fn the_built_in_table_is_the_upstream_one_with_its_hashes() {
-        let table = LabelTable::built_in();
+        let table = LabelTable::built_in()
+            .expect("this build embeds the upstream label table (build.rs found the shared data)");
         assert!(table.is_built_in());
         assert_eq!(table.len(), 345);
         assert_eq!(table.name(1), Some("liver"));

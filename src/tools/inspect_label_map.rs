@@ -202,7 +202,12 @@ pub fn load_table(
     );
     match resolution.require() {
         Ok(root) => LabelTable::load_bundle(root).map_err(|e| e.to_string()),
-        Err(_) if explicit.is_none() => Ok(LabelTable::built_in().clone()),
+        Err(e) if explicit.is_none() => LabelTable::built_in().cloned().ok_or_else(|| {
+            format!(
+                "{e}; and this build has no built-in label table (built without the upstream \
+                 label data, see data/upstream/README.md): pass upstream_root"
+            )
+        }),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -22,7 +23,19 @@ from conftest import REPO_ROOT, Server, python_path, sha256_file
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DEMO_LABELS = REPO_ROOT / "examples" / "demo-data" / "demo_ct_labels.nii.gz"
-BUILT_IN_METADATA = REPO_ROOT / "data" / "upstream" / "configs" / "metadata.json"
+def _upstream_configs() -> Path:
+    """The shared upstream data build.rs embeds (same search order): the independent copy
+    the built-in table is compared with."""
+    candidates = [os.environ.get("CTMR_SKILL_UPSTREAM_DATA"),
+                  REPO_ROOT / ".." / "shared" / "upstream-data" / "NV-Segment-CTMR" / "configs",
+                  "/work/shared/upstream-data/NV-Segment-CTMR/configs"]
+    for c in candidates:
+        if c and (Path(c) / "metadata.json").is_file():
+            return Path(c)
+    raise FileNotFoundError(f"upstream data not found at {candidates}; set CTMR_SKILL_UPSTREAM_DATA")
+
+
+BUILT_IN_METADATA = _upstream_configs() / "metadata.json"
 
 
 def decode_png(data: bytes) -> np.ndarray:
