@@ -9,24 +9,11 @@ mod common;
 
 use std::path::PathBuf;
 
-use ctmr_skill::verifier::{verify_pack, VerifyOptions};
+use ctmr_skill::verifier::VerifyOptions;
 use serde_json::Value;
 
 fn verify_with(name: &str, opts: &VerifyOptions) -> Value {
-    let dir = common::verifier_fixture(name);
-    let report = verify_pack(&dir, opts).unwrap_or_else(|e| panic!("{name}: usage error {e}"));
-    let value = report.to_value();
-    assert_eq!(report.passed(), value["overall"] == "pass");
-    let tmp = common::fresh_dir();
-    let file = tmp.path().join("report.json");
-    std::fs::write(&file, serde_json::to_string_pretty(&value).unwrap()).unwrap();
-    let schema =
-        common::repo_root().join("verifiers/ct_segmentation_quality_v1/report.schema.json");
-    common::run_python(
-        &common::repo_root().join("tests/py/verifier_validate_reports.py"),
-        &[schema.to_str().unwrap(), file.to_str().unwrap()],
-    );
-    value
+    common::verify_validated(&common::verifier_fixture(name), opts)
 }
 
 fn verify(name: &str) -> Value {

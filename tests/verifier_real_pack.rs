@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use ctmr_skill::config::Config;
 use ctmr_skill::tools::run_script::{RunCall, RunScript};
 use ctmr_skill::tools::CallContext;
-use ctmr_skill::verifier::{verify_pack, VerifyOptions};
+use ctmr_skill::verifier::VerifyOptions;
 
 /// Run the skill with the stand-in upstream in `mode`; returns the output dir.
 fn run(base: &Path, mode: &str, out_name: &str, ground_truth: Option<&Path>) -> PathBuf {
@@ -44,17 +44,7 @@ fn run(base: &Path, mode: &str, out_name: &str, ground_truth: Option<&Path>) -> 
 }
 
 fn verify(dir: &Path) -> Value {
-    let report = verify_pack(dir, &VerifyOptions::default()).unwrap();
-    let value = report.to_value();
-    let file = dir.join("verifier_report.json");
-    std::fs::write(&file, serde_json::to_string_pretty(&value).unwrap()).unwrap();
-    let schema =
-        common::repo_root().join("verifiers/ct_segmentation_quality_v1/report.schema.json");
-    common::run_python(
-        &common::repo_root().join("tests/py/verifier_validate_reports.py"),
-        &[schema.to_str().unwrap(), file.to_str().unwrap()],
-    );
-    value
+    common::verify_validated(dir, &VerifyOptions::default())
 }
 
 fn status<'a>(block: &'a Value, name: &str) -> &'a str {

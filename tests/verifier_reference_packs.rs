@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use ctmr_skill::verifier::{verify_pack, VerifyOptions};
+use ctmr_skill::verifier::VerifyOptions;
 use serde_json::Value;
 
 fn verify(name: &str) -> Value {
@@ -17,20 +17,7 @@ fn verify(name: &str) -> Value {
 }
 
 fn verify_dir(dir: &Path) -> Value {
-    let report = verify_pack(dir, &VerifyOptions::default())
-        .unwrap_or_else(|e| panic!("{}: usage error {e}", dir.display()));
-    let value = report.to_value();
-    assert_eq!(report.passed(), value["overall"] == "pass");
-    let tmp = common::fresh_dir();
-    let file = tmp.path().join("report.json");
-    std::fs::write(&file, serde_json::to_string_pretty(&value).unwrap()).unwrap();
-    let schema =
-        common::repo_root().join("verifiers/ct_segmentation_quality_v1/report.schema.json");
-    common::run_python(
-        &common::repo_root().join("tests/py/verifier_validate_reports.py"),
-        &[schema.to_str().unwrap(), file.to_str().unwrap()],
-    );
-    value
+    common::verify_validated(dir, &VerifyOptions::default())
 }
 
 fn check<'a>(v: &'a Value, name: &str) -> &'a Value {

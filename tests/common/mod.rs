@@ -207,6 +207,28 @@ pub fn demo_bundle_copy(dest: &Path) {
     );
 }
 
+/// The paired verifier's report on the pack `dir`, as JSON, after checking that its
+/// verdict agrees with `overall` and that it validates against the published report
+/// schema (tests/py/verifier_validate_reports.py, jsonschema).
+pub fn verify_validated(
+    dir: &Path,
+    opts: &ctmr_skill::verifier::VerifyOptions,
+) -> serde_json::Value {
+    let report = ctmr_skill::verifier::verify_pack(dir, opts)
+        .unwrap_or_else(|e| panic!("{}: usage error {e}", dir.display()));
+    let value = report.to_value();
+    assert_eq!(report.passed(), value["overall"] == "pass");
+    let tmp = fresh_dir();
+    let file = tmp.path().join("report.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+    let schema = repo_root().join("verifiers/ct_segmentation_quality_v1/report.schema.json");
+    run_python(
+        &repo_root().join("tests/py/verifier_validate_reports.py"),
+        &[schema.to_str().unwrap(), file.to_str().unwrap()],
+    );
+    value
+}
+
 /// A command's stdout as JSON; the panic shows both streams.
 pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
