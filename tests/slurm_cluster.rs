@@ -90,6 +90,21 @@ fn world(n: u32) -> World {
 }
 
 impl World {
+    /// A `ctmr-skill serve` (initialised) over this world's bundle and runs index.
+    fn serve(&self) -> common::stdio::Server {
+        let index = self.base.join("index");
+        let mut server = common::stdio::Server::start_with_env(
+            &self.base,
+            Some(&common::python()),
+            &[
+                ("CTMR_SKILL_RUNS_DIR", &index),
+                ("CTMR_SKILL_BUNDLE_ROOTS", &self.bundle),
+            ],
+        );
+        server.initialize();
+        server
+    }
+
     /// `ctmr-skill run-batch --executor slurm` over every volume, 2 per task.
     fn cli(&self, out: &Path) -> Command {
         self.cli_sharded(out, 2, 2)
@@ -279,16 +294,7 @@ fn cancel_run_cancels_the_array() {
         return;
     }
     let w = world(4);
-    let index = w.base.join("index");
-    let mut server = common::stdio::Server::start_with_env(
-        &w.base,
-        Some(&common::python()),
-        &[
-            ("CTMR_SKILL_RUNS_DIR", &index),
-            ("CTMR_SKILL_BUNDLE_ROOTS", &w.bundle),
-        ],
-    );
-    server.initialize();
+    let mut server = w.serve();
     let minute = Duration::from_secs(60);
     server.call(
         1,
@@ -378,16 +384,7 @@ fn a_cohort_runs_to_completion_over_mcp() {
         return;
     }
     let w = world(2);
-    let index = w.base.join("index");
-    let mut server = common::stdio::Server::start_with_env(
-        &w.base,
-        Some(&common::python()),
-        &[
-            ("CTMR_SKILL_RUNS_DIR", &index),
-            ("CTMR_SKILL_BUNDLE_ROOTS", &w.bundle),
-        ],
-    );
-    server.initialize();
+    let mut server = w.serve();
     let out = w.base.join("out");
     server.call(
         1,
