@@ -754,12 +754,16 @@ fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
     let workers = crate::tools::workers::listing::list(&crate::tools::workers::listing::dir_for(
         &config.runs_dir,
     ));
+    let gpu_memory = crate::upstream::gpu::memory_by_pid().unwrap_or_default();
     checks.push(gpu_metrics_check());
-    checks.push(workers_check(&workers));
+    checks.push(workers_check(&workers, &gpu_memory));
     let ok = checks.iter().all(|c| c.ok || c.optional());
     if args.json {
         let checks: Vec<Value> = checks.iter().map(Check::json).collect();
-        let workers: Vec<Value> = workers.iter().map(worker_json).collect();
+        let workers: Vec<Value> = workers
+            .iter()
+            .map(|w| worker_json(w, &gpu_memory))
+            .collect();
         print_json(&json!({"ok": ok, "checks": checks, "workers": workers,
                            "not_for_clinical_use": crate::NOT_FOR_CLINICAL_USE}));
     } else {
@@ -903,8 +907,10 @@ fn gpu_metrics_check() -> Check {
 }
 
 /// The warm workers `serve` processes on this machine keep, with their memory now.
-fn workers_check(workers: &[crate::tools::workers::listing::Found]) -> Check {
-    let gpu = crate::upstream::gpu::memory_by_pid().unwrap_or_default();
+fn workers_check(
+    workers: &[crate::tools::workers::listing::Found],
+    gpu: &std::collections::BTreeMap<u32, u64>,
+) -> Check {
     let alive: Vec<String> = workers
         .iter()
         .filter(|w| w.alive)
@@ -941,15 +947,18 @@ fn workers_check(workers: &[crate::tools::workers::listing::Found]) -> Check {
     Check::new("warm_workers", true, detail, "")
 }
 
-fn worker_json(w: &crate::tools::workers::listing::Found) -> Value {
-    let gpu = crate::upstream::gpu::memory_by_pid().ok();
+/// One worker for `doctor --json`, with its GPU memory now (`gpu`: bytes per pid).
+fn worker_json(
+    w: &crate::tools::workers::listing::Found,
+    gpu: &std::collections::BTreeMap<u32, u64>,
+) -> Value {
     let l = &w.listed;
     json!({"id": l.id, "pid": l.pid, "server_pid": l.server_pid, "alive": w.alive,
            "bundle_root": l.bundle_root, "python": l.python, "device": l.device,
            "started_at": l.started_at, "start_seconds": l.start_seconds,
            "requests_served": l.requests_served, "last_request_at": l.last_request_at,
            "idle_stop_seconds": l.idle_stop_seconds, "rss_mib": w.rss_mib,
-           "gpu_memory_mib": gpu.and_then(|g| g.get(&l.pid).map(|b| *b as f64 / 1048576.0))})
+           "gpu_memory_mib": gpu.get(&l.pid).map(|b| *b as f64 / 1048576.0)})
 }
 
 /// Which of the bundle's optional run modes and switches this bundle (and machine)
