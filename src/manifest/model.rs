@@ -112,6 +112,9 @@ pub struct ArgSpec {
     pub description: String,
     #[serde(default)]
     pub gates: Vec<String>,
+    /// `directory` or `picture` for an argument naming a path the tool writes: the
+    /// tool passes it through the one write gate (`tools::write_gate`).
+    pub writes: Option<String>,
 }
 
 impl ArgSpec {

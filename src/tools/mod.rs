@@ -28,6 +28,7 @@ pub mod slots;
 mod toolbox;
 pub mod verify_evidence;
 pub mod workers;
+pub mod write_gate;
 
 use std::sync::Arc;
 

@@ -366,6 +366,15 @@ impl Registry {
             if decl.output_schema.is_none() {
                 problems.push(format!("tool '{}' declares no output_schema", decl.name));
             }
+            for arg in &decl.arguments {
+                let word = arg.writes.as_deref();
+                if word.is_some_and(|w| super::write_gate::Written::parse(w).is_none()) {
+                    problems.push(format!(
+                        "tool '{}': argument '{}' declares writes: {:?} (use directory or picture)",
+                        decl.name, arg.name, word
+                    ));
+                }
+            }
             let manifest_args: BTreeSet<String> =
                 decl.arguments.iter().map(|a| a.name.clone()).collect();
             let typed_args = tool.arg_names();

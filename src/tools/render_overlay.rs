@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::registry::{blocking_heavy, Tool};
+use super::write_gate::{self, Written};
 use crate::call::{CallContext, Image, ToolOutcome};
 use crate::config::Config;
 use crate::labels::LabelTable;
@@ -64,12 +65,17 @@ impl Tool for RenderOverlay {
                 )
             })?,
         };
+        let out = args
+            .out
+            .map(|p| write_gate::check(&self.0, Path::new(&p), Written::Picture))
+            .transpose()
+            .map_err(|refusal| refusal.for_argument("out"))?;
         Ok(RenderRequest {
             mask: self.0.absolute(Path::new(&args.mask)),
             image: path(args.image),
             structures: args.structures.unwrap_or_default(),
             window,
-            out: path(args.out),
+            out,
             upstream_root: crate::tools::run_script::request::admit_root(
                 &self.0,
                 args.upstream_root.as_deref(),

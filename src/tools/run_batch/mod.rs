@@ -59,6 +59,7 @@ use crate::tools::run_script::gates::{self, Gated, Refusal};
 use crate::tools::run_script::request::RunRequest;
 use crate::tools::run_script::run::{self as single, StartFailure};
 use crate::tools::slots::{queued_message, DevicePool, RunSlots};
+use crate::tools::write_gate::Written;
 use crate::upstream::{self, oom, MaskAdoption, RunOutcome, RunResult};
 
 /// Gates about the input file itself: failing one leaves that input out.
@@ -290,7 +291,12 @@ impl RunBatch {
         request: &BatchRunRequest,
     ) -> Result<(Vec<Entry>, Vec<VolumeRow>), BatchCall> {
         let root = &request.output_root;
-        if let Some(problem) = gates::output_dir_problem(root, &[".runs", ".batch"]) {
+        let problem = gates::output_dir_problem(root, &[".runs", ".batch"]).or_else(|| {
+            crate::tools::write_gate::check(&self.config, root, Written::Directory)
+                .err()
+                .map(|refusal| format!("output_dir_allowed: {refusal}"))
+        });
+        if let Some(problem) = problem {
             return Err(refused(
                 format!(
                     "run_batch refused before running anything: argument 'output_root': {problem}"
@@ -993,6 +999,15 @@ fn reuse(entry: &Entry, modality: &str, prompts: Option<&[u32]>) -> Option<Volum
         crate::files::read_to_string_capped(&pack.join("output.json"), crate::files::JSON_CAP)
             .ok()?;
     let previous: Evidence = serde_json::from_str(&text).ok()?;
+    if let Some(mask) = previous.output.path.as_deref() {
+        if plan::mask_in_pack(pack, mask).is_none() {
+            tracing::warn!(
+                "{}: earlier pack not reused: its output.json names a mask outside the pack ({mask})",
+                entry.volume.id
+            );
+            return None;
+        }
+    }
     let sha = entry.input_sha.as_deref()?;
     match plan::reusable(&previous, sha, modality, prompts, |p| {
         upstream::sha256_file(p).ok()

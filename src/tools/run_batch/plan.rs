@@ -147,6 +147,15 @@ pub fn judge(order: &[usize], written: &BTreeSet<usize>) -> Verdict {
 /// Whether an earlier pack of this volume can stand: it succeeded, for the same input
 /// bytes, modality and prompts, and its mask is still there with the recorded hash.
 /// `Err` says why not (for the log); `mask_sha` hashes the recorded mask.
+/// The earlier run's mask, resolved, when it lies inside `pack`: a path read back from
+/// a pack's `output.json` is data, and one that points elsewhere is never hashed or
+/// reused (a forged `output.json` could name any file).
+pub fn mask_in_pack(pack: &Path, mask: &str) -> Option<PathBuf> {
+    let pack = pack.canonicalize().ok()?;
+    let mask = Path::new(mask).canonicalize().ok()?;
+    mask.starts_with(&pack).then_some(mask)
+}
+
 pub fn reusable(
     previous: &Evidence,
     input_sha: &str,
@@ -279,5 +288,36 @@ mod tests {
             found,
             vec![root.join("a.nii.gz"), root.join("sub/b.nii.gz")]
         );
+    }
+
+    #[test]
+    fn a_mask_recorded_outside_its_pack_is_not_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let pack = dir.path().join("pack");
+        std::fs::create_dir_all(pack.join("ct")).unwrap();
+        std::fs::write(pack.join("ct/ct_trans.nii.gz"), b"x").unwrap();
+        std::fs::write(dir.path().join("elsewhere.nii.gz"), b"x").unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("elsewhere.nii.gz"),
+            pack.join("link.nii.gz"),
+        )
+        .unwrap();
+        let inside = pack.join("ct/ct_trans.nii.gz");
+        assert_eq!(
+            mask_in_pack(&pack, inside.to_str().unwrap()),
+            Some(inside.canonicalize().unwrap())
+        );
+        for forged in [
+            dir.path().join("elsewhere.nii.gz"),
+            pack.join("../elsewhere.nii.gz"),
+            pack.join("link.nii.gz"),
+            PathBuf::from("/etc/hostname"),
+        ] {
+            assert_eq!(
+                mask_in_pack(&pack, forged.to_str().unwrap()),
+                None,
+                "{forged:?}"
+            );
+        }
     }
 }

@@ -11,6 +11,7 @@ use crate::evidence::{GateResult, GateStatus, RunFacts};
 use crate::labels::{LabelTable, Modality};
 use crate::manifest::Manifest;
 use crate::nifti::{read_header, Header, NiftiError};
+use crate::tools::write_gate::{self, Written};
 use crate::upstream::{self, BundleInventory, RootResolution};
 
 /// A request that passed every gate, with what the gates learned on the way.
@@ -436,26 +437,8 @@ fn check_output_dir(
         rec.fail("output_dir_allowed", "output_dir", problem);
         return None;
     }
-    let out = crate::config::canonical_or_self(&request.output_dir);
-    if !config
-        .allowed_dirs
-        .iter()
-        .any(|allowed| out.starts_with(allowed))
-    {
-        let allowed: Vec<String> = config
-            .allowed_dirs
-            .iter()
-            .map(|d| d.display().to_string())
-            .collect();
-        rec.fail(
-            "output_dir_allowed",
-            "output_dir",
-            format!(
-                "{} is not inside an allowed directory ({})",
-                request.output_dir.display(),
-                allowed.join(", ")
-            ),
-        );
+    if let Err(refusal) = write_gate::check(config, &request.output_dir, Written::Directory) {
+        rec.fail("output_dir_allowed", "output_dir", refusal.to_string());
         return None;
     }
     let Some(root) = root else {
