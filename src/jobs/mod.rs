@@ -21,6 +21,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::call::{Progress, ToolOutcome};
 
+mod child;
+pub mod inventory;
+
+pub use child::ChildProcess;
+pub use inventory::Inventory;
+
 pub const RUN_RECORD_SCHEMA_VERSION: &str = "ctmr-skill.run/1";
 
 /// Where a run stands.
@@ -92,46 +98,6 @@ pub struct RunRecord {
     pub child: Option<ChildProcess>,
 }
 
-/// An upstream child process: its pid (also its process group id) and its start
-/// time, which tells it apart from a later process that reused the pid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct ChildProcess {
-    pub pid: u32,
-    /// Clock ticks after boot (`/proc/<pid>/stat`, field 22).
-    pub start_ticks: u64,
-}
-
-impl ChildProcess {
-    /// The process as it is now, if it is alive.
-    pub fn of(pid: u32) -> Option<ChildProcess> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // After the command name in parentheses: field 3 (state) onwards.
-        let rest = &stat[stat.rfind(')')? + 1..];
-        let start_ticks = rest.split_whitespace().nth(19)?.parse().ok()?;
-        Some(ChildProcess { pid, start_ticks })
-    }
-
-    /// Still the same process (the pid was not reused).
-    pub fn alive(self) -> bool {
-        ChildProcess::of(self.pid) == Some(self)
-    }
-
-    /// Kill its whole process group; true when it was alive.
-    pub fn kill_group(self) -> bool {
-        if !self.alive() {
-            return false;
-        }
-        let Ok(pgid) = libc::pid_t::try_from(self.pid) else {
-            return false;
-        };
-        // SAFETY: a signal to a process group we checked is this run's child.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-        true
-    }
-}
-
 /// `get_run`'s answer: the record, and the result document when there is one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunView {
@@ -149,18 +115,58 @@ pub struct RunList {
     pub runs: Vec<RunRecord>,
 }
 
-/// A pointer in the index.
-#[derive(Debug, Serialize, Deserialize)]
+/// A pointer in the runs index. Only the server that ran the run writes it, and the
+/// index is the operator's, so what it says is believed: the pack, the result file,
+/// the server and its child, the files the run wrote. The record in the pack is only
+/// data (state, message, times): a forged one can change neither where the server
+/// reads nor what it signals. Pointers written before these fields existed name only
+/// the record; for them the pack is the record's grandparent and no child is killed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Pointer {
     run_id: String,
     record: PathBuf,
+    /// The pack, canonical, as this server wrote into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pack_dir: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result_file: Option<String>,
+    /// The server process that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    server_pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    child: Option<ChildProcess>,
+    /// What the run wrote into its pack (taken when it ended): all that is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    files: Option<Inventory>,
+}
+
+/// The result documents a run writes: a result file is one of these names, in the pack.
+pub const RESULT_FILES: [&str; 2] = ["output.json", "cohort.json"];
+
+impl Pointer {
+    /// The pack the pointer vouches for: its own, or (older pointers) the directory
+    /// two levels above a record named `.runs/<run_id>.json`.
+    fn pack(&self) -> Option<PathBuf> {
+        if let Some(pack) = &self.pack_dir {
+            return Some(pack.clone());
+        }
+        let runs = self.record.parent()?;
+        let named = self.record.file_name()? == format!("{}.json", self.run_id).as_str()
+            && runs.file_name()? == ".runs";
+        named
+            .then(|| runs.parent().map(Path::to_path_buf))
+            .flatten()
+    }
 }
 
 struct Live {
     record: RunRecord,
+    /// What the index says of it (rewritten with the child and the files).
+    pointer: Pointer,
     /// The pack, and the record's place in it (`.runs/<id>.json`).
     pack_dir: PathBuf,
     record_rel: PathBuf,
+    started: std::time::SystemTime,
     cancel: CancellationToken,
     result: Option<Value>,
 }
@@ -238,9 +244,10 @@ impl JobTable {
         pack_dir: &Path,
         result_file: &str,
     ) -> std::io::Result<(RunRecord, CancellationToken)> {
-        self.settle_pack(pack_dir);
+        let started = std::time::SystemTime::now();
         let run_id = new_run_id();
-        let record = RunRecord {
+        let record_rel = Path::new(".runs").join(format!("{run_id}.json"));
+        let mut record = RunRecord {
             schema_version: RUN_RECORD_SCHEMA_VERSION.into(),
             run_id: run_id.clone(),
             tool: tool.into(),
@@ -255,28 +262,42 @@ impl JobTable {
             progress: None,
             child: None,
         };
-        let record_rel = Path::new(".runs").join(format!("{run_id}.json"));
-        let record_path = pack_dir.join(&record_rel);
         crate::atomic::write_json_beneath(pack_dir, &record_rel, &record)?;
-        crate::atomic::write_json(
-            &self.index.join(format!("{run_id}.json")),
-            &Pointer {
-                run_id: run_id.clone(),
-                record: record_path.clone(),
-            },
-        )?;
+        let pack = pack_dir.canonicalize()?;
+        self.settle_pack(&pack);
+        record.pack_dir = pack.display().to_string();
+        crate::atomic::write_json_beneath(&pack, &record_rel, &record)?;
+        let pointer = Pointer {
+            run_id: run_id.clone(),
+            record: pack.join(&record_rel),
+            pack_dir: Some(pack.clone()),
+            result_file: Some(result_file.into()),
+            server_pid: Some(std::process::id()),
+            child: None,
+            files: None,
+        };
+        self.write_pointer(&pointer)?;
         let cancel = CancellationToken::new();
         self.lock().insert(
             run_id,
             Live {
                 record: record.clone(),
-                pack_dir: pack_dir.to_path_buf(),
+                pointer,
+                pack_dir: pack,
                 record_rel,
+                started,
                 cancel: cancel.clone(),
                 result: None,
             },
         );
         Ok((record, cancel))
+    }
+
+    fn write_pointer(&self, pointer: &Pointer) -> std::io::Result<()> {
+        crate::atomic::write_json(
+            &self.index.join(format!("{}.json", pointer.run_id)),
+            pointer,
+        )
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
@@ -295,24 +316,29 @@ impl JobTable {
         }
     }
 
-    /// Record the upstream child a live run started (memory and disk).
+    /// Record the upstream child a live run started (memory, the index and the pack).
     pub fn child(&self, run_id: &str, pid: u32) {
         let mut live = self.lock();
         let Some(entry) = live.get_mut(run_id) else {
             return;
         };
         entry.record.child = ChildProcess::of(pid);
-        let mut on_disk = entry.record.clone();
-        on_disk.progress = None;
-        if let Err(e) =
-            crate::atomic::write_json_beneath(&entry.pack_dir, &entry.record_rel, &on_disk)
-        {
-            tracing::warn!("run record of {run_id} not updated with its child: {e}");
+        entry.pointer.child = entry.record.child;
+        if let Err(e) = self.write_pointer(&entry.pointer) {
+            tracing::warn!("runs index entry of {run_id} not updated with its child: {e}");
         }
+        entry.write_record();
     }
 
-    /// Record how a live run ended (memory and disk).
+    /// Record how a live run ended (memory, the index and the pack), with what it
+    /// wrote into its pack.
     pub fn finish(&self, run_id: &str, outcome: &ToolOutcome, cancelled: bool) {
+        // Taken outside the lock: a cohort's inventory reads many files.
+        let place = self
+            .lock()
+            .get(run_id)
+            .map(|e| (e.pack_dir.clone(), e.started));
+        let files = place.map(|(pack, started)| Inventory::take(&pack, started));
         let mut live = self.lock();
         let Some(entry) = live.get_mut(run_id) else {
             return;
@@ -345,16 +371,11 @@ impl JobTable {
         entry.record.message = Some(message);
         entry.record.finished_at = Some(now());
         entry.result = result;
-        let mut on_disk = entry.record.clone();
-        on_disk.progress = None;
-        if let Err(e) =
-            crate::atomic::write_json_beneath(&entry.pack_dir, &entry.record_rel, &on_disk)
-        {
-            tracing::warn!(
-                "run record {} not written: {e}",
-                entry.pack_dir.join(&entry.record_rel).display()
-            );
+        entry.pointer.files = files;
+        if let Err(e) = self.write_pointer(&entry.pointer) {
+            tracing::warn!("runs index entry of {run_id} not written: {e}");
         }
+        entry.write_record();
     }
 
     /// Cancel a live run; false when it is not running here.
@@ -388,8 +409,8 @@ impl JobTable {
                 result,
             });
         }
-        let pointer: Pointer = read_json(&self.index.join(format!("{run_id}.json")))?;
-        let record = self.settle(&pointer.record)?;
+        let pointer = self.pointer(run_id)?;
+        let record = self.settle(&pointer)?;
         let result = (record.state != RunState::Running)
             .then(|| read_result(&record))
             .flatten();
@@ -399,20 +420,37 @@ impl JobTable {
         })
     }
 
-    /// Every run in the index, newest first.
-    pub fn list(&self) -> Vec<RunRecord> {
+    /// The index's pointer of `run_id` (an id already checked), if it is one.
+    fn pointer(&self, run_id: &str) -> Option<Pointer> {
+        let pointer: Pointer = read_json(&self.index.join(format!("{run_id}.json")))?;
+        (pointer.run_id == run_id).then_some(pointer)
+    }
+
+    /// Every pointer of the index (files named `<run id>.json` for their own run).
+    fn pointers(&self) -> Vec<Pointer> {
         let Ok(entries) = std::fs::read_dir(&self.index) else {
             return Vec::new();
         };
-        let mut runs: Vec<RunRecord> = entries
+        entries
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-            .filter_map(|e| read_json::<Pointer>(&e.path()))
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let id = name.strip_suffix(".json").filter(|id| valid_run_id(id))?;
+                self.pointer(id)
+            })
+            .collect()
+    }
+
+    /// Every run in the index, newest first.
+    pub fn list(&self) -> Vec<RunRecord> {
+        let mut runs: Vec<RunRecord> = self
+            .pointers()
+            .into_iter()
             .filter_map(|p| {
                 if let Some(live) = self.lock().get(&p.run_id) {
                     return Some(live.record.clone());
                 }
-                self.settle(&p.record)
+                self.settle(&p)
             })
             .collect();
         runs.sort_by(|a, b| {
@@ -423,32 +461,54 @@ impl JobTable {
         runs
     }
 
-    /// Before a new run uses `pack_dir`: settle the records of earlier runs there, so
-    /// an upstream that outlived its server is killed before it can write into the
-    /// new run's pack.
+    /// What each finished run of the index wrote, by pack (canonical): the files the
+    /// server may serve. Live runs are in the index too once they end.
+    pub fn served(&self) -> Vec<(PathBuf, Inventory)> {
+        self.pointers()
+            .into_iter()
+            .filter_map(|p| Some((p.pack_dir?, p.files?)))
+            .collect()
+    }
+
+    /// Before a new run uses `pack_dir`: settle the earlier runs there that the index
+    /// knows, so an upstream that outlived its server is killed before it can write
+    /// into the new run's pack. A record in the pack with no pointer is only data.
     fn settle_pack(&self, pack_dir: &Path) {
         let Ok(entries) = std::fs::read_dir(pack_dir.join(".runs")) else {
             return;
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.strip_suffix(".json").is_some_and(valid_run_id) {
-                let _ = self.settle(&entry.path());
+            let Some(id) = name.strip_suffix(".json").filter(|id| valid_run_id(id)) else {
+                continue;
+            };
+            if let Some(pointer) = self.pointer(id) {
+                if pointer.pack().as_deref() == Some(pack_dir) {
+                    let _ = self.settle(&pointer);
+                }
             }
         }
     }
 
-    /// A record from disk; one left `running` by a server that is gone becomes
-    /// `interrupted` (and is rewritten so).
-    fn settle(&self, path: &Path) -> Option<RunRecord> {
-        let mut record: RunRecord = read_json(path)?;
+    /// A run of the index: the record in its pack read as data under what the
+    /// pointer vouches for; one left `running` by a server that is gone becomes
+    /// `interrupted` (and is rewritten so), and the child the index recorded is killed
+    /// if it is still the process that was started.
+    fn settle(&self, pointer: &Pointer) -> Option<RunRecord> {
+        let pack = pointer.pack()?;
+        let record_rel = Path::new(".runs").join(format!("{}.json", pointer.run_id));
+        let mut record: RunRecord = read_json(&pack.join(&record_rel))?;
+        if record.run_id != pointer.run_id {
+            return None;
+        }
+        vouch(&mut record, pointer, &pack);
         let ours = self.lock().contains_key(&record.run_id);
         if record.state == RunState::Running
             && !ours
             && !(record.pid != std::process::id() && pid_alive(record.pid))
         {
             record.state = RunState::Interrupted;
-            let orphan = record.child.filter(|c| c.kill_group());
+            let orphan = pointer.child.filter(|c| c.kill_group());
             record.message = Some(format!(
                 "the server (pid {}) stopped while this run was in flight{}; start it again (run_batch resumes finished volumes)",
                 record.pid,
@@ -459,11 +519,51 @@ impl JobTable {
                     ))
                     .unwrap_or_default()
             ));
-            if let Err(e) = crate::atomic::write_json(path, &record) {
-                tracing::warn!("run record {} not rewritten: {e}", path.display());
+            if let Err(e) = crate::atomic::write_json_beneath(&pack, &record_rel, &record) {
+                tracing::warn!("run record of {} not rewritten: {e}", record.run_id);
             }
         }
         Some(record)
+    }
+}
+
+/// Lay what the index says over a record read from a pack: the pack, the result
+/// file, the server and its child are the index's; a result file of an older pointer
+/// is kept only if it is one of [`RESULT_FILES`].
+fn vouch(record: &mut RunRecord, pointer: &Pointer, pack: &Path) {
+    record.pack_dir = pack.display().to_string();
+    match &pointer.result_file {
+        Some(name) => record.result_file = name.clone(),
+        None if RESULT_FILES.contains(&record.result_file.as_str()) => {}
+        None => {
+            tracing::warn!(
+                "run record {} names result file {:?}; ignored (not a result file name)",
+                record.run_id,
+                record.result_file
+            );
+            record.result_file = RESULT_FILES[0].into();
+            record.result_written = false;
+        }
+    }
+    if let Some(pid) = pointer.server_pid {
+        record.pid = pid;
+    }
+    record.child = pointer.child;
+}
+
+impl Live {
+    /// The record as the pack keeps it (no progress), beneath the pack, no link followed.
+    fn write_record(&self) {
+        let mut on_disk = self.record.clone();
+        on_disk.progress = None;
+        if let Err(e) =
+            crate::atomic::write_json_beneath(&self.pack_dir, &self.record_rel, &on_disk)
+        {
+            tracing::warn!(
+                "run record {} not written: {e}",
+                self.pack_dir.join(&self.record_rel).display()
+            );
+        }
     }
 }
 
@@ -473,11 +573,21 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_str(&text).ok()
 }
 
+/// The result document of a finished run: a [`RESULT_FILES`] name in its pack,
+/// reached with no link on the way (a link planted there is not followed).
 fn read_result(record: &RunRecord) -> Option<Value> {
-    if !record.result_written {
+    if !record.result_written || !RESULT_FILES.contains(&record.result_file.as_str()) {
         return None;
     }
-    read_json(&Path::new(&record.pack_dir).join(&record.result_file))
+    let path = Path::new(&record.pack_dir).join(&record.result_file);
+    if path.canonicalize().ok()? != path {
+        tracing::warn!(
+            "{} is reached through a link; the result is not read",
+            path.display()
+        );
+        return None;
+    }
+    read_json(&path)
 }
 
 #[cfg(test)]
@@ -541,13 +651,9 @@ mod tests {
         assert!(!table.cancel(&done.run_id));
 
         // A restarted server: same index, nothing live. The finished run is listed
-        // with its result; the one in flight was this (now "dead") process's, so it is
-        // interrupted. Simulate the dead server by rewriting its pid to one that
-        // cannot exist.
+        // with its result; the one in flight was this process's, which no longer
+        // has it live, so it is interrupted.
         let record_path = pack.join(".runs").join(format!("{}.json", running.run_id));
-        let mut record: RunRecord = read_json(&record_path).unwrap();
-        record.pid = i32::MAX as u32;
-        crate::atomic::write_json(&record_path, &record).unwrap();
         drop(table);
         let restarted = JobTable::new(index);
         let runs = restarted.list();
@@ -607,11 +713,11 @@ mod tests {
             .unwrap();
         table.child(&record.run_id, orphan.id());
         // The server "died" without ending its run (SIGKILL): its pid is gone.
-        let path = pack.join(".runs").join(format!("{}.json", record.run_id));
-        let mut on_disk: RunRecord = read_json(&path).unwrap();
-        assert_eq!(on_disk.child.map(|c| c.pid), Some(orphan.id()));
-        on_disk.pid = i32::MAX as u32;
-        crate::atomic::write_json(&path, &on_disk).unwrap();
+        let pointer_path = index.join(format!("{}.json", record.run_id));
+        let mut pointer: Pointer = read_json(&pointer_path).unwrap();
+        assert_eq!(pointer.child.map(|c| c.pid), Some(orphan.id()));
+        pointer.server_pid = Some(i32::MAX as u32);
+        crate::atomic::write_json(&pointer_path, &pointer).unwrap();
         drop(table);
         let restarted = JobTable::new(index);
         let status = orphan.wait().unwrap();
@@ -623,19 +729,56 @@ mod tests {
             .message
             .unwrap()
             .contains("was still running and was killed"));
-        // A pid that now belongs to another process (other start time) is left alone.
-        let mut other = std::process::Command::new("sleep")
+    }
+
+    /// Issue 21, item 2: a record edited in its pack (another pack_dir, a result file
+    /// outside it, `running` with the child of an unrelated process group) changes
+    /// neither where the server reads nor what it signals.
+    #[test]
+    fn a_forged_record_in_a_pack_is_data_not_authority() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        let (index, pack) = (base.join("index"), base.join("pack"));
+        std::fs::create_dir_all(base.join("elsewhere")).unwrap();
+        std::fs::write(base.join("elsewhere/secret.json"), r#"{"secret": 1}"#).unwrap();
+        let table = JobTable::new(index.clone());
+        let (run, _) = table.start("run_script", &pack, "output.json").unwrap();
+        let done = ToolOutcome::failure("stopped");
+        table.finish(&run.run_id, &done, false);
+        drop(table);
+        let mut victim = std::process::Command::new("sleep")
             .arg("60")
             .process_group(0)
             .spawn()
             .unwrap();
-        let stranger = ChildProcess {
-            pid: other.id(),
-            start_ticks: 1,
-        };
-        assert!(!stranger.kill_group());
-        assert!(other.try_wait().unwrap().is_none());
-        other.kill().unwrap();
-        let _ = other.wait();
+        let record_path = pack.join(".runs").join(format!("{}.json", run.run_id));
+        let mut forged: RunRecord = read_json(&record_path).unwrap();
+        forged.state = RunState::Running;
+        forged.pid = i32::MAX as u32;
+        forged.pack_dir = base.join("elsewhere").display().to_string();
+        forged.result_file = "../elsewhere/secret.json".into();
+        forged.result_written = true;
+        forged.child = ChildProcess::of(victim.id());
+        crate::atomic::write_json(&record_path, &forged).unwrap();
+        // A record planted in the pack with no pointer in the index.
+        let planted = new_run_id();
+        forged.run_id = planted.clone();
+        crate::atomic::write_json(&pack.join(format!(".runs/{planted}.json")), &forged).unwrap();
+
+        let restarted = JobTable::new(index);
+        let view = restarted.get(&run.run_id).unwrap();
+        assert_eq!(view.run.pack_dir, pack.display().to_string());
+        assert_eq!(view.run.result_file, "output.json");
+        assert_eq!(view.result, None, "read a file outside the pack");
+        assert!(restarted.get(&planted).is_none());
+        let _ = restarted.start("run_script", &pack, "output.json").unwrap();
+        assert!(restarted.list().iter().all(|r| r.run_id != planted));
+        assert!(
+            victim.try_wait().unwrap().is_none(),
+            "a forged record made the server kill an unrelated process group"
+        );
+        victim.kill().unwrap();
+        let _ = victim.wait();
     }
 }

@@ -141,6 +141,11 @@ pub(crate) struct Shape<'a> {
     pub detail: Option<Detail>,
     pub output_schema: Option<&'a serde_json::Value>,
     pub packs: &'a Packs,
+    /// When the call started, for a tool that writes: what it wrote into the packs
+    /// its result names since then may be served.
+    pub wrote_since: Option<std::time::SystemTime>,
+    /// The runs index, for packs its runs wrote.
+    pub jobs: Option<Arc<crate::jobs::JobTable>>,
 }
 
 /// [`result_from_outcome`] at the detail the call asked for, with a `resource_link`
@@ -151,9 +156,10 @@ pub(crate) fn shaped_result(outcome: ToolOutcome, shape: &Shape<'_>) -> CallTool
         ToolOutcome::Success { structured, .. } => Some(structured.clone()),
         ToolOutcome::Failure { structured, .. } => structured.clone(),
     };
+    let indexed = || shape.jobs.as_ref().map(|j| j.served()).unwrap_or_default();
     let links = document
         .as_ref()
-        .map(|d| resources::links(d, shape.packs))
+        .map(|d| resources::links(d, shape.packs, shape.wrote_since, &indexed))
         .unwrap_or_default();
     let mut result = match (shape.detail, outcome) {
         (
@@ -255,6 +261,7 @@ impl Handler {
             context.meta.get_progress_token(),
             self.keepalive,
         );
+        let started = std::time::SystemTime::now();
         let call = self
             .toolbox
             .call(&name, arguments, CallContext::new(sink, cancel));
@@ -270,6 +277,8 @@ impl Handler {
             detail,
             output_schema: spec.as_ref().and_then(|t| t.output_schema.as_ref()),
             packs: &self.packs,
+            wrote_since: spec.as_ref().filter(|t| !t.read_only).map(|_| started),
+            jobs: self.toolbox.jobs(),
         };
         self.map_joined(&name, joined)
             .map(|outcome| shaped_result(outcome, &shape))
@@ -344,6 +353,8 @@ impl Handler {
                     detail,
                     output_schema: spec.as_ref().and_then(|t| t.output_schema.as_ref()),
                     packs: &self.packs,
+                    wrote_since: None,
+                    jobs: self.toolbox.jobs(),
                 },
             )
             .into(),
@@ -408,39 +419,9 @@ impl ServerHandler for Handler {
     ) -> Result<ListResourcesResult, ErrorData> {
         let jobs = self.toolbox.jobs();
         let linked = self.packs.all();
-        let listed = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            if let Some(jobs) = jobs {
-                for run in jobs.list().into_iter().take(resources::LIST_RUNS) {
-                    let file = std::path::Path::new(&run.pack_dir).join(&run.result_file);
-                    if let Ok(meta) = std::fs::metadata(&file) {
-                        let state = serde_json::to_value(run.state)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default();
-                        out.push(
-                            rmcp::model::Resource::new(
-                                resources::uri_of(&file),
-                                format!("run {} ({}, {state})", run.run_id, run.tool),
-                            )
-                            .with_mime_type(resources::mime_of(&file))
-                            .with_size(meta.len()),
-                        );
-                    }
-                }
-            }
-            for dir in linked {
-                for (path, size) in resources::files_of(&dir) {
-                    let uri = resources::uri_of(&path);
-                    if !out.iter().any(|r| r.uri == uri) {
-                        out.push(resources::resource_of(&path, size, &dir));
-                    }
-                }
-            }
-            out
-        })
-        .await
-        .map_err(|e| ErrorData::internal_error(format!("resources/list failed: {e}"), None))?;
+        let listed = tokio::task::spawn_blocking(move || resources::listing(jobs, linked))
+            .await
+            .map_err(|e| ErrorData::internal_error(format!("resources/list failed: {e}"), None))?;
         Ok(ListResourcesResult::with_all_items(listed))
     }
 
@@ -450,18 +431,11 @@ impl ServerHandler for Handler {
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let jobs = self.toolbox.jobs();
-        let linked = self.packs.all();
+        let mut all = self.packs.all();
         let uri = request.uri;
         let answer = tokio::task::spawn_blocking(move || {
-            let mut allowed = linked;
-            if let Some(jobs) = jobs {
-                allowed.extend(
-                    jobs.list()
-                        .into_iter()
-                        .filter_map(|run| std::path::Path::new(&run.pack_dir).canonicalize().ok()),
-                );
-            }
-            resources::read(&uri, &allowed).map(|(text, mime)| (uri, text, mime))
+            all.extend(jobs.map(|j| j.served()).unwrap_or_default());
+            resources::read(&uri, &resources::known(all)).map(|(text, mime)| (uri, text, mime))
         })
         .await
         .map_err(|e| ErrorData::internal_error(format!("resources/read failed: {e}"), None))?;

@@ -1,48 +1,74 @@
 //! The full evidence one step away: `resource_link`s in every result that names an
-//! evidence pack, and MCP resources over the packs' files.
+//! evidence pack, and MCP resources over the files runs wrote into their packs.
 //!
 //! URI scheme: `ctmr://pack` followed by the file's absolute path (percent-encoded), e.g.
-//! `ctmr://pack/data/runs/case1/output.json`. `resources/read` serves only files
-//! inside a pack directory this server linked in a result or that a run in the runs
-//! index names (after resolving symbolic links), and only text files (JSON, CSV, text,
-//! logs) of at most [`READ_CAP`] bytes; `resources/list` lists the result document of
-//! the most recent [`LIST_RUNS`] runs and the files of the packs linked so far.
+//! `ctmr://pack/data/runs/case1/output.json`. What may be served is decided by an
+//! [`Inventory`] of each pack — the files a run wrote, with sizes and hashes — taken
+//! by this server when one of its writing tools answered (the files changed since the
+//! call started) or when a background run ended (kept in the operator's runs index).
+//! Nothing else that lies in a pack directory is ever listed or served, nor a file
+//! that changed since it was written, nor one reached through a link; a file inside a
+//! pack (a run record, `output.json`) can name other directories, but a name is never
+//! enough to be served. Only text files (JSON, CSV, text, logs) of at most
+//! [`READ_CAP`] bytes are read; `resources/list` lists the result document of the most
+//! recent [`LIST_RUNS`] runs and the files of the packs linked so far.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use rmcp::model::Resource;
 use serde_json::Value;
 
+use crate::jobs::Inventory;
+
 /// The URI prefix; the absolute path follows.
 pub const SCHEME: &str = "ctmr://pack";
 /// Largest file `resources/read` returns.
-pub const READ_CAP: u64 = 4 * 1024 * 1024;
+pub const READ_CAP: u64 = crate::jobs::inventory::TEXT_CAP;
 /// Runs of the runs index `resources/list` shows, newest first.
 pub const LIST_RUNS: usize = 50;
 /// Files linked per pack, at most.
 pub const LINKS_PER_PACK: usize = 40;
 
-/// The pack directories this server has linked (canonical paths).
+/// What this server's own calls wrote, by pack (canonical path).
 #[derive(Default)]
-pub struct Packs(Mutex<BTreeSet<PathBuf>>);
+pub struct Packs(Mutex<BTreeMap<PathBuf, Inventory>>);
 
 impl Packs {
-    pub fn remember(&self, dir: &Path) {
-        if let Ok(dir) = dir.canonicalize() {
-            self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(dir);
-        }
+    /// Take the inventory of what a call of this server wrote into `dir` since
+    /// `since`, laid over what was known of it.
+    pub fn take(&self, dir: &Path, since: SystemTime) {
+        let Ok(dir) = dir.canonicalize() else {
+            return;
+        };
+        let taken = Inventory::take(&dir, since);
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let merged = match map.remove(&dir) {
+            Some(known) => known.merged(taken),
+            None => taken,
+        };
+        map.insert(dir, merged);
     }
 
-    pub fn all(&self) -> Vec<PathBuf> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+    pub fn all(&self) -> Vec<(PathBuf, Inventory)> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(d, i)| (d.clone(), i.clone())).collect()
     }
+}
+
+/// The inventories known for each pack (this server's and the runs index's), merged
+/// per pack, the later winning for a file listed in several.
+pub fn known(all: Vec<(PathBuf, Inventory)>) -> BTreeMap<PathBuf, Inventory> {
+    let mut by_pack: BTreeMap<PathBuf, Vec<Inventory>> = BTreeMap::new();
+    for (dir, inventory) in all {
+        by_pack.entry(dir).or_default().push(inventory);
+    }
+    by_pack
+        .into_iter()
+        .filter_map(|(dir, all)| Some((dir, Inventory::merge_all(all)?)))
+        .collect()
 }
 
 /// The URI of a file: bytes other than letters, digits, `/`, `-`, `.`, `_` and `~`
@@ -96,11 +122,6 @@ pub fn mime_of(path: &Path) -> &'static str {
     }
 }
 
-/// Whether `resources/read` serves this file (text only).
-pub fn readable_kind(path: &Path) -> bool {
-    mime_of(path).starts_with("text/") || mime_of(path) == "application/json"
-}
-
 /// The pack directories a result document names: `pack_dir` (also under `run` and
 /// `result`), the verifier's `target.evidence_pack`, and `output_root`.
 pub fn pack_dirs(doc: &Value) -> Vec<PathBuf> {
@@ -121,105 +142,151 @@ pub fn pack_dirs(doc: &Value) -> Vec<PathBuf> {
     dirs
 }
 
-/// The files of a pack: regular files up to two levels down, hidden entries (the
-/// run records under `.runs/`) left out; at most [`LINKS_PER_PACK`], sorted.
-pub fn files_of(dir: &Path) -> Vec<(PathBuf, u64)> {
-    fn walk(dir: &Path, depth: usize, out: &mut Vec<(PathBuf, u64)>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut entries: Vec<_> = entries.flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            if out.len() >= LINKS_PER_PACK {
-                return;
-            }
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let Ok(meta) = entry.file_type() else {
+/// A resource (or resource link) for one file of a pack.
+pub fn resource_of(pack: &Path, rel: &str, bytes: u64) -> Resource {
+    let path = pack.join(rel);
+    Resource::new(uri_of(&path), rel.to_owned())
+        .with_mime_type(mime_of(&path))
+        .with_size(bytes)
+}
+
+/// The resources of a pack's inventory, at most [`LINKS_PER_PACK`].
+pub fn resources_of(pack: &Path, inventory: &Inventory) -> Vec<Resource> {
+    inventory
+        .files
+        .iter()
+        .take(LINKS_PER_PACK)
+        .map(|(rel, file)| resource_of(pack, rel, file.bytes))
+        .collect()
+}
+
+/// The links of a result document: the files runs wrote into each pack it names.
+/// `wrote_since`: the call that answered writes, and started then: what it wrote
+/// into the packs it names is taken first. `indexed` gives the runs index's
+/// inventories (read only when a named pack is not one this server wrote into).
+pub fn links(
+    doc: &Value,
+    packs: &Packs,
+    wrote_since: Option<SystemTime>,
+    indexed: &dyn Fn() -> Vec<(PathBuf, Inventory)>,
+) -> Vec<Resource> {
+    let dirs: Vec<PathBuf> = pack_dirs(doc)
+        .iter()
+        .filter_map(|d| d.canonicalize().ok())
+        .collect();
+    if dirs.is_empty() {
+        return Vec::new();
+    }
+    if let Some(since) = wrote_since {
+        dirs.iter().for_each(|d| packs.take(d, since));
+    }
+    let mut all = packs.all();
+    if dirs.iter().any(|d| all.iter().all(|(p, _)| p != d)) {
+        all.extend(indexed());
+    }
+    let known = known(all);
+    dirs.iter()
+        .filter_map(|d| Some(resources_of(d, known.get(d)?)))
+        .flatten()
+        .collect()
+}
+
+/// `resources/list`: the result document of each of the newest [`LIST_RUNS`] runs of
+/// the index (when its run wrote it), then the files of the packs this server wrote.
+pub fn listing(
+    jobs: Option<std::sync::Arc<crate::jobs::JobTable>>,
+    linked: Vec<(PathBuf, Inventory)>,
+) -> Vec<Resource> {
+    let mut out = Vec::new();
+    if let Some(jobs) = jobs {
+        let served = known(jobs.served());
+        for run in jobs.list().into_iter().take(LIST_RUNS) {
+            let pack = PathBuf::from(&run.pack_dir);
+            let Some(file) = served
+                .get(&pack)
+                .and_then(|i| i.files.get(&run.result_file))
+            else {
                 continue;
             };
-            if meta.is_file() {
-                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                out.push((entry.path(), size));
-            } else if meta.is_dir() && depth < 2 {
-                walk(&entry.path(), depth + 1, out);
+            let state = serde_json::to_value(run.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let name = format!("run {} ({}, {state})", run.run_id, run.tool);
+            let mut resource = resource_of(&pack, &run.result_file, file.bytes);
+            resource.name = name;
+            out.push(resource);
+        }
+    }
+    for (pack, inventory) in known(linked) {
+        for resource in resources_of(&pack, &inventory) {
+            if !out.iter().any(|r| r.uri == resource.uri) {
+                out.push(resource);
             }
         }
     }
-    let mut out = Vec::new();
-    walk(dir, 1, &mut out);
     out
 }
 
-/// A resource (or resource link) for one file of a pack.
-pub fn resource_of(path: &Path, size: u64, pack: &Path) -> Resource {
-    let name = path
-        .strip_prefix(pack)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| path.display().to_string());
-    Resource::new(uri_of(path), name)
-        .with_mime_type(mime_of(path))
-        .with_size(size)
-}
-
-/// The links of a result document: every file of every pack it names. Each pack is
-/// remembered, so `resources/read` may serve its files.
-pub fn links(doc: &Value, packs: &Packs) -> Vec<Resource> {
-    let mut out = Vec::new();
-    for dir in pack_dirs(doc) {
-        packs.remember(&dir);
-        for (path, size) in files_of(&dir) {
-            out.push(resource_of(&path, size, &dir));
-        }
-    }
-    out
-}
-
-/// Why a read is refused, or the file's text.
-pub fn read(uri: &str, allowed: &[PathBuf]) -> Result<(String, &'static str), String> {
+/// Why a read is refused, or the file's text: the file must be one a run wrote into
+/// a known pack (`known`), unchanged, and text.
+pub fn read(
+    uri: &str,
+    known: &BTreeMap<PathBuf, Inventory>,
+) -> Result<(String, &'static str), String> {
     let path = path_of(uri).ok_or_else(|| {
         format!("unknown resource '{uri}': URIs look like {SCHEME}/<absolute path of a pack file>")
     })?;
-    let real = path
-        .canonicalize()
-        .map_err(|e| format!("resource '{uri}': {e}"))?;
-    if !allowed.iter().any(|dir| real.starts_with(dir)) {
+    let found = known.iter().find_map(|(pack, inventory)| {
+        let rel = path.strip_prefix(pack).ok()?.to_str()?.to_owned();
+        Some((pack, inventory, rel))
+    });
+    let Some((pack, inventory, rel)) = found else {
         return Err(format!(
-            "resource '{uri}' is not inside an evidence pack this server knows (a pack linked in a result, or a run in the runs index)"
+            "resource '{uri}' is not inside an evidence pack this server knows (a pack one of its runs wrote)"
         ));
-    }
-    if !readable_kind(&real) {
-        return Err(format!(
-            "resource '{uri}' is not a text file; only JSON, CSV and text files are served (open binary files such as masks from disk)"
-        ));
-    }
-    let bytes = crate::files::read_capped(&real, READ_CAP).map_err(|e| e.to_string())?;
-    let text = String::from_utf8(bytes).map_err(|_| format!("resource '{uri}' is not UTF-8"))?;
-    Ok((text, mime_of(&real)))
+    };
+    let text = inventory
+        .read(pack, &rel)
+        .map_err(|why| format!("resource '{uri}': {why}"))?;
+    Ok((text, mime_of(&path)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
-    fn uris_round_trip_and_reads_stay_inside_known_packs() {
-        let dir = std::env::temp_dir().join(format!("ctmr-res-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("case")).unwrap();
-        std::fs::write(dir.join("output.json"), "{\"a\":1}").unwrap();
-        std::fs::write(dir.join("case/mask.nii.gz"), [0u8; 4]).unwrap();
-        let outside = std::env::temp_dir().join(format!("ctmr-out-{}.json", std::process::id()));
+    fn uris_round_trip_and_only_what_a_run_wrote_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        let pack = base.join("pack");
+        std::fs::create_dir_all(pack.join("case")).unwrap();
+        std::fs::write(pack.join("before.json"), "{}").unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(pack.join("before.json"))
+            .unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+        let since = SystemTime::now() - Duration::from_secs(1);
+        std::fs::write(pack.join("output.json"), "{\"a\":1}").unwrap();
+        std::fs::write(pack.join("case/mask.nii.gz"), [0u8; 4]).unwrap();
+        let outside = base.join("outside.json");
         std::fs::write(&outside, "{}").unwrap();
         let packs = Packs::default();
-        let doc = serde_json::json!({"pack_dir": dir.display().to_string()});
-        let links = links(&doc, &packs);
+        let doc = serde_json::json!({"pack_dir": pack.display().to_string()});
+        assert!(
+            links(&doc, &packs, None, &Vec::new).is_empty(),
+            "an unknown pack was linked"
+        );
+        let links = links(&doc, &packs, Some(since), &Vec::new);
         let names: Vec<&str> = links.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, vec!["case/mask.nii.gz", "output.json"]);
-        let allowed = packs.all();
+        let known = known(packs.all());
         let json_uri = &links[1].uri;
-        assert_eq!(path_of(json_uri).unwrap(), dir.join("output.json"));
+        assert_eq!(path_of(json_uri).unwrap(), pack.join("output.json"));
         let odd = Path::new("/data/my runs/case%1/ö.json");
         assert_eq!(
             uri_of(odd),
@@ -227,20 +294,14 @@ mod tests {
         );
         assert_eq!(path_of(&uri_of(odd)).unwrap(), odd);
         assert_eq!(path_of("ctmr://pack/x%2"), None);
-        assert_eq!(read(json_uri, &allowed).unwrap().0, "{\"a\":1}");
-        assert!(read(&links[0].uri, &allowed)
+        assert_eq!(read(json_uri, &known).unwrap().0, "{\"a\":1}");
+        let refused = |path: &Path| read(&uri_of(path), &known).unwrap_err();
+        assert!(refused(&pack.join("case/mask.nii.gz")).contains("not a text file"));
+        assert!(refused(&outside).contains("not inside"));
+        assert!(refused(&pack.join("before.json")).contains("not written by a run"));
+        let escape = format!("{}/../outside.json", uri_of(&pack));
+        assert!(read(&escape, &known)
             .unwrap_err()
-            .contains("not a text file"));
-        assert!(read(&uri_of(&outside), &allowed)
-            .unwrap_err()
-            .contains("not inside"));
-        let escape = format!(
-            "{}/../{}",
-            uri_of(&dir),
-            outside.file_name().unwrap().to_string_lossy()
-        );
-        assert!(read(&escape, &allowed).unwrap_err().contains("not inside"));
-        std::fs::remove_dir_all(&dir).ok();
-        std::fs::remove_file(&outside).ok();
+            .contains("not written by a run"));
     }
 }
