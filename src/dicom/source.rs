@@ -165,7 +165,12 @@ impl Source {
         let entry = zip
             .by_index(at)
             .map_err(|e| zip_error(&self.path, name, &e))?;
-        let mut bytes = Vec::with_capacity(entry.size().min(MAX_ENTRY_BYTES) as usize);
+        let mut bytes = Vec::with_capacity(initial_capacity(
+            entry.size(),
+            entry.compressed_size(),
+            entry.compression() == zip::CompressionMethod::Stored,
+            std::fs::metadata(&self.path).map_or(0, |m| m.len()),
+        ));
         entry
             .take(MAX_ENTRY_BYTES + 1)
             .read_to_end(&mut bytes)
@@ -181,6 +186,19 @@ impl Source {
         }
         Ok(bytes)
     }
+}
+
+/// Most bytes one deflated byte can inflate to (deflate's limit is about 1032:1).
+const MAX_DEFLATE_RATIO: u64 = 1032;
+
+/// Room reserved before reading an entry: its declared size, but never more than its
+/// compressed bytes (at most the archive's length) can produce, nor [`MAX_ENTRY_BYTES`].
+/// The declared sizes come from the archive and may lie; reading grows the buffer
+/// past this when an entry really is larger.
+fn initial_capacity(declared: u64, compressed: u64, stored: bool, archive_len: u64) -> usize {
+    let ratio = if stored { 1 } else { MAX_DEFLATE_RATIO };
+    let producible = compressed.min(archive_len).saturating_mul(ratio);
+    declared.min(producible).min(MAX_ENTRY_BYTES) as usize
 }
 
 fn open_zip(path: &Path) -> Result<zip::ZipArchive<std::fs::File>, DicomError> {
