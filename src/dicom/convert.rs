@@ -145,7 +145,10 @@ fn pixels_present(slices: &[SliceMeta], name: &dyn Fn(usize) -> String) -> Resul
 
 fn short_pixels(name: &str, s: &SliceMeta, present: u64) -> DicomError {
     DicomError::Bounds(format!(
-        "{name}: holds {present} bytes of pixel data where its header ({} rows x {} columns x          {} frames x {} samples of {} bits) promises {}; a slice must hold every pixel its          header declares. Fix: the file is truncated or damaged: export the series again, or          {CONVERT_ELSEWHERE}",
+        "{name}: holds {present} bytes of pixel data where its header ({} rows x {} columns x \
+         {} frames x {} samples of {} bits) promises {}; a slice must hold every pixel its \
+         header declares. Fix: the file is truncated or damaged: export the series again, or \
+         {CONVERT_ELSEWHERE}",
         s.rows,
         s.columns,
         s.frames,
