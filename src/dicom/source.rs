@@ -340,6 +340,49 @@ mod tests {
         assert!(!dir.path().parent().unwrap().join("escape.dcm").exists());
     }
 
+    /// Set the uncompressed size every header of `bytes` declares for its entries.
+    fn declare_size(bytes: &mut [u8], size: u32) {
+        for at in 0..bytes.len().saturating_sub(30) {
+            let field = match &bytes[at..at + 4] {
+                b"PK\x03\x04" => at + 22,
+                b"PK\x01\x02" => at + 24,
+                _ => continue,
+            };
+            bytes[field..field + 4].copy_from_slice(&size.to_le_bytes());
+        }
+    }
+
+    #[test]
+    fn a_zip_entry_declaring_a_huge_size_reserves_only_what_its_bytes_can_give() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.zip");
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        w.start_file("IM0", stored).unwrap();
+        w.write_all(b"eight by").unwrap();
+        w.finish().unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        declare_size(&mut bytes, 200 << 20);
+        std::fs::write(&path, &bytes).unwrap();
+        let source = Source::open(&path).unwrap();
+        let mut capacity = usize::MAX;
+        let read = source.read_each(&[0], |_, bytes| {
+            capacity = bytes.capacity();
+            Ok(())
+        });
+        // The stored entry's 8 bytes are read; nothing near the declared 200 MiB reserved.
+        read.unwrap();
+        assert!(capacity < 1 << 20, "reserved {capacity} bytes");
+        assert_eq!(initial_capacity(200 << 20, 8, true, 200), 8);
+        assert_eq!(initial_capacity(200 << 20, 8, false, 200), 8 * 1032);
+        assert_eq!(initial_capacity(5, 8, false, 200), 5);
+        assert_eq!(
+            initial_capacity(1 << 40, 1 << 30, false, 1 << 30),
+            256 << 20
+        );
+    }
+
     #[test]
     fn a_file_that_is_not_a_zip_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
