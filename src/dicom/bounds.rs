@@ -9,7 +9,10 @@
 //! and refuses a file that
 //! * nests sequences deeper than [`MAX_DEPTH`],
 //! * declares a length beyond the bytes left in the file or in its enclosing item,
-//! * holds one element (other than pixel data) larger than [`MAX_ELEMENT_BYTES`].
+//! * holds one element (other than pixel data) larger than [`MAX_ELEMENT_BYTES`],
+//! * holds more than [`MAX_VALUES`] elements, items and string values in all (dicom-rs
+//!   keeps each as its own object: a file of 8-byte empty elements, or one element of
+//!   backslashes split into millions of empty strings, would cost 20-150 times its size).
 //!
 //! The walk also measures the pixel data actually present, so a header-only series
 //! is refused before a volume is reserved for it (see `convert::plan`).
@@ -33,6 +36,10 @@ use super::DicomError;
 pub const MAX_DEPTH: usize = 64;
 /// Largest single element other than pixel data: 64 MiB.
 pub const MAX_ELEMENT_BYTES: u64 = 64 << 20;
+/// Most elements, items and string values (backslash-separated) one file may hold.
+/// A CT slice holds a few thousand; counted against this, dicom-rs's objects stay
+/// within a few hundred MiB.
+pub const MAX_VALUES: u64 = 1 << 20;
 /// Largest inflated data set of a deflated file: the cap on one entry.
 pub const MAX_INFLATED_BYTES: u64 = super::source::MAX_ENTRY_BYTES;
 
@@ -41,6 +48,10 @@ const ITEM: (u16, u16) = (0xFFFE, 0xE000);
 const ITEM_END: (u16, u16) = (0xFFFE, 0xE00D);
 const SEQUENCE_END: (u16, u16) = (0xFFFE, 0xE0DD);
 const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
+/// Explicit VRs whose value dicom-rs splits into strings at each backslash.
+const MULTI_STRING_VRS: [&[u8; 2]; 13] = [
+    b"AE", b"AS", b"CS", b"DA", b"DS", b"DT", b"IS", b"LO", b"PN", b"SH", b"TM", b"UI", b"UC",
+];
 /// Explicit VRs with a 2-byte length; every other VR (unknown ones too, read as UN
 /// by dicom-rs) has 2 reserved bytes and a 4-byte length.
 const SHORT_VRS: [&[u8; 2]; 21] = [
@@ -75,6 +86,9 @@ pub enum Refusal {
         offset: u64,
         declared: u64,
     },
+    TooMany {
+        offset: u64,
+    },
     Broken {
         offset: u64,
         what: &'static str,
@@ -106,6 +120,11 @@ impl std::fmt::Display for Refusal {
                 "the element at byte {offset} declares {declared} bytes; one element other than \
                  the pixel data may hold at most {} MiB",
                 MAX_ELEMENT_BYTES >> 20
+            ),
+            Refusal::TooMany { offset } => write!(
+                f,
+                "more than {MAX_VALUES} elements, items and string values by byte {offset}; one \
+                 file may hold at most that many (a CT slice holds a few thousand)"
             ),
             Refusal::Broken { offset, what } => {
                 write!(f, "{what} at byte {offset}: the file's structure is broken")
@@ -226,6 +245,9 @@ struct Header {
     len: u32,
     /// Explicit VR SQ.
     sq: bool,
+    /// A value dicom-rs may split into strings (a multi-valued string VR; in
+    /// implicit VR any element, the VR being unknown here).
+    strings: bool,
     /// Bytes of the header itself.
     size: usize,
 }
@@ -270,6 +292,7 @@ fn header(b: &[u8], pos: usize, limit: usize, syntax: Syntax) -> Result<Option<H
             tag,
             len,
             sq: false,
+            strings: tag.0 != 0xFFFE,
             size: 8,
         }));
     }
@@ -280,6 +303,7 @@ fn header(b: &[u8], pos: usize, limit: usize, syntax: Syntax) -> Result<Option<H
             tag,
             len,
             sq: false,
+            strings: MULTI_STRING_VRS.contains(&&vr),
             size: 8,
         }));
     }
@@ -291,6 +315,7 @@ fn header(b: &[u8], pos: usize, limit: usize, syntax: Syntax) -> Result<Option<H
         tag,
         len,
         sq: &vr == b"SQ",
+        strings: &vr == b"UC",
         size: 12,
     }))
 }
@@ -353,6 +378,8 @@ struct Walker<'a> {
     depth: usize,
     pos: usize,
     pixel_bytes: Option<u64>,
+    /// Elements, items and string values so far (see [`MAX_VALUES`]).
+    values: u64,
 }
 
 impl<'a> Walker<'a> {
@@ -367,6 +394,7 @@ impl<'a> Walker<'a> {
             depth: 0,
             pos: start,
             pixel_bytes: None,
+            values: 0,
         }
     }
 
@@ -387,6 +415,7 @@ impl<'a> Walker<'a> {
                 break;
             };
             let at = self.pos;
+            self.count(1, at)?;
             self.pos += h.size;
             match top.kind {
                 Kind::DataSet => self.in_data_set(h, at)?,
@@ -397,6 +426,14 @@ impl<'a> Walker<'a> {
         Ok(Walked {
             pixel_bytes: self.pixel_bytes,
         })
+    }
+
+    fn count(&mut self, n: u64, at: usize) -> Result<(), Refusal> {
+        self.values += n;
+        if self.values > MAX_VALUES {
+            return Err(Refusal::TooMany { offset: at as u64 });
+        }
+        Ok(())
     }
 
     fn pop(&mut self) {
@@ -466,6 +503,11 @@ impl<'a> Walker<'a> {
                 fits(h.len, self.pos, self.top().end, at)?;
                 if tag != PIXEL_DATA {
                     capped(h.len, at)?;
+                }
+                if h.strings && tag != PIXEL_DATA {
+                    let value = &self.b[self.pos..self.pos + h.len as usize];
+                    let separators = value.iter().filter(|&&c| c == b'\\').count();
+                    self.count(separators as u64, at)?;
                 }
                 self.pos += h.len as usize;
                 if tag == PIXEL_DATA && !nested {

@@ -256,6 +256,32 @@ fn one_element_over_the_cap_is_refused_but_pixel_data_is_not_capped() {
 }
 
 #[test]
+fn millions_of_elements_or_string_values_are_refused() {
+    let too_many = |data_set: &[u8], ts: &str| {
+        let result = walk(&file(ts, data_set));
+        assert!(matches!(result, Err(Refusal::TooMany { .. })), "{result:?}");
+    };
+    // One UC element of backslashes: dicom-rs would hold 2^20 + 2 empty strings.
+    let slashes = vec![b'\\'; MAX_VALUES as usize + 1];
+    too_many(&element((0x0009, 0x1002), b"UC", &slashes), EXPLICIT_LE);
+    // The same in implicit VR, where the VR is unknown here.
+    let value = [implicit((0x0008, 0x0060), slashes.len() as u32), slashes].concat();
+    too_many(&value, IMPLICIT_LE);
+    // 2^20 + 1 empty elements, 8 bytes each.
+    let empty: Vec<u8> = (0..=MAX_VALUES as u32)
+        .flat_map(|k| head((0x0011 + 2 * (k >> 16) as u16, k as u16), b"LO", 0))
+        .collect();
+    too_many(&empty, EXPLICIT_LE);
+    // Backslashes in a binary VR are bytes, not strings.
+    let ob = element(
+        (0x0009, 0x1002),
+        b"OB",
+        &vec![b'\\'; MAX_VALUES as usize + 2],
+    );
+    assert!(walk(&file(EXPLICIT_LE, &ob)).unwrap().is_some());
+}
+
+#[test]
 fn encapsulated_fragments_are_summed_and_checked() {
     let fragments = |last: u32| {
         [
