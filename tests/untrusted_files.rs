@@ -441,12 +441,12 @@ fn hostile_series(root: &Path) -> Vec<Hostile> {
         .concat(),
     );
     assert!(huge.len() < 1024, "{}", huge.len());
-    // Rows x columns x slices at the voxel cap (16384 x 16384 x 4 = 2^30), 8 pixel bytes each.
-    let header_only = (0..4)
+    // Rows x columns x slices at the voxel cap (8192 x 8192 x 16 = 2^30), 8 pixel bytes each.
+    let header_only = (0..16)
         .map(|k| {
             file(
                 &[
-                    slice_header(k, 16384),
+                    slice_header(k, 8192),
                     element((0x7FE0, 0x0010), b"OW", &[0; 8]),
                 ]
                 .concat(),

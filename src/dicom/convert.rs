@@ -24,6 +24,10 @@ use crate::nifti::writer::{nii_gz_bytes, Volume, Voxels};
 
 /// Largest volume converted: 2^30 voxels (4 GiB as float32 in memory).
 pub const MAX_VOXELS: u64 = 1 << 30;
+/// Largest slice decoded: 2^26 pixels (8192 x 8192; CT slices are 512 x 512 to 2048 x
+/// 2048). dicom-pixeldata decodes a slice to `f64` values without a fallible
+/// allocation, so this bounds that allocation at 512 MiB.
+pub const MAX_SLICE_PIXELS: u64 = 1 << 26;
 
 /// A series that passed every header check, ready to convert.
 #[derive(Debug, Clone)]
@@ -132,8 +136,22 @@ fn decodable(slices: &[SliceMeta], name: &dyn Fn(usize) -> String) -> Result<Str
 }
 
 /// Every slice holds the pixel bytes its header promises, so no volume is reserved
-/// (and no frame decoded) for a header without pixels.
+/// (and no frame decoded) for a header without pixels; and a slice's decoding stays
+/// bounded: 8, 16 or 32 bits a pixel, at most [`MAX_SLICE_PIXELS`].
 fn pixels_present(slices: &[SliceMeta], name: &dyn Fn(usize) -> String) -> Result<(), DicomError> {
+    let first = &slices[0];
+    let pixels = u64::from(first.rows) * u64::from(first.columns);
+    if !matches!(first.bits_allocated, 8 | 16 | 32) || pixels > MAX_SLICE_PIXELS {
+        return Err(DicomError::Limit(format!(
+            "{}: slices of {} x {} pixels of {} bits; ctmr-skill decodes slices of at most \
+             {MAX_SLICE_PIXELS} pixels of 8, 16 or 32 bits (a CT or MR slice is 512 x 512 of \
+             16 bits). Fix: {CONVERT_ELSEWHERE}",
+            name(0),
+            first.columns,
+            first.rows,
+            first.bits_allocated
+        )));
+    }
     match slices
         .iter()
         .position(|s| s.pixel_bytes < s.promised_pixel_bytes())
@@ -441,7 +459,11 @@ mod tests {
         let e = refusal(chosen(1, |_, s| {
             (s.rows, s.columns) = (u32::MAX, u32::MAX);
         }));
-        assert!(e.contains(&format!("promises {}", u64::MAX / 8 + 1)), "{e}");
+        assert!(e.contains("at most 67108864 pixels"), "{e}");
+        let e = refusal(chosen(1, |_, s| s.bits_allocated = 1));
+        assert!(e.contains("pixels of 1 bits"), "{e}");
+        let e = refusal(chosen(1, |_, s| (s.rows, s.columns) = (8193, 8192)));
+        assert!(e.contains("slices of 8192 x 8193 pixels"), "{e}");
     }
 
     #[test]
