@@ -35,6 +35,7 @@ impl Server {
     ) -> Server {
         let mut command = Command::new(super::binary());
         command.arg("serve").args(flags);
+        command.env_remove("NV_SEGMENT_CTMR_ROOT");
         if let Some(python) = python {
             command.env("CTMR_SKILL_PYTHON", python);
         }
@@ -48,6 +49,7 @@ impl Server {
     /// then execs the server: `child` is the server's own process.
     pub fn start_limited(cwd: &Path, limit_kib: u64) -> Server {
         let mut command = Command::new("sh");
+        command.env_remove("NV_SEGMENT_CTMR_ROOT");
         command
             .arg("-c")
             .arg(format!("ulimit -v {limit_kib} && exec \"$0\" serve"))
@@ -61,7 +63,6 @@ impl Server {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        command.env_remove("NV_SEGMENT_CTMR_ROOT");
         let mut child = command.spawn().expect("spawn ctmr-skill serve");
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = channel();
