@@ -395,3 +395,87 @@ fn check_failed_reader_stays_failed(g: &Generated) {
     let again = reader.read_slice(&mut slice).unwrap_err();
     assert!(again.to_string().contains("earlier read"), "{again}");
 }
+
+/// A NIfTI-2 header (little endian, 4x5x6 int16) with the pair magic `ni2` and
+/// `vox_offset`, followed by `after` bytes (extensions, or nothing).
+fn nifti2_pair_header(vox_offset: i64, after: usize) -> Vec<u8> {
+    let mut h = vec![0u8; 540];
+    h[0..4].copy_from_slice(&540i32.to_le_bytes());
+    h[4..12].copy_from_slice(b"ni2\0\r\n\x1a\n");
+    h[12..14].copy_from_slice(&4i16.to_le_bytes());
+    h[14..16].copy_from_slice(&16i16.to_le_bytes());
+    for (i, d) in [3i64, 4, 5, 6, 1, 1, 1, 1].iter().enumerate() {
+        h[16 + 8 * i..24 + 8 * i].copy_from_slice(&d.to_le_bytes());
+    }
+    for (i, p) in [1.0f64, 1.0, 1.0, 1.0].iter().enumerate() {
+        h[104 + 8 * i..112 + 8 * i].copy_from_slice(&p.to_le_bytes());
+    }
+    h[168..176].copy_from_slice(&vox_offset.to_le_bytes());
+    h.resize(540 + after, 0);
+    h
+}
+
+fn gzipped(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Open and read every slice: the first error.
+fn first_error(path: &Path) -> NiftiError {
+    let mut reader = match VolumeReader::open(path) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let mut slice = Vec::new();
+    loop {
+        match reader.read_slice(&mut slice) {
+            Ok(true) => continue,
+            Ok(false) => panic!("{}: read to the end", path.display()),
+            Err(e) => return e,
+        }
+    }
+}
+
+#[test]
+fn a_nifti2_hdr_without_its_img_is_named_the_header_half_of_a_pair() {
+    let dir = common::fresh_dir();
+    // vox_offset 0 (nibabel's pairs), 544 (a single file's offset), or extensions
+    // up to the voxels; plain and gzip: never "truncated".
+    let cases = [
+        ("zero.hdr", nifti2_pair_header(0, 0)),
+        ("single_offset.hdr", nifti2_pair_header(544, 0)),
+        ("with_extension.hdr", nifti2_pair_header(544, 4)),
+        ("single_offset.hdr.gz", gzipped(&nifti2_pair_header(544, 0))),
+        (
+            "with_extension.hdr.gz",
+            gzipped(&nifti2_pair_header(544, 4)),
+        ),
+        (
+            "some_voxels.hdr.gz",
+            gzipped(&nifti2_pair_header(544, 4 + 100)),
+        ),
+    ];
+    for (name, bytes) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        for err in [read_header(&path).err(), Some(first_error(&path))]
+            .into_iter()
+            .flatten()
+        {
+            assert_eq!(err.kind(), "not_nifti", "{name}: {err}");
+            assert!(
+                err.to_string()
+                    .contains("the header half of a NIfTI-2 .hdr/.img pair"),
+                "{name}: {err}"
+            );
+        }
+    }
+    // A single-file NIfTI-2 image cut short is still a truncated file.
+    let mut single = nifti2_pair_header(544, 4 + 100);
+    single[4..8].copy_from_slice(b"n+2\0");
+    let path = dir.path().join("cut.nii");
+    std::fs::write(&path, single).unwrap();
+    assert_eq!(first_error(&path).kind(), "truncated");
+}

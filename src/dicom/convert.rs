@@ -18,11 +18,16 @@ use sha2::{Digest, Sha256};
 use super::geometry::{layout, Layout};
 use super::info::{Check, ConversionCheck, DicomSeriesInfo, RescaleRange};
 use super::series::{Chosen, SliceMeta};
+use super::source::Source;
 use super::{DicomError, CONVERT_ELSEWHERE};
 use crate::nifti::writer::{nii_gz_bytes, Volume, Voxels};
 
 /// Largest volume converted: 2^30 voxels (4 GiB as float32 in memory).
 pub const MAX_VOXELS: u64 = 1 << 30;
+/// Largest slice decoded: 2^26 pixels (8192 x 8192; CT slices are 512 x 512 to 2048 x
+/// 2048). dicom-pixeldata decodes a slice to `f64` values without a fallible
+/// allocation, so this bounds that allocation at 512 MiB.
+pub const MAX_SLICE_PIXELS: u64 = 1 << 26;
 
 /// A series that passed every header check, ready to convert.
 #[derive(Debug, Clone)]
@@ -75,6 +80,7 @@ pub fn plan(chosen: Chosen) -> Result<Plan, DicomError> {
         format!("{} single-frame slices", chosen.slices.len()),
     ));
     checks.push(passed(Check::SameGrid, same_grid(&chosen.slices, &name)?));
+    pixels_present(&chosen.slices, &name)?;
     let mut layout = layout(&chosen.slices, &name)?;
     checks.append(&mut layout.checks);
     layout.checks = checks;
@@ -127,6 +133,47 @@ fn decodable(slices: &[SliceMeta], name: &dyn Fn(usize) -> String) -> Result<Str
         }
     }
     Ok(described)
+}
+
+/// Every slice holds the pixel bytes its header promises, so no volume is reserved
+/// (and no frame decoded) for a header without pixels; and a slice's decoding stays
+/// bounded: 8, 16 or 32 bits a pixel, at most [`MAX_SLICE_PIXELS`].
+fn pixels_present(slices: &[SliceMeta], name: &dyn Fn(usize) -> String) -> Result<(), DicomError> {
+    let first = &slices[0];
+    let pixels = u64::from(first.rows) * u64::from(first.columns);
+    if !matches!(first.bits_allocated, 8 | 16 | 32) || pixels > MAX_SLICE_PIXELS {
+        return Err(DicomError::Limit(format!(
+            "{}: slices of {} x {} pixels of {} bits; ctmr-skill decodes slices of at most \
+             {MAX_SLICE_PIXELS} pixels of 8, 16 or 32 bits (a CT or MR slice is 512 x 512 of \
+             16 bits). Fix: {CONVERT_ELSEWHERE}",
+            name(0),
+            first.columns,
+            first.rows,
+            first.bits_allocated
+        )));
+    }
+    match slices
+        .iter()
+        .position(|s| s.pixel_bytes < s.promised_pixel_bytes())
+    {
+        None => Ok(()),
+        Some(k) => Err(short_pixels(&name(k), &slices[k], slices[k].pixel_bytes)),
+    }
+}
+
+fn short_pixels(name: &str, s: &SliceMeta, present: u64) -> DicomError {
+    DicomError::Bounds(format!(
+        "{name}: holds {present} bytes of pixel data where its header ({} rows x {} columns x \
+         {} frames x {} samples of {} bits) promises {}; a slice must hold every pixel its \
+         header declares. Fix: the file is truncated or damaged: export the series again, or \
+         {CONVERT_ELSEWHERE}",
+        s.rows,
+        s.columns,
+        s.frames,
+        s.samples_per_pixel,
+        s.bits_allocated,
+        s.promised_pixel_bytes()
+    ))
 }
 
 /// Rows, columns, pixel spacing and sample format the same on every slice.
@@ -197,14 +244,17 @@ pub fn convert(plan: &Plan, out: &Path) -> Result<DicomSeriesInfo, DicomError> {
     let shape = plan.shape();
     let per_slice = shape[0] * shape[1];
     let source = &plan.chosen.source;
-    let entries: Vec<usize> = plan.slices_sorted().map(|s| s.entry).collect();
-    let mut values: Vec<f32> = Vec::with_capacity(per_slice * shape[2]);
+    let sorted: Vec<&SliceMeta> = plan.slices_sorted().collect();
+    let entries: Vec<usize> = sorted.iter().map(|s| s.entry).collect();
+    let mut values: Vec<f32> = reserved(per_slice * shape[2])?;
     let mut fits_int16 = true;
     let mut listing = Sha256::new();
+    let mut k = 0;
     source.read_each(&entries, |entry, bytes| {
         let file_sha = hex(&Sha256::digest(&bytes));
         listing.update(format!("{file_sha}  {}\n", source.name(entry)).as_bytes());
-        let slice = decode(&bytes, per_slice, source.name(entry))?;
+        let slice = decode(&bytes, sorted[k], per_slice, source, entry)?;
+        k += 1;
         for v in slice {
             fits_int16 &= v.fract() == 0.0 && (-32768.0..=32767.0).contains(&v);
             values.push(v as f32);
@@ -212,7 +262,9 @@ pub fn convert(plan: &Plan, out: &Path) -> Result<DicomSeriesInfo, DicomError> {
         Ok(())
     })?;
     let voxels = if fits_int16 {
-        Voxels::Int16(values.iter().map(|&v| v as i16).collect())
+        let mut ints: Vec<i16> = reserved(values.len())?;
+        ints.extend(values.iter().map(|&v| v as i16));
+        Voxels::Int16(ints)
     } else {
         Voxels::Float32(values)
     };
@@ -234,8 +286,37 @@ pub fn convert(plan: &Plan, out: &Path) -> Result<DicomSeriesInfo, DicomError> {
     ))
 }
 
-/// One slice's values, rescaled (stored × slope + intercept), row by row.
-fn decode(bytes: &[u8], expected: usize, name: &str) -> Result<Vec<f64>, DicomError> {
+/// An empty vector with room for `n` values, or a failing call (never an abort)
+/// when the memory cannot be had.
+fn reserved<T>(n: usize) -> Result<Vec<T>, DicomError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        DicomError::Limit(format!(
+            "the volume needs {} MiB of memory, which could not be reserved. Fix: free memory \
+             (or raise the process's memory limit), or {CONVERT_ELSEWHERE}",
+            (n as u64).saturating_mul(std::mem::size_of::<T>() as u64) >> 20
+        ))
+    })?;
+    Ok(v)
+}
+
+/// One slice's values, rescaled (stored × slope + intercept), row by row. The bytes
+/// are bounded again (they were read anew since the scan) and must hold the pixels
+/// the planned slice promises before anything is decoded.
+fn decode(
+    bytes: &[u8],
+    slice: &SliceMeta,
+    expected: usize,
+    source: &Source,
+    entry: usize,
+) -> Result<Vec<f64>, DicomError> {
+    let name = source.name(entry);
+    let present = super::bounds::check(bytes, &source.path, name)?
+        .and_then(|w| w.pixel_bytes)
+        .unwrap_or(0);
+    if present < slice.promised_pixel_bytes() {
+        return Err(short_pixels(name, slice, present));
+    }
     let failed = |what: String| {
         DicomError::check(
             Check::TransferSyntaxDecodable,
@@ -311,7 +392,6 @@ fn info(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dicom::source::Source;
 
     const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 
@@ -333,6 +413,7 @@ mod tests {
                     position: Some([0.0, 0.0, 2.0 * k as f64]),
                     slope: 1.0,
                     transfer_syntax: EXPLICIT_LE.into(),
+                    pixel_bytes: 40,
                     ..SliceMeta::default()
                 };
                 edit(k, &mut s);
@@ -359,6 +440,30 @@ mod tests {
         let names: Vec<&str> = p.layout.checks.iter().map(|c| c.check.as_str()).collect();
         assert_eq!(names.len(), 8, "{names:?}");
         assert!(p.transfer_syntax.contains("Explicit VR Little Endian"));
+    }
+
+    #[test]
+    fn a_slice_without_the_pixels_its_header_promises_is_refused_before_decoding() {
+        // The report's series: the header promises 40 bytes a slice, one holds 8.
+        let e = refusal(chosen(3, |k, s| {
+            if k == 1 {
+                s.pixel_bytes = 8;
+            }
+        }));
+        assert!(
+            e.contains("IM1: holds 8 bytes of pixel data") && e.contains("promises 40"),
+            "{e}"
+        );
+        assert!(e.contains("Fix: "), "{e}");
+        // A lying header cannot overflow the promise.
+        let e = refusal(chosen(1, |_, s| {
+            (s.rows, s.columns) = (u32::MAX, u32::MAX);
+        }));
+        assert!(e.contains("at most 67108864 pixels"), "{e}");
+        let e = refusal(chosen(1, |_, s| s.bits_allocated = 1));
+        assert!(e.contains("pixels of 1 bits"), "{e}");
+        let e = refusal(chosen(1, |_, s| (s.rows, s.columns) = (8193, 8192)));
+        assert!(e.contains("slices of 8192 x 8193 pixels"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! wrong geometry), so the conversion refuses what it cannot do faithfully and says
 //! which rule failed and how to fix it.
 //!
+//! * [`bounds`]: each file's raw bytes walked (iteratively) before dicom-rs parses
+//!   it: nesting depth, declared lengths and element sizes bounded, pixel bytes measured;
 //! * [`source`]: the files of a directory or the entries of a zip, read in memory
 //!   with caps (never extracted to disk);
 //! * [`series`]: each file's header (parsed by dicom-rs, up to the pixel data),
@@ -23,6 +25,7 @@
 //! read; PatientName, PatientID, PatientBirthDate and every other identifying
 //! attribute are never copied anywhere (evidence, logs, file names).
 
+pub mod bounds;
 pub mod convert;
 pub mod geometry;
 pub mod info;
@@ -61,6 +64,10 @@ pub enum DicomError {
     /// The source holds more than the caps allow.
     #[error("{0}")]
     Limit(String),
+    /// A file breaks the bounds checked before parsing (nesting, lengths, sizes), or
+    /// holds fewer pixel bytes than its header promises.
+    #[error("{0}")]
+    Bounds(String),
     /// The zip is unreadable, or an entry uses something we do not read.
     #[error("{0}")]
     Zip(String),

@@ -10,6 +10,7 @@ use std::path::Path;
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
 
+use super::bounds;
 use super::source::Source;
 use super::DicomError;
 
@@ -38,6 +39,22 @@ pub struct SliceMeta {
     pub intercept: f64,
     pub transfer_syntax: String,
     pub bytes: u64,
+    /// Bytes of pixel data the file actually holds (measured by [`bounds`]).
+    pub pixel_bytes: u64,
+}
+
+impl SliceMeta {
+    /// Bytes of native pixel data the header promises: rows × columns × frames ×
+    /// samples × bytes per sample (saturating: a lying header cannot overflow it).
+    pub fn promised_pixel_bytes(&self) -> u64 {
+        let samples = u64::from(self.rows)
+            .saturating_mul(u64::from(self.columns))
+            .saturating_mul(u64::from(self.frames))
+            .saturating_mul(u64::from(self.samples_per_pixel));
+        samples
+            .saturating_mul(u64::from(self.bits_allocated))
+            .div_ceil(8)
+    }
 }
 
 /// A source, its series, and what was skipped.
@@ -102,16 +119,24 @@ pub fn scan(path: &Path) -> Result<Scan, DicomError> {
     let (mut not_dicom, mut not_image) = (0, 0);
     let all: Vec<usize> = (0..source.len()).collect();
     source.read_each(&all, |i, bytes| {
+        // Bounded before dicom-rs sees it: nesting, lengths and sizes (see bounds).
+        let Some(walked) = bounds::check(&bytes, &source.path, source.name(i))? else {
+            not_dicom += 1;
+            return Ok(());
+        };
         let parsed = OpenFileOptions::new()
             .read_until(tags::PIXEL_DATA)
             .from_reader(bytes.as_slice());
         match parsed {
             Err(_) => not_dicom += 1,
             Ok(obj) => match slice_meta(&obj, i, bytes.len() as u64) {
-                Some(meta) => series
-                    .entry(meta.series_uid.clone())
-                    .or_default()
-                    .push(meta),
+                Some(mut meta) => {
+                    meta.pixel_bytes = walked.pixel_bytes.unwrap_or(0);
+                    series
+                        .entry(meta.series_uid.clone())
+                        .or_default()
+                        .push(meta)
+                }
                 None => not_image += 1,
             },
         }
@@ -171,6 +196,7 @@ fn slice_meta(obj: &DefaultDicomObject, entry: usize, bytes: u64) -> Option<Slic
         intercept: float(obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
         transfer_syntax: obj.meta().transfer_syntax().to_string(),
         bytes,
+        pixel_bytes: 0,
     })
 }
 

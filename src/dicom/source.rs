@@ -165,7 +165,12 @@ impl Source {
         let entry = zip
             .by_index(at)
             .map_err(|e| zip_error(&self.path, name, &e))?;
-        let mut bytes = Vec::with_capacity(entry.size().min(MAX_ENTRY_BYTES) as usize);
+        let mut bytes = Vec::with_capacity(initial_capacity(
+            entry.size(),
+            entry.compressed_size(),
+            entry.compression() == zip::CompressionMethod::Stored,
+            std::fs::metadata(&self.path).map_or(0, |m| m.len()),
+        ));
         entry
             .take(MAX_ENTRY_BYTES + 1)
             .read_to_end(&mut bytes)
@@ -181,6 +186,19 @@ impl Source {
         }
         Ok(bytes)
     }
+}
+
+/// Most bytes one deflated byte can inflate to (deflate's limit is about 1032:1).
+const MAX_DEFLATE_RATIO: u64 = 1032;
+
+/// Room reserved before reading an entry: its declared size, but never more than its
+/// compressed bytes (at most the archive's length) can produce, nor [`MAX_ENTRY_BYTES`].
+/// The declared sizes come from the archive and may lie; reading grows the buffer
+/// past this when an entry really is larger.
+fn initial_capacity(declared: u64, compressed: u64, stored: bool, archive_len: u64) -> usize {
+    let ratio = if stored { 1 } else { MAX_DEFLATE_RATIO };
+    let producible = compressed.min(archive_len).saturating_mul(ratio);
+    declared.min(producible).min(MAX_ENTRY_BYTES) as usize
 }
 
 fn open_zip(path: &Path) -> Result<zip::ZipArchive<std::fs::File>, DicomError> {
@@ -320,6 +338,49 @@ mod tests {
             .unwrap();
         assert_eq!(read, vec![b"two".to_vec()]);
         assert!(!dir.path().parent().unwrap().join("escape.dcm").exists());
+    }
+
+    /// Set the uncompressed size every header of `bytes` declares for its entries.
+    fn declare_size(bytes: &mut [u8], size: u32) {
+        for at in 0..bytes.len().saturating_sub(30) {
+            let field = match &bytes[at..at + 4] {
+                b"PK\x03\x04" => at + 22,
+                b"PK\x01\x02" => at + 24,
+                _ => continue,
+            };
+            bytes[field..field + 4].copy_from_slice(&size.to_le_bytes());
+        }
+    }
+
+    #[test]
+    fn a_zip_entry_declaring_a_huge_size_reserves_only_what_its_bytes_can_give() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.zip");
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        w.start_file("IM0", stored).unwrap();
+        w.write_all(b"eight by").unwrap();
+        w.finish().unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        declare_size(&mut bytes, 200 << 20);
+        std::fs::write(&path, &bytes).unwrap();
+        let source = Source::open(&path).unwrap();
+        let mut capacity = usize::MAX;
+        let read = source.read_each(&[0], |_, bytes| {
+            capacity = bytes.capacity();
+            Ok(())
+        });
+        // The stored entry's 8 bytes are read; nothing near the declared 200 MiB reserved.
+        read.unwrap();
+        assert!(capacity < 1 << 20, "reserved {capacity} bytes");
+        assert_eq!(initial_capacity(200 << 20, 8, true, 200), 8);
+        assert_eq!(initial_capacity(200 << 20, 8, false, 200), 8 * 1032);
+        assert_eq!(initial_capacity(5, 8, false, 200), 5);
+        assert_eq!(
+            initial_capacity(1 << 40, 1 << 30, false, 1 << 30),
+            256 << 20
+        );
     }
 
     #[test]

@@ -193,6 +193,10 @@ pub struct Header {
     pub xyz_units: &'static str,
     /// Fixes applied the way nibabel applies them on load, and other remarks.
     pub notes: Vec<String>,
+    /// The magic of a .hdr/.img pair (`ni1`/`ni2`): a file that then lacks the voxels
+    /// is the header half of a pair, not a truncated image.
+    #[serde(skip)]
+    pub pair_magic: bool,
 }
 
 /// sform and qform are said to disagree when an element differs by more than this (mm).
@@ -408,6 +412,7 @@ impl Header {
             descrip,
             xyz_units,
             notes: p.notes,
+            pair_magic,
         })
     }
 
@@ -555,13 +560,7 @@ impl Parser<'_> {
 
     /// The refusal of the header half of a .hdr/.img pair (pair magic, voxels not in this file).
     fn pair_header(&self) -> NiftiError {
-        NiftiError::NotNiftiFile {
-            path: self.path.to_path_buf(),
-            what: format!(
-                "this is the header half of a {} .hdr/.img pair (its voxels are in the matching .img file): pass the .img with it or convert to .nii (e.g. with nibabel); only single-file .nii/.nii.gz images are read",
-                self.version
-            ),
-        }
+        pair_header(self.path, self.version)
     }
 
     /// The magic (`Ok(true)` for the magic of a .hdr/.img pair) and, for NIfTI-2, `eol_check`.
@@ -836,6 +835,17 @@ impl Parser<'_> {
         let descrip_bytes = &self.f.bytes[self.layout.descrip..self.layout.descrip + 80];
         let end = descrip_bytes.iter().position(|&b| b == 0).unwrap_or(80);
         String::from_utf8_lossy(&descrip_bytes[..end]).into_owned()
+    }
+}
+
+/// The refusal of the header half of a .hdr/.img pair: pair magic, and the voxels
+/// not in this file (`vox_offset` inside the header, or the file ends before them).
+pub(crate) fn pair_header(path: &Path, version: NiftiVersion) -> NiftiError {
+    NiftiError::NotNiftiFile {
+        path: path.to_path_buf(),
+        what: format!(
+            "this is the header half of a {version} .hdr/.img pair (its voxels are in the matching .img file): pass the .img with it or convert to .nii (e.g. with nibabel); only single-file .nii/.nii.gz images are read"
+        ),
     }
 }
 

@@ -182,6 +182,9 @@ impl VolumeReader {
     }
 
     fn stream_error(&self, e: io::Error, context: impl FnOnce() -> String) -> NiftiError {
+        if self.header.pair_magic && e.kind() == io::ErrorKind::UnexpectedEof {
+            return super::header::pair_header(&self.path, self.header.version);
+        }
         classify(&self.path, self.stream.is_gzip(), e, context)
     }
 }
@@ -274,6 +277,9 @@ fn open_stream(path: &Path) -> Result<(Header, Stream), NiftiError> {
     // Uncompressed: the file length tells us about truncation before any reading.
     if !gzip {
         let needed = header.vox_offset.saturating_add(header.data_bytes());
+        if file_len < needed && header.pair_magic {
+            return Err(super::header::pair_header(path, header.version));
+        }
         if file_len < needed {
             return Err(NiftiError::Truncated {
                 path: path.to_path_buf(),
@@ -294,6 +300,9 @@ fn open_stream(path: &Path) -> Result<(Header, Stream), NiftiError> {
             format!("before the voxel data at byte {}", header.vox_offset)
         })
     })?;
+    if skipped < skip && header.pair_magic {
+        return Err(super::header::pair_header(path, header.version));
+    }
     if skipped < skip {
         return Err(NiftiError::Truncated {
             path: path.to_path_buf(),

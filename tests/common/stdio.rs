@@ -34,13 +34,7 @@ impl Server {
         flags: &[&str],
     ) -> Server {
         let mut command = Command::new(super::binary());
-        command
-            .arg("serve")
-            .args(flags)
-            .current_dir(cwd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        command.arg("serve").args(flags);
         command.env_remove("NV_SEGMENT_CTMR_ROOT");
         if let Some(python) = python {
             command.env("CTMR_SKILL_PYTHON", python);
@@ -48,6 +42,27 @@ impl Server {
         for (key, value) in env {
             command.env(key, value);
         }
+        Server::spawn(command, cwd)
+    }
+
+    /// `serve` under an address-space limit (`ulimit -v`, in KiB) set by `sh`, which
+    /// then execs the server: `child` is the server's own process.
+    pub fn start_limited(cwd: &Path, limit_kib: u64) -> Server {
+        let mut command = Command::new("sh");
+        command.env_remove("NV_SEGMENT_CTMR_ROOT");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -v {limit_kib} && exec \"$0\" serve"))
+            .arg(super::binary());
+        Server::spawn(command, cwd)
+    }
+
+    fn spawn(mut command: Command, cwd: &Path) -> Server {
+        command
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         let mut child = command.spawn().expect("spawn ctmr-skill serve");
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = channel();
