@@ -23,6 +23,9 @@ step "Lint (rustfmt, clippy with warnings as errors)"
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 
+step "Docs (cargo doc, warnings as errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
+
 step "One-node Slurm cluster (tests/slurm_cluster.rs)"
 bash scripts/setup-slurm.sh
 
