@@ -4,6 +4,8 @@
 //! through its documented entry point and returns *evidence*: JSON that a separate
 //! verifier can check without trusting us. **Not for clinical use.**
 //!
+//! Contributors: start with `docs/ARCHITECTURE.md` (the path of one call, where to change X).
+//!
 //! ## Layout: layers, and what each may use
 //! Dependencies point down only: a module uses modules of its own layer's lower rows
 //! and of the layers below, never one above (tests excepted). The test
