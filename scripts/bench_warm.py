@@ -4,7 +4,8 @@
    `ctmr-skill serve --no-warm` (one-shot: a fresh Python process, import and model load
    per call) and against `ctmr-skill serve` (warm workers), per-call latency and ratio.
    Then one `run_batch` over the same volumes (the documented batch config in one process),
-   against the warm per-call times: the figures behind run_batch's choice (README).
+   against the warm per-call times: the figures behind run_batch's choice
+   (docs/operating.md, "Warm workers").
 2. The one-shot overhead: the raw documented `python -m monai.bundle run` against
    `ctmr-skill run` on the same input, side by side.
 

@@ -1,7 +1,7 @@
 """Local check (not in CI: needs the real upstream code): warm worker against the documented
 one-shot command on the REAL NV-Segment-CTMR bundle code with stand-in weights.
 
-Prerequisites (see README "Warm workers"):
+Prerequisites (see docs/operating.md "Warm workers"):
   fetch NVIDIA-Medtech/NV-Segment-CTMR into .workbench_data/upstreams/NV-Segment-CTMR (ignored),
   scripts/make-standin-weights.py --root <that>/NV-Segment-CTMR
 
