@@ -11,6 +11,7 @@
 //! - 5: the run was cancelled (the evidence is still written)
 
 pub mod commands;
+mod out;
 pub mod progress_bar;
 
 use std::path::{Path, PathBuf};
