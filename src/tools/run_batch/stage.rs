@@ -126,3 +126,25 @@ fn py_list<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> String {
         .collect();
     format!("[{}]", items.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_go_where_no_monai_special_character_is_in_the_path() {
+        let clean = Path::new("/data/out/.batch/20261204T153000Z-1a2b3c4d/attempt-1");
+        assert_eq!(Staging::new(clean).unwrap().path(), clean.join("inputs"));
+        for special in ['$', '@', '%'] {
+            let attempt = PathBuf::from(format!(
+                "/data/co{special}hort/out/.batch/20261204T153000Z-1a2b3c4d/attempt-2"
+            ));
+            let staging = Staging::new(&attempt).unwrap();
+            assert_eq!(
+                staging.path(),
+                std::env::temp_dir().join("ctmr-skill-20261204T153000Z-1a2b3c4d-attempt-2")
+            );
+            assert!(!holds_special(staging.path()));
+        }
+    }
+}
