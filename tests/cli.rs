@@ -255,3 +255,43 @@ fn a_closed_stdout_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(out.status.code(), Some(101), "{stderr}");
 }
+
+/// Issue 21 (7a): a result that cannot be written (a full disk: `/dev/full`) ends with
+/// one line on stderr and exit code 1, never a panic (exit 101).
+#[test]
+fn an_unwritable_stdout_fails_with_one_line_on_stderr() {
+    use ctmr_skill::nifti::writer::{nifti1_bytes, Volume, Voxels};
+    let dir = common::fresh_dir();
+    let mask = dir.path().join("mask.nii");
+    let mut affine = [[0.0; 4]; 4];
+    (0..4).for_each(|i| affine[i][i] = 1.0);
+    let volume = Volume {
+        shape: [4, 4, 4],
+        affine,
+        voxels: Voxels::Int16((0..64).map(|i| i % 3).collect()),
+        description: String::new(),
+    };
+    std::fs::write(&mask, nifti1_bytes(&volume).unwrap()).unwrap();
+    let mask = mask.to_str().unwrap();
+    for args in [
+        vec!["inspect", mask],
+        vec!["inspect", mask, "--json"],
+        vec!["verify", "no-such-pack"],
+        vec!["labels", "kidney"],
+    ] {
+        let out = Command::new(common::binary())
+            .args(&args)
+            .current_dir(dir.path())
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .expect("run ctmr-skill");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("ctmr-skill: cannot write the result to standard output: "),
+            "{args:?}: {stderr}"
+        );
+    }
+}

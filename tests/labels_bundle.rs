@@ -361,6 +361,106 @@ fn unknown_names_list_the_closest_real_names() {
     );
 }
 
+/// `resolve` names of `length` characters that match no class: distinct words of
+/// pseudo-random letters, so every name goes through every stage and the ranking.
+fn unmatched_names(count: usize, length: usize) -> Vec<String> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..count)
+        .map(|_| {
+            (0..length)
+                .map(|j| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    if j % 7 == 6 {
+                        ' '
+                    } else {
+                        char::from(b'a' + (state % 26) as u8)
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Issue 21 (6): `list_labels` `resolve` states its caps in the manifest; at the caps
+/// (count × length) it answers quickly with a bounded reply on the 345-class table,
+/// and one name or one character more is refused naming the argument and the cap.
+#[test]
+fn resolve_at_the_manifest_caps_answers_quickly_and_beyond_them_is_refused() {
+    use ctmr_skill::manifest::args::validate;
+    use ctmr_skill::tools::list_labels::{document, LabelsRequest};
+    let manifest = ctmr_skill::manifest::embedded().unwrap();
+    let tool = manifest.tool("list_labels").unwrap();
+    let spec = tool.argument("resolve").unwrap();
+    let count = spec.max_items.expect("resolve states max_items");
+    let length = spec.items.as_ref().and_then(|i| i.max_length);
+    let length = length.expect("resolve's items state max_length");
+    let mut names = unmatched_names(count, length);
+    let args = serde_json::json!({ "resolve": names });
+    validate(tool, args.as_object().unwrap()).expect("at the caps is accepted");
+
+    let table = upstream();
+    let request = LabelsRequest {
+        resolve: names.clone(),
+        ..LabelsRequest::default()
+    };
+    let started = std::time::Instant::now();
+    let doc = document(&table, &request);
+    let took = started.elapsed();
+    let bytes = doc.to_string().len();
+    eprintln!(
+        "bench: resolve {count} names x {length} chars, {} classes: {:.3} s, reply {bytes} bytes",
+        table.len(),
+        took.as_secs_f64()
+    );
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "stalled: {took:?}"
+    );
+    let resolved = doc["resolved"].as_array().unwrap();
+    assert_eq!(resolved.len(), count);
+    assert!(resolved
+        .iter()
+        .all(|r| r["id"].is_null() && r["candidates"].as_array().unwrap().len() <= 10));
+    assert!(
+        bytes < count * (2 * length + 1024),
+        "reply of {bytes} bytes"
+    );
+    // Below the manifest (the CLI's `labels --resolve`), one megabyte-long name costs
+    // what its first 64 characters cost.
+    let megabyte = unmatched_names(1, 1 << 20).remove(0);
+    let started = std::time::Instant::now();
+    assert!(table.resolve(&megabyte).is_err());
+    eprintln!(
+        "bench: resolve one 1 MiB name: {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+    names.push("liver".into());
+    let e = validate(
+        tool,
+        serde_json::json!({ "resolve": names }).as_object().unwrap(),
+    );
+    let e = e.unwrap_err().to_string();
+    assert!(
+        e.starts_with("argument 'resolve': ") && e.contains(&format!("at most {count} items")),
+        "{e}"
+    );
+    let long = vec!["k".repeat(length + 1)];
+    let e = validate(
+        tool,
+        serde_json::json!({ "resolve": long }).as_object().unwrap(),
+    );
+    let e = e.unwrap_err().to_string();
+    assert!(
+        e.starts_with("argument 'resolve[0]': ")
+            && e.contains(&format!("at most {length} characters")),
+        "{e}"
+    );
+}
+
 #[test]
 fn table_serialises_for_the_tools() {
     let json = serde_json::to_value(upstream()).unwrap();

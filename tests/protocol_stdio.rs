@@ -48,9 +48,26 @@ fn tools_list_matches_the_golden_file() {
     server.close_and_wait(Duration::from_secs(5));
 }
 
-/// Issue 17's budget: the whole `tools/list` answer, as sent, fits in 29 KB (25 KB, plus
-/// issue 13's ninth tool `render_overlay` and `preview`, issue 15's `series_uid` and issue 14's
-/// Slurm arguments of `run_batch`); the server
+/// Issue 21 (6): every string a client fills freely states `maxLength`, every array
+/// `maxItems` (and `maxLength` on string items).
+fn assert_capped(tool: &Value) {
+    let properties = tool["inputSchema"]["properties"].as_object().unwrap();
+    for (name, p) in properties {
+        let free_string = |s: &Value| s["type"] == "string" && s.get("enum").is_none();
+        let capped = match p["type"].as_str() {
+            Some("array") => {
+                p["maxItems"].is_u64()
+                    && (!free_string(&p["items"]) || p["items"]["maxLength"].is_u64())
+            }
+            _ => !free_string(p) || p["maxLength"].is_u64(),
+        };
+        assert!(capped, "{}.{name} has no cap: {p}", tool["name"]);
+    }
+}
+
+/// Issue 17's budget: the whole `tools/list` answer, as sent, fits in 29.5 KB (25 KB, plus
+/// issue 13's ninth tool `render_overlay` and `preview`, issue 15's `series_uid`, issue 14's
+/// Slurm arguments of `run_batch` and issue 21's caps on every string and array); the server
 /// advertises resources, and `resources/read` refuses what is not inside a known pack.
 #[test]
 fn tools_list_fits_the_budget_and_resources_are_advertised() {
@@ -64,8 +81,10 @@ fn tools_list_fits_the_budget_and_resources_are_advertised() {
     server.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
     let listed = server.response(1, Duration::from_secs(10));
     let bytes = listed.to_string().len();
-    assert!(bytes <= 29_000, "tools/list is {bytes} bytes");
+    eprintln!("tools/list: {bytes} bytes");
+    assert!(bytes <= 29_500, "tools/list is {bytes} bytes");
     for tool in listed["result"]["tools"].as_array().unwrap() {
+        assert_capped(tool);
         let schema = tool["outputSchema"].to_string();
         assert!(
             !schema.contains("\"description\""),

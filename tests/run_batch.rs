@@ -533,3 +533,31 @@ fn a_volume_finished_before_its_batch_process_died_keeps_its_own_exit_code() {
         assert_eq!(e.invocation.batch_process_exit_code, None, "{}", v.id);
     }
 }
+
+/// Issue 21 (7b): a volume named with `$`, under an output root with `$` in its path
+/// (both beside each other in `co$hort/`), runs as run_script would run it. The staged
+/// list the bundle reads as configuration holds no `$` (MONAI would evaluate it).
+#[test]
+fn a_dollar_in_the_input_and_output_root_paths_runs_and_never_reaches_the_overrides() {
+    let w = World::new();
+    std::fs::create_dir_all(w.base.join("data/co$hort")).unwrap();
+    let input = w.volume("co$hort/a$1.nii.gz", 1);
+    let out = w.base.join("data/co$hort/out");
+    let mut args = w.args(&[&input], &out);
+    args.insert("label_prompts".into(), json!([1, 3]));
+    let cohort = cohort(w.call(args).0);
+    assert_eq!(cohort.status, CohortStatus::Succeeded, "{}", cohort.summary);
+    let pack = out.join("a_1");
+    assert_eq!(evidence(&pack).status, RunStatus::Succeeded);
+    assert_eq!(evidence(&pack).input.path, input.display().to_string());
+    for attempt in &cohort.attempts {
+        for key in ["--input_list", "--input_dicts"] {
+            let at = attempt.command.iter().position(|a| a == key).unwrap();
+            let value = &attempt.command[at + 1];
+            assert!(
+                value.contains("a_1.nii.gz") && !value.contains('$'),
+                "{value}"
+            );
+        }
+    }
+}

@@ -469,6 +469,10 @@ fn gates_refuse_with_the_argument_rule_and_fix() {
             &["structures_resolve", "hepar"],
         ),
         (
+            json!({"structures": (0..40).map(|i| format!("hepar{i}")).collect::<Vec<_>>()}),
+            &["hepar9'", "and 30 more names that do not resolve"],
+        ),
+        (
             json!({"ground_truth": not_nifti}),
             &["ground_truth_readable"],
         ),

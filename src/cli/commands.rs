@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::out;
 use super::progress_bar::{ProgressMode, ProgressStyle, TerminalBar, Units};
 use super::{
     Command, DoctorArgs, InspectArgs, LabelsArgs, RunArgs, RunBatchArgs, SchemaArgs, VerifyArgs,
@@ -40,7 +41,7 @@ pub fn dispatch(command: Command, config: Config, progress: ProgressMode) -> u8 
             return EXIT_ERROR;
         }
     };
-    match command {
+    let code = match command {
         Command::Serve(args) => serve(&args, config, manifest),
         Command::Run(args) => run(&args, config, manifest, progress),
         Command::RunBatch(args) => run_batch(&args, config, manifest, progress),
@@ -50,7 +51,8 @@ pub fn dispatch(command: Command, config: Config, progress: ProgressMode) -> u8 
         Command::Verify(args) => verify(&args, &config),
         Command::Schema(args) => schema(&args, config, manifest),
         Command::Doctor(args) => doctor(&args, &config),
-    }
+    };
+    out::finish(code)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -58,13 +60,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime starts")
-}
-
-fn print_json(value: &impl serde::Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("JSON values serialise")
-    );
 }
 
 /// `ctmr-skill serve`: MCP over stdio until stdin closes.
@@ -129,7 +124,7 @@ fn run(args: &RunArgs, config: Config, manifest: Manifest, mode: ProgressMode) -
         Ok(r) => r,
         Err(e) => {
             eprintln!("ctmr-skill run: {e}");
-            print_json(
+            out::json(
                 &json!({"status": RunStatus::Refused, "message": e.to_string(), "argument": e.argument}),
             );
             return EXIT_USAGE;
@@ -154,12 +149,12 @@ fn run(args: &RunArgs, config: Config, manifest: Manifest, mode: ProgressMode) -
     match call {
         RunCall::Refused { message, document } => {
             eprintln!("ctmr-skill run: {message}");
-            print_json(&document);
+            out::json(&document);
             EXIT_USAGE
         }
         RunCall::NotStarted { message } => {
             eprintln!("ctmr-skill run: {message}");
-            print_json(&json!({"status": "not_started", "message": message}));
+            out::json(&json!({"status": "not_started", "message": message}));
             EXIT_ERROR
         }
         RunCall::Verified(evidence, trust) => {
@@ -167,7 +162,7 @@ fn run(args: &RunArgs, config: Config, manifest: Manifest, mode: ProgressMode) -
             eprintln!("{}", trust.summary);
             let mut document = serde_json::to_value(&*evidence).expect("evidence serialises");
             document["trust_summary"] = trust.to_value();
-            print_json(&document);
+            out::json(&document);
             if trust.trusted {
                 EXIT_OK
             } else {
@@ -176,7 +171,7 @@ fn run(args: &RunArgs, config: Config, manifest: Manifest, mode: ProgressMode) -
         }
         RunCall::Ran(evidence) => {
             eprintln!("{}", evidence.summary);
-            print_json(&evidence);
+            out::json(&evidence);
             match evidence.status {
                 RunStatus::Succeeded => EXIT_OK,
                 RunStatus::TimedOut => EXIT_TIMED_OUT,
@@ -200,7 +195,7 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest, mode: Prog
         Ok(r) => r,
         Err(e) => {
             eprintln!("ctmr-skill run-batch: {e}");
-            print_json(
+            out::json(
                 &json!({"status": RunStatus::Refused, "message": e.to_string(), "argument": e.argument}),
             );
             return EXIT_USAGE;
@@ -233,12 +228,12 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest, mode: Prog
     match call {
         BatchCall::Refused { message, document } => {
             eprintln!("ctmr-skill run-batch: {message}");
-            print_json(&document);
+            out::json(&document);
             EXIT_USAGE
         }
         BatchCall::NotStarted { message } => {
             eprintln!("ctmr-skill run-batch: {message}");
-            print_json(&json!({"status": "not_started", "message": message}));
+            out::json(&json!({"status": "not_started", "message": message}));
             EXIT_ERROR
         }
         BatchCall::Verified(cohort, trust) => {
@@ -248,7 +243,7 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest, mode: Prog
             }
             let mut document = serde_json::to_value(&*cohort).expect("cohort serialises");
             document["trust_summaries"] = json!(trust);
-            print_json(&document);
+            out::json(&document);
             match cohort.status {
                 _ if trust.iter().any(|t| !t.trust.trusted) => EXIT_ERROR,
                 CohortStatus::Succeeded => EXIT_OK,
@@ -262,7 +257,7 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest, mode: Prog
             for f in &cohort.failures {
                 eprintln!("  {} ({}): {}", f.id, f.status.as_str(), f.reason);
             }
-            print_json(&cohort);
+            out::json(&cohort);
             match cohort.status {
                 CohortStatus::Succeeded => EXIT_OK,
                 CohortStatus::TimedOut => EXIT_TIMED_OUT,
@@ -491,9 +486,9 @@ fn inspect(args: &InspectArgs, config: &Config) -> u8 {
         });
     }
     if args.json {
-        print_json(&report);
+        out::json(&report);
     } else {
-        print!("{}", report.render_table());
+        out::text(&report.render_table());
     }
     EXIT_OK
 }
@@ -518,7 +513,7 @@ fn render(args: &super::RenderArgs, config: &Config) -> u8 {
     };
     match execute(&request, config) {
         Ok(picture) => {
-            print_json(&picture.info);
+            out::json(&picture.info);
             EXIT_OK
         }
         Err(e) => {
@@ -556,7 +551,7 @@ fn labels(args: &LabelsArgs, config: &Config) -> u8 {
         }
     };
     if args.json {
-        print_json(&doc);
+        out::json(&doc);
     } else {
         for label in doc["labels"].as_array().into_iter().flatten() {
             let deprecated = if label["deprecated"] == json!(true) {
@@ -564,24 +559,24 @@ fn labels(args: &LabelsArgs, config: &Config) -> u8 {
             } else {
                 ""
             };
-            println!(
+            out::line(&format!(
                 "{:>4}  {}{deprecated}",
                 label["id"],
                 label["name"].as_str().unwrap_or("")
-            );
+            ));
         }
         for r in doc["resolved"].as_array().into_iter().flatten() {
             match r["id"].as_u64() {
-                Some(id) => println!(
+                Some(id) => out::line(&format!(
                     "{} -> {id} {}",
                     r["query"],
                     r["name"].as_str().unwrap_or("")
-                ),
-                None => println!(
+                )),
+                None => out::line(&format!(
                     "{} -> {}",
                     r["query"],
                     r["error"].as_str().unwrap_or("unresolved")
-                ),
+                )),
             }
         }
     }
@@ -603,7 +598,7 @@ fn verify(args: &VerifyArgs, config: &Config) -> u8 {
     use crate::verifier::{LabelSource, VerifyOptions, VerifyUsageError};
     let usage = |message: String| {
         eprintln!("ctmr-skill verify: {message}");
-        print_json(&json!({"error": message}));
+        out::json(&json!({"error": message}));
         EXIT_USAGE
     };
     const LABELS_FIX: &str = "pass a labels.json sidecar or an NV-Segment-CTMR bundle root";
@@ -646,7 +641,7 @@ fn verify(args: &VerifyArgs, config: &Config) -> u8 {
         Err(e) => usage(e.to_string()),
         Ok(report) => {
             let value: Value = serde_json::to_value(&report).expect("report serialises");
-            print_json(&value);
+            out::json(&value);
             eprintln!("{}", report.summary());
             if let Some(out) = &args.render {
                 if let Err(e) = render_failing(&report, &config.absolute(out), config) {
@@ -764,7 +759,7 @@ fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
             .iter()
             .map(|w| worker_json(w, &gpu_memory))
             .collect();
-        print_json(&json!({"ok": ok, "checks": checks, "workers": workers,
+        out::json(&json!({"ok": ok, "checks": checks, "workers": workers,
                            "not_for_clinical_use": crate::NOT_FOR_CLINICAL_USE}));
     } else {
         for c in &checks {
@@ -773,9 +768,9 @@ fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
                 (false, true) => "note",
                 (false, false) => "FAIL",
             };
-            println!("{mark} {:<18} {}", c.name, c.detail);
+            out::line(&format!("{mark} {:<18} {}", c.name, c.detail));
             if !c.ok {
-                println!("     fix: {}", c.fix);
+                out::line(&format!("     fix: {}", c.fix));
             }
         }
     }

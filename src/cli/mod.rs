@@ -4,13 +4,15 @@
 //!
 //! Exit codes:
 //! - 0: success (`verify`: the verdict is pass)
-//! - 1: an internal or I/O error (`verify`: the verdict is fail)
+//! - 1: an internal or I/O error, including a result that cannot be written to stdout
+//!   (a full disk; see `out`) (`verify`: the verdict is fail)
 //! - 2: usage error, or a gate refused the arguments (nothing ran)
 //! - 3: the upstream run failed (the evidence is still written)
 //! - 4: the upstream run timed out (the evidence is still written)
 //! - 5: the run was cancelled (the evidence is still written)
 
 pub mod commands;
+mod out;
 pub mod progress_bar;
 
 use std::path::{Path, PathBuf};

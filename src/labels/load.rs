@@ -198,6 +198,7 @@ pub(super) fn load_bundle(root: &Path) -> Result<LabelTable, LabelError> {
         subclasses,
         subclass_source,
         notes,
+        name_index: Default::default(),
     })
 }
 

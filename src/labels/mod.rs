@@ -89,8 +89,10 @@
 //! that upstream fills NaN voxels with 255, which in NV-Segment-CTMR is also a
 //! class (`Left-AnG---angular-gyrus`); `labels.json` warns when 255 is present.
 
+mod edit;
 pub mod expr;
 mod load;
+mod rank;
 mod resolve;
 mod sidecars;
 
@@ -207,6 +209,9 @@ pub struct LabelTable {
     subclass_source: Option<String>,
     /// Human-readable notes on optional files absent and fallbacks taken.
     notes: Vec<String>,
+    /// The class names prepared for resolution, built on the first query.
+    #[serde(skip)]
+    name_index: std::sync::OnceLock<rank::NameIndex>,
 }
 
 fn classes_as_list<S: serde::Serializer>(
@@ -340,6 +345,7 @@ impl LabelTable {
             subclasses: BTreeMap::new(),
             subclass_source: None,
             notes: Vec::new(),
+            name_index: Default::default(),
         }
     }
 
@@ -421,6 +427,10 @@ impl LabelTable {
     /// Ambiguous or unknown queries return the closest real names; never a guess.
     pub fn resolve_match(&self, query: &str) -> Result<Resolution, ResolveError> {
         resolve::resolve(self, query)
+    }
+
+    fn name_index(&self) -> &rank::NameIndex {
+        self.name_index.get_or_init(|| rank::NameIndex::new(self))
     }
 }
 

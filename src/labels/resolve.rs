@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::rank::{rank, Entry, NameKeys};
 use super::{LabelClass, LabelTable};
 
 /// How a query matched.
@@ -100,6 +101,14 @@ impl fmt::Display for ResolveError {
 
 impl std::error::Error for ResolveError {}
 
+impl ResolveError {
+    /// The candidates the message lists (at most ten), for replies that carry them as
+    /// data: an ambiguous word can match hundreds of classes.
+    pub fn shown_candidates(&self) -> &[(u32, String)] {
+        &self.candidates[..self.candidates.len().min(DISPLAYED_MATCHES)]
+    }
+}
+
 /// Lowercase words, split on anything not alphanumeric; the `(deprecated)`
 /// marker is not part of a class's identity.
 pub(super) fn tokens(text: &str) -> Vec<String> {
@@ -108,14 +117,6 @@ pub(super) fn tokens(text: &str) -> Vec<String> {
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .collect()
-}
-
-fn name_tokens(class: &LabelClass) -> Vec<String> {
-    let mut t = tokens(&class.name);
-    if class.deprecated && t.last().map(String::as_str) == Some("deprecated") {
-        t.pop();
-    }
-    t
 }
 
 fn sorted(mut t: Vec<String>) -> Vec<String> {
@@ -161,18 +162,16 @@ impl Query {
         }
     }
 
-    fn matches(&self, kind: MatchKind, class: &LabelClass) -> bool {
+    fn matches(&self, kind: MatchKind, name: &NameKeys) -> bool {
         match kind {
             MatchKind::Id => false,
-            MatchKind::Exact => class.name.to_lowercase() == self.lower,
-            MatchKind::Normalised => {
-                !self.tokens.is_empty() && sorted(name_tokens(class)) == self.sorted
-            }
+            MatchKind::Exact => name.lower == self.lower,
+            MatchKind::Normalised => !self.tokens.is_empty() && name.sorted == self.sorted,
             MatchKind::Substring => {
-                let name = name_tokens(class);
                 !self.tokens.is_empty()
-                    && (name.join(" ").contains(&self.joined)
-                        || is_sub_multiset(&self.tokens, &name))
+                    && ((self.joined.len() <= name.joined.len()
+                        && name.joined.contains(&self.joined))
+                        || is_sub_multiset(&self.tokens, &name.words))
             }
         }
     }
@@ -199,118 +198,44 @@ pub(super) fn resolve(table: &LabelTable, query: &str) -> Result<Resolution, Res
     }
 
     let prepared = Query::new(trimmed);
+    let index = table.name_index();
+    let entries: Vec<Entry<'_>> = table.iter().zip(&index.classes).collect();
+    let error = |kind, ranked: &[Entry<'_>], limit: usize| ResolveError {
+        query: query.to_string(),
+        kind,
+        candidates: ranked
+            .iter()
+            .take(limit)
+            .map(|(c, _)| (c.id, c.name.clone()))
+            .collect(),
+    };
     for kind in [
         MatchKind::Exact,
         MatchKind::Normalised,
         MatchKind::Substring,
     ] {
-        let hits: Vec<&LabelClass> = table.iter().filter(|c| prepared.matches(kind, c)).collect();
+        let mut hits: Vec<Entry<'_>> = entries
+            .iter()
+            .filter(|(_, name)| prepared.matches(kind, name))
+            .copied()
+            .collect();
         match hits.as_slice() {
             [] => continue,
-            [one] => return Ok(found(one, kind)),
-            many => {
-                let mut ranked: Vec<&LabelClass> = many.to_vec();
-                rank(&mut ranked, trimmed);
-                return Err(ResolveError {
-                    query: query.to_string(),
-                    kind: ResolveErrorKind::Ambiguous,
-                    candidates: ranked.iter().map(|c| (c.id, c.name.clone())).collect(),
-                });
+            [(one, _)] => return Ok(found(one, kind)),
+            _ => {
+                rank(&mut hits, trimmed, index);
+                return Err(error(ResolveErrorKind::Ambiguous, &hits, usize::MAX));
             }
         }
     }
 
-    let mut all: Vec<&LabelClass> = if tokens(trimmed).is_empty() {
+    let mut all = if prepared.tokens.is_empty() {
         Vec::new()
     } else {
-        table.iter().collect()
+        entries
     };
-    rank(&mut all, trimmed);
-    Err(ResolveError {
-        query: query.to_string(),
-        kind: ResolveErrorKind::Unknown,
-        candidates: all
-            .iter()
-            .take(UNKNOWN_CANDIDATES)
-            .map(|c| (c.id, c.name.clone()))
-            .collect(),
-    })
-}
-
-/// Closest first; ties by id so the order is deterministic.
-fn rank(classes: &mut [&LabelClass], query: &str) {
-    let query_tokens = tokens(query);
-    classes.sort_by_cached_key(|c| {
-        let score = similarity(&query_tokens, &name_tokens(c));
-        // Higher score first: order by the negated score's total order.
-        (std::cmp::Reverse(OrderedScore(score)), c.id)
-    });
-}
-
-/// `f64` ordered by `total_cmp`, for sort keys.
-#[derive(PartialEq)]
-struct OrderedScore(f64);
-
-impl Eq for OrderedScore {}
-
-impl PartialOrd for OrderedScore {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for OrderedScore {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
-}
-
-/// A similarity in [0, 1]: how well the query's words are covered by the
-/// name's (edit distance and shared prefix per word), how much of the name the
-/// query covers, and the edit similarity of the whole strings.
-pub(super) fn similarity(query: &[String], name: &[String]) -> f64 {
-    if query.is_empty() || name.is_empty() {
-        return 0.0;
-    }
-    let best = |word: &String, others: &[String]| {
-        others
-            .iter()
-            .map(|o| word_similarity(word, o))
-            .fold(0.0_f64, f64::max)
-    };
-    let query_cover = query.iter().map(|w| best(w, name)).sum::<f64>() / query.len() as f64;
-    let name_cover = name.iter().map(|w| best(w, query)).sum::<f64>() / name.len() as f64;
-    let whole = edit_similarity(&query.join(" "), &name.join(" "));
-    0.5 * query_cover + 0.2 * name_cover + 0.3 * whole
-}
-
-fn word_similarity(a: &str, b: &str) -> f64 {
-    let prefix = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
-    let shorter = a.chars().count().min(b.chars().count()).max(1);
-    0.5 * edit_similarity(a, b) + 0.5 * (prefix as f64 / shorter as f64)
-}
-
-fn edit_similarity(a: &str, b: &str) -> f64 {
-    let longest = a.chars().count().max(b.chars().count());
-    if longest == 0 {
-        return 1.0;
-    }
-    1.0 - levenshtein(a, b) as f64 / longest as f64
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        current[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        std::mem::swap(&mut previous, &mut current);
-    }
-    previous[b.len()]
+    rank(&mut all, trimmed, index);
+    Err(error(ResolveErrorKind::Unknown, &all, UNKNOWN_CANDIDATES))
 }
 
 #[cfg(test)]
@@ -338,13 +263,6 @@ mod tests {
                 })
                 .collect(),
         )
-    }
-
-    #[test]
-    fn levenshtein_basics() {
-        assert_eq!(levenshtein("", "abc"), 3);
-        assert_eq!(levenshtein("kitten", "sitting"), 3);
-        assert_eq!(levenshtein("hepar", "hepar"), 0);
     }
 
     #[test]

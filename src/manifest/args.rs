@@ -140,11 +140,14 @@ fn check_value(name: &str, spec: &ValueSpec, value: &Value, arg: &ArgSpec) -> Re
             describe(arg),
         ));
     }
+    if let Some(s) = value.as_str() {
+        check_length(name, spec, s, arg)?;
+    }
     if let (Some(allowed), Some(s)) = (&spec.allowed, value.as_str()) {
         if !allowed.iter().any(|a| a == s) {
             return Err(ArgError::new(
                 name,
-                format!("must be one of {} (got '{s}')", allowed.join(", ")),
+                format!("must be one of {} (got '{}')", allowed.join(", "), clip(s)),
                 format!("choose one of {}", allowed.join(", ")),
             ));
         }
@@ -162,12 +165,23 @@ fn check_value(name: &str, spec: &ValueSpec, value: &Value, arg: &ArgSpec) -> Re
             ));
         }
     }
-    if let (Some(min), Some(s)) = (spec.min_length, value.as_str()) {
-        if s.chars().count() < min {
-            return Err(ArgError::new(name, "must not be empty", describe(arg)));
-        }
-    }
     Ok(())
+}
+
+/// `min_length` and `max_length`, in characters as JSON Schema counts them.
+fn check_length(name: &str, spec: &ValueSpec, s: &str, arg: &ArgSpec) -> Result<(), ArgError> {
+    let chars = s.chars().count();
+    if spec.min_length.is_some_and(|min| chars < min) {
+        return Err(ArgError::new(name, "must not be empty", describe(arg)));
+    }
+    match spec.max_length {
+        Some(max) if chars > max => Err(ArgError::new(
+            name,
+            format!("must be at most {max} characters long (got {chars})"),
+            format!("pass at most {max} characters: {}", describe(arg)),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn describe(arg: &ArgSpec) -> String {
@@ -189,11 +203,15 @@ fn bound(b: Option<f64>) -> String {
 }
 
 fn short(value: &Value) -> String {
-    let text = value.to_string();
+    clip(&value.to_string())
+}
+
+/// At most 60 characters of a client's text, for echoing it in a refusal.
+fn clip(text: &str) -> String {
     if text.chars().count() > 60 {
         format!("{}…", text.chars().take(60).collect::<String>())
     } else {
-        text
+        text.to_string()
     }
 }
 
@@ -252,6 +270,36 @@ mod tests {
 
         let e = refuse(json!({"input": ""}));
         assert!(e.rule.contains("empty"), "{e}");
+    }
+
+    /// Issue 21 (6): every string and array a client sends has a stated cap, enforced
+    /// here with the argument, the rule and the fix; a declaration without one is refused.
+    #[test]
+    fn strings_and_arrays_a_client_sends_are_capped() {
+        let e = refuse(json!({"input": "x".repeat(5000)}));
+        assert_eq!(e.argument, "input");
+        assert!(
+            e.rule.contains("at most 4096 characters long (got 5000)"),
+            "{e}"
+        );
+        assert!(e.fix.starts_with("pass at most 4096 characters"), "{e}");
+        let e = refuse(json!({"structures": vec!["liver"; 513]}));
+        assert_eq!(e.argument, "structures");
+        assert!(e.rule.contains("at most 512 items"), "{e}");
+        let e = refuse(json!({"modality": "CT".repeat(100_000)}));
+        assert!(
+            e.to_string().len() < 400,
+            "the refusal echoes a clipped value"
+        );
+
+        let manifest = crate::manifest::EMBEDDED_MANIFEST;
+        let uncapped = manifest.replacen("          max_length: 64\n", "", 1);
+        let e = crate::manifest::Manifest::parse(&uncapped).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("'series_uid' is a string without max_length"),
+            "{e}"
+        );
     }
 
     #[test]

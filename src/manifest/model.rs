@@ -93,6 +93,8 @@ pub struct ValueSpec {
     pub minimum: Option<f64>,
     pub maximum: Option<f64>,
     pub min_length: Option<usize>,
+    /// The most characters a string may hold (JSON Schema `maxLength`).
+    pub max_length: Option<usize>,
 }
 
 /// One declared argument.
@@ -117,7 +119,32 @@ pub struct ArgSpec {
     pub writes: Option<String>,
 }
 
+impl ValueSpec {
+    /// A string a client may fill freely (no `enum`) must state `max_length`.
+    fn uncapped_string(&self) -> bool {
+        self.ty == ArgType::String && self.allowed.is_none() && self.max_length.is_none()
+    }
+}
+
 impl ArgSpec {
+    /// What the declaration lacks to bound what a client can send, if anything: every
+    /// free string states `max_length`, every array `items`, `max_items` and, for
+    /// strings, the items' `max_length`.
+    fn missing_cap(&self) -> Option<&'static str> {
+        if self.value.uncapped_string() {
+            return Some("is a string without max_length");
+        }
+        if self.value.ty != ArgType::Array {
+            return None;
+        }
+        match &self.items {
+            None => Some("is an array without `items`"),
+            Some(_) if self.max_items.is_none() => Some("is an array without max_items"),
+            Some(items) if items.uncapped_string() => Some("has string items without max_length"),
+            Some(_) => None,
+        }
+    }
+
     /// The default as JSON, for schemas and for filling in absent arguments.
     pub fn default_json(&self) -> Option<Value> {
         self.default
@@ -161,9 +188,9 @@ impl Manifest {
                         tool.name, arg.name
                     )));
                 }
-                if arg.value.ty == ArgType::Array && arg.items.is_none() {
+                if let Some(missing) = arg.missing_cap() {
                     return Err(ManifestError::Invalid(format!(
-                        "tool '{}': array argument '{}' lacks `items`",
+                        "tool '{}': argument '{}' {missing}",
                         tool.name, arg.name
                     )));
                 }

@@ -63,6 +63,9 @@ fn value_schema(spec: &ValueSpec) -> Map<String, Value> {
     if let Some(min) = spec.min_length {
         out.insert("minLength".into(), json!(min));
     }
+    if let Some(max) = spec.max_length {
+        out.insert("maxLength".into(), json!(max));
+    }
     out
 }
 
@@ -481,5 +484,8 @@ mod tests {
         );
         assert_eq!(props["timeout_seconds"]["maximum"], json!(86400));
         assert_eq!(props["patch_size"]["items"]["minimum"], json!(16));
+        assert_eq!(props["input"]["maxLength"], json!(4096));
+        assert_eq!(props["structures"]["items"]["maxLength"], json!(256));
+        assert_eq!(props["structures"]["maxItems"], json!(512));
     }
 }

@@ -92,7 +92,7 @@ pub fn document(table: &LabelTable, request: &LabelsRequest) -> Value {
             Ok(id) => json!({"query": q, "id": id, "name": table.name(id), "error": null, "candidates": []}),
             Err(e) => json!({
                 "query": q, "id": null, "name": null, "error": e.to_string(),
-                "candidates": e.candidates.iter().map(|(id, name)| json!({"id": id, "name": name})).collect::<Vec<_>>(),
+                "candidates": e.shown_candidates().iter().map(|(id, name)| json!({"id": id, "name": name})).collect::<Vec<_>>(),
             }),
         })
         .collect();

@@ -34,6 +34,9 @@ pub const TRT_CONFIG_FILE: &str = "configs/inference_trt.json";
 /// the postprocessing to the CPU. Passed as `--postprocessing#transforms#0#_disabled_ False`.
 pub const CPU_POSTPROCESSING_OVERRIDE: (&str, &str) =
     ("postprocessing#transforms#0#_disabled_", "False");
+/// The characters that make a MONAI config string code (`$`), a reference (`@`) or a
+/// macro (`%`); no override value may hold one.
+pub const MONAI_SPECIAL: [char; 3] = ['$', '@', '%'];
 /// The modalities the bundle's `everything_labels` knows.
 pub const SUPPORTED_MODALITIES: [&str; 3] = ["CT_BODY", "MRI_BODY", "MRI_BRAIN"];
 
@@ -300,7 +303,7 @@ fn check_overrides(overrides: &[(String, String)], reserved: &[&str]) -> Result<
         if reserved.contains(&key.as_str()) {
             return bad("this argument is set by ctmr-skill itself");
         }
-        if value.contains(['$', '@', '%']) {
+        if value.contains(MONAI_SPECIAL) {
             return bad("the value contains '$', '@' or '%', which MONAI evaluates as code, a reference or a macro");
         }
     }

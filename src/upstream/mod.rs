@@ -76,7 +76,8 @@ pub mod worker;
 pub use argv::{
     build_argv, build_batch_argv, config_file_value, config_files, config_files_of, launch_argv,
     python_repr_str, BatchRequest, UpstreamRequest, BATCH_CONFIG_FILES, CONFIG_FILE,
-    CPU_POSTPROCESSING_OVERRIDE, RUN_BOOTSTRAP, SUPPORTED_MODALITIES, TRT_CONFIG_FILE,
+    CPU_POSTPROCESSING_OVERRIDE, MONAI_SPECIAL, RUN_BOOTSTRAP, SUPPORTED_MODALITIES,
+    TRT_CONFIG_FILE,
 };
 pub use error::{install_hint, weights_hint, UpstreamError};
 pub use hash::sha256_file;

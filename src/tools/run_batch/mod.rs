@@ -33,6 +33,7 @@ pub mod plot;
 pub mod progress;
 pub mod request;
 pub mod slurm;
+mod stage;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,7 @@ use serde_json::{json, Value};
 
 use self::plan::{Verdict, Volume};
 use self::request::{BatchInputs, BatchRunRequest};
+use self::stage::{Staged, Staging};
 use crate::call::{CallContext, Progress, ToolOutcome};
 use crate::config::Config;
 use crate::evidence::builder::model_sha256;
@@ -526,16 +528,20 @@ impl RunBatch {
         ctx: &CallContext,
     ) -> Result<(RunResult, BTreeSet<usize>, Attempt), StartFailure> {
         let dir = rc.batch_dir.join(format!("attempt-{number}"));
-        let staging = dir.join("inputs");
+        let staging = Staging::new(&dir)?;
         let masks = dir.join("masks");
-        let staged = stage(order, entries, &staging, &masks)?;
+        let staged = stage::stage(order, entries, staging.path(), &masks)?;
         let upstream_request = upstream::BatchRequest {
             python: rc.python.path.clone(),
             bundle_root: rc.root.to_path_buf(),
-            input_dir: staging.clone(),
+            input_dir: staging.path().to_path_buf(),
             output_dir: masks.clone(),
             modality: request.settings.modality.as_str().to_string(),
-            overrides: batch_overrides(&staged, rc.prompts, &entries[order[0]].gated.request),
+            overrides: stage::batch_overrides(
+                &staged,
+                rc.prompts,
+                &entries[order[0]].gated.request,
+            ),
             device: request.settings.device,
             tensorrt: request.settings.tensorrt,
         };
@@ -546,7 +552,7 @@ impl RunBatch {
         let result = upstream::run_batch(&upstream_request, rc.probe, &options)
             .await
             .map_err(|e| StartFailure(e.to_string()))?;
-        let _ = std::fs::remove_dir_all(&staging);
+        drop(staging);
         let written = self.adopt(&staged, &result, entries, number, rc);
         let attempt = attempt_record(number, order, entries, &result, &written);
         let _ = std::fs::remove_dir_all(&masks);
@@ -690,65 +696,6 @@ impl RunBatch {
             Err(message) => failed_row(&entry.volume, &entry.gated, &message),
         }
     }
-}
-
-/// A volume staged for an attempt: its index, the staged link, where its mask lands.
-type Staged = (usize, PathBuf, PathBuf);
-
-/// Stage the inputs of `order` as links in `staging` (the batch config reads a
-/// directory), moving aside stale masks of earlier runs.
-fn stage(
-    order: &[usize],
-    entries: &mut [Entry],
-    staging: &Path,
-    masks: &Path,
-) -> Result<Vec<Staged>, StartFailure> {
-    let io = |what: &str, path: &Path, e: std::io::Error| {
-        StartFailure(format!("{what} {}: {e}", path.display()))
-    };
-    std::fs::create_dir_all(staging).map_err(|e| io("cannot create", staging, e))?;
-    let mut staged = Vec::new();
-    for &i in order {
-        let entry = &mut entries[i];
-        let link = staging.join(entry.volume.staged_name());
-        // The gated input: the volume itself, or its conversion from DICOM in the pack.
-        std::os::unix::fs::symlink(&entry.gated.request.input, &link)
-            .map_err(|e| io("cannot stage the input as", &link, e))?;
-        entry.stale = upstream::move_aside_stale(&entry.gated.mask_path, chrono::Utc::now())
-            .map_err(|e| StartFailure(e.to_string()))?;
-        let scratch_mask = upstream::expected_mask_path(masks, &link);
-        staged.push((i, link, scratch_mask));
-    }
-    Ok(staged)
-}
-
-/// The batch's overrides: the staged list, the prompts per input (the batch config
-/// otherwise prompts everything), and the documented memory/speed switches.
-fn batch_overrides(
-    staged: &[Staged],
-    prompts: Option<&[u32]>,
-    first: &RunRequest,
-) -> Vec<(String, String)> {
-    let mut overrides = vec![(
-        "input_list".to_string(),
-        py_list(staged.iter().map(|s| &s.1)),
-    )];
-    if let Some(prompts) = prompts {
-        let ids: Vec<String> = prompts.iter().map(u32::to_string).collect();
-        let dicts: Vec<String> = staged
-            .iter()
-            .map(|(_, link, _)| {
-                format!(
-                    "{{'image': {}, 'label_prompt': [{}]}}",
-                    upstream::python_repr_str(&link.to_string_lossy()),
-                    ids.join(", ")
-                )
-            })
-            .collect();
-        overrides.push(("input_dicts".into(), format!("[{}]", dicts.join(", "))));
-    }
-    overrides.extend(single::overrides_of(first));
-    overrides
 }
 
 /// Logs, the attempt's time limit (per volume × volumes), cancellation and the
@@ -1024,14 +971,6 @@ fn reuse(entry: &Entry, modality: &str, prompts: Option<&[u32]>) -> Option<Volum
             None
         }
     }
-}
-
-/// A Python list literal of absolute paths.
-fn py_list<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> String {
-    let items: Vec<String> = paths
-        .map(|p| upstream::python_repr_str(&p.to_string_lossy()))
-        .collect();
-    format!("[{}]", items.join(", "))
 }
 
 fn describe(result: &RunResult) -> String {
