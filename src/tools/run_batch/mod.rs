@@ -25,14 +25,15 @@
 //!    `cohort_volumes.csv` ([`cohort`]).
 //!
 //! Layout: this file is the tool (the request, the gates, resume, the dispatch to an
-//! executor, the cohort finish); `local` runs the attempts in this server's run slots,
-//! [`slurm`] submits an array job instead; [`plan`], [`progress`] and `stage` are their
-//! shared parts.
+//! executor); `local` runs the attempts in this server's run slots, [`slurm`] submits
+//! an array job instead; [`plan`], [`progress`] and `stage` are their shared parts;
+//! `finish` turns the rows into the cohort summary, its files and the answer.
 //!
 //! A volume's evidence records the batch command and the attempt's real exit code;
 //! its status is `succeeded` when the attempt wrote and we read its mask, even if the
 //! process stopped later on another volume (`attempts` in cohort.json tells that story).
 
+mod finish;
 mod local;
 pub mod plan;
 pub mod plot;
@@ -41,7 +42,7 @@ pub mod request;
 pub mod slurm;
 mod stage;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -49,14 +50,13 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::{json, Value};
 
+use self::finish::{finish, summarise, verify_volumes};
 use self::local::RunContext;
 use self::plan::Volume;
 use self::request::{BatchInputs, BatchRunRequest};
 use crate::call::{CallContext, Progress, ToolOutcome};
 use crate::config::Config;
-use crate::evidence::cohort::{
-    self, Attempt, Cohort, CohortStatus, Failure, VolumeRow, VolumeStatus,
-};
+use crate::evidence::cohort::{self, Attempt, Cohort, VolumeRow, VolumeStatus};
 use crate::evidence::{Evidence, RunIds, RunStatus};
 use crate::manifest::args::ArgError;
 use crate::manifest::Manifest;
@@ -104,51 +104,6 @@ pub struct VolumeTrust {
     pub pack_dir: String,
     #[serde(flatten)]
     pub trust: crate::verifier::trust::TrustSummary,
-}
-
-/// The paired verifier on every succeeded or reused volume's pack, in row order.
-async fn verify_volumes(cohort: &Cohort, config: &Config) -> Vec<VolumeTrust> {
-    let mut out = Vec::new();
-    for row in &cohort.volumes {
-        let ok = matches!(row.status, VolumeStatus::Succeeded | VolumeStatus::Reused);
-        let Some(pack) = row.pack_dir.clone().filter(|_| ok) else {
-            continue;
-        };
-        let opts = crate::verifier::VerifyOptions {
-            cwd: Some(config.cwd.clone()),
-            ..crate::verifier::VerifyOptions::default()
-        };
-        let dir = PathBuf::from(&pack);
-        let trust = tokio::task::spawn_blocking(move || {
-            crate::verifier::trust::verify_and_record(&dir, "succeeded", &opts)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            crate::verifier::trust::TrustSummary::not_formed(
-                "succeeded",
-                format!("the verifier stopped: {e}"),
-            )
-        });
-        out.push(VolumeTrust {
-            id: row.id.clone(),
-            pack_dir: pack,
-            trust,
-        });
-    }
-    out
-}
-
-/// One line per volume: verified, or why not.
-fn trust_lines(trust: &[VolumeTrust]) -> String {
-    let trusted = trust.iter().filter(|t| t.trust.trusted).count();
-    let mut out = format!(
-        "Verification: {trusted} of {} succeeded volume(s) ran and verified.",
-        trust.len()
-    );
-    for t in trust.iter().filter(|t| !t.trust.trusted) {
-        out.push_str(&format!("\n- {}: {}", t.id, t.trust.summary));
-    }
-    out
 }
 
 /// One volume through the batch.
@@ -362,29 +317,6 @@ fn resume(entries: &mut [Entry], request: &BatchRunRequest, prompts: Option<&[u3
     }
 }
 
-/// Write `cohort.json` and the CSV, report the end, and answer.
-/// `total` counts the volumes that passed their gates (the progress denominator).
-fn finish(request: &BatchRunRequest, cohort: Cohort, total: usize, ctx: &CallContext) -> BatchCall {
-    if let Err(e) = std::fs::create_dir_all(&request.output_root)
-        .and_then(|_| cohort::write(&request.output_root, &cohort))
-    {
-        return BatchCall::NotStarted {
-            message: format!(
-                "the batch ran but its cohort summary could not be written to {}: {e}",
-                request.output_root.display()
-            ),
-        };
-    }
-    plot::write(&request.output_root, &cohort);
-    report(
-        ctx,
-        total as f64,
-        total,
-        format!("{total}/{total} done: {}", cohort.summary),
-    );
-    BatchCall::Ran(Box::new(cohort))
-}
-
 fn report(ctx: &CallContext, done: f64, total: usize, message: String) {
     (ctx.progress)(Progress {
         progress: done,
@@ -510,57 +442,6 @@ fn reuse(entry: &Entry, modality: &str, prompts: Option<&[u32]>) -> Option<Volum
     }
 }
 
-fn summarise(
-    request: &BatchRunRequest,
-    rows: Vec<VolumeRow>,
-    attempts: Vec<Attempt>,
-    stopped: Option<VolumeStatus>,
-    ids: &RunIds,
-    root: &Path,
-    t0: Instant,
-) -> Cohort {
-    let (status, counts) = cohort::overall(&rows, stopped);
-    let failures: Vec<Failure> = rows
-        .iter()
-        .filter(|r| !r.status.ok())
-        .map(|r| Failure {
-            id: r.id.clone(),
-            input: r.input.clone(),
-            status: r.status,
-            reason: r.reason.clone().unwrap_or_default(),
-        })
-        .collect();
-    let ok = rows.iter().filter(|r| r.status.ok()).count();
-    let reused = counts.get("reused").copied().unwrap_or(0);
-    let summary = format!(
-        "{ok} of {} volumes segmented ({reused} reused from earlier packs) in {} upstream attempt(s); {} failed or refused. Not for clinical use.",
-        rows.len(),
-        attempts.len(),
-        failures.len()
-    );
-    Cohort {
-        schema_version: cohort::COHORT_SCHEMA_VERSION.into(),
-        run_id: ids.run_id.clone(),
-        status,
-        summary,
-        output_root: request.output_root.display().to_string(),
-        modality: request.settings.modality.as_str().into(),
-        label_prompts: request.settings.label_prompts.clone(),
-        upstream_root: root.display().to_string(),
-        created_at: ids.created_at.clone(),
-        finished_at: chrono::Utc::now().to_rfc3339(),
-        seconds: (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
-        counts,
-        classes: cohort::class_summaries(&rows),
-        volumes_csv: cohort::volumes_csv(&rows),
-        volumes: rows,
-        attempts,
-        failures,
-        intended_use_disclaimer: crate::evidence::DISCLAIMER.into(),
-        slurm: None,
-    }
-}
-
 impl Tool for RunBatch {
     const NAME: &'static str = "run_batch";
     type Args = request::BatchArgs;
@@ -609,78 +490,5 @@ impl Tool for RunBatch {
                 .and_then(|inputs| self.gate_inputs(&inputs, &checked).map(|_| ()))
                 .map_err(|refusal| refusal.into_outcome())
         })
-    }
-}
-
-impl BatchCall {
-    /// The MCP shape: the cohort as structuredContent; isError when nothing succeeded.
-    pub fn into_outcome(self) -> ToolOutcome {
-        match self {
-            BatchCall::Refused { message, .. } | BatchCall::NotStarted { message } => {
-                ToolOutcome::Failure {
-                    message,
-                    structured: None,
-                }
-            }
-            BatchCall::Verified(cohort, trust) => {
-                let lines = trust_lines(&trust);
-                match BatchCall::Ran(cohort).into_outcome() {
-                    ToolOutcome::Success {
-                        mut structured,
-                        summary,
-                        images,
-                    } => {
-                        structured["trust_summaries"] = json!(trust);
-                        ToolOutcome::Success {
-                            structured,
-                            summary: format!("{lines} {summary}"),
-                            images,
-                        }
-                    }
-                    ToolOutcome::Failure {
-                        message,
-                        mut structured,
-                    } => {
-                        if let Some(s) = structured.as_mut() {
-                            s["trust_summaries"] = json!(trust);
-                        }
-                        ToolOutcome::Failure {
-                            message: format!("{lines} {message}"),
-                            structured,
-                        }
-                    }
-                }
-            }
-            BatchCall::Ran(cohort) => {
-                let structured = serde_json::to_value(&*cohort).expect("cohort serialises");
-                let mut summary = format!(
-                    "{} Cohort summary: {}/cohort.json and cohort_volumes.csv; one evidence pack per volume under {}.",
-                    cohort.summary, cohort.output_root, cohort.output_root
-                );
-                for f in &cohort.failures {
-                    summary.push_str(&format!(
-                        "\n- {} ({}): {}",
-                        f.id,
-                        f.status.as_str(),
-                        f.reason
-                    ));
-                }
-                if matches!(
-                    cohort.status,
-                    CohortStatus::Succeeded | CohortStatus::Partial
-                ) {
-                    ToolOutcome::Success {
-                        structured,
-                        summary,
-                        images: Vec::new(),
-                    }
-                } else {
-                    ToolOutcome::Failure {
-                        message: summary,
-                        structured: Some(structured),
-                    }
-                }
-            }
-        }
     }
 }
