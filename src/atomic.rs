@@ -38,7 +38,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// [`write`] `rel` beneath the directory `base` (already checked by the caller),
+/// [`write()`] `rel` beneath the directory `base` (already checked by the caller),
 /// refusing to pass through a symbolic link on the way: a link planted at `.runs/`
 /// or `logs/` inside a pack must not carry a write outside it. Missing directories are
 /// created; a link at the final name is replaced, never followed.

@@ -17,7 +17,7 @@
 //! * [`geometry`]: slices sorted along the slice normal, spacing from the positions,
 //!   the checks (positions present and distinct, one orientation, no gantry tilt,
 //!   uniform spacing) and the LPS→RAS affine;
-//! * [`convert`]: the pixels decoded by dicom-pixeldata (native syntaxes only),
+//! * [`mod@convert`]: the pixels decoded by dicom-pixeldata (native syntaxes only),
 //!   RescaleSlope/RescaleIntercept applied, the volume written atomically;
 //! * [`info`]: what the evidence records (`input.dicom`).
 //!

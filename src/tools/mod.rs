@@ -4,7 +4,7 @@
 //!
 //! Adding a tool: write its file (an `Args` struct the manifest's arguments deserialise
 //! into, a `Request`, `impl Tool`), declare it in `skill_manifest.yaml`, and add one
-//! line to [`registry::Registry::new`]. Nothing else knows tool names.
+//! line to `toolbox::registry`. Nothing else knows tool names.
 //!
 //! The layers above (the MCP server, the CLI) know tools only through [`ToolBox`]: it
 //! lists [`ToolSpec`]s and forwards calls with a [`CallContext`] (progress sink and

@@ -21,7 +21,7 @@
 //!    without it. Two attempts in a row that write nothing stop the batch: that
 //!    failure is not one volume's.
 //! 5. Each volume's evidence is written by `run_script`'s own writer
-//!    ([`crate::tools::run_script::run::write_evidence`]), then `cohort.json` and
+//!    ([`crate::evidence::write_evidence`]), then `cohort.json` and
 //!    `cohort_volumes.csv` ([`cohort`]).
 //!
 //! Layout: this file is the tool (the request, the gates, resume, the dispatch to an
