@@ -23,7 +23,7 @@ step "Lint (rustfmt, clippy with warnings as errors)"
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 
-step "One-node Slurm cluster (tests/slurm_cluster.rs)"
+step "One-node Slurm cluster (tests/it/slurm_cluster.rs)"
 bash scripts/setup-slurm.sh
 
 step "Rust tests"
