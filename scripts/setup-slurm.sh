@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A one-node Slurm cluster on this machine, for the run_batch Slurm executor's tests
-# (tests/slurm_cluster.rs). Idempotent: a second call finds the cluster up and returns.
+# (tests/it/slurm_cluster.rs). Idempotent: a second call finds the cluster up and returns.
 #
 # Debian's slurm-wlm (22.05) with munge, no systemd and no cgroups: munged runs as the
 # munge user; slurmctld and slurmd run as root against a config this script owns in

@@ -26,7 +26,7 @@ cargo clippy --locked --all-targets -- -D warnings
 step "Docs (cargo doc, warnings as errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
 
-step "One-node Slurm cluster (tests/slurm_cluster.rs)"
+step "One-node Slurm cluster (tests/it/slurm_cluster.rs)"
 bash scripts/setup-slurm.sh
 
 step "Rust tests"

@@ -9,7 +9,7 @@
 //! ## Layout: layers, and what each may use
 //! Dependencies point down only: a module uses modules of its own layer's lower rows
 //! and of the layers below, never one above (tests excepted). The test
-//! `tests/layers.rs` reads the sources and fails on an upward reference.
+//! `tests/it/layers.rs` reads the sources and fails on an upward reference.
 //!
 //! | layer | module | concern | may use |
 //! |---|---|---|---|

@@ -44,7 +44,7 @@
 //! does not know (an error naming the key, never a guess). References follow
 //! MONAI: `@key#a#0` names a raw config item, then evaluates it; the one file
 //! idiom understood is `json.loads(pathlib.Path(@bundle_root + '/<relative path>').read_text())`
-//! (read from the bundle root and hashed into the sources). `tests/labels_monai.rs`
+//! (read from the bundle root and hashed into the sources). `tests/it/labels_monai.rs`
 //! checks the results against MONAI's own `ConfigParser`. Per modality:
 //!
 //! 1. `inference.json` `everything_labels` as a dict literal (optionally indexed by

@@ -4,7 +4,7 @@
 //! `run_batch`'s `output_root`, `render_overlay`'s `out`) is a way for whoever steers
 //! the client to overwrite the operator's files. Each such argument is declared in the
 //! manifest with `writes: directory` or `writes: picture`, and each tool passes it
-//! through [`check`] before anything is written; `tests/trust_boundary.rs` reads the
+//! through [`check`] before anything is written; `tests/it/trust_boundary.rs` reads the
 //! manifest and tries every declared argument with paths outside the rules.
 //!
 //! The rules, in the order they are checked:

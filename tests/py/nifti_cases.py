@@ -1,4 +1,4 @@
-"""Test-time generator for tests/nifti_reader.rs.
+"""Test-time generator for tests/it/nifti_reader.rs.
 
 Writes small NIfTI files into OUT_DIR with nibabel (headers through nibabel's own
 header writer, so every field is exactly what we ask for) and records nibabel's
