@@ -40,7 +40,8 @@ pub struct BatchArgs {
     pub inputs: Option<Vec<String>>,
     pub input_dir: Option<String>,
     pub suffix: Option<String>,
-    pub output_root: Option<String>,
+    /// Required by the manifest, so never absent here.
+    pub output_root: String,
     #[serde(flatten)]
     pub settings: SettingsArgs,
     #[serde(flatten)]
@@ -71,16 +72,9 @@ pub fn request(args: BatchArgs, config: &Config) -> Result<BatchRunRequest, ArgE
             ))
         }
     };
-    let output_root = args.output_root.map(abs).ok_or_else(|| {
-        ArgError::new(
-            "output_root",
-            "is required",
-            "pass the directory for the per-volume packs and the cohort summary",
-        )
-    })?;
     Ok(BatchRunRequest {
         inputs,
-        output_root,
+        output_root: abs(args.output_root),
         settings: args.settings.settings(config)?,
         executor: args.slurm.executor(&config.slurm_allow_flags)?,
     })
