@@ -59,11 +59,9 @@ struct ArgvForm {
 /// What `run_script` and `run_batch` share, as the manifest declares it.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 pub struct SettingsArgs {
-    #[schemars(with = "Option<String>")]
     pub modality: Option<Modality>,
     pub label_prompts: Option<Vec<u32>>,
     pub structures: Option<Vec<String>>,
-    #[schemars(with = "Option<String>")]
     pub device: Option<DeviceRequest>,
     pub upstream_root: Option<String>,
     pub timeout_seconds: Option<f64>,
