@@ -35,11 +35,11 @@ pub struct BatchRunRequest {
 }
 
 /// `run_batch`'s arguments after the manifest checked them (defaults filled in).
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct BatchArgs {
     pub inputs: Option<Vec<String>>,
     pub input_dir: Option<String>,
-    pub suffix: Option<String>,
+    pub suffix: String,
     /// Required by the manifest, so never absent here.
     pub output_root: String,
     #[serde(flatten)]
@@ -62,7 +62,7 @@ pub fn request(args: BatchArgs, config: &Config) -> Result<BatchRunRequest, ArgE
         (Some(list), None) => BatchInputs::List(list.into_iter().map(abs).collect()),
         (None, Some(dir)) => BatchInputs::Dir {
             dir: abs(dir),
-            suffix: args.suffix.unwrap_or_else(|| ".nii.gz".into()),
+            suffix: args.suffix,
         },
         (None, None) => {
             return Err(ArgError::new(
