@@ -113,7 +113,7 @@ pub struct RunBatchArgs {
 /// `run-batch --executor slurm` and its `--slurm-*` flags (the `slurm_*` arguments).
 #[derive(Debug, Clone, Args, Default)]
 pub struct SlurmCliArgs {
-    /// local (default) or slurm: submit the cohort as one Slurm job array.
+    /// local or slurm: submit the cohort as one Slurm job array.
     #[arg(long, value_name = "local|slurm")]
     pub executor: Option<String>,
     #[arg(long)]
