@@ -18,7 +18,7 @@ pub mod progress_bar;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 
 use crate::config::Config;
@@ -66,7 +66,8 @@ pub enum Command {
     Doctor(DoctorArgs),
 }
 
-/// `ctmr-skill run-batch`: the flags of the `run_batch` tool.
+/// `ctmr-skill run-batch`: the flags of the `run_batch` tool (no defaults of their
+/// own: the manifest's apply, and `--help` shows them, see [`command`]).
 #[derive(Debug, Clone, Args)]
 pub struct RunBatchArgs {
     /// The volumes: NIfTI files or DICOM series (directories or .zip); or use --input-dir.
@@ -79,8 +80,8 @@ pub struct RunBatchArgs {
     #[arg(long, requires = "input_dir")]
     pub suffix: Option<String>,
     /// CT_BODY | MRI_BODY | MRI_BRAIN.
-    #[arg(long, default_value = "CT_BODY")]
-    pub modality: String,
+    #[arg(long)]
+    pub modality: Option<String>,
     /// Directory for the per-volume packs and the cohort summary.
     #[arg(long, short = 'o')]
     pub output_root: PathBuf,
@@ -91,8 +92,8 @@ pub struct RunBatchArgs {
     #[arg(long = "structure")]
     pub structures: Vec<String>,
     /// auto | cuda | cpu.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[arg(long)]
+    pub device: Option<String>,
     #[arg(long)]
     pub upstream_root: Option<PathBuf>,
     /// Wall-clock limit per volume, in seconds.
@@ -112,7 +113,7 @@ pub struct RunBatchArgs {
 /// `run-batch --executor slurm` and its `--slurm-*` flags (the `slurm_*` arguments).
 #[derive(Debug, Clone, Args, Default)]
 pub struct SlurmCliArgs {
-    /// local (default) or slurm: submit the cohort as one Slurm job array.
+    /// local or slurm: submit the cohort as one Slurm job array.
     #[arg(long, value_name = "local|slurm")]
     pub executor: Option<String>,
     #[arg(long)]
@@ -252,7 +253,9 @@ impl RunBatchArgs {
         if let Some(s) = &self.suffix {
             map.insert("suffix".into(), json!(s));
         }
-        map.insert("modality".into(), json!(self.modality));
+        if let Some(modality) = &self.modality {
+            map.insert("modality".into(), json!(modality));
+        }
         map.insert("output_root".into(), path(&self.output_root));
         if let Some(p) = &self.label_prompts {
             map.insert("label_prompts".into(), json!(p));
@@ -260,7 +263,9 @@ impl RunBatchArgs {
         if !self.structures.is_empty() {
             map.insert("structures".into(), json!(self.structures));
         }
-        map.insert("device".into(), json!(self.device));
+        if let Some(device) = &self.device {
+            map.insert("device".into(), json!(device));
+        }
         if let Some(root) = &self.upstream_root {
             map.insert("upstream_root".into(), path(root));
         }
@@ -385,9 +390,49 @@ fn quiet_on_broken_pipe() {
     }
 }
 
+/// The command line, with every value flag of `run` and `run-batch` defaulting to its
+/// argument's default in the manifest: the clap structs state none of their own, so
+/// the manifest is the one place a default lives, and `--help` shows it.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    let Ok(manifest) = crate::manifest::embedded() else {
+        return cmd; // a build defect the manifest's tests catch; the tools refuse later
+    };
+    for (sub, tool) in [("run", "run_script"), ("run-batch", "run_batch")] {
+        if let Some(decl) = manifest.tool(tool) {
+            cmd = cmd.mut_subcommand(sub, |c| manifest_defaults(c, decl));
+        }
+    }
+    cmd
+}
+
+/// `cmd` with each flag that takes a value defaulting to the manifest's default for
+/// the argument of the same name (switches stay off unless given).
+fn manifest_defaults(mut cmd: clap::Command, decl: &crate::manifest::ToolDecl) -> clap::Command {
+    for arg in &decl.arguments {
+        let takes_value = cmd
+            .get_arguments()
+            .any(|a| a.get_id() == arg.name.as_str() && a.get_action().takes_values());
+        let Some(default) = arg.default_json().filter(|_| takes_value) else {
+            continue;
+        };
+        let text = match default {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        // clap keeps defaults as `&'static str`; a few short strings, once per process.
+        let text: &'static str = Box::leak(text.into_boxed_str());
+        cmd = cmd.mut_arg(arg.name.as_str(), |a| a.default_value(text));
+    }
+    cmd
+}
+
 /// Parse the process arguments, run, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -471,5 +516,44 @@ mod tests {
         assert_eq!(r.settings.timeout, Duration::from_secs(60));
         assert_eq!(r.settings.patch_size, Some(vec![64, 64, 64]));
         assert!(r.settings.cpu_postprocessing && !r.settings.tensorrt);
+    }
+
+    #[test]
+    fn the_command_line_takes_its_defaults_from_the_manifest() {
+        let (_d, config, tool) = world();
+        let parse = |argv: &[&str]| {
+            let matches = command().try_get_matches_from(argv).unwrap();
+            Cli::from_arg_matches(&matches).unwrap().command
+        };
+        let Command::RunBatch(batch) = parse(&["ctmr-skill", "run-batch", "/a.nii.gz", "-o", "/o"])
+        else {
+            panic!("not run-batch");
+        };
+        assert_eq!(batch.modality.as_deref(), Some("CT_BODY"));
+        assert_eq!(batch.device.as_deref(), Some("auto"));
+        assert_eq!(batch.suffix.as_deref(), Some(".nii.gz"));
+        let r = from_tool_arguments(&tool, &batch.to_arguments(), &config).unwrap();
+        assert_eq!(r.settings.timeout, Duration::from_secs(3600));
+        let Command::Run(run) = parse(&["ctmr-skill", "run", "/a.nii.gz"]) else {
+            panic!("not run");
+        };
+        assert_eq!(run.modality.as_deref(), Some("CT_BODY"));
+        assert_eq!(run.device.as_deref(), Some("auto"));
+        assert_eq!(run.timeout_seconds, Some(3600.0));
+        // The structs alone state none; --help shows the manifest's.
+        let bare = <RunArgs as clap::Args>::augment_args(clap::Command::new("run"));
+        let mut valued = bare
+            .get_arguments()
+            .filter(|a| a.get_action().takes_values());
+        assert!(valued.all(|a| a.get_default_values().is_empty()));
+        let help = command()
+            .find_subcommand_mut("run")
+            .unwrap()
+            .render_help()
+            .to_string();
+        assert!(
+            help.contains("[default: CT_BODY]") && help.contains("[default: 3600]"),
+            "{help}"
+        );
     }
 }

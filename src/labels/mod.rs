@@ -101,6 +101,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use resolve::{MatchKind, Resolution, ResolveError, ResolveErrorKind};
@@ -110,7 +111,9 @@ pub use sidecars::{
 };
 
 /// The three segment-everything modes upstream supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 pub enum Modality {
     #[serde(rename = "CT_BODY")]
     CtBody,

@@ -6,6 +6,8 @@
 //! - each tool's `inputSchema` ([`schema`]), flat JSON Schema 2020-12 objects;
 //! - argument validation with messages that name the argument, the rule and the fix
 //!   ([`args`]), applied before any GPU time is spent;
+//! - whether a tool's typed arguments agree with its declaration ([`agree`]: types,
+//!   enums, bounds, requiredness, defaults), for the registry's start-up check;
 //! - the gate catalogue (rule + fix per gate id) that tools cite when they refuse;
 //! - the sanity checks evaluated on every evidence document (parsed here into
 //!   [`crate::evidence::sanity::SanityCheck`]s, evaluated by the evidence builder).
@@ -14,6 +16,7 @@
 //! tools. Output schemas are *handed* to [`schema::tool_specs`] by the tool registry,
 //! which also checks at start-up that the manifest and the implementations agree.
 
+pub mod agree;
 pub mod args;
 pub mod model;
 pub mod schema;

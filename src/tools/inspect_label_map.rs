@@ -25,9 +25,9 @@ pub struct InspectArgs {
     pub mask: String,
     pub reference: Option<String>,
     pub ground_truth: Option<String>,
-    pub components: Option<bool>,
+    pub components: bool,
     pub upstream_root: Option<String>,
-    pub preview: Option<bool>,
+    pub preview: bool,
     /// `summary` (default) or `full`: how much of the result the server answers with
     /// (the server shapes the answer; the tool ignores it).
     pub detail: Option<String>,
@@ -57,7 +57,7 @@ impl Tool for InspectLabelMap {
         Ok(InspectRequest {
             mask: self.0.absolute(Path::new(&args.mask)),
             options: InspectOptions {
-                components: args.components.unwrap_or(false),
+                components: args.components,
                 reference: path(args.reference),
                 ground_truth: path(args.ground_truth),
                 ..InspectOptions::default()
@@ -66,7 +66,7 @@ impl Tool for InspectLabelMap {
                 &self.0,
                 args.upstream_root.as_deref(),
             )?,
-            preview: args.preview.unwrap_or(false),
+            preview: args.preview,
         })
     }
 

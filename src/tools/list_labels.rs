@@ -22,7 +22,6 @@ pub struct ListLabels(pub Arc<Config>);
 pub struct LabelsArgs {
     pub query: Option<String>,
     pub resolve: Option<Vec<String>>,
-    #[schemars(with = "Option<String>")]
     pub modality: Option<Modality>,
     pub upstream_root: Option<String>,
 }

@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use super::{runs, Started};
 use crate::call::{CallContext, ToolOutcome};
 use crate::jobs::JobTable;
+use crate::manifest::agree::disagreements;
 use crate::manifest::args::{validate, ArgError};
 use crate::manifest::{Manifest, ToolDecl};
 
@@ -173,7 +174,7 @@ struct Parsed<R> {
 trait DynTool: Send + Sync {
     fn name(&self) -> &'static str;
     fn output_schema(&self) -> Value;
-    fn arg_names(&self) -> BTreeSet<String>;
+    fn args_schema(&self) -> Value;
     fn call(
         &self,
         decl: &ToolDecl,
@@ -247,12 +248,8 @@ impl<T: Tool> DynTool for Registered<T> {
         T::output_schema()
     }
 
-    fn arg_names(&self) -> BTreeSet<String> {
-        let schema = crate::json_schema::schema_of::<T::Args>();
-        schema["properties"]
-            .as_object()
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default()
+    fn args_schema(&self) -> Value {
+        crate::json_schema::schema_of::<T::Args>()
     }
 
     fn call(
@@ -333,8 +330,10 @@ impl Registry {
     }
 
     /// The start-up check: every tool in the manifest has exactly one implementation
-    /// and vice versa, each declares an output schema, and each implementation's typed
-    /// arguments are exactly the manifest's argument names.
+    /// and vice versa, each declares an output schema, each implementation's typed
+    /// arguments are exactly the manifest's argument names, and each argument's type,
+    /// item type, enum values, bounds, requiredness and default agree with the
+    /// manifest's ([`crate::manifest::agree`]).
     pub fn check(&self, manifest: &Manifest) -> Result<(), String> {
         let mut problems = Vec::new();
         let declared: BTreeSet<&str> = manifest
@@ -377,13 +376,18 @@ impl Registry {
             }
             let manifest_args: BTreeSet<String> =
                 decl.arguments.iter().map(|a| a.name.clone()).collect();
-            let typed_args = tool.arg_names();
+            let schema = tool.args_schema();
+            let typed_args: BTreeSet<String> = schema["properties"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default();
             if manifest_args != typed_args {
                 problems.push(format!(
                     "tool '{}': the manifest declares arguments {:?} but the implementation takes {:?}",
                     decl.name, manifest_args, typed_args
                 ));
             }
+            problems.extend(disagreements(decl, &schema).iter().map(ToString::to_string));
         }
         if problems.is_empty() {
             Ok(())

@@ -210,6 +210,48 @@ mod tests {
     }
 
     #[test]
+    fn the_start_up_check_compares_each_argument_with_its_typed_field() {
+        use crate::manifest::model::ArgType;
+        use crate::manifest::ArgSpec;
+        let (_dir, config, manifest, jobs) = world();
+        let mut edited = (*manifest).clone();
+        fn arg<'a>(m: &'a mut Manifest, tool: &str, name: &str) -> &'a mut ArgSpec {
+            let decl = m.interface.tools.iter_mut().find(|t| t.name == tool);
+            let args = &mut decl.unwrap().arguments;
+            args.iter_mut().find(|a| a.name == name).unwrap()
+        }
+        arg(&mut edited, "verify_evidence", "pack_dir").value.ty = ArgType::Integer;
+        arg(&mut edited, "run_batch", "label_prompts")
+            .items
+            .as_mut()
+            .unwrap()
+            .ty = ArgType::String;
+        arg(&mut edited, "run_script", "device").value.allowed =
+            Some(vec!["auto".into(), "tpu".into()]);
+        arg(&mut edited, "list_labels", "modality").value.allowed = None;
+        arg(&mut edited, "get_run", "run_id").required = false;
+        arg(&mut edited, "inspect_label_map", "reference").required = true;
+        arg(&mut edited, "run_script", "sw_batch_size")
+            .value
+            .minimum = None;
+        let e = registry(&config, &manifest, &jobs, None)
+            .check(&edited)
+            .unwrap_err();
+        for expected in [
+            "tool 'verify_evidence': argument 'pack_dir': type: manifest integer, Args string",
+            "tool 'run_batch': argument 'label_prompts': item type: manifest string, Args integer",
+            "tool 'run_script': argument 'device': enum: only the manifest accepts [\"tpu\"], only Args accepts [\"cpu\", \"cuda\"]",
+            "tool 'list_labels': argument 'modality': enum: only the manifest accepts [\"*\"]",
+            "tool 'get_run': argument 'run_id': required: Args requires it",
+            "tool 'inspect_label_map': argument 'reference': required: the manifest requires it",
+            "tool 'run_script': argument 'sw_batch_size': minimum: manifest states none, Args 0",
+        ] {
+            assert!(e.contains(expected), "{expected}\nnot in\n{e}");
+        }
+        assert_eq!(e.lines().count(), 8, "{e}");
+    }
+
+    #[test]
     fn every_tool_schema_is_flat_closed_and_object_rooted() {
         let (_dir, config, manifest, jobs) = world();
         let documents = registry(&config, &manifest, &jobs, None).documents(&manifest);

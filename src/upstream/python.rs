@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::error::UpstreamError;
@@ -181,7 +182,7 @@ fn which(name: &OsStr, path_var: Option<&OsStr>) -> Option<PathBuf> {
 }
 
 /// The device the caller asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Hash, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceRequest {
     /// Leave the environment as it is; the bundle picks CUDA when torch sees it.

@@ -470,7 +470,7 @@ impl Tool for RunBatch {
     }
 
     fn waits(args: &Self::Args) -> bool {
-        args.settings.wait.unwrap_or(true)
+        args.settings.wait
     }
 
     fn background(&self, request: &Self::Request) -> Option<Background> {

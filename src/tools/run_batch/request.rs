@@ -35,12 +35,13 @@ pub struct BatchRunRequest {
 }
 
 /// `run_batch`'s arguments after the manifest checked them (defaults filled in).
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct BatchArgs {
     pub inputs: Option<Vec<String>>,
     pub input_dir: Option<String>,
-    pub suffix: Option<String>,
-    pub output_root: Option<String>,
+    pub suffix: String,
+    /// Required by the manifest, so never absent here.
+    pub output_root: String,
     #[serde(flatten)]
     pub settings: SettingsArgs,
     #[serde(flatten)]
@@ -61,7 +62,7 @@ pub fn request(args: BatchArgs, config: &Config) -> Result<BatchRunRequest, ArgE
         (Some(list), None) => BatchInputs::List(list.into_iter().map(abs).collect()),
         (None, Some(dir)) => BatchInputs::Dir {
             dir: abs(dir),
-            suffix: args.suffix.unwrap_or_else(|| ".nii.gz".into()),
+            suffix: args.suffix,
         },
         (None, None) => {
             return Err(ArgError::new(
@@ -71,16 +72,9 @@ pub fn request(args: BatchArgs, config: &Config) -> Result<BatchRunRequest, ArgE
             ))
         }
     };
-    let output_root = args.output_root.map(abs).ok_or_else(|| {
-        ArgError::new(
-            "output_root",
-            "is required",
-            "pass the directory for the per-volume packs and the cohort summary",
-        )
-    })?;
     Ok(BatchRunRequest {
         inputs,
-        output_root,
+        output_root: abs(args.output_root),
         settings: args.settings.settings(config)?,
         executor: args.slurm.executor(&config.slurm_allow_flags)?,
     })

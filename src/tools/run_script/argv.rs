@@ -8,7 +8,9 @@ use clap::Args;
 use serde_json::{json, Map, Value};
 
 /// The flags of the reference `scripts/run_ctmr.py`; `run_script`'s argv form parses
-/// its `args` with this same grammar.
+/// its `args` with this same grammar. No flag states a default of its own: an absent
+/// flag stays absent and the manifest's default applies (`ctmr-skill run --help` shows
+/// the manifest's, see `cli::command`).
 #[derive(Debug, Clone, Args, Default)]
 pub struct RunArgs {
     /// The CT or MRI NIfTI volume, or a DICOM series (directory or .zip).
@@ -18,8 +20,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub series_uid: Option<String>,
     /// CT_BODY | MRI_BODY | MRI_BRAIN.
-    #[arg(long, default_value = "CT_BODY")]
-    pub modality: String,
+    #[arg(long)]
+    pub modality: Option<String>,
     /// Directory for the mask and the evidence pack.
     #[arg(long, short = 'o')]
     pub output_dir: Option<PathBuf>,
@@ -33,14 +35,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub ground_truth: Option<PathBuf>,
     /// auto | cuda | cpu.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[arg(long)]
+    pub device: Option<String>,
     /// Bundle root (default: $NV_SEGMENT_CTMR_ROOT, then .workbench_data/...).
     #[arg(long)]
     pub upstream_root: Option<PathBuf>,
     /// Wall-clock limit for the upstream run, in seconds.
-    #[arg(long, default_value_t = 3600.0)]
-    pub timeout_seconds: f64,
+    #[arg(long)]
+    pub timeout_seconds: Option<f64>,
     /// Acknowledge that an MRI_BRAIN input is already preprocessed.
     #[arg(long)]
     pub preprocessed_brain_input: bool,
@@ -97,7 +99,9 @@ impl RunArgs {
         if let Some(uid) = &self.series_uid {
             map.insert("series_uid".into(), json!(uid));
         }
-        map.insert("modality".into(), json!(self.modality));
+        if let Some(modality) = &self.modality {
+            map.insert("modality".into(), json!(modality));
+        }
         if let Some(dir) = &self.output_dir {
             map.insert("output_dir".into(), path(dir));
         }
@@ -110,11 +114,15 @@ impl RunArgs {
         if let Some(gt) = &self.ground_truth {
             map.insert("ground_truth".into(), path(gt));
         }
-        map.insert("device".into(), json!(self.device));
+        if let Some(device) = &self.device {
+            map.insert("device".into(), json!(device));
+        }
         if let Some(root) = &self.upstream_root {
             map.insert("upstream_root".into(), path(root));
         }
-        map.insert("timeout_seconds".into(), json!(self.timeout_seconds));
+        if let Some(t) = self.timeout_seconds {
+            map.insert("timeout_seconds".into(), json!(t));
+        }
         if self.preprocessed_brain_input {
             map.insert("preprocessed_brain_input".into(), json!(true));
         }

@@ -56,33 +56,33 @@ struct ArgvForm {
     run: RunArgs,
 }
 
-/// What `run_script` and `run_batch` share, as the manifest declares it.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+/// What `run_script` and `run_batch` share, as the manifest declares it. A field the
+/// manifest gives a default is no `Option`: validation filled it in, and the default
+/// is stated once, in the manifest (the start-up check refuses a field without one).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct SettingsArgs {
-    #[schemars(with = "Option<String>")]
-    pub modality: Option<Modality>,
+    pub modality: Modality,
     pub label_prompts: Option<Vec<u32>>,
     pub structures: Option<Vec<String>>,
-    #[schemars(with = "Option<String>")]
-    pub device: Option<DeviceRequest>,
+    pub device: DeviceRequest,
     pub upstream_root: Option<String>,
-    pub timeout_seconds: Option<f64>,
-    pub preprocessed_brain_input: Option<bool>,
+    pub timeout_seconds: f64,
+    pub preprocessed_brain_input: bool,
     pub patch_size: Option<Vec<u32>>,
     pub sw_batch_size: Option<u32>,
-    pub cpu_postprocessing: Option<bool>,
-    pub tensorrt: Option<bool>,
+    pub cpu_postprocessing: bool,
+    pub tensorrt: bool,
     /// false: start in the background and answer with a run record.
-    pub wait: Option<bool>,
+    pub wait: bool,
     /// true: after a successful run, run the paired verifier on the pack.
-    pub verify: Option<bool>,
+    pub verify: bool,
     /// `summary` (default) or `full`: how much of the result the server answers with
     /// (the server shapes the answer; the tool ignores it).
     pub detail: Option<String>,
 }
 
 /// `run_script`'s arguments after the manifest checked them (defaults filled in).
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct RunScriptArgs {
     pub script: Option<String>,
     pub args: Option<Vec<String>>,
@@ -91,7 +91,7 @@ pub struct RunScriptArgs {
     pub output_dir: Option<String>,
     pub ground_truth: Option<String>,
     /// false: no image content item in the answer (preview.png is still written).
-    pub preview: Option<bool>,
+    pub preview: bool,
     #[serde(flatten)]
     pub settings: SettingsArgs,
 }
@@ -210,18 +210,18 @@ impl SettingsArgs {
     pub fn settings(self, config: &Config) -> Result<RunSettings, ArgError> {
         let upstream_root = admit_root(config, self.upstream_root.as_deref())?;
         Ok(RunSettings {
-            modality: self.modality.unwrap_or(Modality::CtBody),
+            modality: self.modality,
             label_prompts: self.label_prompts,
             structures: self.structures.unwrap_or_default(),
-            device: self.device.unwrap_or(DeviceRequest::Auto),
+            device: self.device,
             upstream_root,
-            timeout: Duration::from_secs_f64(self.timeout_seconds.unwrap_or(3600.0)),
-            preprocessed_brain_input: self.preprocessed_brain_input.unwrap_or(false),
+            timeout: Duration::from_secs_f64(self.timeout_seconds),
+            preprocessed_brain_input: self.preprocessed_brain_input,
             patch_size: self.patch_size,
             sw_batch_size: self.sw_batch_size,
-            cpu_postprocessing: self.cpu_postprocessing.unwrap_or(false),
-            tensorrt: self.tensorrt.unwrap_or(false),
-            verify: self.verify.unwrap_or(false),
+            cpu_postprocessing: self.cpu_postprocessing,
+            tensorrt: self.tensorrt,
+            verify: self.verify,
         })
     }
 }
@@ -286,7 +286,7 @@ pub fn request(args: RunScriptArgs, config: &Config) -> Result<RunRequest, ArgEr
         ground_truth: args.ground_truth.map(|p| config.absolute(Path::new(&p))),
         settings: args.settings.settings(config)?,
         batch_config: false,
-        preview: args.preview.unwrap_or(true),
+        preview: args.preview,
     })
 }
 
