@@ -289,7 +289,8 @@ fn the_child_dies_with_the_server() {
     let mut server = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "helper_server_killed_mid_run",
+            // The test's name in the one integration-test binary (`tests/it/main.rs`).
+            "sandbox_supervise::helper_server_killed_mid_run",
             "--ignored",
             "--quiet",
         ])
