@@ -247,12 +247,15 @@ impl JobTable {
         let started = std::time::SystemTime::now();
         let run_id = new_run_id();
         let record_rel = Path::new(".runs").join(format!("{run_id}.json"));
-        let mut record = RunRecord {
+        std::fs::create_dir_all(pack_dir)?;
+        let pack = pack_dir.canonicalize()?;
+        self.settle_pack(&pack);
+        let record = RunRecord {
             schema_version: RUN_RECORD_SCHEMA_VERSION.into(),
             run_id: run_id.clone(),
             tool: tool.into(),
             state: RunState::Running,
-            pack_dir: pack_dir.display().to_string(),
+            pack_dir: pack.display().to_string(),
             result_file: result_file.into(),
             result_written: false,
             pid: std::process::id(),
@@ -262,10 +265,6 @@ impl JobTable {
             progress: None,
             child: None,
         };
-        crate::atomic::write_json_beneath(pack_dir, &record_rel, &record)?;
-        let pack = pack_dir.canonicalize()?;
-        self.settle_pack(&pack);
-        record.pack_dir = pack.display().to_string();
         crate::atomic::write_json_beneath(&pack, &record_rel, &record)?;
         let pointer = Pointer {
             run_id: run_id.clone(),

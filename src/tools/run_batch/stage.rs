@@ -20,7 +20,7 @@ use crate::upstream::{self, MONAI_SPECIAL};
 pub(super) struct Staging(PathBuf);
 
 impl Staging {
-    /// `<attempt>/inputs`, or `<temp dir>/ctmr-skill-<run id>-<attempt>` when the first
+    /// `<attempt>/inputs`, or `<temp dir>/ctmr-skill-<run id>-<attempt>-<random>` when the first
     /// holds a character MONAI would read as code, a reference or a macro.
     pub(super) fn new(attempt: &Path) -> Result<Staging, StartFailure> {
         let inside = attempt.join("inputs");
@@ -33,7 +33,14 @@ impl Staging {
             .take(2)
             .map(|c| c.to_string_lossy().into_owned())
             .collect();
-        let private = std::env::temp_dir().join(format!("ctmr-skill-{}-{}", name[1], name[0]));
+        // A random suffix: the temp dir may be shared, and a name another user could
+        // predict could be created (or linked) there first.
+        let private = std::env::temp_dir().join(format!(
+            "ctmr-skill-{}-{}-{}",
+            name[1],
+            name[0],
+            uuid::Uuid::new_v4().simple()
+        ));
         if holds_special(&private) {
             return Err(StartFailure(format!(
                 "cannot stage the inputs: both {} and the temp dir {} contain '$', '@' or '%', \
@@ -140,9 +147,15 @@ mod tests {
                 "/data/co{special}hort/out/.batch/20261204T153000Z-1a2b3c4d/attempt-2"
             ));
             let staging = Staging::new(&attempt).unwrap();
+            let name = staging.path().file_name().unwrap().to_string_lossy();
             assert_eq!(
-                staging.path(),
-                std::env::temp_dir().join("ctmr-skill-20261204T153000Z-1a2b3c4d-attempt-2")
+                staging.path().parent(),
+                Some(std::env::temp_dir().as_path())
+            );
+            assert!(
+                name.starts_with("ctmr-skill-20261204T153000Z-1a2b3c4d-attempt-2-")
+                    && name.len() == "ctmr-skill-20261204T153000Z-1a2b3c4d-attempt-2-".len() + 32,
+                "{name}"
             );
             assert!(!holds_special(staging.path()));
         }
