@@ -1,7 +1,7 @@
 //! The one match over [`Command`]: each arm calls its subcommand and brings the
 //! outcome to a `Result<ExitCode, CliError>`, which [`super::main`] reports. Also, for
 //! now, the functions of `run`, `run-batch`, `inspect`, `render` and `labels` (which
-//! still print their own errors and return the `u8` codes of [`super::exit_codes`]),
+//! still print their own errors and return the `u8` codes of `exit_codes.rs`),
 //! and the progress output `run` and `run-batch` share.
 
 use std::sync::Arc;
@@ -31,18 +31,18 @@ pub fn dispatch(
     progress: ProgressMode,
 ) -> Result<ExitCode, CliError> {
     let manifest = crate::manifest::embedded().map_err(|e| CliError::Manifest(e.to_string()))?;
-    let code = match command {
-        Command::Serve(args) => return super::serve::serve(&args, config, manifest),
-        Command::Run(args) => run(&args, config, manifest, progress),
-        Command::RunBatch(args) => run_batch(&args, config, manifest, progress),
-        Command::Inspect(args) => inspect(&args, &config),
-        Command::Labels(args) => labels(&args, &config),
-        Command::Render(args) => render(&args, &config),
-        Command::Verify(args) => return super::verify::verify(&args, &config),
-        Command::Schema(args) => return super::schema::schema(&args, config, manifest),
-        Command::Doctor(args) => return Ok(super::doctor::doctor(&args, &config)),
-    };
-    Ok(ExitCode::from_u8(code))
+    let typed = ExitCode::from_u8;
+    match command {
+        Command::Serve(args) => super::serve::serve(&args, config, manifest),
+        Command::Run(args) => Ok(typed(run(&args, config, manifest, progress))),
+        Command::RunBatch(args) => Ok(typed(run_batch(&args, config, manifest, progress))),
+        Command::Inspect(args) => Ok(typed(inspect(&args, &config))),
+        Command::Labels(args) => Ok(typed(labels(&args, &config))),
+        Command::Render(args) => Ok(typed(render(&args, &config))),
+        Command::Verify(args) => super::verify::verify(&args, &config),
+        Command::Schema(args) => super::schema::schema(&args, config, manifest),
+        Command::Doctor(args) => Ok(super::doctor::doctor(&args, &config)),
+    }
 }
 
 /// `ctmr-skill run`: one upstream run; evidence JSON on stdout, progress on stderr.

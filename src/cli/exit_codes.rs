@@ -9,7 +9,8 @@
 //! - 4: the upstream run timed out (the evidence is still written)
 //! - 5: the run was cancelled (the evidence is still written)
 
-/// How a `ctmr-skill` process ends; `u8` values as listed in the module docs.
+/// How a `ctmr-skill` process ends; each variant's number is the process's exit code
+/// (listed in the README's CLI section too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ExitCode {
@@ -58,17 +59,17 @@ impl From<ExitCode> for std::process::ExitCode {
 }
 
 /// [`ExitCode::Success`] as a number, for the subcommands that return `u8`.
-pub const EXIT_OK: u8 = ExitCode::Success as u8;
+pub(crate) const EXIT_OK: u8 = ExitCode::Success as u8;
 /// [`ExitCode::Error`] as a number.
-pub const EXIT_ERROR: u8 = ExitCode::Error as u8;
+pub(crate) const EXIT_ERROR: u8 = ExitCode::Error as u8;
 /// [`ExitCode::Usage`] as a number.
-pub const EXIT_USAGE: u8 = ExitCode::Usage as u8;
+pub(crate) const EXIT_USAGE: u8 = ExitCode::Usage as u8;
 /// [`ExitCode::UpstreamFailed`] as a number.
-pub const EXIT_UPSTREAM_FAILED: u8 = ExitCode::UpstreamFailed as u8;
+pub(crate) const EXIT_UPSTREAM_FAILED: u8 = ExitCode::UpstreamFailed as u8;
 /// [`ExitCode::TimedOut`] as a number.
-pub const EXIT_TIMED_OUT: u8 = ExitCode::TimedOut as u8;
+pub(crate) const EXIT_TIMED_OUT: u8 = ExitCode::TimedOut as u8;
 /// [`ExitCode::Cancelled`] as a number.
-pub const EXIT_CANCELLED: u8 = ExitCode::Cancelled as u8;
+pub(crate) const EXIT_CANCELLED: u8 = ExitCode::Cancelled as u8;
 
 #[cfg(test)]
 mod tests {

@@ -1,26 +1,26 @@
 //! Command-line interface: parse once into a typed command, dispatch, and map every
-//! outcome to a documented exit code ([`exit_codes`]). [`main`] is the one choke point
+//! outcome to a documented exit code ([`ExitCode`]). [`main`] is the one choke point
 //! where errors meet the user: subcommands return a [`CliError`] and it prints it, as
 //! `ctmr-skill <subcommand>: <message>`, and picks the exit code.
 //!
-//! One file per subcommand (its clap flags beside its function): [`serve`], [`doctor`],
-//! [`schema`], [`verify`]; `run`, `run-batch`, `inspect`, `render` and `labels` have
+//! One file per subcommand (its clap flags beside its function): `serve`, `doctor`,
+//! `schema`, `verify`; `run`, `run-batch`, `inspect`, `render` and `labels` have
 //! their flags in their files and their functions still in [`commands`], which also
 //! holds [`commands::dispatch`], the one match over [`Command`].
 
 pub mod commands;
-pub mod doctor;
-pub mod error;
-pub mod exit_codes;
-pub mod inspect;
-pub mod labels;
+mod doctor;
+mod error;
+mod exit_codes;
+mod inspect;
+mod labels;
 mod out;
 pub mod progress_bar;
-pub mod render;
-pub mod run_batch;
-pub mod schema;
-pub mod serve;
-pub mod verify;
+mod render;
+mod run_batch;
+mod schema;
+mod serve;
+mod verify;
 
 use std::path::PathBuf;
 

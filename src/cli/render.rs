@@ -18,7 +18,7 @@ pub struct RenderArgs {
     /// Class names or ids to show, comma-separated (default: the largest, up to 6).
     #[arg(long, value_delimiter = ',')]
     pub structures: Vec<String>,
-    /// auto | soft_tissue | bone | lung | percentile (the default is the manifest's).
+    /// auto | soft_tissue | bone | lung | percentile.
     #[arg(long)]
     pub window: String,
     /// Where to write the PNG.

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use crate::tools::run_script::argv::KnobArgs;
 
 /// `ctmr-skill run-batch`: the flags of the `run_batch` tool (no defaults of their
-/// own: the manifest's apply, and `--help` shows them, see [`command`]).
+/// own: the manifest's apply, and `--help` shows them, see [`super::command`]).
 #[derive(Debug, Clone, Args)]
 pub struct RunBatchArgs {
     /// The volumes: NIfTI files or DICOM series (directories or .zip); or use --input-dir.

@@ -22,7 +22,11 @@ pub struct SchemaArgs {
 }
 
 /// Write (or check) the generated schema files; a drifted file is an error.
-pub fn schema(args: &SchemaArgs, config: Config, manifest: Manifest) -> Result<ExitCode, CliError> {
+pub(super) fn schema(
+    args: &SchemaArgs,
+    config: Config,
+    manifest: Manifest,
+) -> Result<ExitCode, CliError> {
     let tools = CtmrTools::new(config, manifest).map_err(|e| CliError::Tools(e.to_string()))?;
     let mut drifted = Vec::new();
     for (relative, content) in tools.schema_files() {

@@ -43,7 +43,7 @@ pub struct ServeArgs {
 }
 
 /// MCP over stdio until stdin closes.
-pub fn serve(
+pub(super) fn serve(
     args: &ServeArgs,
     mut config: Config,
     manifest: Manifest,

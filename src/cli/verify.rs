@@ -52,7 +52,7 @@ const BOUNDS_FORMAT: &str = "verifiers/ct_segmentation_quality_v1/anatomy_bounds
 
 /// The report on stdout and the verdict; a usage error (exit 2) also as
 /// `{"error": ...}` on stdout.
-pub fn verify(args: &VerifyArgs, config: &Config) -> Result<ExitCode, CliError> {
+pub(super) fn verify(args: &VerifyArgs, config: &Config) -> Result<ExitCode, CliError> {
     let report = report(args, config).inspect_err(|e| {
         out::json(&json!({"error": e.to_string()}));
     })?;

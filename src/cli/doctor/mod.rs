@@ -1,6 +1,6 @@
 //! `ctmr-skill doctor`: each prerequisite of a run with its status and the fix, as
-//! text or JSON. The checks live by what they look at: [`python`] (interpreter, MONAI,
-//! torch, CUDA), [`bundle`] (root, weights, label table, optional modes), [`workers`]
+//! text or JSON. The checks live by what they look at: `python` (interpreter, MONAI,
+//! torch, CUDA), `bundle` (root, weights, label table, optional modes), `workers`
 //! (GPU metrics, the warm workers on this machine); this file holds their shape and
 //! the verdict (exit 0 when every required check passed, else 1).
 
@@ -65,7 +65,7 @@ const OPTIONAL_CHECKS: [&str; 6] = [
 ];
 
 /// Each prerequisite with its status and the fix; the verdict as the exit code.
-pub fn doctor(args: &DoctorArgs, config: &Config) -> ExitCode {
+pub(super) fn doctor(args: &DoctorArgs, config: &Config) -> ExitCode {
     let (mut checks, cuda) = python::python_checks(config);
     checks.extend(bundle::bundle_checks(args, config, cuda));
     let listing = crate::tools::workers::listing::dir_for(&config.runs_dir);
