@@ -1,29 +1,45 @@
 //! Command-line interface: parse once into a typed command, dispatch, and map every
-//! outcome to a documented exit code. This is the one choke point where errors meet
-//! the user.
+//! outcome to a documented exit code ([`ExitCode`]). [`main`] is the one choke point
+//! where errors meet the user: subcommands return a [`CliError`] and it prints it, as
+//! `ctmr-skill <subcommand>: <message>`, and picks the exit code.
 //!
-//! Exit codes:
-//! - 0: success (`verify`: the verdict is pass)
-//! - 1: an internal or I/O error, including a result that cannot be written to stdout
-//!   (a full disk; see `out`) (`verify`: the verdict is fail)
-//! - 2: usage error, or a gate refused the arguments (nothing ran)
-//! - 3: the upstream run failed (the evidence is still written)
-//! - 4: the upstream run timed out (the evidence is still written)
-//! - 5: the run was cancelled (the evidence is still written)
+//! One file per subcommand (its clap flags beside its function): `serve`, `doctor`,
+//! `schema`, `verify`; `run`, `run-batch`, `inspect`, `render` and `labels` have
+//! their flags in their files and their functions still in [`commands`], which also
+//! holds [`commands::dispatch`], the one match over [`Command`].
 
 pub mod commands;
+mod doctor;
+mod error;
+mod exit_codes;
+mod inspect;
+mod labels;
 mod out;
 pub mod progress_bar;
+mod render;
+mod run_batch;
+mod schema;
+mod serve;
+mod verify;
 
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::path::PathBuf;
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use serde_json::{json, Map, Value};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use serde_json::Value;
 
 use crate::config::Config;
 pub use crate::tools::run_script::argv::{KnobArgs, RunArgs};
+pub use doctor::DoctorArgs;
+pub use error::CliError;
+pub use exit_codes::ExitCode;
+pub use inspect::InspectArgs;
+pub use labels::LabelsArgs;
 use progress_bar::ProgressMode;
+pub use render::RenderArgs;
+pub use run_batch::{RunBatchArgs, SlurmCliArgs};
+pub use schema::SchemaArgs;
+pub use serve::ServeArgs;
+pub use verify::VerifyArgs;
 
 /// Run NV-Segment-CTMR through its documented MONAI entry point and return verifiable
 /// evidence. Research and benchmarking only: not for clinical use.
@@ -66,317 +82,21 @@ pub enum Command {
     Doctor(DoctorArgs),
 }
 
-/// `ctmr-skill run-batch`: the flags of the `run_batch` tool (no defaults of their
-/// own: the manifest's apply, and `--help` shows them, see [`command`]).
-#[derive(Debug, Clone, Args)]
-pub struct RunBatchArgs {
-    /// The volumes: NIfTI files or DICOM series (directories or .zip); or use --input-dir.
-    #[arg(value_name = "INPUT", required_unless_present = "input_dir")]
-    pub inputs: Vec<PathBuf>,
-    /// A directory searched recursively for inputs.
-    #[arg(long, conflicts_with = "inputs")]
-    pub input_dir: Option<PathBuf>,
-    /// With --input-dir: the file-name ending that selects inputs.
-    #[arg(long, requires = "input_dir")]
-    pub suffix: Option<String>,
-    /// CT_BODY | MRI_BODY | MRI_BRAIN.
-    #[arg(long)]
-    pub modality: Option<String>,
-    /// Directory for the per-volume packs and the cohort summary.
-    #[arg(long, short = 'o')]
-    pub output_root: PathBuf,
-    /// Comma-separated class ids for every volume, e.g. 3,14.
-    #[arg(long, value_delimiter = ',')]
-    pub label_prompts: Option<Vec<u32>>,
-    /// Class names resolved from the label table (repeatable).
-    #[arg(long = "structure")]
-    pub structures: Vec<String>,
-    /// auto | cuda | cpu.
-    #[arg(long)]
-    pub device: Option<String>,
-    #[arg(long)]
-    pub upstream_root: Option<PathBuf>,
-    /// Wall-clock limit per volume, in seconds.
-    #[arg(long)]
-    pub timeout_seconds: Option<f64>,
-    #[arg(long)]
-    pub preprocessed_brain_input: bool,
-    /// After the batch, run the paired verifier on every succeeded volume's pack.
-    #[arg(long)]
-    pub verify: bool,
-    #[command(flatten)]
-    pub knobs: KnobArgs,
-    #[command(flatten)]
-    pub slurm: Box<SlurmCliArgs>,
-}
-
-/// `run-batch --executor slurm` and its `--slurm-*` flags (the `slurm_*` arguments).
-#[derive(Debug, Clone, Args, Default)]
-pub struct SlurmCliArgs {
-    /// local or slurm: submit the cohort as one Slurm job array.
-    #[arg(long, value_name = "local|slurm")]
-    pub executor: Option<String>,
-    #[arg(long)]
-    pub slurm_partition: Option<String>,
-    /// GPUs per task (--gres=gpu:N).
-    #[arg(long)]
-    pub slurm_gpus_per_task: Option<u32>,
-    #[arg(long)]
-    pub slurm_cpus_per_task: Option<u32>,
-    /// Memory per task, e.g. 16G.
-    #[arg(long)]
-    pub slurm_mem: Option<String>,
-    /// Time limit per task, e.g. 02:00:00.
-    #[arg(long)]
-    pub slurm_time: Option<String>,
-    #[arg(long)]
-    pub slurm_account: Option<String>,
-    #[arg(long)]
-    pub slurm_qos: Option<String>,
-    /// Array tasks running at once (--array=0-N%MAX).
-    #[arg(long)]
-    pub slurm_max_concurrent: Option<u32>,
-    /// Volumes per array task (default 25).
-    #[arg(long)]
-    pub slurm_shard_size: Option<u32>,
-    /// An extra sbatch flag (repeatable); must be on CTMR_SKILL_SLURM_ALLOW_FLAGS.
-    #[arg(long = "slurm-flag", allow_hyphen_values = true)]
-    pub slurm_flags: Vec<String>,
-}
-
-impl SlurmCliArgs {
-    fn insert_into(&self, map: &mut Map<String, Value>) {
-        let mut put = |k: &str, v: Option<Value>| {
-            if let Some(v) = v {
-                map.insert(k.into(), v);
-            }
-        };
-        put("executor", self.executor.as_ref().map(|v| json!(v)));
-        put(
-            "slurm_partition",
-            self.slurm_partition.as_ref().map(|v| json!(v)),
-        );
-        put(
-            "slurm_gpus_per_task",
-            self.slurm_gpus_per_task.map(|v| json!(v)),
-        );
-        put(
-            "slurm_cpus_per_task",
-            self.slurm_cpus_per_task.map(|v| json!(v)),
-        );
-        put("slurm_mem", self.slurm_mem.as_ref().map(|v| json!(v)));
-        put("slurm_time", self.slurm_time.as_ref().map(|v| json!(v)));
-        put(
-            "slurm_account",
-            self.slurm_account.as_ref().map(|v| json!(v)),
-        );
-        put("slurm_qos", self.slurm_qos.as_ref().map(|v| json!(v)));
-        put(
-            "slurm_max_concurrent",
-            self.slurm_max_concurrent.map(|v| json!(v)),
-        );
-        put("slurm_shard_size", self.slurm_shard_size.map(|v| json!(v)));
-        put(
-            "slurm_flags",
-            (!self.slurm_flags.is_empty()).then(|| json!(self.slurm_flags)),
-        );
+impl Command {
+    /// The subcommand's name on the command line, as errors are prefixed with it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Serve(_) => "serve",
+            Command::Run(_) => "run",
+            Command::RunBatch(_) => "run-batch",
+            Command::Inspect(_) => "inspect",
+            Command::Labels(_) => "labels",
+            Command::Render(_) => "render",
+            Command::Verify(_) => "verify",
+            Command::Schema(_) => "schema",
+            Command::Doctor(_) => "doctor",
+        }
     }
-}
-
-/// `ctmr-skill render`: the arguments of the `render_overlay` tool.
-#[derive(Debug, Clone, Args)]
-pub struct RenderArgs {
-    /// The label map (.nii or .nii.gz).
-    pub mask: PathBuf,
-    /// The image the mask was segmented from (same voxel grid), drawn under it.
-    #[arg(long)]
-    pub image: Option<PathBuf>,
-    /// Class names or ids to show, comma-separated (default: the largest, up to 6).
-    #[arg(long, value_delimiter = ',')]
-    pub structures: Vec<String>,
-    /// auto | soft_tissue | bone | lung | percentile.
-    #[arg(long, default_value = "auto")]
-    pub window: String,
-    /// Where to write the PNG.
-    #[arg(long, short = 'o', default_value = "overlay.png")]
-    pub out: PathBuf,
-    /// Bundle whose label table names the classes (default: as for run; else built in).
-    #[arg(long)]
-    pub upstream_root: Option<PathBuf>,
-}
-
-/// `ctmr-skill serve`: what the operator decides for every client.
-#[derive(Debug, Clone, Args, Default)]
-pub struct ServeArgs {
-    /// A bundle root clients may use (repeatable): `DIR` or `NAME=DIR`. The first is
-    /// the default. Clients choose among these (and $NV_SEGMENT_CTMR_ROOT as `env`,
-    /// the workbench root as `default`) by name or path, and cannot name another.
-    #[arg(long = "bundle-root", value_name = "[NAME=]DIR")]
-    pub bundle_roots: Vec<String>,
-    /// Refuse to run the upstream where the Landlock sandbox cannot be applied
-    /// (default: run unconfined and say so in the evidence).
-    #[arg(long)]
-    pub require_sandbox: bool,
-    /// Run the documented command for every call instead of keeping a warm worker
-    /// (a Python process with the model loaded) per bundle and device.
-    #[arg(long, conflicts_with = "warm")]
-    pub no_warm: bool,
-    /// Start the default bundle's warm worker now (Python, torch, MONAI imported, CUDA
-    /// initialised), not on the first call; the model itself loads on the first call.
-    #[arg(long)]
-    pub warm: bool,
-    /// An sbatch flag clients may add to a Slurm cohort in `slurm_flags`, e.g.
-    /// `--constraint` (repeatable; adds to CTMR_SKILL_SLURM_ALLOW_FLAGS).
-    #[arg(
-        long = "slurm-allow-flag",
-        value_name = "--FLAG",
-        allow_hyphen_values = true
-    )]
-    pub slurm_allow_flags: Vec<String>,
-}
-
-impl RunBatchArgs {
-    /// The flags as `run_batch` tool arguments (absent flags stay absent so the
-    /// manifest's defaults apply).
-    pub fn to_arguments(&self) -> Map<String, Value> {
-        let mut map = Map::new();
-        let path = |p: &Path| json!(p.to_string_lossy());
-        if !self.inputs.is_empty() {
-            map.insert(
-                "inputs".into(),
-                Value::Array(self.inputs.iter().map(|p| path(p)).collect()),
-            );
-        }
-        if let Some(dir) = &self.input_dir {
-            map.insert("input_dir".into(), path(dir));
-        }
-        if let Some(s) = &self.suffix {
-            map.insert("suffix".into(), json!(s));
-        }
-        if let Some(modality) = &self.modality {
-            map.insert("modality".into(), json!(modality));
-        }
-        map.insert("output_root".into(), path(&self.output_root));
-        if let Some(p) = &self.label_prompts {
-            map.insert("label_prompts".into(), json!(p));
-        }
-        if !self.structures.is_empty() {
-            map.insert("structures".into(), json!(self.structures));
-        }
-        if let Some(device) = &self.device {
-            map.insert("device".into(), json!(device));
-        }
-        if let Some(root) = &self.upstream_root {
-            map.insert("upstream_root".into(), path(root));
-        }
-        if let Some(t) = self.timeout_seconds {
-            map.insert("timeout_seconds".into(), json!(t));
-        }
-        if self.preprocessed_brain_input {
-            map.insert("preprocessed_brain_input".into(), json!(true));
-        }
-        if self.verify {
-            map.insert("verify".into(), json!(true));
-        }
-        self.knobs.insert_into(&mut map);
-        self.slurm.insert_into(&mut map);
-        map
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct InspectArgs {
-    /// The label map.
-    pub mask: PathBuf,
-    /// An image (NIfTI, or a DICOM series: directory or .zip): every geometry difference
-    /// from the label map, and intensity statistics per label when it is on the label
-    /// map's voxel grid (same shape).
-    #[arg(long)]
-    pub reference: Option<PathBuf>,
-    /// A reference label map: per-label Dice and IoU.
-    #[arg(long)]
-    pub ground_truth: Option<PathBuf>,
-    /// Bundle root whose label table names the ids.
-    #[arg(long, conflicts_with = "labels")]
-    pub upstream_root: Option<PathBuf>,
-    /// A labels.json sidecar naming the ids.
-    #[arg(long)]
-    pub labels: Option<PathBuf>,
-    /// Count 26-connected components per label.
-    #[arg(long)]
-    pub components: bool,
-    /// JSON on stdout instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct LabelsArgs {
-    /// Case-insensitive substring filter.
-    pub query: Option<String>,
-    /// Resolve these names to ids (repeatable).
-    #[arg(long)]
-    pub resolve: Vec<String>,
-    /// Restrict to a modality's everything-set.
-    #[arg(long)]
-    pub modality: Option<String>,
-    #[arg(long)]
-    pub upstream_root: Option<PathBuf>,
-    /// JSON on stdout instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct VerifyArgs {
-    /// The evidence pack directory (holds output.json).
-    pub pack_dir: PathBuf,
-    /// Also draw the failing classes (volume bounds, fragments, unrequested) over the
-    /// input as a PNG at this path (the largest classes when none fails).
-    #[arg(long, value_name = "PNG")]
-    pub render: Option<PathBuf>,
-    /// Label table naming the ids: a labels.json sidecar, or an NV-Segment-CTMR bundle
-    /// root (a directory with configs/). Default: the table the pack points at.
-    #[arg(long, value_name = "PATH")]
-    pub labels: Option<PathBuf>,
-    /// Anatomy bounds JSON to check the classes against instead of the embedded
-    /// verifiers/ct_segmentation_quality_v1/anatomy_bounds.json (same format).
-    #[arg(long, value_name = "PATH")]
-    pub bounds: Option<PathBuf>,
-    /// Tolerance of the normalised surface Dice against a ground truth, in mm: a
-    /// finite number greater than 0 [default: 1].
-    #[arg(long, value_name = "MM", allow_negative_numbers = true, value_parser = parse_surface_tolerance)]
-    pub surface_tolerance: Option<f64>,
-}
-
-/// `--surface-tolerance`: millimetres, finite and greater than 0 (at 0 the surface
-/// Dice counts only coincident surfaces, which says nothing).
-fn parse_surface_tolerance(text: &str) -> Result<f64, String> {
-    let fix = "give a finite number of millimetres greater than 0, e.g. --surface-tolerance 1.0";
-    match text.trim().parse::<f64>() {
-        Ok(mm) if mm.is_finite() && mm > 0.0 => Ok(mm),
-        Ok(mm) => Err(format!("{mm} mm is not a usable tolerance: {fix}")),
-        Err(_) => Err(format!("{text:?} is not a number: {fix}")),
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct SchemaArgs {
-    /// Repository root to write schemas/ into.
-    #[arg(long, default_value = ".")]
-    pub root: PathBuf,
-    /// Only check that the files on disk are current (exit 1 when they drifted).
-    #[arg(long)]
-    pub check: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct DoctorArgs {
-    #[arg(long)]
-    pub upstream_root: Option<PathBuf>,
-    /// JSON on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// A subcommand whose stdout is closed early (`ctmr-skill inspect ... | head`) ends
@@ -390,15 +110,20 @@ fn quiet_on_broken_pipe() {
     }
 }
 
-/// The command line, with every value flag of `run` and `run-batch` defaulting to its
-/// argument's default in the manifest: the clap structs state none of their own, so
-/// the manifest is the one place a default lives, and `--help` shows it.
+/// The command line, with every value flag of `run`, `run-batch` and `render`
+/// defaulting to its argument's default in the manifest: the clap structs state none
+/// of their own, so the manifest is the one place a default lives, and `--help` shows it.
 pub fn command() -> clap::Command {
     let mut cmd = Cli::command();
     let Ok(manifest) = crate::manifest::embedded() else {
         return cmd; // a build defect the manifest's tests catch; the tools refuse later
     };
-    for (sub, tool) in [("run", "run_script"), ("run-batch", "run_batch")] {
+    let faces = [
+        ("run", "run_script"),
+        ("run-batch", "run_batch"),
+        ("render", "render_overlay"),
+    ];
+    for (sub, tool) in faces {
         if let Some(decl) = manifest.tool(tool) {
             cmd = cmd.mut_subcommand(sub, |c| manifest_defaults(c, decl));
         }
@@ -407,7 +132,8 @@ pub fn command() -> clap::Command {
 }
 
 /// `cmd` with each flag that takes a value defaulting to the manifest's default for
-/// the argument of the same name (switches stay off unless given).
+/// the argument of the same name (switches stay off unless given); a flag with a
+/// default is never required.
 fn manifest_defaults(mut cmd: clap::Command, decl: &crate::manifest::ToolDecl) -> clap::Command {
     for arg in &decl.arguments {
         let takes_value = cmd
@@ -422,13 +148,14 @@ fn manifest_defaults(mut cmd: clap::Command, decl: &crate::manifest::ToolDecl) -
         };
         // clap keeps defaults as `&'static str`; a few short strings, once per process.
         let text: &'static str = Box::leak(text.into_boxed_str());
-        cmd = cmd.mut_arg(arg.name.as_str(), |a| a.default_value(text));
+        cmd = cmd.mut_arg(arg.name.as_str(), |a| a.default_value(text).required(false));
     }
     cmd
 }
 
-/// Parse the process arguments, run, and map the outcome to an exit code.
-pub fn main() -> ExitCode {
+/// Parse the process arguments, run, and map the outcome to an exit code: the one
+/// place that prints an error (clap prints its own usage errors).
+pub fn main() -> std::process::ExitCode {
     let cli = match command()
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m))
@@ -436,39 +163,58 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
-            return if err.use_stderr() {
-                ExitCode::from(2)
+            let code = if err.use_stderr() {
+                ExitCode::Usage
             } else {
-                ExitCode::SUCCESS
+                ExitCode::Success
             };
+            return code.into();
         }
     };
+    let name = cli.command.name();
     if !matches!(cli.command, Command::Serve(_)) {
         quiet_on_broken_pipe();
     }
-    let config = match Config::from_env() {
-        Ok(mut config) => {
-            if let Some(python) = &cli.python {
-                config.python = Some(config.absolute(python));
-            }
-            config
-        }
-        Err(err) => {
-            eprintln!("ctmr-skill: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    let code = commands::dispatch(cli.command, config, cli.progress);
-    ExitCode::from(code)
+    let code = run(cli).unwrap_or_else(|e| report(name, &e));
+    // The result is on stdout only once it is flushed: a failed write overrides.
+    match out::finish() {
+        Ok(()) => code.into(),
+        Err(e) => report(name, &CliError::Stdout(e)).into(),
+    }
+}
+
+/// The configuration from the environment and the flags, then the subcommand.
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let mut config = Config::from_env().map_err(|e| CliError::Environment(e.to_string()))?;
+    if let Some(python) = &cli.python {
+        config.python = Some(config.absolute(python));
+    }
+    commands::dispatch(cli.command, config, cli.progress)
+}
+
+/// `error` on stderr, after the subcommand's name when it is the subcommand's; its code.
+fn report(subcommand: &str, error: &CliError) -> ExitCode {
+    if error.in_subcommand() {
+        eprintln!("ctmr-skill {subcommand}: {error}");
+    } else {
+        eprintln!("ctmr-skill: {error}");
+    }
+    error.exit_code()
+}
+
+/// The multi-threaded runtime a subcommand's async work runs on.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::Modality;
     use crate::manifest::ToolDecl;
     use crate::tools::run_batch::request::from_tool_arguments;
-    use crate::upstream::DeviceRequest;
     use std::time::Duration;
 
     fn world() -> (tempfile::TempDir, Config, ToolDecl) {
@@ -480,42 +226,6 @@ mod tests {
             .unwrap()
             .clone();
         (dir, config, tool)
-    }
-
-    #[test]
-    fn cli_flags_map_to_the_same_request() {
-        let (_d, config, tool) = world();
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            batch: RunBatchArgs,
-        }
-        let cli = Cli::try_parse_from([
-            "run-batch",
-            "/a.nii.gz",
-            "--modality",
-            "MRI_BODY",
-            "-o",
-            "/o",
-            "--label-prompts",
-            "3,14",
-            "--device",
-            "cpu",
-            "--timeout-seconds",
-            "60",
-            "--patch-size",
-            "64,64,64",
-            "--cpu-postprocessing",
-        ])
-        .unwrap();
-        let map = cli.batch.to_arguments();
-        let r = from_tool_arguments(&tool, &map, &config).unwrap();
-        assert_eq!(r.settings.modality, Modality::MriBody);
-        assert_eq!(r.settings.device, DeviceRequest::Cpu);
-        assert_eq!(r.settings.timeout, Duration::from_secs(60));
-        assert_eq!(r.settings.patch_size, Some(vec![64, 64, 64]));
-        assert!(r.settings.cpu_postprocessing && !r.settings.tensorrt);
     }
 
     #[test]
@@ -555,5 +265,20 @@ mod tests {
             help.contains("[default: CT_BODY]") && help.contains("[default: 3600]"),
             "{help}"
         );
+    }
+
+    #[test]
+    fn render_takes_its_default_window_from_the_manifest() {
+        let matches = command()
+            .try_get_matches_from(["ctmr-skill", "render", "/m.nii.gz"])
+            .unwrap();
+        let Command::Render(render) = Cli::from_arg_matches(&matches).unwrap().command else {
+            panic!("not render");
+        };
+        assert_eq!(render.window, "auto");
+        assert_eq!(render.out, PathBuf::from("overlay.png"));
+        let bare = <RenderArgs as clap::Args>::augment_args(clap::Command::new("render"));
+        let window = bare.get_arguments().find(|a| a.get_id() == "window");
+        assert!(window.unwrap().get_default_values().is_empty());
     }
 }

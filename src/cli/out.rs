@@ -1,13 +1,11 @@
 //! The CLI's one writer to standard output. Every result a subcommand prints goes
 //! through [`text`], [`line`] or [`json`]; the first failed write (a full disk, a file
-//! system error) is kept and later output dropped, and [`finish`] turns it into one
-//! line on stderr and [`EXIT_ERROR`] instead of a panic. A closed pipe does not reach
+//! system error) is kept and later output dropped, and [`finish`] hands it back, for
+//! `cli::main` to report as one line on stderr and exit code 1 instead of a panic. A closed pipe does not reach
 //! this writer: the CLI restores SIGPIPE's default, so `| head` still ends quietly.
 
 use std::io::{self, Write};
 use std::sync::Mutex;
-
-use super::commands::EXIT_ERROR;
 
 /// The first write error, if any.
 static FAILED: Mutex<Option<io::Error>> = Mutex::new(None);
@@ -38,15 +36,8 @@ pub(crate) fn json(value: &impl serde::Serialize) {
     line(&serde_json::to_string_pretty(value).expect("JSON values serialise"));
 }
 
-/// The exit code after flushing: `code`, or [`EXIT_ERROR`] with the reason on stderr
-/// when the output could not be written.
-pub(crate) fn finish(code: u8) -> u8 {
+/// Flush standard output: `Ok`, or the first error any write (or the flush) met.
+pub(crate) fn finish() -> io::Result<()> {
     let flushed = io::stdout().lock().flush();
-    match failed().take().map_or(flushed, Err) {
-        Ok(()) => code,
-        Err(e) => {
-            eprintln!("ctmr-skill: cannot write the result to standard output: {e}");
-            EXIT_ERROR
-        }
-    }
+    failed().take().map_or(flushed, Err)
 }
