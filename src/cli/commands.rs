@@ -201,7 +201,7 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest, mode: Prog
             return EXIT_USAGE;
         }
     };
-    let slots = Arc::new(crate::tools::slots::RunSlots::new(
+    let slots = Arc::new(crate::runner::slots::RunSlots::new(
         config.max_concurrent_runs,
     ));
     let runner = RunBatch::new(Arc::new(config), Arc::new(manifest), slots);
@@ -746,7 +746,7 @@ impl Check {
 fn doctor(args: &DoctorArgs, config: &Config) -> u8 {
     let (mut checks, cuda) = python_checks(config);
     checks.extend(bundle_checks(args, config, cuda));
-    let workers = crate::tools::workers::listing::list(&crate::tools::workers::listing::dir_for(
+    let workers = crate::runner::workers::listing::list(&crate::runner::workers::listing::dir_for(
         &config.runs_dir,
     ));
     let gpu_memory = crate::upstream::gpu::memory_by_pid().unwrap_or_default();
@@ -903,7 +903,7 @@ fn gpu_metrics_check() -> Check {
 
 /// The warm workers `serve` processes on this machine keep, with their memory now.
 fn workers_check(
-    workers: &[crate::tools::workers::listing::Found],
+    workers: &[crate::runner::workers::listing::Found],
     gpu: &std::collections::BTreeMap<u32, u64>,
 ) -> Check {
     let alive: Vec<String> = workers
@@ -944,7 +944,7 @@ fn workers_check(
 
 /// One worker for `doctor --json`, with its GPU memory now (`gpu`: bytes per pid).
 fn worker_json(
-    w: &crate::tools::workers::listing::Found,
+    w: &crate::runner::workers::listing::Found,
     gpu: &std::collections::BTreeMap<u32, u64>,
 ) -> Value {
     let l = &w.listed;

@@ -24,9 +24,9 @@ use crate::config::Config;
 use crate::evidence::{Evidence, RunStatus};
 use crate::manifest::args::ArgError;
 use crate::manifest::{Manifest, ToolDecl};
+use crate::runner::slots::{queued_message, DevicePool, RunSlots};
+use crate::runner::workers::Workers;
 use crate::tools::registry::{admit_blocking, Background, Tool};
-use crate::tools::slots::{queued_message, DevicePool, RunSlots};
-use crate::tools::workers::Workers;
 use crate::verifier::trust::TrustSummary;
 
 /// The tool, with its run slots (the concurrency limit on upstream runs).
