@@ -102,6 +102,7 @@ pub use sandbox::{
     PathRule, PreparedSandbox, PrivateTmp, RuleKind, SandboxInputs, SandboxPolicy, SandboxReport,
     SandboxRequest,
 };
+pub use supervise::tail_of_file;
 pub use supervise::{
     probe_for_request, run, run_batch, supervise, Invocation, ProgressEvent, ProgressHook,
     RunOptions, RunOutcome, RunResult, Stream, TAIL_CHARS,

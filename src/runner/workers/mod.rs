@@ -19,7 +19,7 @@ use crate::call::{CallContext, Progress};
 use crate::config::Config;
 use crate::evidence::WorkerInfo;
 use crate::upstream::gpu::{GpuCost, GpuSampler};
-use crate::upstream::worker::{tail_of, WarmReply, Worker, WorkerLost, WorkerSpec};
+use crate::upstream::worker::{WarmReply, Worker, WorkerLost, WorkerSpec};
 use crate::upstream::{
     self, adopt_mask, build_argv, DeviceRequest, EnvProbe, RunOutcome, RunResult, UpstreamRequest,
 };
@@ -411,8 +411,8 @@ impl Prepared {
             started_at,
             finished_at: chrono::Utc::now().to_rfc3339(),
             started,
-            stdout_tail: tail_of(&paths[0]),
-            stderr_tail: tail_of(&paths[1]),
+            stdout_tail: upstream::tail_of_file(&paths[0]),
+            stderr_tail: upstream::tail_of_file(&paths[1]),
             stdout_log: paths[0].clone(),
             stderr_log: paths[1].clone(),
             log_write_error: None,
