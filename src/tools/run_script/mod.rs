@@ -325,7 +325,7 @@ impl RunCall {
 /// Returns a line for the log.
 pub async fn prewarm(workers: Arc<Workers>, config: Arc<Config>) -> Result<String, String> {
     let python = run::find_python(&config).map_err(|e| e.0)?.path;
-    let asked = config.bundle_root_for(None)?;
+    let asked = config.bundle_root_for(None).map_err(|e| e.to_string())?;
     let resolution = crate::upstream::resolve_root(
         asked.as_deref(),
         config.env_root.as_deref().map(std::ffi::OsStr::new),
