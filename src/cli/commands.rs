@@ -895,7 +895,7 @@ fn gpu_metrics_check() -> Check {
         Err(reason) => Check::new(
             "gpu_metrics",
             false,
-            reason,
+            reason.to_string(),
             "optional: GPU figures need the NVIDIA driver's libnvidia-ml.so.1; runs work without it",
         ),
     }

@@ -99,8 +99,8 @@ pub use root::{
 };
 pub use sandbox::{
     build_policy, discover_inputs, handled_fs, harden, landlock_abi, prepare, rights, sandbox_for,
-    PathRule, PreparedSandbox, PrivateTmp, RuleKind, SandboxInputs, SandboxPolicy, SandboxReport,
-    SandboxRequest,
+    PathRule, PreparedSandbox, PrivateTmp, RuleKind, SandboxError, SandboxInputs, SandboxPolicy,
+    SandboxReport, SandboxRequest,
 };
 pub use supervise::tail_of_file;
 pub use supervise::{

@@ -283,8 +283,39 @@ fn discover_inputs_in(writable: &[PathBuf], env: &ChildEnv, dev: &Path) -> Sandb
     }
 }
 
+/// Why the sandbox cannot be applied: Landlock is missing from the kernel, or the rule
+/// set could not be built, or a required sandbox was switched off. The messages are the
+/// reasons evidence and refusals quote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SandboxError {
+    /// The kernel has no Landlock (`ENOSYS`).
+    #[error("Landlock is not built into this kernel (ENOSYS)")]
+    NotBuiltIn,
+    /// The kernel has Landlock but it is not enabled (`EOPNOTSUPP`).
+    #[error("Landlock is disabled on this kernel (EOPNOTSUPP; enable it with lsm=...,landlock)")]
+    Disabled,
+    /// Any other failure asking for the ABI version (the OS error's text).
+    #[error("Landlock is unavailable: {0}")]
+    Unavailable(String),
+    /// An ABI version that does not fit a `u32`.
+    #[error("unexpected Landlock ABI {0}")]
+    UnexpectedAbi(i64),
+    /// Not Linux.
+    #[error("Landlock exists only on Linux")]
+    NotLinux,
+    /// Building the rule set failed at `what` (a right, a path, a rule).
+    #[error("Landlock {what}: {detail}")]
+    RuleSet { what: String, detail: String },
+    /// The rule set came back without a descriptor.
+    #[error("Landlock rule set was not created")]
+    NotCreated,
+    /// The caller both disabled and required the sandbox.
+    #[error("the sandbox is required but disabled (sandbox = false)")]
+    RequiredButDisabled,
+}
+
 /// The kernel's Landlock ABI version, or why there is none.
-pub fn landlock_abi() -> Result<u32, String> {
+pub fn landlock_abi() -> Result<u32, SandboxError> {
     #[cfg(target_os = "linux")]
     {
         const LANDLOCK_CREATE_RULESET_VERSION: libc::c_ulong = 1;
@@ -299,21 +330,18 @@ pub fn landlock_abi() -> Result<u32, String> {
             )
         };
         if v > 0 {
-            return u32::try_from(v).map_err(|_| format!("unexpected Landlock ABI {v}"));
+            return u32::try_from(v).map_err(|_| SandboxError::UnexpectedAbi(v));
         }
         let e = std::io::Error::last_os_error();
         Err(match e.raw_os_error() {
-            Some(libc::ENOSYS) => "Landlock is not built into this kernel (ENOSYS)".into(),
-            Some(libc::EOPNOTSUPP) => {
-                "Landlock is disabled on this kernel (EOPNOTSUPP; enable it with lsm=...,landlock)"
-                    .into()
-            }
-            _ => format!("Landlock is unavailable: {e}"),
+            Some(libc::ENOSYS) => SandboxError::NotBuiltIn,
+            Some(libc::EOPNOTSUPP) => SandboxError::Disabled,
+            _ => SandboxError::Unavailable(e.to_string()),
         })
     }
     #[cfg(not(target_os = "linux"))]
     {
-        Err("Landlock exists only on Linux".into())
+        Err(SandboxError::NotLinux)
     }
 }
 
@@ -335,8 +363,11 @@ impl PreparedSandbox {
 /// Create and fill the rule set for `policy` (in this process; nothing is restricted
 /// here). Any right the kernel would not enforce is an error: the policy is built for
 /// the kernel's own ABI, so the report never claims more than is enforced.
-pub fn prepare(policy: &SandboxPolicy) -> Result<PreparedSandbox, String> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| format!("Landlock {what}: {e}");
+pub fn prepare(policy: &SandboxPolicy) -> Result<PreparedSandbox, SandboxError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| SandboxError::RuleSet {
+        what: what.to_string(),
+        detail: e.to_string(),
+    };
     let mut ruleset = Ruleset::default();
     ruleset = ruleset.set_compatibility(CompatLevel::HardRequirement);
     let mut ruleset = ruleset
@@ -357,7 +388,7 @@ pub fn prepare(policy: &SandboxPolicy) -> Result<PreparedSandbox, String> {
     }
     let fd: Option<std::os::fd::OwnedFd> = created.into();
     let Some(fd) = fd else {
-        return Err("Landlock rule set was not created".into());
+        return Err(SandboxError::NotCreated);
     };
     Ok(PreparedSandbox {
         fd: Some(fd),
@@ -381,7 +412,7 @@ pub struct SandboxRequest {
 /// The sandbox for one child: `Ok` with a restriction, or `Ok` unconfined (with the
 /// reason) when it is disabled or unavailable and not required; `Err(reason)` when it
 /// is required and cannot be applied.
-pub fn sandbox_for(req: &SandboxRequest, env: &ChildEnv) -> Result<PreparedSandbox, String> {
+pub fn sandbox_for(req: &SandboxRequest, env: &ChildEnv) -> Result<PreparedSandbox, SandboxError> {
     decide(req, landlock_abi(), |abi| {
         let mut inputs = discover_inputs(&req.writable, env);
         inputs.append_files = req
@@ -397,12 +428,12 @@ pub fn sandbox_for(req: &SandboxRequest, env: &ChildEnv) -> Result<PreparedSandb
 /// [`sandbox_for`]'s decision with the ABI and the preparation passed in.
 pub(crate) fn decide(
     req: &SandboxRequest,
-    abi: Result<u32, String>,
-    prepare: impl FnOnce(u32) -> Result<PreparedSandbox, String>,
-) -> Result<PreparedSandbox, String> {
+    abi: Result<u32, SandboxError>,
+    prepare: impl FnOnce(u32) -> Result<PreparedSandbox, SandboxError>,
+) -> Result<PreparedSandbox, SandboxError> {
     if !req.enabled {
         if req.required {
-            return Err("the sandbox is required but disabled (sandbox = false)".into());
+            return Err(SandboxError::RequiredButDisabled);
         }
         return Ok(PreparedSandbox::unconfined(SandboxReport::not_enforced(
             abi.ok(),
@@ -709,8 +740,9 @@ mod tests {
             writable: vec![],
             append_files: vec![],
         };
-        let never = |_| -> Result<PreparedSandbox, String> { panic!("prepared without an ABI") };
-        let p = decide(&req, Err("Landlock is disabled".into()), never).unwrap();
+        let never =
+            |_| -> Result<PreparedSandbox, SandboxError> { panic!("prepared without an ABI") };
+        let p = decide(&req, Err(SandboxError::Disabled), never).unwrap();
         assert!(p.fd.is_none());
         assert!(!p.report.enforced);
         assert_eq!(p.report.abi, None);
@@ -725,15 +757,22 @@ mod tests {
             required: true,
             ..req.clone()
         };
-        let err = decide(&required, Err("Landlock is disabled".into()), never).unwrap_err();
-        assert!(err.contains("Landlock is disabled"), "{err}");
+        let err = decide(&required, Err(SandboxError::Disabled), never).unwrap_err();
+        assert_eq!(err, SandboxError::Disabled);
+        assert!(err.to_string().contains("Landlock is disabled"), "{err}");
 
         // A failed preparation is treated the same way.
-        let failing = |_| Err("Landlock path /x: gone".to_string());
+        let failing = |_| {
+            Err(SandboxError::RuleSet {
+                what: "path /x".into(),
+                detail: "gone".into(),
+            })
+        };
         let p = decide(&req, Ok(7), failing).unwrap();
         assert!(!p.report.enforced);
         assert_eq!(p.report.abi, Some(7));
-        assert!(decide(&required, Ok(7), failing).is_err());
+        let err = decide(&required, Ok(7), failing).unwrap_err();
+        assert_eq!(err.to_string(), "Landlock path /x: gone");
 
         // Disabled by the caller: never prepared; contradictory when required.
         let off = SandboxRequest {
@@ -748,7 +787,10 @@ mod tests {
             writable: vec![],
             append_files: vec![],
         };
-        assert!(decide(&off_required, Ok(7), never).is_err());
+        assert_eq!(
+            decide(&off_required, Ok(7), never).unwrap_err(),
+            SandboxError::RequiredButDisabled
+        );
     }
 
     #[test]
