@@ -4,6 +4,30 @@
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
+/// What can be wrong with the environment or with a bundle root a call names; the
+/// messages are the ones operators and clients read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The working directory cannot be read (deleted under the process, no permission).
+    #[error("cannot read the working directory: {0}")]
+    WorkingDirectory(#[source] std::io::Error),
+    /// A variable that must hold a positive number does not.
+    #[error("{variable}={value:?} is not a positive {what}")]
+    NotPositive {
+        variable: &'static str,
+        value: String,
+        /// "integer" or "number of seconds".
+        what: &'static str,
+    },
+    /// Two bundle roots share a name.
+    #[error("bundle root name '{0}' is declared twice; give each --bundle-root NAME=DIR a distinct name")]
+    DuplicateRootName(String),
+    /// A call named a bundle root the operator did not install; `known` lists those it
+    /// may name, as `NAME (DIR)`.
+    #[error("names no bundle root the operator installed (a bundle's configs and scripts run as code, so only the operator may add one); use one of: {}", .known.join(", "))]
+    RootNotInstalled { known: Vec<String> },
+}
+
 /// Environment variable naming extra directories runs may write into (`:`-separated).
 pub const ALLOWED_DIRS_ENV: &str = "CTMR_SKILL_ALLOWED_DIRS";
 /// Environment variable naming the upstream bundle root.
@@ -90,17 +114,19 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env() -> Result<Config, String> {
-        let cwd = std::env::current_dir()
-            .map_err(|e| format!("cannot read the working directory: {e}"))?;
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let cwd = std::env::current_dir().map_err(ConfigError::WorkingDirectory)?;
         let extra = std::env::var(ALLOWED_DIRS_ENV).unwrap_or_default();
         let max_runs = match std::env::var(MAX_RUNS_ENV) {
-            Ok(v) if !v.trim().is_empty() => v
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or(format!("{MAX_RUNS_ENV}={v:?} is not a positive integer"))?,
+            Ok(v) if !v.trim().is_empty() => {
+                v.trim().parse::<usize>().ok().filter(|n| *n >= 1).ok_or(
+                    ConfigError::NotPositive {
+                        variable: MAX_RUNS_ENV,
+                        value: v,
+                        what: "integer",
+                    },
+                )?
+            }
             _ => 1,
         };
         let var = |k: &str| std::env::var(k).ok();
@@ -128,9 +154,11 @@ impl Config {
                 .parse::<f64>()
                 .ok()
                 .filter(|s| s.is_finite() && *s > 0.0)
-                .ok_or(format!(
-                    "{WORKER_IDLE_ENV}={v:?} is not a positive number of seconds"
-                ))?;
+                .ok_or(ConfigError::NotPositive {
+                    variable: WORKER_IDLE_ENV,
+                    value: v.clone(),
+                    what: "number of seconds",
+                })?;
             config.worker_idle = std::time::Duration::from_secs_f64(seconds);
         }
         config.slurm_allow_flags = std::env::var(SLURM_ALLOW_FLAGS_ENV)
@@ -219,7 +247,7 @@ impl Config {
 
     /// Add operator roots, each `DIR` (named after its last component) or `NAME=DIR`,
     /// ahead of `env` and `default`. A name used twice is an error.
-    pub fn declare_roots(&mut self, specs: &[String]) -> Result<(), String> {
+    pub fn declare_roots(&mut self, specs: &[String]) -> Result<(), ConfigError> {
         let mut declared: Vec<BundleRoot> = Vec::new();
         for spec in specs {
             let (name, dir) = match spec.split_once('=') {
@@ -240,7 +268,7 @@ impl Config {
                 .chain(&self.bundle_roots)
                 .any(|r| r.name == name)
             {
-                return Err(format!("bundle root name '{name}' is declared twice; give each --bundle-root NAME=DIR a distinct name"));
+                return Err(ConfigError::DuplicateRootName(name));
             }
             declared.push(BundleRoot { name, path });
         }
@@ -253,7 +281,7 @@ impl Config {
     /// usual order: `NV_SEGMENT_CTMR_ROOT`, then the workbench root) unless the
     /// variable is unset and the operator declared roots by name, then the first of
     /// those. The error says which roots a client may name.
-    pub fn bundle_root_for(&self, requested: Option<&str>) -> Result<Option<PathBuf>, String> {
+    pub fn bundle_root_for(&self, requested: Option<&str>) -> Result<Option<PathBuf>, ConfigError> {
         let Some(requested) = requested else {
             if self.env_root.is_some() {
                 return Ok(None);
@@ -279,10 +307,7 @@ impl Config {
             .iter()
             .map(|r| format!("{} ({})", r.name, r.path.display()))
             .collect();
-        Err(format!(
-            "names no bundle root the operator installed (a bundle's configs and scripts run as code, so only the operator may add one); use one of: {}",
-            known.join(", ")
-        ))
+        Err(ConfigError::RootNotInstalled { known })
     }
 
     /// An argument path made absolute against the working directory.
@@ -432,6 +457,8 @@ mod tests {
         // NV_SEGMENT_CTMR_ROOT stays the default while it is set.
         assert_eq!(config.bundle_root_for(None).unwrap(), None);
         let refused = config.bundle_root_for(Some("/tmp/attacker")).unwrap_err();
+        assert!(matches!(&refused, ConfigError::RootNotInstalled { known } if known.len() == 4));
+        let refused = refused.to_string();
         assert!(
             refused.contains("demo (") && refused.contains("operator"),
             "{refused}"
@@ -440,7 +467,14 @@ mod tests {
         assert!(config
             .bundle_root_for(Some(&base.join("bundles/demo/../x").display().to_string()))
             .is_err());
-        assert!(config.declare_roots(&["demo=/x".into()]).is_err());
+        let twice = config.declare_roots(&["demo=/x".into()]).unwrap_err();
+        assert!(
+            matches!(&twice, ConfigError::DuplicateRootName(name) if name == "demo"),
+            "{twice}"
+        );
+        assert!(twice
+            .to_string()
+            .starts_with("bundle root name 'demo' is declared twice"));
         // Without the variable, the first root declared by name is the default.
         let mut config = Config::new(base.clone(), vec![], None, None, 1);
         config.declare_roots(&["demo=bundles/demo".into()]).unwrap();

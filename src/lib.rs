@@ -28,8 +28,9 @@
 //! | | [`evidence`] | the evidence document, its builder, sanity checks, packs, cohorts | layer 1, `inspect`, `labels`, `render`, `upstream`, `dicom`, `cluster` |
 //! | | [`jobs`] | background runs: the one job table, run records, the runs index | layer 1 |
 //! | | [`dicom`] | a DICOM series (directory or zip) checked and converted to NIfTI, no patient data | layer 1 |
+//! | | [`runner`] | run infrastructure: run slots per device, the environment-probe cache, the warm workers | layer 1, `upstream`, `evidence` |
 //! | 3 interface | [`manifest`] | `skill_manifest.yaml`: argument validation, input schemas, gates, tool specs | layers 1-2 |
-//! | 4 tools | [`tools`] | one file per tool behind one `Tool` trait; the registry; run slots | layers 1-3 |
+//! | 4 tools | [`tools`] | one file per tool behind one `Tool` trait; the registry | layers 1-3 |
 //! | 5 faces | [`server`] | the MCP stdio server (rmcp), confined to one module | layers 1-4 |
 //! | | [`cli`] | clap arguments, subcommands, exit codes, the progress bar | layers 1-4, `server` |
 
@@ -48,6 +49,7 @@ pub mod labels;
 pub mod manifest;
 pub mod nifti;
 pub mod render;
+pub mod runner;
 pub mod server;
 pub mod tools;
 pub mod upstream;

@@ -132,7 +132,7 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest, mode: Prog
             return EXIT_USAGE;
         }
     };
-    let slots = Arc::new(crate::tools::slots::RunSlots::new(
+    let slots = Arc::new(crate::runner::slots::RunSlots::new(
         config.max_concurrent_runs,
     ));
     let runner = RunBatch::new(Arc::new(config), Arc::new(manifest), slots);

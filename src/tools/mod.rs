@@ -7,6 +7,13 @@
 //! line to `registry()` in `src/tools/toolbox.rs`, the one place that lists them.
 //! Nothing else knows tool names.
 //!
+//! Beside the tools live only the pieces that exist because of the tools' interface:
+//! [`write_gate`] (the one check for every path a tool argument names for writing,
+//! driven by the manifest's `writes:`), [`schemas`] (the documents behind the tools'
+//! `outputSchema`s) and the toolbox (the tools behind the server's [`ToolBox`]). The
+//! machinery a run needs whichever tool starts it (run slots, the probe cache, warm
+//! workers) is [`crate::runner`].
+//!
 //! The layers above (the MCP server, the CLI) know tools only through [`ToolBox`]: it
 //! lists [`ToolSpec`]s and forwards calls with a [`CallContext`] (progress sink and
 //! cancellation). Tool failures come back as [`ToolOutcome::Failure`] (an `isError`
@@ -18,17 +25,14 @@
 
 pub mod inspect_label_map;
 pub mod list_labels;
-pub mod probe_cache;
 pub mod registry;
 pub mod render_overlay;
 pub mod run_batch;
 pub mod run_script;
 pub mod runs;
 pub mod schemas;
-pub mod slots;
 mod toolbox;
 pub mod verify_evidence;
-pub mod workers;
 pub mod write_gate;
 
 use std::sync::Arc;

@@ -14,12 +14,12 @@ use super::run_batch::RunBatch;
 use super::run_script::RunScript;
 use super::runs::{CancelRun, GetRun, ListRuns};
 use super::verify_evidence::VerifyEvidence;
-use super::workers::Workers;
 use super::{Started, ToolBox, ToolCallError};
 use crate::call::{CallContext, ToolOutcome};
 use crate::config::Config;
 use crate::jobs::JobTable;
 use crate::manifest::{Manifest, ToolSpec};
+use crate::runner::workers::Workers;
 
 /// The product's tools, as declared in the manifest.
 pub struct CtmrTools {

@@ -166,7 +166,7 @@ CTMR_SKILL_PYTHON at an interpreter with monai and torch installed)",
 Fix: run on a Linux kernel with Landlock enabled (5.13 or later, 'landlock' in the lsm= boot list), or \
 allow running without the sandbox"
     )]
-    SandboxUnavailable { reason: String },
+    SandboxUnavailable { reason: super::SandboxError },
 
     /// Moving a stale mask aside failed.
     #[error("could not move the stale mask {} aside to {}: {source}", from.display(), to.display())]

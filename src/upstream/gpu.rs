@@ -62,9 +62,23 @@ impl GpuCost {
     }
 }
 
+/// Why GPU figures cannot be had: NVML is not there, or it failed to answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GpuError {
+    /// libnvidia-ml could not be loaded; `driver` says whether a device node exists.
+    #[error("NVML (libnvidia-ml) could not be loaded: {detail}; {driver}")]
+    NoNvml {
+        detail: String,
+        driver: &'static str,
+    },
+    /// NVML is loaded but a query failed (its message).
+    #[error("{0}")]
+    Query(String),
+}
+
 /// NVML, initialised once per process, or why it could not be.
-fn nvml() -> Result<&'static Nvml, String> {
-    static NVML: OnceLock<Result<Nvml, String>> = OnceLock::new();
+fn nvml() -> Result<&'static Nvml, GpuError> {
+    static NVML: OnceLock<Result<Nvml, GpuError>> = OnceLock::new();
     NVML.get_or_init(|| {
         Nvml::init().map_err(|e| {
             let driver = if std::path::Path::new("/dev/nvidiactl").exists() {
@@ -72,7 +86,10 @@ fn nvml() -> Result<&'static Nvml, String> {
             } else {
                 "no NVIDIA driver on this machine (/dev/nvidiactl is absent)"
             };
-            format!("NVML (libnvidia-ml) could not be loaded: {e}; {driver}")
+            GpuError::NoNvml {
+                detail: e.to_string(),
+                driver,
+            }
         })
     })
     .as_ref()
@@ -80,16 +97,17 @@ fn nvml() -> Result<&'static Nvml, String> {
 }
 
 /// Whether NVML answers on this machine (for `doctor`).
-pub fn available() -> Result<(), String> {
+pub fn available() -> Result<(), GpuError> {
     nvml().map(|_| ())
 }
 
 /// GPU memory per process id on every device, in bytes (for `doctor`'s worker list).
-pub fn memory_by_pid() -> Result<std::collections::BTreeMap<u32, u64>, String> {
+pub fn memory_by_pid() -> Result<std::collections::BTreeMap<u32, u64>, GpuError> {
     let nvml = nvml()?;
+    let query = |e: nvml_wrapper::error::NvmlError| GpuError::Query(e.to_string());
     let mut out = std::collections::BTreeMap::new();
-    for index in 0..nvml.device_count().map_err(|e| e.to_string())? {
-        let device = nvml.device_by_index(index).map_err(|e| e.to_string())?;
+    for index in 0..nvml.device_count().map_err(query)? {
+        let device = nvml.device_by_index(index).map_err(query)?;
         for p in device.running_compute_processes().unwrap_or_default() {
             if let UsedGpuMemory::Used(bytes) = p.used_gpu_memory {
                 *out.entry(p.pid).or_insert(0) += bytes;
@@ -155,7 +173,7 @@ impl Drop for GpuSampler {
 fn sample_until(stop: &AtomicBool, group: &AtomicU32) -> GpuCost {
     let nvml = match nvml() {
         Ok(n) => n,
-        Err(reason) => return GpuCost::unmeasured(reason),
+        Err(reason) => return GpuCost::unmeasured(reason.to_string()),
     };
     let mut tally = Tally::default();
     let mut last = Instant::now();
@@ -249,6 +267,7 @@ mod tests {
         match nvml() {
             Err(reason) => {
                 assert!(!cost.measured);
+                let reason = reason.to_string();
                 assert_eq!(cost.reason.as_deref(), Some(reason.as_str()));
                 assert!(reason.contains("NVML"), "{reason}");
             }

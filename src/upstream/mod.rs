@@ -99,9 +99,10 @@ pub use root::{
 };
 pub use sandbox::{
     build_policy, discover_inputs, handled_fs, harden, landlock_abi, prepare, rights, sandbox_for,
-    PathRule, PreparedSandbox, PrivateTmp, RuleKind, SandboxInputs, SandboxPolicy, SandboxReport,
-    SandboxRequest,
+    PathRule, PreparedSandbox, PrivateTmp, RuleKind, SandboxError, SandboxInputs, SandboxPolicy,
+    SandboxReport, SandboxRequest,
 };
+pub use supervise::tail_of_file;
 pub use supervise::{
     probe_for_request, run, run_batch, supervise, Invocation, ProgressEvent, ProgressHook,
     RunOptions, RunOutcome, RunResult, Stream, TAIL_CHARS,

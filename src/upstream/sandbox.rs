@@ -283,8 +283,39 @@ fn discover_inputs_in(writable: &[PathBuf], env: &ChildEnv, dev: &Path) -> Sandb
     }
 }
 
+/// Why the sandbox cannot be applied: Landlock is missing from the kernel, or the rule
+/// set could not be built, or a required sandbox was switched off. The messages are the
+/// reasons evidence and refusals quote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SandboxError {
+    /// The kernel has no Landlock (`ENOSYS`).
+    #[error("Landlock is not built into this kernel (ENOSYS)")]
+    NotBuiltIn,
+    /// The kernel has Landlock but it is not enabled (`EOPNOTSUPP`).
+    #[error("Landlock is disabled on this kernel (EOPNOTSUPP; enable it with lsm=...,landlock)")]
+    Disabled,
+    /// Any other failure asking for the ABI version (the OS error's text).
+    #[error("Landlock is unavailable: {0}")]
+    Unavailable(String),
+    /// An ABI version that does not fit a `u32`.
+    #[error("unexpected Landlock ABI {0}")]
+    UnexpectedAbi(i64),
+    /// Not Linux.
+    #[error("Landlock exists only on Linux")]
+    NotLinux,
+    /// Building the rule set failed at `what` (a right, a path, a rule).
+    #[error("Landlock {what}: {detail}")]
+    RuleSet { what: String, detail: String },
+    /// The rule set came back without a descriptor.
+    #[error("Landlock rule set was not created")]
+    NotCreated,
+    /// The caller both disabled and required the sandbox.
+    #[error("the sandbox is required but disabled (sandbox = false)")]
+    RequiredButDisabled,
+}
+
 /// The kernel's Landlock ABI version, or why there is none.
-pub fn landlock_abi() -> Result<u32, String> {
+pub fn landlock_abi() -> Result<u32, SandboxError> {
     #[cfg(target_os = "linux")]
     {
         const LANDLOCK_CREATE_RULESET_VERSION: libc::c_ulong = 1;
@@ -299,21 +330,18 @@ pub fn landlock_abi() -> Result<u32, String> {
             )
         };
         if v > 0 {
-            return u32::try_from(v).map_err(|_| format!("unexpected Landlock ABI {v}"));
+            return u32::try_from(v).map_err(|_| SandboxError::UnexpectedAbi(v));
         }
         let e = std::io::Error::last_os_error();
         Err(match e.raw_os_error() {
-            Some(libc::ENOSYS) => "Landlock is not built into this kernel (ENOSYS)".into(),
-            Some(libc::EOPNOTSUPP) => {
-                "Landlock is disabled on this kernel (EOPNOTSUPP; enable it with lsm=...,landlock)"
-                    .into()
-            }
-            _ => format!("Landlock is unavailable: {e}"),
+            Some(libc::ENOSYS) => SandboxError::NotBuiltIn,
+            Some(libc::EOPNOTSUPP) => SandboxError::Disabled,
+            _ => SandboxError::Unavailable(e.to_string()),
         })
     }
     #[cfg(not(target_os = "linux"))]
     {
-        Err("Landlock exists only on Linux".into())
+        Err(SandboxError::NotLinux)
     }
 }
 
@@ -335,8 +363,11 @@ impl PreparedSandbox {
 /// Create and fill the rule set for `policy` (in this process; nothing is restricted
 /// here). Any right the kernel would not enforce is an error: the policy is built for
 /// the kernel's own ABI, so the report never claims more than is enforced.
-pub fn prepare(policy: &SandboxPolicy) -> Result<PreparedSandbox, String> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| format!("Landlock {what}: {e}");
+pub fn prepare(policy: &SandboxPolicy) -> Result<PreparedSandbox, SandboxError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| SandboxError::RuleSet {
+        what: what.to_string(),
+        detail: e.to_string(),
+    };
     let mut ruleset = Ruleset::default();
     ruleset = ruleset.set_compatibility(CompatLevel::HardRequirement);
     let mut ruleset = ruleset
@@ -357,7 +388,7 @@ pub fn prepare(policy: &SandboxPolicy) -> Result<PreparedSandbox, String> {
     }
     let fd: Option<std::os::fd::OwnedFd> = created.into();
     let Some(fd) = fd else {
-        return Err("Landlock rule set was not created".into());
+        return Err(SandboxError::NotCreated);
     };
     Ok(PreparedSandbox {
         fd: Some(fd),
@@ -381,7 +412,7 @@ pub struct SandboxRequest {
 /// The sandbox for one child: `Ok` with a restriction, or `Ok` unconfined (with the
 /// reason) when it is disabled or unavailable and not required; `Err(reason)` when it
 /// is required and cannot be applied.
-pub fn sandbox_for(req: &SandboxRequest, env: &ChildEnv) -> Result<PreparedSandbox, String> {
+pub fn sandbox_for(req: &SandboxRequest, env: &ChildEnv) -> Result<PreparedSandbox, SandboxError> {
     decide(req, landlock_abi(), |abi| {
         let mut inputs = discover_inputs(&req.writable, env);
         inputs.append_files = req
@@ -397,12 +428,12 @@ pub fn sandbox_for(req: &SandboxRequest, env: &ChildEnv) -> Result<PreparedSandb
 /// [`sandbox_for`]'s decision with the ABI and the preparation passed in.
 pub(crate) fn decide(
     req: &SandboxRequest,
-    abi: Result<u32, String>,
-    prepare: impl FnOnce(u32) -> Result<PreparedSandbox, String>,
-) -> Result<PreparedSandbox, String> {
+    abi: Result<u32, SandboxError>,
+    prepare: impl FnOnce(u32) -> Result<PreparedSandbox, SandboxError>,
+) -> Result<PreparedSandbox, SandboxError> {
     if !req.enabled {
         if req.required {
-            return Err("the sandbox is required but disabled (sandbox = false)".into());
+            return Err(SandboxError::RequiredButDisabled);
         }
         return Ok(PreparedSandbox::unconfined(SandboxReport::not_enforced(
             abi.ok(),
@@ -511,258 +542,4 @@ impl Drop for PrivateTmp {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn inputs() -> SandboxInputs {
-        SandboxInputs {
-            writable: vec!["/runs/out".into(), "/runs/out/logs".into(), "/tmp/p".into()],
-            caches: vec!["/home/u/.nv/ComputeCache".into()],
-            shm: Some("/dev/shm".into()),
-            devices: vec![
-                "/dev/null".into(),
-                "/dev/nvidia0".into(),
-                "/dev/nvidiactl".into(),
-            ],
-            append_files: vec!["/bundle/training.log".into()],
-        }
-    }
-
-    fn rule<'a>(p: &'a SandboxPolicy, path: &str) -> &'a PathRule {
-        p.rules
-            .iter()
-            .find(|r| r.path == Path::new(path))
-            .unwrap_or_else(|| panic!("no rule for {path}"))
-    }
-
-    #[test]
-    fn root_is_read_only_and_only_the_listed_paths_are_writable() {
-        let p = build_policy(&inputs(), 7);
-        let root = rule(&p, "/");
-        assert_eq!(root.kind, RuleKind::ReadOnlyRoot);
-        assert_eq!(
-            root.access,
-            AccessFs::Execute | AccessFs::ReadFile | AccessFs::ReadDir
-        );
-        for dir in [
-            "/runs/out",
-            "/runs/out/logs",
-            "/tmp/p",
-            "/home/u/.nv/ComputeCache",
-            "/dev/shm",
-        ] {
-            let r = rule(&p, dir);
-            assert_eq!(r.kind, RuleKind::Writable, "{dir}");
-            for right in [
-                AccessFs::WriteFile,
-                AccessFs::MakeReg,
-                AccessFs::MakeDir,
-                AccessFs::RemoveFile,
-                AccessFs::Refer,
-                AccessFs::Truncate,
-            ] {
-                assert!(r.access.contains(right), "{dir} lacks {right:?}");
-            }
-            assert!(!r.access.contains(AccessFs::MakeChar), "{dir}");
-            assert!(!r.access.contains(AccessFs::MakeBlock), "{dir}");
-        }
-        for dev in ["/dev/null", "/dev/nvidia0", "/dev/nvidiactl"] {
-            let r = rule(&p, dev);
-            assert_eq!(r.kind, RuleKind::Device);
-            assert_eq!(
-                r.access,
-                AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate | AccessFs::IoctlDev
-            );
-        }
-        // The bundle's log file: written (appended), not created, removed or truncated.
-        let log = rule(&p, "/bundle/training.log");
-        assert_eq!(log.kind, RuleKind::AppendFile);
-        assert_eq!(log.access, AccessFs::WriteFile);
-        assert!(p.rules.iter().all(|r| r.path != Path::new("/bundle")));
-        assert_eq!(p.rules.len(), 1 + 5 + 3 + 1);
-        // Everything written is handled, so everything not granted is denied.
-        for r in &p.rules {
-            assert!(p.handled_fs.contains(r.access), "{:?}", r.path);
-        }
-        assert!(!p.handled_fs.contains(AccessFs::ResolveUnix));
-    }
-
-    #[test]
-    fn rights_follow_the_abi_and_tcp_is_denied_from_abi_4() {
-        let v1 = build_policy(&inputs(), 1);
-        assert!(!v1.deny_tcp);
-        assert!(!v1.handled_fs.contains(AccessFs::Refer));
-        assert!(!rule(&v1, "/runs/out").access.contains(AccessFs::Truncate));
-        assert_eq!(
-            rule(&v1, "/dev/null").access,
-            AccessFs::ReadFile | AccessFs::WriteFile
-        );
-        let v3 = build_policy(&inputs(), 3);
-        assert!(!v3.deny_tcp);
-        assert!(v3.handled_fs.contains(AccessFs::Truncate));
-        assert!(!v3.handled_fs.contains(AccessFs::IoctlDev));
-        let v4 = build_policy(&inputs(), 4);
-        assert!(v4.deny_tcp);
-        assert!(!v4.handled_fs.contains(AccessFs::IoctlDev));
-        let v5 = build_policy(&inputs(), 5);
-        assert!(v5.handled_fs.contains(AccessFs::IoctlDev));
-        // Newer ABIs than the crate or this policy knows: the same rights, never ResolveUnix.
-        let v99 = build_policy(&inputs(), 99);
-        assert!(v99.deny_tcp);
-        assert_eq!(v99.handled_fs, build_policy(&inputs(), 7).handled_fs);
-        assert!(!v99.handled_fs.contains(AccessFs::ResolveUnix));
-    }
-
-    #[test]
-    fn the_report_lists_every_rule_and_the_network() {
-        let mut i = inputs();
-        i.writable.push("/runs/out".into()); // a duplicate is one rule
-        let r = build_policy(&i, 7).report();
-        assert!(r.enforced && r.network_denied && r.reason.is_none());
-        assert_eq!(r.abi, Some(7));
-        assert_eq!(
-            r.writable,
-            [
-                "/runs/out",
-                "/runs/out/logs",
-                "/tmp/p",
-                "/home/u/.nv/ComputeCache",
-                "/dev/shm",
-                "/dev/null",
-                "/dev/nvidia0",
-                "/dev/nvidiactl",
-                "/bundle/training.log"
-            ]
-        );
-        assert_eq!(r.rules[0], "/: execute, read_file, read_dir");
-        assert!(r
-            .rules
-            .contains(&"/bundle/training.log: write_file".to_string()));
-        assert_eq!(r.rules.last().unwrap(), "tcp: bind and connect denied");
-        assert!(r
-            .rules
-            .contains(&"/dev/nvidiactl: read_file, write_file, truncate, ioctl_dev".to_string()));
-        let r = build_policy(&i, 3).report();
-        assert!(!r.network_denied);
-        assert_eq!(
-            r.rules.last().unwrap(),
-            "tcp: not restricted (Landlock ABI 3 < 4)"
-        );
-        let json = serde_json::to_value(&r).unwrap();
-        assert_eq!(json["enforced"], true);
-        assert_eq!(json["abi"], 3);
-    }
-
-    #[test]
-    fn discovery_keeps_what_exists_and_reads_the_childs_env() {
-        let t = tempfile::tempdir().unwrap();
-        let dev = t.path().join("dev");
-        for d in ["shm", "dri", "nvidia-caps"] {
-            std::fs::create_dir_all(dev.join(d)).unwrap();
-        }
-        for f in ["null", "nvidia0", "nvidiactl", "sda"] {
-            std::fs::write(dev.join(f), "").unwrap();
-        }
-        let home = t.path().join("home");
-        std::fs::create_dir_all(home.join(".nv/ComputeCache")).unwrap();
-        let cuda_cache = t.path().join("cuda-cache");
-        let out = t.path().join("out");
-        std::fs::create_dir_all(&out).unwrap();
-        let env = ChildEnv {
-            vars: [
-                ("HOME".into(), home.clone().into_os_string()),
-                (
-                    "CUDA_CACHE_PATH".into(),
-                    cuda_cache.clone().into_os_string(),
-                ),
-            ]
-            .into_iter()
-            .collect(),
-            set_by_us: Default::default(),
-            removed: Vec::new(),
-        };
-        let missing = t.path().join("not-yet");
-        let i = discover_inputs_in(&[out.clone(), missing, "relative".into()], &env, &dev);
-        assert_eq!(i.writable, [out]);
-        assert_eq!(i.caches, [home.join(".nv/ComputeCache")]);
-        assert_eq!(i.shm, Some(dev.join("shm")));
-        assert_eq!(
-            i.devices,
-            [
-                dev.join("null"),
-                dev.join("nvidia-caps"),
-                dev.join("nvidia0"),
-                dev.join("nvidiactl"),
-                dev.join("dri")
-            ]
-        );
-        std::fs::create_dir_all(&cuda_cache).unwrap();
-        let i = discover_inputs_in(&[], &env, &dev);
-        assert_eq!(i.caches, [home.join(".nv/ComputeCache"), cuda_cache]);
-    }
-
-    #[test]
-    fn unavailable_landlock_runs_unconfined_unless_required() {
-        let req = SandboxRequest {
-            enabled: true,
-            required: false,
-            writable: vec![],
-            append_files: vec![],
-        };
-        let never = |_| -> Result<PreparedSandbox, String> { panic!("prepared without an ABI") };
-        let p = decide(&req, Err("Landlock is disabled".into()), never).unwrap();
-        assert!(p.fd.is_none());
-        assert!(!p.report.enforced);
-        assert_eq!(p.report.abi, None);
-        assert!(p
-            .report
-            .reason
-            .as_deref()
-            .unwrap()
-            .contains("Landlock is disabled"));
-
-        let required = SandboxRequest {
-            required: true,
-            ..req.clone()
-        };
-        let err = decide(&required, Err("Landlock is disabled".into()), never).unwrap_err();
-        assert!(err.contains("Landlock is disabled"), "{err}");
-
-        // A failed preparation is treated the same way.
-        let failing = |_| Err("Landlock path /x: gone".to_string());
-        let p = decide(&req, Ok(7), failing).unwrap();
-        assert!(!p.report.enforced);
-        assert_eq!(p.report.abi, Some(7));
-        assert!(decide(&required, Ok(7), failing).is_err());
-
-        // Disabled by the caller: never prepared; contradictory when required.
-        let off = SandboxRequest {
-            enabled: false,
-            ..req.clone()
-        };
-        let p = decide(&off, Ok(7), never).unwrap();
-        assert_eq!(p.report.reason.as_deref(), Some("disabled by the caller"));
-        let off_required = SandboxRequest {
-            enabled: false,
-            required: true,
-            writable: vec![],
-            append_files: vec![],
-        };
-        assert!(decide(&off_required, Ok(7), never).is_err());
-    }
-
-    #[test]
-    fn the_private_tmp_is_private_and_removed() {
-        let tmp = PrivateTmp::create().unwrap();
-        let path = tmp.path().to_path_buf();
-        std::fs::write(path.join("x"), "y").unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o700);
-        }
-        drop(tmp);
-        assert!(!path.exists());
-    }
-}
+mod tests;

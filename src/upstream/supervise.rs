@@ -334,7 +334,14 @@ async fn supervise_writing(
     let sandbox = sandbox_for(&request, &env)
         .map_err(|reason| UpstreamError::SandboxUnavailable { reason })?;
     result.sandbox = sandbox.report.clone();
-    let spawned = spawn_child(&inv.cwd, &env, program, args, &sandbox);
+    let spawned = spawn_child(
+        &inv.cwd,
+        &env,
+        program,
+        args,
+        &sandbox,
+        (Stdio::piped(), Stdio::piped()),
+    );
     drop(sandbox);
     let mut child = match spawned {
         Ok(c) => c,
@@ -451,14 +458,16 @@ fn finish(mut r: RunResult, t0: Instant) -> RunResult {
 }
 
 /// Start the program: no shell, exactly this environment, stdin null, stdout and
-/// stderr piped, its own process group, killed if the handle is dropped, hardened
-/// ([`harden`]: the sandbox, death with the server).
-fn spawn_child(
+/// stderr where `output` says (pipes for a run, log files for a warm worker), its own
+/// process group, killed if the handle is dropped, hardened ([`harden`]: the sandbox,
+/// death with the server).
+pub(crate) fn spawn_child(
     cwd: &Path,
     env: &ChildEnv,
-    program: &str,
+    program: impl AsRef<std::ffi::OsStr>,
     args: &[String],
     sandbox: &PreparedSandbox,
+    output: (Stdio, Stdio),
 ) -> std::io::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
@@ -466,8 +475,8 @@ fn spawn_child(
         .env_clear()
         .envs(&env.vars)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(output.0)
+        .stderr(output.1)
         .kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);
@@ -574,11 +583,12 @@ pub(crate) fn kill_group(pgid: u32, signal: i32) -> bool {
     unsafe { libc::killpg(pgid, signal) == 0 }
 }
 
-/// Kills the group with SIGKILL when dropped armed (the run future was dropped mid-run).
-struct GroupGuard(Option<u32>);
+/// Kills the group with SIGKILL when dropped armed (the run future was dropped
+/// mid-run, or a warm worker was dropped); through [`kill_group`], so never group 0 or 1.
+pub(crate) struct GroupGuard(pub(crate) Option<u32>);
 
 impl GroupGuard {
-    fn disarm(&mut self) {
+    pub(crate) fn disarm(&mut self) {
         self.0 = None;
     }
 }
@@ -709,6 +719,14 @@ pub(crate) fn tail_of(s: &str, n: usize) -> String {
     format!("...{}", &s[start..])
 }
 
+/// The last [`TAIL_CHARS`] characters of a log file (empty when unreadable), for messages.
+pub fn tail_of_file(path: &Path) -> String {
+    tail_of(
+        &std::fs::read_to_string(path).unwrap_or_default(),
+        TAIL_CHARS,
+    )
+}
+
 fn rfc3339(t: SystemTime) -> String {
     DateTime::<Utc>::from(t).to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -744,5 +762,27 @@ mod tests {
         t.push(wide.as_bytes());
         let tail = t.finish();
         assert_eq!(tail, format!("...{}", "日".repeat(TAIL_CHARS)));
+    }
+
+    #[test]
+    fn group_kills_never_reach_our_own_group_or_init() {
+        // Signal 0 only checks: without the guard, group 0 (our own) would answer true.
+        assert!(!kill_group(0, 0));
+        assert!(!kill_group(1, 0));
+        assert!(!kill_group(u32::MAX, 0));
+        // A worker whose child had no pid arms a guard on nothing; its drop kills nothing.
+        drop(GroupGuard(None));
+        drop(GroupGuard(Some(0)));
+    }
+
+    #[test]
+    fn file_tails_are_the_last_characters_or_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("worker.stderr.log");
+        assert_eq!(tail_of_file(&log), "");
+        std::fs::write(&log, "x".repeat(TAIL_CHARS + 3) + "end").unwrap();
+        let tail = tail_of_file(&log);
+        assert!(tail.starts_with("...") && tail.ends_with("end"));
+        assert_eq!(tail.chars().count(), TAIL_CHARS + 3);
     }
 }

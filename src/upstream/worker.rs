@@ -15,7 +15,9 @@
 //! to a scratch folder there, and the caller moves the mask into the pack. Requests and
 //! replies travel as JSON lines over a UNIX socket in that directory, never over the
 //! child's stdout. The worker dies with the server (`PR_SET_PDEATHSIG`), its process
-//! group is killed when it is dropped, cancelled or past a request's timeout.
+//! group is killed when it is dropped, cancelled or past a request's timeout. It is
+//! started, killed and tailed by the same helpers as a one-shot run
+//! (`supervise.rs`: `spawn_child`, `GroupGuard`, `tail_of_file`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -29,7 +31,8 @@ use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
 use super::python::{probe_answer, RawProbe};
-use super::sandbox::{harden, sandbox_for, PrivateTmp, SandboxReport, SandboxRequest};
+use super::sandbox::{sandbox_for, PrivateTmp, SandboxReport, SandboxRequest};
+use super::supervise::{spawn_child, tail_of_file, GroupGuard};
 use super::{child_env, DeviceRequest, EnvProbe, UpstreamError};
 
 /// The worker program, shipped in the binary and written into the worker's private
@@ -87,23 +90,9 @@ pub struct Worker {
     writer: OwnedWriteHalf,
     next_id: u64,
     // Dropped after the fields above: the process group dies, then the directory goes.
-    group: GroupKill,
+    _group: GroupGuard,
     _child: tokio::process::Child,
     dir: PrivateTmp,
-}
-
-/// Kills the worker's process group when dropped.
-struct GroupKill(u32);
-
-impl Drop for GroupKill {
-    fn drop(&mut self) {
-        if let Ok(pgid) = libc::pid_t::try_from(self.0) {
-            // SAFETY: a signal to the group of a child this process started.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
-        }
-    }
 }
 
 /// Why a request got no reply: the worker is gone (or was killed) and must be replaced.
@@ -162,29 +151,30 @@ impl Worker {
             socket.display().to_string(),
             spec.bundle_root.display().to_string(),
         ];
-        let mut cmd = tokio::process::Command::new(&spec.python);
-        cmd.args(&argv[1..])
-            .current_dir(&spec.bundle_root)
-            .env_clear()
-            .envs(&env.vars)
-            .stdin(Stdio::null())
-            .stdout(log_file(&dir.path().join("logs/worker.stdout.log"))?)
-            .stderr(log_file(&dir.path().join("logs/worker.stderr.log"))?)
-            .process_group(0)
-            .kill_on_drop(true);
-        harden(&mut cmd, &sandbox);
+        let output = (
+            log_file(&dir.path().join("logs/worker.stdout.log"))?,
+            log_file(&dir.path().join("logs/worker.stderr.log"))?,
+        );
         let t0 = Instant::now();
-        let mut child = cmd.spawn().map_err(|e| UpstreamError::Io {
+        let spawned = spawn_child(
+            &spec.bundle_root,
+            &env,
+            &spec.python,
+            &argv[1..],
+            &sandbox,
+            output,
+        );
+        let mut child = spawned.map_err(|e| UpstreamError::Io {
             action: "cannot start the warm worker with",
             path: spec.python.clone(),
             source: e,
         })?;
         let pid = child.id().unwrap_or_default();
-        let group = GroupKill(pid);
+        let group = GroupGuard(child.id());
         let died = |dir: &PrivateTmp, what: String| UpstreamError::ProbeFailed {
             python: spec.python.clone(),
             detail: format!("the warm worker {what}"),
-            stderr_tail: tail_of(&dir.path().join("logs/worker.stderr.log")),
+            stderr_tail: tail_of_file(&dir.path().join("logs/worker.stderr.log")),
         };
         let accepted = tokio::select! {
             a = tokio::time::timeout(WORKER_START_TIMEOUT, listener.accept()) => a,
@@ -219,7 +209,7 @@ impl Worker {
             lines,
             writer,
             next_id: 0,
-            group,
+            _group: group,
             _child: child,
             dir,
         })
@@ -269,8 +259,8 @@ impl Worker {
     fn lost(&self, what: &str) -> WorkerLost {
         WorkerLost::Died(format!(
             "the warm worker (pid {}) {what}: {}",
-            self.group.0,
-            tail_of(&self.dir.path().join("logs/worker.stderr.log"))
+            self.pid,
+            tail_of_file(&self.dir.path().join("logs/worker.stderr.log"))
         ))
     }
 
@@ -288,17 +278,4 @@ fn log_file(path: &Path) -> Result<Stdio, UpstreamError> {
             path: path.to_path_buf(),
             source,
         })
-}
-
-/// The last characters of a log file, for messages.
-pub fn tail_of(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let chars: Vec<char> = text.chars().collect();
-    let start = chars.len().saturating_sub(super::TAIL_CHARS);
-    let tail: String = chars[start..].iter().collect();
-    if start > 0 {
-        format!("...{tail}")
-    } else {
-        tail
-    }
 }

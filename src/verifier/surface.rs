@@ -29,10 +29,17 @@
 //! - **NSD at tolerance τ**: surfel area within τ of the other surface (both
 //!   directions) divided by the total surfel area of both surfaces.
 //!
+//! The two pieces that stand on their own are in their own files: the derivation of
+//! the surfel-area table (`surfel_area`) and the exact distance transform (`edt`).
+//!
 //! Empty masks: both empty → nothing is defined (`both_empty`); exactly one empty →
 //! HD95 is infinite (reported as `None`) and NSD is 0, as DeepMind's formulas give.
 
-use std::collections::BTreeMap;
+mod edt;
+mod surfel_area;
+
+pub use edt::squared_edt;
+pub use surfel_area::surfel_area_table;
 
 /// A boolean volume, `x` fastest: index = `x + nx·(y + ny·z)` (the NIfTI reader's order).
 #[derive(Debug, Clone, PartialEq)]
@@ -160,174 +167,6 @@ pub struct SurfaceMetrics {
     pub tolerance_mm: f64,
 }
 
-/// Surfel area (mm²) of every neighbour code at the given spacing (axes 0, 1, 2).
-pub fn surfel_area_table(spacing: [f64; 3]) -> [f64; 256] {
-    let scale = [
-        spacing[1] * spacing[2],
-        spacing[0] * spacing[2],
-        spacing[0] * spacing[1],
-    ];
-    let mut table = [0.0; 256];
-    for (code, slot) in table.iter_mut().enumerate() {
-        let mut area = 0.0;
-        for poly in code_loops(code as u8) {
-            for (a, b, c) in max_area_triangulation(&poly) {
-                area += scaled_triangle_area(poly[a], poly[b], poly[c], scale);
-            }
-        }
-        *slot = area;
-    }
-    table
-}
-
-/// Is cube corner `(a, b, c)` inside for this code (DeepMind's bit order)?
-fn corner_inside(code: u8, corner: [u8; 3]) -> bool {
-    let bit = 7 - (4 * corner[0] + 2 * corner[1] + corner[2]);
-    (code >> bit) & 1 == 1
-}
-
-/// The closed iso-surface loops of one code, as polygons of edge midpoints in unit
-/// cube coordinates.
-fn code_loops(code: u8) -> Vec<Vec<[f64; 3]>> {
-    // Separate the minority corners so a code and its complement share one surface.
-    let minority_inside = code.count_ones() <= 4;
-    type Corner = [u8; 3];
-    let mut segments: Vec<((Corner, Corner), (Corner, Corner))> = Vec::new();
-    let edge = |u: Corner, v: Corner| if u <= v { (u, v) } else { (v, u) };
-    for axis in 0..3 {
-        let others: Vec<usize> = (0..3).filter(|&a| a != axis).collect();
-        for val in 0..2u8 {
-            let cycle: Vec<Corner> = [(0u8, 0u8), (1, 0), (1, 1), (0, 1)]
-                .iter()
-                .map(|&(p, q)| {
-                    let mut c = [0u8; 3];
-                    c[axis] = val;
-                    c[others[0]] = p;
-                    c[others[1]] = q;
-                    c
-                })
-                .collect();
-            let inside: Vec<bool> = cycle.iter().map(|&c| corner_inside(code, c)).collect();
-            let crossing: Vec<usize> = (0..4)
-                .filter(|&i| inside[i] != inside[(i + 1) % 4])
-                .collect();
-            match crossing.len() {
-                2 => {
-                    let (i, j) = (crossing[0], crossing[1]);
-                    segments.push((
-                        edge(cycle[i], cycle[(i + 1) % 4]),
-                        edge(cycle[j], cycle[(j + 1) % 4]),
-                    ));
-                }
-                4 => {
-                    for i in 0..4 {
-                        if inside[i] == minority_inside {
-                            let prev = edge(cycle[(i + 3) % 4], cycle[i]);
-                            let next = edge(cycle[i], cycle[(i + 1) % 4]);
-                            segments.push((prev, next));
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    // Chain segments into loops: every crossing edge lies on exactly two faces.
-    let mut adjacency: BTreeMap<(Corner, Corner), Vec<(Corner, Corner)>> = BTreeMap::new();
-    for &(a, b) in &segments {
-        adjacency.entry(a).or_default().push(b);
-        adjacency.entry(b).or_default().push(a);
-    }
-    let midpoint = |e: (Corner, Corner)| -> [f64; 3] {
-        [0, 1, 2].map(|k| (f64::from(e.0[k]) + f64::from(e.1[k])) / 2.0)
-    };
-    let mut visited: Vec<(Corner, Corner)> = Vec::new();
-    let mut loops = Vec::new();
-    for &start in adjacency.keys() {
-        if visited.contains(&start) {
-            continue;
-        }
-        let mut poly = vec![midpoint(start)];
-        visited.push(start);
-        let mut prev = start;
-        let mut cur = adjacency[&start][0];
-        while cur != start {
-            poly.push(midpoint(cur));
-            visited.push(cur);
-            let next = adjacency[&cur]
-                .iter()
-                .copied()
-                .find(|&n| n != prev)
-                .unwrap_or(start);
-            prev = cur;
-            cur = next;
-        }
-        loops.push(poly);
-    }
-    loops
-}
-
-fn cross(u: [f64; 3], v: [f64; 3]) -> [f64; 3] {
-    [
-        u[1] * v[2] - u[2] * v[1],
-        u[2] * v[0] - u[0] * v[2],
-        u[0] * v[1] - u[1] * v[0],
-    ]
-}
-
-fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-}
-
-fn scaled_triangle_area(p: [f64; 3], q: [f64; 3], r: [f64; 3], scale: [f64; 3]) -> f64 {
-    let n = cross(sub(q, p), sub(r, p));
-    let s = [
-        n[0] * scale[0] / 2.0,
-        n[1] * scale[1] / 2.0,
-        n[2] * scale[2] / 2.0,
-    ];
-    (s[0] * s[0] + s[1] * s[1] + s[2] * s[2]).sqrt()
-}
-
-/// Triangulation of a polygon with maximal total area in voxel units (dynamic
-/// programming over diagonals); returns vertex index triples.
-fn max_area_triangulation(poly: &[[f64; 3]]) -> Vec<(usize, usize, usize)> {
-    let n = poly.len();
-    if n < 3 {
-        return Vec::new();
-    }
-    let unit = [1.0; 3];
-    // best[i][j]: (area, split k) for the sub-polygon i..=j.
-    let mut best = vec![vec![(0.0f64, usize::MAX); n]; n];
-    for len in 2..n {
-        for i in 0..n - len {
-            let j = i + len;
-            let mut choice = (f64::NEG_INFINITY, usize::MAX);
-            for k in i + 1..j {
-                let area = best[i][k].0
-                    + best[k][j].0
-                    + scaled_triangle_area(poly[i], poly[k], poly[j], unit);
-                if area > choice.0 + 1e-12 {
-                    choice = (area, k);
-                }
-            }
-            best[i][j] = choice;
-        }
-    }
-    let mut triangles = Vec::with_capacity(n - 2);
-    let mut stack = vec![(0usize, n - 1)];
-    while let Some((i, j)) = stack.pop() {
-        if j < i + 2 {
-            continue;
-        }
-        let k = best[i][j].1;
-        triangles.push((i, k, j));
-        stack.push((i, k));
-        stack.push((k, j));
-    }
-    triangles
-}
-
 /// The corner-grid view of one mask inside a crop: neighbour codes of every corner.
 struct CornerCodes {
     dims: [usize; 3],
@@ -383,82 +222,6 @@ fn corner_codes(mask: &BoolGrid, lo: [usize; 3], hi: [usize; 3]) -> CornerCodes 
         }
     }
     CornerCodes { dims, codes }
-}
-
-/// Exact squared Euclidean distance transform to the `feature` points, with per-axis
-/// spacing (Felzenszwalb & Huttenlocher, separable lower envelope of parabolas).
-/// Points with no feature anywhere get `f64::INFINITY`.
-pub fn squared_edt(feature: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Vec<f64> {
-    let mut d: Vec<f64> = feature
-        .iter()
-        .map(|&f| if f { 0.0 } else { f64::INFINITY })
-        .collect();
-    let stride = [1, dims[0], dims[0] * dims[1]];
-    let mut line = Vec::new();
-    let mut out = Vec::new();
-    for axis in 0..3 {
-        let n = dims[axis];
-        let (o1, o2) = match axis {
-            0 => (1, 2),
-            1 => (0, 2),
-            _ => (0, 1),
-        };
-        for b in 0..dims[o2] {
-            for a in 0..dims[o1] {
-                let base = a * stride[o1] + b * stride[o2];
-                line.clear();
-                line.extend((0..n).map(|t| d[base + t * stride[axis]]));
-                lower_envelope(&line, spacing[axis], &mut out);
-                for t in 0..n {
-                    d[base + t * stride[axis]] = out[t];
-                }
-            }
-        }
-    }
-    d
-}
-
-/// One 1-D pass: `out[p] = min_q f[q] + (s·(p−q))²` (lower envelope of parabolas).
-fn lower_envelope(f: &[f64], s: f64, out: &mut Vec<f64>) {
-    let n = f.len();
-    out.clear();
-    out.resize(n, f64::INFINITY);
-    let pos = |q: usize| q as f64 * s;
-    // sites[k] owns the envelope from bounds[k] to bounds[k + 1].
-    let mut sites: Vec<usize> = Vec::with_capacity(n);
-    let mut bounds: Vec<f64> = Vec::with_capacity(n);
-    for q in (0..n).filter(|&q| f[q].is_finite()) {
-        let height_q = f[q] + pos(q) * pos(q);
-        loop {
-            let Some(&v) = sites.last() else {
-                sites.push(q);
-                bounds.push(f64::NEG_INFINITY);
-                break;
-            };
-            // Where parabola q starts to lie below parabola v (finite: both finite).
-            let x = (height_q - (f[v] + pos(v) * pos(v))) / (2.0 * (pos(q) - pos(v)));
-            if sites.len() > 1 && x <= bounds[bounds.len() - 1] {
-                sites.pop();
-                bounds.pop();
-                continue;
-            }
-            sites.push(q);
-            bounds.push(x);
-            break;
-        }
-    }
-    let mut k = 0;
-    for (p, slot) in out.iter_mut().enumerate() {
-        if sites.is_empty() {
-            break;
-        }
-        let x = pos(p);
-        while k + 1 < sites.len() && bounds[k + 1] < x {
-            k += 1;
-        }
-        let dx = x - pos(sites[k]);
-        *slot = dx * dx + f[sites[k]];
-    }
 }
 
 /// DeepMind's `compute_surface_distances` for two same-shaped masks.
@@ -594,99 +357,6 @@ mod tests {
             let p = [x, y, z];
             (0..3).all(|k| p[k] >= lo[k] && p[k] < lo[k] + size)
         })
-    }
-
-    #[test]
-    fn area_table_has_the_canonical_planar_values() {
-        let t = surfel_area_table([1.0, 1.0, 1.0]);
-        assert_eq!(t[0], 0.0);
-        assert_eq!(t[255], 0.0);
-        let corner = 3f64.sqrt() / 8.0; // triangle through three edge midpoints
-        for code in [1usize, 2, 4, 8, 16, 32, 64, 128, 254, 127] {
-            assert!((t[code] - corner).abs() < 1e-12, "code {code}: {}", t[code]);
-        }
-        assert!((t[0b0000_1111] - 1.0).abs() < 1e-12, "a face");
-        assert!((t[0b0000_0011] - 0.5f64.sqrt()).abs() < 1e-12, "an edge");
-        // A code and its complement share a surface.
-        for code in 0..256 {
-            assert!((t[code] - t[255 - code]).abs() < 1e-12, "code {code}");
-        }
-        // Anisotropic: a face perpendicular to axis 0 has area s1*s2.
-        let t = surfel_area_table([2.0, 3.0, 5.0]);
-        assert!((t[0b1111_0000] - 15.0).abs() < 1e-12, "{}", t[0b1111_0000]);
-    }
-
-    #[test]
-    fn edt_matches_brute_force_with_anisotropic_spacing() {
-        let dims = [7, 5, 6];
-        let spacing = [0.7, 1.9, 1.3];
-        let mut feature = vec![false; 7 * 5 * 6];
-        for &(x, y, z) in &[(0, 0, 0), (6, 4, 5), (3, 2, 1), (1, 4, 3)] {
-            feature[x + 7 * (y + 5 * z)] = true;
-        }
-        let d = squared_edt(&feature, dims, spacing);
-        for z in 0..6 {
-            for y in 0..5 {
-                for x in 0..7 {
-                    let mut best = f64::INFINITY;
-                    for (i, &f) in feature.iter().enumerate() {
-                        if f {
-                            let (fx, fy, fz) = (i % 7, (i / 7) % 5, i / 35);
-                            let dd = ((x as f64 - fx as f64) * spacing[0]).powi(2)
-                                + ((y as f64 - fy as f64) * spacing[1]).powi(2)
-                                + ((z as f64 - fz as f64) * spacing[2]).powi(2);
-                            best = best.min(dd);
-                        }
-                    }
-                    let got = d[x + 7 * (y + 5 * z)];
-                    assert!((got - best).abs() < 1e-9, "({x},{y},{z}): {got} vs {best}");
-                }
-            }
-        }
-        let none = squared_edt(&[false; 8], [2, 2, 2], [1.0; 3]);
-        assert!(none.iter().all(|v| v.is_infinite()));
-    }
-
-    #[test]
-    fn edt_matches_brute_force_on_random_sparse_features() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for (dims, spacing) in [
-            ([9, 4, 6], [1.0, 2.5, 0.5]),
-            ([3, 11, 5], [0.8, 0.8, 3.0]),
-            ([6, 6, 6], [1.0, 1.0, 1.0]),
-        ] {
-            let n = dims[0] * dims[1] * dims[2];
-            let feature: Vec<bool> = (0..n).map(|_| next() % 17 == 0).collect();
-            let d = squared_edt(&feature, dims, spacing);
-            let coord = |i: usize| {
-                [
-                    i % dims[0],
-                    (i / dims[0]) % dims[1],
-                    i / (dims[0] * dims[1]),
-                ]
-            };
-            for (p, &got) in d.iter().enumerate() {
-                let best = (0..n)
-                    .filter(|&q| feature[q])
-                    .map(|q| {
-                        let (a, b) = (coord(p), coord(q));
-                        (0..3)
-                            .map(|k| ((a[k] as f64 - b[k] as f64) * spacing[k]).powi(2))
-                            .sum::<f64>()
-                    })
-                    .fold(f64::INFINITY, f64::min);
-                assert!(
-                    (got - best).abs() < 1e-9 || (got.is_infinite() && best.is_infinite()),
-                    "{dims:?} point {p}: {got} vs {best}"
-                );
-            }
-        }
     }
 
     #[test]

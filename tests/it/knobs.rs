@@ -337,7 +337,7 @@ fn run_batch_refuses_switches_the_bundle_cannot_honour() {
     let runner = RunBatch::new(
         Arc::new(config),
         Arc::new(ctmr_skill::manifest::embedded().unwrap()),
-        Arc::new(ctmr_skill::tools::slots::RunSlots::new(1)),
+        Arc::new(ctmr_skill::runner::slots::RunSlots::new(1)),
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let call = |extra: Value| {

@@ -30,6 +30,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("dicom", with(&[])),
         ("cluster", with(&[])),
         ("verifier", with(&["inspect", "labels", "render"])),
+        ("runner", with(&["upstream", "evidence"])),
         (
             "evidence",
             with(&[
@@ -40,28 +41,28 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
             "manifest",
             with(&[
                 "inspect", "labels", "render", "upstream", "jobs", "dicom", "cluster", "verifier",
-                "evidence",
+                "evidence", "runner",
             ]),
         ),
         (
             "tools",
             with(&[
                 "inspect", "labels", "render", "upstream", "jobs", "dicom", "cluster", "verifier",
-                "evidence", "manifest",
+                "evidence", "runner", "manifest",
             ]),
         ),
         (
             "server",
             with(&[
                 "inspect", "labels", "render", "upstream", "jobs", "dicom", "cluster", "verifier",
-                "evidence", "manifest", "tools",
+                "evidence", "runner", "manifest", "tools",
             ]),
         ),
         (
             "cli",
             with(&[
                 "inspect", "labels", "render", "upstream", "jobs", "dicom", "cluster", "verifier",
-                "evidence", "manifest", "tools", "server",
+                "evidence", "runner", "manifest", "tools", "server",
             ]),
         ),
     ])

@@ -14,8 +14,8 @@ use serde_json::{json, Map, Value};
 use ctmr_skill::config::Config;
 use ctmr_skill::evidence::cohort::{Cohort, CohortStatus, VolumeStatus};
 use ctmr_skill::evidence::{Evidence, RunStatus};
+use ctmr_skill::runner::slots::RunSlots;
 use ctmr_skill::tools::run_batch::{BatchCall, RunBatch};
-use ctmr_skill::tools::slots::RunSlots;
 use ctmr_skill::tools::{CallContext, Progress};
 
 /// A temp world: a copy of the demo bundle with its weights, and a data folder.

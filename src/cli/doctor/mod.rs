@@ -68,8 +68,8 @@ const OPTIONAL_CHECKS: [&str; 6] = [
 pub(super) fn doctor(args: &DoctorArgs, config: &Config) -> ExitCode {
     let (mut checks, cuda) = python::python_checks(config);
     checks.extend(bundle::bundle_checks(args, config, cuda));
-    let listing = crate::tools::workers::listing::dir_for(&config.runs_dir);
-    let found = crate::tools::workers::listing::list(&listing);
+    let listing = crate::runner::workers::listing::dir_for(&config.runs_dir);
+    let found = crate::runner::workers::listing::list(&listing);
     let gpu_memory = crate::upstream::gpu::memory_by_pid().unwrap_or_default();
     checks.push(workers::gpu_metrics_check());
     checks.push(workers::workers_check(&found, &gpu_memory));

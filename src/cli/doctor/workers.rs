@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::Check;
-use crate::tools::workers::listing::Found;
+use crate::runner::workers::listing::Found;
 
 /// Whether runs can record GPU memory and utilisation (NVML).
 pub(super) fn gpu_metrics_check() -> Check {
@@ -15,7 +15,7 @@ pub(super) fn gpu_metrics_check() -> Check {
         Err(reason) => Check::new(
             "gpu_metrics",
             false,
-            reason,
+            reason.to_string(),
             "optional: GPU figures need the NVIDIA driver's libnvidia-ml.so.1; runs work without it",
         ),
     }

@@ -25,9 +25,9 @@ use crate::call::{CallContext, Progress};
 use crate::evidence::builder::model_sha256;
 use crate::evidence::cohort::{self, Attempt, AttemptOutcome, VolumeRow, VolumeStatus};
 use crate::evidence::{InputHashes, RunIds, UpstreamRun};
+use crate::runner::slots::{queued_message, DevicePool};
 use crate::tools::run_script::gates::Gated;
 use crate::tools::run_script::run::{self as single, StartFailure};
-use crate::tools::slots::{queued_message, DevicePool};
 use crate::upstream::{self, oom, MaskAdoption, RunOutcome, RunResult};
 
 impl RunBatch {
@@ -67,8 +67,12 @@ impl RunBatch {
             request.settings.device,
         );
         let device = request.settings.device;
-        let probe =
-            crate::tools::probe_cache::cached(&self.config, &python.path, root, device, || async {
+        let probe = crate::runner::probe_cache::cached(
+            &self.config,
+            &python.path,
+            root,
+            device,
+            || async {
                 upstream::probe_environment(
                     &python.path,
                     &env,
@@ -77,8 +81,9 @@ impl RunBatch {
                 )
                 .await
                 .map_err(|e| e.to_string())
-            })
-            .await?;
+            },
+        )
+        .await?;
         upstream::check_device(request.settings.device, &probe)
             .and_then(|()| upstream::check_tensorrt(request.settings.tensorrt, &probe))
             .map_err(|e| e.to_string())?;

@@ -60,10 +60,10 @@ use crate::evidence::cohort::{self, Attempt, Cohort, VolumeRow, VolumeStatus};
 use crate::evidence::{Evidence, RunIds, RunStatus};
 use crate::manifest::args::ArgError;
 use crate::manifest::Manifest;
+use crate::runner::slots::RunSlots;
 use crate::tools::registry::{admit_blocking, Background, Tool};
 use crate::tools::run_script::gates::{self, Gated, Refusal};
 use crate::tools::run_script::request::RunRequest;
-use crate::tools::slots::RunSlots;
 use crate::tools::write_gate::Written;
 use crate::upstream;
 

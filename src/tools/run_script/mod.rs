@@ -24,9 +24,9 @@ use crate::config::Config;
 use crate::evidence::{Evidence, RunStatus};
 use crate::manifest::args::ArgError;
 use crate::manifest::{Manifest, ToolDecl};
+use crate::runner::slots::{queued_message, DevicePool, RunSlots};
+use crate::runner::workers::Workers;
 use crate::tools::registry::{admit_blocking, Background, Tool};
-use crate::tools::slots::{queued_message, DevicePool, RunSlots};
-use crate::tools::workers::Workers;
 use crate::verifier::trust::TrustSummary;
 
 /// The tool, with its run slots (the concurrency limit on upstream runs).
@@ -325,7 +325,7 @@ impl RunCall {
 /// Returns a line for the log.
 pub async fn prewarm(workers: Arc<Workers>, config: Arc<Config>) -> Result<String, String> {
     let python = run::find_python(&config).map_err(|e| e.0)?.path;
-    let asked = config.bundle_root_for(None)?;
+    let asked = config.bundle_root_for(None).map_err(|e| e.to_string())?;
     let resolution = crate::upstream::resolve_root(
         asked.as_deref(),
         config.env_root.as_deref().map(std::ffi::OsStr::new),

@@ -243,7 +243,7 @@ pub fn admit_root(config: &Config, requested: Option<&str>) -> Result<Option<Pat
     config.bundle_root_for(requested).map_err(|rule| {
         ArgError::new(
             "upstream_root",
-            rule,
+            rule.to_string(),
             "omit upstream_root to use the operator's default bundle, or ask the operator to add one with `serve --bundle-root NAME=DIR`",
         )
     })

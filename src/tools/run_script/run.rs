@@ -14,7 +14,7 @@ use crate::evidence::{
     write_evidence, Evidence, GpuCost, InputHashes, RunCost, RunIds, UpstreamRun, WorkerInfo,
 };
 use crate::manifest::Manifest;
-use crate::tools::workers::{Warm, Workers};
+use crate::runner::workers::{Warm, Workers};
 use crate::upstream::gpu::GpuSampler;
 use crate::upstream::{self, UpstreamRequest};
 
@@ -315,13 +315,13 @@ async fn one_shot(
 }
 
 /// The environment probe of the run's interpreter, bundle and device, cached
-/// ([`crate::tools::probe_cache`]).
+/// ([`crate::runner::probe_cache`]).
 async fn cached_probe(
     req: &UpstreamRequest,
     options: &upstream::RunOptions,
     config: &Config,
 ) -> Result<upstream::EnvProbe, StartFailure> {
-    crate::tools::probe_cache::cached(
+    crate::runner::probe_cache::cached(
         config,
         &req.python,
         &req.bundle_root,

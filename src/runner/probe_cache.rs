@@ -13,17 +13,18 @@ use crate::config::Config;
 use crate::upstream::{DeviceRequest, EnvProbe};
 
 /// The cached probe of `python` for `root` and `device`, or `probe()`'s answer (then
-/// remembered). Only successful probes are kept.
-pub async fn cached<F, Fut>(
+/// remembered). Only successful probes are kept; a failed one comes back as `probe()`
+/// gave it.
+pub async fn cached<F, Fut, E>(
     config: &Config,
     python: &Path,
     root: &Path,
     device: DeviceRequest,
     probe: F,
-) -> Result<EnvProbe, String>
+) -> Result<EnvProbe, E>
 where
     F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<EnvProbe, String>>,
+    Fut: Future<Output = Result<EnvProbe, E>>,
 {
     static MEMORY: std::sync::Mutex<BTreeMap<String, EnvProbe>> =
         std::sync::Mutex::new(BTreeMap::new());
@@ -100,7 +101,7 @@ mod tests {
             &python,
             &root,
             DeviceRequest::Cpu,
-            || async { Ok(probe("cpu")) },
+            || async { Ok::<_, String>(probe("cpu")) },
         ));
         assert_eq!(first.unwrap().device, "cpu");
         // Same key: answered from the cache (the probe would fail if it ran).
