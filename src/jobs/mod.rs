@@ -355,6 +355,7 @@ impl JobTable {
             ToolOutcome::Failure {
                 message,
                 structured,
+                ..
             } => (
                 if cancelled {
                     RunState::Cancelled
@@ -639,6 +640,7 @@ mod tests {
                 structured: json!({"status": "succeeded"}),
                 summary: "ok".into(),
                 images: Vec::new(),
+                brief: Default::default(),
             },
             false,
         );
