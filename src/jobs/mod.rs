@@ -233,6 +233,15 @@ impl JobTable {
         table
     }
 
+    /// A table over `index` that reads nothing until asked: for in-process calls (the
+    /// CLI's), which run nothing in the background and must not settle a server's runs.
+    pub fn unopened(index: PathBuf) -> Self {
+        JobTable {
+            index,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
     pub fn index(&self) -> &Path {
         &self.index
     }

@@ -73,16 +73,13 @@ pub enum FailureKind {
     Failed,
 }
 
-/// A failed call: `isError: true` with `message`, and the tool's document when it has
-/// one (a failed upstream run answers with its evidence).
+/// A call that ended without the tool's document: `isError: true` with `message` (a
+/// tool whose document says it failed, such as a failed upstream run, answers with
+/// its output instead, see [`Tool::is_error`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolFailure {
     pub kind: FailureKind,
     pub message: String,
-    /// The `structuredContent` of the error result (it conforms to the output schema).
-    pub structured: Option<Value>,
-    /// What a summary answer says of `structured`.
-    pub brief: Brief,
     /// What the CLI prints for a refusal (never sent to a client).
     pub document: Option<Value>,
 }
@@ -93,8 +90,6 @@ impl ToolFailure {
         ToolFailure {
             kind,
             message: message.into(),
-            structured: None,
-            brief: Brief::default(),
             document: None,
         }
     }
@@ -104,21 +99,8 @@ impl ToolFailure {
         Self::new(FailureKind::Failed, message)
     }
 
-    /// The tool ran and failed, answering with its document anyway.
-    pub fn with_output<T: Tool>(message: impl Into<String>, output: &T::Output) -> Self {
-        ToolFailure {
-            structured: Some(serde_json::to_value(output).expect("a tool's output serialises")),
-            brief: T::summary(output).brief,
-            ..Self::failed(message)
-        }
-    }
-
     fn into_outcome(self) -> ToolOutcome {
-        ToolOutcome::Failure {
-            message: self.message,
-            structured: self.structured,
-            brief: self.brief,
-        }
+        ToolOutcome::failure(self.message)
     }
 }
 
@@ -153,6 +135,13 @@ pub trait Tool: Send + Sync + Sized + 'static {
 
     /// The text of an answer: its head line and what a summary answer adds.
     fn summary(output: &Self::Output) -> Summary;
+
+    /// Whether `output` reports a failure (a run that did not succeed): then the answer
+    /// is `isError: true`, with the head line as its message and `output` as its
+    /// `structuredContent`.
+    fn is_error(_output: &Self::Output) -> bool {
+        false
+    }
 
     /// Arguments as the client sent them → the form the manifest declares (e.g. the
     /// reference argv form → structured fields). Most tools take them as they are.
@@ -202,9 +191,17 @@ pub fn into_outcome<T: Tool>(outcome: Outcome<T>) -> ToolOutcome {
     match outcome {
         Ok(answer) => {
             let Summary { head, brief } = T::summary(&answer.output);
+            let structured =
+                serde_json::to_value(&answer.output).expect("a tool's output serialises");
+            if T::is_error(&answer.output) {
+                return ToolOutcome::Failure {
+                    message: head,
+                    structured: Some(structured),
+                    brief,
+                };
+            }
             ToolOutcome::Success {
-                structured: serde_json::to_value(&answer.output)
-                    .expect("a tool's output serialises"),
+                structured,
                 summary: head,
                 images: answer.images,
                 brief,
@@ -290,9 +287,32 @@ pub fn blocking_heavy<A: Send + 'static>(
 }
 
 /// A parsed call: the request and whether to wait for it.
-struct Parsed<R> {
-    request: R,
-    waits: bool,
+#[derive(Debug)]
+pub struct Parsed<R> {
+    pub request: R,
+    pub waits: bool,
+}
+
+/// The one parse path of a call of `tool`: normalise → validate against its manifest
+/// declaration `decl` → deserialise into `Args` → request. Every call takes it (the
+/// server's, the CLI's through [`Registry::call_typed`]); tests call it directly.
+pub fn parse<T: Tool>(
+    tool: &T,
+    decl: &ToolDecl,
+    args: &Map<String, Value>,
+) -> Result<Parsed<T::Request>, ArgError> {
+    let args = tool.normalise(args.clone())?;
+    let checked = validate(decl, &args)?;
+    let typed: T::Args = serde_json::from_value(Value::Object(checked)).map_err(|e| {
+        ArgError::new(
+            "arguments",
+            format!("do not match {}'s declaration: {e}", T::NAME),
+            "this is a ctmr-skill defect (the manifest and the tool disagree); report it",
+        )
+    })?;
+    let waits = T::waits(&typed);
+    let request = tool.request(typed)?;
+    Ok(Parsed { request, waits })
 }
 
 /// A [`Tool`] with its type erased, so the registry can hold them side by side.
@@ -320,26 +340,13 @@ trait DynTool: Send + Sync {
 struct Registered<T: Tool>(Arc<T>);
 
 impl<T: Tool> Registered<T> {
-    /// The one parse path: normalise → validate against the manifest → deserialise →
-    /// request.
+    /// [`parse`], a refused argument answered as the tool answers it.
     fn parse(
         &self,
         decl: &ToolDecl,
         args: &Map<String, Value>,
     ) -> Result<Parsed<T::Request>, ToolFailure> {
-        let refuse = |e: ArgError| self.0.refusal(e);
-        let args = self.0.normalise(args.clone()).map_err(refuse)?;
-        let checked = validate(decl, &args).map_err(refuse)?;
-        let typed: T::Args = serde_json::from_value(Value::Object(checked)).map_err(|e| {
-            refuse(ArgError::new(
-                "arguments",
-                format!("do not match {}'s declaration: {e}", T::NAME),
-                "this is a ctmr-skill defect (the manifest and the tool disagree); report it",
-            ))
-        })?;
-        let waits = T::waits(&typed);
-        let request = self.0.request(typed).map_err(refuse)?;
-        Ok(Parsed { request, waits })
+        parse(&*self.0, decl, args).map_err(|e| self.0.refusal(e))
     }
 
     /// Parse and run to the end, whatever `wait` says: the typed answer.

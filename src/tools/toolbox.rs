@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::inspect_label_map::InspectLabelMap;
 use super::list_labels::ListLabels;
-use super::registry::Registry;
+use super::registry::{Outcome, Registry, Tool, ToolFailure};
 use super::render_overlay::RenderOverlay;
 use super::run_batch::RunBatch;
 use super::run_script::RunScript;
@@ -77,6 +77,32 @@ impl CtmrTools {
             config,
             workers,
         })
+    }
+
+    /// The tools for in-process calls (the CLI): the runs index is not read, since
+    /// such calls are always waited and run nothing in the background.
+    pub fn in_process(config: Config, manifest: Manifest) -> Result<Self, String> {
+        let jobs = JobTable::unopened(config.runs_dir.clone());
+        Self::with_jobs(config, manifest, jobs)
+    }
+
+    /// Call `T` in process, typed: exactly the steps of a server call (see
+    /// [`Registry::call_typed`]), always waited.
+    pub fn call_typed<T: Tool>(
+        &self,
+        arguments: &Map<String, Value>,
+        ctx: CallContext,
+    ) -> BoxFuture<'static, Outcome<T>> {
+        match self
+            .registry
+            .call_typed::<T>(&self.manifest, arguments, ctx)
+        {
+            Some(call) => call,
+            None => {
+                let e = ToolFailure::failed(format!("{} is not a tool of this build", T::NAME));
+                async move { Err(e) }.boxed()
+            }
+        }
     }
 
     /// Start the default warm worker now (`serve --warm`); `None` when workers are off.

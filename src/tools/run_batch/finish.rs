@@ -13,11 +13,9 @@ use super::request::BatchRunRequest;
 use super::{report, BatchCall, BatchOutput, RunBatch, VolumeTrust};
 use crate::call::CallContext;
 use crate::config::Config;
-use crate::evidence::cohort::{
-    self, Attempt, Cohort, CohortStatus, Failure, VolumeRow, VolumeStatus,
-};
+use crate::evidence::cohort::{self, Attempt, Cohort, Failure, VolumeRow, VolumeStatus};
 use crate::evidence::RunIds;
-use crate::tools::registry::{Answer, FailureKind, Outcome, Tool, ToolFailure};
+use crate::tools::registry::{Answer, FailureKind, Outcome, ToolFailure};
 
 /// The paired verifier on every succeeded or reused volume's pack, in row order.
 pub(super) async fn verify_volumes(cohort: &Cohort, config: &Config) -> Vec<VolumeTrust> {
@@ -144,8 +142,8 @@ pub(super) fn summarise(
 }
 
 impl BatchCall {
-    /// The typed answer: the cohort as the output; isError (with the cohort) when
-    /// nothing succeeded.
+    /// The typed answer: the cohort as the output (isError with the cohort when
+    /// nothing succeeded, [`RunBatch::is_error`]); a call that ran nothing as a failure.
     pub fn into_outcome(self) -> Outcome<RunBatch> {
         let (cohort, trust_summaries) = match self {
             BatchCall::Refused { .. } | BatchCall::NotStarted { .. } => {
@@ -154,20 +152,10 @@ impl BatchCall {
             BatchCall::Verified(cohort, trust) => (*cohort, Some(trust)),
             BatchCall::Ran(cohort) => (*cohort, None),
         };
-        let ok = matches!(
-            cohort.status,
-            CohortStatus::Succeeded | CohortStatus::Partial
-        );
-        let output = BatchOutput {
+        Ok(Answer::new(BatchOutput {
             cohort,
             trust_summaries,
-        };
-        if ok {
-            Ok(Answer::new(output))
-        } else {
-            let message = RunBatch::summary(&output).head;
-            Err(ToolFailure::with_output::<RunBatch>(message, &output))
-        }
+        }))
     }
 
     /// A call that ran nothing, as a failure (its refusal document for the CLI).
@@ -180,7 +168,7 @@ impl BatchCall {
             BatchCall::NotStarted { message } => ToolFailure::new(FailureKind::NotStarted, message),
             ran => match ran.into_outcome() {
                 Err(failure) => failure,
-                Ok(answer) => ToolFailure::failed(RunBatch::summary(&answer.output).head),
+                Ok(answer) => ToolFailure::failed(head(&answer.output)),
             },
         }
     }

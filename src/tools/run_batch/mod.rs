@@ -56,7 +56,7 @@ use self::plan::Volume;
 use self::request::{BatchInputs, BatchRunRequest};
 use crate::call::{Brief, CallContext, Progress};
 use crate::config::Config;
-use crate::evidence::cohort::{self, Attempt, Cohort, VolumeRow, VolumeStatus};
+use crate::evidence::cohort::{self, Attempt, Cohort, CohortStatus, VolumeRow, VolumeStatus};
 use crate::evidence::{Evidence, RunIds, RunStatus};
 use crate::manifest::args::ArgError;
 use crate::manifest::Manifest;
@@ -157,10 +157,10 @@ impl RunBatch {
             .manifest
             .tool(Self::NAME)
             .expect("the registry's start-up check found run_batch in the manifest");
-        match request::from_tool_arguments(decl, &args, &self.config) {
-            Ok(r) => self.run(r, ctx).await,
+        match crate::tools::registry::parse(self, decl, &args) {
+            Ok(parsed) => self.run(parsed.request, ctx).await,
             Err(e) => BatchCall::Refused {
-                message: format!("run_batch refused before running anything: {e}"),
+                message: format!("{} refused before running anything: {e}", Self::NAME),
                 document: crate::tools::run_script::refusal_document(&e),
             },
         }
@@ -480,6 +480,13 @@ impl Tool for RunBatch {
                 pack: Some(output.cohort.output_root.clone()),
             },
         }
+    }
+
+    fn is_error(output: &BatchOutput) -> bool {
+        !matches!(
+            output.cohort.status,
+            CohortStatus::Succeeded | CohortStatus::Partial
+        )
     }
 
     fn request(&self, args: Self::Args) -> Result<Self::Request, ArgError> {

@@ -86,10 +86,10 @@ impl RunScript {
     /// Tool arguments in either form → a finished call, in the shape the CLI and
     /// tests read (the registry takes the same steps and answers with an outcome).
     pub async fn call_tool(&self, args: Map<String, Value>, ctx: CallContext) -> RunCall {
-        match request::from_tool_arguments(self.decl(), &args, &self.config) {
-            Ok(request) => self.run(request, ctx).await,
+        match crate::tools::registry::parse(self, self.decl(), &args) {
+            Ok(parsed) => self.run(parsed.request, ctx).await,
             Err(e) => RunCall::Refused {
-                message: format!("run_script refused before running anything: {e}"),
+                message: format!("{} refused before running anything: {e}", Self::NAME),
                 document: refusal_document(&e),
             },
         }
@@ -244,6 +244,10 @@ impl Tool for RunScript {
         }
     }
 
+    fn is_error(output: &RunOutput) -> bool {
+        output.evidence.status != RunStatus::Succeeded
+    }
+
     fn normalise(&self, args: Map<String, Value>) -> Result<Map<String, Value>, ArgError> {
         request::normalise(self.decl(), args)
     }
@@ -325,8 +329,9 @@ pub fn refusal_document(e: &ArgError) -> Value {
 }
 
 impl RunCall {
-    /// The typed answer: the evidence as the output; a refusal, a run that did not
-    /// start, and a run that did not succeed (with its evidence) as failures.
+    /// The typed answer: the evidence as the output (a run that did not succeed is an
+    /// error answer with its evidence, [`RunScript::is_error`]); a refusal and a run
+    /// that did not start as failures.
     pub fn into_outcome(self) -> Outcome<RunScript> {
         let (evidence, trust_summary) = match self {
             RunCall::Refused { message, document } => {
@@ -341,16 +346,10 @@ impl RunCall {
             RunCall::Verified(evidence, trust) => (*evidence, Some(*trust)),
             RunCall::Ran(evidence) => (*evidence, None),
         };
-        let output = RunOutput {
+        Ok(Answer::new(RunOutput {
             evidence,
             trust_summary,
-        };
-        if output.evidence.status == RunStatus::Succeeded {
-            Ok(Answer::new(output))
-        } else {
-            let message = RunScript::summary(&output).head;
-            Err(ToolFailure::with_output::<RunScript>(message, &output))
-        }
+        }))
     }
 }
 
