@@ -398,7 +398,8 @@ pub fn command() -> clap::Command {
     let Ok(manifest) = crate::manifest::embedded() else {
         return cmd; // a build defect the manifest's tests catch; the tools refuse later
     };
-    for (sub, tool) in [("run", "run_script"), ("run-batch", "run_batch")] {
+    use crate::tools::{run_batch::RunBatch, run_script::RunScript, Tool};
+    for (sub, tool) in [("run", RunScript::NAME), ("run-batch", RunBatch::NAME)] {
         if let Some(decl) = manifest.tool(tool) {
             cmd = cmd.mut_subcommand(sub, |c| manifest_defaults(c, decl));
         }

@@ -519,7 +519,7 @@ impl JobTable {
             record.state = RunState::Interrupted;
             let orphan = pointer.child.filter(|c| c.kill_group());
             record.message = Some(format!(
-                "the server (pid {}) stopped while this run was in flight{}; start it again (run_batch resumes finished volumes)",
+                "the server (pid {}) stopped while this run was in flight{}; start it again (a batch run resumes its finished volumes)",
                 record.pid,
                 orphan
                     .map(|c| format!(

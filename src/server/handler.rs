@@ -213,8 +213,9 @@ pub(crate) fn shaped_result(outcome: ToolOutcome, shape: &Shape<'_>) -> CallTool
 fn unknown_task(id: &str, index: &std::path::Path) -> ErrorData {
     ErrorData::invalid_params(
         format!(
-            "unknown task '{id}': no such run in the runs index {}. Fix: pass the taskId a tools/call answered with (list_runs lists every run)",
-            index.display()
+            "unknown task '{id}': no such run in the runs index {}. Fix: pass the taskId a tools/call answered with ({} lists every run)",
+            index.display(),
+            <crate::tools::runs::ListRuns as crate::tools::Tool>::NAME
         ),
         Some(json!({ "taskId": id })),
     )

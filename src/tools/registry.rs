@@ -4,7 +4,8 @@
 //! ranges, enums, defaults) → serde turns them into the tool's typed `Args` → the tool
 //! makes its `Request` (path resolution, checks the manifest cannot express) → the
 //! tool executes it, waited or (for tools that run in the background) under the job
-//! table. Why a start-up check: the manifest, the typed arguments and the registry
+//! table, and answers with its typed `Output`, serialised once here ([`into_outcome`]).
+//! The CLI takes the same path in process ([`Registry::call_typed`]). Why a start-up check: the manifest, the typed arguments and the registry
 //! are three statements of the same interface; [`Registry::check`] refuses to start
 //! when they disagree, so a tool added to one and not the others fails its first test.
 
