@@ -143,7 +143,7 @@ pub(super) fn summarise(
 
 impl BatchCall {
     /// The typed answer: the cohort as the output (isError with the cohort when
-    /// nothing succeeded, [`RunBatch::is_error`]); a call that ran nothing as a failure.
+    /// nothing succeeded, see `Tool::is_error`); a call that ran nothing as a failure.
     pub fn into_outcome(self) -> Outcome<RunBatch> {
         let (cohort, trust_summaries) = match self {
             BatchCall::Refused { .. } | BatchCall::NotStarted { .. } => {

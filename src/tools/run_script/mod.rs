@@ -330,7 +330,7 @@ pub fn refusal_document(e: &ArgError) -> Value {
 
 impl RunCall {
     /// The typed answer: the evidence as the output (a run that did not succeed is an
-    /// error answer with its evidence, [`RunScript::is_error`]); a refusal and a run
+    /// error answer with its evidence, see `Tool::is_error`); a refusal and a run
     /// that did not start as failures.
     pub fn into_outcome(self) -> Outcome<RunScript> {
         let (evidence, trust_summary) = match self {
