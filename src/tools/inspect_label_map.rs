@@ -307,3 +307,27 @@ pub fn outcome(result: Result<(InspectReport, Option<String>), String>) -> ToolO
             .map_err(ToolFailure::failed),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_summary_names_the_labels_and_counts_the_rest() {
+        let labels: Vec<Value> = (1..=30)
+            .map(|i| json!({"id": i, "name": format!("class_{i}"), "volume_ml": i as f64}))
+            .collect();
+        let line = label_lines(&json!({ "labels": labels })).unwrap();
+        assert!(
+            line.starts_with("labels: class_1 (1): 1.0 mL; class_2 (2): 2.0 mL;"),
+            "{line}"
+        );
+        assert!(
+            line.contains("class_25 (25): 25.0 mL; and 5 more"),
+            "{line}"
+        );
+        assert!(!line.contains("class_26"), "{line}");
+        assert_eq!(label_lines(&json!({})), None);
+    }
+}

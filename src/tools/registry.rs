@@ -602,3 +602,99 @@ impl Registry {
         Some(self.find(name)?.start(decl, args, jobs))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tool whose output says whether it failed.
+    struct Probe;
+
+    #[derive(Debug, Serialize, JsonSchema)]
+    struct Reading {
+        status: String,
+    }
+
+    impl Tool for Probe {
+        const NAME: &'static str = "probe";
+        type Args = Map<String, Value>;
+        type Request = ();
+        type Output = Reading;
+
+        fn summary(output: &Reading) -> Summary {
+            Summary {
+                head: format!("the probe {}", output.status),
+                brief: Brief {
+                    status: Some(output.status.clone()),
+                    lines: vec!["one line".into()],
+                    pack: Some("/p".into()),
+                },
+            }
+        }
+
+        fn is_error(output: &Reading) -> bool {
+            output.status != "ok"
+        }
+
+        fn request(&self, _args: Self::Args) -> Result<(), ArgError> {
+            Ok(())
+        }
+
+        fn execute(self: Arc<Self>, _: (), _: CallContext) -> BoxFuture<'static, Outcome<Self>> {
+            async move { Err(ToolFailure::failed("unused")) }.boxed()
+        }
+    }
+
+    fn reading(status: &str) -> Outcome<Probe> {
+        Ok(Answer::new(Reading {
+            status: status.into(),
+        }))
+    }
+
+    #[test]
+    fn an_output_is_serialised_once_with_its_summary() {
+        let brief = Probe::summary(&Reading {
+            status: "ok".into(),
+        })
+        .brief;
+        assert_eq!(
+            into_outcome::<Probe>(reading("ok")),
+            ToolOutcome::Success {
+                structured: serde_json::json!({"status": "ok"}),
+                summary: "the probe ok".into(),
+                images: Vec::new(),
+                brief,
+            }
+        );
+        // An output that reports a failure is an error answer that keeps the document.
+        let ToolOutcome::Failure {
+            message,
+            structured,
+            brief,
+        } = into_outcome::<Probe>(reading("broken"))
+        else {
+            panic!("not an error answer");
+        };
+        assert_eq!(message, "the probe broken");
+        assert_eq!(structured, Some(serde_json::json!({"status": "broken"})));
+        assert_eq!(brief.status.as_deref(), Some("broken"));
+        // A failure without a document is its message alone.
+        assert_eq!(
+            into_outcome::<Probe>(Err(ToolFailure::new(FailureKind::Refused, "no"))),
+            ToolOutcome::failure("no")
+        );
+    }
+
+    #[test]
+    fn the_output_schema_is_the_outputs_or_a_run_record() {
+        assert_eq!(Probe::output_schema(), schema_of::<Reading>());
+        // A tool that runs in the background: its output's schema, or the run record's.
+        use super::super::run_script::RunScript;
+        let schema = RunScript::output_schema();
+        let options = schema["anyOf"].as_array().unwrap();
+        let mut evidence = crate::evidence::evidence_schema();
+        evidence.as_object_mut().unwrap().remove("$schema");
+        assert_eq!(options[0], evidence);
+        assert_eq!(options[1]["title"], "RunRecord");
+    }
+}

@@ -181,6 +181,7 @@ mod tests {
     use super::*;
     use crate::json_schema::DIALECT;
     use crate::manifest::schema::tool_specs;
+    use crate::tools::Tool;
 
     fn world() -> (tempfile::TempDir, Arc<Config>, Arc<Manifest>, Arc<JobTable>) {
         let dir = tempfile::tempdir().unwrap();
@@ -188,6 +189,53 @@ mod tests {
         let manifest = Arc::new(crate::manifest::embedded().unwrap());
         let jobs = Arc::new(JobTable::new(dir.path().join("runs")));
         (dir, config, manifest, jobs)
+    }
+
+    #[test]
+    fn the_typed_entry_takes_the_steps_of_a_server_call() {
+        use super::super::registry::FailureKind;
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(dir.path().to_path_buf(), vec![], None, None, 1);
+        let tools = CtmrTools::in_process(config, crate::manifest::embedded().unwrap()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for args in [
+            serde_json::json!({"run_id": "../etc/passwd"}),
+            serde_json::json!({"run_id": "20261204T153000Z-1a2b3c4d", "bogus": 1}),
+            serde_json::json!({}),
+        ] {
+            let args = args.as_object().unwrap().clone();
+            let typed = rt
+                .block_on(tools.call_typed::<GetRun>(&args, CallContext::detached()))
+                .unwrap_err();
+            assert_eq!(typed.kind, FailureKind::Refused, "{args:?}");
+            let served = rt
+                .block_on(tools.call(GetRun::NAME, args, CallContext::detached()))
+                .unwrap();
+            assert_eq!(served, ToolOutcome::failure(typed.message));
+        }
+        // A well-formed id of no run: the tool ran and failed, the same way.
+        let args = serde_json::json!({"run_id": "20261204T153000Z-1a2b3c4d"});
+        let args = args.as_object().unwrap().clone();
+        let typed = rt
+            .block_on(tools.call_typed::<GetRun>(&args, CallContext::detached()))
+            .unwrap_err();
+        assert_eq!(typed.kind, FailureKind::Failed);
+        assert!(typed.message.contains("no run"), "{}", typed.message);
+        // The typed answer of list_runs is the document a server call answers with.
+        let list = rt
+            .block_on(tools.call_typed::<ListRuns>(&Map::new(), CallContext::detached()))
+            .unwrap()
+            .output;
+        let served = rt
+            .block_on(tools.call(ListRuns::NAME, Map::new(), CallContext::detached()))
+            .unwrap();
+        let ToolOutcome::Success { structured, .. } = served else {
+            panic!("list_runs failed: {served:?}");
+        };
+        assert_eq!(structured, serde_json::to_value(&list).unwrap());
     }
 
     #[test]
