@@ -91,6 +91,17 @@ impl std::fmt::Debug for Image {
     }
 }
 
+/// What a summary answer (`detail: summary`) says of a result beyond its one-line
+/// head: the result's state word, the tool's own lines (classes, failed checks,
+/// counts, ...) and where its pack is. Each tool builds it from its typed output; the
+/// server only lays it out, so the server knows no tool and no document shape.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Brief {
+    pub status: Option<String>,
+    pub lines: Vec<String>,
+    pub pack: Option<String>,
+}
+
 /// The result of a tool call that reached the tool.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToolOutcome {
@@ -100,12 +111,14 @@ pub enum ToolOutcome {
         structured: Value,
         summary: String,
         images: Vec<Image>,
+        brief: Brief,
     },
     /// `isError: true`: `message` names the argument, the rule and the fix;
     /// `structured` carries evidence when there is some (e.g. a failed upstream run).
     Failure {
         message: String,
         structured: Option<Value>,
+        brief: Brief,
     },
 }
 
@@ -115,6 +128,7 @@ impl ToolOutcome {
         ToolOutcome::Failure {
             message: message.into(),
             structured: None,
+            brief: Brief::default(),
         }
     }
 }

@@ -109,6 +109,7 @@ impl ToolBox for NoisyBox {
                         }),
                         summary: "made noise".into(),
                         images: Vec::new(),
+                        brief: Default::default(),
                     })
                 }
                 "slow" => {
@@ -118,16 +119,19 @@ impl ToolBox for NoisyBox {
                     Ok(ToolOutcome::Failure {
                         message: "cancelled".into(),
                         structured: None,
+                        brief: Default::default(),
                     })
                 }
                 "echo" => Ok(ToolOutcome::Success {
                     summary: "echoed".into(),
                     structured: json!({"text": arguments.get("text").cloned().unwrap_or_default()}),
                     images: Vec::new(),
+                    brief: Default::default(),
                 }),
                 "fails" => Ok(ToolOutcome::Failure {
                     message: "argument `text` is required; pass some text".into(),
                     structured: None,
+                    brief: Default::default(),
                 }),
                 "progress" => {
                     for (i, p) in [1.0, 2.0, 2.0].into_iter().enumerate() {
@@ -142,6 +146,7 @@ impl ToolBox for NoisyBox {
                         summary: "progressed".into(),
                         structured: json!({}),
                         images: Vec::new(),
+                        brief: Default::default(),
                     })
                 }
                 "boom" => Err(ToolCallError::Internal("disk on fire".into())),

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
 use super::error::CliError;
 use super::exit_codes::{
@@ -22,7 +22,9 @@ use crate::config::Config;
 use crate::evidence::cohort::CohortStatus;
 use crate::evidence::RunStatus;
 use crate::manifest::Manifest;
-use crate::tools::run_script::{request, RunCall, RunScript};
+use crate::tools::registry::{FailureKind, ToolFailure};
+use crate::tools::run_script::RunScript;
+use crate::tools::CtmrTools;
 
 /// Run `command`; the subcommands that answer in `u8` have their code typed here.
 pub fn dispatch(
@@ -47,21 +49,10 @@ pub fn dispatch(
 
 /// `ctmr-skill run`: one upstream run; evidence JSON on stdout, progress on stderr.
 fn run(args: &RunArgs, config: Config, manifest: Manifest, mode: ProgressMode) -> u8 {
-    let tool = manifest
-        .tool("run_script")
-        .expect("manifest declares run_script")
-        .clone();
-    let request = match request::from_run_args(&tool, args, &config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("ctmr-skill run: {e}");
-            out::json(
-                &json!({"status": RunStatus::Refused, "message": e.to_string(), "argument": e.argument}),
-            );
-            return EXIT_USAGE;
-        }
+    let Some(tools) = in_process("run", config, manifest) else {
+        return EXIT_ERROR;
     };
-    let runner = RunScript::new(Arc::new(config), Arc::new(manifest));
+    let arguments = args.to_arguments();
     let plain: ProgressSink = Arc::new(|p: Progress| {
         if let Some(message) = p.message {
             eprintln!("[{:>3.0}%] {message}", p.progress);
@@ -74,68 +65,62 @@ fn run(args: &RunArgs, config: Config, manifest: Manifest, mode: ProgressMode) -
         *shown = run_bar_label(&shown, message);
         Some(shown.clone())
     });
-    let call = run_interruptible("run", &progress, |ctx| async move {
-        runner.run(request, ctx).await
+    let outcome = run_interruptible("run", &progress, |ctx| {
+        tools.call_typed::<RunScript>(&arguments, ctx)
     });
-    match call {
-        RunCall::Refused { message, document } => {
-            eprintln!("ctmr-skill run: {message}");
-            out::json(&document);
+    let output = match outcome {
+        Ok(answer) => answer.output,
+        Err(failure) => return failed("run", failure),
+    };
+    eprintln!("{}", output.evidence.summary);
+    if let Some(trust) = &output.trust_summary {
+        eprintln!("{}", trust.summary);
+        out::json(&output);
+        return if trust.trusted { EXIT_OK } else { EXIT_ERROR };
+    }
+    out::json(&output.evidence);
+    match output.evidence.status {
+        RunStatus::Succeeded => EXIT_OK,
+        RunStatus::TimedOut => EXIT_TIMED_OUT,
+        RunStatus::Cancelled => EXIT_CANCELLED,
+        RunStatus::Refused => EXIT_USAGE,
+        RunStatus::UpstreamFailed => EXIT_UPSTREAM_FAILED,
+    }
+}
+
+/// The tools for an in-process call by `command`; `None` (said on stderr) when the
+/// manifest and the implementations disagree.
+fn in_process(command: &str, config: Config, manifest: Manifest) -> Option<CtmrTools> {
+    CtmrTools::in_process(config, manifest)
+        .map_err(|e| eprintln!("ctmr-skill {command}: {e}"))
+        .ok()
+}
+
+/// A run tool's call that ran nothing: a refusal (its document on stdout, exit 2) or a
+/// run that could not start (exit 1).
+fn failed(command: &str, failure: ToolFailure) -> u8 {
+    eprintln!("ctmr-skill {command}: {}", failure.message);
+    match failure.kind {
+        FailureKind::Refused => {
+            out::json(&failure.document.unwrap_or_else(
+                || json!({"status": RunStatus::Refused, "message": failure.message}),
+            ));
             EXIT_USAGE
         }
-        RunCall::NotStarted { message } => {
-            eprintln!("ctmr-skill run: {message}");
-            out::json(&json!({"status": "not_started", "message": message}));
+        FailureKind::NotStarted | FailureKind::Failed => {
+            out::json(&json!({"status": "not_started", "message": failure.message}));
             EXIT_ERROR
-        }
-        RunCall::Verified(evidence, trust) => {
-            eprintln!("{}", evidence.summary);
-            eprintln!("{}", trust.summary);
-            let mut document = serde_json::to_value(&*evidence).expect("evidence serialises");
-            document["trust_summary"] = trust.to_value();
-            out::json(&document);
-            if trust.trusted {
-                EXIT_OK
-            } else {
-                EXIT_ERROR
-            }
-        }
-        RunCall::Ran(evidence) => {
-            eprintln!("{}", evidence.summary);
-            out::json(&evidence);
-            match evidence.status {
-                RunStatus::Succeeded => EXIT_OK,
-                RunStatus::TimedOut => EXIT_TIMED_OUT,
-                RunStatus::Cancelled => EXIT_CANCELLED,
-                RunStatus::Refused => EXIT_USAGE,
-                RunStatus::UpstreamFailed => EXIT_UPSTREAM_FAILED,
-            }
         }
     }
 }
 
 /// `ctmr-skill run-batch`: cohort JSON on stdout, one progress line per change on stderr.
 fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest, mode: ProgressMode) -> u8 {
-    use crate::tools::run_batch::{request as batch_request, BatchCall, RunBatch};
-    let arguments = args.to_arguments();
-    let tool = manifest
-        .tool("run_batch")
-        .expect("manifest declares run_batch")
-        .clone();
-    let request = match batch_request::from_tool_arguments(&tool, &arguments, &config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("ctmr-skill run-batch: {e}");
-            out::json(
-                &json!({"status": RunStatus::Refused, "message": e.to_string(), "argument": e.argument}),
-            );
-            return EXIT_USAGE;
-        }
+    use crate::tools::run_batch::RunBatch;
+    let Some(tools) = in_process("run-batch", config, manifest) else {
+        return EXIT_ERROR;
     };
-    let slots = Arc::new(crate::runner::slots::RunSlots::new(
-        config.max_concurrent_runs,
-    ));
-    let runner = RunBatch::new(Arc::new(config), Arc::new(manifest), slots);
+    let arguments = args.to_arguments();
     // Plain lines, one each time the count or the volume in flight changes.
     let last = std::sync::Mutex::new(String::new());
     let plain: ProgressSink = Arc::new(move |p: Progress| {
@@ -153,49 +138,37 @@ fn run_batch(args: &RunBatchArgs, config: Config, manifest: Manifest, mode: Prog
         }
     });
     let progress = ProgressOutput::new(mode, Units::Count, plain, batch_bar_label);
-    let call = run_interruptible("run-batch", &progress, |ctx| async move {
-        runner.run(request, ctx).await
+    let outcome = run_interruptible("run-batch", &progress, |ctx| {
+        tools.call_typed::<RunBatch>(&arguments, ctx)
     });
-    match call {
-        BatchCall::Refused { message, document } => {
-            eprintln!("ctmr-skill run-batch: {message}");
-            out::json(&document);
-            EXIT_USAGE
-        }
-        BatchCall::NotStarted { message } => {
-            eprintln!("ctmr-skill run-batch: {message}");
-            out::json(&json!({"status": "not_started", "message": message}));
-            EXIT_ERROR
-        }
-        BatchCall::Verified(cohort, trust) => {
-            eprintln!("{}", cohort.summary);
-            for t in &trust {
+    let output = match outcome {
+        Ok(answer) => answer.output,
+        Err(failure) => return failed("run-batch", failure),
+    };
+    let cohort = &output.cohort;
+    eprintln!("{}", cohort.summary);
+    let untrusted = match &output.trust_summaries {
+        Some(trust) => {
+            for t in trust {
                 eprintln!("  {}: {}", t.id, t.trust.summary);
             }
-            let mut document = serde_json::to_value(&*cohort).expect("cohort serialises");
-            document["trust_summaries"] = json!(trust);
-            out::json(&document);
-            match cohort.status {
-                _ if trust.iter().any(|t| !t.trust.trusted) => EXIT_ERROR,
-                CohortStatus::Succeeded => EXIT_OK,
-                CohortStatus::TimedOut => EXIT_TIMED_OUT,
-                CohortStatus::Cancelled => EXIT_CANCELLED,
-                CohortStatus::Partial | CohortStatus::Failed => EXIT_UPSTREAM_FAILED,
-            }
+            out::json(&output);
+            trust.iter().any(|t| !t.trust.trusted)
         }
-        BatchCall::Ran(cohort) => {
-            eprintln!("{}", cohort.summary);
+        None => {
             for f in &cohort.failures {
                 eprintln!("  {} ({}): {}", f.id, f.status.as_str(), f.reason);
             }
-            out::json(&cohort);
-            match cohort.status {
-                CohortStatus::Succeeded => EXIT_OK,
-                CohortStatus::TimedOut => EXIT_TIMED_OUT,
-                CohortStatus::Cancelled => EXIT_CANCELLED,
-                CohortStatus::Partial | CohortStatus::Failed => EXIT_UPSTREAM_FAILED,
-            }
+            out::json(cohort);
+            false
         }
+    };
+    match cohort.status {
+        _ if untrusted => EXIT_ERROR,
+        CohortStatus::Succeeded => EXIT_OK,
+        CohortStatus::TimedOut => EXIT_TIMED_OUT,
+        CohortStatus::Cancelled => EXIT_CANCELLED,
+        CohortStatus::Partial | CohortStatus::Failed => EXIT_UPSTREAM_FAILED,
     }
 }
 
@@ -369,47 +342,70 @@ where
     result
 }
 
-/// `ctmr-skill inspect`.
+/// A path argument as a tool takes it.
+fn path_arg(path: &std::path::Path) -> Value {
+    json!(path.to_string_lossy())
+}
+
+/// Call `T` in process with `arguments`, waited, for `command`; the failure message
+/// said on stderr.
+fn call_tool<T: crate::tools::Tool>(
+    command: &str,
+    config: &Config,
+    arguments: Map<String, Value>,
+) -> Result<T::Output, u8> {
+    let manifest = crate::manifest::embedded().map_err(|e| {
+        eprintln!("ctmr-skill {command}: {e}");
+        EXIT_ERROR
+    })?;
+    let tools = in_process(command, config.clone(), manifest).ok_or(EXIT_ERROR)?;
+    runtime()
+        .block_on(tools.call_typed::<T>(&arguments, CallContext::detached()))
+        .map(|answer| answer.output)
+        .map_err(|failure| {
+            eprintln!("ctmr-skill {command}: {}", failure.message);
+            EXIT_USAGE
+        })
+}
+
+/// `ctmr-skill inspect`: the `inspect_label_map` tool; `--labels` names the ids from
+/// a label file instead of the bundle's table.
 fn inspect(args: &InspectArgs, config: &Config) -> u8 {
-    let options = crate::inspect::InspectOptions {
-        components: args.components,
-        reference: args.reference.as_ref().map(|p| config.absolute(p)),
-        ground_truth: args.ground_truth.as_ref().map(|p| config.absolute(p)),
-        ..crate::inspect::InspectOptions::default()
-    };
-    let mask = config.absolute(&args.mask);
-    let mut report = match crate::tools::inspect_label_map::inspect_any(&mask, &options) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("ctmr-skill inspect: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let table = match (&args.labels, &args.upstream_root) {
-        (Some(file), _) => {
-            match crate::labels::LabelTable::load_labels_json(&config.absolute(file)) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    eprintln!("ctmr-skill inspect: {e}");
-                    return EXIT_USAGE;
-                }
+    use crate::tools::inspect_label_map::InspectLabelMap;
+    let table = match &args.labels {
+        Some(file) => match crate::labels::LabelTable::load_labels_json(&config.absolute(file)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("ctmr-skill inspect: {e}");
+                return EXIT_USAGE;
             }
-        }
-        (None, Some(root)) => {
-            match crate::tools::inspect_label_map::load_table(Some(&config.absolute(root)), config)
-            {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    eprintln!("ctmr-skill inspect: {e}");
-                    return EXIT_USAGE;
-                }
-            }
-        }
-        // Without an explicit source, name ids when a default bundle root exists.
-        (None, None) => crate::tools::inspect_label_map::load_table(None, config).ok(),
+        },
+        None => None,
     };
+    let mut arguments = Map::new();
+    arguments.insert("mask".into(), path_arg(&args.mask));
+    let paths = [
+        ("reference", &args.reference),
+        ("ground_truth", &args.ground_truth),
+        ("upstream_root", &args.upstream_root),
+    ];
+    for (name, path) in paths {
+        if let Some(p) = path {
+            arguments.insert(name.into(), path_arg(p));
+        }
+    }
+    arguments.insert("components".into(), json!(args.components));
+    let mut output = match call_tool::<InspectLabelMap>("inspect", config, arguments) {
+        Ok(output) => output,
+        Err(code) => return code,
+    };
+    // A bundle root named explicitly must give names.
+    if let (Some(_), Some(why)) = (&args.upstream_root, &output.unnamed) {
+        eprintln!("ctmr-skill inspect: {why}");
+        return EXIT_USAGE;
+    }
     if let Some(table) = &table {
-        report.attach_names(|id| {
+        output.report.attach_names(|id| {
             u32::try_from(id)
                 .ok()
                 .and_then(|i| table.name(i))
@@ -417,69 +413,57 @@ fn inspect(args: &InspectArgs, config: &Config) -> u8 {
         });
     }
     if args.json {
-        out::json(&report);
+        out::json(&output.report);
     } else {
-        out::text(&report.render_table());
+        out::text(&output.report.render_table());
     }
     EXIT_OK
 }
 
-/// `ctmr-skill render`: the `render_overlay` tool's code; exit 2 on bad input.
+/// `ctmr-skill render`: the `render_overlay` tool; exit 2 on bad input.
 fn render(args: &super::RenderArgs, config: &Config) -> u8 {
-    use crate::tools::render_overlay::{execute, RenderRequest};
-    let window = match args.window.parse() {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("ctmr-skill render: --{e}");
-            return EXIT_USAGE;
-        }
-    };
-    let request = RenderRequest {
-        mask: config.absolute(&args.mask),
-        image: args.image.as_ref().map(|p| config.absolute(p)),
-        structures: args.structures.clone(),
-        window,
-        out: Some(config.absolute(&args.out)),
-        upstream_root: args.upstream_root.as_ref().map(|p| config.absolute(p)),
-    };
-    match execute(&request, config) {
-        Ok(picture) => {
-            out::json(&picture.info);
+    use crate::tools::render_overlay::RenderOverlay;
+    let mut arguments = Map::new();
+    arguments.insert("mask".into(), path_arg(&args.mask));
+    if let Some(image) = &args.image {
+        arguments.insert("image".into(), path_arg(image));
+    }
+    if !args.structures.is_empty() {
+        arguments.insert("structures".into(), json!(args.structures));
+    }
+    arguments.insert("window".into(), json!(args.window));
+    arguments.insert("out".into(), path_arg(&args.out));
+    if let Some(root) = &args.upstream_root {
+        arguments.insert("upstream_root".into(), path_arg(root));
+    }
+    match call_tool::<RenderOverlay>("render", config, arguments) {
+        Ok(info) => {
+            out::json(&info);
             EXIT_OK
         }
-        Err(e) => {
-            eprintln!("ctmr-skill render: {e}");
-            EXIT_USAGE
-        }
+        Err(code) => code,
     }
 }
 
-/// `ctmr-skill labels`.
+/// `ctmr-skill labels`: the `list_labels` tool; exit 2 when a name does not resolve.
 fn labels(args: &LabelsArgs, config: &Config) -> u8 {
-    let modality = match args
-        .modality
-        .as_deref()
-        .map(str::parse::<crate::labels::Modality>)
-    {
-        None => None,
-        Some(Ok(m)) => Some(m),
-        Some(Err(_)) => {
-            eprintln!("ctmr-skill labels: --modality must be CT_BODY, MRI_BODY or MRI_BRAIN");
-            return EXIT_USAGE;
-        }
-    };
-    let request = crate::tools::list_labels::LabelsRequest {
-        query: args.query.clone(),
-        resolve: args.resolve.clone(),
-        modality,
-        upstream_root: args.upstream_root.as_ref().map(|p| config.absolute(p)),
-    };
-    let doc = match crate::tools::list_labels::execute(&request, config) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("ctmr-skill labels: {e}");
-            return EXIT_USAGE;
-        }
+    use crate::tools::list_labels::ListLabels;
+    let mut arguments = Map::new();
+    if let Some(query) = &args.query {
+        arguments.insert("query".into(), json!(query));
+    }
+    if !args.resolve.is_empty() {
+        arguments.insert("resolve".into(), json!(args.resolve));
+    }
+    if let Some(modality) = &args.modality {
+        arguments.insert("modality".into(), json!(modality));
+    }
+    if let Some(root) = &args.upstream_root {
+        arguments.insert("upstream_root".into(), path_arg(root));
+    }
+    let doc = match call_tool::<ListLabels>("labels", config, arguments) {
+        Ok(list) => list.0,
+        Err(code) => return code,
     };
     if args.json {
         out::json(&doc);

@@ -118,10 +118,13 @@ pub fn command() -> clap::Command {
     let Ok(manifest) = crate::manifest::embedded() else {
         return cmd; // a build defect the manifest's tests catch; the tools refuse later
     };
+    use crate::tools::{
+        render_overlay::RenderOverlay, run_batch::RunBatch, run_script::RunScript, Tool,
+    };
     let faces = [
-        ("run", "run_script"),
-        ("run-batch", "run_batch"),
-        ("render", "render_overlay"),
+        ("run", RunScript::NAME),
+        ("run-batch", RunBatch::NAME),
+        ("render", RenderOverlay::NAME),
     ];
     for (sub, tool) in faces {
         if let Some(decl) = manifest.tool(tool) {
@@ -214,7 +217,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 mod tests {
     use super::*;
     use crate::manifest::ToolDecl;
-    use crate::tools::run_batch::request::from_tool_arguments;
+    use crate::tools::run_batch::request::parse_for_tests as from_tool_arguments;
     use std::time::Duration;
 
     fn world() -> (tempfile::TempDir, Config, ToolDecl) {

@@ -180,7 +180,7 @@ mod tests {
     use crate::config::Config;
     use crate::labels::Modality;
     use crate::manifest::ToolDecl;
-    use crate::tools::run_batch::request::from_tool_arguments;
+    use crate::tools::run_batch::request::parse_for_tests as from_tool_arguments;
     use crate::upstream::DeviceRequest;
     use std::time::Duration;
 

@@ -10,7 +10,11 @@ use super::error::CliError;
 use super::exit_codes::ExitCode;
 use crate::config::Config;
 use crate::manifest::Manifest;
-use crate::tools::CtmrTools;
+use crate::tools::inspect_label_map::InspectLabelMap;
+use crate::tools::list_labels::ListLabels;
+use crate::tools::run_script::RunScript;
+use crate::tools::verify_evidence::VerifyEvidence;
+use crate::tools::{CtmrTools, Tool};
 
 /// `ctmr-skill serve`: what the operator decides for every client.
 #[derive(Debug, Clone, Args, Default)]
@@ -84,8 +88,12 @@ fn options() -> crate::server::ServerOptions {
         version: env!("CARGO_PKG_VERSION").into(),
         instructions: format!(
             "Runs NVIDIA NV-Segment-CTMR (MONAI bundle, 345 CT/MRI classes) on NIfTI volumes via its documented \
-             entry point and returns verifiable evidence. Use list_labels to find class ids, run_script to segment, \
-             inspect_label_map for mask statistics, verify_evidence to check a pack. {}",
+             entry point and returns verifiable evidence. Use {} to find class ids, {} to segment, \
+             {} for mask statistics, {} to check a pack. {}",
+            ListLabels::NAME,
+            RunScript::NAME,
+            InspectLabelMap::NAME,
+            VerifyEvidence::NAME,
             crate::NOT_FOR_CLINICAL_USE
         ),
     }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 pub const TEMPLATE_ID: &str = "ctmr-skill.slurm-task/1";
 
 const TEMPLATE: &str = r#"#!/bin/bash
-# ctmr-skill run_batch: one Slurm array task runs one shard of a cohort.
+# ctmr-skill run-batch: one Slurm array task runs one shard of a cohort.
 # Generated from template {{template}}. Research and benchmarking use only.
 # Not for clinical use.
 set -euo pipefail

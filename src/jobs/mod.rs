@@ -233,6 +233,15 @@ impl JobTable {
         table
     }
 
+    /// A table over `index` that reads nothing until asked: for in-process calls (the
+    /// CLI's), which run nothing in the background and must not settle a server's runs.
+    pub fn unopened(index: PathBuf) -> Self {
+        JobTable {
+            index,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
     pub fn index(&self) -> &Path {
         &self.index
     }
@@ -355,6 +364,7 @@ impl JobTable {
             ToolOutcome::Failure {
                 message,
                 structured,
+                ..
             } => (
                 if cancelled {
                     RunState::Cancelled
@@ -509,7 +519,7 @@ impl JobTable {
             record.state = RunState::Interrupted;
             let orphan = pointer.child.filter(|c| c.kill_group());
             record.message = Some(format!(
-                "the server (pid {}) stopped while this run was in flight{}; start it again (run_batch resumes finished volumes)",
+                "the server (pid {}) stopped while this run was in flight{}; start it again (a batch run resumes its finished volumes)",
                 record.pid,
                 orphan
                     .map(|c| format!(
@@ -639,6 +649,7 @@ mod tests {
                 structured: json!({"status": "succeeded"}),
                 summary: "ok".into(),
                 images: Vec::new(),
+                brief: Default::default(),
             },
             false,
         );

@@ -2,10 +2,10 @@
 //!
 //! `full` is the tool's whole document, as `structuredContent` and as JSON text.
 //! `summary` (the default) is
-//! - text: status and one-line summary, the requested structures (or, for an
-//!   everything run, the classes present with volumes, at most [`TEXT_CLASSES`] and
-//!   "and N more"), gates and sanity checks only when one failed, the verifier verdict
-//!   with its failing checks, and where the pack is;
+//! - text: status and one-line summary, then the lines the tool says of its result (a
+//!   [`Brief`], built by each tool from its typed output: e.g. `run_script`'s requested
+//!   structures or largest classes, failed gates and sanity checks, the verifier
+//!   verdict), and where the pack is;
 //! - `structuredContent`: a subset that still conforms to the tool's `outputSchema`:
 //!   every required field is kept; every array and every map (an object whose schema
 //!   has no `properties`) is cut to its first [`KEEP_ITEMS`] entries; an optional field
@@ -16,12 +16,12 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::call::Brief;
+
 /// Entries kept of each array and map in summary `structuredContent`.
 pub const KEEP_ITEMS: usize = 8;
 /// An optional field larger than this (as compact JSON, after trimming) is left out.
 pub const KEEP_FIELD_BYTES: usize = 1500;
-/// Classes named in a summary text before "and N more".
-pub const TEXT_CLASSES: usize = 25;
 
 /// The detail a call asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,180 +146,21 @@ fn walk(value: &Value, schema: Option<&Value>, path: &str, cuts: &mut Cuts) -> V
     }
 }
 
-fn s<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer).and_then(Value::as_str)
-}
-
-/// The evidence document inside a result: run_script's result itself, or get_run's
-/// `result`.
-fn evidence(doc: &Value) -> Option<&Value> {
-    if doc.get("output").is_some_and(Value::is_object) {
-        Some(doc)
-    } else {
-        doc.get("result").filter(|r| r.is_object())
-    }
-}
-
-/// Failed entries of a `[{id|name, passed|status, ...}]` list, as "id: message".
-fn failed(list: Option<&Value>) -> Vec<String> {
-    list.and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|c| {
-            c.get("passed") == Some(&json!(false))
-                || c.get("ok") == Some(&json!(false))
-                || matches!(
-                    c.get("status").and_then(Value::as_str),
-                    Some("fail" | "failed" | "refused" | "error")
-                )
-        })
-        .map(|c| {
-            let id = s(c, "/id")
-                .or_else(|| s(c, "/name"))
-                .or_else(|| s(c, "/path"))
-                .unwrap_or("check");
-            let why = s(c, "/message")
-                .or_else(|| s(c, "/detail"))
-                .or_else(|| s(c, "/reason"))
-                .unwrap_or("");
-            if why.is_empty() {
-                id.to_string()
-            } else {
-                format!("{id}: {why}")
-            }
-        })
-        .collect()
-}
-
-/// Classes of an evidence document as "name (id): N mL", the requested ones when
-/// prompts were given, else all present; largest first.
-fn class_lines(ev: &Value) -> (Vec<String>, bool) {
-    let output = &ev["output"];
-    let requested: Vec<u64> = output["label_prompts_requested"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default();
-    let mut rows: Vec<(String, u64, f64)> = Vec::new();
-    if let Some(classes) = output["classes"].as_array() {
-        for c in classes {
-            let id = c["id"].as_u64().or_else(|| c["label_id"].as_u64());
-            let Some(id) = id else { continue };
-            let name = s(c, "/name").unwrap_or("").to_string();
-            let ml = c["volume_ml"].as_f64().unwrap_or(0.0);
-            rows.push((name, id, ml));
-        }
-    } else if let Some(vols) = output["class_volumes_ml"].as_object() {
-        for (k, v) in vols {
-            rows.push((
-                String::new(),
-                k.parse().unwrap_or(0),
-                v.as_f64().unwrap_or(0.0),
-            ));
-        }
-    }
-    let some = !requested.is_empty();
-    if some {
-        rows.retain(|(_, id, _)| requested.contains(id));
-    }
-    rows.sort_by(|a, b| b.2.total_cmp(&a.2));
-    let lines = rows
-        .iter()
-        .map(|(name, id, ml)| {
-            if name.is_empty() {
-                format!("{id}: {ml:.1} mL")
-            } else {
-                format!("{name} ({id}): {ml:.1} mL")
-            }
-        })
-        .collect();
-    (lines, some)
-}
-
-/// The summary text of a tool's result document.
-pub fn text(tool: &str, doc: &Value, fallback: &str) -> String {
+/// The summary text of a tool's answer: its head line (with the result's state word
+/// when the head does not already say it), the lines the tool's [`Brief`] adds, where
+/// the pack is, and where the full document is.
+pub fn text(tool: &str, head: &str, brief: &Brief) -> String {
     let mut out = Vec::new();
-    let status = s(doc, "/status")
-        .or_else(|| s(doc, "/state"))
-        .or_else(|| s(doc, "/run/state"))
-        .or_else(|| s(doc, "/overall"));
-    let head = fallback.lines().next().unwrap_or("").trim();
-    match status {
+    let head = head.lines().next().unwrap_or("").trim();
+    match &brief.status {
         Some(st) if !head.to_lowercase().contains(&st.to_lowercase()) => {
             out.push(format!("{tool}: {st}. {head}"))
         }
         _ => out.push(format!("{tool}: {head}")),
     }
-    if let Some(ev) = evidence(doc) {
-        let (lines, requested) = class_lines(ev);
-        if !lines.is_empty() {
-            let label = if requested {
-                "requested structures"
-            } else {
-                "classes present (largest first)"
-            };
-            let more = lines.len().saturating_sub(TEXT_CLASSES);
-            let mut shown = lines
-                .iter()
-                .take(TEXT_CLASSES)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("; ");
-            if more > 0 {
-                shown.push_str(&format!("; and {more} more"));
-            }
-            out.push(format!("{label}: {shown}"));
-        }
-        for (what, list) in [("gates", &ev["gates"]), ("sanity", &ev["sanity_checks"])] {
-            let bad = failed(Some(list));
-            if !bad.is_empty() {
-                out.push(format!("{what} failed: {}", bad.join("; ")));
-            }
-        }
-        if let Some(v) = ev.get("verification").or_else(|| ev.get("verifier_report")) {
-            if let Some(overall) = s(v, "/overall") {
-                out.push(format!("verifier: {overall}"));
-            }
-        }
-    }
-    if tool == "verify_evidence" {
-        if let Some(reasons) = doc["overall_reasons"].as_array() {
-            let reasons: Vec<&str> = reasons.iter().filter_map(Value::as_str).take(10).collect();
-            if !reasons.is_empty() {
-                out.push(format!("reasons: {}", reasons.join("; ")));
-            }
-        }
-    }
-    if tool == "inspect_label_map" {
-        if let Some(labels) = doc["labels"].as_array() {
-            let mut rows: Vec<String> = labels
-                .iter()
-                .take(TEXT_CLASSES)
-                .map(|l| {
-                    let id = l["id"]
-                        .as_i64()
-                        .or_else(|| l["label"].as_i64())
-                        .unwrap_or(-1);
-                    let name = s(l, "/name").unwrap_or("");
-                    let ml = l["volume_ml"].as_f64().unwrap_or(0.0);
-                    format!("{name} ({id}): {ml:.1} mL")
-                })
-                .collect();
-            if labels.len() > TEXT_CLASSES {
-                rows.push(format!("and {} more", labels.len() - TEXT_CLASSES));
-            }
-            out.push(format!("labels: {}", rows.join("; ")));
-        }
-    }
-    if tool == "run_batch" {
-        if let Some(counts) = doc.get("counts").filter(|c| c.is_object()) {
-            out.push(format!("counts: {counts}"));
-        }
-    }
-    for pointer in ["/pack_dir", "/run/pack_dir", "/output_root"] {
-        if let Some(dir) = s(doc, pointer) {
-            out.push(format!("pack: {dir}"));
-            break;
-        }
+    out.extend(brief.lines.iter().cloned());
+    if let Some(dir) = &brief.pack {
+        out.push(format!("pack: {dir}"));
     }
     out.push(
         "Full document: call again with detail \"full\", or read the linked resources.".into(),
@@ -357,28 +198,23 @@ mod tests {
     }
 
     #[test]
-    fn an_everything_run_names_the_largest_classes_and_counts_the_rest() {
-        let classes: Vec<Value> = (1..=117)
-            .map(|i| json!({"id": i, "name": format!("structure_number_{i}"), "volume_ml": i as f64 * 10.0}))
-            .collect();
-        let doc = json!({
-            "status": "succeeded", "pack_dir": "/data/runs/case1",
-            "output": {"classes": classes, "label_prompts_requested": []},
-            "gates": [{"name": "input_exists", "status": "passed", "message": "ok"}],
-            "sanity_checks": [{"path": "output.shape", "status": "failed", "reason": "shape differs"}],
-        });
-        let t = text("run_script", &doc, "CT_BODY everything run succeeded");
-        assert!(t.contains("structure_number_117 (117): 1170.0 mL"), "{t}");
-        assert!(!t.contains("structure_number_1 (1):"), "{t}");
-        assert!(t.contains("and 92 more"), "{t}");
-        assert!(
-            t.contains("sanity failed: output.shape: shape differs"),
-            "{t}"
+    fn the_text_lays_out_a_brief() {
+        let brief = Brief {
+            status: Some("failed".into()),
+            lines: vec!["gates failed: input: missing".into()],
+            pack: Some("/data/runs/case1".into()),
+        };
+        let t = text("a_tool", "The run stopped.\nmore", &brief);
+        assert_eq!(
+            t,
+            "a_tool: failed. The run stopped.\ngates failed: input: missing\npack: /data/runs/case1\n\
+             Full document: call again with detail \"full\", or read the linked resources."
         );
-        assert!(!t.contains("gates failed"), "{t}");
-        assert!(t.contains("pack: /data/runs/case1"), "{t}");
-        // Well under 1 500 tokens (a token is at least ~2.5 characters of such text).
-        assert!(t.len() < 3000, "{} chars", t.len());
+        let said = Brief {
+            status: Some("succeeded".into()),
+            ..Brief::default()
+        };
+        assert!(text("a_tool", "Run succeeded.", &said).starts_with("a_tool: Run succeeded.\n"));
     }
 
     #[test]

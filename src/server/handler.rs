@@ -99,6 +99,7 @@ pub(crate) fn result_from_outcome(outcome: ToolOutcome) -> CallToolResult {
             structured,
             summary,
             images,
+            ..
         } => {
             let mut content = vec![
                 ContentBlock::text(summary),
@@ -112,6 +113,7 @@ pub(crate) fn result_from_outcome(outcome: ToolOutcome) -> CallToolResult {
         ToolOutcome::Failure {
             message,
             structured,
+            ..
         } => {
             let mut content = vec![ContentBlock::text(message)];
             if let Some(s) = &structured {
@@ -168,9 +170,10 @@ pub(crate) fn shaped_result(outcome: ToolOutcome, shape: &Shape<'_>) -> CallTool
                 structured,
                 summary,
                 images,
+                brief,
             },
         ) => {
-            let text = detail::text(shape.tool, &structured, &summary);
+            let text = detail::text(shape.tool, &summary, &brief);
             let (kept, cuts) = detail::subset(&structured, shape.output_schema);
             let mut content = vec![ContentBlock::text(text)];
             content.extend(images.iter().map(image_block));
@@ -186,9 +189,10 @@ pub(crate) fn shaped_result(outcome: ToolOutcome, shape: &Shape<'_>) -> CallTool
             ToolOutcome::Failure {
                 message,
                 structured: Some(structured),
+                brief,
             },
         ) => {
-            let text = detail::text(shape.tool, &structured, &message);
+            let text = detail::text(shape.tool, &message, &brief);
             let (kept, cuts) = detail::subset(&structured, shape.output_schema);
             let mut result =
                 CallToolResult::error(vec![ContentBlock::text(message), ContentBlock::text(text)]);
@@ -209,8 +213,9 @@ pub(crate) fn shaped_result(outcome: ToolOutcome, shape: &Shape<'_>) -> CallTool
 fn unknown_task(id: &str, index: &std::path::Path) -> ErrorData {
     ErrorData::invalid_params(
         format!(
-            "unknown task '{id}': no such run in the runs index {}. Fix: pass the taskId a tools/call answered with (list_runs lists every run)",
-            index.display()
+            "unknown task '{id}': no such run in the runs index {}. Fix: pass the taskId a tools/call answered with ({} lists every run)",
+            index.display(),
+            <crate::tools::runs::ListRuns as crate::tools::Tool>::NAME
         ),
         Some(json!({ "taskId": id })),
     )
@@ -543,6 +548,7 @@ mod tests {
             structured: json!({"a": 1}),
             summary: "did it".into(),
             images: Vec::new(),
+            brief: Default::default(),
         }))
         .unwrap();
         assert_eq!(r["isError"], false);
@@ -559,6 +565,7 @@ mod tests {
         let r = serde_json::to_value(result_from_outcome(ToolOutcome::Failure {
             message: "bad `x`".into(),
             structured: None,
+            brief: Default::default(),
         }))
         .unwrap();
         assert_eq!(r["isError"], true);

@@ -69,6 +69,7 @@ pub(crate) fn detailed(view: &RunView) -> DetailedTask {
                     structured: structured.clone(),
                     summary: message,
                     images: Vec::new(),
+                    brief: Default::default(),
                 },
                 // Finished without error, but its result document is gone or unreadable.
                 None => ToolOutcome::Failure {
@@ -77,6 +78,7 @@ pub(crate) fn detailed(view: &RunView) -> DetailedTask {
                         run.pack_dir, run.result_file
                     ),
                     structured: None,
+                    brief: Default::default(),
                 },
             })),
         },
@@ -84,6 +86,7 @@ pub(crate) fn detailed(view: &RunView) -> DetailedTask {
             result: to_object(&result_from_outcome(ToolOutcome::Failure {
                 message,
                 structured: view.result.clone(),
+                brief: Default::default(),
             })),
         },
         RunState::Interrupted => TaskPayload::Failed {

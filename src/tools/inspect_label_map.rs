@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::registry::{blocking_heavy, Tool};
-use crate::call::{CallContext, Image, ToolOutcome};
+use super::registry::{blocking_heavy, into_outcome, Answer, Outcome, Summary, Tool, ToolFailure};
+use crate::call::{Brief, CallContext, Image, ToolOutcome};
 use crate::config::Config;
 use crate::inspect::{inspect, InspectOptions, InspectReport};
 use crate::labels::LabelTable;
@@ -43,13 +43,43 @@ pub struct InspectRequest {
     pub preview: bool,
 }
 
+/// `inspect_label_map`'s answer: the report, and what its head line says beside it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Inspected {
+    pub report: InspectReport,
+    /// Why the ids are unnamed (no label table was found).
+    #[serde(skip)]
+    pub unnamed: Option<String>,
+    /// Why no picture came with the answer, when one was asked for.
+    #[serde(skip)]
+    pub no_picture: Option<String>,
+}
+
+super::schemas::hand_written_schema!(Inspected, "schemas/inspect_report.schema.json");
+
+/// Labels named in a summary text before "and N more".
+const TEXT_LABELS: usize = 25;
+
 impl Tool for InspectLabelMap {
     const NAME: &'static str = "inspect_label_map";
     type Args = InspectArgs;
     type Request = InspectRequest;
+    type Output = Inspected;
 
-    fn output_schema() -> Value {
-        super::schemas::hand_written("schemas/inspect_report.schema.json")
+    fn summary(output: &Inspected) -> Summary {
+        let mut head = head(&output.report, output.unnamed.as_deref());
+        if let Some(e) = &output.no_picture {
+            head.push_str(&format!(" No picture: {e}."));
+        }
+        let document = serde_json::to_value(&output.report).expect("report serialises");
+        Summary {
+            head,
+            brief: Brief {
+                lines: label_lines(&document).into_iter().collect(),
+                ..Brief::default()
+            },
+        }
     }
 
     fn request(&self, args: InspectArgs) -> Result<InspectRequest, ArgError> {
@@ -74,25 +104,21 @@ impl Tool for InspectLabelMap {
         self: Arc<Self>,
         request: InspectRequest,
         _ctx: CallContext,
-    ) -> BoxFuture<'static, ToolOutcome> {
+    ) -> BoxFuture<'static, Outcome<Self>> {
         blocking_heavy(move || {
-            let result = execute(&request, &self.0);
-            let picture = match (&result, request.preview) {
-                (Ok((report, _)), true) => Some(preview(&request, report, &self.0)),
-                _ => None,
-            };
-            let mut answer = outcome(result);
-            if let ToolOutcome::Success {
-                images, summary, ..
-            } = &mut answer
-            {
-                match picture {
-                    Some(Ok(png)) => images.push(Image { png }),
-                    Some(Err(e)) => summary.push_str(&format!(" No picture: {e}.")),
-                    None => {}
+            let (report, unnamed) = execute(&request, &self.0).map_err(ToolFailure::failed)?;
+            let mut answer = Answer::new(Inspected {
+                report,
+                unnamed,
+                no_picture: None,
+            });
+            if request.preview {
+                match preview(&request, &answer.output.report, &self.0) {
+                    Ok(png) => answer.images.push(Image { png }),
+                    Err(e) => answer.output.no_picture = Some(e),
                 }
             }
-            answer
+            Ok(answer)
         })
     }
 }
@@ -221,33 +247,87 @@ fn shape_words(shape: &[usize]) -> String {
         .join("×")
 }
 
+/// The labels of a report as a summary line: "name (id): N mL", at most
+/// [`TEXT_LABELS`] and "and N more".
+fn label_lines(doc: &Value) -> Option<String> {
+    let labels = doc["labels"].as_array()?;
+    let mut rows: Vec<String> = labels
+        .iter()
+        .take(TEXT_LABELS)
+        .map(|l| {
+            let id = l["id"]
+                .as_i64()
+                .or_else(|| l["label"].as_i64())
+                .unwrap_or(-1);
+            let name = l["name"].as_str().unwrap_or("");
+            let ml = l["volume_ml"].as_f64().unwrap_or(0.0);
+            format!("{name} ({id}): {ml:.1} mL")
+        })
+        .collect();
+    if labels.len() > TEXT_LABELS {
+        rows.push(format!("and {} more", labels.len() - TEXT_LABELS));
+    }
+    Some(format!("labels: {}", rows.join("; ")))
+}
+
+/// The head line of a report; `unnamed` says why the ids have no names.
+fn head(report: &InspectReport, unnamed: Option<&str>) -> String {
+    let mut summary = format!(
+        "{} labels in a {} volume ({} voxels, {:.4} mL each); non-integer {}, NaN {}, value 255 {}.",
+        report.labels.len(),
+        shape_words(&report.mask.shape),
+        report.total_voxels,
+        report.voxel_volume_ml,
+        report.non_integer_voxels,
+        report.nan_voxels,
+        report.value_255_voxels
+    );
+    if let Some(note) = unnamed {
+        summary.push_str(&format!(" Ids are unnamed: {note}"));
+    }
+    if let Some(geometry) = report.geometry_note() {
+        summary.push(' ');
+        summary.push_str(&geometry);
+    }
+    summary.push_str(" Not for clinical use.");
+    summary
+}
+
+/// An inspection's result as the server answers it (no picture).
 pub fn outcome(result: Result<(InspectReport, Option<String>), String>) -> ToolOutcome {
-    match result {
-        Err(message) => ToolOutcome::failure(message),
-        Ok((report, note)) => {
-            let mut summary = format!(
-                "{} labels in a {} volume ({} voxels, {:.4} mL each); non-integer {}, NaN {}, value 255 {}.",
-                report.labels.len(),
-                shape_words(&report.mask.shape),
-                report.total_voxels,
-                report.voxel_volume_ml,
-                report.non_integer_voxels,
-                report.nan_voxels,
-                report.value_255_voxels
-            );
-            if let Some(note) = note {
-                summary.push_str(&format!(" Ids are unnamed: {note}"));
-            }
-            if let Some(geometry) = report.geometry_note() {
-                summary.push(' ');
-                summary.push_str(&geometry);
-            }
-            summary.push_str(" Not for clinical use.");
-            ToolOutcome::Success {
-                structured: serde_json::to_value(&report).expect("report serialises"),
-                summary,
-                images: Vec::new(),
-            }
-        }
+    into_outcome::<InspectLabelMap>(
+        result
+            .map(|(report, unnamed)| {
+                Answer::new(Inspected {
+                    report,
+                    unnamed,
+                    no_picture: None,
+                })
+            })
+            .map_err(ToolFailure::failed),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_summary_names_the_labels_and_counts_the_rest() {
+        let labels: Vec<Value> = (1..=30)
+            .map(|i| json!({"id": i, "name": format!("class_{i}"), "volume_ml": i as f64}))
+            .collect();
+        let line = label_lines(&json!({ "labels": labels })).unwrap();
+        assert!(
+            line.starts_with("labels: class_1 (1): 1.0 mL; class_2 (2): 2.0 mL;"),
+            "{line}"
+        );
+        assert!(
+            line.contains("class_25 (25): 25.0 mL; and 5 more"),
+            "{line}"
+        );
+        assert!(!line.contains("class_26"), "{line}");
+        assert_eq!(label_lines(&json!({})), None);
     }
 }

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::registry::{blocking_heavy, Tool};
-use crate::call::{CallContext, ToolOutcome};
+use super::registry::{blocking_heavy, Answer, Outcome, Summary, Tool, ToolFailure};
+use crate::call::CallContext;
 use crate::config::Config;
 use crate::labels::{LabelTable, Modality};
 use crate::manifest::args::ArgError;
@@ -34,13 +34,24 @@ pub struct LabelsRequest {
     pub upstream_root: Option<std::path::PathBuf>,
 }
 
+/// `list_labels`' answer: the document of schemas/labels.schema.json.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct LabelList(pub Value);
+
+super::schemas::hand_written_schema!(LabelList, "schemas/labels.schema.json");
+
 impl Tool for ListLabels {
     const NAME: &'static str = "list_labels";
     type Args = LabelsArgs;
     type Request = LabelsRequest;
+    type Output = LabelList;
 
-    fn output_schema() -> Value {
-        super::schemas::hand_written("schemas/labels.schema.json")
+    fn summary(output: &LabelList) -> Summary {
+        Summary {
+            head: head(&output.0),
+            ..Summary::default()
+        }
     }
 
     fn request(&self, args: LabelsArgs) -> Result<LabelsRequest, ArgError> {
@@ -59,8 +70,12 @@ impl Tool for ListLabels {
         self: Arc<Self>,
         request: LabelsRequest,
         _ctx: CallContext,
-    ) -> BoxFuture<'static, ToolOutcome> {
-        blocking_heavy(move || outcome(execute(&request, &self.0)))
+    ) -> BoxFuture<'static, Outcome<Self>> {
+        blocking_heavy(move || {
+            execute(&request, &self.0)
+                .map(|doc| Answer::new(LabelList(doc)))
+                .map_err(ToolFailure::failed)
+        })
     }
 }
 
@@ -110,30 +125,22 @@ pub fn document(table: &LabelTable, request: &LabelsRequest) -> Value {
     })
 }
 
-pub fn outcome(result: Result<Value, String>) -> ToolOutcome {
-    match result {
-        Err(message) => ToolOutcome::failure(message),
-        Ok(doc) => {
-            let listed = doc["labels"].as_array().map_or(0, Vec::len);
-            let mut summary = format!("{listed} of {} classes listed.", doc["total_classes"]);
-            for r in doc["resolved"].as_array().into_iter().flatten() {
-                match r["id"].as_u64() {
-                    Some(id) => summary.push_str(&format!(
-                        " '{}' -> {id} ({}).",
-                        r["query"].as_str().unwrap_or(""),
-                        r["name"].as_str().unwrap_or("")
-                    )),
-                    None => summary.push_str(&format!(
-                        " {}.",
-                        r["error"].as_str().unwrap_or("unresolved")
-                    )),
-                }
-            }
-            ToolOutcome::Success {
-                structured: doc,
-                summary,
-                images: Vec::new(),
-            }
+/// The head line of a label list: how many were listed, and each name resolved.
+fn head(doc: &Value) -> String {
+    let listed = doc["labels"].as_array().map_or(0, Vec::len);
+    let mut summary = format!("{listed} of {} classes listed.", doc["total_classes"]);
+    for r in doc["resolved"].as_array().into_iter().flatten() {
+        match r["id"].as_u64() {
+            Some(id) => summary.push_str(&format!(
+                " '{}' -> {id} ({}).",
+                r["query"].as_str().unwrap_or(""),
+                r["name"].as_str().unwrap_or("")
+            )),
+            None => summary.push_str(&format!(
+                " {}.",
+                r["error"].as_str().unwrap_or("unresolved")
+            )),
         }
     }
+    summary
 }

@@ -3,9 +3,10 @@
 //! manifest and the implementations agree.
 //!
 //! Adding a tool: write its file (an `Args` struct the manifest's arguments deserialise
-//! into, a `Request`, `impl Tool`), declare it in `skill_manifest.yaml`, and add one
-//! line to `registry()` in `src/tools/toolbox.rs`, the one place that lists them.
-//! Nothing else knows tool names.
+//! into, a `Request`, a typed `Output` whose schema is the published output schema and
+//! its `summary`, `impl Tool`), declare it in `skill_manifest.yaml`, and add one line to
+//! `registry()` in `src/tools/toolbox.rs`, the one place that lists them. Nothing else
+//! knows tool names (`tests/it/tool_names.rs` checks the string literals of `src/`).
 //!
 //! Beside the tools live only the pieces that exist because of the tools' interface:
 //! [`write_gate`] (the one check for every path a tool argument names for writing,

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::registry::{blocking_heavy, Tool};
+use super::registry::{blocking_heavy, Answer, Outcome, Summary, Tool, ToolFailure};
 use super::write_gate::{self, Written};
-use crate::call::{CallContext, Image, ToolOutcome};
+use crate::call::{CallContext, Image};
 use crate::config::Config;
 use crate::labels::LabelTable;
 use crate::manifest::args::ArgError;
@@ -48,9 +47,28 @@ impl Tool for RenderOverlay {
     const NAME: &'static str = "render_overlay";
     type Args = RenderArgs;
     type Request = RenderRequest;
+    type Output = PictureInfo;
 
-    fn output_schema() -> Value {
-        crate::json_schema::schema_of::<PictureInfo>()
+    fn summary(info: &PictureInfo) -> Summary {
+        let names: Vec<String> = info
+            .structures
+            .iter()
+            .map(|r| format!("{} ({:.1} mL)", r.structure.name, r.structure.volume_ml))
+            .collect();
+        Summary {
+            head: format!(
+                "Overlay {}x{} px of {} structure(s): {}. Axial, coronal and sagittal planes through each centroid, radiological orientation.{} Not for clinical use.",
+                info.width,
+                info.height,
+                names.len(),
+                names.join(", "),
+                info.written_to
+                    .as_deref()
+                    .map(|p| format!(" Written to {p}."))
+                    .unwrap_or_default()
+            ),
+            ..Summary::default()
+        }
     }
 
     fn request(&self, args: RenderArgs) -> Result<RenderRequest, ArgError> {
@@ -87,8 +105,14 @@ impl Tool for RenderOverlay {
         self: Arc<Self>,
         request: RenderRequest,
         _ctx: CallContext,
-    ) -> BoxFuture<'static, ToolOutcome> {
-        blocking_heavy(move || outcome(execute(&request, &self.0)))
+    ) -> BoxFuture<'static, Outcome<Self>> {
+        blocking_heavy(move || {
+            let picture = execute(&request, &self.0).map_err(ToolFailure::failed)?;
+            Ok(Answer {
+                output: picture.info,
+                images: vec![Image { png: picture.png }],
+            })
+        })
     }
 }
 
@@ -97,9 +121,12 @@ pub fn resolve_structures(table: &LabelTable, names: &[String]) -> Result<Vec<u3
     names
         .iter()
         .map(|q| {
-            table
-                .resolve(q)
-                .map_err(|e| format!("structures: {e}; list_labels shows the class names"))
+            table.resolve(q).map_err(|e| {
+                format!(
+                    "structures: {e}; {} shows the class names",
+                    super::list_labels::ListLabels::NAME
+                )
+            })
         })
         .collect()
 }
@@ -129,36 +156,4 @@ pub fn execute(request: &RenderRequest, config: &Config) -> Result<Picture, Stri
         picture.info.written_to = Some(out.display().to_string());
     }
     Ok(picture)
-}
-
-pub fn outcome(result: Result<Picture, String>) -> ToolOutcome {
-    match result {
-        Err(message) => ToolOutcome::failure(message),
-        Ok(picture) => {
-            let names: Vec<String> = picture
-                .info
-                .structures
-                .iter()
-                .map(|r| format!("{} ({:.1} mL)", r.structure.name, r.structure.volume_ml))
-                .collect();
-            let summary = format!(
-                "Overlay {}x{} px of {} structure(s): {}. Axial, coronal and sagittal planes through each centroid, radiological orientation.{} Not for clinical use.",
-                picture.info.width,
-                picture.info.height,
-                names.len(),
-                names.join(", "),
-                picture
-                    .info
-                    .written_to
-                    .as_deref()
-                    .map(|p| format!(" Written to {p}."))
-                    .unwrap_or_default()
-            );
-            ToolOutcome::Success {
-                structured: serde_json::to_value(&picture.info).expect("picture info serialises"),
-                summary,
-                images: vec![Image { png: picture.png }],
-            }
-        }
-    }
 }

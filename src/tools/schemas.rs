@@ -41,6 +41,25 @@ pub fn hand_written(path: &str) -> Value {
         .unwrap_or_else(|| panic!("{path} is embedded and parses (checked by a test)"))
 }
 
+/// `impl JsonSchema` for a type whose published schema is a hand-written document of
+/// [`HAND_WRITTEN`] (the type's serialisation is checked against it by the tests of
+/// the tool that answers with it).
+macro_rules! hand_written_schema {
+    ($ty:ty, $path:literal) => {
+        impl schemars::JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($ty).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::Schema::try_from($crate::tools::schemas::hand_written($path))
+                    .expect("a hand-written schema is a JSON object")
+            }
+        }
+    };
+}
+pub(crate) use hand_written_schema;
+
 /// The output schema of a tool that answers either with `base` (waited) or with a
 /// [`crate::jobs::RunRecord`] (`wait: false`).
 pub fn waited_or_started(base: Value, what: &str) -> Value {

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::inspect_label_map::InspectLabelMap;
 use super::list_labels::ListLabels;
-use super::registry::Registry;
+use super::registry::{Outcome, Registry, Tool, ToolFailure};
 use super::render_overlay::RenderOverlay;
 use super::run_batch::RunBatch;
 use super::run_script::RunScript;
@@ -77,6 +77,32 @@ impl CtmrTools {
             config,
             workers,
         })
+    }
+
+    /// The tools for in-process calls (the CLI): the runs index is not read, since
+    /// such calls are always waited and run nothing in the background.
+    pub fn in_process(config: Config, manifest: Manifest) -> Result<Self, String> {
+        let jobs = JobTable::unopened(config.runs_dir.clone());
+        Self::with_jobs(config, manifest, jobs)
+    }
+
+    /// Call `T` in process, typed: exactly the steps of a server call (see
+    /// [`Registry::call_typed`]), always waited.
+    pub fn call_typed<T: Tool>(
+        &self,
+        arguments: &Map<String, Value>,
+        ctx: CallContext,
+    ) -> BoxFuture<'static, Outcome<T>> {
+        match self
+            .registry
+            .call_typed::<T>(&self.manifest, arguments, ctx)
+        {
+            Some(call) => call,
+            None => {
+                let e = ToolFailure::failed(format!("{} is not a tool of this build", T::NAME));
+                async move { Err(e) }.boxed()
+            }
+        }
     }
 
     /// Start the default warm worker now (`serve --warm`); `None` when workers are off.
@@ -155,6 +181,7 @@ mod tests {
     use super::*;
     use crate::json_schema::DIALECT;
     use crate::manifest::schema::tool_specs;
+    use crate::tools::Tool;
 
     fn world() -> (tempfile::TempDir, Arc<Config>, Arc<Manifest>, Arc<JobTable>) {
         let dir = tempfile::tempdir().unwrap();
@@ -162,6 +189,53 @@ mod tests {
         let manifest = Arc::new(crate::manifest::embedded().unwrap());
         let jobs = Arc::new(JobTable::new(dir.path().join("runs")));
         (dir, config, manifest, jobs)
+    }
+
+    #[test]
+    fn the_typed_entry_takes_the_steps_of_a_server_call() {
+        use super::super::registry::FailureKind;
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(dir.path().to_path_buf(), vec![], None, None, 1);
+        let tools = CtmrTools::in_process(config, crate::manifest::embedded().unwrap()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for args in [
+            serde_json::json!({"run_id": "../etc/passwd"}),
+            serde_json::json!({"run_id": "20261204T153000Z-1a2b3c4d", "bogus": 1}),
+            serde_json::json!({}),
+        ] {
+            let args = args.as_object().unwrap().clone();
+            let typed = rt
+                .block_on(tools.call_typed::<GetRun>(&args, CallContext::detached()))
+                .unwrap_err();
+            assert_eq!(typed.kind, FailureKind::Refused, "{args:?}");
+            let served = rt
+                .block_on(tools.call(GetRun::NAME, args, CallContext::detached()))
+                .unwrap();
+            assert_eq!(served, ToolOutcome::failure(typed.message));
+        }
+        // A well-formed id of no run: the tool ran and failed, the same way.
+        let args = serde_json::json!({"run_id": "20261204T153000Z-1a2b3c4d"});
+        let args = args.as_object().unwrap().clone();
+        let typed = rt
+            .block_on(tools.call_typed::<GetRun>(&args, CallContext::detached()))
+            .unwrap_err();
+        assert_eq!(typed.kind, FailureKind::Failed);
+        assert!(typed.message.contains("no run"), "{}", typed.message);
+        // The typed answer of list_runs is the document a server call answers with.
+        let list = rt
+            .block_on(tools.call_typed::<ListRuns>(&Map::new(), CallContext::detached()))
+            .unwrap()
+            .output;
+        let served = rt
+            .block_on(tools.call(ListRuns::NAME, Map::new(), CallContext::detached()))
+            .unwrap();
+        let ToolOutcome::Success { structured, .. } = served else {
+            panic!("list_runs failed: {served:?}");
+        };
+        assert_eq!(structured, serde_json::to_value(&list).unwrap());
     }
 
     #[test]

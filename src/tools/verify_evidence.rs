@@ -7,13 +7,17 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::registry::{blocking_heavy, Tool};
-use crate::call::{CallContext, ToolOutcome};
+use super::registry::{blocking_heavy, Answer, Outcome, Summary, Tool, ToolFailure};
+use crate::call::{Brief, CallContext};
 use crate::config::Config;
 use crate::manifest::args::ArgError;
-use crate::verifier::{verify_pack, VerifyOptions};
+use crate::verifier::{verify_pack, VerifierReport, VerifyOptions};
+
+super::schemas::hand_written_schema!(
+    VerifierReport,
+    "verifiers/ct_segmentation_quality_v1/report.schema.json"
+);
 
 /// The tool.
 pub struct VerifyEvidence(pub Arc<Config>);
@@ -31,9 +35,27 @@ impl Tool for VerifyEvidence {
     const NAME: &'static str = "verify_evidence";
     type Args = VerifyArgs;
     type Request = PathBuf;
+    type Output = VerifierReport;
 
-    fn output_schema() -> Value {
-        super::schemas::hand_written("verifiers/ct_segmentation_quality_v1/report.schema.json")
+    fn summary(report: &VerifierReport) -> Summary {
+        let reasons: Vec<&str> = report
+            .overall_reasons
+            .iter()
+            .map(String::as_str)
+            .take(10)
+            .collect();
+        let overall = serde_json::to_value(report.overall).expect("a verdict serialises");
+        Summary {
+            head: report.summary(),
+            brief: Brief {
+                status: overall.as_str().map(str::to_string),
+                lines: (!reasons.is_empty())
+                    .then(|| format!("reasons: {}", reasons.join("; ")))
+                    .into_iter()
+                    .collect(),
+                pack: None,
+            },
+        }
     }
 
     fn request(&self, args: VerifyArgs) -> Result<PathBuf, ArgError> {
@@ -44,24 +66,20 @@ impl Tool for VerifyEvidence {
         self: Arc<Self>,
         pack_dir: PathBuf,
         _ctx: CallContext,
-    ) -> BoxFuture<'static, ToolOutcome> {
-        blocking_heavy(move || execute(&pack_dir, &self.0.cwd))
+    ) -> BoxFuture<'static, Outcome<Self>> {
+        blocking_heavy(move || execute(&pack_dir, &self.0.cwd).map(Answer::new))
     }
 }
 
-pub fn execute(pack_dir: &Path, cwd: &Path) -> ToolOutcome {
+pub fn execute(pack_dir: &Path, cwd: &Path) -> Result<VerifierReport, ToolFailure> {
     let options = VerifyOptions {
         cwd: Some(cwd.to_path_buf()),
         ..VerifyOptions::default()
     };
-    match verify_pack(pack_dir, &options) {
-        Err(e) => ToolOutcome::failure(format!(
-            "argument 'pack_dir': {e}. Fix: pass the output_dir of a run_script call (it holds output.json)"
-        )),
-        Ok(report) => ToolOutcome::Success {
-            summary: report.summary(),
-            structured: serde_json::to_value(&report).expect("report serialises"),
-            images: Vec::new(),
-        },
-    }
+    verify_pack(pack_dir, &options).map_err(|e| {
+        ToolFailure::failed(format!(
+            "argument 'pack_dir': {e}. Fix: pass the output_dir of a {} call (it holds output.json)",
+            super::run_script::RunScript::NAME
+        ))
+    })
 }

@@ -385,15 +385,21 @@ fn run_batch_refuses_switches_the_bundle_cannot_honour() {
     w.nothing_ran();
     let config = Config::new(w.base.clone(), vec![], None, Some(common::python()), 1);
     let manifest = ctmr_skill::manifest::embedded().unwrap();
-    let single = ctmr_skill::tools::run_script::request::from_tool_arguments(
+    // The registry's parse path, the one every call takes.
+    let runner = ctmr_skill::tools::run_script::RunScript::new(
+        std::sync::Arc::new(config.clone()),
+        std::sync::Arc::new(manifest.clone()),
+    );
+    let single = ctmr_skill::tools::registry::parse(
+        &runner,
         manifest.tool("run_script").unwrap(),
         json!({"input": w.input, "output_dir": w.base.join("out"), "upstream_root": w.root,
             "cpu_postprocessing": true})
         .as_object()
         .unwrap(),
-        &config,
     )
-    .unwrap();
+    .unwrap()
+    .request;
     let gated = ctmr_skill::tools::run_script::gates::evaluate(single, &config, &manifest)
         .unwrap_or_else(|refusal| panic!("{}", refusal.message));
     let g = gated

@@ -26,6 +26,7 @@ mod sandbox_supervise;
 mod schemas_current;
 mod server_wire;
 mod slurm_cluster;
+mod tool_names;
 mod transport_props;
 mod trust_boundary;
 mod untrusted_files;

@@ -73,10 +73,12 @@ impl ToolBox for TestBox {
                     summary: format!("echoed {} argument(s)", arguments.len()),
                     structured: json!({ "echo": arguments }),
                     images: Vec::new(),
+                    brief: Default::default(),
                 }),
                 "fails" => Ok(ToolOutcome::Failure {
                     message: "argument `text` must not be empty; pass some text".into(),
                     structured: Some(json!({"evidence": {"rule": "non-empty"}})),
+                    brief: Default::default(),
                 }),
                 "boom" => Err(ToolCallError::Internal("disk on fire".into())),
                 "panics" => panic!("tool bug"),
@@ -98,12 +100,14 @@ impl ToolBox for TestBox {
                     tokio::select! {
                         _ = ctx.cancel.cancelled() => {
                             let _ = events.send(Event::Cancelled(name));
-                            Ok(ToolOutcome::Failure { message: "cancelled".into(), structured: None })
+                            Ok(ToolOutcome::Failure { message: "cancelled".into(), structured: None, brief: Default::default() })
                         }
                         _ = release.notified() => Ok(ToolOutcome::Success {
                             summary: "slow done".into(),
                             structured: json!({"done": true}),
-                            images: Vec::new(),                        }),
+                            images: Vec::new(),
+                            brief: Default::default(),
+                        }),
                     }
                 }
                 "stubborn" => {
@@ -113,6 +117,7 @@ impl ToolBox for TestBox {
                         summary: "never".into(),
                         structured: json!({}),
                         images: Vec::new(),
+                        brief: Default::default(),
                     })
                 }
                 other => Err(ToolCallError::UnknownTool(other.to_owned())),

@@ -76,9 +76,9 @@ fn switch_checks(
             format!(
                 "{} {}",
                 batch.display(),
-                if batch.is_file() { "present: run_batch loads the model once" } else { "missing" }
+                if batch.is_file() { "present: a batch run loads the model once" } else { "missing" }
             ),
-            "run_batch needs the bundle's configs/batch_inference.json",
+            "batch runs (run-batch) need the bundle's configs/batch_inference.json",
         ),
         (
             "cpu_postprocessing",

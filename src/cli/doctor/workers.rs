@@ -46,7 +46,7 @@ pub(super) fn workers_check(workers: &[Found], gpu: &BTreeMap<u32, u64>) -> Chec
     let stale = workers.len() - alive.len();
     let mut detail = match alive.len() {
         0 => {
-            "none running (serve starts them on the first run_script call, or at start with --warm)"
+            "none running (serve starts them on the first segmentation run, or at start with --warm)"
                 .to_string()
         }
         n => format!("{n} running: {}", alive.join("; ")),

@@ -8,17 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde_json::json;
-
 use super::plot;
 use super::request::BatchRunRequest;
-use super::{report, BatchCall, VolumeTrust};
-use crate::call::{CallContext, ToolOutcome};
+use super::{report, BatchCall, BatchOutput, RunBatch, VolumeTrust};
+use crate::call::CallContext;
 use crate::config::Config;
-use crate::evidence::cohort::{
-    self, Attempt, Cohort, CohortStatus, Failure, VolumeRow, VolumeStatus,
-};
+use crate::evidence::cohort::{self, Attempt, Cohort, Failure, VolumeRow, VolumeStatus};
 use crate::evidence::RunIds;
+use crate::tools::registry::{Answer, FailureKind, Outcome, ToolFailure};
 
 /// The paired verifier on every succeeded or reused volume's pack, in row order.
 pub(super) async fn verify_volumes(cohort: &Cohort, config: &Config) -> Vec<VolumeTrust> {
@@ -145,74 +142,55 @@ pub(super) fn summarise(
 }
 
 impl BatchCall {
-    /// The MCP shape: the cohort as structuredContent; isError when nothing succeeded.
-    pub fn into_outcome(self) -> ToolOutcome {
+    /// The typed answer: the cohort as the output (isError with the cohort when
+    /// nothing succeeded, see `Tool::is_error`); a call that ran nothing as a failure.
+    pub fn into_outcome(self) -> Outcome<RunBatch> {
+        let (cohort, trust_summaries) = match self {
+            BatchCall::Refused { .. } | BatchCall::NotStarted { .. } => {
+                return Err(self.into_failure())
+            }
+            BatchCall::Verified(cohort, trust) => (*cohort, Some(trust)),
+            BatchCall::Ran(cohort) => (*cohort, None),
+        };
+        Ok(Answer::new(BatchOutput {
+            cohort,
+            trust_summaries,
+        }))
+    }
+
+    /// A call that ran nothing, as a failure (its refusal document for the CLI).
+    pub fn into_failure(self) -> ToolFailure {
         match self {
-            BatchCall::Refused { message, .. } | BatchCall::NotStarted { message } => {
-                ToolOutcome::Failure {
-                    message,
-                    structured: None,
-                }
-            }
-            BatchCall::Verified(cohort, trust) => {
-                let lines = trust_lines(&trust);
-                match BatchCall::Ran(cohort).into_outcome() {
-                    ToolOutcome::Success {
-                        mut structured,
-                        summary,
-                        images,
-                    } => {
-                        structured["trust_summaries"] = json!(trust);
-                        ToolOutcome::Success {
-                            structured,
-                            summary: format!("{lines} {summary}"),
-                            images,
-                        }
-                    }
-                    ToolOutcome::Failure {
-                        message,
-                        mut structured,
-                    } => {
-                        if let Some(s) = structured.as_mut() {
-                            s["trust_summaries"] = json!(trust);
-                        }
-                        ToolOutcome::Failure {
-                            message: format!("{lines} {message}"),
-                            structured,
-                        }
-                    }
-                }
-            }
-            BatchCall::Ran(cohort) => {
-                let structured = serde_json::to_value(&*cohort).expect("cohort serialises");
-                let mut summary = format!(
-                    "{} Cohort summary: {}/cohort.json and cohort_volumes.csv; one evidence pack per volume under {}.",
-                    cohort.summary, cohort.output_root, cohort.output_root
-                );
-                for f in &cohort.failures {
-                    summary.push_str(&format!(
-                        "\n- {} ({}): {}",
-                        f.id,
-                        f.status.as_str(),
-                        f.reason
-                    ));
-                }
-                if matches!(
-                    cohort.status,
-                    CohortStatus::Succeeded | CohortStatus::Partial
-                ) {
-                    ToolOutcome::Success {
-                        structured,
-                        summary,
-                        images: Vec::new(),
-                    }
-                } else {
-                    ToolOutcome::Failure {
-                        message: summary,
-                        structured: Some(structured),
-                    }
-                }
-            }
+            BatchCall::Refused { message, document } => ToolFailure {
+                document: Some(document),
+                ..ToolFailure::new(FailureKind::Refused, message)
+            },
+            BatchCall::NotStarted { message } => ToolFailure::new(FailureKind::NotStarted, message),
+            ran => match ran.into_outcome() {
+                Err(failure) => failure,
+                Ok(answer) => ToolFailure::failed(head(&answer.output)),
+            },
         }
+    }
+}
+
+/// The head line of `run_batch`'s answer.
+pub(super) fn head(output: &BatchOutput) -> String {
+    let cohort = &output.cohort;
+    let mut summary = format!(
+        "{} Cohort summary: {}/cohort.json and cohort_volumes.csv; one evidence pack per volume under {}.",
+        cohort.summary, cohort.output_root, cohort.output_root
+    );
+    for f in &cohort.failures {
+        summary.push_str(&format!(
+            "\n- {} ({}): {}",
+            f.id,
+            f.status.as_str(),
+            f.reason
+        ));
+    }
+    match &output.trust_summaries {
+        Some(trust) => format!("{} {summary}", trust_lines(trust)),
+        None => summary,
     }
 }

@@ -54,14 +54,14 @@ use self::finish::{finish, summarise, verify_volumes};
 use self::local::RunContext;
 use self::plan::Volume;
 use self::request::{BatchInputs, BatchRunRequest};
-use crate::call::{CallContext, Progress, ToolOutcome};
+use crate::call::{Brief, CallContext, Progress};
 use crate::config::Config;
-use crate::evidence::cohort::{self, Attempt, Cohort, VolumeRow, VolumeStatus};
+use crate::evidence::cohort::{self, Attempt, Cohort, CohortStatus, VolumeRow, VolumeStatus};
 use crate::evidence::{Evidence, RunIds, RunStatus};
 use crate::manifest::args::ArgError;
 use crate::manifest::Manifest;
 use crate::runner::slots::RunSlots;
-use crate::tools::registry::{admit_blocking, Background, Tool};
+use crate::tools::registry::{admit_blocking, Background, Outcome, Summary, Tool, ToolFailure};
 use crate::tools::run_script::gates::{self, Gated, Refusal};
 use crate::tools::run_script::request::RunRequest;
 use crate::tools::write_gate::Written;
@@ -95,6 +95,28 @@ pub enum BatchCall {
     /// `verify: true`: the batch ran, and the paired verifier judged every succeeded
     /// (or reused) volume's pack, each of which now holds `trust_summary.json`.
     Verified(Box<Cohort>, Vec<VolumeTrust>),
+}
+
+/// `run_batch`'s answer: the cohort summary, and after `verify: true` each verified
+/// volume's trust summary beside it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BatchOutput {
+    #[serde(flatten)]
+    pub cohort: Cohort,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_summaries: Option<Vec<VolumeTrust>>,
+}
+
+/// The published schema is the cohort schema (`trust_summaries` is an addition it
+/// does not declare, as before typed outputs).
+impl schemars::JsonSchema for BatchOutput {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        Cohort::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        Cohort::json_schema(generator)
+    }
 }
 
 /// One volume's trust summary after `verify: true`.
@@ -135,10 +157,10 @@ impl RunBatch {
             .manifest
             .tool(Self::NAME)
             .expect("the registry's start-up check found run_batch in the manifest");
-        match request::from_tool_arguments(decl, &args, &self.config) {
-            Ok(r) => self.run(r, ctx).await,
+        match crate::tools::registry::parse(self, decl, &args) {
+            Ok(parsed) => self.run(parsed.request, ctx).await,
             Err(e) => BatchCall::Refused {
-                message: format!("run_batch refused before running anything: {e}"),
+                message: format!("{} refused before running anything: {e}", Self::NAME),
                 document: crate::tools::run_script::refusal_document(&e),
             },
         }
@@ -444,11 +466,27 @@ fn reuse(entry: &Entry, modality: &str, prompts: Option<&[u32]>) -> Option<Volum
 
 impl Tool for RunBatch {
     const NAME: &'static str = "run_batch";
+    const BACKGROUND_TITLE: Option<&'static str> = Some("The cohort summary");
     type Args = request::BatchArgs;
     type Request = BatchRunRequest;
+    type Output = BatchOutput;
 
-    fn output_schema() -> Value {
-        crate::tools::schemas::waited_or_started(cohort::cohort_schema(), "The cohort summary")
+    fn summary(output: &BatchOutput) -> Summary {
+        Summary {
+            head: finish::head(output),
+            brief: Brief {
+                status: Some(output.cohort.status.as_str().to_string()),
+                lines: vec![format!("counts: {}", json!(output.cohort.counts))],
+                pack: Some(output.cohort.output_root.clone()),
+            },
+        }
+    }
+
+    fn is_error(output: &BatchOutput) -> bool {
+        !matches!(
+            output.cohort.status,
+            CohortStatus::Succeeded | CohortStatus::Partial
+        )
     }
 
     fn request(&self, args: Self::Args) -> Result<Self::Request, ArgError> {
@@ -459,14 +497,16 @@ impl Tool for RunBatch {
         self: Arc<Self>,
         request: Self::Request,
         ctx: CallContext,
-    ) -> BoxFuture<'static, ToolOutcome> {
+    ) -> BoxFuture<'static, Outcome<Self>> {
         async move { self.run(request, ctx).await.into_outcome() }.boxed()
     }
 
-    fn refusal(&self, error: ArgError) -> ToolOutcome {
-        ToolOutcome::failure(format!(
-            "run_batch refused before running anything: {error}"
-        ))
+    fn refusal(&self, error: ArgError) -> ToolFailure {
+        BatchCall::Refused {
+            message: format!("{} refused before running anything: {error}", Self::NAME),
+            document: crate::tools::run_script::refusal_document(&error),
+        }
+        .into_failure()
     }
 
     fn waits(args: &Self::Args) -> bool {
@@ -483,12 +523,12 @@ impl Tool for RunBatch {
     fn admit(
         self: Arc<Self>,
         request: Self::Request,
-    ) -> BoxFuture<'static, Result<Self::Request, ToolOutcome>> {
+    ) -> BoxFuture<'static, Result<Self::Request, ToolFailure>> {
         admit_blocking(request, move |checked| {
             collect_inputs(&checked)
                 .map_err(|m| refused(m, json!(null)))
                 .and_then(|inputs| self.gate_inputs(&inputs, &checked).map(|_| ()))
-                .map_err(|refusal| refusal.into_outcome())
+                .map_err(BatchCall::into_failure)
         })
     }
 }

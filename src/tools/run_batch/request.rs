@@ -5,12 +5,10 @@ use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
 use super::slurm::options::{Executor, SlurmArgs};
 use crate::config::Config;
-use crate::manifest::args::{validate, ArgError};
-use crate::manifest::ToolDecl;
+use crate::manifest::args::ArgError;
 use crate::tools::run_script::request::{RunSettings, SettingsArgs};
 
 /// Where the cohort comes from.
@@ -80,22 +78,26 @@ pub fn request(args: BatchArgs, config: &Config) -> Result<BatchRunRequest, ArgE
     })
 }
 
-/// Tool arguments → request, in one call (the registry's path: validate, type, request).
-pub fn from_tool_arguments(
-    tool: &ToolDecl,
-    args: &Map<String, Value>,
+/// The registry's parse path (the one every call takes) of `run_batch`, for tests.
+#[cfg(test)]
+pub(crate) fn parse_for_tests(
+    tool: &crate::manifest::ToolDecl,
+    args: &serde_json::Map<String, serde_json::Value>,
     config: &Config,
 ) -> Result<BatchRunRequest, ArgError> {
-    let checked = validate(tool, args)?;
-    let typed: BatchArgs = serde_json::from_value(Value::Object(checked))
-        .map_err(|e| ArgError::new("arguments", e.to_string(), "check the argument types"))?;
-    request(typed, config)
+    use std::sync::Arc;
+    let manifest = Arc::new(crate::manifest::embedded().unwrap());
+    let slots = Arc::new(crate::runner::slots::RunSlots::new(1));
+    let runner = super::RunBatch::new(Arc::new(config.clone()), manifest, slots);
+    crate::tools::registry::parse(&runner, tool, args).map(|p| p.request)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::parse_for_tests as from_tool_arguments;
     use super::*;
     use crate::labels::Modality;
+    use crate::manifest::ToolDecl;
     use serde_json::json;
 
     fn world() -> (tempfile::TempDir, Config, ToolDecl) {

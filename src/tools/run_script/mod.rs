@@ -12,21 +12,26 @@ pub mod gates;
 pub mod knobs;
 pub mod request;
 pub mod run;
+pub mod summary;
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
+use schemars::JsonSchema;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::call::{CallContext, Progress, ToolOutcome};
+use crate::call::{Brief, CallContext, Progress};
 use crate::config::Config;
 use crate::evidence::{Evidence, RunStatus};
 use crate::manifest::args::ArgError;
 use crate::manifest::{Manifest, ToolDecl};
 use crate::runner::slots::{queued_message, DevicePool, RunSlots};
 use crate::runner::workers::Workers;
-use crate::tools::registry::{admit_blocking, Background, Tool};
+use crate::tools::registry::{
+    admit_blocking, Answer, Background, FailureKind, Outcome, Summary, Tool, ToolFailure,
+};
 use crate::verifier::trust::TrustSummary;
 
 /// The tool, with its run slots (the concurrency limit on upstream runs).
@@ -81,10 +86,10 @@ impl RunScript {
     /// Tool arguments in either form → a finished call, in the shape the CLI and
     /// tests read (the registry takes the same steps and answers with an outcome).
     pub async fn call_tool(&self, args: Map<String, Value>, ctx: CallContext) -> RunCall {
-        match request::from_tool_arguments(self.decl(), &args, &self.config) {
-            Ok(request) => self.run(request, ctx).await,
+        match crate::tools::registry::parse(self, self.decl(), &args) {
+            Ok(parsed) => self.run(parsed.request, ctx).await,
             Err(e) => RunCall::Refused {
-                message: format!("run_script refused before running anything: {e}"),
+                message: format!("{} refused before running anything: {e}", Self::NAME),
                 document: refusal_document(&e),
             },
         }
@@ -186,16 +191,61 @@ impl RunScript {
     }
 }
 
+/// `run_script`'s answer: the evidence, and after `verify: true` the paired
+/// verifier's trust summary beside it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutput {
+    #[serde(flatten)]
+    pub evidence: Evidence,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_summary: Option<TrustSummary>,
+}
+
+/// The published schema is the evidence schema (`trust_summary` is an addition it
+/// does not declare, as before typed outputs).
+impl JsonSchema for RunOutput {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        Evidence::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        Evidence::json_schema(generator)
+    }
+}
+
 impl Tool for RunScript {
     const NAME: &'static str = "run_script";
+    const BACKGROUND_TITLE: Option<&'static str> = Some("The evidence document");
     type Args = request::RunScriptArgs;
     type Request = request::RunRequest;
+    type Output = RunOutput;
 
-    fn output_schema() -> Value {
-        crate::tools::schemas::waited_or_started(
-            crate::evidence::evidence_schema(),
-            "The evidence document",
-        )
+    fn summary(output: &RunOutput) -> Summary {
+        let evidence = &output.evidence;
+        let head = match &output.trust_summary {
+            Some(trust) => format!(
+                "{} {} Evidence pack: {} (output.json, manifest.json, \
+                 validation_summary.json, trust_summary.json).",
+                trust.summary, evidence.summary, evidence.pack_dir
+            ),
+            None => format!(
+                "{} Evidence pack: {} (output.json, manifest.json, validation_summary.json).",
+                evidence.summary, evidence.pack_dir
+            ),
+        };
+        let document = serde_json::to_value(output).expect("evidence serialises");
+        Summary {
+            head,
+            brief: Brief {
+                status: Some(evidence.status.as_str().to_string()),
+                lines: summary::evidence_lines(&document),
+                pack: Some(evidence.pack_dir.clone()),
+            },
+        }
+    }
+
+    fn is_error(output: &RunOutput) -> bool {
+        output.evidence.status != RunStatus::Succeeded
     }
 
     fn normalise(&self, args: Map<String, Value>) -> Result<Map<String, Value>, ArgError> {
@@ -210,24 +260,28 @@ impl Tool for RunScript {
         self: Arc<Self>,
         request: Self::Request,
         ctx: CallContext,
-    ) -> BoxFuture<'static, ToolOutcome> {
+    ) -> BoxFuture<'static, Outcome<Self>> {
         let preview = request
             .preview
             .then(|| request.output_dir.join(crate::evidence::PREVIEW_FILE));
         async move {
             let mut outcome = self.run(request, ctx).await.into_outcome();
-            if let (Some(path), ToolOutcome::Success { images, .. }) = (preview, &mut outcome) {
-                images.extend(preview_image(&path));
+            if let (Some(path), Ok(answer)) = (preview, &mut outcome) {
+                answer.images.extend(preview_image(&path));
             }
             outcome
         }
         .boxed()
     }
 
-    fn refusal(&self, error: ArgError) -> ToolOutcome {
-        ToolOutcome::failure(format!(
-            "run_script refused before running anything: {error}"
-        ))
+    fn refusal(&self, error: ArgError) -> ToolFailure {
+        ToolFailure {
+            document: Some(refusal_document(&error)),
+            ..ToolFailure::new(
+                FailureKind::Refused,
+                format!("{} refused before running anything: {error}", Self::NAME),
+            )
+        }
     }
 
     fn waits(args: &Self::Args) -> bool {
@@ -244,10 +298,10 @@ impl Tool for RunScript {
     fn admit(
         self: Arc<Self>,
         request: Self::Request,
-    ) -> BoxFuture<'static, Result<Self::Request, ToolOutcome>> {
+    ) -> BoxFuture<'static, Result<Self::Request, ToolFailure>> {
         admit_blocking(request, move |checked| {
             gates::check(checked, &self.config, &self.manifest)
-                .map_err(|refusal| ToolOutcome::failure(refusal.message))
+                .map_err(|refusal| ToolFailure::new(FailureKind::Refused, refusal.message))
         })
     }
 }
@@ -275,48 +329,27 @@ pub fn refusal_document(e: &ArgError) -> Value {
 }
 
 impl RunCall {
-    /// The MCP shape: evidence as structuredContent; failures as isError results.
-    pub fn into_outcome(self) -> ToolOutcome {
-        match self {
-            RunCall::Refused { message, .. } | RunCall::NotStarted { message } => {
-                ToolOutcome::Failure {
-                    message,
-                    structured: None,
-                }
+    /// The typed answer: the evidence as the output (a run that did not succeed is an
+    /// error answer with its evidence, see `Tool::is_error`); a refusal and a run
+    /// that did not start as failures.
+    pub fn into_outcome(self) -> Outcome<RunScript> {
+        let (evidence, trust_summary) = match self {
+            RunCall::Refused { message, document } => {
+                return Err(ToolFailure {
+                    document: Some(document),
+                    ..ToolFailure::new(FailureKind::Refused, message)
+                })
             }
-            RunCall::Verified(evidence, trust) => {
-                let mut structured = serde_json::to_value(&*evidence).expect("evidence serialises");
-                structured["trust_summary"] = trust.to_value();
-                ToolOutcome::Success {
-                    structured,
-                    summary: format!(
-                        "{} {} Evidence pack: {} (output.json, manifest.json, \
-                         validation_summary.json, trust_summary.json).",
-                        trust.summary, evidence.summary, evidence.pack_dir
-                    ),
-                    images: Vec::new(),
-                }
+            RunCall::NotStarted { message } => {
+                return Err(ToolFailure::new(FailureKind::NotStarted, message))
             }
-            RunCall::Ran(evidence) => {
-                let structured = serde_json::to_value(&*evidence).expect("evidence serialises");
-                let summary = format!(
-                    "{} Evidence pack: {} (output.json, manifest.json, validation_summary.json).",
-                    evidence.summary, evidence.pack_dir
-                );
-                if evidence.status == RunStatus::Succeeded {
-                    ToolOutcome::Success {
-                        structured,
-                        summary,
-                        images: Vec::new(),
-                    }
-                } else {
-                    ToolOutcome::Failure {
-                        message: summary,
-                        structured: Some(structured),
-                    }
-                }
-            }
-        }
+            RunCall::Verified(evidence, trust) => (*evidence, Some(*trust)),
+            RunCall::Ran(evidence) => (*evidence, None),
+        };
+        Ok(Answer::new(RunOutput {
+            evidence,
+            trust_summary,
+        }))
     }
 }
 

@@ -290,31 +290,28 @@ pub fn request(args: RunScriptArgs, config: &Config) -> Result<RunRequest, ArgEr
     })
 }
 
-/// Tool arguments of either form → request (the path the registry takes, in one call).
-pub fn from_tool_arguments(
-    tool: &ToolDecl,
-    args: &Map<String, Value>,
-    config: &Config,
-) -> Result<RunRequest, ArgError> {
-    let structured = normalise(tool, args.clone())?;
-    let checked = validate(tool, &structured)?;
-    let typed: RunScriptArgs = serde_json::from_value(Value::Object(checked))
-        .map_err(|e| ArgError::new("arguments", e.to_string(), "check the argument types"))?;
-    request(typed, config)
-}
-
-/// `ctmr-skill run`: the same path as the tool.
-pub fn from_run_args(
-    tool: &ToolDecl,
-    run: &RunArgs,
-    config: &Config,
-) -> Result<RunRequest, ArgError> {
-    from_tool_arguments(tool, &run.to_arguments(), config)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The registry's parse path (the one every call takes), for these tests.
+    fn from_tool_arguments(
+        tool: &ToolDecl,
+        args: &Map<String, Value>,
+        config: &Config,
+    ) -> Result<RunRequest, ArgError> {
+        let manifest = std::sync::Arc::new(crate::manifest::embedded().unwrap());
+        let runner = super::super::RunScript::new(std::sync::Arc::new(config.clone()), manifest);
+        crate::tools::registry::parse(&runner, tool, args).map(|p| p.request)
+    }
+
+    fn from_run_args(
+        tool: &ToolDecl,
+        run: &RunArgs,
+        config: &Config,
+    ) -> Result<RunRequest, ArgError> {
+        from_tool_arguments(tool, &run.to_arguments(), config)
+    }
     use serde_json::json;
 
     fn world() -> (tempfile::TempDir, Config, ToolDecl) {
