@@ -24,7 +24,7 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 
 step "Docs (cargo doc, warnings as errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --document-private-items
 
 step "One-node Slurm cluster (tests/it/slurm_cluster.rs)"
 bash scripts/setup-slurm.sh

@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Write `bytes` to `path` atomically: a sibling temporary file is written and
 /// synced, then renamed over `path`.
-pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -42,7 +42,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// refusing to pass through a symbolic link on the way: a link planted at `.runs/`
 /// or `logs/` inside a pack must not carry a write outside it. Missing directories are
 /// created; a link at the final name is replaced, never followed.
-pub fn write_beneath(base: &Path, rel: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_beneath(base: &Path, rel: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(base)?;
     let mut dir = base.to_path_buf();
     for part in rel.parent().into_iter().flat_map(Path::components) {
@@ -65,7 +65,7 @@ pub fn write_beneath(base: &Path, rel: &Path, bytes: &[u8]) -> std::io::Result<(
 }
 
 /// [`write_beneath`] of pretty JSON.
-pub fn write_json_beneath<T: serde::Serialize>(
+pub(crate) fn write_json_beneath<T: serde::Serialize>(
     base: &Path,
     rel: &Path,
     value: &T,
@@ -76,7 +76,7 @@ pub fn write_json_beneath<T: serde::Serialize>(
 }
 
 /// Serialise `value` as pretty JSON (keys as serde_json orders them) and write it atomically.
-pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     write(path, &bytes)

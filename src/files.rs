@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// The size limit for JSON documents and sidecars (pack documents, run records,
 /// label tables, bounds files): 64 MiB, far above any genuine one.
-pub const JSON_CAP: u64 = 64 << 20;
+pub(crate) const JSON_CAP: u64 = 64 << 20;
 
 /// Why a file could not be opened or read.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +134,7 @@ fn kind_in_words(ft: &std::fs::FileType) -> &'static str {
 /// The open itself never blocks (`O_NONBLOCK`: a FIFO without a writer opens at
 /// once), the type is taken from the opened descriptor, and `O_NONBLOCK` is cleared
 /// again before the file is returned so later reads behave normally.
-pub fn open_regular(path: &Path) -> Result<File, FileError> {
+pub(crate) fn open_regular(path: &Path) -> Result<File, FileError> {
     let io_err = |source: io::Error| FileError::Io {
         path: path.to_path_buf(),
         source,
@@ -180,7 +180,7 @@ fn clear_nonblock(file: &File) -> io::Result<()> {
 
 /// The whole of a regular file, refused if it is larger than `cap` bytes (by its
 /// reported size, and by the bytes actually read: at most `cap + 1` are).
-pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, FileError> {
+pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, FileError> {
     let io_err = |source: io::Error| FileError::Io {
         path: path.to_path_buf(),
         source,
@@ -205,7 +205,7 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, FileError> {
 }
 
 /// [`read_capped`], as UTF-8 text.
-pub fn read_to_string_capped(path: &Path, cap: u64) -> Result<String, FileError> {
+pub(crate) fn read_to_string_capped(path: &Path, cap: u64) -> Result<String, FileError> {
     let bytes = read_capped(path, cap)?;
     String::from_utf8(bytes).map_err(|_| FileError::Io {
         path: path.to_path_buf(),

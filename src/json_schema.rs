@@ -14,7 +14,7 @@ use serde_json::Value;
 pub const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
 
 /// A root schema of `T`: 2020-12, subschemas inlined, only standard formats kept.
-pub fn schema_of<T: JsonSchema>() -> Value {
+pub(crate) fn schema_of<T: JsonSchema>() -> Value {
     let generator = schemars::generate::SchemaSettings::draft2020_12()
         .with(|s| s.inline_subschemas = true)
         .into_generator();
@@ -26,7 +26,7 @@ pub fn schema_of<T: JsonSchema>() -> Value {
 
 /// Remove every `format` that JSON Schema does not define (schemars' Rust number
 /// types); standard ones (`date-time`, `uri`, ...) stay.
-pub fn strip_nonstandard_formats(node: &mut Value) {
+pub(crate) fn strip_nonstandard_formats(node: &mut Value) {
     const STANDARD: &[&str] = &[
         "date-time",
         "date",

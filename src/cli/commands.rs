@@ -27,7 +27,7 @@ use crate::tools::run_script::RunScript;
 use crate::tools::CtmrTools;
 
 /// Run `command`; the subcommands that answer in `u8` have their code typed here.
-pub fn dispatch(
+pub(crate) fn dispatch(
     command: Command,
     config: Config,
     progress: ProgressMode,

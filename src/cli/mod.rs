@@ -8,14 +8,14 @@
 //! their flags in their files and their functions still in [`commands`], which also
 //! holds [`commands::dispatch`], the one match over [`Command`].
 
-pub mod commands;
+pub(crate) mod commands;
 mod doctor;
 mod error;
 mod exit_codes;
 mod inspect;
 mod labels;
 mod out;
-pub mod progress_bar;
+pub(crate) mod progress_bar;
 mod render;
 mod run_batch;
 mod schema;

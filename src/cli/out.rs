@@ -1,5 +1,5 @@
 //! The CLI's one writer to standard output. Every result a subcommand prints goes
-//! through [`text`], [`line`] or [`json`]; the first failed write (a full disk, a file
+//! through [`text`], [`line()`] or [`json`]; the first failed write (a full disk, a file
 //! system error) is kept and later output dropped, and [`finish`] hands it back, for
 //! `cli::main` to report as one line on stderr and exit code 1 instead of a panic. A closed pipe does not reach
 //! this writer: the CLI restores SIGPIPE's default, so `| head` still ends quietly.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::call::Progress;
 
 /// Redraws closer together than this are skipped (the final state is always drawn).
-pub const MIN_REDRAW_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const MIN_REDRAW_INTERVAL: Duration = Duration::from_millis(100);
 /// Cells inside the brackets on a wide enough terminal.
 const BAR_CELLS: usize = 20;
 /// A label shorter than this (ellipsis included) says nothing; drop it instead.
@@ -75,7 +75,7 @@ impl ProgressMode {
 
 /// How progress values read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Units {
+pub(crate) enum Units {
     /// Things counted (volumes): `2/5`, with an estimate of the time left.
     Count,
     /// A percentage of phases (one run): no count, no estimate (phases are not even).
@@ -84,7 +84,7 @@ pub enum Units {
 
 /// One state of the bar.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Frame<'a> {
+pub(crate) struct Frame<'a> {
     pub progress: f64,
     pub total: Option<f64>,
     /// Progress at the first report: what was already done (reused volumes) took no
@@ -101,7 +101,7 @@ pub struct Frame<'a> {
 
 /// The fraction done in [0, 1]; `None` when the total is unknown. A zero total means
 /// there was nothing to do, which is done.
-pub fn fraction(progress: f64, total: Option<f64>) -> Option<f64> {
+pub(crate) fn fraction(progress: f64, total: Option<f64>) -> Option<f64> {
     let total = total.filter(|t| t.is_finite())?;
     if total <= 0.0 {
         return Some(1.0);
@@ -112,7 +112,7 @@ pub fn fraction(progress: f64, total: Option<f64>) -> Option<f64> {
 
 /// Time left at the pace so far ([`crate::call::estimate_seconds_left`]): `None` until
 /// something was done in this run, when the total is unknown, or when nothing is left.
-pub fn estimate_left(
+pub(crate) fn estimate_left(
     progress: f64,
     total: Option<f64>,
     baseline: f64,
@@ -133,7 +133,7 @@ pub fn estimate_left(
 }
 
 /// `m:ss`, or `h:mm:ss` from an hour on.
-pub fn clock(d: Duration) -> String {
+pub(crate) fn clock(d: Duration) -> String {
     let s = d.as_secs();
     let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
     if h > 0 {
@@ -157,7 +157,7 @@ fn count(v: f64) -> String {
 /// Columns a character takes on a terminal: 0 for combining marks and zero-width
 /// characters, 2 for East Asian wide characters and emoji, 1 otherwise. An
 /// approximation of `wcwidth` for the ranges a file name plausibly holds.
-pub fn char_width(c: char) -> usize {
+pub(crate) fn char_width(c: char) -> usize {
     let u = c as u32;
     match u {
         0x0300..=0x036F | 0x200B..=0x200F | 0x20D0..=0x20FF | 0xFE00..=0xFE0F => 0,
@@ -180,12 +180,12 @@ pub fn char_width(c: char) -> usize {
 }
 
 /// Columns a string takes on a terminal (see [`char_width`]).
-pub fn display_width(s: &str) -> usize {
+pub(crate) fn display_width(s: &str) -> usize {
     s.chars().map(char_width).sum()
 }
 
 /// `s` cut to at most `width` columns, ending in `…` when cut.
-pub fn truncate_to_width(s: &str, width: usize) -> String {
+pub(crate) fn truncate_to_width(s: &str, width: usize) -> String {
     if display_width(s) <= width {
         return s.to_string();
     }
@@ -208,7 +208,7 @@ pub fn truncate_to_width(s: &str, width: usize) -> String {
 
 /// Control characters (a stray `\r`, `\n`, tab or escape in an upstream line) would
 /// move the cursor and break the redraw; each run of them becomes one space.
-pub fn sanitize(label: &str) -> String {
+pub(crate) fn sanitize(label: &str) -> String {
     let mut out = String::with_capacity(label.len());
     let mut in_control = false;
     for c in label.chars() {
@@ -232,7 +232,7 @@ pub fn sanitize(label: &str) -> String {
 /// column is written, which would break the redraw). When it does not fit, the label
 /// is shortened with `…`, then dropped, then the elapsed time, then the bar narrows,
 /// then the estimate goes; what still does not fit is cut.
-pub fn render(frame: &Frame, width: usize) -> String {
+pub(crate) fn render(frame: &Frame, width: usize) -> String {
     let max = width.saturating_sub(1).max(1);
     let fraction = fraction(frame.progress, frame.total);
     let count = match (frame.units, frame.total) {
@@ -327,7 +327,7 @@ pub fn render(frame: &Frame, width: usize) -> String {
 }
 
 /// Columns of the terminal on stderr, else `$COLUMNS`, else 80.
-pub fn terminal_width() -> usize {
+pub(crate) fn terminal_width() -> usize {
     #[cfg(unix)]
     {
         // SAFETY: TIOCGWINSZ writes one winsize into the zeroed struct we own; a
@@ -347,7 +347,7 @@ pub fn terminal_width() -> usize {
 
 /// Whether a redraw is due: the first always, then at most one per
 /// [`MIN_REDRAW_INTERVAL`].
-pub fn redraw_due(last_draw: Option<Instant>, now: Instant) -> bool {
+pub(crate) fn redraw_due(last_draw: Option<Instant>, now: Instant) -> bool {
     last_draw.is_none_or(|last| now.saturating_duration_since(last) >= MIN_REDRAW_INTERVAL)
 }
 
@@ -376,7 +376,7 @@ struct BarState {
 /// to move the elapsed time, [`println`](Self::println) for a line in between, and
 /// [`finish`](Self::finish) before the final summary. Write errors are ignored: a
 /// closed stderr must not stop a run.
-pub struct TerminalBar {
+pub(crate) struct TerminalBar {
     state: Mutex<BarState>,
     units: Units,
     width: Box<dyn Fn() -> usize + Send + Sync>,
@@ -384,7 +384,7 @@ pub struct TerminalBar {
 
 impl TerminalBar {
     /// The bar on this process's stderr, sized to its terminal.
-    pub fn stderr(units: Units) -> Self {
+    pub(crate) fn stderr(units: Units) -> Self {
         TerminalBar::new(
             Box::new(std::io::stderr()),
             units,
@@ -393,7 +393,7 @@ impl TerminalBar {
         )
     }
 
-    pub fn new(
+    pub(crate) fn new(
         out: Box<dyn Write + Send>,
         units: Units,
         width: Box<dyn Fn() -> usize + Send + Sync>,
@@ -420,12 +420,12 @@ impl TerminalBar {
     }
 
     /// A new report; redrawn unless the last redraw was too recent.
-    pub fn update(&self, report: Progress) {
+    pub(crate) fn update(&self, report: Progress) {
         self.update_at(report, Instant::now());
     }
 
     /// [`Self::update`] at a given instant (tests drive the clock).
-    pub fn update_at(&self, report: Progress, now: Instant) {
+    pub(crate) fn update_at(&self, report: Progress, now: Instant) {
         let mut s = self.lock();
         if s.finished {
             return;
@@ -450,7 +450,7 @@ impl TerminalBar {
     }
 
     /// Redraw the latest state so the elapsed time moves (throttled like updates).
-    pub fn tick_at(&self, now: Instant) {
+    pub(crate) fn tick_at(&self, now: Instant) {
         let mut s = self.lock();
         if !s.finished && s.latest.is_some() && redraw_due(s.last_draw, now) {
             self.draw(&mut s, now);
@@ -458,13 +458,13 @@ impl TerminalBar {
     }
 
     /// [`Self::tick_at`] now.
-    pub fn tick(&self) {
+    pub(crate) fn tick(&self) {
         self.tick_at(Instant::now());
     }
 
     /// Print `line` on its own line without garbling the bar: clear the bar, print,
     /// and draw the bar again below it.
-    pub fn println(&self, line: &str) {
+    pub(crate) fn println(&self, line: &str) {
         let mut s = self.lock();
         if s.on_screen.take().is_some() {
             let _ = s.out.write_all(b"\r\x1b[K");
@@ -479,12 +479,12 @@ impl TerminalBar {
 
     /// Draw the final state (however recent the last redraw) and end the line, so what
     /// is printed next starts on a fresh line. Later calls do nothing.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.finish_at(Instant::now());
     }
 
     /// [`Self::finish`] at a given instant.
-    pub fn finish_at(&self, now: Instant) {
+    pub(crate) fn finish_at(&self, now: Instant) {
         let mut s = self.lock();
         if s.finished {
             return;
@@ -524,10 +524,10 @@ impl TerminalBar {
 
 /// A `tracing` writer that prints each log event through the bar (cleared, printed,
 /// drawn again below), so warnings reach the terminal without garbling the bar.
-pub struct LogThroughBar(pub std::sync::Arc<TerminalBar>);
+pub(crate) struct LogThroughBar(pub std::sync::Arc<TerminalBar>);
 
 /// One log event on its way to [`TerminalBar::println`], printed when dropped.
-pub struct BarLogLine {
+pub(crate) struct BarLogLine {
     bar: std::sync::Arc<TerminalBar>,
     text: Vec<u8>,
 }

@@ -10,7 +10,7 @@
 //! or without accounting. Every command runs without a shell, with a time limit: a
 //! slow controller makes a poll fail (and the next one retry), never hangs a call.
 
-pub mod script;
+pub(crate) mod script;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,10 +20,10 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use script::{job_script, shell_quote, ScriptParts};
+pub(crate) use script::{job_script, ScriptParts};
 
 /// How long one Slurm client command may take before the call counts as failed.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where a Slurm array task ran, from the `SLURM_*` variables Slurm sets in the task.
 /// Recorded in each evidence pack written inside a Slurm job.
@@ -154,7 +154,7 @@ impl TaskState {
 
 /// One array task as the scheduler reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct TaskView {
+pub(crate) struct TaskView {
     pub task_id: u32,
     pub state: TaskState,
     /// Slurm's reason (`None`, `JobArrayTaskLimit`, `Priority`, ...).
@@ -194,7 +194,7 @@ pub struct TaskRecord {
 }
 
 /// Task counts per state word, for progress lines and `get_run`.
-pub fn counts(tasks: &[TaskView]) -> BTreeMap<String, usize> {
+pub(crate) fn counts(tasks: &[TaskView]) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for t in tasks {
         *out.entry(t.state.as_str().to_string()).or_default() += 1;
@@ -203,7 +203,7 @@ pub fn counts(tasks: &[TaskView]) -> BTreeMap<String, usize> {
 }
 
 /// `2 running, 1 pending, 3 completed`.
-pub fn counts_line(counts: &BTreeMap<String, usize>) -> String {
+pub(crate) fn counts_line(counts: &BTreeMap<String, usize>) -> String {
     let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
     if parts.is_empty() {
         "no task listed yet".into()
@@ -214,7 +214,7 @@ pub fn counts_line(counts: &BTreeMap<String, usize>) -> String {
 
 /// A failed Slurm command, with what it printed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SlurmError(pub String);
+pub(crate) struct SlurmError(pub String);
 
 impl std::fmt::Display for SlurmError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -223,7 +223,7 @@ impl std::fmt::Display for SlurmError {
 }
 
 /// Run one Slurm client command (no shell), with [`COMMAND_TIMEOUT`]; its stdout.
-pub async fn command(program: &str, args: &[String]) -> Result<String, SlurmError> {
+pub(crate) async fn command(program: &str, args: &[String]) -> Result<String, SlurmError> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .stdin(Stdio::null())
@@ -253,7 +253,7 @@ pub async fn command(program: &str, args: &[String]) -> Result<String, SlurmErro
 }
 
 /// `sbatch --parsable ARGS SCRIPT`: the new job's id.
-pub async fn sbatch(args: &[String], script: &Path) -> Result<String, SlurmError> {
+pub(crate) async fn sbatch(args: &[String], script: &Path) -> Result<String, SlurmError> {
     let mut all = vec!["--parsable".to_string()];
     all.extend_from_slice(args);
     all.push(script.display().to_string());
@@ -270,7 +270,7 @@ pub async fn sbatch(args: &[String], script: &Path) -> Result<String, SlurmError
 }
 
 /// Every task of array `job` (finished ones too, while the controller keeps them).
-pub async fn squeue(job: &str) -> Result<Vec<TaskView>, SlurmError> {
+pub(crate) async fn squeue(job: &str) -> Result<Vec<TaskView>, SlurmError> {
     let args: Vec<String> = ["-r", "-t", "all", "-h", "-j", job, "-o", "%K|%T|%r|%N"]
         .iter()
         .map(|s| s.to_string())
@@ -284,7 +284,7 @@ pub async fn squeue(job: &str) -> Result<Vec<TaskView>, SlurmError> {
 }
 
 /// Lines `TASK|STATE|REASON|NODES`.
-pub fn parse_squeue(out: &str) -> Vec<TaskView> {
+pub(crate) fn parse_squeue(out: &str) -> Vec<TaskView> {
     out.lines()
         .filter_map(|line| {
             let mut f = line.trim().split('|');
@@ -308,13 +308,13 @@ pub fn parse_squeue(out: &str) -> Vec<TaskView> {
 }
 
 /// `scontrol show job -o JOB`: per task, state, reason, exit code and node.
-pub async fn scontrol_tasks(job: &str) -> Result<Vec<TaskView>, SlurmError> {
+pub(crate) async fn scontrol_tasks(job: &str) -> Result<Vec<TaskView>, SlurmError> {
     let args = vec!["show".into(), "job".into(), "-o".into(), job.to_string()];
     Ok(parse_scontrol(&command("scontrol", &args).await?))
 }
 
 /// One line per job record, `Key=Value` pairs separated by spaces.
-pub fn parse_scontrol(out: &str) -> Vec<TaskView> {
+pub(crate) fn parse_scontrol(out: &str) -> Vec<TaskView> {
     out.lines()
         .filter_map(|line| {
             let fields: BTreeMap<&str, &str> = line
@@ -341,7 +341,7 @@ pub fn parse_scontrol(out: &str) -> Vec<TaskView> {
 }
 
 /// `[D-]HH:MM:SS` (or `MM:SS`) → seconds.
-pub fn duration_seconds(text: &str) -> Option<f64> {
+pub(crate) fn duration_seconds(text: &str) -> Option<f64> {
     let (days, rest) = match text.split_once('-') {
         Some((d, r)) => (d.parse::<f64>().ok()?, r),
         None => (0.0, text),
@@ -354,7 +354,7 @@ pub fn duration_seconds(text: &str) -> Option<f64> {
 }
 
 /// `scancel JOB` (the whole array) or `scancel JOB_TASK`.
-pub async fn scancel(target: &str) -> Result<(), SlurmError> {
+pub(crate) async fn scancel(target: &str) -> Result<(), SlurmError> {
     command("scancel", &[target.to_string()]).await.map(|_| ())
 }
 

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 /// The template's version, recorded beside the script.
-pub const TEMPLATE_ID: &str = "ctmr-skill.slurm-task/1";
+pub(crate) const TEMPLATE_ID: &str = "ctmr-skill.slurm-task/1";
 
 const TEMPLATE: &str = r#"#!/bin/bash
 # ctmr-skill run-batch: one Slurm array task runs one shard of a cohort.
@@ -27,7 +27,7 @@ exec {{command}} -- "${inputs[@]}"
 
 /// What fills the template.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ScriptParts {
+pub(crate) struct ScriptParts {
     /// Variables exported before the command (the operator's configuration).
     pub env: Vec<(String, String)>,
     /// Operator lines run before the command (`module load ...`), verbatim.
@@ -39,7 +39,7 @@ pub struct ScriptParts {
 }
 
 /// The job script's text.
-pub fn job_script(parts: &ScriptParts) -> String {
+pub(crate) fn job_script(parts: &ScriptParts) -> String {
     let env: Vec<String> = parts
         .env
         .iter()
@@ -64,7 +64,7 @@ pub fn job_script(parts: &ScriptParts) -> String {
 }
 
 /// One word for bash: bare when it is plainly safe, else single-quoted.
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@%".contains(c));

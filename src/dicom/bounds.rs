@@ -33,15 +33,15 @@ use super::DicomError;
 
 /// Deepest nesting of sequences (encapsulated pixel data counts as one level).
 /// Real series nest a few levels.
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 /// Largest single element other than pixel data: 64 MiB.
-pub const MAX_ELEMENT_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_ELEMENT_BYTES: u64 = 64 << 20;
 /// Most elements, items and string values (backslash-separated) one file may hold.
 /// A CT slice holds a few thousand; counted against this, dicom-rs's objects stay
 /// within a few hundred MiB.
-pub const MAX_VALUES: u64 = 1 << 20;
+pub(crate) const MAX_VALUES: u64 = 1 << 20;
 /// Largest inflated data set of a deflated file: the cap on one entry.
-pub const MAX_INFLATED_BYTES: u64 = super::source::MAX_ENTRY_BYTES;
+pub(crate) const MAX_INFLATED_BYTES: u64 = super::source::MAX_ENTRY_BYTES;
 
 const UNDEFINED: u32 = u32::MAX;
 const ITEM: (u16, u16) = (0xFFFE, 0xE000);
@@ -64,7 +64,7 @@ const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
 
 /// What the walk measured in a file that passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Walked {
+pub(crate) struct Walked {
     /// Bytes of the top-level PixelData: the value length of native pixel data, or
     /// the sum of the fragments of encapsulated pixel data. `None`: no pixel data.
     pub pixel_bytes: Option<u64>,
@@ -73,7 +73,7 @@ pub struct Walked {
 /// Why a file was refused. Offsets count from the start of the file (for a deflated
 /// file: of the inflated data set). No byte of the file is ever shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     TooDeep {
         offset: u64,
     },
@@ -145,7 +145,11 @@ impl std::fmt::Display for Refusal {
 }
 
 /// [`walk`], with a refusal as the error naming the source and the entry.
-pub fn check(bytes: &[u8], source: &Path, entry: &str) -> Result<Option<Walked>, DicomError> {
+pub(crate) fn check(
+    bytes: &[u8],
+    source: &Path,
+    entry: &str,
+) -> Result<Option<Walked>, DicomError> {
     walk(bytes).map_err(|refusal| {
         DicomError::Bounds(format!(
             "{}: entry {entry}: {refusal}; ctmr-skill refuses such a file before parsing it. \
@@ -158,7 +162,7 @@ pub fn check(bytes: &[u8], source: &Path, entry: &str) -> Result<Option<Walked>,
 
 /// Walk a whole DICOM file. `Ok(None)`: not DICOM (no `DICM`, or a meta group or
 /// transfer syntax dicom-rs would not read).
-pub fn walk(bytes: &[u8]) -> Result<Option<Walked>, Refusal> {
+pub(crate) fn walk(bytes: &[u8]) -> Result<Option<Walked>, Refusal> {
     let Some(start) = magic_end(bytes) else {
         return Ok(None);
     };

@@ -23,15 +23,15 @@ use super::{DicomError, CONVERT_ELSEWHERE};
 use crate::nifti::writer::{nii_gz_bytes, Volume, Voxels};
 
 /// Largest volume converted: 2^30 voxels (4 GiB as float32 in memory).
-pub const MAX_VOXELS: u64 = 1 << 30;
+pub(crate) const MAX_VOXELS: u64 = 1 << 30;
 /// Largest slice decoded: 2^26 pixels (8192 x 8192; CT slices are 512 x 512 to 2048 x
 /// 2048). dicom-pixeldata decodes a slice to `f64` values without a fallible
 /// allocation, so this bounds that allocation at 512 MiB.
-pub const MAX_SLICE_PIXELS: u64 = 1 << 26;
+pub(crate) const MAX_SLICE_PIXELS: u64 = 1 << 26;
 
 /// A series that passed every header check, ready to convert.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub chosen: Chosen,
     pub layout: Layout,
     /// UID and name, e.g. `1.2.840.10008.1.2.1 (Explicit VR Little Endian)`.
@@ -44,7 +44,7 @@ impl Plan {
     }
 
     /// (columns, rows, slices): the volume's shape.
-    pub fn shape(&self) -> [usize; 3] {
+    pub(crate) fn shape(&self) -> [usize; 3] {
         let first = &self.chosen.slices[0];
         [
             first.columns as usize,
@@ -55,7 +55,7 @@ impl Plan {
 }
 
 /// Every check the headers allow, before any pixel is decoded.
-pub fn plan(chosen: Chosen) -> Result<Plan, DicomError> {
+pub(crate) fn plan(chosen: Chosen) -> Result<Plan, DicomError> {
     let name = |k: usize| chosen.source.name(chosen.slices[k].entry).to_string();
     let mut checks = Vec::new();
     let transfer_syntax = decodable(&chosen.slices, &name)?;
@@ -239,7 +239,7 @@ fn same_grid(slices: &[SliceMeta], name: &dyn Fn(usize) -> String) -> Result<Str
 }
 
 /// Decode the planned series and write it to `out` (atomically); what the evidence records.
-pub fn convert(plan: &Plan, out: &Path) -> Result<DicomSeriesInfo, DicomError> {
+pub(crate) fn convert(plan: &Plan, out: &Path) -> Result<DicomSeriesInfo, DicomError> {
     let t0 = Instant::now();
     let shape = plan.shape();
     let per_slice = shape[0] * shape[1];

@@ -16,16 +16,16 @@ use super::{DicomError, CONVERT_ELSEWHERE};
 use crate::nifti::Affine;
 
 /// Two orientations (direction cosines) are the same within this.
-pub const ORIENTATION_TOLERANCE: f64 = 1e-4;
+pub(crate) const ORIENTATION_TOLERANCE: f64 = 1e-4;
 /// Two slices closer than this (mm, along the normal) share a position.
-pub const DUPLICATE_TOLERANCE_MM: f64 = 1e-3;
+pub(crate) const DUPLICATE_TOLERANCE_MM: f64 = 1e-3;
 /// A gap may differ from the mean gap by this many mm, or by
 /// [`SPACING_TOLERANCE_FRACTION`] of the mean gap, whichever is larger.
-pub const SPACING_TOLERANCE_MM: f64 = 0.01;
-pub const SPACING_TOLERANCE_FRACTION: f64 = 0.01;
+pub(crate) const SPACING_TOLERANCE_MM: f64 = 0.01;
+pub(crate) const SPACING_TOLERANCE_FRACTION: f64 = 0.01;
 /// A slice may lie this far (mm) off the line through the first slice along the
 /// normal, plus 1e-4 of its distance along it, before the series counts as tilted.
-pub const TILT_TOLERANCE_MM: f64 = 0.01;
+pub(crate) const TILT_TOLERANCE_MM: f64 = 0.01;
 
 type V3 = [f64; 3];
 
@@ -55,7 +55,7 @@ fn sub(a: V3, b: V3) -> V3 {
 
 /// The sorted slices and the grid they make.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Layout {
+pub(crate) struct Layout {
     /// Indices into the series' slices, sorted along the normal.
     pub order: Vec<usize>,
     pub row: V3,
@@ -71,7 +71,7 @@ pub struct Layout {
 
 impl Layout {
     /// The voxel-to-RAS affine (NIfTI's convention).
-    pub fn affine_ras(&self) -> Affine {
+    pub(crate) fn affine_ras(&self) -> Affine {
         let axes = [self.row, self.col, self.normal];
         let mut a = [[0.0; 4]; 4];
         for (i, row) in a.iter_mut().take(3).enumerate() {
@@ -97,7 +97,10 @@ fn passed(check: Check, detail: String) -> ConversionCheck {
 }
 
 /// Sort and check the slices of one series; `name(k)` names slice `k` for messages.
-pub fn layout(slices: &[SliceMeta], name: &dyn Fn(usize) -> String) -> Result<Layout, DicomError> {
+pub(crate) fn layout(
+    slices: &[SliceMeta],
+    name: &dyn Fn(usize) -> String,
+) -> Result<Layout, DicomError> {
     let mut checks = Vec::new();
     let geometry = present(slices, name)?;
     checks.push(passed(

@@ -25,26 +25,25 @@
 //! read; PatientName, PatientID, PatientBirthDate and every other identifying
 //! attribute are never copied anywhere (evidence, logs, file names).
 
-pub mod bounds;
-pub mod convert;
-pub mod geometry;
-pub mod info;
-pub mod series;
-pub mod source;
+pub(crate) mod bounds;
+pub(crate) mod convert;
+pub(crate) mod geometry;
+pub(crate) mod info;
+pub(crate) mod series;
+pub(crate) mod source;
 
 use std::path::Path;
 
-pub use convert::{convert, plan, Plan};
-pub use info::{Check, ConversionCheck, DicomSeriesInfo};
-pub use series::{scan, Chosen, Scan, SeriesSummary};
-pub use source::{Container, Source};
+pub(crate) use convert::{convert, plan, Plan};
+pub(crate) use info::{Check, DicomSeriesInfo};
+pub(crate) use series::scan;
 
 /// The file name of the converted volume inside the evidence pack.
-pub const CONVERTED_NAME: &str = "input_converted.nii.gz";
+pub(crate) const CONVERTED_NAME: &str = "input_converted.nii.gz";
 
 /// Whether `path` is meant as a DICOM source: a directory, or a file named `*.zip`.
 /// (A NIfTI input is a regular file with another name.)
-pub fn is_source(path: &Path) -> bool {
+pub(crate) fn is_source(path: &Path) -> bool {
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => true,
         Ok(meta) if meta.is_file() => path
@@ -57,7 +56,7 @@ pub fn is_source(path: &Path) -> bool {
 /// Why a DICOM source could not be converted. Every message names what was found,
 /// the rule, and the fix.
 #[derive(Debug, thiserror::Error)]
-pub enum DicomError {
+pub(crate) enum DicomError {
     /// A file or the zip could not be read.
     #[error("{0}")]
     File(#[from] crate::files::FileError),
@@ -100,5 +99,5 @@ impl DicomError {
 }
 
 /// The fix of last resort, for a series this converter refuses.
-pub const CONVERT_ELSEWHERE: &str =
+pub(crate) const CONVERT_ELSEWHERE: &str =
     "convert the series with dcm2niix (it handles this case and says how) and pass the NIfTI file";

@@ -16,7 +16,7 @@ use super::DicomError;
 
 /// What the conversion needs of one file.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SliceMeta {
+pub(crate) struct SliceMeta {
     /// Index of the entry in its [`Source`].
     pub entry: usize,
     pub series_uid: String,
@@ -46,7 +46,7 @@ pub struct SliceMeta {
 impl SliceMeta {
     /// Bytes of native pixel data the header promises: rows × columns × frames ×
     /// samples × bytes per sample (saturating: a lying header cannot overflow it).
-    pub fn promised_pixel_bytes(&self) -> u64 {
+    pub(crate) fn promised_pixel_bytes(&self) -> u64 {
         let samples = u64::from(self.rows)
             .saturating_mul(u64::from(self.columns))
             .saturating_mul(u64::from(self.frames))
@@ -59,7 +59,7 @@ impl SliceMeta {
 
 /// A source, its series, and what was skipped.
 #[derive(Debug, Clone)]
-pub struct Scan {
+pub(crate) struct Scan {
     pub source: Source,
     /// Slices by SeriesInstanceUID.
     pub series: BTreeMap<String, Vec<SliceMeta>>,
@@ -69,7 +69,7 @@ pub struct Scan {
 
 /// One series, as a refusal lists it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SeriesSummary {
+pub(crate) struct SeriesSummary {
     pub uid: String,
     pub modality: Option<String>,
     pub description: Option<String>,
@@ -97,7 +97,7 @@ impl std::fmt::Display for SeriesSummary {
 
 /// The series chosen for conversion, with its source.
 #[derive(Debug, Clone)]
-pub struct Chosen {
+pub(crate) struct Chosen {
     pub source: Source,
     pub slices: Vec<SliceMeta>,
     pub other_series: usize,
@@ -106,14 +106,14 @@ pub struct Chosen {
 
 impl Chosen {
     /// The DICOM Modality of the series (of its first slice).
-    pub fn modality(&self) -> Option<&str> {
+    pub(crate) fn modality(&self) -> Option<&str> {
         self.slices.first().and_then(|s| s.modality.as_deref())
     }
 }
 
 /// Read the header of every entry of `path` (a directory or a zip) and group the
 /// images into series.
-pub fn scan(path: &Path) -> Result<Scan, DicomError> {
+pub(crate) fn scan(path: &Path) -> Result<Scan, DicomError> {
     let source = Source::open(path)?;
     let mut series: BTreeMap<String, Vec<SliceMeta>> = BTreeMap::new();
     let (mut not_dicom, mut not_image) = (0, 0);
@@ -202,7 +202,7 @@ fn slice_meta(obj: &DefaultDicomObject, entry: usize, bytes: u64) -> Option<Slic
 
 impl Scan {
     /// Every series, for a listing.
-    pub fn summaries(&self) -> Vec<SeriesSummary> {
+    pub(crate) fn summaries(&self) -> Vec<SeriesSummary> {
         self.series
             .iter()
             .map(|(uid, slices)| {
@@ -228,7 +228,7 @@ impl Scan {
     }
 
     /// The series to convert: the only one, or the one `series_uid` names.
-    pub fn choose(mut self, series_uid: Option<&str>) -> Result<Chosen, DicomError> {
+    pub(crate) fn choose(mut self, series_uid: Option<&str>) -> Result<Chosen, DicomError> {
         let shown = self.source.path.display().to_string();
         if self.series.is_empty() {
             return Err(DicomError::NoSeries(format!(

@@ -17,13 +17,13 @@ use serde::{Deserialize, Serialize};
 use super::DicomError;
 
 /// Most files (or zip entries) one source may hold.
-pub const MAX_ENTRIES: usize = 50_000;
+pub(crate) const MAX_ENTRIES: usize = 50_000;
 /// Largest single file or entry: 256 MiB (a CT slice is about 0.5 MiB).
-pub const MAX_ENTRY_BYTES: u64 = 256 << 20;
+pub(crate) const MAX_ENTRY_BYTES: u64 = 256 << 20;
 /// Most bytes one pass may read (for a zip: after inflating): 16 GiB.
-pub const MAX_TOTAL_BYTES: u64 = 16 << 30;
+pub(crate) const MAX_TOTAL_BYTES: u64 = 16 << 30;
 /// Deepest directory level walked below the source directory.
-pub const MAX_DEPTH: usize = 16;
+pub(crate) const MAX_DEPTH: usize = 16;
 
 /// What kind of source the input was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -41,7 +41,7 @@ enum EntryRef {
 
 /// A DICOM source: its entries (relative names, sorted) and how to read them.
 #[derive(Debug, Clone)]
-pub struct Source {
+pub(crate) struct Source {
     pub path: PathBuf,
     pub container: Container,
     names: Vec<String>,
@@ -50,7 +50,7 @@ pub struct Source {
 
 impl Source {
     /// List the entries of a directory or a `.zip`.
-    pub fn open(path: &Path) -> Result<Source, DicomError> {
+    pub(crate) fn open(path: &Path) -> Result<Source, DicomError> {
         if path.is_dir() {
             let mut found = Vec::new();
             walk(path, path, 0, &mut BTreeSet::new(), &mut found)?;
@@ -111,21 +111,17 @@ impl Source {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.names.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
     /// The entry's name relative to the source (a path inside the directory or zip).
-    pub fn name(&self, index: usize) -> &str {
+    pub(crate) fn name(&self, index: usize) -> &str {
         &self.names[index]
     }
 
     /// Read the entries `which` in that order, handing each one's bytes to `f`.
-    pub fn read_each(
+    pub(crate) fn read_each(
         &self,
         which: &[usize],
         mut f: impl FnMut(usize, Vec<u8>) -> Result<(), DicomError>,

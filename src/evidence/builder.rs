@@ -320,7 +320,7 @@ fn dicom_hashes(facts: &RunFacts<'_>, evidence: &Evidence) -> Vec<(String, Optio
 
 /// The weights' sha256, remembered per (path, size, mtime) for the life of the process:
 /// the weights are the same file run after run, and hashing them costs seconds.
-pub fn model_sha256(path: &Path) -> Option<String> {
+pub(crate) fn model_sha256(path: &Path) -> Option<String> {
     type Key = (std::path::PathBuf, u64, Option<std::time::SystemTime>);
     static CACHE: std::sync::OnceLock<std::sync::Mutex<BTreeMap<Key, String>>> =
         std::sync::OnceLock::new();
@@ -671,7 +671,7 @@ fn runtime_info(facts: &RunFacts<'_>, run: &UpstreamRun<'_>) -> RuntimeInfo {
 }
 
 /// The bundle roots considered, for the evidence.
-pub fn checked_roots(resolution: &RootResolution) -> Vec<CheckedRoot> {
+pub(crate) fn checked_roots(resolution: &RootResolution) -> Vec<CheckedRoot> {
     resolution
         .checked
         .iter()

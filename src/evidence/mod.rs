@@ -16,11 +16,11 @@
 //! | `sanity` | the manifest's sanity checks, evaluated on every document |
 //! | `cohort` | `cohort.json` / `cohort_volumes.csv`, the evidence of a batch |
 
-pub mod builder;
+pub(crate) mod builder;
 pub mod cohort;
-pub mod document;
-pub mod pack;
-pub mod replay;
+pub(crate) mod document;
+pub(crate) mod pack;
+pub(crate) mod replay;
 pub mod sanity;
 
 pub use builder::{

@@ -28,7 +28,7 @@ fn quote(s: &str) -> String {
 /// `replay.sh` for `command` (the documented argv, `command[0]` the interpreter) run
 /// from `bundle_root` with `env_set` (what the run set), writing into `$1` or a fresh
 /// temporary directory instead of the pack.
-pub fn replay_script(
+pub(crate) fn replay_script(
     run_id: &str,
     command: &[String],
     bundle_root: &Path,
@@ -67,7 +67,7 @@ pub fn replay_script(
 
 /// `pip freeze` of `python`, captured once per interpreter (by path, size and mtime)
 /// for the life of the process; `None` when pip cannot answer.
-pub fn environment_lock(python: &Path) -> Option<String> {
+pub(crate) fn environment_lock(python: &Path) -> Option<String> {
     type Key = (PathBuf, u64, Option<std::time::SystemTime>);
     static CACHE: Mutex<BTreeMap<Key, String>> = Mutex::new(BTreeMap::new());
     let meta = std::fs::metadata(python).ok()?;

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::runs::{Run, SliceRuns, VoxelClass};
+use super::runs::{Run, VoxelClass};
 
 /// Connected components of one label (26-connectivity).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -49,7 +49,7 @@ const NO_ID: u32 = u32::MAX;
 
 /// Streams slices and labels 26-connected components of every non-zero integer label.
 #[derive(Debug)]
-pub struct ComponentAccumulator {
+pub(crate) struct ComponentAccumulator {
     shape: [usize; 3],
     next_z: usize,
     /// Runs of the previous slice with their open component ids.
@@ -67,12 +67,11 @@ pub struct ComponentAccumulator {
     root_size: Vec<u64>,
     root_alive: Vec<bool>,
     new_id: Vec<u32>,
-    runs: SliceRuns,
 }
 
 impl ComponentAccumulator {
     /// An empty accumulator for a volume of `shape` (x, y, z).
-    pub fn new(shape: [usize; 3]) -> Self {
+    pub(crate) fn new(shape: [usize; 3]) -> Self {
         ComponentAccumulator {
             shape,
             next_z: 0,
@@ -87,20 +86,20 @@ impl ComponentAccumulator {
             root_size: Vec::new(),
             root_alive: Vec::new(),
             new_id: Vec::new(),
-            runs: SliceRuns::default(),
         }
     }
 
     /// Feed slice `z` (x fastest). Slices must come in order 0, 1, 2, ...
-    pub fn push_slice(&mut self, z: usize, values: &[f64]) {
-        let mut runs = std::mem::take(&mut self.runs);
+    /// (Tests feed whole slices; the pass shares one split between accumulators.)
+    #[cfg(test)]
+    pub(crate) fn push_slice(&mut self, z: usize, values: &[f64]) {
+        let mut runs = super::runs::SliceRuns::default();
         runs.fill(values, self.shape[0], self.shape[1]);
         self.push_runs(z, runs.runs());
-        self.runs = runs;
     }
 
     /// Feed slice `z` already split into runs (row-major order).
-    pub fn push_runs(&mut self, z: usize, runs: &[Run]) {
+    pub(crate) fn push_runs(&mut self, z: usize, runs: &[Run]) {
         debug_assert_eq!(z, self.next_z, "slices must be pushed in order");
         self.next_z = z + 1;
         let ny = self.shape[1];
@@ -194,7 +193,7 @@ impl ComponentAccumulator {
     }
 
     /// Close every open component and return the per-label statistics.
-    pub fn finish(mut self) -> BTreeMap<i64, ComponentStats> {
+    pub(crate) fn finish(mut self) -> BTreeMap<i64, ComponentStats> {
         for (size, label) in self.open_size.iter().zip(&self.open_label) {
             let tally = self.closed.entry(*label).or_default();
             tally.count += 1;

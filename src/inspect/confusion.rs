@@ -130,7 +130,7 @@ impl ConfusionTally {
 
 /// Streams pairs of slices and counts (pred id, gt id) pairs.
 #[derive(Debug)]
-pub struct ConfusionAccumulator {
+pub(crate) struct ConfusionAccumulator {
     nx: usize,
     ny: usize,
     dense: Vec<u64>,
@@ -141,7 +141,7 @@ pub struct ConfusionAccumulator {
 
 impl ConfusionAccumulator {
     /// An empty histogram for slices of `nx` x `ny` voxels.
-    pub fn new(nx: usize, ny: usize) -> Self {
+    pub(crate) fn new(nx: usize, ny: usize) -> Self {
         ConfusionAccumulator {
             nx,
             ny,
@@ -154,7 +154,7 @@ impl ConfusionAccumulator {
 
     /// Feed the prediction and ground-truth slices at the same z (x fastest, both
     /// `nx * ny` long).
-    pub fn push_slice(&mut self, pred: &[f64], gt: &[f64]) {
+    pub(crate) fn push_slice(&mut self, pred: &[f64], gt: &[f64]) {
         let mut runs = std::mem::take(&mut self.runs);
         runs.fill(pred, self.nx, self.ny);
         self.push_runs(runs.runs(), gt);
@@ -164,7 +164,7 @@ impl ConfusionAccumulator {
     /// Feed the prediction's slice as runs (shared with the other accumulators) and
     /// the ground-truth slice at the same z: each prediction run is split where the
     /// ground truth changes, so every joint run costs one histogram update.
-    pub fn push_runs(&mut self, pred_runs: &[Run], gt: &[f64]) {
+    pub(crate) fn push_runs(&mut self, pred_runs: &[Run], gt: &[f64]) {
         for run in pred_runs {
             let row = run.y as usize * self.nx;
             let gt_run = &gt[row..=row + run.x1 as usize];
@@ -207,7 +207,7 @@ impl ConfusionAccumulator {
     }
 
     /// The joint histogram, cells sorted by (pred, gt).
-    pub fn finish(self) -> ConfusionTally {
+    pub(crate) fn finish(self) -> ConfusionTally {
         let mut tally = self.tally;
         let mut cells: Vec<ConfusionEntry> = self
             .dense

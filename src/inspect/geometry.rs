@@ -72,7 +72,11 @@ impl GeometryComparison {
 }
 
 /// Compare two geometries under `tolerance`.
-pub fn compare_facts(a: &GeometryFacts, b: &GeometryFacts, tolerance: f64) -> GeometryComparison {
+pub(crate) fn compare_facts(
+    a: &GeometryFacts,
+    b: &GeometryFacts,
+    tolerance: f64,
+) -> GeometryComparison {
     let mut differences = Vec::new();
     for axis in 0..3 {
         if a.shape[axis] != b.shape[axis] {

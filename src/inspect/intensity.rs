@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::runs::{Run, SliceRuns, VoxelClass};
+use super::runs::{Run, VoxelClass};
 
 /// Reference-image intensities under one label (population std, ddof = 0).
 /// Non-finite reference voxels are left out and counted.
@@ -84,32 +84,31 @@ impl Moments {
 
 /// Streams (label slice runs, reference slice) pairs and accumulates per-label moments.
 #[derive(Debug)]
-pub struct IntensityAccumulator {
+pub(crate) struct IntensityAccumulator {
     shape: [usize; 3],
     labels: BTreeMap<i64, Moments>,
-    runs: SliceRuns,
 }
 
 impl IntensityAccumulator {
     /// An empty accumulator for volumes of `shape` (x, y, z).
-    pub fn new(shape: [usize; 3]) -> Self {
+    pub(crate) fn new(shape: [usize; 3]) -> Self {
         IntensityAccumulator {
             shape,
             labels: BTreeMap::new(),
-            runs: SliceRuns::default(),
         }
     }
 
     /// Feed one label slice and the reference slice at the same z.
-    pub fn push_slice(&mut self, labels: &[f64], reference: &[f64]) {
-        let mut runs = std::mem::take(&mut self.runs);
+    /// (Tests feed whole slices; the pass shares one split between accumulators.)
+    #[cfg(test)]
+    pub(crate) fn push_slice(&mut self, labels: &[f64], reference: &[f64]) {
+        let mut runs = super::runs::SliceRuns::default();
         runs.fill(labels, self.shape[0], self.shape[1]);
         self.push_runs(runs.runs(), reference);
-        self.runs = runs;
     }
 
     /// Feed the runs of one label slice and the reference slice at the same z.
-    pub fn push_runs(&mut self, runs: &[Run], reference: &[f64]) {
+    pub(crate) fn push_runs(&mut self, runs: &[Run], reference: &[f64]) {
         let nx = self.shape[0];
         let mut last: Option<(i64, &mut Moments)> = None;
         for run in runs {
@@ -132,7 +131,7 @@ impl IntensityAccumulator {
 
     /// Per-label statistics; a label whose reference voxels are all non-finite is
     /// absent (there is no mean to report).
-    pub fn finish(self) -> BTreeMap<i64, IntensityStats> {
+    pub(crate) fn finish(self) -> BTreeMap<i64, IntensityStats> {
         self.labels
             .into_iter()
             .filter(|(_, m)| m.n > 0)

@@ -18,15 +18,15 @@
 //! counted both as label 255 and in `value_255_voxels`, because the upstream writes
 //! NaN as 255 while 255 is also a real MRI-brain class id.
 
-pub mod components;
-pub mod confusion;
-pub mod geometry;
-pub mod intensity;
-pub mod pass;
-pub mod report;
-pub mod runs;
-pub mod stats;
-pub mod stream;
+pub(crate) mod components;
+pub(crate) mod confusion;
+pub(crate) mod geometry;
+pub(crate) mod intensity;
+pub(crate) mod pass;
+pub(crate) mod report;
+pub(crate) mod runs;
+pub(crate) mod stats;
+pub(crate) mod stream;
 
 pub use components::ComponentStats;
 pub use confusion::{ConfusionEntry, LabelOverlap, OverlapStatus};

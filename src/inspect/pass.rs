@@ -12,7 +12,7 @@ use super::stats::{LabelStatsAccumulator, VolumeTally};
 
 /// Which optional accumulators a pass runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PassPlan {
+pub(crate) struct PassPlan {
     pub components: bool,
     pub reference: bool,
     pub ground_truth: bool,
@@ -20,7 +20,7 @@ pub struct PassPlan {
 
 /// The tallies of a finished pass.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PassResult {
+pub(crate) struct PassResult {
     pub tally: VolumeTally,
     pub components: Option<BTreeMap<i64, ComponentStats>>,
     pub intensity: Option<BTreeMap<i64, IntensityStats>>,
@@ -29,7 +29,7 @@ pub struct PassResult {
 
 /// A pass in progress over a volume of a known shape.
 #[derive(Debug)]
-pub struct InspectPass {
+pub(crate) struct InspectPass {
     shape: [usize; 3],
     next_z: usize,
     runs: SliceRuns,
@@ -41,7 +41,7 @@ pub struct InspectPass {
 
 impl InspectPass {
     /// Start a pass over a volume of `shape` (x, y, z).
-    pub fn new(shape: [usize; 3], plan: PassPlan) -> Self {
+    pub(crate) fn new(shape: [usize; 3], plan: PassPlan) -> Self {
         InspectPass {
             shape,
             next_z: 0,
@@ -56,13 +56,18 @@ impl InspectPass {
     }
 
     /// The number of values one slice holds.
-    pub fn slice_len(&self) -> usize {
+    pub(crate) fn slice_len(&self) -> usize {
         self.shape[0] * self.shape[1]
     }
 
     /// Feed the next z-slice of the mask, with the reference and ground-truth slices
     /// at the same z when the plan has them (all `slice_len()` long).
-    pub fn push(&mut self, mask: &[f64], reference: Option<&[f64]>, ground_truth: Option<&[f64]>) {
+    pub(crate) fn push(
+        &mut self,
+        mask: &[f64],
+        reference: Option<&[f64]>,
+        ground_truth: Option<&[f64]>,
+    ) {
         let z = self.next_z;
         self.next_z += 1;
         self.runs.fill(mask, self.shape[0], self.shape[1]);
@@ -80,12 +85,13 @@ impl InspectPass {
     }
 
     /// Slices pushed so far.
-    pub fn slices_pushed(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn slices_pushed(&self) -> usize {
         self.next_z
     }
 
     /// Finish every accumulator.
-    pub fn finish(self) -> PassResult {
+    pub(crate) fn finish(self) -> PassResult {
         PassResult {
             tally: self.stats.finish(),
             components: self.components.map(ComponentAccumulator::finish),

@@ -159,7 +159,7 @@ pub struct InspectReport {
 
 /// Per-label statistics from a pass's tallies: volumes, world centroids, and the
 /// optional components and intensities joined by id.
-pub fn label_stats(
+pub(crate) fn label_stats(
     tally: &VolumeTally,
     voxel_volume_ml: f64,
     affine: &[[f64; 4]; 4],
@@ -186,7 +186,7 @@ pub fn label_stats(
 }
 
 /// Map a (fractional) voxel index through the affine.
-pub fn voxel_to_world(affine: &[[f64; 4]; 4], ijk: [f64; 3]) -> [f64; 3] {
+pub(crate) fn voxel_to_world(affine: &[[f64; 4]; 4], ijk: [f64; 3]) -> [f64; 3] {
     let mut out = [0.0; 3];
     for (r, o) in out.iter_mut().enumerate() {
         *o = affine[r][0] * ijk[0] + affine[r][1] * ijk[1] + affine[r][2] * ijk[2] + affine[r][3];

@@ -7,7 +7,7 @@
 
 /// What a voxel value means for a label map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VoxelClass {
+pub(crate) enum VoxelClass {
     /// Exactly 0.
     Background,
     /// A non-zero integer value, the label id.
@@ -25,7 +25,7 @@ const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
 
 /// Classify one voxel value.
 #[inline]
-pub fn classify(value: f64) -> VoxelClass {
+pub(crate) fn classify(value: f64) -> VoxelClass {
     if value.is_nan() {
         VoxelClass::Nan
     } else if value == 0.0 {
@@ -39,7 +39,7 @@ pub fn classify(value: f64) -> VoxelClass {
 
 /// A maximal run of bit-identical values along x in one row of a slice.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Run {
+pub(crate) struct Run {
     /// Row index (y).
     pub y: u32,
     /// First x of the run (inclusive).
@@ -53,7 +53,7 @@ pub struct Run {
 impl Run {
     /// Number of voxels in the run (never 0).
     #[inline]
-    pub fn voxels(&self) -> u64 {
+    pub(crate) fn voxels(&self) -> u64 {
         u64::from(self.x1 - self.x0) + 1
     }
 }
@@ -61,7 +61,7 @@ impl Run {
 /// The runs of one z-slice, in row-major order (y, then x), reusing its buffer
 /// from slice to slice.
 #[derive(Debug, Default)]
-pub struct SliceRuns {
+pub(crate) struct SliceRuns {
     runs: Vec<Run>,
 }
 
@@ -69,7 +69,7 @@ impl SliceRuns {
     /// Split `values` (x fastest, `nx * ny` values) into runs. Runs of bit-identical
     /// values are merged, so NaN runs stay runs and `-0.0` is its own run of
     /// background (classification, not equality, decides the meaning).
-    pub fn fill(&mut self, values: &[f64], nx: usize, ny: usize) {
+    pub(crate) fn fill(&mut self, values: &[f64], nx: usize, ny: usize) {
         debug_assert_eq!(values.len(), nx * ny);
         self.runs.clear();
         for (y, row) in values.chunks_exact(nx).take(ny).enumerate() {
@@ -88,7 +88,7 @@ impl SliceRuns {
     }
 
     /// The runs, row-major.
-    pub fn runs(&self) -> &[Run] {
+    pub(crate) fn runs(&self) -> &[Run] {
         &self.runs
     }
 }
@@ -97,7 +97,7 @@ impl SliceRuns {
 /// (`row.len()` if none). Label maps are mostly long runs, so whole blocks of 16 are
 /// compared at once (branch-free, vectorised), then the tail voxel by voxel.
 #[inline]
-pub fn run_end(row: &[f64], start: usize) -> usize {
+pub(crate) fn run_end(row: &[f64], start: usize) -> usize {
     const BLOCK: usize = 16;
     let bits = row[start].to_bits();
     let mut i = start + 1;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::runs::{Run, SliceRuns, VoxelClass};
+use super::runs::{Run, VoxelClass};
 
 /// Label ids in `0..DENSE_LABELS` live in a directly indexed table (the common case:
 /// upstream ids are < 400); any other id goes to an ordered map.
@@ -71,7 +71,7 @@ pub struct VolumeTally {
 
 /// Streams slices of a label map and tallies every voxel exactly once.
 #[derive(Debug)]
-pub struct LabelStatsAccumulator {
+pub(crate) struct LabelStatsAccumulator {
     shape: [usize; 3],
     dense: Vec<LabelAcc>,
     sparse: BTreeMap<i64, LabelAcc>,
@@ -80,12 +80,11 @@ pub struct LabelStatsAccumulator {
     non_integer: u64,
     nan: u64,
     value_255: u64,
-    runs: SliceRuns,
 }
 
 impl LabelStatsAccumulator {
     /// An empty accumulator for a volume of `shape` (x, y, z).
-    pub fn new(shape: [usize; 3]) -> Self {
+    pub(crate) fn new(shape: [usize; 3]) -> Self {
         LabelStatsAccumulator {
             shape,
             dense: Vec::new(),
@@ -95,20 +94,20 @@ impl LabelStatsAccumulator {
             non_integer: 0,
             nan: 0,
             value_255: 0,
-            runs: SliceRuns::default(),
         }
     }
 
     /// Tally slice `z` (x fastest, `nx * ny` values).
-    pub fn push_slice(&mut self, z: usize, values: &[f64]) {
-        let mut runs = std::mem::take(&mut self.runs);
+    /// (Tests feed whole slices; the pass shares one split between accumulators.)
+    #[cfg(test)]
+    pub(crate) fn push_slice(&mut self, z: usize, values: &[f64]) {
+        let mut runs = super::runs::SliceRuns::default();
         runs.fill(values, self.shape[0], self.shape[1]);
         self.push_runs(z, runs.runs());
-        self.runs = runs;
     }
 
     /// Tally slice `z` already split into runs (shared with the other accumulators).
-    pub fn push_runs(&mut self, z: usize, runs: &[Run]) {
+    pub(crate) fn push_runs(&mut self, z: usize, runs: &[Run]) {
         let [nx, ny, nz] = self.shape;
         let z32 = z as u32;
         let z_face = z == 0 || z + 1 == nz;
@@ -148,7 +147,7 @@ impl LabelStatsAccumulator {
     }
 
     /// The tally, labels sorted by id.
-    pub fn finish(self) -> VolumeTally {
+    pub(crate) fn finish(self) -> VolumeTally {
         let dense = self
             .dense
             .iter()

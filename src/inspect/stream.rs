@@ -19,7 +19,7 @@ const DEPTH: usize = 1;
 type Slice = Result<Vec<f64>, NiftiError>;
 
 /// A volume whose slices are read ahead on a background thread.
-pub struct SliceStream {
+pub(crate) struct SliceStream {
     path: PathBuf,
     header: Header,
     slices: Option<Receiver<Slice>>,
@@ -39,7 +39,7 @@ impl std::fmt::Debug for SliceStream {
 impl SliceStream {
     /// Start reading `reader` ahead on its own thread (fails only when the OS
     /// refuses a thread).
-    pub fn spawn(reader: VolumeReader) -> std::io::Result<SliceStream> {
+    pub(crate) fn spawn(reader: VolumeReader) -> std::io::Result<SliceStream> {
         let path = reader.path().to_path_buf();
         let header = reader.header().clone();
         let (slice_tx, slice_rx) = mpsc::sync_channel(DEPTH);
@@ -57,16 +57,16 @@ impl SliceStream {
         })
     }
 
-    pub fn header(&self) -> &Header {
+    pub(crate) fn header(&self) -> &Header {
         &self.header
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The next slice (x fastest), `Ok(None)` after the last one.
-    pub fn next_slice(&mut self) -> Result<Option<&[f64]>, NiftiError> {
+    pub(crate) fn next_slice(&mut self) -> Result<Option<&[f64]>, NiftiError> {
         let Some(rx) = &self.slices else {
             return Ok(None);
         };

@@ -20,11 +20,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Files listed per inventory, at most (a cohort of a few hundred packs).
-pub const MAX_FILES: usize = 4096;
+pub(crate) const MAX_FILES: usize = 4096;
 /// How deep below the pack files are listed: `<root>/<case>/<stem>/<mask>` is 3.
-pub const MAX_DEPTH: usize = 3;
+pub(crate) const MAX_DEPTH: usize = 3;
 /// Text files larger than this are listed but not hashed, so never served.
-pub const TEXT_CAP: u64 = 4 * 1024 * 1024;
+pub(crate) const TEXT_CAP: u64 = 4 * 1024 * 1024;
 
 /// One file a run wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -44,7 +44,7 @@ pub struct Inventory {
 }
 
 /// Whether a file's name makes it one `resources/read` serves as text.
-pub fn is_text(name: &str) -> bool {
+pub(crate) fn is_text(name: &str) -> bool {
     [".json", ".csv", ".md", ".txt", ".log", ".yaml", ".yml"]
         .iter()
         .any(|ending| name.ends_with(ending))

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::call::{Progress, ToolOutcome};
 
 mod child;
-pub mod inventory;
+pub(crate) mod inventory;
 
 pub use child::ChildProcess;
 pub use inventory::Inventory;

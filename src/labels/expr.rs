@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 
 /// A value produced by evaluation.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Val {
+pub(crate) enum Val {
     Int(i64),
     Str(String),
     List(Vec<Val>),
@@ -28,7 +28,7 @@ pub enum Val {
 
 impl Val {
     /// Convert plain JSON (from a config file) into a value.
-    pub fn from_json(value: &serde_json::Value) -> Result<Val, String> {
+    pub(crate) fn from_json(value: &serde_json::Value) -> Result<Val, String> {
         use serde_json::Value;
         match value {
             Value::Number(n) => n
@@ -61,7 +61,7 @@ impl Val {
     }
 
     /// The integers of a list or set, in order (sets ascending).
-    pub fn as_ints(&self) -> Result<Vec<i64>, String> {
+    pub(crate) fn as_ints(&self) -> Result<Vec<i64>, String> {
         match self {
             Val::Set(s) => Ok(s.iter().copied().collect()),
             Val::List(items) => items
@@ -81,7 +81,7 @@ impl Val {
 
 /// Parsed expression.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Expr {
+pub(crate) enum Expr {
     Int(i64),
     Str(String),
     List(Vec<Expr>),
@@ -102,7 +102,7 @@ pub enum Expr {
 }
 
 /// Resolves `@name#path` references while evaluating.
-pub trait Resolver {
+pub(crate) trait Resolver {
     fn resolve(&mut self, name: &str, path: &[String]) -> Result<Val, String>;
 }
 
@@ -382,7 +382,7 @@ impl Parser {
 }
 
 /// Parse an expression (without the leading `$`).
-pub fn parse(src: &str) -> Result<Expr, String> {
+pub(crate) fn parse(src: &str) -> Result<Expr, String> {
     let mut p = Parser {
         toks: tokenize(src)?,
         pos: 0,
@@ -399,7 +399,7 @@ pub fn parse(src: &str) -> Result<Expr, String> {
 }
 
 /// Evaluate an expression, resolving references through `resolver`.
-pub fn eval(expr: &Expr, resolver: &mut dyn Resolver) -> Result<Val, String> {
+pub(crate) fn eval(expr: &Expr, resolver: &mut dyn Resolver) -> Result<Val, String> {
     eval_in(expr, resolver, &mut Vec::new())
 }
 
@@ -541,7 +541,7 @@ fn call(func: &str, mut args: Vec<Val>) -> Result<Val, String> {
 }
 
 /// `base[index]` with Python semantics for lists (negative indices) and dicts.
-pub fn subscript(base: Val, index: &Val) -> Result<Val, String> {
+pub(crate) fn subscript(base: Val, index: &Val) -> Result<Val, String> {
     match (base, index) {
         (Val::List(mut items), Val::Int(i)) => {
             let len = items.len() as i64;

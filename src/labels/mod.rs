@@ -90,7 +90,7 @@
 //! class (`Left-AnG---angular-gyrus`); `labels.json` warns when 255 is present.
 
 mod edit;
-pub mod expr;
+pub(crate) mod expr;
 mod load;
 mod rank;
 mod resolve;

@@ -22,7 +22,7 @@ use super::model::{ArgSpec, ArgType, ToolDecl, ValueSpec};
 
 /// One argument on which the manifest and `Args` disagree.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Disagreement {
+pub(crate) struct Disagreement {
     pub tool: String,
     pub argument: String,
     pub what: Difference,
@@ -30,7 +30,7 @@ pub struct Disagreement {
 
 /// What differs. `manifest` is what the manifest declares, `rust` what `Args` takes.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Difference {
+pub(crate) enum Difference {
     /// The argument's JSON type (`rust`: the types the schema allows, `null` aside).
     Type { manifest: String, rust: Vec<String> },
     /// The JSON type of an array argument's items.
@@ -105,7 +105,7 @@ impl fmt::Display for Disagreement {
 
 /// Every disagreement between `decl` and the JSON Schema of its `Args`, for the
 /// arguments both name (which names each side has is the registry's check).
-pub fn disagreements(decl: &ToolDecl, args_schema: &Value) -> Vec<Disagreement> {
+pub(crate) fn disagreements(decl: &ToolDecl, args_schema: &Value) -> Vec<Disagreement> {
     let required: Vec<&str> = args_schema["required"]
         .as_array()
         .map(|r| r.iter().filter_map(Value::as_str).collect())

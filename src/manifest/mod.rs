@@ -16,9 +16,9 @@
 //! tools. Output schemas are *handed* to [`schema::tool_specs`] by the tool registry,
 //! which also checks at start-up that the manifest and the implementations agree.
 
-pub mod agree;
+pub(crate) mod agree;
 pub mod args;
-pub mod model;
+pub(crate) mod model;
 pub mod schema;
 
 pub use model::{ArgSpec, GateSpec, Manifest, ManifestError, ToolDecl};

@@ -210,10 +210,10 @@ pub struct Header {
 pub const SFORM_QFORM_TOLERANCE: f64 = 1e-4;
 
 /// The size of the first read needed to decode any header: the NIfTI-2 header size.
-pub const MAX_HEADER_BYTES: usize = 540;
+pub(crate) const MAX_HEADER_BYTES: usize = 540;
 
 /// Recognise the version and byte order from the first four bytes (`sizeof_hdr`).
-pub fn detect_version(first4: [u8; 4]) -> Option<(NiftiVersion, bool)> {
+pub(crate) fn detect_version(first4: [u8; 4]) -> Option<(NiftiVersion, bool)> {
     match (i32::from_le_bytes(first4), i32::from_be_bytes(first4)) {
         (348, _) => Some((NiftiVersion::Nifti1, true)),
         (540, _) => Some((NiftiVersion::Nifti2, true)),

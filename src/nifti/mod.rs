@@ -18,11 +18,11 @@
 //! allocate is one slice, and it grows only as data arrives), a volume at most
 //! [`MAX_TOTAL_VOXELS`], and the voxels must start within [`MAX_VOX_OFFSET`] bytes.
 
-pub mod error;
+pub(crate) mod error;
 mod gz;
-pub mod header;
-pub mod orientation;
-pub mod reader;
+pub(crate) mod header;
+pub(crate) mod orientation;
+pub(crate) mod reader;
 mod sniff;
 pub mod writer;
 

@@ -18,7 +18,7 @@ use super::Affine;
 type M3 = [[f64; 3]; 3];
 
 /// `['R','A','S']`-style codes; `'?'` where nibabel returns `None`.
-pub fn axcodes(affine: &Affine) -> [char; 3] {
+pub(crate) fn axcodes(affine: &Affine) -> [char; 3] {
     const LABELS: [(char, char); 3] = [('L', 'R'), ('P', 'A'), ('I', 'S')];
     let mut codes = ['?'; 3];
     if let Some(ornt) = io_orientation(affine) {
@@ -34,7 +34,7 @@ pub fn axcodes(affine: &Affine) -> [char; 3] {
 
 /// For each voxel axis: the world axis (0..3) and direction (+1/-1), or `None`.
 /// `None` overall when the affine is not finite.
-pub fn io_orientation(affine: &Affine) -> Option<[Option<(usize, i8)>; 3]> {
+pub(crate) fn io_orientation(affine: &Affine) -> Option<[Option<(usize, i8)>; 3]> {
     let mut rs: M3 = [[0.0; 3]; 3];
     for c in 0..3 {
         let mut norm = (0..3)

@@ -9,11 +9,11 @@ use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
 /// DejaVu Sans 2.37, see data/fonts/README.md.
 pub(crate) const FONT_BYTES: &[u8] = include_bytes!("../../data/fonts/DejaVuSans.ttf");
 
-pub type Rgb = [u8; 3];
+pub(crate) type Rgb = [u8; 3];
 
 /// A picture of `width × height` RGB pixels, row-major.
 #[derive(Debug, Clone)]
-pub struct Canvas {
+pub(crate) struct Canvas {
     pub width: u32,
     pub height: u32,
     pub pixels: Vec<u8>,
@@ -24,7 +24,7 @@ fn font() -> FontRef<'static> {
 }
 
 impl Canvas {
-    pub fn new(width: u32, height: u32, fill: Rgb) -> Canvas {
+    pub(crate) fn new(width: u32, height: u32, fill: Rgb) -> Canvas {
         let pixels = fill
             .iter()
             .copied()
@@ -43,21 +43,14 @@ impl Canvas {
             .then(|| (y as usize * self.width as usize + x as usize) * 3)
     }
 
-    pub fn get(&self, x: u32, y: u32) -> Rgb {
-        let o = self
-            .offset(i64::from(x), i64::from(y))
-            .expect("pixel inside the canvas");
-        [self.pixels[o], self.pixels[o + 1], self.pixels[o + 2]]
-    }
-
-    pub fn set(&mut self, x: i64, y: i64, c: Rgb) {
+    pub(crate) fn set(&mut self, x: i64, y: i64, c: Rgb) {
         if let Some(o) = self.offset(x, y) {
             self.pixels[o..o + 3].copy_from_slice(&c);
         }
     }
 
     /// Mix `c` over the pixel with weight `alpha` (0..=1).
-    pub fn blend(&mut self, x: i64, y: i64, c: Rgb, alpha: f32) {
+    pub(crate) fn blend(&mut self, x: i64, y: i64, c: Rgb, alpha: f32) {
         if let Some(o) = self.offset(x, y) {
             let a = alpha.clamp(0.0, 1.0);
             for (i, channel) in c.iter().enumerate() {
@@ -67,7 +60,7 @@ impl Canvas {
         }
     }
 
-    pub fn fill_rect(&mut self, x: i64, y: i64, w: u32, h: u32, c: Rgb) {
+    pub(crate) fn fill_rect(&mut self, x: i64, y: i64, w: u32, h: u32, c: Rgb) {
         for yy in y..y + i64::from(h) {
             for xx in x..x + i64::from(w) {
                 self.set(xx, yy, c);
@@ -76,7 +69,7 @@ impl Canvas {
     }
 
     /// Draw `text` with its top-left at (x, y), `size` px high; returns its width.
-    pub fn text(&mut self, x: f32, y: f32, size: f32, c: Rgb, text: &str) -> f32 {
+    pub(crate) fn text(&mut self, x: f32, y: f32, size: f32, c: Rgb, text: &str) -> f32 {
         let font = font();
         let scaled = font.as_scaled(PxScale::from(size));
         let mut caret = x;
@@ -106,7 +99,7 @@ impl Canvas {
     }
 
     /// The width `text` would take at `size` px.
-    pub fn text_width(size: f32, text: &str) -> f32 {
+    pub(crate) fn text_width(size: f32, text: &str) -> f32 {
         let font = font();
         let scaled = font.as_scaled(PxScale::from(size));
         text.chars()
@@ -115,7 +108,7 @@ impl Canvas {
     }
 
     /// Encode as an 8-bit RGB PNG.
-    pub fn to_png(&self) -> Result<Vec<u8>, png::EncodingError> {
+    pub(crate) fn to_png(&self) -> Result<Vec<u8>, png::EncodingError> {
         let mut out = Vec::new();
         {
             let mut encoder = png::Encoder::new(&mut out, self.width, self.height);

@@ -12,7 +12,7 @@ use super::canvas::{Canvas, FONT_BYTES};
 
 /// One class of the plot.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CohortRow {
+pub(crate) struct CohortRow {
     pub class: String,
     /// (volume id, mL) of each volume where the class is present.
     pub volumes: Vec<(String, f64)>,
@@ -53,7 +53,7 @@ fn x_range(rows: &[CohortRow]) -> (f64, f64) {
 }
 
 /// Draw the plot as a PNG (`title` names the cohort).
-pub fn cohort_plot(rows: &[CohortRow], title: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn cohort_plot(rows: &[CohortRow], title: &str) -> Result<Vec<u8>, String> {
     register();
     let n = rows.len().max(1) as i32;
     let height = 110 + ROW_PX * n as u32;

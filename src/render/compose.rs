@@ -26,7 +26,7 @@ const LETTERS: Rgb = [255, 220, 0];
 
 /// A structure drawn in a row.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
-pub struct Shown {
+pub(crate) struct Shown {
     pub id: u32,
     pub name: String,
     pub volume_ml: f64,
@@ -36,7 +36,7 @@ pub struct Shown {
 
 /// Where a panel lies in the picture.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
-pub struct Panel {
+pub(crate) struct Panel {
     pub view: View,
     pub x: u32,
     pub y: u32,
@@ -49,7 +49,7 @@ pub struct Panel {
 }
 
 /// What the picture needs besides the planes.
-pub struct Scene<'a> {
+pub(super) struct Scene<'a> {
     pub shape: [usize; 3],
     pub spacing: [f64; 3],
     pub orientation: Orientation,
@@ -60,7 +60,7 @@ pub struct Scene<'a> {
 }
 
 /// The plane (voxel axis, index) a view of a structure needs.
-pub fn plane_of(
+pub(super) fn plane_of(
     scene_shape: [usize; 3],
     o: &Orientation,
     view: View,
@@ -81,7 +81,7 @@ pub fn plane_of(
 }
 
 /// Draw the montage at `cell` pixels per panel box.
-pub fn draw(
+pub(super) fn draw(
     scene: &Scene<'_>,
     mask: &Planes,
     image: Option<&Planes>,
@@ -278,7 +278,7 @@ impl PanelDraw<'_, '_> {
 }
 
 /// A mask value as a class id: positive integers only (0, NaN and fractions are none).
-pub fn label_id(v: f32) -> u32 {
+pub(crate) fn label_id(v: f32) -> u32 {
     if v.is_finite() && v >= 1.0 && v.fract() == 0.0 && v <= u32::MAX as f32 {
         v as u32
     } else {

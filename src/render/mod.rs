@@ -20,22 +20,22 @@
 //! The picture is capped at [`MAX_PNG_BYTES`] by drawing smaller panels, so it fits in
 //! an MCP image content item.
 
-pub mod canvas;
-pub mod cohort;
+pub(crate) mod canvas;
+pub(crate) mod cohort;
 mod compose;
-pub mod planes;
-pub mod view;
-pub mod window;
+pub(crate) mod planes;
+pub(crate) mod view;
+pub(crate) mod window;
 
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::Serialize;
 
-pub use compose::{label_id, Panel, Shown};
-pub use planes::PlaneError;
-pub use view::View;
-pub use window::{Window, WindowChoice};
+pub(crate) use compose::{Panel, Shown};
+pub(crate) use planes::PlaneError;
+pub(crate) use view::View;
+pub(crate) use window::{Window, WindowChoice};
 
 use crate::inspect::{inspect, InspectError, InspectOptions, InspectReport};
 use crate::labels::{colour_for, LabelTable, Modality};
@@ -43,17 +43,17 @@ use compose::{plane_of, Scene};
 use view::Orientation;
 
 /// At most this many structures get a row.
-pub const MAX_SHOWN: usize = 6;
+pub(crate) const MAX_SHOWN: usize = 6;
 /// A picture larger than this is drawn again with smaller panels.
-pub const MAX_PNG_BYTES: usize = 1_000_000;
+pub(crate) const MAX_PNG_BYTES: usize = 1_000_000;
 /// The side of one panel's box, in pixels, before any shrinking.
-pub const DEFAULT_CELL_PX: u32 = 220;
+pub(crate) const DEFAULT_CELL_PX: u32 = 220;
 /// The smallest panel box tried when shrinking to fit [`MAX_PNG_BYTES`].
 const MIN_CELL_PX: u32 = 64;
 
 /// What to draw.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RenderOptions {
+pub(crate) struct RenderOptions {
     /// Class ids to show, in order; empty: the largest classes.
     pub structures: Vec<u32>,
     pub window: WindowChoice,
@@ -77,14 +77,14 @@ impl Default for RenderOptions {
 
 /// A drawn picture and what is where in it.
 #[derive(Debug, Clone)]
-pub struct Picture {
+pub(crate) struct Picture {
     pub png: Vec<u8>,
     pub info: PictureInfo,
 }
 
 /// The description of a picture (the `render_overlay` result).
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
-pub struct PictureInfo {
+pub(crate) struct PictureInfo {
     pub width: u32,
     pub height: u32,
     pub png_bytes: usize,
@@ -102,7 +102,7 @@ pub struct PictureInfo {
 
 /// One row: a structure and its three panels.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
-pub struct ShownRow {
+pub(crate) struct ShownRow {
     #[serde(flatten)]
     pub structure: Shown,
     pub panels: Vec<Panel>,
@@ -110,7 +110,7 @@ pub struct ShownRow {
 
 /// Why no picture was drawn.
 #[derive(Debug, thiserror::Error)]
-pub enum RenderError {
+pub(crate) enum RenderError {
     #[error(transparent)]
     Inspect(#[from] InspectError),
     #[error(transparent)]
@@ -131,7 +131,7 @@ pub enum RenderError {
 
 /// Inspect `mask`, then draw it (two passes over the mask; use [`render`] when an
 /// inspection report is already at hand).
-pub fn render_files(
+pub(crate) fn render_files(
     mask: &Path,
     image: Option<&Path>,
     table: Option<&LabelTable>,
@@ -142,7 +142,7 @@ pub fn render_files(
 }
 
 /// Draw `mask` (over `image` when given) from its inspection `report`, in one pass.
-pub fn render(
+pub(crate) fn render(
     mask: &Path,
     image: Option<&Path>,
     report: &InspectReport,

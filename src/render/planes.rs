@@ -15,7 +15,7 @@ use crate::nifti::{NiftiError, VolumeReader};
 /// One plane: voxel axis `axis` held at `index`. Values are indexed by the two
 /// other voxel axes (`p` < `q`), `p` fastest.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plane {
+pub(crate) struct Plane {
     pub axis: usize,
     pub index: usize,
     /// Sizes along the two free voxel axes, ascending axis order.
@@ -39,7 +39,7 @@ impl Plane {
     }
 
     /// The value at a voxel of the plane (its coordinate along `axis` is ignored).
-    pub fn at(&self, voxel: [usize; 3]) -> f32 {
+    pub(crate) fn at(&self, voxel: [usize; 3]) -> f32 {
         let (p, q) = match self.axis {
             0 => (voxel[1], voxel[2]),
             1 => (voxel[0], voxel[2]),
@@ -75,11 +75,11 @@ impl Plane {
 }
 
 /// The planes of one volume, by (axis, index).
-pub type Planes = BTreeMap<(usize, usize), Plane>;
+pub(crate) type Planes = BTreeMap<(usize, usize), Plane>;
 
 /// Why the planes could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum PlaneError {
+pub(crate) enum PlaneError {
     #[error(transparent)]
     Nifti(#[from] NiftiError),
     #[error("{}: cannot start a reader thread: {source}", path.display())]
@@ -116,7 +116,7 @@ fn open(path: &Path) -> Result<SliceStream, PlaneError> {
 
 /// Read `wanted` planes (voxel axis, index) of the mask, and of the image when given
 /// (it must share the mask's shape), in one pass over both in lockstep.
-pub fn read_planes(
+pub(crate) fn read_planes(
     mask: &Path,
     image: Option<&Path>,
     wanted: &[(usize, usize)],

@@ -16,14 +16,14 @@ use crate::nifti::Affine;
 /// One of the three orthogonal views.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum View {
+pub(crate) enum View {
     Axial,
     Coronal,
     Sagittal,
 }
 
 impl View {
-    pub const ALL: [View; 3] = [View::Axial, View::Coronal, View::Sagittal];
+    pub(crate) const ALL: [View; 3] = [View::Axial, View::Coronal, View::Sagittal];
 
     /// The world axis the view's plane is normal to.
     fn normal(self) -> usize {
@@ -48,7 +48,7 @@ impl View {
     }
 
     /// The letters at the image's left, right, top and bottom edges.
-    pub fn edge_letters(self) -> [&'static str; 4] {
+    pub(crate) fn edge_letters(self) -> [&'static str; 4] {
         match self {
             View::Axial => ["R", "L", "A", "P"],
             View::Coronal => ["R", "L", "S", "I"],
@@ -56,7 +56,7 @@ impl View {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             View::Axial => "axial",
             View::Coronal => "coronal",
@@ -67,7 +67,7 @@ impl View {
 
 /// A voxel axis shown along one image direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShownAxis {
+pub(crate) struct ShownAxis {
     /// The voxel axis (0, 1, 2).
     pub axis: usize,
     /// True when the image index runs against the voxel index.
@@ -76,7 +76,7 @@ pub struct ShownAxis {
 
 /// How a view maps voxel axes to the picture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ViewAxes {
+pub(crate) struct ViewAxes {
     /// The voxel axis held fixed (the plane's normal).
     pub normal: usize,
     /// True when that voxel axis runs against the world axis (e.g. L for R).
@@ -87,7 +87,7 @@ pub struct ViewAxes {
 
 /// Voxel axis ↔ world axis correspondence of an affine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Orientation {
+pub(crate) struct Orientation {
     /// For each world axis: the voxel axis along it and that axis' direction (+1/-1).
     world_to_voxel: [(usize, i8); 3],
     /// False when the affine gave no orientation (degenerate): voxel axes are then
@@ -97,7 +97,7 @@ pub struct Orientation {
 
 impl Orientation {
     /// From a voxel-to-world affine.
-    pub fn of(affine: &Affine) -> Orientation {
+    pub(crate) fn of(affine: &Affine) -> Orientation {
         let mut world_to_voxel = [(usize::MAX, 1i8); 3];
         if let Some(ornt) = io_orientation(affine) {
             for (voxel_axis, entry) in ornt.iter().enumerate() {
@@ -120,7 +120,7 @@ impl Orientation {
     }
 
     /// The voxel axes of `view`.
-    pub fn axes(&self, view: View) -> ViewAxes {
+    pub(crate) fn axes(&self, view: View) -> ViewAxes {
         let shown = |(world, wanted): (usize, i8)| {
             let (axis, dir) = self.world_to_voxel[world];
             ShownAxis {

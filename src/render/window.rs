@@ -11,7 +11,7 @@ use crate::labels::Modality;
 /// The window a caller asks for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum WindowChoice {
+pub(crate) enum WindowChoice {
     /// CT soft tissue for CT (by modality, or values below -200 in the shown planes),
     /// else the percentile window.
     #[default]
@@ -27,7 +27,7 @@ pub enum WindowChoice {
 }
 
 impl WindowChoice {
-    pub const NAMES: &'static str = "auto, soft_tissue, bone, lung, percentile";
+    pub(crate) const NAMES: &'static str = "auto, soft_tissue, bone, lung, percentile";
 
     fn as_str(self) -> &'static str {
         match self {
@@ -53,7 +53,7 @@ impl WindowChoice {
 /// A window name that is none of [`WindowChoice::NAMES`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("window: '{0}' is not a window; use one of auto, soft_tissue, bone, lung, percentile")]
-pub struct ParseWindowError(pub String);
+pub(crate) struct ParseWindowError(pub String);
 
 impl FromStr for WindowChoice {
     type Err = ParseWindowError;
@@ -74,7 +74,7 @@ impl FromStr for WindowChoice {
 
 /// The window applied: what was chosen and the value range mapped to black..white.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
-pub struct Window {
+pub(crate) struct Window {
     pub kind: WindowChoice,
     pub low: f64,
     pub high: f64,
@@ -82,7 +82,11 @@ pub struct Window {
 
 impl Window {
     /// Settle `choice` for an image whose shown values are `values`.
-    pub fn settle(choice: WindowChoice, modality: Option<Modality>, values: &[f32]) -> Window {
+    pub(crate) fn settle(
+        choice: WindowChoice,
+        modality: Option<Modality>,
+        values: &[f32],
+    ) -> Window {
         let kind = match (choice, modality) {
             (WindowChoice::Auto, Some(Modality::CtBody)) => WindowChoice::SoftTissue,
             (WindowChoice::Auto, Some(_)) => WindowChoice::Percentile,
@@ -100,7 +104,7 @@ impl Window {
     }
 
     /// A value's grey level (NaN is black).
-    pub fn grey(&self, v: f32) -> u8 {
+    pub(crate) fn grey(&self, v: f32) -> u8 {
         if !v.is_finite() {
             return 0;
         }
@@ -109,7 +113,7 @@ impl Window {
     }
 
     /// e.g. `soft tissue W400/L40`, `percentile 1-99 [12.0, 840.5]`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self.kind.ct() {
             Some((w, l)) => format!("{} W{w}/L{l}", self.kind.as_str().replace('_', " ")),
             None => format!("percentile 1-99 [{:.1}, {:.1}]", self.low, self.high),

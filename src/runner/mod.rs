@@ -10,6 +10,6 @@
 //! None of it knows a tool: `run_script` and `run_batch` use it, the CLI and the
 //! server build the shared pieces ([`slots::RunSlots`], [`workers::Workers`]).
 
-pub mod probe_cache;
+pub(crate) mod probe_cache;
 pub mod slots;
-pub mod workers;
+pub(crate) mod workers;

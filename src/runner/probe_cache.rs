@@ -15,7 +15,7 @@ use crate::upstream::{DeviceRequest, EnvProbe};
 /// The cached probe of `python` for `root` and `device`, or `probe()`'s answer (then
 /// remembered). Only successful probes are kept; a failed one comes back as `probe()`
 /// gave it.
-pub async fn cached<F, Fut, E>(
+pub(crate) async fn cached<F, Fut, E>(
     config: &Config,
     python: &Path,
     root: &Path,

@@ -19,13 +19,13 @@ use serde_json::{json, Map, Value};
 use crate::call::Brief;
 
 /// Entries kept of each array and map in summary `structuredContent`.
-pub const KEEP_ITEMS: usize = 8;
+pub(crate) const KEEP_ITEMS: usize = 8;
 /// An optional field larger than this (as compact JSON, after trimming) is left out.
-pub const KEEP_FIELD_BYTES: usize = 1500;
+pub(crate) const KEEP_FIELD_BYTES: usize = 1500;
 
 /// The detail a call asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Detail {
+pub(crate) enum Detail {
     Summary,
     Full,
 }
@@ -33,7 +33,7 @@ pub enum Detail {
 impl Detail {
     /// The call's `detail` argument; `None` when the tool takes none (its answer is
     /// always the full one).
-    pub fn requested(declares: bool, arguments: &Map<String, Value>) -> Option<Detail> {
+    pub(crate) fn requested(declares: bool, arguments: &Map<String, Value>) -> Option<Detail> {
         if !declares {
             return None;
         }
@@ -46,19 +46,19 @@ impl Detail {
 
 /// What was trimmed and left out, by JSON path.
 #[derive(Debug, Default)]
-pub struct Cuts {
+pub(crate) struct Cuts {
     pub trimmed: Map<String, Value>,
     pub omitted: Vec<String>,
 }
 
 impl Cuts {
-    pub fn to_meta(&self) -> Value {
+    pub(crate) fn to_meta(&self) -> Value {
         json!({ "detail": "summary", "trimmed": self.trimmed, "omitted": self.omitted })
     }
 }
 
 /// The summary subset of `value` under `schema` (the tool's output schema).
-pub fn subset(value: &Value, schema: Option<&Value>) -> (Value, Cuts) {
+pub(crate) fn subset(value: &Value, schema: Option<&Value>) -> (Value, Cuts) {
     let mut cuts = Cuts::default();
     let kept = walk(value, schema, "$", &mut cuts);
     (kept, cuts)
@@ -149,7 +149,7 @@ fn walk(value: &Value, schema: Option<&Value>, path: &str, cuts: &mut Cuts) -> V
 /// The summary text of a tool's answer: its head line (with the result's state word
 /// when the head does not already say it), the lines the tool's [`Brief`] adds, where
 /// the pack is, and where the full document is.
-pub fn text(tool: &str, head: &str, brief: &Brief) -> String {
+pub(crate) fn text(tool: &str, head: &str, brief: &Brief) -> String {
     let mut out = Vec::new();
     let head = head.lines().next().unwrap_or("").trim();
     match &brief.status {

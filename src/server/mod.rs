@@ -24,10 +24,10 @@
 //! that ignores cancellation cannot keep the process alive. A client that pipes
 //! requests in must therefore read their responses before closing stdin.
 
-pub mod detail;
+pub(crate) mod detail;
 mod handler;
 mod progress;
-pub mod resources;
+pub(crate) mod resources;
 mod tasks;
 mod transport;
 

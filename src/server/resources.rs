@@ -10,7 +10,7 @@
 //! that changed since it was written, nor one reached through a link; a file inside a
 //! pack (a run record, `output.json`) can name other directories, but a name is never
 //! enough to be served. Only text files (JSON, CSV, text, logs) of at most
-//! [`READ_CAP`] bytes are read; `resources/list` lists the result document of the most
+//! `jobs::inventory::TEXT_CAP` bytes are read; `resources/list` lists the result document of the most
 //! recent [`LIST_RUNS`] runs and the files of the packs linked so far.
 
 use std::collections::BTreeMap;
@@ -24,22 +24,20 @@ use serde_json::Value;
 use crate::jobs::Inventory;
 
 /// The URI prefix; the absolute path follows.
-pub const SCHEME: &str = "ctmr://pack";
-/// Largest file `resources/read` returns.
-pub const READ_CAP: u64 = crate::jobs::inventory::TEXT_CAP;
+pub(crate) const SCHEME: &str = "ctmr://pack";
 /// Runs of the runs index `resources/list` shows, newest first.
-pub const LIST_RUNS: usize = 50;
+pub(crate) const LIST_RUNS: usize = 50;
 /// Files linked per pack, at most.
-pub const LINKS_PER_PACK: usize = 40;
+pub(crate) const LINKS_PER_PACK: usize = 40;
 
 /// What this server's own calls wrote, by pack (canonical path).
 #[derive(Default)]
-pub struct Packs(Mutex<BTreeMap<PathBuf, Inventory>>);
+pub(crate) struct Packs(Mutex<BTreeMap<PathBuf, Inventory>>);
 
 impl Packs {
     /// Take the inventory of what a call of this server wrote into `dir` since
     /// `since`, laid over what was known of it.
-    pub fn take(&self, dir: &Path, since: SystemTime) {
+    pub(crate) fn take(&self, dir: &Path, since: SystemTime) {
         let Ok(dir) = dir.canonicalize() else {
             return;
         };
@@ -52,7 +50,7 @@ impl Packs {
         map.insert(dir, merged);
     }
 
-    pub fn all(&self) -> Vec<(PathBuf, Inventory)> {
+    pub(crate) fn all(&self) -> Vec<(PathBuf, Inventory)> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.iter().map(|(d, i)| (d.clone(), i.clone())).collect()
     }
@@ -60,7 +58,7 @@ impl Packs {
 
 /// The inventories known for each pack (this server's and the runs index's), merged
 /// per pack, the later winning for a file listed in several.
-pub fn known(all: Vec<(PathBuf, Inventory)>) -> BTreeMap<PathBuf, Inventory> {
+pub(crate) fn known(all: Vec<(PathBuf, Inventory)>) -> BTreeMap<PathBuf, Inventory> {
     let mut by_pack: BTreeMap<PathBuf, Vec<Inventory>> = BTreeMap::new();
     for (dir, inventory) in all {
         by_pack.entry(dir).or_default().push(inventory);
@@ -73,7 +71,7 @@ pub fn known(all: Vec<(PathBuf, Inventory)>) -> BTreeMap<PathBuf, Inventory> {
 
 /// The URI of a file: bytes other than letters, digits, `/`, `-`, `.`, `_` and `~`
 /// percent-encoded, so any path makes a valid URI.
-pub fn uri_of(path: &Path) -> String {
+pub(crate) fn uri_of(path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     let mut uri = String::from(SCHEME);
     for &b in path.as_os_str().as_bytes() {
@@ -87,7 +85,7 @@ pub fn uri_of(path: &Path) -> String {
 }
 
 /// The absolute path a URI names, if it is one of ours.
-pub fn path_of(uri: &str) -> Option<PathBuf> {
+pub(crate) fn path_of(uri: &str) -> Option<PathBuf> {
     use std::os::unix::ffi::OsStringExt;
     let rest = uri.strip_prefix(SCHEME)?.as_bytes();
     let mut bytes = Vec::with_capacity(rest.len());
@@ -107,7 +105,7 @@ pub fn path_of(uri: &str) -> Option<PathBuf> {
 }
 
 /// The MIME type by file name.
-pub fn mime_of(path: &Path) -> &'static str {
+pub(crate) fn mime_of(path: &Path) -> &'static str {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     match () {
         _ if name.ends_with(".json") => "application/json",
@@ -124,7 +122,7 @@ pub fn mime_of(path: &Path) -> &'static str {
 
 /// The pack directories a result document names: `pack_dir` (also under `run` and
 /// `result`), the verifier's `target.evidence_pack`, and `output_root`.
-pub fn pack_dirs(doc: &Value) -> Vec<PathBuf> {
+pub(crate) fn pack_dirs(doc: &Value) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = [
         "/pack_dir",
         "/run/pack_dir",
@@ -143,7 +141,7 @@ pub fn pack_dirs(doc: &Value) -> Vec<PathBuf> {
 }
 
 /// A resource (or resource link) for one file of a pack.
-pub fn resource_of(pack: &Path, rel: &str, bytes: u64) -> Resource {
+pub(crate) fn resource_of(pack: &Path, rel: &str, bytes: u64) -> Resource {
     let path = pack.join(rel);
     Resource::new(uri_of(&path), rel.to_owned())
         .with_mime_type(mime_of(&path))
@@ -151,7 +149,7 @@ pub fn resource_of(pack: &Path, rel: &str, bytes: u64) -> Resource {
 }
 
 /// The resources of a pack's inventory, at most [`LINKS_PER_PACK`].
-pub fn resources_of(pack: &Path, inventory: &Inventory) -> Vec<Resource> {
+pub(crate) fn resources_of(pack: &Path, inventory: &Inventory) -> Vec<Resource> {
     inventory
         .files
         .iter()
@@ -164,7 +162,7 @@ pub fn resources_of(pack: &Path, inventory: &Inventory) -> Vec<Resource> {
 /// `wrote_since`: the call that answered writes, and started then: what it wrote
 /// into the packs it names is taken first. `indexed` gives the runs index's
 /// inventories (read only when a named pack is not one this server wrote into).
-pub fn links(
+pub(crate) fn links(
     doc: &Value,
     packs: &Packs,
     wrote_since: Option<SystemTime>,
@@ -193,7 +191,7 @@ pub fn links(
 
 /// `resources/list`: the result document of each of the newest [`LIST_RUNS`] runs of
 /// the index (when its run wrote it), then the files of the packs this server wrote.
-pub fn listing(
+pub(crate) fn listing(
     jobs: Option<std::sync::Arc<crate::jobs::JobTable>>,
     linked: Vec<(PathBuf, Inventory)>,
 ) -> Vec<Resource> {
@@ -246,7 +244,7 @@ fn lexical(path: &Path) -> PathBuf {
 
 /// Why a read is refused, or the file's text: the file must be one a run wrote into
 /// a known pack (`known`), unchanged, and text.
-pub fn read(
+pub(crate) fn read(
     uri: &str,
     known: &BTreeMap<PathBuf, Inventory>,
 ) -> Result<(String, &'static str), String> {

@@ -27,14 +27,14 @@
 pub mod inspect_label_map;
 pub mod list_labels;
 pub mod registry;
-pub mod render_overlay;
+pub(crate) mod render_overlay;
 pub mod run_batch;
 pub mod run_script;
-pub mod runs;
-pub mod schemas;
+pub(crate) mod runs;
+pub(crate) mod schemas;
 mod toolbox;
-pub mod verify_evidence;
-pub mod write_gate;
+pub(crate) mod verify_evidence;
+pub(crate) mod write_gate;
 
 use std::sync::Arc;
 

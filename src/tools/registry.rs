@@ -29,6 +29,16 @@ use crate::manifest::agree::disagreements;
 use crate::manifest::args::{validate, ArgError};
 use crate::manifest::{Manifest, ToolDecl};
 
+/// The start-up check's refusal ([`Registry::check`]): the manifest and the tool
+/// implementations disagree; each problem names the tool, the argument and the rule.
+/// A build defect, never the client's doing: the server refuses to start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("skill_manifest.yaml and the tool implementations disagree:\n- {}", .problems.join("\n- "))]
+pub struct Disagreement {
+    /// One line per disagreement.
+    pub problems: Vec<String>,
+}
+
 /// Where a background run of a request keeps its record and result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Background {
@@ -495,7 +505,7 @@ impl Registry {
     /// arguments are exactly the manifest's argument names, and each argument's type,
     /// item type, enum values, bounds, requiredness and default agree with the
     /// manifest's ([`crate::manifest::agree`]).
-    pub fn check(&self, manifest: &Manifest) -> Result<(), String> {
+    pub fn check(&self, manifest: &Manifest) -> Result<(), Disagreement> {
         let mut problems = Vec::new();
         let declared: BTreeSet<&str> = manifest
             .interface
@@ -553,10 +563,7 @@ impl Registry {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "skill_manifest.yaml and the tool implementations disagree:\n- {}",
-                problems.join("\n- ")
-            ))
+            Err(Disagreement { problems })
         }
     }
 

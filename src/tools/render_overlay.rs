@@ -18,11 +18,11 @@ use crate::manifest::args::ArgError;
 use crate::render::{render_files, Picture, PictureInfo, RenderOptions, WindowChoice};
 
 /// The tool.
-pub struct RenderOverlay(pub Arc<Config>);
+pub(crate) struct RenderOverlay(pub Arc<Config>);
 
 /// `render_overlay`'s arguments after the manifest checked them.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
-pub struct RenderArgs {
+pub(crate) struct RenderArgs {
     pub mask: String,
     pub image: Option<String>,
     pub structures: Option<Vec<String>>,
@@ -33,7 +33,7 @@ pub struct RenderArgs {
 
 /// Parsed arguments.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RenderRequest {
+pub(crate) struct RenderRequest {
     pub mask: PathBuf,
     pub image: Option<PathBuf>,
     /// Class names or ids, resolved against the label table at execution.
@@ -117,7 +117,7 @@ impl Tool for RenderOverlay {
 }
 
 /// Class names or ids → ids, from `table`; the error names `structures`.
-pub fn resolve_structures(table: &LabelTable, names: &[String]) -> Result<Vec<u32>, String> {
+pub(crate) fn resolve_structures(table: &LabelTable, names: &[String]) -> Result<Vec<u32>, String> {
     names
         .iter()
         .map(|q| {
@@ -132,7 +132,7 @@ pub fn resolve_structures(table: &LabelTable, names: &[String]) -> Result<Vec<u3
 }
 
 /// Draw the picture (and write it to `out` when asked).
-pub fn execute(request: &RenderRequest, config: &Config) -> Result<Picture, String> {
+pub(crate) fn execute(request: &RenderRequest, config: &Config) -> Result<Picture, String> {
     let table = super::inspect_label_map::load_table(request.upstream_root.as_deref(), config)?;
     let options = RenderOptions {
         structures: resolve_structures(&table, &request.structures)?,

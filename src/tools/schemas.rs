@@ -14,10 +14,10 @@ use crate::json_schema::{schema_of, DIALECT};
 use crate::manifest::Manifest;
 
 /// Where the generated evidence schema is written.
-pub const EVIDENCE_SCHEMA_PATH: &str = "schemas/evidence.schema.json";
+pub(crate) const EVIDENCE_SCHEMA_PATH: &str = "schemas/evidence.schema.json";
 
 /// Hand-written schema documents, by path.
-pub const HAND_WRITTEN: &[(&str, &str)] = &[
+pub(crate) const HAND_WRITTEN: &[(&str, &str)] = &[
     (
         "schemas/inspect_report.schema.json",
         include_str!("../../schemas/inspect_report.schema.json"),
@@ -33,7 +33,7 @@ pub const HAND_WRITTEN: &[(&str, &str)] = &[
 ];
 
 /// A hand-written document, parsed.
-pub fn hand_written(path: &str) -> Value {
+pub(crate) fn hand_written(path: &str) -> Value {
     HAND_WRITTEN
         .iter()
         .find(|(p, _)| *p == path)
@@ -62,7 +62,7 @@ pub(crate) use hand_written_schema;
 
 /// The output schema of a tool that answers either with `base` (waited) or with a
 /// [`crate::jobs::RunRecord`] (`wait: false`).
-pub fn waited_or_started(base: Value, what: &str) -> Value {
+pub(crate) fn waited_or_started(base: Value, what: &str) -> Value {
     let strip = |mut v: Value| {
         if let Some(o) = v.as_object_mut() {
             o.remove("$schema");
@@ -79,7 +79,7 @@ pub fn waited_or_started(base: Value, what: &str) -> Value {
 
 /// The documents generated from Rust types, by path: the evidence and cohort schemas
 /// plus every tool output schema that is not hand-written.
-pub fn generated(registry: &Registry, manifest: &Manifest) -> Vec<(String, Value)> {
+pub(crate) fn generated(registry: &Registry, manifest: &Manifest) -> Vec<(String, Value)> {
     let mut files = vec![
         (
             EVIDENCE_SCHEMA_PATH.to_string(),

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::inspect_label_map::InspectLabelMap;
 use super::list_labels::ListLabels;
-use super::registry::{Outcome, Registry, Tool, ToolFailure};
+use super::registry::{Disagreement, Outcome, Registry, Tool, ToolFailure};
 use super::render_overlay::RenderOverlay;
 use super::run_batch::RunBatch;
 use super::run_script::RunScript;
@@ -32,7 +32,7 @@ pub struct CtmrTools {
 }
 
 /// Every tool of the product: the one place that lists them.
-pub fn registry(
+pub(super) fn registry(
     config: &Arc<Config>,
     manifest: &Arc<Manifest>,
     jobs: &Arc<JobTable>,
@@ -55,13 +55,13 @@ pub fn registry(
 impl CtmrTools {
     /// The tools over the runs index the config names (see [`crate::jobs`]). Fails when
     /// the manifest and the implementations disagree ([`Registry::check`]).
-    pub fn new(config: Config, manifest: Manifest) -> Result<Self, String> {
+    pub fn new(config: Config, manifest: Manifest) -> Result<Self, Disagreement> {
         let jobs = JobTable::new(config.runs_dir.clone());
         Self::with_jobs(config, manifest, jobs)
     }
 
     /// With an explicit job table (tests).
-    pub fn with_jobs(config: Config, manifest: Manifest, jobs: JobTable) -> Result<Self, String> {
+    pub fn with_jobs(config: Config, manifest: Manifest, jobs: JobTable) -> Result<Self, Disagreement> {
         let config = Arc::new(config);
         let manifest = Arc::new(manifest);
         let jobs = Arc::new(jobs);
@@ -81,7 +81,7 @@ impl CtmrTools {
 
     /// The tools for in-process calls (the CLI): the runs index is not read, since
     /// such calls are always waited and run nothing in the background.
-    pub fn in_process(config: Config, manifest: Manifest) -> Result<Self, String> {
+    pub fn in_process(config: Config, manifest: Manifest) -> Result<Self, Disagreement> {
         let jobs = JobTable::unopened(config.runs_dir.clone());
         Self::with_jobs(config, manifest, jobs)
     }
@@ -254,7 +254,7 @@ mod tests {
             .with(GetRun(jobs.clone()))
             .with(GetRun(jobs.clone()))
             .with(ListLabels(config.clone()));
-        let e = partial.check(&manifest).unwrap_err();
+        let e = partial.check(&manifest).unwrap_err().to_string();
         assert!(e.contains("'get_run' is registered twice"), "{e}");
         assert!(
             e.contains("'run_script' is declared in skill_manifest.yaml but has no implementation"),
@@ -272,7 +272,7 @@ mod tests {
         verify.arguments[0].name = "pack".into();
         let e = registry(&config, &manifest, &jobs, None)
             .check(&edited)
-            .unwrap_err();
+            .unwrap_err().to_string();
         assert!(
             e.contains("'list_runs' is implemented but not declared"),
             "{e}"
@@ -310,7 +310,7 @@ mod tests {
             .minimum = None;
         let e = registry(&config, &manifest, &jobs, None)
             .check(&edited)
-            .unwrap_err();
+            .unwrap_err().to_string();
         for expected in [
             "tool 'verify_evidence': argument 'pack_dir': type: manifest integer, Args string",
             "tool 'run_batch': argument 'label_prompts': item type: manifest string, Args integer",

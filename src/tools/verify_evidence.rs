@@ -20,14 +20,18 @@ super::schemas::hand_written_schema!(
 );
 
 /// The tool.
-pub struct VerifyEvidence(pub Arc<Config>);
+pub(crate) struct VerifyEvidence(pub Arc<Config>);
 
 /// `verify_evidence`'s arguments after the manifest checked them.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     pub pack_dir: String,
     /// `summary` (default) or `full`: how much of the result the server answers with
     /// (the server shapes the answer; the tool ignores it).
+    #[expect(
+        dead_code,
+        reason = "declared so the Args schema agrees with the manifest; the server reads it"
+    )]
     pub detail: Option<String>,
 }
 
@@ -71,7 +75,7 @@ impl Tool for VerifyEvidence {
     }
 }
 
-pub fn execute(pack_dir: &Path, cwd: &Path) -> Result<VerifierReport, ToolFailure> {
+pub(crate) fn execute(pack_dir: &Path, cwd: &Path) -> Result<VerifierReport, ToolFailure> {
     let options = VerifyOptions {
         cwd: Some(cwd.to_path_buf()),
         ..VerifyOptions::default()

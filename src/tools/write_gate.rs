@@ -25,7 +25,7 @@ use crate::config::{canonical_or_self, Config};
 
 /// What a client's path will receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Written {
+pub(crate) enum Written {
     /// A run's directory (an evidence pack, a cohort's output root).
     Directory,
     /// One PNG file.
@@ -34,7 +34,7 @@ pub enum Written {
 
 impl Written {
     /// The manifest's word for it (`writes: directory`).
-    pub fn parse(word: &str) -> Option<Written> {
+    pub(crate) fn parse(word: &str) -> Option<Written> {
         match word {
             "directory" => Some(Written::Directory),
             "picture" => Some(Written::Picture),
@@ -45,7 +45,7 @@ impl Written {
 
 /// Why a path may not be written: the rule it broke and the fix, in words.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub rule: String,
     pub fix: String,
 }
@@ -58,7 +58,7 @@ impl std::fmt::Display for Refusal {
 
 impl Refusal {
     /// The refusal of the client's argument `argument`.
-    pub fn for_argument(self, argument: &str) -> crate::manifest::args::ArgError {
+    pub(crate) fn for_argument(self, argument: &str) -> crate::manifest::args::ArgError {
         crate::manifest::args::ArgError::new(argument, self.rule, self.fix)
     }
 }
@@ -72,7 +72,7 @@ fn refuse(rule: String, fix: impl Into<String>) -> Refusal {
 
 /// Where `path` (relative to the server's working directory) may be written: its
 /// resolved form, or the rule it broke.
-pub fn check(config: &Config, path: &Path, what: Written) -> Result<PathBuf, Refusal> {
+pub(crate) fn check(config: &Config, path: &Path, what: Written) -> Result<PathBuf, Refusal> {
     let shown = path.display();
     if path.as_os_str().as_bytes().contains(&0) {
         return Err(refuse(

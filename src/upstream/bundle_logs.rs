@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 
 /// The bundle's logging config, relative to the working directory of the documented
 /// command (MONAI's default: the config files' folder).
-pub const LOGGING_CONF: &str = "configs/logging.conf";
+pub(crate) const LOGGING_CONF: &str = "configs/logging.conf";
 
 /// The files `<cwd>/configs/logging.conf`'s file handlers append to, each created if
 /// missing; empty when there is no such config. Relative paths resolve against `cwd`,
 /// as `fileConfig` in a child started there resolves them.
-pub fn bundle_log_files(cwd: &Path) -> Vec<PathBuf> {
+pub(crate) fn bundle_log_files(cwd: &Path) -> Vec<PathBuf> {
     let Ok(text) = crate::files::read_to_string_capped(&cwd.join(LOGGING_CONF), 1 << 20) else {
         return Vec::new();
     };

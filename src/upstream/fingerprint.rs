@@ -15,7 +15,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 /// The upstream commit the shipped checksums describe.
-pub const PUBLISHED_COMMIT: &str = "c46f9946cc869ba697ec61358ec19daa033aa93a";
+pub(crate) const PUBLISHED_COMMIT: &str = "c46f9946cc869ba697ec61358ec19daa033aa93a";
 
 /// `sha256sum` output for every file of the published bundle folder at
 /// [`PUBLISHED_COMMIT`].
@@ -23,7 +23,7 @@ const PUBLISHED_SUMS: &str = include_str!("../../data/upstream/NV-Segment-CTMR.S
 
 /// The bundle's code and configs by hash, and the comparison with the published bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprint {
+pub(crate) struct Fingerprint {
     /// Relative path → sha256, for `configs/*.json` and `scripts/**/*.py`.
     pub files: BTreeMap<String, String>,
     /// sha256 over the sorted `path  sha256` lines of `files` (one value to compare).
@@ -79,7 +79,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
 }
 
 /// Fingerprint the bundle at `root`.
-pub fn fingerprint(root: &Path) -> Fingerprint {
+pub(crate) fn fingerprint(root: &Path) -> Fingerprint {
     let mut rels = Vec::new();
     walk(root, &root.join("configs"), &mut rels);
     walk(root, &root.join("scripts"), &mut rels);
@@ -95,7 +95,7 @@ pub fn fingerprint(root: &Path) -> Fingerprint {
 }
 
 /// The comparison of `files` with `published` (pure).
-pub fn compare(
+pub(crate) fn compare(
     files: BTreeMap<String, String>,
     published: &BTreeMap<String, String>,
 ) -> Fingerprint {

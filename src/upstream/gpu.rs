@@ -19,7 +19,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// How often the sampler reads NVML.
-pub const INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const INTERVAL: Duration = Duration::from_millis(250);
 
 /// GPU figures of one run, or why there are none.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -64,7 +64,7 @@ impl GpuCost {
 
 /// Why GPU figures cannot be had: NVML is not there, or it failed to answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GpuError {
+pub(crate) enum GpuError {
     /// libnvidia-ml could not be loaded; `driver` says whether a device node exists.
     #[error("NVML (libnvidia-ml) could not be loaded: {detail}; {driver}")]
     NoNvml {
@@ -97,12 +97,12 @@ fn nvml() -> Result<&'static Nvml, GpuError> {
 }
 
 /// Whether NVML answers on this machine (for `doctor`).
-pub fn available() -> Result<(), GpuError> {
+pub(crate) fn available() -> Result<(), GpuError> {
     nvml().map(|_| ())
 }
 
 /// GPU memory per process id on every device, in bytes (for `doctor`'s worker list).
-pub fn memory_by_pid() -> Result<std::collections::BTreeMap<u32, u64>, GpuError> {
+pub(crate) fn memory_by_pid() -> Result<std::collections::BTreeMap<u32, u64>, GpuError> {
     let nvml = nvml()?;
     let query = |e: nvml_wrapper::error::NvmlError| GpuError::Query(e.to_string());
     let mut out = std::collections::BTreeMap::new();
@@ -125,7 +125,7 @@ fn process_group(pid: u32) -> Option<u32> {
 }
 
 /// A running sampler; [`GpuSampler::finish`] stops it and sums up.
-pub struct GpuSampler {
+pub(crate) struct GpuSampler {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<GpuCost>>,
 }
@@ -144,7 +144,7 @@ struct Tally {
 impl GpuSampler {
     /// Start sampling the processes of process group `group` (0 until the caller
     /// knows it: a one-shot child's group appears when it is spawned).
-    pub fn start(group: Arc<AtomicU32>) -> GpuSampler {
+    pub(crate) fn start(group: Arc<AtomicU32>) -> GpuSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -155,7 +155,7 @@ impl GpuSampler {
     }
 
     /// Stop sampling and return what was measured.
-    pub fn finish(mut self) -> GpuCost {
+    pub(crate) fn finish(mut self) -> GpuCost {
         self.stop.store(true, Ordering::Relaxed);
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(cost)) => cost,

@@ -16,7 +16,7 @@
 //! | build the command | [`build_argv`], [`build_batch_argv`], [`config_files`] (pure) | `argv` |
 //! | guard the output | [`check_output_dir`], [`check_output_location`], [`expected_mask_path`], [`move_aside_stale`] | `output` |
 //! | start it unshadowed | [`plan_launch`] (documented line + [`PATH_SHIM`] on Python >= 3.11, else [`launch_argv`]) | `launch` |
-//! | run it | [`run`] / [`run_batch`] / [`supervise`] → [`RunResult`] | `supervise` |
+//! | run it | [`run`] / [`run_batch`] / [`supervise()`] → [`RunResult`] | `supervise` |
 //! | confine it | [`sandbox_for`] ([`build_policy`] pure) → [`SandboxReport`], [`harden`] | `sandbox` |
 //! | adopt the mask | [`adopt_mask`] | `output` |
 //! | provenance | [`git_commit`], [`sha256_file`] | `root`, `hash` |
@@ -58,20 +58,20 @@
 //! stdout/stderr go to log files, never to ours.
 
 mod argv;
-pub mod bundle_logs;
+pub(crate) mod bundle_logs;
 mod error;
-pub mod fingerprint;
-pub mod gpu;
+pub(crate) mod fingerprint;
+pub(crate) mod gpu;
 mod hash;
 mod launch;
-pub mod oom;
+pub(crate) mod oom;
 mod output;
 mod python;
 mod root;
 mod sandbox;
 mod supervise;
-pub mod usage;
-pub mod worker;
+pub(crate) mod usage;
+pub(crate) mod worker;
 
 pub use argv::{
     build_argv, build_batch_argv, config_file_value, config_files, config_files_of, launch_argv,

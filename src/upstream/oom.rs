@@ -3,7 +3,8 @@
 //! raw traceback.
 
 /// The fix we give for an out-of-memory failure.
-pub const OOM_FIX: &str = "The GPU ran out of memory (CUDA out of memory). Fix: first run again \
+pub(crate) const OOM_FIX: &str =
+    "The GPU ran out of memory (CUDA out of memory). Fix: first run again \
 with a smaller sliding-window patch, e.g. patch_size [64, 64, 64] (CLI: --patch-size 64,64,64), \
 and/or sw_batch_size 1; if it still runs out of memory, also set cpu_postprocessing true (CLI: \
 --cpu-postprocessing) to run the postprocessing on the CPU; or use device cpu (slow).";
@@ -12,7 +13,7 @@ and/or sw_batch_size 1; if it still runs out of memory, also set cpu_postprocess
 /// `torch.OutOfMemoryError` / `torch.cuda.OutOfMemoryError`, or the message
 /// "CUDA out of memory" (older PyTorch raises it as a plain RuntimeError), or the
 /// CUDA runtime's "CUDA error: out of memory".
-pub fn is_cuda_oom(stderr: &str) -> bool {
+pub(crate) fn is_cuda_oom(stderr: &str) -> bool {
     stderr.contains("CUDA out of memory")
         || stderr.contains("OutOfMemoryError")
         || stderr.contains("CUDA error: out of memory")

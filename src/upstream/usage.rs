@@ -6,7 +6,7 @@
 //! (its threads included). GPU figures come from NVML, in [`super::gpu`].
 
 /// CPU seconds (user + system) and peak RSS in KiB of this process's reaped children.
-pub fn children_usage() -> (f64, u64) {
+pub(crate) fn children_usage() -> (f64, u64) {
     // SAFETY: getrusage fills the struct we hand it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe {
@@ -20,7 +20,7 @@ pub fn children_usage() -> (f64, u64) {
 }
 
 /// CPU seconds (user + system, all threads) of a live process.
-pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+pub(crate) fn process_cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -33,12 +33,12 @@ pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 /// Peak resident memory of a live process so far (`VmHWM`), in KiB.
-pub fn process_peak_rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn process_peak_rss_kib(pid: u32) -> Option<u64> {
     status_kib(pid, "VmHWM:")
 }
 
 /// Resident memory of a live process now (`VmRSS`), in KiB.
-pub fn process_rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn process_rss_kib(pid: u32) -> Option<u64> {
     status_kib(pid, "VmRSS:")
 }
 

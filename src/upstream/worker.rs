@@ -37,15 +37,15 @@ use super::{child_env, DeviceRequest, EnvProbe, UpstreamError};
 
 /// The worker program, shipped in the binary and written into the worker's private
 /// directory when it starts.
-pub const WORKER_SCRIPT: &str = include_str!("worker.py");
+pub(crate) const WORKER_SCRIPT: &str = include_str!("worker.py");
 
 /// How long a worker may take to start and report its environment (torch's import
 /// with CUDA initialisation took 17 s cold on an H200).
-pub const WORKER_START_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const WORKER_START_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What a worker is started with.
 #[derive(Debug, Clone)]
-pub struct WorkerSpec {
+pub(crate) struct WorkerSpec {
     pub python: PathBuf,
     pub bundle_root: PathBuf,
     pub device: DeviceRequest,
@@ -56,7 +56,7 @@ pub struct WorkerSpec {
 
 /// One worker's answer to a request.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct WarmReply {
+pub(crate) struct WarmReply {
     #[serde(default)]
     pub ok: bool,
     pub exit_code: Option<i32>,
@@ -72,7 +72,7 @@ pub struct WarmReply {
 }
 
 /// A running worker.
-pub struct Worker {
+pub(crate) struct Worker {
     /// `w-<uuid>`, for the evidence.
     pub id: String,
     pub pid: u32,
@@ -97,7 +97,7 @@ pub struct Worker {
 
 /// Why a request got no reply: the worker is gone (or was killed) and must be replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WorkerLost {
+pub(crate) enum WorkerLost {
     Cancelled,
     TimedOut,
     /// It exited or closed its socket; the text says what it left on stderr.
@@ -106,7 +106,7 @@ pub enum WorkerLost {
 
 impl Worker {
     /// Start a worker and wait for its environment report.
-    pub async fn start(spec: &WorkerSpec) -> Result<Worker, UpstreamError> {
+    pub(crate) async fn start(spec: &WorkerSpec) -> Result<Worker, UpstreamError> {
         let io = |action: &'static str, path: &Path| {
             let path = path.to_path_buf();
             move |source| UpstreamError::Io {
@@ -216,7 +216,7 @@ impl Worker {
     }
 
     /// A fresh scratch folder for one request's output (inside what the worker may write).
-    pub fn scratch(&mut self) -> std::io::Result<PathBuf> {
+    pub(crate) fn scratch(&mut self) -> std::io::Result<PathBuf> {
         self.next_id += 1;
         let path = self
             .dir
@@ -230,7 +230,7 @@ impl Worker {
     /// Run one request: `arguments` are the documented command's arguments after
     /// `python -m monai.bundle run` (with `--output_dir` inside [`Worker::scratch`]);
     /// the bundle's output goes to `logs` as `upstream.stdout.log` / `.stderr.log`.
-    pub async fn request(
+    pub(crate) async fn request(
         &mut self,
         arguments: &[String],
         logs: &Path,
@@ -262,11 +262,6 @@ impl Worker {
             self.pid,
             tail_of_file(&self.dir.path().join("logs/worker.stderr.log"))
         ))
-    }
-
-    /// The worker's private directory (its scratch and logs).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

@@ -37,14 +37,14 @@ pub mod bounds;
 mod ground_truth;
 mod label_set;
 pub mod load;
-pub mod pack;
+pub(crate) mod pack;
 mod recorded;
-pub mod report;
+pub(crate) mod report;
 pub mod surface;
 mod target;
-pub mod trust;
-pub mod verdict;
-pub mod vocabulary;
+pub(crate) mod trust;
+pub(crate) mod verdict;
+pub(crate) mod vocabulary;
 
 use std::path::{Path, PathBuf};
 

@@ -11,7 +11,7 @@ use super::report::ClaimedFacts;
 
 /// A JSON document of the pack: parsed, absent, or unparseable (with the reason).
 #[derive(Debug, Clone, PartialEq)]
-pub enum PackDoc {
+pub(crate) enum PackDoc {
     Parsed(Value),
     Missing(PathBuf),
     Invalid { path: PathBuf, reason: String },
@@ -19,7 +19,7 @@ pub enum PackDoc {
 
 impl PackDoc {
     /// Read `<pack_dir>/<name>`.
-    pub fn read(pack_dir: &Path, name: &str) -> PackDoc {
+    pub(crate) fn read(pack_dir: &Path, name: &str) -> PackDoc {
         let path = pack_dir.join(name);
         // Bounded, regular files only: a FIFO or /dev/zero here is refused at once.
         match crate::files::read_to_string_capped(&path, crate::files::JSON_CAP) {
@@ -42,7 +42,7 @@ impl PackDoc {
         }
     }
 
-    pub fn value(&self) -> Option<&Value> {
+    pub(crate) fn value(&self) -> Option<&Value> {
         match self {
             PackDoc::Parsed(v) => Some(v),
             _ => None,
@@ -50,7 +50,7 @@ impl PackDoc {
     }
 
     /// Why the document is not usable, if it is not.
-    pub fn problem(&self) -> Option<String> {
+    pub(crate) fn problem(&self) -> Option<String> {
         match self {
             PackDoc::Parsed(_) => None,
             PackDoc::Missing(p) => Some(format!("{} is missing", p.display())),
@@ -63,7 +63,7 @@ impl PackDoc {
 
 /// The facts the verifier takes from the pack's documents.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct PackFacts {
+pub(crate) struct PackFacts {
     /// `manifest.skill_id`, else `output.skill_id`, else `output.skill`.
     pub skill_id: String,
     /// `output.status`.
@@ -101,7 +101,7 @@ pub struct PackFacts {
 
 /// Which file a recorded hash is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HashedFile {
+pub(crate) enum HashedFile {
     Mask,
     Input,
     GroundTruth,
@@ -109,7 +109,7 @@ pub enum HashedFile {
 
 /// One recorded hash.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HashClaim {
+pub(crate) struct HashClaim {
     pub file: HashedFile,
     /// Where it was recorded, e.g. `manifest.json hashes.mask_sha256`.
     pub field: String,
@@ -133,7 +133,7 @@ impl PackFacts {
     /// Whether the run succeeded by its own account, which evidence said so, and why.
     /// `status` wins when recorded; otherwise the reference wrapper's signals
     /// (`invocation.exit_code == 0` and `overall_status == "passed"`); neither fails.
-    pub fn run_succeeded(&self) -> (bool, RunSuccessEvidence, String) {
+    pub(crate) fn run_succeeded(&self) -> (bool, RunSuccessEvidence, String) {
         if let Some(s) = &self.status {
             return (
                 s == "succeeded",
@@ -169,7 +169,7 @@ impl PackFacts {
     /// Whether the pack is laid out as the reference wrapper writes it: `output.json`
     /// has its `skill` and `invocation` blocks and no ctmr-skill `schema_version`
     /// (ctmr-skill packs always record one).
-    pub fn reference_layout(&self) -> bool {
+    pub(crate) fn reference_layout(&self) -> bool {
         self.has_reference_fields
             && !self
                 .schema_version
@@ -178,7 +178,7 @@ impl PackFacts {
     }
 
     /// The recorded hashes of one file.
-    pub fn hashes_of(&self, file: HashedFile) -> impl Iterator<Item = &HashClaim> {
+    pub(crate) fn hashes_of(&self, file: HashedFile) -> impl Iterator<Item = &HashClaim> {
         self.hash_claims.iter().filter(move |c| c.file == file)
     }
 }
@@ -233,7 +233,7 @@ fn parse_prompts(v: &Value, problems: &mut Vec<String>) -> Vec<u32> {
 
 impl PackFacts {
     /// Gather the facts from the three documents (any of which may be absent).
-    pub fn gather(
+    pub(crate) fn gather(
         output: &Value,
         manifest: Option<&Value>,
         validation: Option<&Value>,
@@ -358,7 +358,7 @@ impl PackFacts {
 /// directory, then the caller's working directory `cwd` (from its config). When
 /// neither exists, the pack-relative candidate is returned so the report names where
 /// it was looked for.
-pub fn resolve_recorded_path(pack_dir: &Path, raw: &str, cwd: Option<&Path>) -> PathBuf {
+pub(crate) fn resolve_recorded_path(pack_dir: &Path, raw: &str, cwd: Option<&Path>) -> PathBuf {
     let p = Path::new(raw);
     if p.is_absolute() {
         return p.to_path_buf();

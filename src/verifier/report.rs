@@ -347,7 +347,7 @@ impl VerifierReport {
     }
 }
 
-pub fn verdict_str(v: Verdict) -> &'static str {
+pub(crate) fn verdict_str(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "pass",
         Verdict::Fail => "fail",
@@ -357,7 +357,7 @@ pub fn verdict_str(v: Verdict) -> &'static str {
 }
 
 /// Rebuild every object with keys in sorted order.
-pub fn sort_keys(v: serde_json::Value) -> serde_json::Value {
+pub(crate) fn sort_keys(v: serde_json::Value) -> serde_json::Value {
     match v {
         serde_json::Value::Object(map) => {
             let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();

@@ -10,9 +10,9 @@ use serde::Serialize;
 use super::{verify_pack, VerifyOptions, VERIFIER_ID, VERIFIER_VERSION};
 
 /// The file name of the trust summary in the pack.
-pub const TRUST_SUMMARY_FILE: &str = "trust_summary.json";
+pub(crate) const TRUST_SUMMARY_FILE: &str = "trust_summary.json";
 /// The summary's schema version.
-pub const TRUST_SCHEMA_VERSION: &str = "ctmr-skill.trust/1";
+pub(crate) const TRUST_SCHEMA_VERSION: &str = "ctmr-skill.trust/1";
 
 /// One file the verifier judged, hashed when it judged it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -71,7 +71,7 @@ impl TrustSummary {
 /// Run the paired verifier on the pack of a run whose status is `skill_status`, write
 /// `trust_summary.json` into the pack, and return the summary. A write failure is
 /// reported in the summary's `failing_checks` and makes it untrusted.
-pub fn verify_and_record(
+pub(crate) fn verify_and_record(
     pack_dir: &Path,
     skill_status: &str,
     opts: &VerifyOptions,

@@ -10,7 +10,7 @@ use super::surface::{EmptyStatus, SurfaceMetrics};
 
 /// What the files say about one class present in the mask.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ClassObservation {
+pub(crate) struct ClassObservation {
     pub label_id: u32,
     pub name: String,
     pub voxels: u64,
@@ -20,7 +20,7 @@ pub struct ClassObservation {
 }
 
 /// Per-class bounds, component caps, and the cross-class rules.
-pub fn anatomy_plausibility(
+pub(crate) fn anatomy_plausibility(
     observed: &[ClassObservation],
     bounds: &AnatomyBounds,
 ) -> AnatomyPlausibility {
@@ -173,7 +173,7 @@ fn fragment_detail(per_class: &[ClassPlausibility], fragmented: &[String]) -> St
 
 /// The block for a pack whose mask could not be judged (unreadable, or a modality
 /// no verifier covers): its verdict and one check saying why.
-pub fn anatomy_not_judged(
+pub(crate) fn anatomy_not_judged(
     verdict: Verdict,
     check_name: &str,
     reason: &str,
@@ -206,7 +206,7 @@ pub fn anatomy_not_judged(
 }
 
 /// Liver larger than spleen; bilateral pairs within the relative-difference cap.
-pub fn cross_class(rows: &[ClassPlausibility], bounds: &AnatomyBounds) -> CrossClass {
+pub(crate) fn cross_class(rows: &[ClassPlausibility], bounds: &AnatomyBounds) -> CrossClass {
     let find = |id: u32| rows.iter().find(|r| r.label_id == id);
     let rule = &bounds.cross_class.liver_gt_spleen;
     let (liver, spleen) = (find(rule.larger_id), find(rule.smaller_id));
@@ -316,7 +316,7 @@ pub fn cross_class(rows: &[ClassPlausibility], bounds: &AnatomyBounds) -> CrossC
 
 /// The set the mask is allowed to contain, and where it came from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExpectedSet {
+pub(crate) struct ExpectedSet {
     /// `prompts` or `everything_set`.
     pub basis: String,
     pub ids: BTreeSet<u32>,
@@ -324,7 +324,7 @@ pub struct ExpectedSet {
 }
 
 /// Present labels must be a subset of the expected set (within `tolerance` extras).
-pub fn label_set_subset(
+pub(crate) fn label_set_subset(
     present: &[u32],
     prompts: &[u32],
     expected: Option<&ExpectedSet>,
@@ -383,7 +383,7 @@ pub fn label_set_subset(
 
 /// Counts of one class in prediction and ground truth, with its surface metrics.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ClassOverlap {
+pub(crate) struct ClassOverlap {
     pub label_id: u32,
     pub name: String,
     pub pred_voxels: u64,
@@ -395,7 +395,7 @@ pub struct ClassOverlap {
 
 /// Dice and IoU with the empty-mask convention: both empty → undefined (`None`);
 /// exactly one empty → 0.
-pub fn dice_iou(pred: u64, gt: u64, intersection: u64) -> (Option<f64>, Option<f64>) {
+pub(crate) fn dice_iou(pred: u64, gt: u64, intersection: u64) -> (Option<f64>, Option<f64>) {
     if pred + gt == 0 {
         return (None, None);
     }
@@ -407,7 +407,7 @@ pub fn dice_iou(pred: u64, gt: u64, intersection: u64) -> (Option<f64>, Option<f
 }
 
 /// The conventions every gt_metrics block names.
-pub fn conventions(tolerance_mm: f64) -> MetricConventions {
+pub(crate) fn conventions(tolerance_mm: f64) -> MetricConventions {
     MetricConventions {
         dice_iou: "Dice = 2|P∩G|/(|P|+|G|), IoU = |P∩G|/|P∪G| over voxels of one label id".to_string(),
         empty_masks: "status ok: both non-empty, every metric defined; pred_empty / gt_empty: Dice = IoU = NSD = 0, \
@@ -432,7 +432,7 @@ pub fn conventions(tolerance_mm: f64) -> MetricConventions {
 }
 
 /// Per-class ground-truth rows and the verdict checks over them.
-pub fn gt_rows(
+pub(crate) fn gt_rows(
     overlaps: &[ClassOverlap],
     scope: Option<&BTreeSet<u32>>,
     bounds: &AnatomyBounds,
@@ -518,7 +518,7 @@ pub fn gt_rows(
 }
 
 /// First failing check reasons joined, or `None` when all pass.
-pub fn failed_reasons(checks: &[Check]) -> Option<String> {
+pub(crate) fn failed_reasons(checks: &[Check]) -> Option<String> {
     let failed: Vec<String> = checks
         .iter()
         .filter(|c| !c.passed())
@@ -529,7 +529,7 @@ pub fn failed_reasons(checks: &[Check]) -> Option<String> {
 
 /// Combine the blocks: pass only when every block passes (label set may be skipped,
 /// ground truth must be acceptable). Returns the verdict and the reasons for a fail.
-pub fn overall(
+pub(crate) fn overall(
     target: &Target,
     artifacts: &ArtifactInventory,
     anatomy: &AnatomyPlausibility,

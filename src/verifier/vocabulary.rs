@@ -16,7 +16,7 @@ use crate::labels::{LabelTable, Modality};
 /// no label table provides its own map (e.g. a `labels.json` sidecar, which carries
 /// names only): 2 (kidney) → right and left kidney; 20 (lung) → the five lobes;
 /// 21 (bone) → the individual bones.
-pub fn builtin_subclasses() -> BTreeMap<u32, Vec<u32>> {
+pub(crate) fn builtin_subclasses() -> BTreeMap<u32, Vec<u32>> {
     let mut m = BTreeMap::new();
     m.insert(2, vec![14, 5]);
     m.insert(20, (28..=32).collect());
@@ -29,7 +29,7 @@ pub fn builtin_subclasses() -> BTreeMap<u32, Vec<u32>> {
 
 /// Names, sub-classes and everything-sets, with where each came from.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Vocabulary {
+pub(crate) struct Vocabulary {
     /// What the names came from, for the report.
     pub source: String,
     pub names: BTreeMap<u32, String>,
@@ -43,7 +43,7 @@ pub struct Vocabulary {
 
 impl Vocabulary {
     /// No table: ids only, built-in sub-classes, no everything-sets.
-    pub fn ids_only(notes: Vec<String>) -> Vocabulary {
+    pub(crate) fn ids_only(notes: Vec<String>) -> Vocabulary {
         Vocabulary {
             source: "ids only (no label table could be loaded)".to_string(),
             names: BTreeMap::new(),
@@ -56,7 +56,7 @@ impl Vocabulary {
     }
 
     /// The class name, or `label_id_<id>` when the table has none.
-    pub fn name(&self, id: u32) -> String {
+    pub(crate) fn name(&self, id: u32) -> String {
         self.names
             .get(&id)
             .cloned()
@@ -64,7 +64,7 @@ impl Vocabulary {
     }
 
     /// Prompts as the model is prompted: a prompt with sub-classes is replaced by them.
-    pub fn expand_prompts(&self, prompts: &[u32]) -> BTreeSet<u32> {
+    pub(crate) fn expand_prompts(&self, prompts: &[u32]) -> BTreeSet<u32> {
         let mut out = BTreeSet::new();
         for p in prompts {
             match self.subclasses.get(p) {
@@ -80,7 +80,7 @@ impl Vocabulary {
 
 /// Vocabulary of a loaded label table. A table without sub-classes (a sidecar) gets
 /// the built-in map; a table without everything-sets simply has none.
-pub fn from_table(table: &LabelTable, source: String) -> Vocabulary {
+pub(crate) fn from_table(table: &LabelTable, source: String) -> Vocabulary {
     let names = table.iter().map(|c| (c.id, c.name.clone())).collect();
     let (subclasses, subclass_source) = if table.subclasses().is_empty() {
         let v = Vocabulary::ids_only(Vec::new());
@@ -113,7 +113,7 @@ pub fn from_table(table: &LabelTable, source: String) -> Vocabulary {
 }
 
 /// Vocabulary of a bundle root (its `configs/`).
-pub fn from_bundle(root: &Path) -> Result<Vocabulary, String> {
+pub(crate) fn from_bundle(root: &Path) -> Result<Vocabulary, String> {
     let table = LabelTable::load_bundle(root).map_err(|e| e.to_string())?;
     Ok(from_table(
         &table,
@@ -122,7 +122,7 @@ pub fn from_bundle(root: &Path) -> Result<Vocabulary, String> {
 }
 
 /// Vocabulary of a `labels.json` sidecar (names only).
-pub fn from_labels_json(path: &Path) -> Result<Vocabulary, String> {
+pub(crate) fn from_labels_json(path: &Path) -> Result<Vocabulary, String> {
     let table = LabelTable::load_labels_json(path).map_err(|e| e.to_string())?;
     Ok(from_table(
         &table,
@@ -133,7 +133,7 @@ pub fn from_labels_json(path: &Path) -> Result<Vocabulary, String> {
 /// Vocabulary from a path recorded in the pack: a bundle root, a file inside the
 /// bundle's `configs/` (the reference records the label dictionary it read), or a
 /// `labels.json` sidecar.
-pub fn from_recorded_path(path: &Path) -> Result<Vocabulary, String> {
+pub(crate) fn from_recorded_path(path: &Path) -> Result<Vocabulary, String> {
     if path.is_dir() {
         return from_bundle(path);
     }

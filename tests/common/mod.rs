@@ -2,20 +2,20 @@
 //! Python interpreter, and the built binary.
 #![allow(dead_code)]
 
-pub mod stdio;
+pub(crate) mod stdio;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The repository root.
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The Python interpreter of the project's runtime (`scripts/setup-python.sh`):
 /// `$CTMR_SKILL_PYTHON`, else `<repo>/.venv/bin/python`. Panics with the fix when
 /// neither exists, because these tests compare against nibabel and MONAI for real.
-pub fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("CTMR_SKILL_PYTHON") {
         return PathBuf::from(p);
     }
@@ -29,7 +29,7 @@ pub fn python() -> PathBuf {
 }
 
 /// Run a Python script from the repo with arguments; panic with its stderr on failure.
-pub fn run_python(script: &Path, args: &[&str]) -> String {
+pub(crate) fn run_python(script: &Path, args: &[&str]) -> String {
     let out = Command::new(python())
         .arg(script)
         .args(args)
@@ -46,19 +46,19 @@ pub fn run_python(script: &Path, args: &[&str]) -> String {
 }
 
 /// The `ctmr-skill` binary built for this test run.
-pub fn binary() -> PathBuf {
+pub(crate) fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ctmr-skill"))
 }
 
 /// A fresh, empty directory that lives as long as the returned guard.
-pub fn fresh_dir() -> tempfile::TempDir {
+pub(crate) fn fresh_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
 
 /// The real upstream data files (`metadata.json`, `label_dict.json`,
 /// `label_mappings.json`): `<repo>/../shared/upstream-data/NV-Segment-CTMR/configs`, or
 /// `$CTMR_SKILL_UPSTREAM_DATA` when set.
-pub fn upstream_configs() -> PathBuf {
+pub(crate) fn upstream_configs() -> PathBuf {
     if let Some(p) = std::env::var_os("CTMR_SKILL_UPSTREAM_DATA") {
         return PathBuf::from(p);
     }
@@ -80,7 +80,7 @@ pub fn upstream_configs() -> PathBuf {
 
 /// The real upstream's data as a bundle root (`upstream_configs()`'s parent), for
 /// tools that take a root.
-pub fn upstream_data_root() -> PathBuf {
+pub(crate) fn upstream_data_root() -> PathBuf {
     upstream_configs()
         .parent()
         .expect("the configs folder has a parent")
@@ -90,7 +90,7 @@ pub fn upstream_data_root() -> PathBuf {
 /// A fixture evidence pack of the verifier, by name: the packs are built once per test
 /// binary by `verifiers/ct_segmentation_quality_v1/fixtures/build_fixtures.py`, under
 /// cargo's per-target temp dir.
-pub fn verifier_fixture(name: &str) -> PathBuf {
+pub(crate) fn verifier_fixture(name: &str) -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let binary = std::env::current_exe()
@@ -120,7 +120,7 @@ pub fn verifier_fixture(name: &str) -> PathBuf {
 /// under `base`, with the real upstream label files, and an interpreter wrapper that
 /// runs the stand-in. `mode` is one of the stand-in's modes (ok, unexpected, crash,
 /// no_mask, sleep). Returns (bundle root, interpreter).
-pub fn standin_bundle(base: &Path, mode: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn standin_bundle(base: &Path, mode: &str) -> (PathBuf, PathBuf) {
     let root = base.join("bundle");
     std::fs::create_dir_all(root.join("configs")).unwrap();
     std::fs::create_dir_all(root.join("models")).unwrap();
@@ -152,7 +152,7 @@ pub fn standin_bundle(base: &Path, mode: &str) -> (PathBuf, PathBuf) {
 }
 
 /// A synthetic demo CT of `shape` voxels (scripts/make-demo-volume.py) at `path`.
-pub fn demo_volume(path: &Path, shape: [&str; 3]) {
+pub(crate) fn demo_volume(path: &Path, shape: [&str; 3]) {
     run_python(
         &repo_root().join("scripts/make-demo-volume.py"),
         &[
@@ -166,7 +166,7 @@ pub fn demo_volume(path: &Path, shape: [&str; 3]) {
 }
 
 /// Write a small synthetic NIfTI volume (tests/fixtures/run_script/make_volume.py).
-pub fn make_volume(path: &Path, extra: &[&str]) {
+pub(crate) fn make_volume(path: &Path, extra: &[&str]) {
     let mut args = vec![path.to_str().unwrap()];
     args.extend_from_slice(extra);
     run_python(
@@ -177,7 +177,7 @@ pub fn make_volume(path: &Path, extra: &[&str]) {
 
 /// A copy of the project's demo bundle at `dest`, with its deterministic weights
 /// generated there (the copy keeps tests from writing into the repository's bundle).
-pub fn demo_bundle_copy(dest: &Path) {
+pub(crate) fn demo_bundle_copy(dest: &Path) {
     fn copy_tree(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).unwrap();
         for entry in std::fs::read_dir(from).unwrap() {
@@ -210,7 +210,7 @@ pub fn demo_bundle_copy(dest: &Path) {
 /// The paired verifier's report on the pack `dir`, as JSON, after checking that its
 /// verdict agrees with `overall` and that it validates against the published report
 /// schema (tests/py/verifier_validate_reports.py, jsonschema).
-pub fn verify_validated(
+pub(crate) fn verify_validated(
     dir: &Path,
     opts: &ctmr_skill::verifier::VerifyOptions,
 ) -> serde_json::Value {
@@ -230,7 +230,7 @@ pub fn verify_validated(
 }
 
 /// A command's stdout as JSON; the panic shows both streams.
-pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+pub(crate) fn stdout_json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "stdout is not JSON ({e}): {}\nstderr: {}",

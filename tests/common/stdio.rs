@@ -10,24 +10,28 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 /// One `ctmr-skill serve` process; every stdout line it writes must be JSON-RPC.
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
 }
 
 impl Server {
-    pub fn start(cwd: &Path, python: Option<&Path>) -> Server {
+    pub(crate) fn start(cwd: &Path, python: Option<&Path>) -> Server {
         Server::start_with_env(cwd, python, &[])
     }
 
     /// With extra environment variables (e.g. `CTMR_SKILL_RUNS_DIR`).
-    pub fn start_with_env(cwd: &Path, python: Option<&Path>, env: &[(&str, &Path)]) -> Server {
+    pub(crate) fn start_with_env(
+        cwd: &Path,
+        python: Option<&Path>,
+        env: &[(&str, &Path)],
+    ) -> Server {
         Server::start_with_args(cwd, python, env, &[])
     }
 
     /// With extra environment variables and `serve` flags (e.g. `--warm`).
-    pub fn start_with_args(
+    pub(crate) fn start_with_args(
         cwd: &Path,
         python: Option<&Path>,
         env: &[(&str, &Path)],
@@ -47,7 +51,7 @@ impl Server {
 
     /// `serve` under an address-space limit (`ulimit -v`, in KiB) set by `sh`, which
     /// then execs the server: `child` is the server's own process.
-    pub fn start_limited(cwd: &Path, limit_kib: u64) -> Server {
+    pub(crate) fn start_limited(cwd: &Path, limit_kib: u64) -> Server {
         let mut command = Command::new("sh");
         command.env_remove("NV_SEGMENT_CTMR_ROOT");
         command
@@ -82,19 +86,19 @@ impl Server {
         }
     }
 
-    pub fn send_raw(&mut self, line: &str) {
+    pub(crate) fn send_raw(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().unwrap();
         stdin.write_all(line.as_bytes()).unwrap();
         stdin.write_all(b"\n").unwrap();
         stdin.flush().unwrap();
     }
 
-    pub fn send(&mut self, message: Value) {
+    pub(crate) fn send(&mut self, message: Value) {
         self.send_raw(&message.to_string());
     }
 
     /// Every stdout line must be a JSON-RPC message; return the first that matches.
-    pub fn wait_for(
+    pub(crate) fn wait_for(
         &self,
         what: &str,
         timeout: Duration,
@@ -116,19 +120,19 @@ impl Server {
         }
     }
 
-    pub fn response(&self, id: i64, timeout: Duration) -> Value {
+    pub(crate) fn response(&self, id: i64, timeout: Duration) -> Value {
         self.wait_for(&format!("response {id}"), timeout, |m| {
             m["id"] == json!(id) && m.get("method").is_none()
         })
     }
 
-    pub fn initialize(&mut self) {
+    pub(crate) fn initialize(&mut self) {
         self.initialize_with("2025-06-18", json!({}));
     }
 
     /// `initialize` with this revision and client capabilities, then
     /// `notifications/initialized`; returns the `initialize` response.
-    pub fn initialize_with(&mut self, protocol: &str, capabilities: Value) -> Value {
+    pub(crate) fn initialize_with(&mut self, protocol: &str, capabilities: Value) -> Value {
         self.send(
             json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": protocol, "capabilities": capabilities,
@@ -146,16 +150,22 @@ impl Server {
     }
 
     /// Send request `id` and wait for its response.
-    pub fn request(&mut self, id: i64, method: &str, params: Value, timeout: Duration) -> Value {
+    pub(crate) fn request(
+        &mut self,
+        id: i64,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Value {
         self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
         self.response(id, timeout)
     }
 
-    pub fn call(&mut self, id: i64, name: &str, arguments: Value) {
+    pub(crate) fn call(&mut self, id: i64, name: &str, arguments: Value) {
         self.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}}));
     }
 
-    pub fn close_and_wait(mut self, limit: Duration) -> Duration {
+    pub(crate) fn close_and_wait(mut self, limit: Duration) -> Duration {
         drop(self.stdin.take());
         let start = Instant::now();
         loop {

@@ -324,12 +324,12 @@ const ADDRESS_SPACE_KIB: u64 = 2_000_000;
 
 /// A tiny writer of DICOM files in explicit VR little endian.
 mod dicom {
-    pub const UNDEFINED: u32 = u32::MAX;
+    pub(super) const UNDEFINED: u32 = u32::MAX;
     const SHORT_VRS: [&[u8; 2]; 9] = [
         b"CS", b"DS", b"IS", b"LO", b"UI", b"US", b"UL", b"SH", b"PN",
     ];
 
-    pub fn head(tag: (u16, u16), vr: &[u8; 2], len: u32) -> Vec<u8> {
+    pub(super) fn head(tag: (u16, u16), vr: &[u8; 2], len: u32) -> Vec<u8> {
         let mut out = [tag.0.to_le_bytes(), tag.1.to_le_bytes()].concat();
         if tag.0 == 0xFFFE {
             out.extend(len.to_le_bytes());
@@ -344,7 +344,7 @@ mod dicom {
         out
     }
 
-    pub fn element(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+    pub(super) fn element(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
         let mut value = value.to_vec();
         if value.len() % 2 == 1 {
             value.push(if vr == b"UI" { 0 } else { b' ' });
@@ -352,16 +352,16 @@ mod dicom {
         [head(tag, vr, value.len() as u32), value].concat()
     }
 
-    pub fn text(tag: (u16, u16), vr: &[u8; 2], value: &str) -> Vec<u8> {
+    pub(super) fn text(tag: (u16, u16), vr: &[u8; 2], value: &str) -> Vec<u8> {
         element(tag, vr, value.as_bytes())
     }
 
-    pub fn us(tag: (u16, u16), value: u16) -> Vec<u8> {
+    pub(super) fn us(tag: (u16, u16), value: u16) -> Vec<u8> {
         element(tag, b"US", &value.to_le_bytes())
     }
 
     /// Preamble, `DICM`, the meta group (explicit VR little endian), then `data_set`.
-    pub fn file(data_set: &[u8]) -> Vec<u8> {
+    pub(super) fn file(data_set: &[u8]) -> Vec<u8> {
         let group = [
             element((2, 1), b"OB", &[0, 1]),
             text((2, 2), b"UI", "1.2.840.10008.5.1.4.1.1.2"),
@@ -378,7 +378,7 @@ mod dicom {
     }
 
     /// The header of a CT slice `k` of a `size` x `size` series, up to (not with) its pixels.
-    pub fn slice_header(k: usize, size: u16) -> Vec<u8> {
+    pub(super) fn slice_header(k: usize, size: u16) -> Vec<u8> {
         [
             text((0x0008, 0x0016), b"UI", "1.2.840.10008.5.1.4.1.1.2"),
             text(

@@ -1,7 +1,7 @@
 //! `configs/inference.json` as the upstream bundle means it: MONAI config items whose
 //! values are expressions (`$...`, `@key#path`, `json.loads(...)` of a bundle file).
 //! The everything-sets and the sub-class map are read from there by evaluating the
-//! few expression forms the upstream uses ([`super::expr`]), never by running Python.
+//! few expression forms the upstream uses ([`crate::labels::expr`]), never by running Python.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

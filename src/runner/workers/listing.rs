@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a worker's file says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Listed {
+pub(crate) struct Listed {
     pub id: String,
     pub pid: u32,
     /// The `serve` process that owns it.
@@ -30,19 +30,19 @@ pub struct Listed {
 }
 
 /// The folder of worker files for a runs index.
-pub fn dir_for(runs_dir: &Path) -> PathBuf {
+pub(crate) fn dir_for(runs_dir: &Path) -> PathBuf {
     runs_dir.parent().unwrap_or(runs_dir).join("workers")
 }
 
 /// A worker's file, removed when dropped.
-pub struct Entry {
+pub(crate) struct Entry {
     file: PathBuf,
     pub listed: Listed,
 }
 
 impl Entry {
     /// Write the file (best effort: a worker runs whether or not it is listed).
-    pub fn create(dir: &Path, listed: Listed) -> Entry {
+    pub(crate) fn create(dir: &Path, listed: Listed) -> Entry {
         let entry = Entry {
             file: dir.join(format!("{}.json", listed.id)),
             listed,
@@ -52,7 +52,7 @@ impl Entry {
     }
 
     /// Record one more request served.
-    pub fn served(&mut self, requests: u64) {
+    pub(crate) fn served(&mut self, requests: u64) {
         self.listed.requests_served = requests;
         self.listed.last_request_at = Some(chrono::Utc::now().to_rfc3339());
         self.write();
@@ -82,7 +82,7 @@ impl Drop for Entry {
 
 /// A listed worker as found now.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Found {
+pub(crate) struct Found {
     pub listed: Listed,
     /// The process is alive and is a ctmr-skill worker (not a reused pid).
     pub alive: bool,
@@ -91,7 +91,7 @@ pub struct Found {
 }
 
 /// Every worker file under `dir`, with whether its process still runs.
-pub fn list(dir: &Path) -> Vec<Found> {
+pub(crate) fn list(dir: &Path) -> Vec<Found> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };

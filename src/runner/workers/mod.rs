@@ -7,7 +7,7 @@
 //! command): the worker writes into its private scratch folder and the mask and logs
 //! are moved into the pack here, so a pack looks the same whichever way it was made.
 
-pub mod listing;
+pub(crate) mod listing;
 mod serve;
 
 use std::collections::HashMap;

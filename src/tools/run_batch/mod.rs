@@ -35,11 +35,11 @@
 
 mod finish;
 mod local;
-pub mod plan;
-pub mod plot;
-pub mod progress;
-pub mod request;
-pub mod slurm;
+pub(crate) mod plan;
+pub(crate) mod plot;
+pub(crate) mod progress;
+pub(crate) mod request;
+pub(crate) mod slurm;
 mod stage;
 
 use std::path::PathBuf;

@@ -8,7 +8,7 @@ use crate::evidence::{Evidence, RunStatus};
 
 /// One volume of the cohort.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Volume {
+pub(crate) struct Volume {
     /// Position in the cohort (sorted input order).
     pub index: usize,
     /// Unique, filesystem-safe name: the pack directory under the output root and
@@ -21,7 +21,7 @@ pub struct Volume {
 impl Volume {
     /// The file name the input is staged under (`<id>.nii.gz` or `<id>.nii`), so the
     /// upstream writes `<masks>/<id>/<id>_trans.nii.gz` whatever the input was called.
-    pub fn staged_name(&self) -> String {
+    pub(crate) fn staged_name(&self) -> String {
         let name = self.input.to_string_lossy().to_ascii_lowercase();
         if name.ends_with(".nii") {
             format!("{}.nii", self.id)
@@ -34,7 +34,7 @@ impl Volume {
 /// Ids from input stems: characters outside `[A-Za-z0-9._-]` become `_`, a leading
 /// dot is dropped, and repeats get `-2`, `-3`, ... in input order, so the same list
 /// of inputs always gets the same ids (which is what makes a re-run find its packs).
-pub fn assign_ids(inputs: &[PathBuf]) -> Vec<Volume> {
+pub(crate) fn assign_ids(inputs: &[PathBuf]) -> Vec<Volume> {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut taken: BTreeSet<String> = BTreeSet::new();
     inputs
@@ -77,7 +77,7 @@ pub fn assign_ids(inputs: &[PathBuf]) -> Vec<Volume> {
 /// root, when it lies inside the input directory) are skipped. A dangling link or an
 /// unreadable entry is left out (logged), not fatal for the whole directory; a
 /// directory reached twice through links (a loop) is walked once.
-pub fn discover(dir: &Path, suffix: &str, exclude: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub(crate) fn discover(dir: &Path, suffix: &str, exclude: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -115,7 +115,7 @@ pub fn discover(dir: &Path, suffix: &str, exclude: &Path) -> std::io::Result<Vec
 
 /// What one batch attempt left behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Every volume of the attempt has its mask.
     AllWritten,
     /// The process stopped (died, or ended early) at `suspect`, the first volume in
@@ -129,7 +129,7 @@ pub enum Verdict {
 
 /// Judge an attempt over `order` given which volumes got a mask. The upstream
 /// processes its list in order (no shuffle), so the first gap is where it stopped.
-pub fn judge(order: &[usize], written: &BTreeSet<usize>) -> Verdict {
+pub(crate) fn judge(order: &[usize], written: &BTreeSet<usize>) -> Verdict {
     match order.iter().position(|i| !written.contains(i)) {
         None => Verdict::AllWritten,
         Some(at) => Verdict::StoppedAt {
@@ -150,13 +150,13 @@ pub fn judge(order: &[usize], written: &BTreeSet<usize>) -> Verdict {
 /// The earlier run's mask, resolved, when it lies inside `pack`: a path read back from
 /// a pack's `output.json` is data, and one that points elsewhere is never hashed or
 /// reused (a forged `output.json` could name any file).
-pub fn mask_in_pack(pack: &Path, mask: &str) -> Option<PathBuf> {
+pub(crate) fn mask_in_pack(pack: &Path, mask: &str) -> Option<PathBuf> {
     let pack = pack.canonicalize().ok()?;
     let mask = Path::new(mask).canonicalize().ok()?;
     mask.starts_with(&pack).then_some(mask)
 }
 
-pub fn reusable(
+pub(crate) fn reusable(
     previous: &Evidence,
     input_sha: &str,
     modality: &str,

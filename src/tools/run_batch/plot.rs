@@ -11,10 +11,10 @@ use crate::render::cohort::{cohort_plot, CohortRow};
 use crate::verifier::bounds::AnatomyBounds;
 
 /// The plot's file name in the output root.
-pub const COHORT_PLOT_FILE: &str = "cohort_volumes.png";
+pub(crate) const COHORT_PLOT_FILE: &str = "cohort_volumes.png";
 
 /// One row per class present in a succeeded (or reused) volume, in name order.
-pub fn rows(cohort: &Cohort, bounds: &AnatomyBounds) -> Vec<CohortRow> {
+pub(crate) fn rows(cohort: &Cohort, bounds: &AnatomyBounds) -> Vec<CohortRow> {
     let by_name: BTreeMap<String, (f64, f64)> = bounds
         .classes
         .values()
@@ -40,7 +40,7 @@ pub fn rows(cohort: &Cohort, bounds: &AnatomyBounds) -> Vec<CohortRow> {
 }
 
 /// Write the plot atomically; a plot that cannot be drawn is a warning, not a failed batch.
-pub fn write(dir: &Path, cohort: &Cohort) {
+pub(crate) fn write(dir: &Path, cohort: &Cohort) {
     let rows = rows(cohort, &AnatomyBounds::embedded());
     let title = format!(
         "{} volume(s), {}: per-class volume (mL)",

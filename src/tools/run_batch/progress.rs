@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::call::{estimate_seconds_left, Progress, ProgressSink};
 
 /// Watches one attempt's expected masks, in the order the upstream processes them.
-pub struct Tracker {
+pub(crate) struct Tracker {
     state: Mutex<State>,
     sink: ProgressSink,
 }
@@ -32,7 +32,7 @@ struct State {
 /// The progress line: `done/total`, the volume in flight, elapsed, and an estimate
 /// from the pace of the volumes this run processed (none until one finished; see
 /// [`estimate_seconds_left`] for `first_done`).
-pub fn message(
+pub(crate) fn message(
     done: usize,
     total: usize,
     current: Option<&str>,
@@ -58,7 +58,7 @@ pub fn message(
 }
 
 impl Tracker {
-    pub fn new(
+    pub(crate) fn new(
         order: Vec<(String, PathBuf)>,
         total: usize,
         settled_before: usize,
@@ -81,7 +81,7 @@ impl Tracker {
     }
 
     /// Check for newly written masks and report.
-    pub fn poll(&self) {
+    pub(crate) fn poll(&self) {
         let Ok(mut s) = self.state.lock() else {
             return;
         };

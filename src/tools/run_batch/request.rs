@@ -47,7 +47,7 @@ pub struct BatchArgs {
 }
 
 /// Typed arguments → request: a list or a directory (not both), paths absolute.
-pub fn request(args: BatchArgs, config: &Config) -> Result<BatchRunRequest, ArgError> {
+pub(crate) fn request(args: BatchArgs, config: &Config) -> Result<BatchRunRequest, ArgError> {
     let abs = |s: String| config.absolute(Path::new(&s));
     let inputs = match (args.inputs, args.input_dir) {
         (Some(_), Some(_)) => {

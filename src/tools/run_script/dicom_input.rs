@@ -16,7 +16,7 @@ const GATE: &str = "dicom_series_convertible";
 
 /// What the input is, as far as the gates are concerned.
 #[derive(Debug)]
-pub enum DicomInput {
+pub(super) enum DicomInput {
     /// A NIfTI file (or something the NIfTI gates will refuse).
     NotDicom,
     /// A DICOM source whose series passed every header check.
@@ -27,7 +27,7 @@ pub enum DicomInput {
 
 impl DicomInput {
     /// The file the upstream reads: the converted volume in the pack for DICOM.
-    pub fn upstream_input(&self, request: &RunRequest) -> PathBuf {
+    pub(super) fn upstream_input(&self, request: &RunRequest) -> PathBuf {
         match self {
             DicomInput::NotDicom => request.input.clone(),
             _ => request.output_dir.join(dicom::CONVERTED_NAME),
@@ -35,7 +35,7 @@ impl DicomInput {
     }
 
     /// The DICOM Modality attribute of the planned series.
-    pub fn modality(&self) -> Option<&str> {
+    pub(super) fn modality(&self) -> Option<&str> {
         match self {
             DicomInput::Planned(plan) => plan.chosen.modality(),
             _ => None,
@@ -129,7 +129,7 @@ pub(super) fn convert(
 }
 
 /// A warning when the DICOM Modality disagrees with the requested modality.
-pub fn modality_warning(dicom_modality: &str, requested: Modality) -> Option<String> {
+pub(super) fn modality_warning(dicom_modality: &str, requested: Modality) -> Option<String> {
     let agrees = match dicom_modality {
         "CT" => requested == Modality::CtBody,
         "MR" => matches!(requested, Modality::MriBody | Modality::MriBrain),

@@ -25,7 +25,7 @@ const TO_DEVICED_TARGETS: [&str; 2] = ["ToDeviced", "monai.transforms.ToDeviced"
 /// (`(file name, parsed JSON)`): the first postprocessing transform, after every
 /// config's overrides of it, must be a `ToDeviced` to `cpu` with a `_disabled_` switch.
 /// `Err` says what the configs hold instead, naming the file.
-pub fn check_cpu_postprocessing(configs: &[(&str, &Value)]) -> Result<(), String> {
+pub(crate) fn check_cpu_postprocessing(configs: &[(&str, &Value)]) -> Result<(), String> {
     // (the transform as merged so far, the file that last set it)
     let mut first: Option<(Value, &str)> = None;
     let mut defined_in: Option<&str> = None;
@@ -107,7 +107,7 @@ fn first_transform(list: Option<&Value>, name: &str) -> Result<Value, String> {
 /// (`runtime.official_entrypoint`, `--config_file` first naming `runtime.config_file`),
 /// with at most the documented configs added after it (the batch config, then the
 /// TensorRT config). `argv[0]` is the interpreter and may be any path.
-pub fn check_declared_entry_point(argv: &[String], runtime: &Runtime) -> Result<(), String> {
+pub(crate) fn check_declared_entry_point(argv: &[String], runtime: &Runtime) -> Result<(), String> {
     let declared: Vec<&str> = runtime.official_entrypoint.split_whitespace().collect();
     let Some((_, module_run)) = declared.split_first() else {
         return Err("the manifest declares an empty official_entrypoint".into());

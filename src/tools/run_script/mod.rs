@@ -6,13 +6,13 @@
 //! calls report their position as progress); [`run`] supervises the upstream and
 //! writes the evidence pack.
 
-pub mod argv;
+pub(crate) mod argv;
 mod dicom_input;
 pub mod gates;
-pub mod knobs;
-pub mod request;
-pub mod run;
-pub mod summary;
+pub(crate) mod knobs;
+pub(crate) mod request;
+pub(crate) mod run;
+pub(crate) mod summary;
 
 use std::sync::Arc;
 

@@ -41,7 +41,7 @@ pub struct RunRequest {
 }
 
 /// The reference entry point the argv form names.
-pub const REFERENCE_SCRIPT: &str = "scripts/run_ctmr.py";
+pub(crate) const REFERENCE_SCRIPT: &str = "scripts/run_ctmr.py";
 
 /// The argv form's grammar: exactly the flags of `ctmr-skill run`.
 #[derive(Debug, Parser)]
@@ -98,7 +98,7 @@ pub struct RunScriptArgs {
 
 /// The argv form (`script` + `args`) as structured fields; the structured form as is.
 /// `wait`, `verify` and `detail` may accompany either form.
-pub fn normalise(
+pub(crate) fn normalise(
     tool: &ToolDecl,
     args: Map<String, Value>,
 ) -> Result<Map<String, Value>, ArgError> {
@@ -227,7 +227,7 @@ impl SettingsArgs {
 }
 
 /// A path argument with a NUL byte can name no file; say so before anything uses it.
-pub fn no_nul(argument: &str, value: Option<&str>) -> Result<(), ArgError> {
+pub(crate) fn no_nul(argument: &str, value: Option<&str>) -> Result<(), ArgError> {
     match value {
         Some(v) if v.contains('\0') => Err(ArgError::new(
             argument,
@@ -239,7 +239,10 @@ pub fn no_nul(argument: &str, value: Option<&str>) -> Result<(), ArgError> {
 }
 
 /// A bundle root named in a call, if the operator's policy admits it.
-pub fn admit_root(config: &Config, requested: Option<&str>) -> Result<Option<PathBuf>, ArgError> {
+pub(crate) fn admit_root(
+    config: &Config,
+    requested: Option<&str>,
+) -> Result<Option<PathBuf>, ArgError> {
     config.bundle_root_for(requested).map_err(|rule| {
         ArgError::new(
             "upstream_root",
@@ -252,7 +255,7 @@ pub fn admit_root(config: &Config, requested: Option<&str>) -> Result<Option<Pat
 /// Typed arguments → request: the input is required (the manifest cannot say "input,
 /// unless the argv form"), paths become absolute, and the output directory defaults to
 /// the reference's `<stem>_nv_segment_ctmr_out` beside the input.
-pub fn request(args: RunScriptArgs, config: &Config) -> Result<RunRequest, ArgError> {
+pub(crate) fn request(args: RunScriptArgs, config: &Config) -> Result<RunRequest, ArgError> {
     for (name, value) in [
         ("input", &args.input),
         ("output_dir", &args.output_dir),

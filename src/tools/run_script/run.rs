@@ -20,7 +20,7 @@ use crate::upstream::{self, UpstreamRequest};
 
 /// The phases of a run, in order, as progress reports name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     Validating,
     StartingUpstream,
     Inference,
@@ -29,7 +29,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Phase::Validating => "validating",
             Phase::StartingUpstream => "starting upstream",
@@ -66,13 +66,13 @@ fn report(ctx: &CallContext, phase: Phase, detail: Option<String>) {
 
 /// A run that could not start for a reason found after the gates (no Python, no CUDA).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartFailure(pub String);
+pub(crate) struct StartFailure(pub String);
 
 /// Run the upstream for `gated` and write the evidence pack. Returns the evidence
 /// whatever the outcome (succeeded, failed, timed out, cancelled). With `workers`, the
 /// run goes through a warm worker when it can be run there identically; otherwise the
 /// documented command runs in its own process.
-pub async fn execute(
+pub(crate) async fn execute(
     gated: Gated,
     config: &Config,
     manifest: &Manifest,
@@ -156,7 +156,7 @@ fn upstream_request(gated: &Gated, python: &upstream::PythonChoice) -> UpstreamR
 /// When the call began, and the seconds of its first phases (the gates, the wait for
 /// a run slot), measured by the caller.
 #[derive(Debug, Clone, Copy)]
-pub struct Timing {
+pub(crate) struct Timing {
     pub call_start: std::time::Instant,
     pub gates: f64,
     pub queue_wait: f64,
@@ -337,7 +337,7 @@ async fn cached_probe(
 }
 
 /// The interpreter a run uses ($CTMR_SKILL_PYTHON, the project venv, PATH).
-pub fn find_python(config: &Config) -> Result<upstream::PythonChoice, StartFailure> {
+pub(crate) fn find_python(config: &Config) -> Result<upstream::PythonChoice, StartFailure> {
     upstream::find_python(
         config.python.as_deref(),
         config.python_env.as_deref().map(std::path::Path::as_os_str),
@@ -350,7 +350,10 @@ pub fn find_python(config: &Config) -> Result<upstream::PythonChoice, StartFailu
 
 /// Refuse a command that would leave the manifest's declared entry point (a defect of
 /// ctmr-skill or of an edited manifest, never of the caller's request).
-pub fn declared_entry_point(argv: &[String], manifest: &Manifest) -> Result<(), StartFailure> {
+pub(crate) fn declared_entry_point(
+    argv: &[String],
+    manifest: &Manifest,
+) -> Result<(), StartFailure> {
     super::knobs::check_declared_entry_point(argv, &manifest.runtime).map_err(|why| {
         StartFailure(format!(
             "refused before running anything: the command would not be the manifest's declared \
@@ -363,7 +366,7 @@ pub fn declared_entry_point(argv: &[String], manifest: &Manifest) -> Result<(), 
 
 /// The documented memory/speed overrides passed to the bundle as `--key value`
 /// (`tensorrt` is not one: it adds a config file, see [`upstream::config_files`]).
-pub fn overrides_of(request: &super::request::RunRequest) -> Vec<(String, String)> {
+pub(crate) fn overrides_of(request: &super::request::RunRequest) -> Vec<(String, String)> {
     let mut overrides = Vec::new();
     if let Some(patch) = &request.settings.patch_size {
         overrides.push((

@@ -10,11 +10,11 @@
 use serde_json::{json, Value};
 
 /// Classes named in a summary text before "and N more".
-pub const TEXT_CLASSES: usize = 25;
+pub(crate) const TEXT_CLASSES: usize = 25;
 
 /// The summary lines of an evidence document (none for a document that is not one,
 /// e.g. a cohort summary).
-pub fn evidence_lines(ev: &Value) -> Vec<String> {
+pub(crate) fn evidence_lines(ev: &Value) -> Vec<String> {
     let mut out = Vec::new();
     if !ev.get("output").is_some_and(Value::is_object) {
         return out;

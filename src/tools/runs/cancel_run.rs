@@ -12,7 +12,7 @@ use crate::manifest::args::ArgError;
 use crate::tools::registry::{blocking, Answer, Outcome, Summary, Tool, ToolFailure};
 
 /// The tool.
-pub struct CancelRun(pub Arc<JobTable>);
+pub(crate) struct CancelRun(pub Arc<JobTable>);
 
 impl Tool for CancelRun {
     const NAME: &'static str = "cancel_run";

@@ -13,7 +13,7 @@ use crate::tools::registry::{blocking, Answer, Outcome, Summary, Tool, ToolFailu
 use crate::tools::run_script::summary::evidence_lines;
 
 /// The tool.
-pub struct GetRun(pub Arc<JobTable>);
+pub(crate) struct GetRun(pub Arc<JobTable>);
 
 impl Tool for GetRun {
     const NAME: &'static str = "get_run";

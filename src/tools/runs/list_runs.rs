@@ -12,11 +12,11 @@ use crate::manifest::args::ArgError;
 use crate::tools::registry::{blocking, Answer, Outcome, Summary, Tool};
 
 /// The tool.
-pub struct ListRuns(pub Arc<JobTable>);
+pub(crate) struct ListRuns(pub Arc<JobTable>);
 
 /// `list_runs` takes no arguments.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
-pub struct NoArgs {}
+pub(crate) struct NoArgs {}
 
 impl Tool for ListRuns {
     const NAME: &'static str = "list_runs";

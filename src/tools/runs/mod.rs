@@ -4,13 +4,13 @@
 //! [`crate::jobs::JobTable`]. MCP tasks are started the same way ([`start_detached`]),
 //! so a task id is a run id.
 
-pub mod cancel_run;
-pub mod get_run;
-pub mod list_runs;
+pub(crate) mod cancel_run;
+pub(crate) mod get_run;
+pub(crate) mod list_runs;
 
-pub use cancel_run::CancelRun;
-pub use get_run::GetRun;
-pub use list_runs::{ListRuns, NoArgs};
+pub(crate) use cancel_run::CancelRun;
+pub(crate) use get_run::GetRun;
+pub(crate) use list_runs::ListRuns;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use crate::manifest::args::ArgError;
 /// Start `run` in the background under a new run record for `pack_dir`. The run gets
 /// its own cancellation token (the request that started it is over at once); a run
 /// that panics is recorded as failed, never left `running`.
-pub fn start_detached(
+pub(crate) fn start_detached(
     jobs: Arc<JobTable>,
     tool: &str,
     pack_dir: PathBuf,
@@ -70,7 +70,7 @@ pub fn start_detached(
 }
 
 /// What a `wait: false` call answers: the run record, or the refusal.
-pub fn started_outcome(started: Started) -> ToolOutcome {
+pub(crate) fn started_outcome(started: Started) -> ToolOutcome {
     match started {
         Started::Answered(outcome) => outcome,
         Started::Run(record) => ToolOutcome::Success {
@@ -114,9 +114,13 @@ pub(super) fn run_id(args: RunIdArgs) -> Result<String, ArgError> {
 
 /// `get_run` and `cancel_run`: one run, by id.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
-pub struct RunIdArgs {
+pub(crate) struct RunIdArgs {
     pub run_id: String,
     /// `summary` (default) or `full`: how much of the result the server answers with
     /// (the server shapes the answer; the tool ignores it).
+    #[expect(
+        dead_code,
+        reason = "declared so the Args schema agrees with the manifest; the server reads it"
+    )]
     pub detail: Option<String>,
 }

@@ -16,7 +16,7 @@
 //! `cohort.json` as for a local run. Re-running the same cohort resumes: volumes with
 //! complete packs are reused and only the rest are submitted.
 
-pub mod options;
+pub(crate) mod options;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -32,7 +32,7 @@ use crate::evidence::Evidence;
 use crate::tools::run_script::run::{self as single, StartFailure};
 
 /// How often the coordinator asks the controller and looks for new packs.
-pub const POLL: Duration = Duration::from_secs(2);
+pub(crate) const POLL: Duration = Duration::from_secs(2);
 /// After `scancel`, how long to wait for the tasks to leave the running states.
 const CANCEL_WAIT: Duration = Duration::from_secs(60);
 /// `squeue` listing nothing this long after submission means the job is gone.

@@ -13,7 +13,7 @@ use crate::manifest::args::ArgError;
 
 /// Volumes per array task when the client does not say: big enough that one model
 /// load serves many volumes, small enough that a lost task costs little.
-pub const DEFAULT_SHARD_SIZE: usize = 25;
+pub(crate) const DEFAULT_SHARD_SIZE: usize = 25;
 
 /// How `run_batch` runs its volumes.
 #[derive(Debug, Clone, PartialEq, Default)]
