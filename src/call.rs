@@ -28,7 +28,7 @@ pub struct Progress {
 /// start-up (Python, MONAI's import, the model load), paid once; so once more was done
 /// after `first_done` (`(elapsed_s, done)` when the first completion was seen), the
 /// pace is measured from there on. `None` until something was done, or with nothing left.
-pub fn estimate_seconds_left(
+pub(crate) fn estimate_seconds_left(
     done: f64,
     left: f64,
     elapsed_s: f64,
@@ -47,12 +47,12 @@ pub fn estimate_seconds_left(
 }
 
 /// Where a running tool reports progress. Cheap to clone.
-pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
+pub(crate) type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
 
 /// Told the process id of each upstream child a call starts (the group leader), so a
 /// background run's record can name the process a restarted server must not leave
 /// running.
-pub type ChildSink = Arc<dyn Fn(u32) + Send + Sync>;
+pub(crate) type ChildSink = Arc<dyn Fn(u32) + Send + Sync>;
 
 /// What a tool call gets besides its arguments.
 #[derive(Clone)]

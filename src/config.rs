@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 /// What can be wrong with the environment or with a bundle root a call names; the
 /// messages are the ones operators and clients read.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The working directory cannot be read (deleted under the process, no permission).
     #[error("cannot read the working directory: {0}")]
     WorkingDirectory(#[source] std::io::Error),
@@ -29,29 +29,29 @@ pub enum ConfigError {
 }
 
 /// Environment variable naming extra directories runs may write into (`:`-separated).
-pub const ALLOWED_DIRS_ENV: &str = "CTMR_SKILL_ALLOWED_DIRS";
+pub(crate) const ALLOWED_DIRS_ENV: &str = "CTMR_SKILL_ALLOWED_DIRS";
 /// Environment variable naming the upstream bundle root.
-pub const ROOT_ENV: &str = "NV_SEGMENT_CTMR_ROOT";
+pub(crate) const ROOT_ENV: &str = "NV_SEGMENT_CTMR_ROOT";
 /// Environment variable naming the Python interpreter for the upstream.
-pub const PYTHON_ENV: &str = "CTMR_SKILL_PYTHON";
+pub(crate) const PYTHON_ENV: &str = "CTMR_SKILL_PYTHON";
 /// Environment variable for how many upstream runs may execute at once on each device.
-pub const MAX_RUNS_ENV: &str = "CTMR_SKILL_MAX_CONCURRENT_RUNS";
+pub(crate) const MAX_RUNS_ENV: &str = "CTMR_SKILL_MAX_CONCURRENT_RUNS";
 /// Environment variable naming the bundle roots an operator installed
 /// (`:`-separated, each `DIR` or `NAME=DIR`), beside `serve --bundle-root`.
-pub const BUNDLE_ROOTS_ENV: &str = "CTMR_SKILL_BUNDLE_ROOTS";
+pub(crate) const BUNDLE_ROOTS_ENV: &str = "CTMR_SKILL_BUNDLE_ROOTS";
 /// Environment variable: seconds a warm worker waits for requests before it stops.
-pub const WORKER_IDLE_ENV: &str = "CTMR_SKILL_WORKER_IDLE_SECONDS";
+pub(crate) const WORKER_IDLE_ENV: &str = "CTMR_SKILL_WORKER_IDLE_SECONDS";
 /// Environment variable that makes the sandbox a requirement (`1`, `true`, `yes`).
-pub const REQUIRE_SANDBOX_ENV: &str = "CTMR_SKILL_REQUIRE_SANDBOX";
+pub(crate) const REQUIRE_SANDBOX_ENV: &str = "CTMR_SKILL_REQUIRE_SANDBOX";
 /// The bundle root found without any setting (relative to the working directory).
-pub const WORKBENCH_ROOT: &str = ".workbench_data/upstreams/NV-Segment-CTMR/NV-Segment-CTMR";
+pub(crate) const WORKBENCH_ROOT: &str = ".workbench_data/upstreams/NV-Segment-CTMR/NV-Segment-CTMR";
 /// Environment variable naming the runs index directory (see [`index_dir`]).
-pub const RUNS_DIR_ENV: &str = "CTMR_SKILL_RUNS_DIR";
+pub(crate) const RUNS_DIR_ENV: &str = "CTMR_SKILL_RUNS_DIR";
 /// Comma-separated `sbatch` flags (`--constraint,--reservation`) clients may add to a
 /// Slurm cohort (`serve --slurm-allow-flag` adds more).
-pub const SLURM_ALLOW_FLAGS_ENV: &str = "CTMR_SKILL_SLURM_ALLOW_FLAGS";
+pub(crate) const SLURM_ALLOW_FLAGS_ENV: &str = "CTMR_SKILL_SLURM_ALLOW_FLAGS";
 /// Lines the Slurm job script runs before ctmr-skill (`module load ...`, a container).
-pub const SLURM_PROLOGUE_ENV: &str = "CTMR_SKILL_SLURM_PROLOGUE";
+pub(crate) const SLURM_PROLOGUE_ENV: &str = "CTMR_SKILL_SLURM_PROLOGUE";
 
 /// A bundle root the operator installed, and the name a client may use for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +114,7 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env() -> Result<Config, ConfigError> {
+    pub(crate) fn from_env() -> Result<Config, ConfigError> {
         let cwd = std::env::current_dir().map_err(ConfigError::WorkingDirectory)?;
         let extra = std::env::var(ALLOWED_DIRS_ENV).unwrap_or_default();
         let max_runs = match std::env::var(MAX_RUNS_ENV) {
@@ -247,7 +247,7 @@ impl Config {
 
     /// Add operator roots, each `DIR` (named after its last component) or `NAME=DIR`,
     /// ahead of `env` and `default`. A name used twice is an error.
-    pub fn declare_roots(&mut self, specs: &[String]) -> Result<(), ConfigError> {
+    pub(crate) fn declare_roots(&mut self, specs: &[String]) -> Result<(), ConfigError> {
         let mut declared: Vec<BundleRoot> = Vec::new();
         for spec in specs {
             let (name, dir) = match spec.split_once('=') {
@@ -281,7 +281,10 @@ impl Config {
     /// usual order: `NV_SEGMENT_CTMR_ROOT`, then the workbench root) unless the
     /// variable is unset and the operator declared roots by name, then the first of
     /// those. The error says which roots a client may name.
-    pub fn bundle_root_for(&self, requested: Option<&str>) -> Result<Option<PathBuf>, ConfigError> {
+    pub(crate) fn bundle_root_for(
+        &self,
+        requested: Option<&str>,
+    ) -> Result<Option<PathBuf>, ConfigError> {
         let Some(requested) = requested else {
             if self.env_root.is_some() {
                 return Ok(None);
@@ -323,7 +326,7 @@ impl Config {
 /// The runs index directory from the environment's values (pure):
 /// `CTMR_SKILL_RUNS_DIR`, else `$XDG_STATE_HOME/ctmr-skill/runs`, else
 /// `~/.local/state/ctmr-skill/runs`, else `<cwd>/.ctmr-skill/runs`.
-pub fn index_dir(
+pub(crate) fn index_dir(
     runs_env: Option<&str>,
     xdg_state_home: Option<&str>,
     home: Option<&str>,
@@ -355,7 +358,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
 /// The canonical form of a path that may not exist yet: components are applied one by
 /// one, resolving symlinks of every existing prefix, so `..` and links cannot escape a
 /// containment check.
-pub fn canonical_or_self(path: &Path) -> PathBuf {
+pub(crate) fn canonical_or_self(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {

@@ -18,7 +18,7 @@ pub(crate) const JSON_CAP: u64 = 64 << 20;
 
 /// Why a file could not be opened or read.
 #[derive(Debug, thiserror::Error)]
-pub enum FileError {
+pub(crate) enum FileError {
     /// The operating system refused to open, inspect or read the file.
     #[error("{}: cannot read: {source} (check the path exists and is readable)", path.display())]
     Io {
@@ -61,18 +61,9 @@ fn size_words(bytes: u64) -> String {
 }
 
 impl FileError {
-    /// The file the error is about.
-    pub fn path(&self) -> &Path {
-        match self {
-            FileError::Io { path, .. }
-            | FileError::NotRegular { path, .. }
-            | FileError::TooLarge { path, .. } => path,
-        }
-    }
-
     /// The closest [`io::ErrorKind`]: the original one for [`FileError::Io`]
     /// (so `NotFound` stays `NotFound`).
-    pub fn io_kind(&self) -> io::ErrorKind {
+    pub(crate) fn io_kind(&self) -> io::ErrorKind {
         match self {
             FileError::Io { source, .. } => source.kind(),
             FileError::NotRegular { .. } => io::ErrorKind::InvalidInput,
@@ -82,7 +73,7 @@ impl FileError {
 
     /// The error as an [`io::Error`] whose message does *not* name the path, for
     /// wrapping into an error type that names it already.
-    pub fn into_io_without_path(self) -> io::Error {
+    pub(crate) fn into_io_without_path(self) -> io::Error {
         match self {
             FileError::Io { source, .. } => source,
             FileError::NotRegular { kind, .. } => {

@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde_json::Value;
 
 /// The dialect every schema of this crate declares.
-pub const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
+pub(crate) const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
 
 /// A root schema of `T`: 2020-12, subschemas inlined, only standard formats kept.
 pub(crate) fn schema_of<T: JsonSchema>() -> Value {

@@ -10,7 +10,7 @@ use crate::verifier::VerifyUsageError;
 
 /// A subcommand's failure (or one before any subcommand ran).
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// A flag's value cannot be used (a missing file, a malformed spec): exit 2, nothing ran.
     #[error("--{flag}{}: {reason}", shown(value))]
     Flag {
@@ -70,7 +70,7 @@ fn shown(value: &Option<PathBuf>) -> String {
 
 impl CliError {
     /// The exit code this error ends the process with.
-    pub fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Flag { .. } | CliError::Verify(_) | CliError::Environment(_) => {
                 ExitCode::Usage
@@ -87,7 +87,7 @@ impl CliError {
 
     /// Whether the error belongs to the subcommand (printed after its name) rather than
     /// to the process around it (the environment, the manifest, standard output).
-    pub fn in_subcommand(&self) -> bool {
+    pub(crate) fn in_subcommand(&self) -> bool {
         !matches!(
             self,
             CliError::Environment(_) | CliError::Manifest(_) | CliError::Stdout(_)
@@ -95,7 +95,7 @@ impl CliError {
     }
 
     /// A flag whose path names nothing usable.
-    pub fn flag_path(flag: &'static str, value: PathBuf, reason: impl Into<String>) -> Self {
+    pub(crate) fn flag_path(flag: &'static str, value: PathBuf, reason: impl Into<String>) -> Self {
         CliError::Flag {
             flag,
             value: Some(value),
@@ -104,7 +104,7 @@ impl CliError {
     }
 
     /// A flag whose value is wrong.
-    pub fn flag(flag: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn flag(flag: &'static str, reason: impl Into<String>) -> Self {
         CliError::Flag {
             flag,
             value: None,

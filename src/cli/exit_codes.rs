@@ -31,7 +31,7 @@ pub enum ExitCode {
 impl ExitCode {
     /// The code a subcommand that still answers in `u8` returned (`run`, `run-batch`,
     /// `inspect`, `render`, `labels`); a number outside the table is an error.
-    pub fn from_u8(code: u8) -> Self {
+    pub(crate) fn from_u8(code: u8) -> Self {
         match code {
             0 => ExitCode::Success,
             2 => ExitCode::Usage,

@@ -28,24 +28,24 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::Value;
 
 use crate::config::Config;
-pub use crate::tools::run_script::argv::{KnobArgs, RunArgs};
-pub use doctor::DoctorArgs;
-pub use error::CliError;
+pub(crate) use crate::tools::run_script::argv::RunArgs;
+pub(crate) use doctor::DoctorArgs;
+pub(crate) use error::CliError;
 pub use exit_codes::ExitCode;
-pub use inspect::InspectArgs;
-pub use labels::LabelsArgs;
+pub(crate) use inspect::InspectArgs;
+pub(crate) use labels::LabelsArgs;
 use progress_bar::ProgressMode;
-pub use render::RenderArgs;
-pub use run_batch::{RunBatchArgs, SlurmCliArgs};
-pub use schema::SchemaArgs;
-pub use serve::ServeArgs;
-pub use verify::VerifyArgs;
+pub(crate) use render::RenderArgs;
+pub(crate) use run_batch::RunBatchArgs;
+pub(crate) use schema::SchemaArgs;
+pub(crate) use serve::ServeArgs;
+pub(crate) use verify::VerifyArgs;
 
 /// Run NV-Segment-CTMR through its documented MONAI entry point and return verifiable
 /// evidence. Research and benchmarking only: not for clinical use.
 #[derive(Debug, Parser)]
 #[command(name = "ctmr-skill", version, about, long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Python interpreter for the upstream bundle (default: $CTMR_SKILL_PYTHON, then

@@ -33,7 +33,7 @@ const GAP: &str = "  ";
 
 /// `--progress`: how run and run-batch report progress on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum ProgressMode {
+pub(crate) enum ProgressMode {
     /// A bar when stderr is a terminal (and TERM is not `dumb`), plain lines otherwise.
     #[default]
     Auto,
@@ -47,7 +47,7 @@ pub enum ProgressMode {
 
 /// What [`ProgressMode`] comes to on this stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgressStyle {
+pub(crate) enum ProgressStyle {
     Bar,
     Plain,
     Quiet,
@@ -55,7 +55,7 @@ pub enum ProgressStyle {
 
 impl ProgressMode {
     /// Decide `auto` from whether stderr is a terminal and the `TERM` variable.
-    pub fn resolve(self, stderr_is_terminal: bool, term: Option<&str>) -> ProgressStyle {
+    pub(crate) fn resolve(self, stderr_is_terminal: bool, term: Option<&str>) -> ProgressStyle {
         match self {
             ProgressMode::Bar => ProgressStyle::Bar,
             ProgressMode::Plain => ProgressStyle::Plain,
@@ -66,7 +66,7 @@ impl ProgressMode {
     }
 
     /// [`Self::resolve`] against this process's stderr and environment.
-    pub fn resolve_for_stderr(self) -> ProgressStyle {
+    pub(crate) fn resolve_for_stderr(self) -> ProgressStyle {
         use std::io::IsTerminal;
         let term = std::env::var("TERM").ok();
         self.resolve(std::io::stderr().is_terminal(), term.as_deref())

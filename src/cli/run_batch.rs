@@ -128,7 +128,7 @@ impl SlurmCliArgs {
 impl RunBatchArgs {
     /// The flags as `run_batch` tool arguments (absent flags stay absent so the
     /// manifest's defaults apply).
-    pub fn to_arguments(&self) -> Map<String, Value> {
+    pub(crate) fn to_arguments(&self) -> Map<String, Value> {
         let mut map = Map::new();
         let path = |p: &Path| json!(p.to_string_lossy());
         if !self.inputs.is_empty() {

@@ -45,11 +45,11 @@ pub struct Placement {
 
 impl Placement {
     /// The placement of this process, when it runs inside a Slurm job.
-    pub fn from_env() -> Option<Placement> {
+    pub(crate) fn from_env() -> Option<Placement> {
         Self::from_vars(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
     }
 
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Option<Placement> {
+    pub(crate) fn from_vars(var: impl Fn(&str) -> Option<String>) -> Option<Placement> {
         Some(Placement {
             job_id: var("SLURM_JOB_ID")?,
             array_job_id: var("SLURM_ARRAY_JOB_ID"),

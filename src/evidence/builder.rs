@@ -48,7 +48,7 @@ pub struct RunFacts<'a> {
 
 /// What the upstream child did, and with which interpreter.
 #[derive(Debug, Clone)]
-pub struct UpstreamRun<'a> {
+pub(crate) struct UpstreamRun<'a> {
     pub result: &'a RunResult,
     pub probe: &'a EnvProbe,
     pub python: &'a PythonChoice,
@@ -74,7 +74,7 @@ pub struct Skill<'a> {
 
 /// Identity of one run's evidence.
 #[derive(Debug, Clone)]
-pub struct RunIds {
+pub(crate) struct RunIds {
     pub run_id: String,
     /// RFC 3339, when the run was created.
     pub created_at: String,
@@ -82,7 +82,7 @@ pub struct RunIds {
 
 /// Digests computed while the upstream ran (the weights are ~900 MB).
 #[derive(Debug, Clone, Default)]
-pub struct InputHashes {
+pub(crate) struct InputHashes {
     pub model: Option<String>,
     pub input: Option<String>,
 }
@@ -96,7 +96,7 @@ struct Hashes {
 /// Build the evidence from the files the run left (the adopted mask in
 /// `run.result.mask`), evaluate the sanity checks, write the label sidecars and the
 /// pack into `facts.output_dir`. An `Err` says why the pack could not be written.
-pub fn write_evidence(
+pub(crate) fn write_evidence(
     facts: &RunFacts<'_>,
     run: &UpstreamRun<'_>,
     ids: &RunIds,
@@ -230,7 +230,7 @@ fn write_preview(facts: &RunFacts<'_>, report: &InspectReport, mask: &Path) -> O
 }
 
 /// The overlay picture of a run's mask in its evidence pack.
-pub const PREVIEW_FILE: &str = "preview.png";
+pub(crate) const PREVIEW_FILE: &str = "preview.png";
 
 fn write_sidecars(
     table: &LabelTable,

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::document::{Evidence, RunStatus};
 
-pub const COHORT_SCHEMA_VERSION: &str = "ctmr-skill.cohort/1";
+pub(crate) const COHORT_SCHEMA_VERSION: &str = "ctmr-skill.cohort/1";
 /// Where the cohort schema is checked in (and embedded for `run_batch`'s outputSchema).
-pub const COHORT_SCHEMA_PATH: &str = "schemas/cohort.schema.json";
+pub(crate) const COHORT_SCHEMA_PATH: &str = "schemas/cohort.schema.json";
 
 /// What became of one volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -31,7 +31,7 @@ pub enum VolumeStatus {
 }
 
 impl VolumeStatus {
-    pub fn from_run(status: RunStatus) -> Self {
+    pub(crate) fn from_run(status: RunStatus) -> Self {
         match status {
             RunStatus::Succeeded => VolumeStatus::Succeeded,
             RunStatus::UpstreamFailed => VolumeStatus::UpstreamFailed,
@@ -182,7 +182,7 @@ pub struct Cohort {
 }
 
 /// The row of a volume that has evidence.
-pub fn row_from_evidence(
+pub(crate) fn row_from_evidence(
     id: &str,
     evidence: &Evidence,
     status: VolumeStatus,
@@ -211,7 +211,7 @@ pub fn row_from_evidence(
 }
 
 /// Per-class statistics over the volumes that succeeded or were reused.
-pub fn class_summaries(rows: &[VolumeRow]) -> BTreeMap<String, ClassSummary> {
+pub(crate) fn class_summaries(rows: &[VolumeRow]) -> BTreeMap<String, ClassSummary> {
     let mut values: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for row in rows.iter().filter(|r| r.status.ok()) {
         for (name, ml) in &row.class_volumes_ml {
@@ -237,7 +237,7 @@ pub fn class_summaries(rows: &[VolumeRow]) -> BTreeMap<String, ClassSummary> {
 }
 
 /// The CSV: `id,input,status,reason,<class>_ml...`; empty cells where a class is absent.
-pub fn volumes_csv(rows: &[VolumeRow]) -> String {
+pub(crate) fn volumes_csv(rows: &[VolumeRow]) -> String {
     let classes: BTreeSet<&str> = rows
         .iter()
         .flat_map(|r| r.class_volumes_ml.keys().map(String::as_str))
@@ -302,7 +302,7 @@ pub fn overall(
 }
 
 /// The JSON Schema of [`Cohort`] (2020-12, inlined, no Rust number formats).
-pub fn cohort_schema() -> serde_json::Value {
+pub(crate) fn cohort_schema() -> serde_json::Value {
     crate::json_schema::schema_of::<Cohort>()
 }
 

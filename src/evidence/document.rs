@@ -7,14 +7,15 @@ use serde::{Deserialize, Serialize};
 
 use super::sanity::SanityResult;
 
-pub const EVIDENCE_SCHEMA_VERSION: &str = "ctmr-skill.evidence/1";
-pub const SKILL_NAME: &str = "nv_segment_ctmr";
-pub const MODEL_NAME: &str = "NVIDIA-Medtech/NV-Segment-CTMR (VISTA3D CT/MRI)";
-pub const MODEL_REPO: &str =
+pub(crate) const EVIDENCE_SCHEMA_VERSION: &str = "ctmr-skill.evidence/1";
+pub(crate) const SKILL_NAME: &str = "nv_segment_ctmr";
+pub(crate) const MODEL_NAME: &str = "NVIDIA-Medtech/NV-Segment-CTMR (VISTA3D CT/MRI)";
+pub(crate) const MODEL_REPO: &str =
     "https://github.com/NVIDIA-Medtech/NV-Segment-CTMR/tree/main/NV-Segment-CTMR";
-pub const LICENSE: &str = "Wrapper Apache-2.0; upstream model and repository licenses apply.";
-pub const OFFICIAL_ENTRYPOINT: &str = "python -m monai.bundle run";
-pub const DISCLAIMER: &str = "Engineering verification only. Not for clinical use: output is NOT clinically \
+pub(crate) const LICENSE: &str =
+    "Wrapper Apache-2.0; upstream model and repository licenses apply.";
+pub(crate) const OFFICIAL_ENTRYPOINT: &str = "python -m monai.bundle run";
+pub(crate) const DISCLAIMER: &str = "Engineering verification only. Not for clinical use: output is NOT clinically \
 meaningful and has no diagnostic validity. This tool invokes the upstream MONAI bundle entry point documented \
 by NVIDIA-Medtech/NV-Segment-CTMR; it does not modify inference, preprocessing, or postprocessing.";
 
@@ -344,7 +345,7 @@ pub struct RunCost {
 }
 
 /// GPU figures (peak memory, utilisation, GPU-seconds) when NVML measured them.
-pub use crate::upstream::gpu::GpuCost;
+pub(crate) use crate::upstream::gpu::GpuCost;
 
 /// Upstream output: full logs on disk, tails here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -423,7 +424,7 @@ struct SanityResultSchema {
 }
 
 /// The JSON Schema of [`Evidence`]: 2020-12, subschemas inlined (no `$ref`).
-pub fn evidence_schema() -> serde_json::Value {
+pub(crate) fn evidence_schema() -> serde_json::Value {
     crate::json_schema::schema_of::<Evidence>()
 }
 

@@ -23,8 +23,7 @@ pub(crate) mod pack;
 pub(crate) mod replay;
 pub mod sanity;
 
-pub use builder::{
+pub(crate) use builder::{
     write_evidence, InputHashes, RunFacts, RunIds, Skill, UpstreamRun, PREVIEW_FILE,
 };
 pub use document::*;
-pub use pack::{write_pack, PackFiles, RunManifest, ValidationSummary};

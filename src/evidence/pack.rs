@@ -12,7 +12,7 @@ use super::sanity::{CheckStatus, SanityResult};
 
 /// `manifest.json`: who ran what, where, with which inputs (by hash).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunManifest {
+pub(crate) struct RunManifest {
     pub schema_version: String,
     pub run_id: String,
     pub skill_id: String,
@@ -27,7 +27,7 @@ pub struct RunManifest {
 
 /// `validation_summary.json`: gate and sanity-check statuses at a glance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ValidationSummary {
+pub(crate) struct ValidationSummary {
     pub schema_version: String,
     /// `passed` when the run succeeded and every gate and sanity check passed.
     pub overall_status: String,
@@ -38,7 +38,7 @@ pub struct ValidationSummary {
 }
 
 impl ValidationSummary {
-    pub fn from_evidence(evidence: &Evidence) -> Self {
+    pub(crate) fn from_evidence(evidence: &Evidence) -> Self {
         let passed = evidence.status == RunStatus::Succeeded
             && evidence.gates.iter().all(|g| !g.failed())
             && evidence
@@ -58,7 +58,7 @@ impl ValidationSummary {
 
 /// The files a pack write produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackFiles {
+pub(crate) struct PackFiles {
     pub output_json: PathBuf,
     pub manifest_json: PathBuf,
     pub validation_summary_json: PathBuf,
@@ -66,7 +66,7 @@ pub struct PackFiles {
 
 /// Write the three JSON documents of a pack, each atomically. `manifest.json` and
 /// `validation_summary.json` go first, so a complete `output.json` implies a complete pack.
-pub fn write_pack(
+pub(crate) fn write_pack(
     dir: &Path,
     evidence: &Evidence,
     manifest: &RunManifest,

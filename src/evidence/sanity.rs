@@ -167,7 +167,7 @@ pub fn evaluate_all(checks: &[SanityCheck], doc: &Value) -> Vec<SanityResult> {
 }
 
 /// Follow a dotted path (`output.geometry.shape_match`; numeric segments index arrays).
-pub fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+pub(crate) fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(doc, |node, segment| match node {
         Value::Object(map) => map.get(segment),
         Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),

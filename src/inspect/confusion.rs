@@ -51,7 +51,12 @@ pub struct LabelOverlap {
 
 impl LabelOverlap {
     /// Overlap figures from the three counts.
-    pub fn from_counts(label_id: i64, pred_voxels: u64, gt_voxels: u64, intersection: u64) -> Self {
+    pub(crate) fn from_counts(
+        label_id: i64,
+        pred_voxels: u64,
+        gt_voxels: u64,
+        intersection: u64,
+    ) -> Self {
         let status = match (pred_voxels, gt_voxels) {
             (0, 0) => OverlapStatus::BothEmpty,
             (0, _) => OverlapStatus::PredEmpty,
@@ -98,7 +103,7 @@ pub struct ConfusionTally {
 
 impl ConfusionTally {
     /// Overlap of every non-zero label present in either map, ids ascending.
-    pub fn overlaps(&self) -> Vec<LabelOverlap> {
+    pub(crate) fn overlaps(&self) -> Vec<LabelOverlap> {
         let mut pred: BTreeMap<i64, u64> = BTreeMap::new();
         let mut gt: BTreeMap<i64, u64> = BTreeMap::new();
         let mut both: BTreeMap<i64, u64> = BTreeMap::new();

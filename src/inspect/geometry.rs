@@ -8,11 +8,11 @@
 use serde::{Deserialize, Serialize};
 
 /// The default affine / spacing tolerance (the reference wrapper's `GEOMETRY_TOLERANCE`).
-pub const DEFAULT_GEOMETRY_TOLERANCE: f64 = 1e-4;
+pub(crate) const DEFAULT_GEOMETRY_TOLERANCE: f64 = 1e-4;
 
 /// The geometry facts of one image that the comparison needs.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GeometryFacts {
+pub(crate) struct GeometryFacts {
     pub shape: [usize; 3],
     pub spacing: [f64; 3],
     pub affine: [[f64; 4]; 4],

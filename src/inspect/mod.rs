@@ -28,11 +28,10 @@ pub(crate) mod runs;
 pub(crate) mod stats;
 pub(crate) mod stream;
 
-pub use components::ComponentStats;
-pub use confusion::{ConfusionEntry, LabelOverlap, OverlapStatus};
-pub use geometry::{GeometryComparison, GeometryFacts, DEFAULT_GEOMETRY_TOLERANCE};
-pub use intensity::IntensityStats;
-pub use report::{Comparison, InspectReport, LabelStats, MaskInfo, SCHEMA_VERSION};
+pub use confusion::OverlapStatus;
+pub(crate) use geometry::{GeometryComparison, GeometryFacts, DEFAULT_GEOMETRY_TOLERANCE};
+pub use report::InspectReport;
+pub(crate) use report::{Comparison, MaskInfo, SCHEMA_VERSION};
 
 use std::path::{Path, PathBuf};
 
@@ -100,7 +99,7 @@ pub enum InspectError {
 }
 
 /// Compare the geometry of two headers (a = the label map, b = the other image).
-pub fn compare_geometry(a: &Header, b: &Header, tolerance: f64) -> GeometryComparison {
+pub(crate) fn compare_geometry(a: &Header, b: &Header, tolerance: f64) -> GeometryComparison {
     geometry::compare_facts(&facts(a), &facts(b), tolerance)
 }
 
@@ -116,7 +115,7 @@ fn facts(h: &Header) -> GeometryFacts {
 }
 
 /// The identity and geometry block of a report for `path` with header `h`.
-pub fn mask_info(path: &Path, h: &Header) -> MaskInfo {
+pub(crate) fn mask_info(path: &Path, h: &Header) -> MaskInfo {
     MaskInfo {
         path: path.display().to_string(),
         shape: h.shape,

@@ -13,7 +13,7 @@ use super::intensity::IntensityStats;
 use super::stats::VolumeTally;
 
 /// The report's schema identifier.
-pub const SCHEMA_VERSION: &str = "ctmr-skill.inspect/1";
+pub(crate) const SCHEMA_VERSION: &str = "ctmr-skill.inspect/1";
 
 /// Identity and geometry of the inspected label map.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,7 +83,7 @@ pub struct Comparison {
 
 impl Comparison {
     /// Assemble from the paths, the geometry check and the pass's joint histogram.
-    pub fn from_tally(
+    pub(crate) fn from_tally(
         pred_path: String,
         gt_path: String,
         geometry: GeometryComparison,

@@ -48,7 +48,7 @@ impl ChildProcess {
     }
 
     /// Kill its whole process group; true when it was alive and led its group.
-    pub fn kill_group(self) -> bool {
+    pub(crate) fn kill_group(self) -> bool {
         if !self.leads_its_group() {
             return false;
         }

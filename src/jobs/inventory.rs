@@ -79,14 +79,14 @@ impl Inventory {
     }
 
     /// Several inventories of one pack, the later ones winning.
-    pub fn merge_all(mut all: Vec<Inventory>) -> Option<Inventory> {
+    pub(crate) fn merge_all(mut all: Vec<Inventory>) -> Option<Inventory> {
         all.sort_by_key(|i| i.taken_at_ms);
         all.into_iter().reduce(Inventory::merged)
     }
 
     /// The text of `rel`, if it is listed as served text, is reached from `pack` with
     /// no link on the way, and still has its recorded size and hash.
-    pub fn read(&self, pack: &Path, rel: &str) -> Result<String, String> {
+    pub(crate) fn read(&self, pack: &Path, rel: &str) -> Result<String, String> {
         let entry = self.files.get(rel).ok_or_else(|| {
             format!(
                 "{rel} was not written by a run into this pack; only files a run wrote are served"

@@ -24,10 +24,10 @@ use crate::call::{Progress, ToolOutcome};
 mod child;
 pub(crate) mod inventory;
 
-pub use child::ChildProcess;
-pub use inventory::Inventory;
+pub(crate) use child::ChildProcess;
+pub(crate) use inventory::Inventory;
 
-pub const RUN_RECORD_SCHEMA_VERSION: &str = "ctmr-skill.run/1";
+pub(crate) const RUN_RECORD_SCHEMA_VERSION: &str = "ctmr-skill.run/1";
 
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -109,7 +109,7 @@ pub struct RunView {
 
 /// `list_runs`'s answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct RunList {
+pub(crate) struct RunList {
     pub runs_dir: String,
     /// Newest first.
     pub runs: Vec<RunRecord>,
@@ -141,7 +141,7 @@ struct Pointer {
 }
 
 /// The result documents a run writes: a result file is one of these names, in the pack.
-pub const RESULT_FILES: [&str; 2] = ["output.json", "cohort.json"];
+pub(crate) const RESULT_FILES: [&str; 2] = ["output.json", "cohort.json"];
 
 impl Pointer {
     /// The pack the pointer vouches for: its own, or (older pointers) the directory
@@ -178,7 +178,7 @@ pub struct JobTable {
 }
 
 /// A fresh run id: UTC time and a random suffix (`20261204T153000Z-1a2b3c4d`).
-pub fn new_run_id() -> String {
+pub(crate) fn new_run_id() -> String {
     format!(
         "{}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
@@ -189,7 +189,7 @@ pub fn new_run_id() -> String {
 /// Whether `id` has the form [`new_run_id`] gives (`20261204T153000Z-1a2b3c4d`).
 /// Ids come from clients: only this form ever touches the file system, so `../x`
 /// or an absolute path can never name a file.
-pub fn valid_run_id(id: &str) -> bool {
+pub(crate) fn valid_run_id(id: &str) -> bool {
     let b = id.as_bytes();
     b.len() == 25
         && b[..8].iter().all(u8::is_ascii_digit)
@@ -235,7 +235,7 @@ impl JobTable {
 
     /// A table over `index` that reads nothing until asked: for in-process calls (the
     /// CLI's), which run nothing in the background and must not settle a server's runs.
-    pub fn unopened(index: PathBuf) -> Self {
+    pub(crate) fn unopened(index: PathBuf) -> Self {
         JobTable {
             index,
             live: Mutex::new(HashMap::new()),

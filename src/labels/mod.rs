@@ -104,11 +104,9 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use resolve::{MatchKind, Resolution, ResolveError, ResolveErrorKind};
-pub use sidecars::{
-    colour_for, write_sidecars, Sidecars, ITKSNAP_FILE, LABELS_JSON_FILE, LABELS_JSON_FORMAT,
-    SLICER_CTBL_FILE,
-};
+pub use resolve::{MatchKind, ResolveErrorKind};
+pub(crate) use resolve::{Resolution, ResolveError};
+pub use sidecars::{colour_for, write_sidecars, Sidecars};
 
 /// The three segment-everything modes upstream supports.
 #[derive(
@@ -195,7 +193,7 @@ pub struct SourceFile {
 
 /// An everything-set and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EverythingSet {
+pub(crate) struct EverythingSet {
     pub ids: BTreeSet<u32>,
     pub source: String,
 }
@@ -277,7 +275,7 @@ impl LabelTable {
     /// The upstream table compiled into the binary (commit c46f994, embedded by
     /// build.rs): the fallback when no bundle root is found. `None` for a build made
     /// without the upstream data.
-    pub fn built_in() -> Option<&'static LabelTable> {
+    pub(crate) fn built_in() -> Option<&'static LabelTable> {
         static TABLE: std::sync::OnceLock<LabelTable> = std::sync::OnceLock::new();
         if !load::has_built_in() {
             return None;
@@ -294,7 +292,7 @@ impl LabelTable {
     }
 
     /// Whether this table was read from the built-in upstream files.
-    pub fn is_built_in(&self) -> bool {
+    pub(crate) fn is_built_in(&self) -> bool {
         self.sources
             .first()
             .is_some_and(|s| s.path.starts_with(load::BUILT_IN_ROOT))
@@ -302,7 +300,7 @@ impl LabelTable {
 
     /// How this table's id → name map differs from the built-in upstream one, in
     /// words (`None` when they agree).
-    pub fn differs_from_built_in(&self) -> Option<String> {
+    pub(crate) fn differs_from_built_in(&self) -> Option<String> {
         let built_in = LabelTable::built_in()?;
         let mut changed = Vec::new();
         let mut missing = 0usize;

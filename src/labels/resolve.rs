@@ -104,7 +104,7 @@ impl std::error::Error for ResolveError {}
 impl ResolveError {
     /// The candidates the message lists (at most ten), for replies that carry them as
     /// data: an ambiguous word can match hundreds of classes.
-    pub fn shown_candidates(&self) -> &[(u32, String)] {
+    pub(crate) fn shown_candidates(&self) -> &[(u32, String)] {
         &self.candidates[..self.candidates.len().min(DISPLAYED_MATCHES)]
     }
 }

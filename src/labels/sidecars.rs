@@ -29,11 +29,11 @@ use serde::{Deserialize, Serialize};
 use super::load::read_json;
 use super::{DatasetLabel, LabelClass, LabelError, LabelTable, SourceFile};
 
-pub const LABELS_JSON_FILE: &str = "labels.json";
-pub const SLICER_CTBL_FILE: &str = "labels.ctbl";
-pub const ITKSNAP_FILE: &str = "labels_itksnap.txt";
+pub(crate) const LABELS_JSON_FILE: &str = "labels.json";
+pub(crate) const SLICER_CTBL_FILE: &str = "labels.ctbl";
+pub(crate) const ITKSNAP_FILE: &str = "labels_itksnap.txt";
 /// The `format` field of `labels.json`.
-pub const LABELS_JSON_FORMAT: &str = "ctmr-skill/labels/v1";
+pub(crate) const LABELS_JSON_FORMAT: &str = "ctmr-skill/labels/v1";
 
 const BACKGROUND: &str = "background";
 /// Upstream post-processing writes NaN voxels as 255.

@@ -21,11 +21,11 @@ pub mod args;
 pub(crate) mod model;
 pub mod schema;
 
-pub use model::{ArgSpec, GateSpec, Manifest, ManifestError, ToolDecl};
+pub(crate) use model::{Manifest, ManifestError, ToolDecl};
 pub use schema::ToolSpec;
 
 /// The manifest as checked in at build time.
-pub const EMBEDDED_MANIFEST: &str = include_str!("../../skill_manifest.yaml");
+pub(crate) const EMBEDDED_MANIFEST: &str = include_str!("../../skill_manifest.yaml");
 
 /// Load and check the embedded manifest. A failure here is a build defect, caught by tests.
 pub fn embedded() -> Result<Manifest, ManifestError> {

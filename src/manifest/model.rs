@@ -72,7 +72,7 @@ pub enum ArgType {
 }
 
 impl ArgType {
-    pub fn json_name(self) -> &'static str {
+    pub(crate) fn json_name(self) -> &'static str {
         match self {
             ArgType::String => "string",
             ArgType::Integer => "integer",
@@ -146,7 +146,7 @@ impl ArgSpec {
     }
 
     /// The default as JSON, for schemas and for filling in absent arguments.
-    pub fn default_json(&self) -> Option<Value> {
+    pub(crate) fn default_json(&self) -> Option<Value> {
         self.default
             .as_ref()
             .and_then(|v| serde_json::to_value(v).ok())

@@ -7,7 +7,7 @@
 use serde_json::{json, Map, Value};
 
 use super::model::{ArgSpec, Manifest, ToolDecl, ValueSpec};
-pub use crate::json_schema::DIALECT;
+pub(crate) use crate::json_schema::DIALECT;
 
 /// What `tools/list` shows for one tool.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,7 +100,7 @@ fn number(x: f64) -> Value {
 /// the paths the manifest's `output_schema` entries name (the tool registry hands them
 /// in); a tool naming a path that is not there gets no output schema, which the
 /// registry's start-up check refuses.
-pub fn tool_specs(manifest: &Manifest, documents: &[(String, Value)]) -> Vec<ToolSpec> {
+pub(crate) fn tool_specs(manifest: &Manifest, documents: &[(String, Value)]) -> Vec<ToolSpec> {
     let document = |path: &str| {
         documents
             .iter()
@@ -130,14 +130,14 @@ pub fn tool_specs(manifest: &Manifest, documents: &[(String, Value)]) -> Vec<Too
 
 /// How deep an output schema in `tools/list` describes its document: the top-level
 /// fields and the fields of those; deeper values are typed only.
-pub const OUTPUT_SCHEMA_DEPTH: usize = 2;
+pub(crate) const OUTPUT_SCHEMA_DEPTH: usize = 2;
 
 /// An output schema as `tools/list` sends it: no prose (`description`, `title`,
 /// `examples`, `default`, `$schema`), `required` only at the top level, and below
 /// [`OUTPUT_SCHEMA_DEPTH`] only each value's type (`type`, `enum`, `const`, `anyOf` of
 /// those). Every document the full schema accepts,
 /// this one accepts; the full schemas stay under schemas/ for readers.
-pub fn compact_output_schema(schema: Value) -> Value {
+pub(crate) fn compact_output_schema(schema: Value) -> Value {
     fn strip(node: Value, names: bool) -> Value {
         match node {
             Value::Object(map) => Value::Object(
@@ -233,7 +233,7 @@ fn type_only(map: Map<String, Value>) -> Value {
 /// Replace every local `{"$ref": "#/$defs/name"}` with the definition itself and drop
 /// `$defs`, so clients that do not resolve references (many do not) see the whole shape.
 /// Hand-written schemas may use `$defs` for readability; agents get them inlined.
-pub fn inline_refs(schema: Value) -> Value {
+pub(crate) fn inline_refs(schema: Value) -> Value {
     let defs = schema
         .get("$defs")
         .or_else(|| schema.get("definitions"))
@@ -277,7 +277,7 @@ pub fn inline_refs(schema: Value) -> Value {
 /// variant requires; a property the variants type differently keeps an `anyOf` of its
 /// own, below the top. A single-element top-level `allOf` (a conditional) is hoisted.
 /// Clients that only understand flat object schemas then validate every variant.
-pub fn flatten_top_level(schema: Value) -> Value {
+pub(crate) fn flatten_top_level(schema: Value) -> Value {
     let Value::Object(mut root) = schema else {
         return schema;
     };
@@ -359,7 +359,7 @@ pub fn flatten_top_level(schema: Value) -> Value {
 /// `generated` (the schema documents derived from Rust types, by path) and, per tool,
 /// its input and output schema and the `tools/list` listing. The same list is compared
 /// with the checked-in copies by a test, so drift fails CI.
-pub fn generated_files(
+pub(crate) fn generated_files(
     manifest: &Manifest,
     generated: &[(String, Value)],
     documents: &[(String, Value)],
@@ -390,7 +390,7 @@ pub fn generated_files(
 }
 
 /// A tool as the MCP wire format spells it (camelCase keys).
-pub fn tool_json(spec: &ToolSpec) -> Value {
+pub(crate) fn tool_json(spec: &ToolSpec) -> Value {
     let mut tool = json!({
         "name": spec.name,
         "title": spec.title,

@@ -51,7 +51,7 @@ impl std::fmt::Display for NiftiVersion {
 
 impl NiftiVersion {
     /// Size of the fixed header in bytes (`sizeof_hdr`).
-    pub fn header_size(&self) -> usize {
+    pub(crate) fn header_size(&self) -> usize {
         match self {
             NiftiVersion::Nifti1 => 348,
             NiftiVersion::Nifti2 => 540,
@@ -89,7 +89,7 @@ pub enum DataType {
 
 impl DataType {
     /// Decode a NIfTI `datatype` code; `Err` carries a description of why not.
-    pub fn from_code(code: i32) -> Result<DataType, String> {
+    pub(crate) fn from_code(code: i32) -> Result<DataType, String> {
         Ok(match code {
             2 => DataType::UInt8,
             4 => DataType::Int16,
@@ -144,13 +144,8 @@ impl DataType {
         }
     }
 
-    /// True for the integer types (label maps should be one of these, or float with integral values).
-    pub fn is_integer(&self) -> bool {
-        !matches!(self, DataType::Float32 | DataType::Float64)
-    }
-
     /// Bytes per voxel.
-    pub fn size_bytes(&self) -> usize {
+    pub(crate) fn size_bytes(&self) -> usize {
         match self {
             DataType::UInt8 | DataType::Int8 => 1,
             DataType::Int16 | DataType::UInt16 => 2,
@@ -207,7 +202,7 @@ pub struct Header {
 }
 
 /// sform and qform are said to disagree when an element differs by more than this (mm).
-pub const SFORM_QFORM_TOLERANCE: f64 = 1e-4;
+pub(crate) const SFORM_QFORM_TOLERANCE: f64 = 1e-4;
 
 /// The size of the first read needed to decode any header: the NIfTI-2 header size.
 pub(crate) const MAX_HEADER_BYTES: usize = 540;
@@ -241,7 +236,7 @@ impl Header {
     }
 
     /// Bytes of voxel data the header promises.
-    pub fn data_bytes(&self) -> u64 {
+    pub(crate) fn data_bytes(&self) -> u64 {
         self.voxel_count() * self.datatype.size_bytes() as u64
     }
 

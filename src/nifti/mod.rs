@@ -29,11 +29,11 @@ pub mod writer;
 use std::path::Path;
 
 pub use error::NiftiError;
-pub use header::{AffineSource, DataType, Header, NiftiVersion, SFORM_QFORM_TOLERANCE};
+pub use header::{AffineSource, Header, NiftiVersion};
 pub use reader::VolumeReader;
 
 /// A 4x4 voxel-to-world (RAS+ mm) matrix, row-major, as nibabel's `img.affine`.
-pub type Affine = [[f64; 4]; 4];
+pub(crate) type Affine = [[f64; 4]; 4];
 
 /// Largest z-slice accepted: 2^28 voxels (e.g. 16384 x 16384), i.e. at most
 /// 2 GiB of `f64` plus the raw bytes. Real CT/MR slices are ~2^18.

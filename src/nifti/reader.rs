@@ -91,11 +91,6 @@ impl VolumeReader {
         &self.path
     }
 
-    /// True when the file is gzip-compressed.
-    pub fn is_gzip(&self) -> bool {
-        self.stream.is_gzip()
-    }
-
     /// Fill `out` (cleared, resized to nx*ny) with the next z-slice, x fastest;
     /// scaled exactly as nibabel's `get_fdata()`. `Ok(false)` after the last slice.
     ///

@@ -243,7 +243,8 @@ fn rotation_to_quaternion(r: &[[f64; 3]; 3]) -> (f64, f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nifti::{AffineSource, DataType, VolumeReader};
+    use crate::nifti::header::DataType;
+    use crate::nifti::{AffineSource, VolumeReader};
 
     fn roundtrip(affine: Affine, voxels: Voxels) -> (crate::nifti::Header, Vec<f64>) {
         let dir = tempfile::tempdir().unwrap();

@@ -22,7 +22,7 @@ use crate::upstream::DeviceRequest;
 
 /// Which pool a run takes its slot from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DevicePool {
+pub(crate) enum DevicePool {
     /// `auto` and `cuda`: the bundle's `cuda:0` (or the CPU when torch sees no CUDA).
     Gpu,
     /// `cpu`: every GPU hidden.
@@ -30,14 +30,14 @@ pub enum DevicePool {
 }
 
 impl DevicePool {
-    pub fn of(device: DeviceRequest) -> Self {
+    pub(crate) fn of(device: DeviceRequest) -> Self {
         match device {
             DeviceRequest::Cpu => DevicePool::Cpu,
             DeviceRequest::Auto | DeviceRequest::Cuda => DevicePool::Gpu,
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             DevicePool::Gpu => "the GPU (cuda:0)",
             DevicePool::Cpu => "the CPU",
@@ -103,7 +103,7 @@ impl RunSlots {
     }
 
     /// Runs admitted at a time per device.
-    pub fn per_device(&self) -> usize {
+    pub(crate) fn per_device(&self) -> usize {
         self.per_device
     }
 
@@ -116,7 +116,7 @@ impl RunSlots {
 
     /// A slot in `device`'s pool; `None` when `cancel` fired first. While queued,
     /// `report(position)` is called at once and whenever the position changes.
-    pub async fn acquire(
+    pub(crate) async fn acquire(
         &self,
         device: DevicePool,
         cancel: &CancellationToken,
@@ -156,7 +156,7 @@ impl RunSlots {
 }
 
 /// The queue message both run tools send.
-pub fn queued_message(device: DevicePool, position: usize, per_device: usize) -> String {
+pub(crate) fn queued_message(device: DevicePool, position: usize, per_device: usize) -> String {
     format!(
         "queued for {}: position {position}; {per_device} run(s) at a time per device",
         device.name()

@@ -183,7 +183,7 @@ where
 }
 
 /// [`serve_tuned`] that also ends, as at end of input, when `stop` is cancelled.
-pub async fn serve_until<R, W>(
+pub(crate) async fn serve_until<R, W>(
     toolbox: Arc<dyn ToolBox>,
     opts: ServerOptions,
     tuning: Tuning,
@@ -309,7 +309,7 @@ fn protocol_streams() -> std::io::Result<(tokio::io::Stdin, tokio::io::Stdout)> 
 /// and drops the SDK's one warning per error response (those are the client's
 /// mistakes, already answered on the wire; internal tool failures are logged by us as
 /// errors).
-pub fn log_filter() -> tracing_subscriber::EnvFilter {
+pub(crate) fn log_filter() -> tracing_subscriber::EnvFilter {
     use tracing_subscriber::EnvFilter;
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rmcp=error"))
 }

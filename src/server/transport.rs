@@ -93,7 +93,7 @@ impl LineWriter {
 
 /// What to do with one input line.
 #[derive(Debug)]
-pub(crate) enum Verdict {
+pub(super) enum Verdict {
     /// A well-formed MCP message for the SDK.
     Forward(Box<ClientJsonRpcMessage>),
     /// Protocol garbage: answer it directly with this JSON-RPC error object.

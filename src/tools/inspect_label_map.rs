@@ -17,7 +17,7 @@ use crate::labels::LabelTable;
 use crate::manifest::args::ArgError;
 
 /// The tool.
-pub struct InspectLabelMap(pub Arc<Config>);
+pub(crate) struct InspectLabelMap(pub Arc<Config>);
 
 /// `inspect_label_map`'s arguments after the manifest checked them.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -46,7 +46,7 @@ pub struct InspectRequest {
 /// `inspect_label_map`'s answer: the report, and what its head line says beside it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(transparent)]
-pub struct Inspected {
+pub(crate) struct Inspected {
     pub report: InspectReport,
     /// Why the ids are unnamed (no label table was found).
     #[serde(skip)]
@@ -175,7 +175,7 @@ fn preview(
 /// the reference image: it is converted, as `run_script` converts an input, to a
 /// temporary NIfTI file in the temp dir (removed afterwards, so the tool still writes
 /// nothing), and the report names the series, not the temporary file.
-pub fn inspect_any(mask: &Path, options: &InspectOptions) -> Result<InspectReport, String> {
+pub(crate) fn inspect_any(mask: &Path, options: &InspectOptions) -> Result<InspectReport, String> {
     let Some(source) = options
         .reference
         .as_deref()
@@ -217,7 +217,7 @@ impl Drop for TempVolume {
 /// The label table of the resolved bundle root (explicit, env, workbench); with no
 /// root given and none found, the built-in upstream table. A root that was named
 /// explicitly and cannot be read stays an error.
-pub fn load_table(
+pub(crate) fn load_table(
     explicit: Option<&std::path::Path>,
     config: &Config,
 ) -> Result<LabelTable, String> {

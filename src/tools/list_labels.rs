@@ -15,7 +15,7 @@ use crate::labels::{LabelTable, Modality};
 use crate::manifest::args::ArgError;
 
 /// The tool.
-pub struct ListLabels(pub Arc<Config>);
+pub(crate) struct ListLabels(pub Arc<Config>);
 
 /// `list_labels`' arguments after the manifest checked them.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -37,7 +37,7 @@ pub struct LabelsRequest {
 /// `list_labels`' answer: the document of schemas/labels.schema.json.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(transparent)]
-pub struct LabelList(pub Value);
+pub(crate) struct LabelList(pub Value);
 
 super::schemas::hand_written_schema!(LabelList, "schemas/labels.schema.json");
 
@@ -80,7 +80,7 @@ impl Tool for ListLabels {
 }
 
 /// The `list_labels` document (schemas/labels.schema.json).
-pub fn execute(request: &LabelsRequest, config: &Config) -> Result<Value, String> {
+pub(crate) fn execute(request: &LabelsRequest, config: &Config) -> Result<Value, String> {
     let table = super::inspect_label_map::load_table(request.upstream_root.as_deref(), config)?;
     Ok(document(&table, request))
 }

@@ -42,10 +42,11 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::{Map, Value};
 
-pub use crate::call::{CallContext, Progress, ProgressSink, ToolOutcome};
+pub(crate) use crate::call::ProgressSink;
+pub use crate::call::{CallContext, Progress, ToolOutcome};
 use crate::jobs::{JobTable, RunRecord};
 pub use crate::manifest::ToolSpec;
-pub use registry::{Background, Tool};
+pub use registry::Tool;
 
 /// Faults that are the protocol's business, not the model's.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

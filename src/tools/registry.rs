@@ -65,7 +65,7 @@ pub struct Answer<O> {
 
 impl<O> Answer<O> {
     /// An answer with no pictures.
-    pub fn new(output: O) -> Self {
+    pub(crate) fn new(output: O) -> Self {
         Answer {
             output,
             images: Vec::new(),
@@ -116,7 +116,7 @@ impl ToolFailure {
 }
 
 /// What a call of `T` ends as, typed.
-pub type Outcome<T> = Result<Answer<<T as Tool>::Output>, ToolFailure>;
+pub(crate) type Outcome<T> = Result<Answer<<T as Tool>::Output>, ToolFailure>;
 
 /// One tool. `Args` mirrors the manifest's argument list (the start-up check compares
 /// the two); `Request` is what execution needs; `Output` is its `structuredContent`,
@@ -198,7 +198,7 @@ pub trait Tool: Send + Sync + Sized + 'static {
 }
 
 /// A typed outcome as the server and the job table take it: serialised once.
-pub fn into_outcome<T: Tool>(outcome: Outcome<T>) -> ToolOutcome {
+pub(crate) fn into_outcome<T: Tool>(outcome: Outcome<T>) -> ToolOutcome {
     match outcome {
         Ok(answer) => {
             let Summary { head, brief } = T::summary(&answer.output);
@@ -224,7 +224,7 @@ pub fn into_outcome<T: Tool>(outcome: Outcome<T>) -> ToolOutcome {
 
 /// [`Tool::admit`] for gates that read files: `check` runs on a copy of the request off
 /// the async workers; the request comes back when it passes.
-pub fn admit_blocking<R: Clone + Send + 'static>(
+pub(crate) fn admit_blocking<R: Clone + Send + 'static>(
     request: R,
     check: impl FnOnce(R) -> Result<(), ToolFailure> + Send + 'static,
 ) -> BoxFuture<'static, Result<R, ToolFailure>> {
@@ -245,7 +245,7 @@ pub fn admit_blocking<R: Clone + Send + 'static>(
 /// Blocking file work runs off the async workers, so the server keeps answering.
 /// Short bookkeeping (the run records) takes this path; reading volumes and packs
 /// takes [`blocking_heavy`].
-pub fn blocking<A: Send + 'static>(
+pub(crate) fn blocking<A: Send + 'static>(
     f: impl FnOnce() -> Result<A, ToolFailure> + Send + 'static,
 ) -> BoxFuture<'static, Result<A, ToolFailure>> {
     async move {
@@ -259,14 +259,14 @@ pub fn blocking<A: Send + 'static>(
 /// How many volume and pack reads run at once; more calls wait their turn without
 /// holding a thread, so the blocking pool is never exhausted and `ping`, `tools/list`
 /// and the run tools always answer.
-pub const HEAVY_AT_ONCE: usize = 8;
+pub(crate) const HEAVY_AT_ONCE: usize = 8;
 /// How long a caller waits for one volume or pack read before it is answered with an
 /// error (the read itself ends on its own; reads are bounded and never block).
-pub const HEAVY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
+pub(crate) const HEAVY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// [`blocking`] for reads of client-named volumes and packs: at most
 /// [`HEAVY_AT_ONCE`] at a time, each answered within [`HEAVY_DEADLINE`].
-pub fn blocking_heavy<A: Send + 'static>(
+pub(crate) fn blocking_heavy<A: Send + 'static>(
     f: impl FnOnce() -> Result<A, ToolFailure> + Send + 'static,
 ) -> BoxFuture<'static, Result<A, ToolFailure>> {
     static PERMITS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
@@ -467,18 +467,18 @@ impl<T: Tool> DynTool for Registered<T> {
 }
 
 /// Every tool of the product, by name.
-pub struct Registry {
+pub(crate) struct Registry {
     tools: Vec<Arc<dyn DynTool>>,
 }
 
 impl Registry {
     /// An empty registry; [`Registry::with`] adds tools.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Registry { tools: Vec::new() }
     }
 
     /// Add a tool.
-    pub fn with<T: Tool>(mut self, tool: T) -> Self {
+    pub(crate) fn with<T: Tool>(mut self, tool: T) -> Self {
         self.tools.push(Arc::new(Registered(Arc::new(tool))));
         self
     }
@@ -488,7 +488,7 @@ impl Registry {
     }
 
     /// The output schema documents by the paths the manifest names for them.
-    pub fn documents(&self, manifest: &Manifest) -> Vec<(String, Value)> {
+    pub(crate) fn documents(&self, manifest: &Manifest) -> Vec<(String, Value)> {
         manifest
             .interface
             .tools
@@ -505,7 +505,7 @@ impl Registry {
     /// arguments are exactly the manifest's argument names, and each argument's type,
     /// item type, enum values, bounds, requiredness and default agree with the
     /// manifest's ([`crate::manifest::agree`]).
-    pub fn check(&self, manifest: &Manifest) -> Result<(), Disagreement> {
+    pub(crate) fn check(&self, manifest: &Manifest) -> Result<(), Disagreement> {
         let mut problems = Vec::new();
         let declared: BTreeSet<&str> = manifest
             .interface
@@ -568,7 +568,7 @@ impl Registry {
     }
 
     /// Call `name` (validated against `manifest`); `None` for an unknown tool.
-    pub fn call(
+    pub(crate) fn call(
         &self,
         manifest: &Manifest,
         name: &str,
@@ -583,7 +583,7 @@ impl Registry {
     /// Call `T` in process (the CLI): exactly the steps of a server call (normalise,
     /// validate against `manifest`, deserialise, request, execute), always waited, with
     /// the typed answer. `None` when `T` is not registered or not declared.
-    pub fn call_typed<T: Tool>(
+    pub(crate) fn call_typed<T: Tool>(
         &self,
         manifest: &Manifest,
         args: &Map<String, Value>,
@@ -598,7 +598,7 @@ impl Registry {
     }
 
     /// Start `name` in the background where it can run there; `None` for an unknown tool.
-    pub fn start(
+    pub(crate) fn start(
         &self,
         manifest: &Manifest,
         name: &str,

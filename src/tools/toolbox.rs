@@ -61,7 +61,11 @@ impl CtmrTools {
     }
 
     /// With an explicit job table (tests).
-    pub fn with_jobs(config: Config, manifest: Manifest, jobs: JobTable) -> Result<Self, Disagreement> {
+    pub fn with_jobs(
+        config: Config,
+        manifest: Manifest,
+        jobs: JobTable,
+    ) -> Result<Self, Disagreement> {
         let config = Arc::new(config);
         let manifest = Arc::new(manifest);
         let jobs = Arc::new(jobs);
@@ -81,14 +85,14 @@ impl CtmrTools {
 
     /// The tools for in-process calls (the CLI): the runs index is not read, since
     /// such calls are always waited and run nothing in the background.
-    pub fn in_process(config: Config, manifest: Manifest) -> Result<Self, Disagreement> {
+    pub(crate) fn in_process(config: Config, manifest: Manifest) -> Result<Self, Disagreement> {
         let jobs = JobTable::unopened(config.runs_dir.clone());
         Self::with_jobs(config, manifest, jobs)
     }
 
     /// Call `T` in process, typed: exactly the steps of a server call (see
     /// [`Registry::call_typed`]), always waited.
-    pub fn call_typed<T: Tool>(
+    pub(crate) fn call_typed<T: Tool>(
         &self,
         arguments: &Map<String, Value>,
         ctx: CallContext,
@@ -106,7 +110,7 @@ impl CtmrTools {
     }
 
     /// Start the default warm worker now (`serve --warm`); `None` when workers are off.
-    pub fn prewarm(&self) -> Option<BoxFuture<'static, Result<String, String>>> {
+    pub(crate) fn prewarm(&self) -> Option<BoxFuture<'static, Result<String, String>>> {
         let workers = self.workers.clone()?;
         Some(super::run_script::prewarm(workers, self.config.clone()).boxed())
     }
@@ -272,7 +276,8 @@ mod tests {
         verify.arguments[0].name = "pack".into();
         let e = registry(&config, &manifest, &jobs, None)
             .check(&edited)
-            .unwrap_err().to_string();
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("'list_runs' is implemented but not declared"),
             "{e}"
@@ -285,8 +290,8 @@ mod tests {
 
     #[test]
     fn the_start_up_check_compares_each_argument_with_its_typed_field() {
+        use crate::manifest::model::ArgSpec;
         use crate::manifest::model::ArgType;
-        use crate::manifest::ArgSpec;
         let (_dir, config, manifest, jobs) = world();
         let mut edited = (*manifest).clone();
         fn arg<'a>(m: &'a mut Manifest, tool: &str, name: &str) -> &'a mut ArgSpec {
@@ -310,7 +315,8 @@ mod tests {
             .minimum = None;
         let e = registry(&config, &manifest, &jobs, None)
             .check(&edited)
-            .unwrap_err().to_string();
+            .unwrap_err()
+            .to_string();
         for expected in [
             "tool 'verify_evidence': argument 'pack_dir': type: manifest integer, Args string",
             "tool 'run_batch': argument 'label_prompts': item type: manifest string, Args integer",

@@ -23,11 +23,11 @@ use super::error::UpstreamError;
 use super::python::DeviceRequest;
 
 /// The inference config, relative to the bundle root (the child's working directory).
-pub const CONFIG_FILE: &str = "configs/inference.json";
+pub(crate) const CONFIG_FILE: &str = "configs/inference.json";
 /// The batch config list, in the order the upstream README gives it.
-pub const BATCH_CONFIG_FILES: [&str; 2] = [CONFIG_FILE, "configs/batch_inference.json"];
+pub(crate) const BATCH_CONFIG_FILES: [&str; 2] = [CONFIG_FILE, "configs/batch_inference.json"];
 /// The upstream's TensorRT config, appended last to the config list when asked for.
-pub const TRT_CONFIG_FILE: &str = "configs/inference_trt.json";
+pub(crate) const TRT_CONFIG_FILE: &str = "configs/inference_trt.json";
 /// The documented out-of-memory switch (upstream docs/README.md, "TroubleShoot for
 /// Out-of-Memory"): enabling the `ToDeviced(device="cpu")` transform that
 /// `configs/inference.json` ships disabled as the first postprocessing transform moves
@@ -36,9 +36,9 @@ pub const CPU_POSTPROCESSING_OVERRIDE: (&str, &str) =
     ("postprocessing#transforms#0#_disabled_", "False");
 /// The characters that make a MONAI config string code (`$`), a reference (`@`) or a
 /// macro (`%`); no override value may hold one.
-pub const MONAI_SPECIAL: [char; 3] = ['$', '@', '%'];
+pub(crate) const MONAI_SPECIAL: [char; 3] = ['$', '@', '%'];
 /// The modalities the bundle's `everything_labels` knows.
-pub const SUPPORTED_MODALITIES: [&str; 3] = ["CT_BODY", "MRI_BODY", "MRI_BRAIN"];
+pub(crate) const SUPPORTED_MODALITIES: [&str; 3] = ["CT_BODY", "MRI_BODY", "MRI_BRAIN"];
 
 /// One single-volume run of the bundle.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +96,7 @@ pub fn config_files(batch: bool, tensorrt: bool) -> Vec<&'static str> {
 
 /// The `--config_file` value: a lone file as its path (exactly the documented
 /// single-volume command), several as a Python list literal.
-pub fn config_file_value(files: &[&str]) -> String {
+pub(crate) fn config_file_value(files: &[&str]) -> String {
     match files {
         [single] => (*single).to_string(),
         many => {
@@ -213,11 +213,12 @@ fn documented_argv(
 }
 
 /// The program that stands in for `-m monai.bundle` in the line actually executed,
-/// after [`super::SAFE_PATH_PRELUDE`] (the bundle root goes on `sys.path` after
+/// after [`super::python::SAFE_PATH_PRELUDE`] (the bundle root goes on `sys.path` after
 /// site-packages, never first): `runpy._run_module_as_main`, the function `python -m`
 /// itself calls, so `monai.bundle` runs as `__main__` in the same namespace with
 /// `sys.argv` = the module's file followed by the documented arguments.
-pub const RUN_BOOTSTRAP: &str = "__import__('runpy')._run_module_as_main('monai.bundle', True)
+pub(crate) const RUN_BOOTSTRAP: &str =
+    "__import__('runpy')._run_module_as_main('monai.bundle', True)
 ";
 
 /// The line actually executed for a documented `python -m monai.bundle ...` argv:
@@ -316,7 +317,7 @@ fn check_overrides(overrides: &[(String, String)], reserved: &[&str]) -> Result<
 /// the non-printable ones this function knows (C1 controls, separators, format and
 /// private-use characters), which are escaped like Python does; Python additionally
 /// escapes unassigned code points. Either way `ast.literal_eval` reads back `s` exactly.
-pub fn python_repr_str(s: &str) -> String {
+pub(crate) fn python_repr_str(s: &str) -> String {
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
     } else {
@@ -531,7 +532,7 @@ mod tests {
         let launch = launch_argv(&documented);
         assert_eq!(launch[0], documented[0]);
         assert_eq!(launch[1], "-c");
-        assert!(launch[2].starts_with(crate::upstream::SAFE_PATH_PRELUDE));
+        assert!(launch[2].starts_with(crate::upstream::python::SAFE_PATH_PRELUDE));
         assert!(launch[2].ends_with(RUN_BOOTSTRAP));
         assert!(launch[2].contains("'monai.bundle'"));
         assert_eq!(launch[3..], documented[3..]);

@@ -7,14 +7,14 @@ use super::python::CheckedPython;
 use super::root::CheckedRoot;
 
 /// How to obtain the bundle; appended to "root not found" errors (with [`weights_hint`]).
-pub fn install_hint() -> &'static str {
+pub(crate) fn install_hint() -> &'static str {
     "Install the upstream bundle: `git clone https://github.com/NVIDIA-Medtech/NV-Segment-CTMR` and \
 `export NV_SEGMENT_CTMR_ROOT=<clone>/NV-Segment-CTMR` (the nested bundle directory), or pass the \
 bundle root explicitly, or place the clone at .workbench_data/upstreams/NV-Segment-CTMR."
 }
 
 /// How to obtain weights for the bundle.
-pub fn weights_hint() -> &'static str {
+pub(crate) fn weights_hint() -> &'static str {
     "Weights: `hf download nvidia/NV-Segment-CTMR --local-dir $NV_SEGMENT_CTMR_ROOT/models/`, then move \
 models/vista3d_pretrained_model/model.pt to models/model.pt; or run scripts/make-standin-weights.py \
 for random stand-in weights (engineering checks only, the segmentation is meaningless)."

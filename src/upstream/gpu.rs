@@ -48,7 +48,7 @@ pub struct GpuCost {
 
 impl GpuCost {
     /// Nothing measured, and why.
-    pub fn unmeasured(reason: impl Into<String>) -> Self {
+    pub(crate) fn unmeasured(reason: impl Into<String>) -> Self {
         GpuCost {
             measured: false,
             reason: Some(reason.into()),

@@ -13,12 +13,12 @@
 //! - Older Pythons: [`super::launch_argv`]'s `-c` bootstrap (same arguments, same
 //!   `__main__` machinery as `-m`).
 
-use std::path::Path;
-
 use super::argv::launch_argv;
 use super::error::UpstreamError;
 use super::python::ChildEnv;
 use super::sandbox::PrivateTmp;
+#[cfg(test)]
+use std::path::Path;
 
 /// The `sitecustomize.py` of the private `PYTHONPATH` directory (see the module docs).
 pub const PATH_SHIM: &str = r#""""ctmr-skill: keep the bundle root after site-packages on sys.path."""
@@ -63,15 +63,18 @@ pub fn safe_path_honoured(python_version: &str) -> bool {
 /// The line and environment that start a documented command, and the private
 /// directory they need (kept until the run ends).
 #[derive(Debug)]
-pub struct Launch {
+pub(crate) struct Launch {
     pub argv: Vec<String>,
     pub env: ChildEnv,
+    /// Held so the shim's directory lives as long as the launch.
+    #[cfg_attr(not(test), expect(dead_code, reason = "held, not read"))]
     shim: Option<PrivateTmp>,
 }
 
 impl Launch {
     /// The `PYTHONPATH` directory holding the shim, if this launch uses one.
-    pub fn shim_dir(&self) -> Option<&Path> {
+    #[cfg(test)]
+    pub(crate) fn shim_dir(&self) -> Option<&Path> {
         self.shim.as_ref().map(PrivateTmp::path)
     }
 }
@@ -79,7 +82,7 @@ impl Launch {
 /// How to start `documented` (`python -m monai.bundle ...`) under `env` with an
 /// interpreter of `python_version`: the documented line with the path shim where
 /// `PYTHONSAFEPATH` is honoured, else the `-c` bootstrap.
-pub fn plan_launch(
+pub(crate) fn plan_launch(
     documented: &[String],
     env: ChildEnv,
     python_version: &str,

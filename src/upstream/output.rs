@@ -18,7 +18,7 @@ const EXT: &str = ".nii.gz";
 /// The file stem MONAI's `SaveImaged` derives from the input name
 /// (`monai.data.utils.create_file_basename`): one extension removed, a second one too
 /// when the first was `.gz`. For `x.nii.gz` and `x.nii` that is `x`.
-pub fn nifti_stem(input: &Path) -> String {
+pub(crate) fn nifti_stem(input: &Path) -> String {
     let name = input
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -56,7 +56,7 @@ pub struct StaleOutput {
 /// If something already sits at `mask_path`, rename it to
 /// `<name>.stale-<UTC timestamp>.nii.gz` beside it (a counter is added if that exists
 /// too) and report the move; `Ok(None)` when nothing was there.
-pub fn move_aside_stale(
+pub(crate) fn move_aside_stale(
     mask_path: &Path,
     now: DateTime<Utc>,
 ) -> Result<Option<StaleOutput>, UpstreamError> {
@@ -97,7 +97,7 @@ pub fn move_aside_stale(
 /// Refuse an output directory inside the upstream checkout (which is never written
 /// into). Paths are compared after resolving symlinks of their existing parts, so `..`
 /// and links cannot sneak past.
-pub fn check_output_dir(output_dir: &Path, bundle_root: &Path) -> Result<(), UpstreamError> {
+pub(crate) fn check_output_dir(output_dir: &Path, bundle_root: &Path) -> Result<(), UpstreamError> {
     if resolve_existing_prefix(output_dir).starts_with(resolve_existing_prefix(bundle_root)) {
         return Err(UpstreamError::OutputInsideBundle {
             output_dir: output_dir.to_path_buf(),
@@ -110,7 +110,7 @@ pub fn check_output_dir(output_dir: &Path, bundle_root: &Path) -> Result<(), Ups
 /// [`check_output_dir`], and refuse when the expected mask path resolves to the input
 /// itself (possible only through links, since the mask's name adds `_trans`: the
 /// move-aside would otherwise rename the real input). Returns the expected mask path.
-pub fn check_output_location(
+pub(crate) fn check_output_location(
     input: &Path,
     output_dir: &Path,
     bundle_root: &Path,
@@ -194,7 +194,7 @@ impl MaskAdoption {
 /// Adopt `mask_path` only if it is a non-empty regular file modified at or after
 /// `run_started`. The start is floored to whole seconds because some file systems keep
 /// coarse modification times; the pre-run move-aside already cleared the path.
-pub fn adopt_mask(mask_path: &Path, run_started: SystemTime) -> MaskAdoption {
+pub(crate) fn adopt_mask(mask_path: &Path, run_started: SystemTime) -> MaskAdoption {
     let path = mask_path.to_path_buf();
     let meta = match std::fs::metadata(mask_path) {
         Ok(m) => m,

@@ -19,9 +19,6 @@ use super::sandbox::{harden, sandbox_for, with_tmpdir, PrivateTmp, SandboxReques
 /// How long the probe may take by default: importing torch is slow on a cold cache.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The environment variable naming the interpreter (defined once, in the config).
-pub use crate::config::PYTHON_ENV as ENV_PYTHON;
-
 /// Where the chosen interpreter came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,7 +37,7 @@ pub enum PythonSource {
 }
 
 impl PythonSource {
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             PythonSource::Explicit => "--python",
             PythonSource::Env => "$CTMR_SKILL_PYTHON",
@@ -62,7 +59,7 @@ pub struct CheckedPython {
 
 /// The interpreter to use, why, and everything checked before it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PythonChoice {
+pub(crate) struct PythonChoice {
     pub path: PathBuf,
     pub source: PythonSource,
     pub checked: Vec<CheckedPython>,
@@ -74,7 +71,7 @@ pub struct PythonChoice {
 /// a bad `$CTMR_SKILL_PYTHON` is recorded and the search goes on. A bare name (no `/`)
 /// is looked up on `path_var`. Paths are not canonicalised: a venv's `bin/python`
 /// symlink must be run by its venv path to get the venv's packages.
-pub fn find_python(
+pub(crate) fn find_python(
     explicit: Option<&Path>,
     env_value: Option<&OsStr>,
     cwd: &Path,
@@ -136,24 +133,6 @@ pub fn find_python(
         }
     }
     Err(UpstreamError::PythonNotFound { checked })
-}
-
-/// [`find_python`] with `$CTMR_SKILL_PYTHON`, the running executable and `$PATH` taken
-/// from this process.
-pub fn find_python_here(
-    explicit: Option<&Path>,
-    cwd: &Path,
-) -> Result<PythonChoice, UpstreamError> {
-    let env_value = std::env::var_os(ENV_PYTHON);
-    let exe = std::env::current_exe().ok();
-    let path_var = std::env::var_os("PATH");
-    find_python(
-        explicit,
-        env_value.as_deref(),
-        cwd,
-        exe.as_deref(),
-        path_var.as_deref(),
-    )
 }
 
 fn executable_problem(path: &Path) -> Option<String> {
@@ -231,7 +210,7 @@ pub struct ChildEnv {
 /// Python variables never passed to the child: each would let the client's shell
 /// change which code the interpreter runs (`PYTHONPATH` ahead of site-packages, a
 /// startup file, another prefix or user base, an interactive prompt at the end).
-pub const STRIPPED_PYTHON_VARS: [&str; 5] = [
+pub(crate) const STRIPPED_PYTHON_VARS: [&str; 5] = [
     "PYTHONPATH",
     "PYTHONSTARTUP",
     "PYTHONHOME",
@@ -246,7 +225,7 @@ pub const STRIPPED_PYTHON_VARS: [&str; 5] = [
 /// bundle's own `scripts` package imports while a `monai/` (or `runpy.py`, `torch/`, ...)
 /// placed in the bundle root cannot shadow the installed one.
 /// It leaves no names behind in `__main__`.
-pub const SAFE_PATH_PRELUDE: &str = "import sys
+pub(crate) const SAFE_PATH_PRELUDE: &str = "import sys
 if sys.path and sys.path[0] == '':
     del sys.path[0]
 sys.path.append(__import__('os').getcwd())
@@ -325,7 +304,7 @@ pub struct EnvProbe {
 }
 
 /// The probe run as `python -c PROBE_SCRIPT`; prints one marked JSON line.
-pub const PROBE_SCRIPT: &str = r#"import json, platform, sys
+pub(crate) const PROBE_SCRIPT: &str = r#"import json, platform, sys
 r = {"python_executable": sys.executable, "python_version": platform.python_version(), "platform": platform.platform()}
 try:
     import torch
@@ -472,7 +451,10 @@ pub(crate) fn probe_answer(python: &Path, raw: RawProbe) -> Result<EnvProbe, Ups
 }
 
 /// Refuse `device=cuda` when the probe (under the run's environment) saw no CUDA.
-pub fn check_device(requested: DeviceRequest, probe: &EnvProbe) -> Result<(), UpstreamError> {
+pub(crate) fn check_device(
+    requested: DeviceRequest,
+    probe: &EnvProbe,
+) -> Result<(), UpstreamError> {
     if requested == DeviceRequest::Cuda && !probe.cuda_available {
         return Err(UpstreamError::CudaUnavailable {
             python: probe.python.clone(),
@@ -485,7 +467,7 @@ pub fn check_device(requested: DeviceRequest, probe: &EnvProbe) -> Result<(), Up
 /// TensorRT needs CUDA: refuse `tensorrt` before running when the probe, taken under
 /// the run's own environment, sees no CUDA device (`device=cpu`, or `auto` on a
 /// machine without one).
-pub fn check_tensorrt(tensorrt: bool, probe: &EnvProbe) -> Result<(), UpstreamError> {
+pub(crate) fn check_tensorrt(tensorrt: bool, probe: &EnvProbe) -> Result<(), UpstreamError> {
     if tensorrt && !probe.cuda_available {
         return Err(UpstreamError::TensorRtNeedsCuda {
             python: probe.python.clone(),

@@ -11,10 +11,8 @@ use serde::Serialize;
 
 use super::error::UpstreamError;
 
-/// The environment variable naming the bundle root (defined once, in the config).
-pub use crate::config::ROOT_ENV as ENV_ROOT;
 /// The bundle root found without any setting (defined once, in the config).
-pub use crate::config::WORKBENCH_ROOT;
+pub(crate) use crate::config::WORKBENCH_ROOT;
 
 /// Where a candidate root came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -29,7 +27,7 @@ pub enum RootSource {
 }
 
 impl RootSource {
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             RootSource::Explicit => "explicit root",
             RootSource::Env => "$NV_SEGMENT_CTMR_ROOT",
@@ -60,7 +58,7 @@ pub struct CheckedRoot {
 }
 
 impl CheckedRoot {
-    pub fn status_text(&self) -> &'static str {
+    pub(crate) fn status_text(&self) -> &'static str {
         match self.rejected {
             None => "accepted",
             Some(RootRejection::Missing) => "does not exist",
@@ -158,11 +156,6 @@ pub fn resolve_root(
     }
 }
 
-/// [`resolve_root`] with `$NV_SEGMENT_CTMR_ROOT` taken from this process.
-pub fn resolve_root_here(explicit: Option<&Path>, base: &Path) -> RootResolution {
-    resolve_root(explicit, std::env::var_os(ENV_ROOT).as_deref(), base)
-}
-
 /// A label file the bundle may carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LabelFile {
@@ -203,7 +196,7 @@ pub struct BundleInventory {
 
 impl BundleInventory {
     /// The model file, or [`UpstreamError::ModelMissing`] naming it and how to get weights.
-    pub fn require_model(&self) -> Result<&Path, UpstreamError> {
+    pub(crate) fn require_model(&self) -> Result<&Path, UpstreamError> {
         if self.model_pt_present {
             Ok(&self.model_pt_path)
         } else {

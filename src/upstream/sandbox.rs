@@ -52,7 +52,7 @@ pub struct SandboxReport {
 
 impl SandboxReport {
     /// A report for a child that ran (or will run) without the sandbox.
-    pub fn not_enforced(abi: Option<u32>, reason: impl Into<String>) -> SandboxReport {
+    pub(crate) fn not_enforced(abi: Option<u32>, reason: impl Into<String>) -> SandboxReport {
         SandboxReport {
             enforced: false,
             abi,
@@ -67,7 +67,7 @@ impl SandboxReport {
 /// The paths a policy is built from. Every path is expected to exist (see
 /// [`discover_inputs`], which drops missing ones).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SandboxInputs {
+pub(crate) struct SandboxInputs {
     /// The run's own directories: output, logs, the private temp dir, extra ones.
     pub writable: Vec<PathBuf>,
     /// CUDA kernel caches (`~/.nv/ComputeCache`, `$CUDA_CACHE_PATH`).
@@ -83,7 +83,7 @@ pub struct SandboxInputs {
 
 /// Why a path is in the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RuleKind {
+pub(crate) enum RuleKind {
     /// `/`: read and execute.
     ReadOnlyRoot,
     /// A run directory, cache or `/dev/shm`: everything but device-node creation.
@@ -96,7 +96,7 @@ pub enum RuleKind {
 
 /// One `path_beneath` rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathRule {
+pub(crate) struct PathRule {
     pub path: PathBuf,
     pub kind: RuleKind,
     pub access: BitFlags<AccessFs>,
@@ -104,7 +104,7 @@ pub struct PathRule {
 
 /// The complete Landlock policy for one child.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SandboxPolicy {
+pub(crate) struct SandboxPolicy {
     /// The ABI the policy is built for (the kernel's).
     pub abi: u32,
     /// The file-system rights the rule set handles (denied unless a rule grants them).
@@ -117,7 +117,7 @@ pub struct SandboxPolicy {
 /// The file-system rights handled at `abi`: read, execute and every write right the ABI
 /// knows up to `IoctlDev` (ABI 5). Not `ResolveUnix` (ABI 9): connecting to UNIX sockets
 /// (e.g. the NVIDIA persistence daemon's) stays allowed.
-pub fn handled_fs(abi: u32) -> BitFlags<AccessFs> {
+pub(crate) fn handled_fs(abi: u32) -> BitFlags<AccessFs> {
     if abi == 0 {
         return BitFlags::EMPTY;
     }
@@ -129,7 +129,7 @@ pub fn handled_fs(abi: u32) -> BitFlags<AccessFs> {
 /// Build the policy: `/` read-only; the inputs' writable directories, caches and
 /// `/dev/shm` writable (no device-node creation); the device nodes open for read,
 /// write and ioctl; TCP denied from ABI 4. Pure: no file is looked at.
-pub fn build_policy(inputs: &SandboxInputs, abi: u32) -> SandboxPolicy {
+pub(crate) fn build_policy(inputs: &SandboxInputs, abi: u32) -> SandboxPolicy {
     let handled = handled_fs(abi);
     let read = handled & (AccessFs::Execute | AccessFs::ReadFile | AccessFs::ReadDir);
     let mut write = handled;
@@ -181,7 +181,7 @@ fn push_unique(rules: &mut Vec<PathRule>, path: &Path, kind: RuleKind, access: B
 
 impl SandboxPolicy {
     /// The report this policy makes once enforced.
-    pub fn report(&self) -> SandboxReport {
+    pub(crate) fn report(&self) -> SandboxReport {
         let mut rules: Vec<String> = self
             .rules
             .iter()
@@ -209,7 +209,7 @@ impl SandboxPolicy {
 }
 
 /// The rights' names, in a fixed order, as Landlock's documentation writes them.
-pub fn rights(access: BitFlags<AccessFs>) -> String {
+pub(crate) fn rights(access: BitFlags<AccessFs>) -> String {
     const NAMES: [(AccessFs, &str); 17] = [
         (AccessFs::Execute, "execute"),
         (AccessFs::ReadFile, "read_file"),
@@ -244,7 +244,7 @@ pub fn rights(access: BitFlags<AccessFs>) -> String {
 /// The policy's inputs on this machine: `writable` (missing ones dropped), the CUDA
 /// caches named by the child's `HOME` and `CUDA_CACHE_PATH` that exist, `/dev/shm`,
 /// `/dev/null`, every `/dev/nvidia*` and `/dev/dri`.
-pub fn discover_inputs(writable: &[PathBuf], env: &ChildEnv) -> SandboxInputs {
+pub(crate) fn discover_inputs(writable: &[PathBuf], env: &ChildEnv) -> SandboxInputs {
     discover_inputs_in(writable, env, Path::new("/dev"))
 }
 
@@ -347,7 +347,7 @@ pub fn landlock_abi() -> Result<u32, SandboxError> {
 
 /// A filled rule set, ready to restrict a child, and the report that goes with it.
 #[derive(Debug)]
-pub struct PreparedSandbox {
+pub(crate) struct PreparedSandbox {
     /// The rule-set descriptor (close-on-exec); `None` when nothing is enforced.
     pub(crate) fd: Option<std::os::fd::OwnedFd>,
     pub report: SandboxReport,
@@ -355,7 +355,7 @@ pub struct PreparedSandbox {
 
 impl PreparedSandbox {
     /// No restriction, with the reason.
-    pub fn unconfined(report: SandboxReport) -> PreparedSandbox {
+    pub(crate) fn unconfined(report: SandboxReport) -> PreparedSandbox {
         PreparedSandbox { fd: None, report }
     }
 }
@@ -363,7 +363,7 @@ impl PreparedSandbox {
 /// Create and fill the rule set for `policy` (in this process; nothing is restricted
 /// here). Any right the kernel would not enforce is an error: the policy is built for
 /// the kernel's own ABI, so the report never claims more than is enforced.
-pub fn prepare(policy: &SandboxPolicy) -> Result<PreparedSandbox, SandboxError> {
+pub(crate) fn prepare(policy: &SandboxPolicy) -> Result<PreparedSandbox, SandboxError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| SandboxError::RuleSet {
         what: what.to_string(),
         detail: e.to_string(),
@@ -412,7 +412,10 @@ pub struct SandboxRequest {
 /// The sandbox for one child: `Ok` with a restriction, or `Ok` unconfined (with the
 /// reason) when it is disabled or unavailable and not required; `Err(reason)` when it
 /// is required and cannot be applied.
-pub fn sandbox_for(req: &SandboxRequest, env: &ChildEnv) -> Result<PreparedSandbox, SandboxError> {
+pub(crate) fn sandbox_for(
+    req: &SandboxRequest,
+    env: &ChildEnv,
+) -> Result<PreparedSandbox, SandboxError> {
     decide(req, landlock_abi(), |abi| {
         let mut inputs = discover_inputs(&req.writable, env);
         inputs.append_files = req
@@ -455,7 +458,7 @@ pub(crate) fn decide(
 /// if the server is already gone), then, when `sandbox` holds a rule set,
 /// `PR_SET_NO_NEW_PRIVS` and `landlock_restrict_self`. The hook only makes system calls
 /// (async-signal-safe); `sandbox` must outlive the spawn.
-pub fn harden(cmd: &mut tokio::process::Command, sandbox: &PreparedSandbox) {
+pub(crate) fn harden(cmd: &mut tokio::process::Command, sandbox: &PreparedSandbox) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -508,13 +511,13 @@ pub(crate) fn with_tmpdir(env: &ChildEnv, dir: &Path) -> ChildEnv {
 /// A private, per-run temporary directory (mode 0700), removed with its contents when
 /// dropped. The child gets it as `TMPDIR` and may write there.
 #[derive(Debug)]
-pub struct PrivateTmp {
+pub(crate) struct PrivateTmp {
     path: PathBuf,
 }
 
 impl PrivateTmp {
     /// Create `<system temp>/ctmr-skill-<pid>-<uuid>`.
-    pub fn create() -> std::io::Result<PrivateTmp> {
+    pub(crate) fn create() -> std::io::Result<PrivateTmp> {
         let path = std::env::temp_dir().join(format!(
             "ctmr-skill-{}-{}",
             std::process::id(),
@@ -530,7 +533,7 @@ impl PrivateTmp {
         Ok(PrivateTmp { path })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }

@@ -64,7 +64,7 @@ pub enum ProgressEvent {
 }
 
 /// Called with every line and every tick; must be quick (it runs on the pump).
-pub type ProgressHook = Arc<dyn Fn(ProgressEvent) + Send + Sync>;
+pub(crate) type ProgressHook = Arc<dyn Fn(ProgressEvent) + Send + Sync>;
 
 /// How to supervise a run.
 #[derive(Clone)]
@@ -83,7 +83,7 @@ pub struct RunOptions {
     /// The environment the child starts from (normally ours); see [`child_env`].
     pub base_env: Vec<(OsString, OsString)>,
     /// Confine the child (the run and [`probe_for_request`]'s probe) with the Landlock
-    /// sandbox ([`super::sandbox_for`]); default true. Where Landlock is unavailable the
+    /// sandbox ([`super::sandbox::sandbox_for`]); default true. Where Landlock is unavailable the
     /// child runs unconfined and [`RunResult::sandbox`] says why.
     pub sandbox: bool,
     /// Refuse to start ([`UpstreamError::SandboxUnavailable`]) instead of running
@@ -145,7 +145,7 @@ pub struct RunResult {
     /// The command on record: for [`run`] and [`run_batch`] the documented
     /// `python -m monai.bundle run ...`; for [`supervise`] the argv it ran.
     pub command: Vec<String>,
-    /// The argv actually executed. For [`run`] and [`run_batch`] ([`super::plan_launch`]):
+    /// The argv actually executed. For [`run`] and [`run_batch`] ([`super::launch::plan_launch`]):
     /// `command` itself on Python >= 3.11 (the bundle root is kept behind site-packages
     /// through the environment: `PYTHONSAFEPATH`, the `PYTHONPATH` path shim); on older
     /// Pythons [`super::launch_argv`] of `command`, `-m monai.bundle` replaced by the
@@ -197,7 +197,7 @@ impl RunResult {
 /// Run a single-volume request: refuse before starting when `device=cuda` has no CUDA
 /// under `probe`, when the output would land in the bundle or over the input; move a
 /// stale mask aside; supervise; then adopt the mask only if this run wrote it.
-/// The child is started as [`super::plan_launch`] says for the probed Python (MONAI
+/// The child is started as [`super::launch::plan_launch`] says for the probed Python (MONAI
 /// cannot be shadowed from the bundle root); the result's `command` is the documented one.
 /// `probe` must come from [`super::probe_environment`] under the same environment.
 pub async fn run(
@@ -720,7 +720,7 @@ pub(crate) fn tail_of(s: &str, n: usize) -> String {
 }
 
 /// The last [`TAIL_CHARS`] characters of a log file (empty when unreadable), for messages.
-pub fn tail_of_file(path: &Path) -> String {
+pub(crate) fn tail_of_file(path: &Path) -> String {
     tail_of(
         &std::fs::read_to_string(path).unwrap_or_default(),
         TAIL_CHARS,

@@ -16,7 +16,7 @@ pub const EMBEDDED_BOUNDS_JSON: &str =
     include_str!("../../verifiers/ct_segmentation_quality_v1/anatomy_bounds.json");
 
 /// Where the embedded bounds live in the repository (reported as their source).
-pub const EMBEDDED_BOUNDS_SOURCE: &str =
+pub(crate) const EMBEDDED_BOUNDS_SOURCE: &str =
     "verifiers/ct_segmentation_quality_v1/anatomy_bounds.json (embedded)";
 
 /// Bounds for one label id.
@@ -184,7 +184,7 @@ impl AnatomyBounds {
 
     /// The bounds restricted to the classes in `ids` (a modality's class set); the
     /// dropped ids, ascending, are returned beside them.
-    pub fn restricted_to(
+    pub(crate) fn restricted_to(
         &self,
         ids: &std::collections::BTreeSet<u32>,
     ) -> (AnatomyBounds, Vec<u32>) {

@@ -32,7 +32,7 @@ pub enum ScanError {
 }
 
 /// Geometry facts of a header, for the inspect comparison.
-pub fn geometry_facts(h: &Header) -> GeometryFacts {
+pub(crate) fn geometry_facts(h: &Header) -> GeometryFacts {
     GeometryFacts {
         shape: h.shape,
         spacing: h.spacing,
@@ -103,7 +103,7 @@ pub struct MaskScan {
 
 /// Largest volume whose label ids are kept for surface metrics (2 bytes a voxel per
 /// map); beyond it the surfaces are not measured and the verdict says so.
-pub const MAX_SURFACE_VOXELS: usize = 1 << 30;
+pub(crate) const MAX_SURFACE_VOXELS: usize = 1 << 30;
 
 /// Stream the mask once (components on), with the ground truth in lockstep when
 /// given (its shape must already be known to equal the mask's).

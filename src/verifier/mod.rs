@@ -62,20 +62,20 @@ use vocabulary::Vocabulary;
 /// The verifier's id, as in the reference's manifest.
 pub const VERIFIER_ID: &str = "medagent.verifiers.ct_segmentation_quality_v1";
 /// The verifier's version (the crate's).
-pub const VERIFIER_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERIFIER_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Skill ids whose packs this verifier reads (the reference's target set).
-pub const TARGET_SKILL_IDS: &[&str] = &[
+pub(crate) const TARGET_SKILL_IDS: &[&str] = &[
     "nv_segment_ctmr",
     "medagent.nv_segment_ctmr",
     "nv_segment_ct",
     "medagent.nv_segment_ct",
 ];
 /// The modality assumed when a pack records none (and the CT skill's).
-pub const SUPPORTED_MODALITY: &str = "CT_BODY";
+pub(crate) const SUPPORTED_MODALITY: &str = "CT_BODY";
 /// Default tolerance of the normalised surface Dice, in mm.
-pub const DEFAULT_SURFACE_TOLERANCE_MM: f64 = 1.0;
+pub(crate) const DEFAULT_SURFACE_TOLERANCE_MM: f64 = 1.0;
 /// The upstream's NaN sentinel in CT_BODY masks.
-pub const NAN_SENTINEL: u32 = 255;
+pub(crate) const NAN_SENTINEL: u32 = 255;
 
 /// Where class names come from, when the caller wants to choose.
 #[derive(Debug, Clone, PartialEq)]

@@ -340,11 +340,6 @@ impl VerifierReport {
                 .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
         )
     }
-
-    /// Pretty JSON with sorted keys.
-    pub fn to_json_pretty(&self) -> String {
-        serde_json::to_string_pretty(&self.to_value()).unwrap_or_default()
-    }
 }
 
 pub(crate) fn verdict_str(v: Verdict) -> &'static str {

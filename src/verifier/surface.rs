@@ -38,7 +38,7 @@
 mod edt;
 mod surfel_area;
 
-pub use edt::squared_edt;
+pub(crate) use edt::squared_edt;
 pub use surfel_area::surfel_area_table;
 
 /// A boolean volume, `x` fastest: index = `x + nx·(y + ny·z)` (the NIfTI reader's order).
@@ -87,7 +87,7 @@ impl BoolGrid {
     }
 
     /// Inclusive bounding box `(min, max)` of the true voxels, or `None` when empty.
-    pub fn bbox(&self) -> Option<([usize; 3], [usize; 3])> {
+    pub(crate) fn bbox(&self) -> Option<([usize; 3], [usize; 3])> {
         let mut lo = [usize::MAX; 3];
         let mut hi = [0usize; 3];
         let mut any = false;
@@ -145,7 +145,7 @@ impl EmptyStatus {
 /// Distances from each border point of one surface to the other surface, with the
 /// point's surfel area, sorted by distance.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SurfaceDistances {
+pub(crate) struct SurfaceDistances {
     /// `(distance_mm, area_mm2)` for ground-truth border points, ascending distance.
     pub gt_to_pred: Vec<(f64, f64)>,
     /// `(distance_mm, area_mm2)` for predicted border points, ascending distance.
@@ -225,7 +225,11 @@ fn corner_codes(mask: &BoolGrid, lo: [usize; 3], hi: [usize; 3]) -> CornerCodes 
 }
 
 /// DeepMind's `compute_surface_distances` for two same-shaped masks.
-pub fn surface_distances(gt: &BoolGrid, pred: &BoolGrid, spacing: [f64; 3]) -> SurfaceDistances {
+pub(crate) fn surface_distances(
+    gt: &BoolGrid,
+    pred: &BoolGrid,
+    spacing: [f64; 3],
+) -> SurfaceDistances {
     assert_eq!(
         gt.shape, pred.shape,
         "surface_distances needs same-shaped masks"
@@ -281,12 +285,12 @@ fn directed_percentile(sorted: &[(f64, f64)], percent: f64) -> f64 {
 }
 
 /// Robust Hausdorff distance at `percent` (symmetric: max of both directions).
-pub fn robust_hausdorff(sd: &SurfaceDistances, percent: f64) -> f64 {
+pub(crate) fn robust_hausdorff(sd: &SurfaceDistances, percent: f64) -> f64 {
     directed_percentile(&sd.gt_to_pred, percent).max(directed_percentile(&sd.pred_to_gt, percent))
 }
 
 /// Surface Dice at `tolerance_mm`.
-pub fn surface_dice(sd: &SurfaceDistances, tolerance_mm: f64) -> f64 {
+pub(crate) fn surface_dice(sd: &SurfaceDistances, tolerance_mm: f64) -> f64 {
     let within = |v: &[(f64, f64)]| {
         v.iter()
             .filter(|p| p.0 <= tolerance_mm)
@@ -302,7 +306,7 @@ pub fn surface_dice(sd: &SurfaceDistances, tolerance_mm: f64) -> f64 {
 }
 
 /// Average symmetric surface distance: area-weighted mean over both surfaces.
-pub fn average_symmetric_surface_distance(sd: &SurfaceDistances) -> f64 {
+pub(crate) fn average_symmetric_surface_distance(sd: &SurfaceDistances) -> f64 {
     let weighted: f64 = sd
         .gt_to_pred
         .iter()

@@ -48,7 +48,7 @@ pub struct TrustSummary {
 
 impl TrustSummary {
     /// The summary when the verifier could not run at all: untrusted, with the reason.
-    pub fn not_formed(skill_status: &str, reason: String) -> TrustSummary {
+    pub(crate) fn not_formed(skill_status: &str, reason: String) -> TrustSummary {
         TrustSummary {
             schema_version: TRUST_SCHEMA_VERSION.to_string(),
             skill_status: skill_status.to_string(),

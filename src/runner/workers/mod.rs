@@ -41,7 +41,7 @@ struct Slot {
 }
 
 /// What a warm request came to.
-pub enum Warm {
+pub(crate) enum Warm {
     /// The worker ran it: the result as a one-shot run would have recorded it.
     Served {
         result: Box<RunResult>,
@@ -58,7 +58,7 @@ pub enum Warm {
 
 /// What a served request cost the worker, and whether this call started it.
 #[derive(Debug, Clone)]
-pub struct Measured {
+pub(crate) struct Measured {
     pub cpu_seconds: Option<f64>,
     /// GPU figures of the worker's process group during the request.
     pub gpu: GpuCost,
@@ -68,7 +68,7 @@ pub struct Measured {
 }
 
 /// The pool.
-pub struct Workers {
+pub(crate) struct Workers {
     idle: Duration,
     require_sandbox: bool,
     base_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
@@ -78,11 +78,11 @@ pub struct Workers {
 
 impl Workers {
     /// The pool when the config asks for warm workers (`serve` without `--no-warm`).
-    pub fn for_config(config: &Config) -> Option<Arc<Self>> {
+    pub(crate) fn for_config(config: &Config) -> Option<Arc<Self>> {
         config.warm_workers.then(|| Arc::new(Self::new(config)))
     }
 
-    pub fn new(config: &Config) -> Self {
+    pub(crate) fn new(config: &Config) -> Self {
         Workers {
             idle: config.worker_idle,
             require_sandbox: config.require_sandbox,
@@ -99,7 +99,12 @@ impl Workers {
 
     /// Run `req` (the documented request, with the real output directory) through the
     /// warm worker for its interpreter, bundle and device.
-    pub async fn run(&self, req: &UpstreamRequest, ctx: &CallContext, timeout: Duration) -> Warm {
+    pub(crate) async fn run(
+        &self,
+        req: &UpstreamRequest,
+        ctx: &CallContext,
+        timeout: Duration,
+    ) -> Warm {
         let key = Key {
             python: req.python.clone(),
             root: req.bundle_root.clone(),
@@ -173,7 +178,7 @@ impl Workers {
     /// Start the worker for this interpreter, bundle and device now (`serve --warm`),
     /// so the first call does not wait for Python, torch and MONAI to import. It stops
     /// after the idle time like any other.
-    pub async fn prestart(
+    pub(crate) async fn prestart(
         &self,
         python: PathBuf,
         root: PathBuf,

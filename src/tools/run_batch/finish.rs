@@ -144,7 +144,7 @@ pub(super) fn summarise(
 impl BatchCall {
     /// The typed answer: the cohort as the output (isError with the cohort when
     /// nothing succeeded, see `Tool::is_error`); a call that ran nothing as a failure.
-    pub fn into_outcome(self) -> Outcome<RunBatch> {
+    pub(crate) fn into_outcome(self) -> Outcome<RunBatch> {
         let (cohort, trust_summaries) = match self {
             BatchCall::Refused { .. } | BatchCall::NotStarted { .. } => {
                 return Err(self.into_failure())
@@ -159,7 +159,7 @@ impl BatchCall {
     }
 
     /// A call that ran nothing, as a failure (its refusal document for the CLI).
-    pub fn into_failure(self) -> ToolFailure {
+    pub(crate) fn into_failure(self) -> ToolFailure {
         match self {
             BatchCall::Refused { message, document } => ToolFailure {
                 document: Some(document),

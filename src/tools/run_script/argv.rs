@@ -73,7 +73,7 @@ pub struct KnobArgs {
 impl KnobArgs {
     /// The switches that are set, as tool arguments (absent ones stay absent so the
     /// manifest's defaults apply).
-    pub fn insert_into(&self, map: &mut Map<String, Value>) {
+    pub(crate) fn insert_into(&self, map: &mut Map<String, Value>) {
         if let Some(patch) = &self.patch_size {
             map.insert("patch_size".into(), json!(patch));
         }
@@ -92,7 +92,7 @@ impl KnobArgs {
 impl RunArgs {
     /// The grammar's result as structured `run_script` arguments (absent flags stay
     /// absent, so the manifest's defaults apply uniformly).
-    pub fn to_arguments(&self) -> Map<String, Value> {
+    pub(crate) fn to_arguments(&self) -> Map<String, Value> {
         let mut map = Map::new();
         let path = |p: &PathBuf| json!(p.to_string_lossy());
         map.insert("input".into(), path(&self.input));

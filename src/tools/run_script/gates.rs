@@ -549,7 +549,7 @@ fn check_labels(
 /// file or a dangling link, or a name the run writes through inside it (`logs/`, the
 /// mask's `<stem>/`, `.runs/`) is a symbolic link, which would carry the upstream's
 /// logs, the mask or the run record outside the allowed directories.
-pub fn output_dir_problem(output_dir: &Path, written_names: &[&str]) -> Option<String> {
+pub(crate) fn output_dir_problem(output_dir: &Path, written_names: &[&str]) -> Option<String> {
     let shown = output_dir.display();
     match std::fs::symlink_metadata(output_dir) {
         Err(_) => return None,

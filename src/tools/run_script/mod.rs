@@ -64,7 +64,7 @@ impl RunScript {
     }
 
     /// With the server's warm workers (shared with `serve --warm`'s start-up).
-    pub fn with_workers(
+    pub(crate) fn with_workers(
         config: Arc<Config>,
         manifest: Arc<Manifest>,
         workers: Option<Arc<Workers>>,
@@ -165,7 +165,7 @@ impl RunScript {
 
 /// Run the paired verifier on a succeeded run's pack (off the async threads) and
 /// record `trust_summary.json` there.
-pub async fn verify_pack_of(evidence: &Evidence, config: &Config) -> TrustSummary {
+pub(crate) async fn verify_pack_of(evidence: &Evidence, config: &Config) -> TrustSummary {
     let pack = std::path::PathBuf::from(&evidence.pack_dir);
     let status = evidence.status.as_str().to_string();
     let opts = crate::verifier::VerifyOptions {
@@ -317,7 +317,7 @@ fn preview_image(path: &std::path::Path) -> Option<crate::call::Image> {
 
 /// The refusal document of a request the manifest or the typing refused (the CLI
 /// prints it; MCP answers with the message).
-pub fn refusal_document(e: &ArgError) -> Value {
+pub(crate) fn refusal_document(e: &ArgError) -> Value {
     json!({
         "status": RunStatus::Refused,
         "message": e.to_string(),
@@ -332,7 +332,7 @@ impl RunCall {
     /// The typed answer: the evidence as the output (a run that did not succeed is an
     /// error answer with its evidence, see `Tool::is_error`); a refusal and a run
     /// that did not start as failures.
-    pub fn into_outcome(self) -> Outcome<RunScript> {
+    pub(crate) fn into_outcome(self) -> Outcome<RunScript> {
         let (evidence, trust_summary) = match self {
             RunCall::Refused { message, document } => {
                 return Err(ToolFailure {
@@ -356,7 +356,7 @@ impl RunCall {
 /// Start the warm worker a call with default settings would use (the operator's default
 /// bundle and interpreter, `device: auto`) before any call comes: `serve --warm`.
 /// Returns a line for the log.
-pub async fn prewarm(workers: Arc<Workers>, config: Arc<Config>) -> Result<String, String> {
+pub(crate) async fn prewarm(workers: Arc<Workers>, config: Arc<Config>) -> Result<String, String> {
     let python = run::find_python(&config).map_err(|e| e.0)?.path;
     let asked = config.bundle_root_for(None).map_err(|e| e.to_string())?;
     let resolution = crate::upstream::resolve_root(

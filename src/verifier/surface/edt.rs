@@ -4,7 +4,7 @@
 /// Exact squared Euclidean distance transform to the `feature` points, with per-axis
 /// spacing (Felzenszwalb & Huttenlocher, separable lower envelope of parabolas).
 /// Points with no feature anywhere get `f64::INFINITY`.
-pub fn squared_edt(feature: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Vec<f64> {
+pub(crate) fn squared_edt(feature: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Vec<f64> {
     let mut d: Vec<f64> = feature
         .iter()
         .map(|&f| if f { 0.0 } else { f64::INFINITY })

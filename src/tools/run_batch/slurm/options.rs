@@ -162,7 +162,7 @@ fn allowed_flags(flags: Vec<String>, allowed: &[String]) -> Result<Vec<String>, 
 
 impl SlurmOptions {
     /// The resource arguments of `sbatch` (before the array, job name and log paths).
-    pub fn sbatch_args(&self) -> Vec<String> {
+    pub(crate) fn sbatch_args(&self) -> Vec<String> {
         let mut out = Vec::new();
         let mut opt = |flag: &str, v: Option<String>| {
             if let Some(v) = v {
@@ -186,7 +186,7 @@ impl SlurmOptions {
     }
 
     /// `0-N` or `0-N%MAX`.
-    pub fn array_spec(&self, tasks: usize) -> String {
+    pub(crate) fn array_spec(&self, tasks: usize) -> String {
         let last = tasks.saturating_sub(1);
         match self.max_concurrent {
             Some(max) => format!("0-{last}%{max}"),
