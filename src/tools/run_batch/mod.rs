@@ -22,7 +22,7 @@
 //!    failure is not one volume's.
 //! 5. Each volume's evidence is written by `run_script`'s own writer
 //!    ([`crate::evidence::write_evidence`]), then `cohort.json` and
-//!    `cohort_volumes.csv` ([`cohort`]).
+//!    `cohort_volumes.csv` ([`crate::evidence::cohort`]).
 //!
 //! Layout: this file is the call (the request, the dispatch to an executor);
 //! `inputs` collects, gates and resumes the inputs; `tool` makes it a registry
