@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 
 use super::exit_codes::ExitCode;
+use crate::evidence::RunStatus;
+use crate::tools::registry::{FailureKind, ToolFailure};
 use crate::verifier::VerifyUsageError;
 
 /// A subcommand's failure (or one before any subcommand ran).
@@ -42,6 +44,13 @@ pub(crate) enum CliError {
     /// The tools could not be set up from the configuration and manifest: exit 1.
     #[error("{0}")]
     Tools(String),
+    /// A run tool's call ended without its document: refused (exit 2, the refusal's
+    /// document on stdout) or not started (exit 1, a `not_started` document on stdout).
+    #[error("{}", .0.message)]
+    Call(ToolFailure),
+    /// A tool (or a file a flag named) refused the input: exit 2, nothing on stdout.
+    #[error("{0}")]
+    Input(String),
     /// The MCP server stopped on an error: exit 1.
     #[error("{0}")]
     Server(String),
@@ -72,9 +81,11 @@ impl CliError {
     /// The exit code this error ends the process with.
     pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
-            CliError::Flag { .. } | CliError::Verify(_) | CliError::Environment(_) => {
-                ExitCode::Usage
-            }
+            CliError::Flag { .. }
+            | CliError::Verify(_)
+            | CliError::Input(_)
+            | CliError::Environment(_) => ExitCode::Usage,
+            CliError::Call(failure) => ExitCode::of_failure(failure.kind),
             CliError::FlagFailed { .. }
             | CliError::Manifest(_)
             | CliError::Tools(_)
@@ -92,6 +103,24 @@ impl CliError {
             self,
             CliError::Environment(_) | CliError::Manifest(_) | CliError::Stdout(_)
         )
+    }
+
+    /// What the error puts on stdout besides its line on stderr: a run tool's
+    /// refusal (its document) or a run that could not start, for scripts that read
+    /// the JSON whatever the exit code.
+    pub(crate) fn document(&self) -> Option<serde_json::Value> {
+        let CliError::Call(failure) = self else {
+            return None;
+        };
+        let message = &failure.message;
+        Some(match failure.kind {
+            FailureKind::Refused => failure.document.clone().unwrap_or_else(
+                || serde_json::json!({"status": RunStatus::Refused, "message": message}),
+            ),
+            FailureKind::NotStarted | FailureKind::Failed => {
+                serde_json::json!({"status": "not_started", "message": message})
+            }
+        })
     }
 
     /// A flag whose path names nothing usable.
@@ -133,5 +162,24 @@ mod tests {
         let stdout = CliError::Stdout(std::io::Error::other("disk full"));
         assert!(!stdout.in_subcommand() && drift.in_subcommand());
         assert_eq!(stdout.exit_code(), ExitCode::Error);
+        assert_eq!(stdout.document(), None);
+    }
+
+    #[test]
+    fn a_call_that_ran_nothing_says_so_on_stdout_too() {
+        let refused = CliError::Call(ToolFailure::new(FailureKind::Refused, "no such file"));
+        assert_eq!(refused.to_string(), "no such file");
+        assert_eq!(refused.exit_code(), ExitCode::Usage);
+        let doc = refused.document().unwrap();
+        assert_eq!(doc["status"], "refused");
+        assert_eq!(doc["message"], "no such file");
+        let planted = ToolFailure {
+            document: Some(serde_json::json!({"status": "refused", "gate": "g"})),
+            ..ToolFailure::new(FailureKind::Refused, "gate g")
+        };
+        assert_eq!(CliError::Call(planted).document().unwrap()["gate"], "g");
+        let idle = CliError::Call(ToolFailure::new(FailureKind::NotStarted, "no python"));
+        assert_eq!(idle.exit_code(), ExitCode::Error);
+        assert_eq!(idle.document().unwrap()["status"], "not_started");
     }
 }

@@ -9,6 +9,12 @@
 //! - 4: the upstream run timed out (the evidence is still written)
 //! - 5: the run was cancelled (the evidence is still written)
 
+use crate::evidence::cohort::CohortStatus;
+use crate::evidence::RunStatus;
+use crate::tools::registry::{Answer, FailureKind, ToolFailure};
+use crate::tools::run_batch::BatchOutput;
+use crate::tools::run_script::RunOutput;
+
 /// How a `ctmr-skill` process ends; each variant's number is the process's exit code
 /// (listed in the README's CLI section too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,16 +35,21 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
-    /// The code a subcommand that still answers in `u8` returned (`run`, `run-batch`,
-    /// `inspect`, `render`, `labels`); a number outside the table is an error.
-    pub(crate) fn from_u8(code: u8) -> Self {
-        match code {
-            0 => ExitCode::Success,
-            2 => ExitCode::Usage,
-            3 => ExitCode::UpstreamFailed,
-            4 => ExitCode::TimedOut,
-            5 => ExitCode::Cancelled,
-            _ => ExitCode::Error,
+    /// The code of a call that ended without its document: a refusal is a usage
+    /// error (nothing ran); a call that could not start, or failed, is an error.
+    pub(crate) fn of_failure(kind: FailureKind) -> Self {
+        match kind {
+            FailureKind::Refused => ExitCode::Usage,
+            FailureKind::NotStarted | FailureKind::Failed => ExitCode::Error,
+        }
+    }
+
+    /// The code of a finished call of a run tool: the one place a run's or a cohort's
+    /// status (or a verifier's distrust) becomes an exit code.
+    pub(crate) fn of_call<O: Finished>(outcome: &Result<Answer<O>, ToolFailure>) -> Self {
+        match outcome {
+            Ok(answer) => answer.output.exit_code(),
+            Err(failure) => Self::of_failure(failure.kind),
         }
     }
 
@@ -58,30 +69,58 @@ impl From<ExitCode> for std::process::ExitCode {
     }
 }
 
-/// [`ExitCode::Success`] as a number, for the subcommands that return `u8`.
-pub(crate) const EXIT_OK: u8 = ExitCode::Success as u8;
-/// [`ExitCode::Error`] as a number.
-pub(crate) const EXIT_ERROR: u8 = ExitCode::Error as u8;
-/// [`ExitCode::Usage`] as a number.
-pub(crate) const EXIT_USAGE: u8 = ExitCode::Usage as u8;
-/// [`ExitCode::UpstreamFailed`] as a number.
-pub(crate) const EXIT_UPSTREAM_FAILED: u8 = ExitCode::UpstreamFailed as u8;
-/// [`ExitCode::TimedOut`] as a number.
-pub(crate) const EXIT_TIMED_OUT: u8 = ExitCode::TimedOut as u8;
-/// [`ExitCode::Cancelled`] as a number.
-pub(crate) const EXIT_CANCELLED: u8 = ExitCode::Cancelled as u8;
+/// A run tool's output, as an exit code: `run` and `run-batch` end with it.
+pub(crate) trait Finished {
+    /// The code this output ends the process with.
+    fn exit_code(&self) -> ExitCode;
+}
+
+impl Finished for RunOutput {
+    /// After `--verify`, the verifier's verdict; otherwise the run's status.
+    fn exit_code(&self) -> ExitCode {
+        if let Some(trust) = &self.trust_summary {
+            return ExitCode::verdict(trust.trusted);
+        }
+        match self.evidence.status {
+            RunStatus::Succeeded => ExitCode::Success,
+            RunStatus::TimedOut => ExitCode::TimedOut,
+            RunStatus::Cancelled => ExitCode::Cancelled,
+            RunStatus::Refused => ExitCode::Usage,
+            RunStatus::UpstreamFailed => ExitCode::UpstreamFailed,
+        }
+    }
+}
+
+impl Finished for BatchOutput {
+    /// A volume the verifier distrusts is an error; otherwise the cohort's status
+    /// (a partial cohort is an upstream failure).
+    fn exit_code(&self) -> ExitCode {
+        let untrusted = self
+            .trust_summaries
+            .iter()
+            .flatten()
+            .any(|t| !t.trust.trusted);
+        match self.cohort.status {
+            _ if untrusted => ExitCode::Error,
+            CohortStatus::Succeeded => ExitCode::Success,
+            CohortStatus::TimedOut => ExitCode::TimedOut,
+            CohortStatus::Cancelled => ExitCode::Cancelled,
+            CohortStatus::Partial | CohortStatus::Failed => ExitCode::UpstreamFailed,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn every_code_round_trips_through_its_number() {
+    fn every_code_has_its_documented_number() {
         use ExitCode::*;
-        for code in [Success, Error, Usage, UpstreamFailed, TimedOut, Cancelled] {
-            assert_eq!(ExitCode::from_u8(code as u8), code);
-        }
-        assert_eq!(ExitCode::from_u8(101), Error);
-        assert_eq!((EXIT_OK, EXIT_USAGE, EXIT_CANCELLED), (0, 2, 5));
+        let numbers = [Success, Error, Usage, UpstreamFailed, TimedOut, Cancelled].map(|c| c as u8);
+        assert_eq!(numbers, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(ExitCode::of_failure(FailureKind::Refused), Usage);
+        assert_eq!(ExitCode::of_failure(FailureKind::NotStarted), Error);
+        assert_eq!(ExitCode::of_failure(FailureKind::Failed), Error);
     }
 }

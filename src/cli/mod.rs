@@ -3,11 +3,15 @@
 //! where errors meet the user: subcommands return a [`CliError`] and it prints it, as
 //! `ctmr-skill <subcommand>: <message>`, and picks the exit code.
 //!
-//! One file per subcommand (its clap flags beside its function): `serve`, `doctor`,
-//! `schema`, `verify`; `run`, `run-batch`, `inspect`, `render` and `labels` have
-//! their flags in their files and their functions still in [`commands`], which also
-//! holds [`commands::dispatch`], the one match over [`Command`].
+//! One file per subcommand, its clap flags beside its function (`run`'s flags are
+//! [`RunArgs`], beside the `run_script` tool's arguments): `serve`, `run`,
+//! `run-batch`, `inspect`, `labels`, `render`, `verify`, `schema`, `doctor`. Each
+//! returns `Result<ExitCode, CliError>`; [`commands::dispatch`] is the one match over
+//! [`Command`], `call` the way into a tool (the registry, as the server uses it),
+//! `progress` the progress and interrupt handling `run` and `run-batch` share, and
+//! [`ExitCode::of_call`] the one place a finished run becomes an exit code.
 
+mod call;
 pub(crate) mod commands;
 mod doctor;
 mod error;
@@ -15,8 +19,10 @@ mod exit_codes;
 mod inspect;
 mod labels;
 mod out;
+mod progress;
 pub(crate) mod progress_bar;
 mod render;
+mod run;
 mod run_batch;
 mod schema;
 mod serve;
@@ -201,6 +207,9 @@ fn report(subcommand: &str, error: &CliError) -> ExitCode {
         eprintln!("ctmr-skill {subcommand}: {error}");
     } else {
         eprintln!("ctmr-skill: {error}");
+    }
+    if let Some(document) = error.document() {
+        out::json(&document);
     }
     error.exit_code()
 }

@@ -1,11 +1,23 @@
-//! `ctmr-skill run-batch`: its clap flags and their conversion to the `run_batch`
-//! tool's arguments. (The subcommand's function is still in `commands.rs`.)
+//! `ctmr-skill run-batch`: its clap flags, their conversion to the `run_batch` tool's
+//! arguments, and its function: the tool through the registry, with progress on
+//! stderr and the cohort on stdout.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::Args;
 use serde_json::{json, Map, Value};
 
+use super::call::in_process;
+use super::error::CliError;
+use super::exit_codes::ExitCode;
+use super::out;
+use super::progress::{batch_bar_label, run_interruptible, ProgressOutput};
+use super::progress_bar::{ProgressMode, Units};
+use crate::call::{Progress, ProgressSink};
+use crate::config::Config;
+use crate::manifest::Manifest;
+use crate::tools::run_batch::RunBatch;
 use crate::tools::run_script::argv::KnobArgs;
 
 /// `ctmr-skill run-batch`: the flags of the `run_batch` tool (no defaults of their
@@ -172,6 +184,61 @@ impl RunBatchArgs {
         self.slurm.insert_into(&mut map);
         map
     }
+}
+
+/// `ctmr-skill run-batch`: cohort JSON on stdout, the summary (and each failure or
+/// trust verdict) on stderr; the exit code is [`ExitCode::of_call`]'s.
+pub(super) fn run_batch(
+    args: &RunBatchArgs,
+    config: Config,
+    manifest: Manifest,
+    mode: ProgressMode,
+) -> Result<ExitCode, CliError> {
+    let tools = in_process(config, manifest)?;
+    let arguments = args.to_arguments();
+    let progress = ProgressOutput::new(mode, Units::Count, plain_lines(), batch_bar_label);
+    let outcome = run_interruptible("run-batch", &progress, |ctx| {
+        tools.call_typed::<RunBatch>(&arguments, ctx)
+    });
+    let code = ExitCode::of_call(&outcome);
+    let output = outcome.map_err(CliError::Call)?.output;
+    let cohort = &output.cohort;
+    eprintln!("{}", cohort.summary);
+    match &output.trust_summaries {
+        Some(trust) => {
+            for t in trust {
+                eprintln!("  {}: {}", t.id, t.trust.summary);
+            }
+            out::json(&output);
+        }
+        None => {
+            for f in &cohort.failures {
+                eprintln!("  {} ({}): {}", f.id, f.status.as_str(), f.reason);
+            }
+            out::json(cohort);
+        }
+    }
+    Ok(code)
+}
+
+/// Plain progress lines, `ctmr-skill run-batch: <news>`, one each time the count or
+/// the volume in flight changes (status lines a log keeps, not errors).
+fn plain_lines() -> ProgressSink {
+    let last = std::sync::Mutex::new(String::new());
+    Arc::new(move |p: Progress| {
+        let Some(message) = p.message else { return };
+        // Elapsed time and the estimate change every tick; the rest is the news.
+        let key: Vec<&str> = message
+            .split("; ")
+            .filter(|part| !part.ends_with(" elapsed") && !part.ends_with(" left"))
+            .collect();
+        let key = key.join("; ");
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != key {
+            eprintln!("ctmr-skill run-batch: {message}");
+            *last = key;
+        }
+    })
 }
 
 #[cfg(test)]

@@ -22,11 +22,12 @@
 //!    failure is not one volume's.
 //! 5. Each volume's evidence is written by `run_script`'s own writer
 //!    ([`crate::evidence::write_evidence`]), then `cohort.json` and
-//!    `cohort_volumes.csv` ([`cohort`]).
+//!    `cohort_volumes.csv` ([`crate::evidence::cohort`]).
 //!
-//! Layout: this file is the tool (the request, the gates, resume, the dispatch to an
-//! executor); `local` runs the attempts in this server's run slots, [`slurm`] submits
-//! an array job instead; [`plan`], [`progress`] and `stage` are their shared parts;
+//! Layout: this file is the call (the request, the dispatch to an executor);
+//! `inputs` collects, gates and resumes the inputs; `tool` makes it a registry
+//! [`Tool`] with a typed output; `local` runs the attempts in this server's run
+//! slots, [`slurm`] submits an array job instead; [`plan`], [`progress`] and `stage` are their shared parts;
 //! `finish` turns the rows into the cohort summary, its files and the answer.
 //!
 //! A volume's evidence records the batch command and the attempt's real exit code;
@@ -34,6 +35,7 @@
 //! process stopped later on another volume (`attempts` in cohort.json tells that story).
 
 mod finish;
+mod inputs;
 mod local;
 pub(crate) mod plan;
 pub(crate) mod plot;
@@ -41,39 +43,29 @@ pub(crate) mod progress;
 pub(crate) mod request;
 pub(crate) mod slurm;
 mod stage;
+mod tool;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::future::BoxFuture;
-use futures::FutureExt;
 use serde_json::{json, Value};
 
+pub use self::tool::{BatchOutput, VolumeTrust};
+
 use self::finish::{finish, summarise, verify_volumes};
+use self::inputs::{collect_inputs, refused, resume};
 use self::local::RunContext;
 use self::plan::Volume;
-use self::request::{BatchInputs, BatchRunRequest};
-use crate::call::{Brief, CallContext, Progress};
+use self::request::BatchRunRequest;
+use crate::call::{CallContext, Progress};
 use crate::config::Config;
-use crate::evidence::cohort::{self, Attempt, Cohort, CohortStatus, VolumeRow, VolumeStatus};
-use crate::evidence::{Evidence, RunIds, RunStatus};
-use crate::manifest::args::ArgError;
+use crate::evidence::cohort::{Attempt, Cohort, VolumeRow, VolumeStatus};
+use crate::evidence::RunIds;
 use crate::manifest::Manifest;
 use crate::runner::slots::RunSlots;
-use crate::tools::registry::{admit_blocking, Background, Outcome, Summary, Tool, ToolFailure};
-use crate::tools::run_script::gates::{self, Gated, Refusal};
-use crate::tools::run_script::request::RunRequest;
-use crate::tools::write_gate::Written;
+use crate::tools::registry::Tool;
+use crate::tools::run_script::gates::Gated;
 use crate::upstream;
-
-/// Gates about the input file itself: failing one leaves that input out.
-const INPUT_GATES: [&str; 4] = [
-    "input_exists",
-    "input_is_nifti",
-    "input_is_3d",
-    "dicom_series_convertible",
-];
 
 /// The tool, sharing the run slots of `run_script` (one upstream process at a time
 /// per slot, whichever tool starts it).
@@ -95,37 +87,6 @@ pub enum BatchCall {
     /// `verify: true`: the batch ran, and the paired verifier judged every succeeded
     /// (or reused) volume's pack, each of which now holds `trust_summary.json`.
     Verified(Box<Cohort>, Vec<VolumeTrust>),
-}
-
-/// `run_batch`'s answer: the cohort summary, and after `verify: true` each verified
-/// volume's trust summary beside it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct BatchOutput {
-    #[serde(flatten)]
-    pub cohort: Cohort,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trust_summaries: Option<Vec<VolumeTrust>>,
-}
-
-/// The published schema is the cohort schema (`trust_summaries` is an addition it
-/// does not declare, as before typed outputs).
-impl schemars::JsonSchema for BatchOutput {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        Cohort::schema_name()
-    }
-
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        Cohort::json_schema(generator)
-    }
-}
-
-/// One volume's trust summary after `verify: true`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct VolumeTrust {
-    pub id: String,
-    pub pack_dir: String,
-    #[serde(flatten)]
-    pub trust: crate::verifier::trust::TrustSummary,
 }
 
 /// One volume through the batch.
@@ -264,79 +225,6 @@ impl RunBatch {
             other => other,
         }
     }
-
-    /// Every input through `run_script`'s gates. A refusal that is not about the input
-    /// itself refuses the batch; a bad input becomes a refused row.
-    fn gate_inputs(
-        &self,
-        inputs: &[PathBuf],
-        request: &BatchRunRequest,
-    ) -> Result<(Vec<Entry>, Vec<VolumeRow>), BatchCall> {
-        let root = &request.output_root;
-        let problem = gates::output_dir_problem(root, &[".runs", ".batch"]).or_else(|| {
-            crate::tools::write_gate::check(&self.config, root, Written::Directory)
-                .err()
-                .map(|refusal| format!("output_dir_allowed: {refusal}"))
-        });
-        if let Some(problem) = problem {
-            return Err(refused(
-                format!(
-                    "run_batch refused before running anything: argument 'output_root': {problem}"
-                ),
-                json!(null),
-            ));
-        }
-        let mut entries: Vec<Entry> = Vec::new();
-        let mut rows: Vec<VolumeRow> = Vec::new();
-        for volume in plan::assign_ids(inputs) {
-            let single_request = per_volume_request(request, &volume);
-            match gates::evaluate(single_request, &self.config, &self.manifest) {
-                Ok(gated) => entries.push(Entry {
-                    volume,
-                    gated,
-                    input_sha: None,
-                    row: None,
-                    stale: None,
-                }),
-                Err(refusal) => {
-                    if let Some(general) = not_about_the_input(&refusal) {
-                        return Err(refused(
-                            format!(
-                                "run_batch refused before running anything (checked on {}):\n{general}",
-                                volume.input.display()
-                            ),
-                            json!(refusal.gates),
-                        ));
-                    }
-                    rows.push(refused_row(&volume, &refusal));
-                }
-            }
-        }
-        if entries.is_empty() {
-            let reasons: Vec<String> = rows
-                .iter()
-                .map(|r| format!("- {}: {}", r.input, r.reason.clone().unwrap_or_default()))
-                .collect();
-            return Err(refused(
-                format!(
-                    "run_batch refused: every input failed its gates; nothing ran:\n{}",
-                    reasons.join("\n")
-                ),
-                json!(rows),
-            ));
-        }
-        Ok((entries, rows))
-    }
-}
-
-/// Resume: keep complete earlier packs for the same input bytes, modality and prompts.
-fn resume(entries: &mut [Entry], request: &BatchRunRequest, prompts: Option<&[u32]>) {
-    for entry in entries.iter_mut() {
-        entry.input_sha = upstream::sha256_file(&entry.gated.request.input).ok();
-        if let Some(row) = reuse(entry, request.settings.modality.as_str(), prompts) {
-            entry.row = Some(row);
-        }
-    }
 }
 
 fn report(ctx: &CallContext, done: f64, total: usize, message: String) {
@@ -346,189 +234,4 @@ fn report(ctx: &CallContext, done: f64, total: usize, message: String) {
         message: Some(message),
         item: None,
     });
-}
-
-fn refused(message: String, gates: Value) -> BatchCall {
-    BatchCall::Refused {
-        document: json!({
-            "status": RunStatus::Refused,
-            "message": message,
-            "gates": gates,
-            "intended_use_disclaimer": crate::evidence::DISCLAIMER,
-        }),
-        message,
-    }
-}
-
-fn collect_inputs(request: &BatchRunRequest) -> Result<Vec<PathBuf>, String> {
-    match &request.inputs {
-        BatchInputs::List(list) => Ok(list.clone()),
-        BatchInputs::Dir { dir, suffix } => {
-            if !dir.is_dir() {
-                return Err(format!(
-                    "run_batch refused: argument 'input_dir': {} is not a directory. Fix: pass an existing directory of NIfTI volumes, or pass `inputs`",
-                    dir.display()
-                ));
-            }
-            let found = plan::discover(dir, suffix, &request.output_root).map_err(|e| {
-                format!(
-                    "run_batch refused: argument 'input_dir': cannot list {}: {e}",
-                    dir.display()
-                )
-            })?;
-            if found.is_empty() {
-                return Err(format!(
-                    "run_batch refused: argument 'input_dir': no file ending in '{suffix}' under {}. Fix: check the directory, or pass suffix (e.g. \".nii\")",
-                    dir.display()
-                ));
-            }
-            Ok(found)
-        }
-    }
-}
-
-fn per_volume_request(request: &BatchRunRequest, volume: &Volume) -> RunRequest {
-    RunRequest {
-        input: volume.input.clone(),
-        series_uid: None,
-        output_dir: request.output_root.join(&volume.id),
-        ground_truth: None,
-        settings: request.settings.clone(),
-        batch_config: true,
-        preview: false,
-    }
-}
-
-/// The failures of a refusal that are not about the input file, as one message.
-fn not_about_the_input(refusal: &Refusal) -> Option<String> {
-    let general: Vec<String> = refusal
-        .gates
-        .iter()
-        .filter(|g| g.failed() && !INPUT_GATES.contains(&g.name.as_str()))
-        .map(|g| format!("- {}: {}", g.name, g.message))
-        .collect();
-    (!general.is_empty()).then(|| general.join("\n"))
-}
-
-fn refused_row(volume: &Volume, refusal: &Refusal) -> VolumeRow {
-    let reasons: Vec<String> = refusal
-        .gates
-        .iter()
-        .filter(|g| g.failed())
-        .map(|g| format!("{}: {}", g.name, g.message))
-        .collect();
-    VolumeRow {
-        id: volume.id.clone(),
-        input: volume.input.display().to_string(),
-        input_sha256: None,
-        pack_dir: None,
-        status: VolumeStatus::Refused,
-        reason: Some(reasons.join("; ")),
-        attempt: None,
-        mask: None,
-        class_volumes_ml: Default::default(),
-    }
-}
-
-/// The earlier pack of `entry`, when it can stand.
-fn reuse(entry: &Entry, modality: &str, prompts: Option<&[u32]>) -> Option<VolumeRow> {
-    let pack = &entry.gated.request.output_dir;
-    let text =
-        crate::files::read_to_string_capped(&pack.join("output.json"), crate::files::JSON_CAP)
-            .ok()?;
-    let previous: Evidence = serde_json::from_str(&text).ok()?;
-    if let Some(mask) = previous.output.path.as_deref() {
-        if plan::mask_in_pack(pack, mask).is_none() {
-            tracing::warn!(
-                "{}: earlier pack not reused: its output.json names a mask outside the pack ({mask})",
-                entry.volume.id
-            );
-            return None;
-        }
-    }
-    let sha = entry.input_sha.as_deref()?;
-    match plan::reusable(&previous, sha, modality, prompts, |p| {
-        upstream::sha256_file(p).ok()
-    }) {
-        Ok(()) => Some(cohort::row_from_evidence(
-            &entry.volume.id,
-            &previous,
-            VolumeStatus::Reused,
-            None,
-            None,
-        )),
-        Err(why) => {
-            tracing::info!("{}: earlier pack not reused: {why}", entry.volume.id);
-            None
-        }
-    }
-}
-
-impl Tool for RunBatch {
-    const NAME: &'static str = "run_batch";
-    const BACKGROUND_TITLE: Option<&'static str> = Some("The cohort summary");
-    type Args = request::BatchArgs;
-    type Request = BatchRunRequest;
-    type Output = BatchOutput;
-
-    fn summary(output: &BatchOutput) -> Summary {
-        Summary {
-            head: finish::head(output),
-            brief: Brief {
-                status: Some(output.cohort.status.as_str().to_string()),
-                lines: vec![format!("counts: {}", json!(output.cohort.counts))],
-                pack: Some(output.cohort.output_root.clone()),
-            },
-        }
-    }
-
-    fn is_error(output: &BatchOutput) -> bool {
-        !matches!(
-            output.cohort.status,
-            CohortStatus::Succeeded | CohortStatus::Partial
-        )
-    }
-
-    fn request(&self, args: Self::Args) -> Result<Self::Request, ArgError> {
-        request::request(args, &self.config)
-    }
-
-    fn execute(
-        self: Arc<Self>,
-        request: Self::Request,
-        ctx: CallContext,
-    ) -> BoxFuture<'static, Outcome<Self>> {
-        async move { self.run(request, ctx).await.into_outcome() }.boxed()
-    }
-
-    fn refusal(&self, error: ArgError) -> ToolFailure {
-        BatchCall::Refused {
-            message: format!("{} refused before running anything: {error}", Self::NAME),
-            document: crate::tools::run_script::refusal_document(&error),
-        }
-        .into_failure()
-    }
-
-    fn waits(args: &Self::Args) -> bool {
-        args.settings.wait
-    }
-
-    fn background(&self, request: &Self::Request) -> Option<Background> {
-        Some(Background {
-            pack_dir: request.output_root.clone(),
-            result_file: "cohort.json",
-        })
-    }
-
-    fn admit(
-        self: Arc<Self>,
-        request: Self::Request,
-    ) -> BoxFuture<'static, Result<Self::Request, ToolFailure>> {
-        admit_blocking(request, move |checked| {
-            collect_inputs(&checked)
-                .map_err(|m| refused(m, json!(null)))
-                .and_then(|inputs| self.gate_inputs(&inputs, &checked).map(|_| ()))
-                .map_err(BatchCall::into_failure)
-        })
-    }
 }
