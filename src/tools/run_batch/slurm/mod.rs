@@ -14,9 +14,10 @@
 //! on the array. When every task has finished it reads `scontrol` (exit codes) and
 //! the packs, and hands rows and per-task attempts back to `run_batch`, which writes
 //! `cohort.json` as for a local run. Re-running the same cohort resumes: volumes with
-//! complete packs are reused and only the rest are submitted.//!
-//! The map: [`submit`] cuts the shards, writes the script and calls `sbatch`; this
-//! file follows the array (polling, progress, cancel); [`conclude`] reads the packs
+//! complete packs are reused and only the rest are submitted.
+//!
+//! The map: [`submit`](mod@submit) cuts the shards, writes the script and calls `sbatch`; this
+//! file follows the array (polling, progress, cancel); [`conclude`](mod@conclude) reads the packs
 //! and the task records into rows and attempts; [`options`] are the call's settings.
 
 mod conclude;
