@@ -23,16 +23,24 @@
 //! [`Tuning::shutdown_grace`] after end of input, whichever comes first, so a tool
 //! that ignores cancellation cannot keep the process alive. A client that pipes
 //! requests in must therefore read their responses before closing stdin.
+//!
+//! ## The map
+//! [`serve_until`] (here) wires the input reader, the transport and the handler
+//! together; [`options`] holds who the server says it is, its limits
+//! ([`Tuning`]) and why serving stopped ([`ServerError`]); [`stdio`] takes the
+//! process's standard streams for the protocol, stops on signals and sets up logging.
+//! `detail` and `resources` shape tool results and the runs' files for the wire.
 
 pub(crate) mod detail;
 mod handler;
+mod options;
 mod progress;
 pub(crate) mod resources;
+mod stdio;
 mod tasks;
 mod transport;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rmcp::service::{serve_server_with_ct, QuitReason, ServerInitializeError};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -41,109 +49,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::tools::ToolBox;
 use handler::{Handler, SUPPORTED_VERSIONS};
+pub use options::{ServerError, ServerOptions, Tuning};
+pub(crate) use stdio::log_filter;
+pub use stdio::{init_stderr_logging, serve_stdio};
 use transport::{pump_input, InFlight, LifecycleGate, LineTransport, LineWriter};
-
-/// Who the server says it is.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerOptions {
-    /// `serverInfo.name`.
-    pub name: String,
-    /// `serverInfo.version`.
-    pub version: String,
-    /// `instructions` for the model; the "not for clinical use" statement is
-    /// appended unless the text already says it.
-    pub instructions: String,
-}
-
-/// Limits and intervals; [`Tuning::default`] is what [`serve`] and
-/// [`serve_stdio`] use. Tests shorten them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tuning {
-    /// Re-send the last progress this often while a call with a `progressToken`
-    /// reports nothing (clients that reset their timeout on progress keep waiting).
-    pub keepalive: Duration,
-    /// Longest accepted input line (one JSON-RPC message); longer lines are
-    /// skipped without being buffered and answered with `-32600`.
-    pub max_line_bytes: usize,
-    /// After end of input, the longest [`serve`] waits for calls to wind down.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for Tuning {
-    fn default() -> Self {
-        Tuning {
-            keepalive: Duration::from_secs(5),
-            max_line_bytes: 16 * 1024 * 1024,
-            shutdown_grace: Duration::from_secs(1),
-        }
-    }
-}
-
-/// Why serving stopped other than by a normal end of input.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// The session could not be opened (e.g. the client's first message was unusable).
-    #[error("MCP session setup failed: {0}")]
-    Handshake(String),
-    /// The SDK's service task died.
-    #[error("MCP service task failed: {0}")]
-    Service(String),
-    /// stdin/stdout could not be reserved for the protocol.
-    #[error(
-        "cannot reserve stdin/stdout for the MCP protocol: {0}; run the server with both open"
-    )]
-    Stdio(#[source] std::io::Error),
-}
-
-/// Serve MCP over the process's stdin/stdout until stdin EOF; then cancel
-/// in-flight calls and return within about [`Tuning::shutdown_grace`].
-///
-/// On Unix the protocol gets private copies of stdin and stdout; descriptor 0
-/// then reads `/dev/null` and descriptor 1 writes to stderr, so a stray
-/// `println!` or a child process that inherits the standard streams can neither
-/// corrupt the protocol output nor consume protocol input.
-pub async fn serve_stdio(
-    toolbox: Arc<dyn ToolBox>,
-    opts: ServerOptions,
-) -> Result<(), ServerError> {
-    let (input, output) = protocol_streams().map_err(ServerError::Stdio)?;
-    let stop = CancellationToken::new();
-    let watcher = tokio::spawn(stop_on_signals(stop.clone()));
-    let served = serve_until(toolbox, opts, Tuning::default(), input, output, stop).await;
-    watcher.abort();
-    served
-}
-
-/// Cancel `stop` on the first SIGTERM, SIGINT or SIGHUP.
-#[cfg(unix)]
-async fn stop_on_signals(stop: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let kinds = [
-        SignalKind::terminate(),
-        SignalKind::interrupt(),
-        SignalKind::hangup(),
-    ];
-    let mut streams = Vec::new();
-    for kind in kinds {
-        match signal(kind) {
-            Ok(stream) => streams.push(stream),
-            Err(e) => tracing::warn!("cannot watch signal {kind:?}: {e}"),
-        }
-    }
-    if streams.is_empty() {
-        return;
-    }
-    futures::future::select_all(streams.iter_mut().map(|s| Box::pin(s.recv()))).await;
-    tracing::warn!("signal received: ending the session as at end of input");
-    stop.cancel();
-}
-
-#[cfg(not(unix))]
-async fn stop_on_signals(stop: CancellationToken) {
-    if tokio::signal::ctrl_c().await.is_ok() {
-        stop.cancel();
-    }
-}
 
 /// [`serve_stdio`] over any byte streams (tests use `tokio::io::duplex` or pipes).
 pub async fn serve<R, W>(
@@ -259,68 +168,4 @@ where
     reader_task.abort();
     stopper.abort();
     outcome
-}
-
-/// Take the standard streams for the protocol: private copies of stdin and
-/// stdout (close-on-exec, so child processes never inherit them), with
-/// descriptor 0 pointed at `/dev/null` and descriptor 1 at stderr. A stray
-/// `println!` or a child process that inherits the standard streams can then
-/// neither corrupt the protocol output nor steal protocol input.
-#[cfg(unix)]
-fn protocol_streams() -> std::io::Result<(tokio::fs::File, tokio::fs::File)> {
-    use std::io::Write;
-    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-
-    fn private_copy(fd: RawFd) -> std::io::Result<std::fs::File> {
-        // SAFETY: duplicating a standard descriptor; the new descriptor is owned
-        // by the returned File and by nothing else.
-        let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-        if copy < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(unsafe { std::fs::File::from_raw_fd(copy) })
-    }
-    fn point(fd: RawFd, at: RawFd) -> std::io::Result<()> {
-        // SAFETY: `at` is a valid open descriptor; dup2 atomically replaces `fd`.
-        if unsafe { libc::dup2(at, fd) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    std::io::stdout().flush()?;
-    let input = private_copy(libc::STDIN_FILENO)?;
-    let output = private_copy(libc::STDOUT_FILENO)?;
-    let null = std::fs::File::open("/dev/null")?;
-    point(libc::STDIN_FILENO, null.as_raw_fd())?;
-    point(libc::STDOUT_FILENO, libc::STDERR_FILENO)?;
-    Ok((
-        tokio::fs::File::from_std(input),
-        tokio::fs::File::from_std(output),
-    ))
-}
-
-#[cfg(not(unix))]
-fn protocol_streams() -> std::io::Result<(tokio::io::Stdin, tokio::io::Stdout)> {
-    Ok((tokio::io::stdin(), tokio::io::stdout()))
-}
-
-/// The `tracing` filter: `RUST_LOG`, else `warn,rmcp=error`, which keeps our warnings
-/// and drops the SDK's one warning per error response (those are the client's
-/// mistakes, already answered on the wire; internal tool failures are logged by us as
-/// errors).
-pub(crate) fn log_filter() -> tracing_subscriber::EnvFilter {
-    use tracing_subscriber::EnvFilter;
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rmcp=error"))
-}
-
-/// Log to stderr through `tracing`, filtered by [`log_filter`].
-/// Safe to call more than once; later calls do nothing.
-pub fn init_stderr_logging() {
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(log_filter())
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }
