@@ -7,7 +7,8 @@
 //! What is read: the string literals (`"..."`, including raw strings) of every `.rs`
 //! file under `src/`. Excluded: comment lines (`//`, `///`, `//!`: docs may name
 //! tools), everything from a file's first `#[cfg(test)]` on (the test modules, which
-//! this crate keeps at the end of a file), and the literals of [`KNOWN`].
+//! this crate keeps at the end of a file), files named `tests.rs` (a test module moved
+//! into its own file, declared `#[cfg(test)] mod tests;`), and the literals of [`KNOWN`].
 
 use std::path::{Path, PathBuf};
 
@@ -33,7 +34,9 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
         let path = entry.unwrap().path();
         if path.is_dir() {
             rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
+        } else if path.extension().is_some_and(|e| e == "rs")
+            && path.file_name().is_some_and(|n| n != "tests.rs")
+        {
             out.push(path);
         }
     }
