@@ -225,20 +225,9 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::ToolDecl;
     use crate::tools::run_batch::request::parse_for_tests as from_tool_arguments;
+    use crate::tools::run_batch::request::test_world as world;
     use std::time::Duration;
-
-    fn world() -> (tempfile::TempDir, Config, ToolDecl) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::new(dir.path().to_path_buf(), vec![], None, None, 1);
-        let tool = crate::manifest::embedded()
-            .unwrap()
-            .tool("run_batch")
-            .unwrap()
-            .clone();
-        (dir, config, tool)
-    }
 
     #[test]
     fn the_command_line_takes_its_defaults_from_the_manifest() {

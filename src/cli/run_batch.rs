@@ -244,23 +244,11 @@ fn plain_lines() -> ProgressSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::labels::Modality;
-    use crate::manifest::ToolDecl;
     use crate::tools::run_batch::request::parse_for_tests as from_tool_arguments;
+    use crate::tools::run_batch::request::test_world as world;
     use crate::upstream::DeviceRequest;
     use std::time::Duration;
-
-    fn world() -> (tempfile::TempDir, Config, ToolDecl) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::new(dir.path().to_path_buf(), vec![], None, None, 1);
-        let tool = crate::manifest::embedded()
-            .unwrap()
-            .tool("run_batch")
-            .unwrap()
-            .clone();
-        (dir, config, tool)
-    }
 
     #[test]
     fn cli_flags_map_to_the_same_request() {

@@ -78,6 +78,20 @@ pub(crate) fn request(args: BatchArgs, config: &Config) -> Result<BatchRunReques
     })
 }
 
+/// A scratch working directory, a config over it and `run_batch`'s declaration: what
+/// the tests of the request and of its CLI flags start from.
+#[cfg(test)]
+pub(crate) fn test_world() -> (tempfile::TempDir, Config, crate::manifest::ToolDecl) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::new(dir.path().to_path_buf(), vec![], None, None, 1);
+    let tool = crate::manifest::embedded()
+        .unwrap()
+        .tool(<super::RunBatch as crate::tools::Tool>::NAME)
+        .unwrap()
+        .clone();
+    (dir, config, tool)
+}
+
 /// The registry's parse path (the one every call takes) of `run_batch`, for tests.
 #[cfg(test)]
 pub(crate) fn parse_for_tests(
@@ -95,21 +109,10 @@ pub(crate) fn parse_for_tests(
 #[cfg(test)]
 mod tests {
     use super::parse_for_tests as from_tool_arguments;
+    use super::test_world as world;
     use super::*;
     use crate::labels::Modality;
-    use crate::manifest::ToolDecl;
     use serde_json::json;
-
-    fn world() -> (tempfile::TempDir, Config, ToolDecl) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::new(dir.path().to_path_buf(), vec![], None, None, 1);
-        let tool = crate::manifest::embedded()
-            .unwrap()
-            .tool("run_batch")
-            .unwrap()
-            .clone();
-        (dir, config, tool)
-    }
 
     #[test]
     fn list_or_directory_not_both() {
